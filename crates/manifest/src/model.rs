@@ -1,0 +1,223 @@
+//! The validated desired state: what `launchway.yaml` means once every default is filled
+//! in and every per-environment override applied.
+//!
+//! These types are stored verbatim in releases (as JSON) and hashed into revisions, so a
+//! field added later must be `Option` with `skip_serializing_if`, or every app would
+//! look changed after an upgrade.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A whole config repo at one commit, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub environments: BTreeMap<String, Environment>,
+    pub apps: BTreeMap<String, App>,
+}
+
+impl Manifest {
+    /// Every (app, environment) pair the manifest deploys, with its resolved spec.
+    pub fn deployments(&self) -> impl Iterator<Item = Deployment<'_>> {
+        self.apps.values().flat_map(|app| {
+            app.specs.iter().map(move |(environment, spec)| Deployment {
+                app: &app.name,
+                environment,
+                spec,
+            })
+        })
+    }
+}
+
+/// One app in one environment, as the manifest wants it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    pub app: &'a str,
+    pub environment: &'a str,
+    pub spec: &'a AppSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub name: String,
+    pub target: TargetSpec,
+}
+
+/// Where an environment's apps run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetSpec {
+    /// A Docker engine: the local one unless `host` names another
+    /// (`unix:///path/docker.sock`, `tcp://host:2375`).
+    Docker {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+}
+
+/// A deployable unit: a long-running service or a scheduled task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub name: String,
+    /// The file that declares it, relative to the repo root.
+    pub file: String,
+    /// The resolved spec for each environment the app is deployed to.
+    pub specs: BTreeMap<String, AppSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AppSpec {
+    Service(ServiceSpec),
+    Task(TaskSpec),
+}
+
+impl AppSpec {
+    /// A short content hash: two specs with the same revision deploy the same thing.
+    pub fn revision(&self) -> Revision {
+        // serde_json writes struct fields in declaration order and BTreeMaps sorted,
+        // so the encoding, and therefore the hash, is canonical.
+        let encoded = serde_json::to_vec(self).expect("specs always serialize");
+        let digest = Sha256::digest(&encoded);
+        Revision(hex::encode(&digest[..6]))
+    }
+
+    pub fn containers(&self) -> &[ContainerSpec] {
+        match self {
+            AppSpec::Service(service) => &service.containers,
+            AppSpec::Task(task) => &task.containers,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppSpec::Service(_) => "service",
+            AppSpec::Task(_) => "task",
+        }
+    }
+}
+
+/// Content hash of an [`AppSpec`], 12 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Revision(pub String);
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub containers: Vec<ContainerSpec>,
+    pub replicas: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    pub strategy: Strategy,
+    #[serde(with = "millis")]
+    pub stop_grace_period: Duration,
+}
+
+impl ServiceSpec {
+    /// The container that carries the service's port and health check: the first one
+    /// declared. Other containers are sidecars sharing its network namespace.
+    pub fn primary(&self) -> &ContainerSpec {
+        &self.containers[0]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// An HTTP health check, with the meaning Docker's HEALTHCHECK gives the same words:
+/// failures during `start_period` do not count, and a replica is unhealthy after
+/// `unhealthy_threshold` consecutive failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub path: String,
+    pub port: u16,
+    #[serde(with = "millis")]
+    pub interval: Duration,
+    /// Probe interval while a replica has not yet passed: short, so a deploy does not
+    /// wait a whole `interval` for a replica that is already up.
+    #[serde(with = "millis")]
+    pub start_interval: Duration,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    #[serde(with = "millis")]
+    pub start_period: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Strategy {
+    /// Replace replicas a few at a time. Counts are resolved from percentages
+    /// against `replicas` (surge rounds up, unavailable rounds down, as Kubernetes does).
+    Rolling {
+        max_surge: u32,
+        max_unavailable: u32,
+        #[serde(with = "millis")]
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub schedule: Schedule,
+    pub containers: Vec<ContainerSpec>,
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+/// A schedule as written: a five-field cron line, an `@daily` nickname, an AWS
+/// `cron(…)` expression with its year field, or `rate(5 minutes)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Schedule(pub String);
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(duration.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+mod millis_option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => serializer.serialize_some(&(duration.as_millis() as u64)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(deserializer).map(|millis| millis.map(Duration::from_millis))
+    }
+}

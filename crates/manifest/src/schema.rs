@@ -1,0 +1,664 @@
+//! The manifest schema: reads one file's tree into drafts, reporting every problem.
+//!
+//! A draft is what one file says before cross-file checks (duplicate app names,
+//! references to environments declared in `launchway.yaml`) and before defaults that
+//! depend on the environment (replicas, and so rolling percentages) are resolved.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::{ContainerSpec, Schedule, TargetSpec};
+use crate::node::{Node, Pos, Value};
+use crate::reader::{Key, Reader};
+use crate::{image, schedule};
+
+pub(crate) const MAX_REPLICAS: i64 = 1000;
+
+/// What one file declares.
+#[derive(Default)]
+pub(crate) struct FileDraft {
+    /// Every environment name written, valid or not: references to an environment
+    /// that has its own error must not cause a second one.
+    pub environment_names: Vec<String>,
+    pub environments: Vec<(Key, TargetSpec)>,
+    pub services: Vec<(Key, ServiceDraft)>,
+    pub tasks: Vec<(Key, TaskDraft)>,
+}
+
+pub(crate) struct ServiceDraft {
+    pub containers: Vec<ContainerSpec>,
+    pub replicas: u32,
+    pub health: Option<HealthDraft>,
+    pub strategy: RollingDraft,
+    pub stop_grace_period: Duration,
+    pub environments: Option<Vec<(Key, OverrideDraft)>>,
+}
+
+pub(crate) struct TaskDraft {
+    pub containers: Vec<ContainerSpec>,
+    pub schedule: Schedule,
+    pub timeout: Option<Duration>,
+    pub environments: Option<Vec<(Key, OverrideDraft)>>,
+}
+
+pub(crate) struct HealthDraft {
+    pub pos: Pos,
+    pub path: String,
+    pub port: Option<u16>,
+    pub interval: Duration,
+    pub start_interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct RollingDraft {
+    pub pos: Pos,
+    pub max_surge: Amount,
+    pub max_unavailable: Amount,
+    pub timeout: Duration,
+}
+
+/// A replica count, or a percentage of the desired replicas.
+#[derive(Clone, Copy)]
+pub(crate) enum Amount {
+    Count(u32),
+    Percent(u32),
+}
+
+/// What an app changes in one environment.
+#[derive(Default)]
+pub(crate) struct OverrideDraft {
+    pub replicas: Option<u32>,
+    /// Image per container name; `image:` is stored under the only container's name.
+    pub images: Vec<(Pos, String, String)>,
+    pub env: BTreeMap<String, String>,
+    pub schedule: Option<Schedule>,
+}
+
+const ROOT_FIELDS: &[&str] = &["version", "environments", "services", "tasks"];
+const APPS_FILE_FIELDS: &[&str] = &["services", "tasks"];
+const ENVIRONMENT_FIELDS: &[&str] = &["target"];
+const TARGET_KINDS: &[&str] = &["docker"];
+const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
+const CONTAINER_FIELDS: &[&str] = &["image", "command", "entrypoint", "env", "port"];
+const SERVICE_FIELDS: &[&str] = &[
+    "image",
+    "command",
+    "entrypoint",
+    "env",
+    "port",
+    "containers",
+    "replicas",
+    "health",
+    "strategy",
+    "stop_grace_period",
+    "environments",
+];
+const TASK_FIELDS: &[&str] = &[
+    "image",
+    "command",
+    "entrypoint",
+    "env",
+    "containers",
+    "schedule",
+    "timeout",
+    "environments",
+];
+const HEALTH_FIELDS: &[&str] = &[
+    "path",
+    "port",
+    "interval",
+    "start_interval",
+    "timeout",
+    "start_period",
+    "healthy_threshold",
+    "unhealthy_threshold",
+];
+const STRATEGY_KINDS: &[&str] = &["rolling"];
+const ROLLING_FIELDS: &[&str] = &["max_surge", "max_unavailable", "timeout"];
+const SERVICE_OVERRIDE_FIELDS: &[&str] = &["replicas", "image", "images", "env"];
+const TASK_OVERRIDE_FIELDS: &[&str] = &["image", "images", "env", "schedule"];
+
+/// Reads `launchway.yaml` (`is_root`) or a file under `apps/`.
+pub(crate) fn read_file(reader: &mut Reader<'_>, root: &Node, is_root: bool) -> FileDraft {
+    let mut draft = FileDraft::default();
+    let known = if is_root { ROOT_FIELDS } else { APPS_FILE_FIELDS };
+    if !is_root && let Value::Map(pairs) = &root.value {
+        for (key, _) in pairs {
+            if matches!(&key.value, Value::Str(name) if name == "environments") {
+                reader.error(key.pos, "", "environments may only be declared in launchway.yaml");
+            }
+        }
+    }
+    let Some(fields) = reader.fields(root, "", known) else {
+        return draft;
+    };
+    if let Some(version) = fields.get("version") {
+        reader.integer(version, "version", 1, 1);
+    }
+    if let Some(environments) = fields.get("environments") {
+        for entry in reader.named_entries(environments, "environments") {
+            let path = format!("environments.{}", entry.key.name);
+            draft.environment_names.push(entry.key.name.clone());
+            if check_name(reader, &entry.key, "environments")
+                && let Some(target) = read_environment(reader, entry.value, &path, entry.key.pos)
+            {
+                draft.environments.push((entry.key, target));
+            }
+        }
+    }
+    if let Some(services) = fields.get("services") {
+        for entry in reader.named_entries(services, "services") {
+            let path = format!("services.{}", entry.key.name);
+            let name_ok = check_name(reader, &entry.key, "services");
+            if let Some(service) = read_service(reader, entry.value, &path, &entry.key)
+                && name_ok
+            {
+                draft.services.push((entry.key, service));
+            }
+        }
+    }
+    if let Some(tasks) = fields.get("tasks") {
+        for entry in reader.named_entries(tasks, "tasks") {
+            let path = format!("tasks.{}", entry.key.name);
+            let name_ok = check_name(reader, &entry.key, "tasks");
+            if let Some(task) = read_task(reader, entry.value, &path, &entry.key)
+                && name_ok
+            {
+                draft.tasks.push((entry.key, task));
+            }
+        }
+    }
+    draft
+}
+
+/// App, environment and container names become parts of container names, DNS aliases
+/// and (on ECS) resource names, so they are held to DNS-label rules.
+fn check_name(reader: &mut Reader<'_>, key: &Key, path: &str) -> bool {
+    let name = &key.name;
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !valid {
+        reader.error(
+            key.pos,
+            path,
+            format!(
+                "invalid name {name:?}: use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"
+            ),
+        );
+    }
+    valid
+}
+
+fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) -> Option<TargetSpec> {
+    let fields = reader.fields(node, path, ENVIRONMENT_FIELDS)?.owned_by(key);
+    let Some(target) = fields.get("target") else {
+        reader.error(fields.pos(), path, "missing field \"target\" (for example `target: docker`)");
+        return None;
+    };
+    let path = format!("{path}.target");
+    // `target: docker` is short for `target: {docker: {}}`.
+    if let Value::Str(kind) = &target.value {
+        return match kind.as_str() {
+            "docker" => Some(TargetSpec::Docker { host: None }),
+            other => {
+                unknown_kind(reader, target.pos, &path, "target kind", other, TARGET_KINDS);
+                None
+            }
+        };
+    }
+    let kinds = reader.fields(target, &path, TARGET_KINDS)?;
+    if !kinds.has("docker") {
+        // An unknown kind was reported already; an empty mapping was not.
+        if is_empty(target) {
+            reader.error(target.pos, &path, format!("expected a target kind: {}", TARGET_KINDS.join(", ")));
+        }
+        return None;
+    }
+    let docker = kinds.get("docker")?;
+    let docker_path = format!("{path}.docker");
+    let settings = reader.fields(docker, &docker_path, DOCKER_TARGET_FIELDS)?;
+    let host = match settings.get("host") {
+        Some(node) => {
+            let host = reader.string(node, &format!("{docker_path}.host"))?;
+            if !["unix://", "tcp://", "http://", "https://"].iter().any(|scheme| host.starts_with(scheme)) {
+                reader.error(
+                    node.pos,
+                    &format!("{docker_path}.host"),
+                    format!("{host:?} is not a Docker host; expected unix:///path/to/docker.sock or tcp://host:port"),
+                );
+                return None;
+            }
+            Some(host)
+        }
+        None => None,
+    };
+    Some(TargetSpec::Docker { host })
+}
+
+fn is_empty(node: &Node) -> bool {
+    match &node.value {
+        Value::Map(pairs) => pairs.is_empty(),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+fn unknown_kind(reader: &mut Reader<'_>, pos: Pos, path: &str, what: &str, found: &str, known: &[&'static str]) {
+    let mut message = format!("unknown {what} {found:?}");
+    match crate::reader::closest(found, known) {
+        Some(suggestion) => message.push_str(&format!(", did you mean {suggestion:?}?")),
+        None => message.push_str(&format!(", expected {}", crate::reader::quoted_list(known))),
+    }
+    reader.error(pos, path, message);
+}
+
+fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Option<ServiceDraft> {
+    let fields = reader.fields(node, path, SERVICE_FIELDS)?.owned_by(key.pos);
+    let containers = read_containers(reader, &fields, path, &key.name, true);
+    let replicas = match fields.get("replicas") {
+        Some(node) => reader.integer(node, &format!("{path}.replicas"), 0, MAX_REPLICAS).map(|n| n as u32),
+        None => Some(1),
+    };
+    let stop_grace_period = match fields.get("stop_grace_period") {
+        Some(node) => reader.duration(node, &format!("{path}.stop_grace_period")),
+        None => Some(Duration::from_secs(10)),
+    };
+    let health = match fields.get("health") {
+        Some(node) => read_health(reader, node, &format!("{path}.health"), fields.key_pos("health")).map(Some),
+        None => Some(None),
+    };
+    let strategy = match fields.get("strategy") {
+        Some(node) => read_strategy(reader, node, &format!("{path}.strategy")),
+        None => Some(RollingDraft::default_at(fields.pos())),
+    };
+    let environments = read_overrides(reader, fields.get("environments"), path, SERVICE_OVERRIDE_FIELDS);
+    let containers = containers?;
+    let health = health?;
+    if let Some(health) = &health
+        && health.port.is_none()
+        && containers[0].port.is_none()
+    {
+        reader.error(
+            health.pos,
+            &format!("{path}.health"),
+            format!(
+                "the health check needs a port: set `port` on container {:?} or on the health check",
+                containers[0].name
+            ),
+        );
+        return None;
+    }
+    Some(ServiceDraft {
+        containers,
+        replicas: replicas?,
+        health,
+        strategy: strategy?,
+        stop_grace_period: stop_grace_period?,
+        environments: environments?,
+    })
+}
+
+fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Option<TaskDraft> {
+    let fields = reader.fields(node, path, TASK_FIELDS)?.owned_by(key.pos);
+    let containers = read_containers(reader, &fields, path, &key.name, false);
+    let schedule = match fields.get("schedule") {
+        Some(node) => read_schedule(reader, node, &format!("{path}.schedule")),
+        None => {
+            reader.error(
+                fields.pos(),
+                path,
+                "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")",
+            );
+            None
+        }
+    };
+    let timeout = match fields.get("timeout") {
+        Some(node) => reader.duration(node, &format!("{path}.timeout")).map(Some),
+        None => Some(None),
+    };
+    let environments = read_overrides(reader, fields.get("environments"), path, TASK_OVERRIDE_FIELDS);
+    Some(TaskDraft {
+        containers: containers?,
+        schedule: schedule?,
+        timeout: timeout?,
+        environments: environments?,
+    })
+}
+
+fn read_schedule(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Schedule> {
+    let expression = reader.string(node, path)?;
+    match schedule::check(&expression) {
+        Ok(()) => Some(Schedule(expression)),
+        Err(problem) => {
+            reader.error(node.pos, path, format!("invalid schedule {expression:?}: {problem}"));
+            None
+        }
+    }
+}
+
+/// Either the single-container shorthand (`image`, `command`… on the app itself, the
+/// container taking the app's name) or a `containers` mapping, the first being primary.
+fn read_containers(
+    reader: &mut Reader<'_>,
+    fields: &crate::reader::Fields<'_>,
+    path: &str,
+    app_name: &str,
+    ports_allowed: bool,
+) -> Option<Vec<ContainerSpec>> {
+    let shorthand_fields: Vec<&str> = CONTAINER_FIELDS.iter().copied().filter(|field| fields.has(field)).collect();
+    match (fields.get("containers"), shorthand_fields.is_empty()) {
+        (Some(containers), true) => {
+            let mut specs = Vec::new();
+            let mut ok = true;
+            for entry in reader.named_entries(containers, &format!("{path}.containers")) {
+                let container_path = format!("{path}.containers.{}", entry.key.name);
+                let name_ok = check_name(reader, &entry.key, &format!("{path}.containers"));
+                let container_fields = reader
+                    .fields(entry.value, &container_path, CONTAINER_FIELDS)
+                    .map(|fields| fields.owned_by(entry.key.pos));
+                match container_fields
+                    .and_then(|f| read_container(reader, &f, &container_path, &entry.key.name, ports_allowed))
+                {
+                    Some(spec) if name_ok => specs.push(spec),
+                    _ => ok = false,
+                }
+            }
+            if ok && specs.is_empty() {
+                reader.error(containers.pos, &format!("{path}.containers"), "declare at least one container");
+                return None;
+            }
+            ok.then_some(specs)
+        }
+        (Some(containers), false) => {
+            reader.error(
+                fields.key_pos("containers").unwrap_or(containers.pos),
+                path,
+                format!(
+                    "use either `containers` or the single-container fields ({}), not both",
+                    shorthand_fields.join(", ")
+                ),
+            );
+            None
+        }
+        (None, _) if fields.has("image") => {
+            read_container(reader, fields, path, app_name, ports_allowed).map(|spec| vec![spec])
+        }
+        (None, _) => {
+            reader.error(fields.pos(), path, "missing field \"image\" (or a `containers` mapping)");
+            None
+        }
+    }
+}
+
+fn read_container(
+    reader: &mut Reader<'_>,
+    fields: &crate::reader::Fields<'_>,
+    path: &str,
+    name: &str,
+    ports_allowed: bool,
+) -> Option<ContainerSpec> {
+    let image = match fields.get("image") {
+        Some(node) => read_image(reader, node, &format!("{path}.image")),
+        None => {
+            reader.error(fields.pos(), path, "missing field \"image\"");
+            None
+        }
+    };
+    let command = match fields.get("command") {
+        Some(node) => reader.string_list(node, &format!("{path}.command")).map(Some),
+        None => Some(None),
+    };
+    let entrypoint = match fields.get("entrypoint") {
+        Some(node) => reader.string_list(node, &format!("{path}.entrypoint")).map(Some),
+        None => Some(None),
+    };
+    let env = match fields.get("env") {
+        Some(node) => read_env(reader, node, &format!("{path}.env")),
+        None => Some(BTreeMap::new()),
+    };
+    let port = match fields.get("port") {
+        Some(node) if !ports_allowed => {
+            reader.error(node.pos, path, "scheduled tasks do not take a port");
+            None
+        }
+        Some(node) => reader.integer(node, &format!("{path}.port"), 1, 65535).map(|p| Some(p as u16)),
+        None => Some(None),
+    };
+    Some(ContainerSpec {
+        name: name.to_owned(),
+        image: image?,
+        command: command?,
+        entrypoint: entrypoint?,
+        env: env?,
+        port: port?,
+    })
+}
+
+fn read_image(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<String> {
+    let reference = reader.string(node, path)?;
+    match image::check(&reference) {
+        Ok(()) => Some(reference),
+        Err(problem) => {
+            reader.error(node.pos, path, format!("invalid image reference {reference:?}: {problem}"));
+            None
+        }
+    }
+}
+
+fn read_env(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+    let map = reader.string_map(node, path)?;
+    let mut ok = true;
+    for entry in reader.named_entries(node, path) {
+        let name = &entry.key.name;
+        let valid = !name.is_empty()
+            && !name.contains('=')
+            && !name.contains('\0')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            reader.error(entry.key.pos, path, format!("invalid environment variable name {name:?}"));
+            ok = false;
+        }
+    }
+    ok.then_some(map)
+}
+
+fn read_health(reader: &mut Reader<'_>, node: &Node, path: &str, key: Option<Pos>) -> Option<HealthDraft> {
+    let fields = reader.fields(node, path, HEALTH_FIELDS)?;
+    let fields = fields.owned_by(key.unwrap_or(node.pos));
+    let health_path = match fields.get("path") {
+        Some(node) => {
+            let value = reader.string(node, &format!("{path}.path"));
+            match value {
+                Some(value) if !value.starts_with('/') => {
+                    reader.error(node.pos, &format!("{path}.path"), format!("{value:?} must start with '/'"));
+                    None
+                }
+                other => other,
+            }
+        }
+        None => {
+            reader.error(fields.pos(), path, "missing field \"path\" (the HTTP path to probe, like \"/healthz\")");
+            None
+        }
+    };
+    let port = match fields.get("port") {
+        Some(node) => reader.integer(node, &format!("{path}.port"), 1, 65535).map(|p| Some(p as u16)),
+        None => Some(None),
+    };
+    let mut duration = |name: &str, default: Duration| -> Option<Duration> {
+        let Some(node) = fields.get(name) else {
+            return Some(default);
+        };
+        let field_path = format!("{path}.{name}");
+        let value = reader.duration(node, &field_path)?;
+        if value.is_zero() && name != "start_period" {
+            reader.error(node.pos, &field_path, "must be greater than zero");
+            return None;
+        }
+        Some(value)
+    };
+    let interval = duration("interval", Duration::from_secs(5));
+    let start_interval = duration("start_interval", Duration::from_millis(100));
+    let timeout = duration("timeout", Duration::from_secs(2));
+    let start_period = duration("start_period", Duration::ZERO);
+    let mut threshold = |name: &str, default: u32| -> Option<u32> {
+        match fields.get(name) {
+            Some(node) => reader.integer(node, &format!("{path}.{name}"), 1, 100).map(|n| n as u32),
+            None => Some(default),
+        }
+    };
+    let healthy_threshold = threshold("healthy_threshold", 1);
+    let unhealthy_threshold = threshold("unhealthy_threshold", 3);
+    Some(HealthDraft {
+        pos: fields.pos(),
+        path: health_path?,
+        port: port?,
+        interval: interval?,
+        start_interval: start_interval?,
+        timeout: timeout?,
+        start_period: start_period?,
+        healthy_threshold: healthy_threshold?,
+        unhealthy_threshold: unhealthy_threshold?,
+    })
+}
+
+impl RollingDraft {
+    fn default_at(pos: Pos) -> RollingDraft {
+        RollingDraft {
+            pos,
+            max_surge: Amount::Count(1),
+            max_unavailable: Amount::Count(0),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<RollingDraft> {
+    // `strategy: rolling` takes every default.
+    if let Value::Str(kind) = &node.value {
+        if kind == "rolling" {
+            return Some(RollingDraft::default_at(node.pos));
+        }
+        unknown_kind(reader, node.pos, path, "strategy", kind, STRATEGY_KINDS);
+        return None;
+    }
+    let kinds = reader.fields(node, path, STRATEGY_KINDS)?;
+    let Some(rolling) = kinds.get("rolling") else {
+        if is_empty(node) {
+            reader.error(node.pos, path, format!("expected a strategy: {}", STRATEGY_KINDS.join(", ")));
+        }
+        return None;
+    };
+    let rolling_path = format!("{path}.rolling");
+    let fields = reader.fields(rolling, &rolling_path, ROLLING_FIELDS)?;
+    let defaults = RollingDraft::default_at(rolling.pos);
+    let max_surge = match fields.get("max_surge") {
+        Some(node) => read_amount(reader, node, &format!("{rolling_path}.max_surge")),
+        None => Some(defaults.max_surge),
+    };
+    let max_unavailable = match fields.get("max_unavailable") {
+        Some(node) => read_amount(reader, node, &format!("{rolling_path}.max_unavailable")),
+        None => Some(defaults.max_unavailable),
+    };
+    let timeout = match fields.get("timeout") {
+        Some(node) => reader.duration(node, &format!("{rolling_path}.timeout")),
+        None => Some(defaults.timeout),
+    };
+    Some(RollingDraft {
+        pos: rolling.pos,
+        max_surge: max_surge?,
+        max_unavailable: max_unavailable?,
+        timeout: timeout?,
+    })
+}
+
+fn read_amount(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Amount> {
+    match &node.value {
+        Value::Int(_) => reader.integer(node, path, 0, MAX_REPLICAS).map(|n| Amount::Count(n as u32)),
+        Value::Str(text) if text.ends_with('%') => match text.trim_end_matches('%').parse::<u32>() {
+            Ok(percent) if percent <= 100 => Some(Amount::Percent(percent)),
+            _ => {
+                reader.error(node.pos, path, format!("{text:?} is not a percentage from 0% to 100%"));
+                None
+            }
+        },
+        _ => {
+            reader.error(node.pos, path, "expected a replica count like 1 or a percentage like \"25%\"");
+            None
+        }
+    }
+}
+
+fn read_overrides(
+    reader: &mut Reader<'_>,
+    node: Option<&Node>,
+    path: &str,
+    known: &[&'static str],
+) -> Option<Option<Vec<(Key, OverrideDraft)>>> {
+    let Some(node) = node else {
+        return Some(None);
+    };
+    let path = format!("{path}.environments");
+    // `environments: [dev, prod]` deploys to those environments with no changes.
+    if let Value::Seq(items) = &node.value {
+        let mut overrides = Vec::new();
+        for item in items {
+            let name = reader.string(item, &path)?;
+            overrides.push((Key { name, pos: item.pos }, OverrideDraft::default()));
+        }
+        return Some(Some(overrides));
+    }
+    let mut overrides = Vec::new();
+    let mut ok = true;
+    for entry in reader.named_entries(node, &path) {
+        let override_path = format!("{path}.{}", entry.key.name);
+        match read_override(reader, entry.value, &override_path, known) {
+            Some(draft) => overrides.push((entry.key, draft)),
+            None => ok = false,
+        }
+    }
+    ok.then_some(Some(overrides))
+}
+
+fn read_override(reader: &mut Reader<'_>, node: &Node, path: &str, known: &[&'static str]) -> Option<OverrideDraft> {
+    let fields = reader.fields(node, path, known)?;
+    let mut draft = OverrideDraft::default();
+    let mut ok = true;
+    if let Some(node) = fields.get("replicas") {
+        draft.replicas = reader.integer(node, &format!("{path}.replicas"), 0, MAX_REPLICAS).map(|n| n as u32);
+        ok &= draft.replicas.is_some();
+    }
+    if let Some(node) = fields.get("image") {
+        match read_image(reader, node, &format!("{path}.image")) {
+            // The container name is filled in when the override is applied.
+            Some(image) => draft.images.push((node.pos, String::new(), image)),
+            None => ok = false,
+        }
+    }
+    if let Some(node) = fields.get("images") {
+        for entry in reader.named_entries(node, &format!("{path}.images")) {
+            match read_image(reader, entry.value, &format!("{path}.images.{}", entry.key.name)) {
+                Some(image) => draft.images.push((entry.key.pos, entry.key.name, image)),
+                None => ok = false,
+            }
+        }
+    }
+    if let Some(node) = fields.get("env") {
+        match read_env(reader, node, &format!("{path}.env")) {
+            Some(env) => draft.env = env,
+            None => ok = false,
+        }
+    }
+    if let Some(node) = fields.get("schedule") {
+        draft.schedule = read_schedule(reader, node, &format!("{path}.schedule"));
+        ok &= draft.schedule.is_some();
+    }
+    ok.then_some(draft)
+}
