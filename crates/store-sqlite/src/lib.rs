@@ -1,1 +1,480 @@
-//! placeholder
+//! The embedded store: one SQLite file, in WAL mode, migrated on open.
+//!
+//! WAL with `synchronous = NORMAL` survives the process being killed at any point (a
+//! committed transaction is in the log before `COMMIT` returns); a power cut may lose
+//! the last few commits, which the engine tolerates because every step re-reads live
+//! state and is idempotent.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use launchway_store::{
+    DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, Release, ReleaseId, ReleaseSource,
+    Result, Run, RunFilter, RunId, RunKind, RunState, Step, StepOutcome, Store, StoreError, Transition, now_ms,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+/// A store in one SQLite database file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `location`: a file path,
+    /// or a `sqlite:` URL.
+    pub async fn open(location: &str) -> Result<SqliteStore> {
+        let open_error = |source: sqlx::Error| StoreError::Open {
+            location: location.to_owned(),
+            source: Box::new(source),
+        };
+        let options = if location.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(location).map_err(open_error)?
+        } else {
+            SqliteConnectOptions::new().filename(location)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            // Several launchway processes may share one file; writers wait for each other.
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        sqlx::migrate!()
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Open {
+                location: location.to_owned(),
+                source: Box::new(error),
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn insert_event(executor: &mut sqlx::SqliteConnection, event: &NewEvent) -> Result<Event> {
+        let at = now_ms();
+        let data = serde_json::to_string(&event.data).map_err(corrupt)?;
+        let row = sqlx::query(
+            "INSERT INTO events (at, run_id, app, env, kind, message, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(at)
+        .bind(event.run_id)
+        .bind(&event.app)
+        .bind(&event.env)
+        .bind(&event.kind)
+        .bind(&event.message)
+        .bind(data)
+        .fetch_one(&mut *executor)
+        .await
+        .map_err(backend)?;
+        Ok(Event {
+            id: row.get("id"),
+            at,
+            run_id: event.run_id,
+            app: event.app.clone(),
+            env: event.env.clone(),
+            kind: event.kind.clone(),
+            message: event.message.clone(),
+            data: event.data.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_release(&self, release: NewRelease) -> Result<Release> {
+        let created_at = now_ms();
+        let revision = release.spec.revision().0;
+        let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
+        let row = sqlx::query(
+            "INSERT INTO releases (app, env, revision, spec, commit_id, summary, author, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&release.app)
+        .bind(&release.env)
+        .bind(&revision)
+        .bind(spec)
+        .bind(&release.source.commit)
+        .bind(&release.source.summary)
+        .bind(&release.source.author)
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Release {
+            id: row.get("id"),
+            app: release.app,
+            env: release.env,
+            revision,
+            spec: release.spec,
+            source: release.source,
+            created_at,
+        })
+    }
+
+    async fn release(&self, id: ReleaseId) -> Result<Release> {
+        let row = sqlx::query("SELECT * FROM releases WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound { what: "release", id })?;
+        release_from_row(&row)
+    }
+
+    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<Run> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let inserted = sqlx::query(
+            "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+        )
+        .bind(&run.app)
+        .bind(&run.env)
+        .bind(run.kind.as_str())
+        .bind(RunState::Pending.as_str())
+        .bind(run.release_id)
+        .bind(run.previous_release_id)
+        .bind(&run.trigger)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match inserted {
+            Ok(row) => row,
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                drop(tx);
+                let existing: RunId = sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
+                    .bind(&run.app)
+                    .bind(&run.env)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)?;
+                return Err(StoreError::RunInProgress {
+                    run_id: existing,
+                    app: run.app,
+                    env: run.env,
+                });
+            }
+            Err(error) => return Err(backend(error)),
+        };
+        let created = run_from_row(&row)?;
+        let event = NewEvent {
+            run_id: Some(created.id),
+            ..event
+        };
+        Self::insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(created)
+    }
+
+    async fn run(&self, id: RunId) -> Result<Run> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound { what: "run", id })?;
+        run_from_row(&row)
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs
+             WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR env = ?2) AND (?3 = 0 OR finished_at IS NULL)
+             ORDER BY id DESC LIMIT ?4",
+        )
+        .bind(&filter.app)
+        .bind(&filter.env)
+        .bind(filter.unfinished_only)
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn claim_run(&self, id: RunId, owner: &str, ttl_ms: i64, dead_owner: Option<&str>) -> Result<Option<Lease>> {
+        let now = now_ms();
+        let attempt: Option<i64> = sqlx::query_scalar(
+            "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2, attempt = attempt + 1, updated_at = ?3
+             WHERE id = ?4 AND finished_at IS NULL
+               AND (lease_owner IS NULL OR lease_expires_at < ?3 OR lease_owner = ?1 OR lease_owner = ?5)
+             RETURNING attempt",
+        )
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .bind(id)
+        .bind(dead_owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(attempt.map(|attempt| Lease {
+            run_id: id,
+            owner: owner.to_owned(),
+            attempt,
+        }))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: i64) -> Result<()> {
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND attempt = ? AND finished_at IS NULL",
+        )
+        .bind(now + ttl_ms)
+        .bind(lease.run_id)
+        .bind(&lease.owner)
+        .bind(lease.attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost { run_id: lease.run_id });
+        }
+        Ok(())
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ? AND attempt = ?")
+            .bind(lease.run_id)
+            .bind(&lease.owner)
+            .bind(lease.attempt)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<Run> {
+        let now = now_ms();
+        let finished_at = transition.to.is_terminal().then_some(now);
+        let plan = transition
+            .plan
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query(
+            "UPDATE runs SET state = ?, reason = COALESCE(?, reason), plan = COALESCE(?, plan), updated_at = ?, finished_at = ?
+             WHERE id = ? AND lease_owner = ? AND attempt = ? AND finished_at IS NULL
+             RETURNING *",
+        )
+        .bind(transition.to.as_str())
+        .bind(&transition.reason)
+        .bind(plan)
+        .bind(now)
+        .bind(finished_at)
+        .bind(lease.run_id)
+        .bind(&lease.owner)
+        .bind(lease.attempt)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::LeaseLost { run_id: lease.run_id })?;
+        let run = run_from_row(&row)?;
+        Self::insert_event(&mut tx, &transition.event).await?;
+        if let Some(update) = &transition.deployment {
+            sqlx::query(
+                "INSERT INTO deployments (app, env, current_release_id, good_release_id, commit_id, updated_at)
+                 VALUES (?1, ?2, ?3, CASE WHEN ?4 THEN ?3 END, (SELECT commit_id FROM releases WHERE id = ?3), ?5)
+                 ON CONFLICT (app, env) DO UPDATE SET
+                    current_release_id = excluded.current_release_id,
+                    good_release_id = CASE WHEN ?4 THEN excluded.current_release_id ELSE deployments.good_release_id END,
+                    commit_id = excluded.commit_id,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(&run.app)
+            .bind(&run.env)
+            .bind(update.current_release_id)
+            .bind(update.verified)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(run)
+    }
+
+    async fn start_step(&self, lease: &Lease, step: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO steps (run_id, name, attempt, started_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (run_id, name, attempt) DO NOTHING",
+        )
+        .bind(lease.run_id)
+        .bind(step)
+        .bind(lease.attempt)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn finish_step(&self, lease: &Lease, step: &str, outcome: StepOutcome, detail: Option<String>) -> Result<()> {
+        sqlx::query("UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE run_id = ? AND name = ? AND attempt = ?")
+            .bind(now_ms())
+            .bind(outcome.as_str())
+            .bind(detail)
+            .bind(lease.run_id)
+            .bind(step)
+            .bind(lease.attempt)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn steps(&self, run: RunId) -> Result<Vec<Step>> {
+        let rows = sqlx::query("SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, attempt")
+            .bind(run)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let outcome: Option<String> = row.get("outcome");
+                Ok(Step {
+                    run_id: row.get("run_id"),
+                    name: row.get("name"),
+                    attempt: row.get("attempt"),
+                    started_at: row.get("started_at"),
+                    finished_at: row.get("finished_at"),
+                    outcome: match outcome.as_deref() {
+                        None => None,
+                        Some("succeeded") => Some(StepOutcome::Succeeded),
+                        Some("failed") => Some(StepOutcome::Failed),
+                        Some(other) => return Err(StoreError::Corrupt(format!("unknown step outcome {other:?}"))),
+                    },
+                    detail: row.get("detail"),
+                })
+            })
+            .collect()
+    }
+
+    async fn append_event(&self, event: NewEvent) -> Result<Event> {
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        Self::insert_event(&mut connection, &event).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+        let rows = sqlx::query(
+            "SELECT * FROM events
+             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR env = ?3)
+               AND (?4 IS NULL OR id > ?4)
+             ORDER BY id LIMIT ?5",
+        )
+        .bind(filter.run_id)
+        .bind(&filter.app)
+        .bind(&filter.env)
+        .bind(filter.after_id)
+        .bind(filter.limit.map_or(-1, i64::from))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.get("data");
+                Ok(Event {
+                    id: row.get("id"),
+                    at: row.get("at"),
+                    run_id: row.get("run_id"),
+                    app: row.get("app"),
+                    env: row.get("env"),
+                    kind: row.get("kind"),
+                    message: row.get("message"),
+                    data: serde_json::from_str(&data).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deployment(&self, app: &str, env: &str) -> Result<Option<DeploymentRecord>> {
+        let row = sqlx::query("SELECT * FROM deployments WHERE app = ? AND env = ?")
+            .bind(app)
+            .bind(env)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.as_ref().map(deployment_from_row))
+    }
+
+    async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
+        let rows = sqlx::query("SELECT * FROM deployments ORDER BY app, env")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(deployment_from_row).collect())
+    }
+}
+
+fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(Box::new(error))
+}
+
+fn corrupt(error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn release_from_row(row: &SqliteRow) -> Result<Release> {
+    let spec: String = row.get("spec");
+    Ok(Release {
+        id: row.get("id"),
+        app: row.get("app"),
+        env: row.get("env"),
+        revision: row.get("revision"),
+        spec: serde_json::from_str(&spec).map_err(corrupt)?,
+        source: ReleaseSource {
+            commit: row.get("commit_id"),
+            summary: row.get("summary"),
+            author: row.get("author"),
+        },
+        created_at: row.get("created_at"),
+    })
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<Run> {
+    let kind: String = row.get("kind");
+    let state: String = row.get("state");
+    let plan: Option<String> = row.get("plan");
+    Ok(Run {
+        id: row.get("id"),
+        app: row.get("app"),
+        env: row.get("env"),
+        kind: RunKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("unknown run kind {kind:?}")))?,
+        state: RunState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("unknown run state {state:?}")))?,
+        release_id: row.get("release_id"),
+        previous_release_id: row.get("previous_release_id"),
+        reason: row.get("reason"),
+        plan: plan.map(|plan| serde_json::from_str(&plan)).transpose().map_err(corrupt)?,
+        trigger: row.get("trigger"),
+        attempt: row.get("attempt"),
+        lease_owner: row.get("lease_owner"),
+        lease_expires_at: row.get("lease_expires_at"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        finished_at: row.get("finished_at"),
+    })
+}
+
+fn deployment_from_row(row: &SqliteRow) -> DeploymentRecord {
+    DeploymentRecord {
+        app: row.get("app"),
+        env: row.get("env"),
+        current_release_id: row.get("current_release_id"),
+        good_release_id: row.get("good_release_id"),
+        commit: row.get("commit_id"),
+        updated_at: row.get("updated_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

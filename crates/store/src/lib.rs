@@ -1,1 +1,87 @@
-//! placeholder
+//! What launchway remembers, and the trait every store backend implements.
+//!
+//! The engine talks to a `dyn Store` only; SQL lives in the backends beside this crate
+//! (`store-sqlite`, and later PostgreSQL), so a backend can be added without touching
+//! the engine. Every method that changes a run takes the run's [`Lease`]: a backend
+//! refuses the change when the lease has passed to another worker (fencing), which is
+//! what keeps a stale or resumed process from acting twice.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod rows;
+
+use async_trait::async_trait;
+
+pub use rows::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("run {run_id} for {app} in {env} is still in progress")]
+    RunInProgress { run_id: RunId, app: String, env: String },
+    #[error("the lease on run {run_id} is no longer held by this process (another worker took the run over)")]
+    LeaseLost { run_id: RunId },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("could not open the database at {location}")]
+    Open {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Durable state of releases, runs and the audit log.
+///
+/// # Guarantees
+/// - At most one unfinished run exists per (app, environment).
+/// - A change made with a lease happens only while that lease is current.
+/// - A transition and its event are written together or not at all.
+/// - Events are never updated or deleted.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records an immutable release.
+    async fn create_release(&self, release: NewRelease) -> Result<Release>;
+    async fn release(&self, id: ReleaseId) -> Result<Release>;
+
+    /// Creates a pending run and its `run.created` event.
+    ///
+    /// # Errors
+    /// [`StoreError::RunInProgress`] when (app, env) already has an unfinished run.
+    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<Run>;
+    async fn run(&self, id: RunId) -> Result<Run>;
+    /// Runs, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+
+    /// Claims an unfinished run for `owner` for `ttl_ms`, when nobody holds it, its lease
+    /// has expired, `owner` holds it already, or its holder is `dead_owner` (a process
+    /// the caller has seen die). Each claim increments the run's attempt counter, which
+    /// fences out whoever held it before. Returns `None` when someone else holds it.
+    async fn claim_run(&self, id: RunId, owner: &str, ttl_ms: i64, dead_owner: Option<&str>) -> Result<Option<Lease>>;
+    /// Extends a lease. [`StoreError::LeaseLost`] when it is no longer current.
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: i64) -> Result<()>;
+    /// Gives a lease up so that another process may take the run at once.
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+
+    /// Moves a run to a new state, with its event and, for terminal states, the
+    /// (app, environment) record, in one transaction.
+    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<Run>;
+
+    /// Records that a step started (again, after a resume) for the lease's attempt.
+    async fn start_step(&self, lease: &Lease, step: &str) -> Result<()>;
+    async fn finish_step(&self, lease: &Lease, step: &str, outcome: StepOutcome, detail: Option<String>) -> Result<()>;
+    async fn steps(&self, run: RunId) -> Result<Vec<Step>>;
+
+    async fn append_event(&self, event: NewEvent) -> Result<Event>;
+    /// Events in the order they happened.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>>;
+
+    /// What is deployed for one (app, environment), if anything ever was.
+    async fn deployment(&self, app: &str, env: &str) -> Result<Option<DeploymentRecord>>;
+    async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
+}

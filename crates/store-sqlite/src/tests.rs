@@ -1,0 +1,64 @@
+//! The store conformance story against a real SQLite file, plus what is SQLite's own.
+
+use launchway_store::{NewEvent, Store, conformance};
+
+use super::SqliteStore;
+
+/// A store in a fresh file; the directory lives as long as the store is used.
+async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("launchway.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8 path")).await.expect("store opens");
+    (store, dir)
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (store, _dir) = fresh().await;
+            conformance::$name(&store).await;
+        }
+    )*};
+}
+
+conformance_tests!(
+    releases_and_runs_round_trip,
+    one_unfinished_run_per_app_and_environment,
+    leases_are_exclusive_and_fence_out_stale_holders,
+    finished_runs_record_the_deployment,
+    steps_are_recorded_per_attempt,
+    events_are_ordered_and_followable,
+);
+
+#[tokio::test]
+async fn the_event_log_refuses_updates_and_deletes() {
+    let (store, _dir) = fresh().await;
+    store
+        .append_event(NewEvent {
+            run_id: None,
+            app: None,
+            env: None,
+            kind: "test".into(),
+            message: "kept forever".into(),
+            data: serde_json::Value::Null,
+        })
+        .await
+        .expect("append");
+    let update = sqlx::query("UPDATE events SET message = 'rewritten'").execute(&store.pool).await;
+    assert!(update.expect_err("refused").to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM events").execute(&store.pool).await;
+    assert!(delete.expect_err("refused").to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn data_survives_reopening_the_file_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    {
+        let store = SqliteStore::open(&url).await.expect("opens");
+        conformance::releases_and_runs_round_trip(&store).await;
+    }
+    let reopened = SqliteStore::open(&url).await.expect("reopens");
+    assert_eq!(reopened.release(1).await.expect("release survives").app, "web");
+}

@@ -1,0 +1,229 @@
+//! The behaviour every store backend must show. Each backend's tests call these
+//! functions with a fresh, empty store; a panic is a failed expectation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use launchway_manifest::{AppSpec, ContainerSpec, ServiceSpec, Strategy};
+
+use crate::*;
+
+fn service(image: &str) -> AppSpec {
+    AppSpec::Service(ServiceSpec {
+        containers: vec![ContainerSpec {
+            name: "web".into(),
+            image: image.into(),
+            command: None,
+            entrypoint: None,
+            env: BTreeMap::new(),
+            port: Some(8080),
+        }],
+        replicas: 2,
+        health: None,
+        strategy: Strategy::Rolling {
+            max_surge: 1,
+            max_unavailable: 0,
+            timeout: Duration::from_secs(60),
+        },
+        stop_grace_period: Duration::from_secs(5),
+    })
+}
+
+async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
+    store
+        .create_release(NewRelease {
+            app: app.into(),
+            env: "dev".into(),
+            spec: service(image),
+            source: ReleaseSource {
+                commit: Some("0123abcd".into()),
+                summary: Some("bump web".into()),
+                author: Some("alice".into()),
+            },
+        })
+        .await
+        .expect("release is created")
+}
+
+async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
+    store
+        .create_run(
+            NewRun {
+                app: release.app.clone(),
+                env: release.env.clone(),
+                kind: RunKind::Deploy,
+                release_id: release.id,
+                previous_release_id: None,
+                trigger: "test".into(),
+            },
+            NewEvent {
+                run_id: None,
+                app: Some(release.app.clone()),
+                env: Some(release.env.clone()),
+                kind: "run.created".into(),
+                message: "created".into(),
+                data: serde_json::json!({"release": release.id}),
+            },
+        )
+        .await
+}
+
+fn to(state: RunState, run: &Run) -> Transition {
+    Transition {
+        to: state,
+        reason: None,
+        plan: None,
+        event: NewEvent::for_run(run, "run.state", state.as_str()),
+        deployment: None,
+    }
+}
+
+/// Releases keep their spec exactly; runs start pending with their creation event.
+pub async fn releases_and_runs_round_trip(store: &dyn Store) {
+    let created = release(store, "web", "example/web:1").await;
+    let read = store.release(created.id).await.expect("release is read");
+    assert_eq!(read, created);
+    assert_eq!(read.spec.revision().0, read.revision);
+
+    let run = run(store, &created).await.expect("run is created");
+    assert_eq!(run.state, RunState::Pending);
+    assert_eq!(run.attempt, 0);
+    assert_eq!(store.run(run.id).await.expect("run is read"), run);
+    let events = store.events(&EventFilter { run_id: Some(run.id), ..Default::default() }).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "run.created");
+    assert_eq!(events[0].data["release"], created.id);
+    assert!(matches!(store.run(9999).await, Err(StoreError::NotFound { what: "run", id: 9999 })));
+}
+
+/// Two runs never act on the same (app, environment) at once.
+pub async fn one_unfinished_run_per_app_and_environment(store: &dyn Store) {
+    let web = release(store, "web", "example/web:1").await;
+    let first = run(store, &web).await.expect("first run");
+    match run(store, &web).await {
+        Err(StoreError::RunInProgress { run_id, app, env }) => {
+            assert_eq!((run_id, app.as_str(), env.as_str()), (first.id, "web", "dev"));
+        }
+        other => panic!("expected RunInProgress, got {other:?}"),
+    }
+    // Another app is independent.
+    let api = release(store, "api", "example/api:1").await;
+    run(store, &api).await.expect("a run for another app");
+    // Once the first run finishes, a new one may start.
+    let lease = store.claim_run(first.id, "worker-a", 30_000, None).await.expect("claim").expect("free");
+    store.transition(&lease, to(RunState::Failed, &first)).await.expect("finish");
+    run(store, &web).await.expect("a run after the first finished");
+    let unfinished = store.runs(&RunFilter { unfinished_only: true, ..Default::default() }).await.expect("runs");
+    assert_eq!(unfinished.len(), 2);
+}
+
+/// A lease is exclusive until it expires or its holder is known dead, and a claim
+/// fences out the previous holder.
+pub async fn leases_are_exclusive_and_fence_out_stale_holders(store: &dyn Store) {
+    let web = release(store, "web", "example/web:1").await;
+    let created = run(store, &web).await.expect("run");
+
+    let first = store.claim_run(created.id, "worker-a", 30_000, None).await.expect("claim").expect("free");
+    assert_eq!(first.attempt, 1);
+    assert!(store.claim_run(created.id, "worker-b", 30_000, None).await.expect("claim").is_none(), "held by a");
+    store.renew_lease(&first, 30_000).await.expect("the holder renews");
+
+    // worker-b has seen worker-a's process die and takes the run over.
+    let second = store
+        .claim_run(created.id, "worker-b", 30_000, Some("worker-a"))
+        .await
+        .expect("claim")
+        .expect("taken over");
+    assert_eq!(second.attempt, 2);
+    assert!(matches!(
+        store.transition(&first, to(RunState::Validating, &created)).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(store.renew_lease(&first, 30_000).await, Err(StoreError::LeaseLost { .. })));
+    let moved = store.transition(&second, to(RunState::Validating, &created)).await.expect("b acts");
+    assert_eq!(moved.state, RunState::Validating);
+
+    // An expired lease is free for anyone.
+    store.renew_lease(&second, -1).await.expect("renew to the past");
+    let third = store.claim_run(created.id, "worker-c", 30_000, None).await.expect("claim").expect("expired");
+    assert_eq!(third.attempt, 3);
+
+    // A released lease is free at once.
+    store.release_lease(&third).await.expect("release");
+    let fourth = store.claim_run(created.id, "worker-d", 30_000, None).await.expect("claim").expect("released");
+    assert_eq!(fourth.attempt, 4);
+
+    // A finished run cannot be claimed.
+    store.transition(&fourth, to(RunState::Succeeded, &created)).await.expect("finish");
+    assert!(store.claim_run(created.id, "worker-d", 30_000, None).await.expect("claim").is_none());
+}
+
+/// Terminal transitions record what is deployed; only verified releases become the
+/// rollback target.
+pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
+    let v1 = release(store, "web", "example/web:1").await;
+    let run1 = run(store, &v1).await.expect("run");
+    let lease = store.claim_run(run1.id, "w", 30_000, None).await.expect("claim").expect("free");
+    let mut finish = to(RunState::Succeeded, &run1);
+    finish.deployment = Some(DeploymentUpdate { current_release_id: v1.id, verified: true });
+    finish.reason = Some("deployed".into());
+    finish.plan = Some(serde_json::json!({"changes": 1}));
+    let done = store.transition(&lease, finish).await.expect("finish");
+    assert!(done.finished_at.is_some());
+    assert_eq!(done.reason.as_deref(), Some("deployed"));
+    assert_eq!(done.plan, Some(serde_json::json!({"changes": 1})));
+
+    let record = store.deployment("web", "dev").await.expect("read").expect("recorded");
+    assert_eq!((record.current_release_id, record.good_release_id), (v1.id, Some(v1.id)));
+    assert_eq!(record.commit.as_deref(), Some("0123abcd"));
+
+    let v2 = release(store, "web", "example/web:2").await;
+    let run2 = run(store, &v2).await.expect("run");
+    let lease = store.claim_run(run2.id, "w", 30_000, None).await.expect("claim").expect("free");
+    let mut unverified = to(RunState::Failed, &run2);
+    unverified.deployment = Some(DeploymentUpdate { current_release_id: v2.id, verified: false });
+    store.transition(&lease, unverified).await.expect("finish");
+    let record = store.deployment("web", "dev").await.expect("read").expect("recorded");
+    assert_eq!((record.current_release_id, record.good_release_id), (v2.id, Some(v1.id)));
+    assert_eq!(store.deployments().await.expect("all").len(), 1);
+}
+
+/// Steps are recorded per attempt, so a resumed step shows twice.
+pub async fn steps_are_recorded_per_attempt(store: &dyn Store) {
+    let web = release(store, "web", "example/web:1").await;
+    let created = run(store, &web).await.expect("run");
+    let first = store.claim_run(created.id, "a", 30_000, None).await.expect("claim").expect("free");
+    store.start_step(&first, "deploy").await.expect("start");
+    let second = store.claim_run(created.id, "b", 30_000, Some("a")).await.expect("claim").expect("taken");
+    store.start_step(&second, "deploy").await.expect("start again");
+    store.finish_step(&second, "deploy", StepOutcome::Succeeded, Some("3 replicas".into())).await.expect("finish");
+    let steps = store.steps(created.id).await.expect("steps");
+    assert_eq!(steps.len(), 2);
+    assert_eq!((steps[0].attempt, steps[0].outcome), (1, None));
+    assert_eq!((steps[1].attempt, steps[1].outcome), (2, Some(StepOutcome::Succeeded)));
+    assert_eq!(steps[1].detail.as_deref(), Some("3 replicas"));
+}
+
+/// Events come back in order and can be followed from an id.
+pub async fn events_are_ordered_and_followable(store: &dyn Store) {
+    for index in 0..5 {
+        store
+            .append_event(NewEvent {
+                run_id: None,
+                app: Some(if index % 2 == 0 { "web" } else { "api" }.into()),
+                env: Some("dev".into()),
+                kind: "test.event".into(),
+                message: format!("event {index}"),
+                data: serde_json::Value::Null,
+            })
+            .await
+            .expect("append");
+    }
+    let all = store.events(&EventFilter::default()).await.expect("events");
+    let messages: Vec<&str> = all.iter().map(|event| event.message.as_str()).collect();
+    assert_eq!(messages, ["event 0", "event 1", "event 2", "event 3", "event 4"]);
+    let web = store.events(&EventFilter { app: Some("web".into()), ..Default::default() }).await.expect("events");
+    assert_eq!(web.len(), 3);
+    let after = store.events(&EventFilter { after_id: Some(all[2].id), ..Default::default() }).await.expect("events");
+    assert_eq!(after.len(), 2);
+}
