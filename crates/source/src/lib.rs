@@ -1,1 +1,296 @@
-//! placeholder
+//! The config repo: desired state read straight from commits, never from a work tree.
+//!
+//! A local repository is read in place. A remote one (`file://`, `http(s)://`, `ssh://`)
+//! is mirrored into a bare repository under a cache directory and fetched on demand;
+//! launchway never checks anything out. Everything here is blocking (gix is); async
+//! callers run it on a blocking thread.
+
+mod worktree;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, SourceFile, is_manifest_path};
+use sha2::{Digest, Sha256};
+
+pub use worktree::read_work_tree;
+
+/// Most manifest files read from one commit: beyond this the repo is not a config repo.
+pub const MAX_FILES: usize = 10_000;
+
+/// Where a remote repo's mirror keeps the remote's `HEAD`.
+const REMOTE_HEAD: &str = "refs/launchway/remote-head";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{location} is not a git repository")]
+    NotARepository {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("could not fetch {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{reference:?} does not name a commit in {location}")]
+    UnknownRef {
+        reference: String,
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{path} is {size} bytes at commit {commit}; manifests are limited to {limit} bytes")]
+    FileTooLarge {
+        path: String,
+        size: u64,
+        commit: String,
+        limit: usize,
+    },
+    #[error("commit {commit} has more than {limit} manifest files")]
+    TooManyFiles { commit: String, limit: usize },
+    #[error("could not read {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+
+/// A commit of the config repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Full hex object id.
+    pub id: String,
+    /// First line of the message.
+    pub summary: String,
+    pub author: String,
+    /// Seconds since the Unix epoch.
+    pub time: i64,
+}
+
+impl Commit {
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(10)]
+    }
+}
+
+/// A config repo, local or mirrored.
+pub struct ConfigRepo {
+    repo: gix::ThreadSafeRepository,
+    location: String,
+    /// The URL to fetch from, for a mirrored remote.
+    remote_url: Option<String>,
+}
+
+impl ConfigRepo {
+    /// Opens the repo at `location`: a path (the repo or any folder inside it) or a URL,
+    /// which is mirrored under `cache_dir` and fetched.
+    pub fn open(location: &str, cache_dir: &Path) -> Result<ConfigRepo> {
+        if is_url(location) {
+            let mirror = mirror_path(cache_dir, location);
+            let repo = if mirror.exists() {
+                gix::open(&mirror).map_err(|source| not_a_repo(&mirror.display().to_string(), source))?
+            } else {
+                std::fs::create_dir_all(cache_dir).map_err(|source| SourceError::Read {
+                    what: format!("cache directory {}", cache_dir.display()),
+                    source: Box::new(source),
+                })?;
+                gix::init_bare(&mirror).map_err(|source| not_a_repo(&mirror.display().to_string(), source))?
+            };
+            let repo = ConfigRepo {
+                repo: repo.into_sync(),
+                location: location.to_owned(),
+                remote_url: Some(location.to_owned()),
+            };
+            repo.fetch()?;
+            Ok(repo)
+        } else {
+            let repo = gix::discover(location).map_err(|source| not_a_repo(location, source))?;
+            Ok(ConfigRepo {
+                repo: repo.into_sync(),
+                location: location.to_owned(),
+                remote_url: None,
+            })
+        }
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Brings a mirrored remote up to date (branches, tags and the remote's HEAD).
+    /// Does nothing for a local repo, which is always current.
+    pub fn fetch(&self) -> Result<()> {
+        let Some(url) = &self.remote_url else {
+            return Ok(());
+        };
+        let fetch_error = |source: gix::Error| SourceError::Fetch {
+            url: url.clone(),
+            source: Box::new(source),
+        };
+        let repo = self.repo.to_thread_local();
+        let remote = repo
+            .remote_at(url.as_str())
+            .map_err(fetch_error)?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs(
+                [
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                    &format!("+HEAD:{REMOTE_HEAD}"),
+                ],
+                gix::remote::Direction::Fetch,
+            )
+            .map_err(fetch_error)?;
+        let interrupt = AtomicBool::new(false);
+        remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(fetch_error)?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(fetch_error)?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(fetch_error)?;
+        Ok(())
+    }
+
+    /// The commit a branch, tag, `HEAD` or commit id names.
+    pub fn resolve(&self, reference: &str) -> Result<Commit> {
+        let repo = self.repo.to_thread_local();
+        // A mirror's own HEAD is meaningless; the remote's is kept under REMOTE_HEAD.
+        let spec = if self.remote_url.is_some() && reference == "HEAD" {
+            REMOTE_HEAD
+        } else {
+            reference
+        };
+        let unknown = |source: gix::Error| SourceError::UnknownRef {
+            reference: reference.to_owned(),
+            location: self.location.clone(),
+            source: Box::new(source),
+        };
+        let id = repo.rev_parse_single(spec).map_err(unknown)?;
+        let commit = id.object().map_err(unknown)?.peel_to_commit().map_err(unknown)?;
+        let read = |source: gix::Error| SourceError::Read {
+            what: format!("commit {}", commit.id),
+            source: Box::new(source),
+        };
+        let author = commit.author().map_err(read)?;
+        let author_name = format!("{} <{}>", author.name, author.email);
+        let time = author.time().map(|time| time.seconds).unwrap_or_default();
+        let message = commit.message().map_err(read)?;
+        Ok(Commit {
+            id: commit.id.to_string(),
+            summary: message.summary().to_string(),
+            author: author_name,
+            time,
+        })
+    }
+
+    /// The manifest files at a commit: `launchway.yaml` and every `.yaml`/`.yml` under
+    /// `apps/`, with paths relative to the repo root.
+    pub fn manifest_files(&self, commit: &Commit) -> Result<Vec<SourceFile>> {
+        let repo = self.repo.to_thread_local();
+        let read = |what: &str, source: gix::Error| SourceError::Read {
+            what: format!("{what} at commit {}", commit.short_id()),
+            source: Box::new(source),
+        };
+        let id = gix::ObjectId::from_hex(commit.id.as_bytes()).map_err(|source| SourceError::Read {
+            what: format!("commit id {}", commit.id),
+            source: Box::new(source),
+        })?;
+        let tree = repo
+            .find_commit(id)
+            .map_err(|error| read("commit", error))?
+            .tree()
+            .map_err(|error| read("tree", error))?;
+        let mut files = Vec::new();
+        let mut pending: Vec<(String, gix::ObjectId)> = Vec::new();
+        for entry in tree.iter() {
+            let entry = entry.map_err(|error| read("tree", error.into()))?;
+            let name = entry.filename().to_string();
+            if entry.mode().is_blob() && name == ROOT_FILE {
+                pending.push((name, entry.oid().to_owned()));
+            } else if entry.mode().is_tree() && name == APPS_DIR {
+                collect_blobs(&repo, entry.oid().to_owned(), APPS_DIR, &mut pending)?;
+            }
+            if pending.len() > MAX_FILES {
+                return Err(SourceError::TooManyFiles {
+                    commit: commit.id.clone(),
+                    limit: MAX_FILES,
+                });
+            }
+        }
+        for (path, oid) in pending {
+            // Refuse huge blobs from their header, before reading them into memory.
+            let size = repo.find_header(oid).map_err(|error| read(&path, error))?.size();
+            if size > MAX_FILE_BYTES as u64 {
+                return Err(SourceError::FileTooLarge {
+                    path,
+                    size,
+                    commit: commit.id.clone(),
+                    limit: MAX_FILE_BYTES,
+                });
+            }
+            let blob = repo.find_blob(oid).map_err(|error| read(&path, error))?;
+            files.push(SourceFile {
+                path,
+                bytes: blob.data.clone(),
+            });
+        }
+        Ok(files)
+    }
+}
+
+fn collect_blobs(
+    repo: &gix::Repository,
+    tree_id: gix::ObjectId,
+    prefix: &str,
+    found: &mut Vec<(String, gix::ObjectId)>,
+) -> Result<()> {
+    let read = |source: gix::Error| SourceError::Read {
+        what: format!("folder {prefix}"),
+        source: Box::new(source),
+    };
+    let tree = repo.find_tree(tree_id).map_err(read)?;
+    for entry in tree.iter() {
+        let entry = entry.map_err(|error| read(error.into()))?;
+        let path = format!("{prefix}/{}", entry.filename());
+        if entry.mode().is_tree() {
+            collect_blobs(repo, entry.oid().to_owned(), &path, found)?;
+        } else if entry.mode().is_blob() && is_manifest_path(&path) {
+            found.push((path, entry.oid().to_owned()));
+        }
+        if found.len() > MAX_FILES {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// URLs and scp-like `user@host:path` addresses are remotes; anything else is a path.
+fn is_url(location: &str) -> bool {
+    location.contains("://")
+        || location
+            .split_once(':')
+            .is_some_and(|(before, _)| before.contains('@') && !before.contains('/'))
+}
+
+/// Each remote gets its own mirror, named by a hash of its URL.
+fn mirror_path(cache_dir: &Path, url: &str) -> PathBuf {
+    let digest = Sha256::digest(url.as_bytes());
+    cache_dir.join(format!("{}.git", hex::encode(&digest[..8])))
+}
+
+fn not_a_repo(location: &str, source: impl std::error::Error + Send + Sync + 'static) -> SourceError {
+    SourceError::NotARepository {
+        location: location.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,138 @@
+//! Reading config repos at commits: in place, over file:// and over smart HTTP.
+
+use launchway_testkit::{GitHttpServer, GitRepo};
+
+use super::*;
+
+const ROOT: &str = "environments:\n  dev: {target: docker}\n";
+
+fn repo_with_apps() -> GitRepo {
+    let repo = GitRepo::init();
+    repo.write(ROOT_FILE, ROOT)
+        .write("apps/web.yaml", "services: {web: {image: example/web:1}}\n")
+        .write("apps/batch/report.yml", "tasks: {}\n")
+        .write("apps/README.md", "not a manifest\n")
+        .write("docs/notes.yaml", "not under apps/\n");
+    repo.commit("first");
+    repo
+}
+
+fn paths(files: &[SourceFile]) -> Vec<&str> {
+    let mut paths: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn reads_the_manifest_files_of_a_commit_without_a_work_tree() {
+    let repo = repo_with_apps();
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    let head = config.resolve("HEAD").expect("HEAD resolves");
+    assert_eq!(head.summary, "first");
+    assert_eq!(head.author, "Test Author <author@example.com>");
+    let files = config.manifest_files(&head).expect("files");
+    assert_eq!(paths(&files), ["apps/batch/report.yml", "apps/web.yaml", "launchway.yaml"]);
+
+    // Uncommitted edits are not desired state.
+    repo.write("apps/web.yaml", "services: {web: {image: example/web:2}}\n");
+    let files = config.manifest_files(&config.resolve("HEAD").expect("HEAD")).expect("files");
+    let web = files.iter().find(|file| file.path == "apps/web.yaml").expect("web");
+    assert!(String::from_utf8_lossy(&web.bytes).contains("web:1"));
+}
+
+#[test]
+fn resolves_branches_tags_and_older_commits() {
+    let repo = repo_with_apps();
+    let first = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["tag", "v1.0.0"]);
+    repo.write("apps/web.yaml", "services: {web: {image: example/web:2}}\n");
+    let second = repo.commit("second");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    assert_eq!(config.resolve("main").expect("branch").id, second);
+    assert_eq!(config.resolve("v1.0.0").expect("tag").id, first);
+    assert_eq!(config.resolve(&first[..8]).expect("short id").id, first);
+    assert!(matches!(config.resolve("no-such-branch"), Err(SourceError::UnknownRef { .. })));
+}
+
+#[test]
+fn opening_a_folder_inside_the_repo_finds_the_repo() {
+    let repo = repo_with_apps();
+    let cache = tempfile::tempdir().expect("cache dir");
+    let inside = repo.path().join("apps");
+    let config = ConfigRepo::open(inside.to_str().expect("utf-8"), cache.path()).expect("opens");
+    assert_eq!(config.resolve("HEAD").expect("HEAD").summary, "first");
+}
+
+#[test]
+fn a_folder_that_is_not_a_repo_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let error = ConfigRepo::open(dir.path().to_str().expect("utf-8"), cache.path()).err().expect("refused");
+    assert!(matches!(error, SourceError::NotARepository { .. }), "{error}");
+}
+
+#[test]
+fn mirrors_a_file_url_and_sees_new_commits_after_a_fetch() {
+    let repo = repo_with_apps();
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(&repo.file_url(), cache.path()).expect("clones");
+    assert_eq!(config.resolve("HEAD").expect("HEAD").summary, "first");
+    repo.write("apps/web.yaml", "services: {web: {image: example/web:2}}\n");
+    let second = repo.commit("second");
+    assert_ne!(config.resolve("HEAD").expect("HEAD").id, second, "not fetched yet");
+    config.fetch().expect("fetches");
+    let head = config.resolve("HEAD").expect("HEAD");
+    assert_eq!(head.id, second);
+    let files = config.manifest_files(&head).expect("files");
+    let web = files.iter().find(|file| file.path == "apps/web.yaml").expect("web");
+    assert!(String::from_utf8_lossy(&web.bytes).contains("web:2"));
+
+    // Opening again reuses the mirror.
+    let again = ConfigRepo::open(&repo.file_url(), cache.path()).expect("reopens");
+    assert_eq!(again.resolve("main").expect("main").id, second);
+}
+
+#[test]
+fn mirrors_a_repo_over_smart_http() {
+    let repo = repo_with_apps();
+    let served = tempfile::tempdir().expect("served dir");
+    let bare = served.path().join("config.git");
+    let status = std::process::Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(repo.path())
+        .arg(&bare)
+        .status()
+        .expect("git clone runs");
+    assert!(status.success());
+    let server = GitHttpServer::serve(served.path().to_path_buf());
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(&server.url("config.git"), cache.path()).expect("clones over http");
+    let head = config.resolve("HEAD").expect("HEAD");
+    assert_eq!(head.summary, "first");
+    assert_eq!(paths(&config.manifest_files(&head).expect("files")).len(), 3);
+}
+
+#[test]
+fn a_huge_manifest_blob_is_refused_before_it_is_read() {
+    let repo = GitRepo::init();
+    repo.write(ROOT_FILE, &"#".repeat(MAX_FILE_BYTES + 10));
+    repo.commit("huge");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    let head = config.resolve("HEAD").expect("HEAD");
+    let error = config.manifest_files(&head).err().expect("refused");
+    assert!(matches!(error, SourceError::FileTooLarge { .. }), "{error}");
+}
+
+#[test]
+fn reads_a_work_tree_or_a_single_file() {
+    let repo = repo_with_apps();
+    assert_eq!(
+        paths(&read_work_tree(repo.path()).expect("reads")),
+        ["apps/batch/report.yml", "apps/web.yaml", "launchway.yaml"]
+    );
+    let single = read_work_tree(&repo.path().join(ROOT_FILE)).expect("reads");
+    assert_eq!(paths(&single), ["launchway.yaml"]);
+}

@@ -1,0 +1,76 @@
+//! Manifest files from a folder on disk, for `launchway validate` before a commit.
+
+use std::path::Path;
+
+use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, SourceFile, is_manifest_path};
+
+use crate::{MAX_FILES, Result, SourceError};
+
+/// Reads the manifest files under `dir` (a config repo's work tree), or the single file
+/// `dir` names, which is then read as the root manifest.
+pub fn read_work_tree(dir: &Path) -> Result<Vec<SourceFile>> {
+    if dir.is_file() {
+        return Ok(vec![SourceFile {
+            path: ROOT_FILE.to_owned(),
+            bytes: read_limited(dir, ROOT_FILE)?,
+        }]);
+    }
+    let mut files = Vec::new();
+    let root = dir.join(ROOT_FILE);
+    if root.is_file() {
+        files.push(SourceFile {
+            path: ROOT_FILE.to_owned(),
+            bytes: read_limited(&root, ROOT_FILE)?,
+        });
+    }
+    walk(&dir.join(APPS_DIR), APPS_DIR, &mut files)?;
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+fn walk(dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| io_error(&dir.display().to_string(), source))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("{prefix}/{name}");
+        let file_type = entry.file_type().map_err(|source| io_error(&path, source))?;
+        if file_type.is_dir() {
+            walk(&entry.path(), &path, files)?;
+        } else if file_type.is_file() && is_manifest_path(&path) {
+            if files.len() >= MAX_FILES {
+                return Err(SourceError::TooManyFiles {
+                    commit: "the work tree".to_owned(),
+                    limit: MAX_FILES,
+                });
+            }
+            files.push(SourceFile {
+                bytes: read_limited(&entry.path(), &path)?,
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn read_limited(file: &Path, display: &str) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(file).map_err(|source| io_error(display, source))?.len();
+    if size > MAX_FILE_BYTES as u64 {
+        return Err(SourceError::FileTooLarge {
+            path: display.to_owned(),
+            size,
+            commit: "the work tree".to_owned(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    std::fs::read(file).map_err(|source| io_error(display, source))
+}
+
+fn io_error(what: &str, source: std::io::Error) -> SourceError {
+    SourceError::Read {
+        what: what.to_owned(),
+        source: Box::new(source),
+    }
+}
