@@ -1,1 +1,158 @@
-//! placeholder
+//! What a deployment target is to the engine: something that reports live state and
+//! moves an app from one revision to another, reporting as it goes.
+//!
+//! Targets implement [`Target`]; the engine knows only this trait. The rolling-update
+//! arithmetic in [`rolling`] is pure and shared by targets that replace replicas
+//! themselves (Docker), while targets with their own deployment controller (ECS) map
+//! the same strategy onto it.
+
+pub mod rolling;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use launchway_manifest::{AppSpec, ContainerSpec, ServiceSpec};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("could not reach {target}")]
+    Unreachable {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{action} failed")]
+    Api {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Why a rollout did not reach its revision.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// A new replica failed its health check or exited: the release is bad.
+    #[error("{reason}")]
+    Unhealthy { reason: String, logs: Vec<String> },
+    /// The rollout did not finish within the strategy's timeout.
+    #[error("{reason}")]
+    TimedOut { reason: String, logs: Vec<String> },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl RolloutError {
+    /// The failing replica's last log lines, when there are any.
+    pub fn logs(&self) -> &[String] {
+        match self {
+            RolloutError::Unhealthy { logs, .. } | RolloutError::TimedOut { logs, .. } => logs,
+            RolloutError::Target(_) => &[],
+        }
+    }
+}
+
+/// Everything launchway runs in one environment, by app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LiveEnvironment {
+    pub apps: BTreeMap<String, LiveApp>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LiveApp {
+    pub replicas: Vec<LiveReplica>,
+}
+
+impl LiveApp {
+    /// Revisions present, with how many replicas each has running.
+    pub fn running_by_revision(&self) -> BTreeMap<&str, u32> {
+        let mut counts = BTreeMap::new();
+        for replica in self.replicas.iter().filter(|replica| replica.state == ReplicaState::Running) {
+            *counts.entry(replica.revision.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// One replica as the target sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveReplica {
+    /// The target's id for it (the primary container's id on Docker).
+    pub id: String,
+    pub name: String,
+    pub revision: String,
+    pub release_id: Option<i64>,
+    pub slot: u32,
+    pub state: ReplicaState,
+    /// The containers as they were started, from the target's own records.
+    pub containers: Vec<ContainerSpec>,
+    /// Where its port can be reached, like `127.0.0.1:49153`.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ReplicaState {
+    Running,
+    /// Created or exited: not serving.
+    Stopped { exit_code: Option<i64> },
+}
+
+/// Asks a target to bring one app to one revision.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollout<'a> {
+    pub app: &'a str,
+    pub env: &'a str,
+    pub release_id: i64,
+    pub revision: &'a str,
+    pub spec: &'a ServiceSpec,
+}
+
+/// Something that happened on the target during a rollout, for the audit log and the
+/// progress display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetEvent {
+    /// Dotted name, like `replica.started`.
+    pub kind: &'static str,
+    pub message: String,
+    pub data: serde_json::Value,
+}
+
+/// Receives [`TargetEvent`]s as they happen; the engine persists them.
+#[async_trait]
+pub trait Progress: Send + Sync {
+    async fn report(&self, event: TargetEvent);
+}
+
+/// A deployment target.
+///
+/// # Guarantees asked of implementations
+/// - Every method is idempotent: called again after a crash, it picks up from what is
+///   live, never duplicating replicas.
+/// - `rollout` never takes availability below what the strategy allows.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// How the target names itself in messages: "docker at unix:///var/run/docker.sock".
+    fn describe(&self) -> String;
+
+    /// Checks that `spec` can run here without changing anything (the target answers,
+    /// images exist…). Returns notes worth showing.
+    async fn check(&self, app: &str, env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError>;
+
+    /// Everything launchway manages in `env`.
+    async fn observe(&self, env: &str) -> Result<LiveEnvironment, TargetError>;
+
+    /// Replaces whatever runs for the app with `rollout.revision`, per its strategy, and
+    /// returns once every replica of it is healthy and no other is left.
+    async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
+
+    /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
+    async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
+
+    /// Stops and removes every replica of one revision of an app: how a first deploy
+    /// that failed, with nothing to roll back to, is cleaned up.
+    async fn retire(&self, app: &str, env: &str, revision: &str, progress: &dyn Progress) -> Result<(), TargetError>;
+}
