@@ -5,6 +5,7 @@ CREATE TABLE releases (
     env         TEXT    NOT NULL,
     revision    TEXT    NOT NULL,
     spec        TEXT    NOT NULL,   -- AppSpec as JSON
+    target      TEXT    NOT NULL,   -- the environment's TargetSpec as JSON
     commit_id   TEXT,
     summary     TEXT,
     author      TEXT,

@@ -92,14 +92,16 @@ impl Store for SqliteStore {
         let created_at = now_ms();
         let revision = release.spec.revision().0;
         let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
+        let target = serde_json::to_string(&release.target).map_err(corrupt)?;
         let row = sqlx::query(
-            "INSERT INTO releases (app, env, revision, spec, commit_id, summary, author, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&release.app)
         .bind(&release.env)
         .bind(&revision)
         .bind(spec)
+        .bind(target)
         .bind(&release.source.commit)
         .bind(&release.source.summary)
         .bind(&release.source.author)
@@ -113,6 +115,7 @@ impl Store for SqliteStore {
             env: release.env,
             revision,
             spec: release.spec,
+            target: release.target,
             source: release.source,
             created_at,
         })
@@ -128,7 +131,7 @@ impl Store for SqliteStore {
         release_from_row(&row)
     }
 
-    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<Run> {
+    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let inserted = sqlx::query(
@@ -169,9 +172,9 @@ impl Store for SqliteStore {
             run_id: Some(created.id),
             ..event
         };
-        Self::insert_event(&mut tx, &event).await?;
+        let event = Self::insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(created)
+        Ok((created, event))
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -252,7 +255,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<Run> {
+    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<(Run, Event)> {
         let now = now_ms();
         let finished_at = transition.to.is_terminal().then_some(now);
         let plan = transition
@@ -280,7 +283,7 @@ impl Store for SqliteStore {
         .map_err(backend)?
         .ok_or(StoreError::LeaseLost { run_id: lease.run_id })?;
         let run = run_from_row(&row)?;
-        Self::insert_event(&mut tx, &transition.event).await?;
+        let event = Self::insert_event(&mut tx, &transition.event).await?;
         if let Some(update) = &transition.deployment {
             sqlx::query(
                 "INSERT INTO deployments (app, env, current_release_id, good_release_id, commit_id, updated_at)
@@ -301,7 +304,7 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        Ok(run)
+        Ok((run, event))
     }
 
     async fn start_step(&self, lease: &Lease, step: &str) -> Result<()> {
@@ -426,12 +429,14 @@ fn corrupt(error: serde_json::Error) -> StoreError {
 
 fn release_from_row(row: &SqliteRow) -> Result<Release> {
     let spec: String = row.get("spec");
+    let target: String = row.get("target");
     Ok(Release {
         id: row.get("id"),
         app: row.get("app"),
         env: row.get("env"),
         revision: row.get("revision"),
         spec: serde_json::from_str(&spec).map_err(corrupt)?,
+        target: serde_json::from_str(&target).map_err(corrupt)?,
         source: ReleaseSource {
             commit: row.get("commit_id"),
             summary: row.get("summary"),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, ContainerSpec, ServiceSpec, Strategy};
+use launchway_manifest::{AppSpec, ContainerSpec, ServiceSpec, Strategy, TargetSpec};
 
 use crate::*;
 
@@ -35,6 +35,7 @@ async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
             app: app.into(),
             env: "dev".into(),
             spec: service(image),
+            target: TargetSpec::Docker { host: None },
             source: ReleaseSource {
                 commit: Some("0123abcd".into()),
                 summary: Some("bump web".into()),
@@ -46,7 +47,7 @@ async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
 }
 
 async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
-    store
+    let (run, event) = store
         .create_run(
             NewRun {
                 app: release.app.clone(),
@@ -65,7 +66,9 @@ async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
                 data: serde_json::json!({"release": release.id}),
             },
         )
-        .await
+        .await?;
+    assert_eq!(event.run_id, Some(run.id), "the creation event names the run");
+    Ok(run)
 }
 
 fn to(state: RunState, run: &Run) -> Transition {
@@ -140,7 +143,8 @@ pub async fn leases_are_exclusive_and_fence_out_stale_holders(store: &dyn Store)
         Err(StoreError::LeaseLost { .. })
     ));
     assert!(matches!(store.renew_lease(&first, 30_000).await, Err(StoreError::LeaseLost { .. })));
-    let moved = store.transition(&second, to(RunState::Validating, &created)).await.expect("b acts");
+    let (moved, event) = store.transition(&second, to(RunState::Validating, &created)).await.expect("b acts");
+    assert_eq!(event.message, "validating");
     assert_eq!(moved.state, RunState::Validating);
 
     // An expired lease is free for anyone.
@@ -168,7 +172,7 @@ pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
     finish.deployment = Some(DeploymentUpdate { current_release_id: v1.id, verified: true });
     finish.reason = Some("deployed".into());
     finish.plan = Some(serde_json::json!({"changes": 1}));
-    let done = store.transition(&lease, finish).await.expect("finish");
+    let (done, _) = store.transition(&lease, finish).await.expect("finish");
     assert!(done.finished_at.is_some());
     assert_eq!(done.reason.as_deref(), Some("deployed"));
     assert_eq!(done.plan, Some(serde_json::json!({"changes": 1})));

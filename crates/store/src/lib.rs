@@ -53,7 +53,7 @@ pub trait Store: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::RunInProgress`] when (app, env) already has an unfinished run.
-    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<Run>;
+    async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)>;
     async fn run(&self, id: RunId) -> Result<Run>;
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
@@ -70,7 +70,7 @@ pub trait Store: Send + Sync {
 
     /// Moves a run to a new state, with its event and, for terminal states, the
     /// (app, environment) record, in one transaction.
-    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<Run>;
+    async fn transition(&self, lease: &Lease, transition: Transition) -> Result<(Run, Event)>;
 
     /// Records that a step started (again, after a resume) for the lease's attempt.
     async fn start_step(&self, lease: &Lease, step: &str) -> Result<()>;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use launchway_manifest::AppSpec;
+use launchway_manifest::{AppSpec, TargetSpec};
 use serde::{Deserialize, Serialize};
 
 pub type RunId = i64;
@@ -33,6 +33,9 @@ pub struct Release {
     pub env: String,
     pub revision: String,
     pub spec: AppSpec,
+    /// Where the environment ran when the release was made: enough to resume or roll
+    /// back without the config repo.
+    pub target: TargetSpec,
     pub source: ReleaseSource,
     pub created_at: i64,
 }
@@ -42,6 +45,7 @@ pub struct NewRelease {
     pub app: String,
     pub env: String,
     pub spec: AppSpec,
+    pub target: TargetSpec,
     pub source: ReleaseSource,
 }
 

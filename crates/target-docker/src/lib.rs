@@ -1,1 +1,274 @@
-//! placeholder
+//! The Docker engine target.
+//!
+//! Apps run as labelled containers on a bridge network per environment
+//! (`launchway-<env>`), where each replica answers to the app's name. Ports are
+//! published on 127.0.0.1 only, on ports the engine picks; launchway probes health
+//! through them. All state is in the containers' labels.
+
+mod health;
+mod image;
+mod replicas;
+mod rollout;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder};
+use futures_util::{Stream, StreamExt};
+use launchway_manifest::AppSpec;
+use launchway_target::{LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent};
+use serde_json::json;
+
+pub use image::{ExecutableImage, build_executable_image};
+pub use replicas::label;
+
+use replicas::api_error;
+
+/// A Docker engine, reached over its API.
+pub struct DockerTarget {
+    docker: Docker,
+    http: reqwest::Client,
+    address: String,
+}
+
+impl DockerTarget {
+    /// Connects to the engine at `host` (`unix:///…` or `tcp://…`), or to the local
+    /// engine (`DOCKER_HOST`, else the default socket), and agrees on an API version
+    /// both sides speak.
+    pub async fn connect(host: Option<&str>) -> Result<DockerTarget, TargetError> {
+        let address = host
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let unreachable = |source: DockerError| TargetError::Unreachable {
+            target: format!("the Docker engine at {address}"),
+            source: Box::new(source),
+        };
+        let docker = match host {
+            None => Docker::connect_with_local_defaults(),
+            Some(host) if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
+            }
+            Some(host) => Docker::connect_with_http(
+                &host.replacen("tcp://", "http://", 1),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let http = reqwest::Client::builder()
+            // Probes go to 127.0.0.1; a proxy from the environment must not intercept them.
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|source| TargetError::Api {
+                action: "create the health check client".to_owned(),
+                source: Box::new(source),
+            })?;
+        Ok(DockerTarget { docker, http, address })
+    }
+
+    /// The underlying client, for tools (the demo, tests) that need more than deploys.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The environment's network, created on first use.
+    async fn ensure_network(&self, env: &str) -> Result<String, TargetError> {
+        let name = format!("launchway-{env}");
+        match self.docker.inspect_network(&name, None).await {
+            Ok(_) => return Ok(name),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => return Err(api_error(&format!("inspect network {name}"), error)),
+        }
+        let request = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(HashMap::from([
+                (label::MANAGED.to_owned(), "true".to_owned()),
+                (label::ENV.to_owned(), env.to_owned()),
+            ])),
+            ..NetworkCreateRequest::default()
+        };
+        match self.docker.create_network(request).await {
+            // 409: created meanwhile by another process.
+            Ok(_) | Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(name),
+            Err(error) => Err(api_error(&format!("create network {name}"), error)),
+        }
+    }
+
+    /// Ids of the app's containers as they die; ends quietly if the stream breaks, in
+    /// which case the rollout loop still wakes up for its probes.
+    fn container_deaths(&self, app: &str, env: &str) -> impl Stream<Item = String> + use<> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            ("event", vec!["die".to_owned(), "oom".to_owned()]),
+            (
+                "label",
+                vec![format!("{}={app}", label::APP), format!("{}={env}", label::ENV)],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .take_while(|event| std::future::ready(event.is_ok()))
+            .filter_map(|event| async move { event.ok()?.actor?.id })
+    }
+
+    async fn ensure_image(&self, image: &str, progress: Option<&dyn Progress>) -> Result<Option<String>, TargetError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(None),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => return Err(api_error(&format!("inspect image {image}"), error)),
+        }
+        if let Some(progress) = progress {
+            progress
+                .report(TargetEvent {
+                    kind: "image.pulling",
+                    message: format!("pulling {image}"),
+                    data: json!({"image": image}),
+                })
+                .await;
+        }
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(error) = step {
+                return Err(TargetError::Invalid(format!(
+                    "image {image} is not on the engine and could not be pulled: {}",
+                    describe_docker_error(&error)
+                )));
+            }
+        }
+        Ok(Some(format!("pulled {image}")))
+    }
+}
+
+#[async_trait]
+impl Target for DockerTarget {
+    fn describe(&self) -> String {
+        format!("docker at {}", self.address)
+    }
+
+    async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {
+        let mut notes = Vec::new();
+        for container in spec.containers() {
+            if let Some(note) = self.ensure_image(&container.image, None).await? {
+                notes.push(note);
+            }
+        }
+        Ok(notes)
+    }
+
+    async fn observe(&self, env: &str) -> Result<LiveEnvironment, TargetError> {
+        let mut live = LiveEnvironment::default();
+        for replica in replicas::list(&self.docker, env, None).await? {
+            live.apps.entry(replica.app.clone()).or_default().replicas.push(replica.to_live());
+        }
+        Ok(live)
+    }
+
+    async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        rollout::run(self, rollout, progress).await
+    }
+
+    async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        let replicas = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
+        let (current, others): (Vec<_>, Vec<_>) = replicas.iter().partition(|r| r.revision == rollout.revision);
+        if let Some(other) = others.first() {
+            return Err(RolloutError::Unhealthy {
+                reason: format!("replica {} of revision {} is still there", other.name(), other.revision),
+                logs: Vec::new(),
+            });
+        }
+        let running = current.iter().filter(|r| r.is_running()).count();
+        if running != rollout.spec.replicas as usize || current.len() != running {
+            return Err(RolloutError::Unhealthy {
+                reason: format!(
+                    "{running} of {} replicas are running ({} exist)",
+                    rollout.spec.replicas,
+                    current.len()
+                ),
+                logs: Vec::new(),
+            });
+        }
+        if let Some(check) = &rollout.spec.health {
+            let probes = current.iter().map(|replica| async move {
+                // A single dropped probe is not a failure: try as often as the check's
+                // threshold allows, as quickly as it starts replicas.
+                let mut last = Err(String::new());
+                for attempt in 0..check.unhealthy_threshold {
+                    if attempt > 0 {
+                        tokio::time::sleep(check.start_interval).await;
+                    }
+                    last = match replica.host_port(check.port) {
+                        Some(port) => health::probe(&self.http, port, check).await,
+                        None => Err(format!("port {} is not published", check.port)),
+                    };
+                    if last.is_ok() {
+                        break;
+                    }
+                }
+                (replica, last)
+            });
+            for (replica, result) in futures_util::future::join_all(probes).await {
+                if let Err(error) = result {
+                    let logs = match &replica.primary {
+                        Some(primary) => replicas::log_tail(&self.docker, &primary.id, 20).await,
+                        None => Vec::new(),
+                    };
+                    return Err(RolloutError::Unhealthy {
+                        reason: format!("replica {} failed its health check: {error}", replica.name()),
+                        logs,
+                    });
+                }
+            }
+        }
+        progress
+            .report(TargetEvent {
+                kind: "verify.passed",
+                message: format!(
+                    "{running} of {} replicas of revision {} running{}",
+                    rollout.spec.replicas,
+                    rollout.revision,
+                    if rollout.spec.health.is_some() { " and healthy" } else { "" }
+                ),
+                data: json!({"running": running, "revision": rollout.revision}),
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn retire(&self, app: &str, env: &str, revision: &str, progress: &dyn Progress) -> Result<(), TargetError> {
+        let replicas = replicas::list(&self.docker, env, Some(app)).await?;
+        for replica in replicas.iter().filter(|replica| replica.revision == revision) {
+            replicas::remove(&self.docker, replica, RETIRE_STOP_GRACE.as_secs() as i32).await?;
+            progress
+                .report(TargetEvent {
+                    kind: "replica.stopped",
+                    message: format!("removed {}", replica.name()),
+                    data: json!({"name": replica.name(), "slot": replica.slot, "revision": replica.revision}),
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// The engine's own message when it sent one, rather than bollard's wrapper text.
+fn describe_docker_error(error: &DockerError) -> String {
+    match error {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        DockerError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// How long a retired replica gets to stop before it is killed: its spec, with its own
+/// grace period, may no longer be known.
+const RETIRE_STOP_GRACE: Duration = Duration::from_secs(10);

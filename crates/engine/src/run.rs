@@ -1,0 +1,381 @@
+//! Driving one run to its end.
+//!
+//! The shape is kube-rs's reconcile: each state has one idempotent step, which reads
+//! what it needs (the run, its releases, live state) and returns the next transition;
+//! the transition is persisted, then the loop runs the next step. The lease is renewed
+//! alongside; if it is lost, the step is abandoned and the new holder carries on.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use launchway_manifest::{AppSpec, ServiceSpec};
+use launchway_store::{
+    DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, Transition, now_ms,
+};
+use launchway_target::{Progress, Rollout, RolloutError, Target, TargetEvent};
+use serde_json::json;
+
+use crate::{Engine, EngineError, Result, plan};
+
+/// What a step decided.
+struct Next {
+    to: RunState,
+    reason: Option<String>,
+    plan: Option<serde_json::Value>,
+    message: String,
+    data: serde_json::Value,
+    deployment: Option<DeploymentUpdate>,
+}
+
+impl Next {
+    fn to(to: RunState, message: impl Into<String>) -> Next {
+        Next {
+            to,
+            reason: None,
+            plan: None,
+            message: message.into(),
+            data: serde_json::Value::Null,
+            deployment: None,
+        }
+    }
+
+    fn because(mut self, reason: impl Into<String>) -> Next {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    fn with_data(mut self, data: serde_json::Value) -> Next {
+        self.data = data;
+        self
+    }
+
+    fn deploying(mut self, release_id: i64, verified: bool) -> Next {
+        self.deployment = Some(DeploymentUpdate {
+            current_release_id: release_id,
+            verified,
+        });
+        self
+    }
+}
+
+impl Engine {
+    /// Drives a run until it finishes, and returns it finished.
+    ///
+    /// # Errors
+    /// [`EngineError::Busy`] when a live process holds the run; [`EngineError::Interrupted`]
+    /// when asked to stop (the run resumes where it stopped); store errors, and
+    /// [`StoreError::LeaseLost`] when another process took the run over.
+    pub async fn drive(&self, run_id: i64) -> Result<Run> {
+        let lease = self.claim(run_id).await?;
+        let result = tokio::select! {
+            result = self.drive_claimed(&lease) => result,
+            lost = self.keep_lease(&lease) => Err(lost),
+        };
+        if matches!(result, Err(EngineError::Interrupted { .. })) {
+            self.inner.store.release_lease(&lease).await?;
+        }
+        result
+    }
+
+    async fn claim(&self, run_id: i64) -> Result<Lease> {
+        let store = &self.inner.store;
+        let run = store.run(run_id).await?;
+        let ttl = self.inner.config.lease_ttl.as_millis() as i64;
+        let dead_holder = run.lease_owner.as_deref().filter(|holder| self.inner.owner.sees_dead(holder));
+        match store.claim_run(run_id, &self.inner.owner.id, ttl, dead_holder).await? {
+            Some(lease) => {
+                if lease.attempt > 1 {
+                    let previous = match (&run.lease_owner, dead_holder) {
+                        (Some(holder), Some(_)) => format!(" (its previous driver, {holder}, is gone)"),
+                        (Some(holder), None) if holder != &self.inner.owner.id => {
+                            format!(" (the lease of {holder} expired)")
+                        }
+                        _ => String::new(),
+                    };
+                    self.record(
+                        NewEvent::for_run(&run, "run.resumed", format!("resuming run {run_id} at {}{previous}", run.state))
+                            .with_data(json!({"attempt": lease.attempt, "state": run.state})),
+                    )
+                    .await?;
+                }
+                Ok(lease)
+            }
+            None => {
+                let run = store.run(run_id).await?;
+                if run.state.is_terminal() {
+                    return Err(EngineError::Invalid(format!("run {run_id} has already finished ({})", run.state)));
+                }
+                Err(EngineError::Busy {
+                    run_id,
+                    owner: run.lease_owner.unwrap_or_default(),
+                    expires_in_ms: run.lease_expires_at.map_or(0, |at| at - now_ms()),
+                })
+            }
+        }
+    }
+
+    /// Renews the lease until it cannot; returns why.
+    async fn keep_lease(&self, lease: &Lease) -> EngineError {
+        let ttl = self.inner.config.lease_ttl;
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            if let Err(error) = self.inner.store.renew_lease(lease, ttl.as_millis() as i64).await {
+                return error.into();
+            }
+        }
+    }
+
+    async fn drive_claimed(&self, lease: &Lease) -> Result<Run> {
+        loop {
+            let run = self.inner.store.run(lease.run_id).await?;
+            if run.state.is_terminal() {
+                return Ok(run);
+            }
+            if self.stopping() {
+                return Err(EngineError::Interrupted { run_id: run.id });
+            }
+            let next = match run.state {
+                RunState::Pending => Next::to(RunState::Validating, "validating"),
+                RunState::Validating => self.step(lease, &run, "validate", self.validate(&run)).await?,
+                RunState::Planning => self.step(lease, &run, "plan", self.plan_step(&run)).await?,
+                RunState::Deploying => self.step(lease, &run, "deploy", self.deploy(&run)).await?,
+                RunState::Verifying => self.step(lease, &run, "verify", self.verify(&run)).await?,
+                RunState::RollingBack => self.step(lease, &run, "rollback", self.roll_back(&run)).await?,
+                RunState::Succeeded | RunState::RolledBack | RunState::Failed => unreachable!("checked above"),
+            };
+            let event = NewEvent::for_run(&run, &format!("run.{}", next.to), next.message).with_data(next.data);
+            let (_, event) = self
+                .inner
+                .store
+                .transition(
+                    lease,
+                    Transition {
+                        to: next.to,
+                        reason: next.reason,
+                        plan: next.plan,
+                        event,
+                        deployment: next.deployment,
+                    },
+                )
+                .await?;
+            self.announce(&event);
+        }
+    }
+
+    /// Runs one step with its start and finish recorded.
+    async fn step(
+        &self,
+        lease: &Lease,
+        run: &Run,
+        name: &str,
+        body: impl Future<Output = Result<Next>>,
+    ) -> Result<Next> {
+        let store = &self.inner.store;
+        store.start_step(lease, name).await?;
+        self.record(NewEvent::for_run(run, "step.started", format!("{name} started")).with_data(json!({"step": name})))
+            .await?;
+        let started = std::time::Instant::now();
+        let next = body.await;
+        let (outcome, detail) = match &next {
+            Ok(next) if matches!(next.to, RunState::Failed | RunState::RollingBack) => {
+                (StepOutcome::Failed, next.reason.clone().unwrap_or_else(|| next.message.clone()))
+            }
+            Ok(next) => (StepOutcome::Succeeded, next.message.clone()),
+            Err(error) => (StepOutcome::Failed, error.to_string()),
+        };
+        store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        self.record(
+            NewEvent::for_run(run, "step.finished", format!("{name} {} in {elapsed_ms} ms", outcome.as_str()))
+                .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms})),
+        )
+        .await?;
+        next
+    }
+
+    async fn release_and_target(&self, release_id: i64) -> Result<(Release, Arc<dyn Target>)> {
+        let release = self.inner.store.release(release_id).await?;
+        let target = self.target(&release.target).await?;
+        Ok((release, target))
+    }
+
+    /// Nothing on the target changes here: the release must make sense and be runnable.
+    async fn validate(&self, run: &Run) -> Result<Next> {
+        let (release, target) = match self.release_and_target(run.release_id).await {
+            Ok(found) => found,
+            Err(EngineError::Target(error)) => {
+                return Ok(Next::to(RunState::Failed, format!("validation failed: {error}")).because(error.to_string()));
+            }
+            Err(other) => return Err(other),
+        };
+        match target.check(&run.app, &run.env, &release.spec).await {
+            Ok(notes) => {
+                let mut message = format!("release {} (revision {}) can run on {}", release.id, release.revision, target.describe());
+                for note in notes {
+                    message.push_str(&format!("; {note}"));
+                }
+                Ok(Next::to(RunState::Planning, message))
+            }
+            Err(error) => Ok(Next::to(RunState::Failed, format!("validation failed, nothing was changed: {error}"))
+                .because(error.to_string())),
+        }
+    }
+
+    async fn plan_step(&self, run: &Run) -> Result<Next> {
+        let (release, target) = self.release_and_target(run.release_id).await?;
+        let live = target.observe(&run.env).await?;
+        let current = match self.inner.store.deployment(&run.app, &run.env).await? {
+            Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
+            None => None,
+        };
+        let plan = plan::compute(&run.app, &run.env, &release.spec, live.apps.get(&run.app), current.as_ref());
+        let plan_json = serde_json::to_value(&plan).expect("plans serialize");
+        let mut next = if plan.is_no_op() {
+            Next::to(RunState::Succeeded, "nothing to change: the target already runs this release")
+                .because("nothing to change")
+                .deploying(release.id, true)
+        } else {
+            let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+            Next::to(RunState::Deploying, format!("plan: {}", plan.summary)).with_data(json!({"changes": changes}))
+        };
+        next.plan = Some(plan_json);
+        Ok(next)
+    }
+
+    async fn deploy(&self, run: &Run) -> Result<Next> {
+        let (release, target) = self.release_and_target(run.release_id).await?;
+        let AppSpec::Service(service) = &release.spec else {
+            // Docker runs scheduled tasks from `launchway server`, which reads the
+            // current release when each run is due: recording it is the deploy.
+            return Ok(Next::to(
+                RunState::Verifying,
+                "the task definition takes effect at its next scheduled run",
+            ));
+        };
+        let progress = RunProgress { engine: self, run };
+        match target.rollout(rollout(run, &release, service), &progress).await {
+            Ok(()) => Ok(Next::to(
+                RunState::Verifying,
+                format!("{} replica{} of revision {} rolled out", service.replicas, plural(service.replicas), release.revision),
+            )),
+            Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
+        }
+    }
+
+    async fn verify(&self, run: &Run) -> Result<Next> {
+        let (release, target) = self.release_and_target(run.release_id).await?;
+        let AppSpec::Service(service) = &release.spec else {
+            return Ok(Next::to(RunState::Succeeded, format!("task definition {} recorded", release.revision))
+                .because("recorded")
+                .deploying(release.id, true));
+        };
+        let progress = RunProgress { engine: self, run };
+        match target.verify(rollout(run, &release, service), &progress).await {
+            Ok(()) => {
+                let what = match run.kind {
+                    RunKind::Deploy => "deployed",
+                    RunKind::Rollback => "rolled back to",
+                };
+                Ok(Next::to(RunState::Succeeded, format!("{what} release {} (revision {})", release.id, release.revision))
+                    .because(format!("{what} revision {}", release.revision))
+                    .deploying(release.id, true))
+            }
+            Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
+        }
+    }
+
+    /// A release that failed to roll out or verify: roll back to the last good one, or,
+    /// when there is none, remove what was started so nothing half-deployed is left.
+    async fn after_failure(&self, run: &Run, release: &Release, target: &dyn Target, error: RolloutError) -> Result<Next> {
+        if let RolloutError::Target(inner) = &error {
+            tracing::warn!(run_id = run.id, error = %inner, "target error during rollout");
+        }
+        let reason = error.to_string();
+        let data = json!({"reason": reason, "logs": error.logs()});
+        match run.previous_release_id {
+            Some(previous) if previous != release.id => Ok(Next::to(
+                RunState::RollingBack,
+                format!("{reason}; rolling back to release {previous}"),
+            )
+            .because(reason)
+            .with_data(data)),
+            _ => {
+                let progress = RunProgress { engine: self, run };
+                let cleanup = target.retire(&run.app, &run.env, &release.revision, &progress).await;
+                let message = match cleanup {
+                    Ok(()) => format!("{reason}; there is no earlier release to roll back to, so its replicas were removed"),
+                    Err(cleanup_error) => format!("{reason}; removing its replicas failed too: {cleanup_error}"),
+                };
+                Ok(Next::to(RunState::Failed, message).because(reason).with_data(data))
+            }
+        }
+    }
+
+    async fn roll_back(&self, run: &Run) -> Result<Next> {
+        let Some(previous_id) = run.previous_release_id else {
+            return Ok(Next::to(RunState::Failed, "nothing to roll back to"));
+        };
+        let (previous, target) = self.release_and_target(previous_id).await?;
+        let AppSpec::Service(service) = &previous.spec else {
+            return Ok(Next::to(RunState::RolledBack, format!("task definition {} is current again", previous.revision))
+                .deploying(previous.id, true));
+        };
+        let progress = RunProgress { engine: self, run };
+        let rollout = Rollout {
+            app: &run.app,
+            env: &run.env,
+            release_id: previous.id,
+            revision: &previous.revision,
+            spec: service,
+        };
+        let result = match target.rollout(rollout, &progress).await {
+            Ok(()) => target.verify(rollout, &progress).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(()) => Ok(Next::to(
+                RunState::RolledBack,
+                format!("rolled back to release {} (revision {})", previous.id, previous.revision),
+            )
+            .deploying(previous.id, true)),
+            Err(error) => Ok(Next::to(RunState::Failed, format!("the rollback failed too: {error}"))
+                .because(format!(
+                    "{}; then the rollback to release {} failed: {error}",
+                    run.reason.as_deref().unwrap_or("the release failed"),
+                    previous.id
+                ))
+                .with_data(json!({"logs": error.logs()}))),
+        }
+    }
+}
+
+fn rollout<'a>(run: &'a Run, release: &'a Release, service: &'a ServiceSpec) -> Rollout<'a> {
+    Rollout {
+        app: &run.app,
+        env: &run.env,
+        release_id: release.id,
+        revision: &release.revision,
+        spec: service,
+    }
+}
+
+fn plural(count: u32) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// Records what a target reports during a step as events of the run.
+struct RunProgress<'a> {
+    engine: &'a Engine,
+    run: &'a Run,
+}
+
+#[async_trait]
+impl Progress for RunProgress<'_> {
+    async fn report(&self, event: TargetEvent) {
+        let event = NewEvent::for_run(self.run, event.kind, event.message).with_data(event.data);
+        if let Err(error) = self.engine.record(event).await {
+            // The step's own transition will hit the same store problem and stop the run.
+            tracing::warn!(run_id = self.run.id, %error, "could not record a target event");
+        }
+    }
+}
