@@ -186,8 +186,8 @@ impl Engine {
         store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         self.record(
-            NewEvent::for_run(run, "step.finished", format!("{name} {} in {elapsed_ms} ms", outcome.as_str()))
-                .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms})),
+            NewEvent::for_run(run, "step.finished", format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str()))
+                .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms, "detail": detail})),
         )
         .await?;
         next
@@ -236,7 +236,7 @@ impl Engine {
                 .deploying(release.id, true)
         } else {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
-            Next::to(RunState::Deploying, format!("plan: {}", plan.summary)).with_data(json!({"changes": changes}))
+            Next::to(RunState::Deploying, plan.summary.clone()).with_data(json!({"changes": changes}))
         };
         next.plan = Some(plan_json);
         Ok(next)

@@ -52,7 +52,13 @@ pub enum Decision {
     /// A run interrupted earlier is resumed first.
     Resume { run: Box<Run> },
     Unchanged { app: String, env: String, revision: String },
-    Skipped { app: String, env: String, reason: String },
+    Skipped {
+        app: String,
+        env: String,
+        reason: String,
+        /// How the revision's last run ended.
+        previous_state: RunState,
+    },
     /// A run for the app is being driven by another live process.
     Busy { app: String, env: String, run_id: i64, owner: String },
 }
@@ -135,6 +141,7 @@ impl Engine {
                 decisions.push(Decision::Skipped {
                     app: app.to_owned(),
                     env: env.to_owned(),
+                    previous_state: failed.state,
                     reason: format!(
                         "revision {revision} {} in run {}{}; change the manifest, or pass --retry to deploy it again",
                         if failed.state == RunState::RolledBack { "was rolled back" } else { "failed" },

@@ -1,1 +1,68 @@
-fn main() {}
+//! The `launchway` command: argument parsing, wiring and exit codes. Each subcommand
+//! lives in `commands/`; the work happens in the library crates.
+
+mod cli;
+mod commands;
+mod context;
+mod output;
+mod sample_app;
+mod targets;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Output};
+use crate::context::{Context, InvalidManifest};
+
+/// Exit codes, documented in `launchway --help`.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const INVALID_MANIFEST: u8 = 3;
+    pub const RUN_FAILED: u8 = 4;
+    pub const ROLLED_BACK: u8 = 5;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::SampleApp) {
+        // The sample app runs as PID 1 in a scratch container: no logging set-up, no
+        // data directory, nothing but the server.
+        return sample_app::main();
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let output = cli.global.output;
+    let context = Context::new(cli.global);
+    match runtime.block_on(commands::run(&context, cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            if let Some(invalid) = error.downcast_ref::<InvalidManifest>() {
+                output::print_invalid_manifest(output, invalid);
+                return ExitCode::from(exit::INVALID_MANIFEST);
+            }
+            match output {
+                Output::Json => println!("{}", serde_json::json!({"error": format!("{error:#}")})),
+                Output::Text => eprintln!("error: {error:#}"),
+            }
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+/// Logs go to stderr, quiet unless `LAUNCHWAY_LOG` (an env-filter string) asks.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAUNCHWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -6,6 +6,7 @@
 //! callers run it on a blocking thread.
 
 mod worktree;
+mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -14,6 +15,7 @@ use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, SourceFile, is_man
 use sha2::{Digest, Sha256};
 
 pub use worktree::read_work_tree;
+pub use write::commit_files;
 
 /// Most manifest files read from one commit: beyond this the repo is not a config repo.
 pub const MAX_FILES: usize = 10_000;

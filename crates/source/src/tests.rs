@@ -136,3 +136,19 @@ fn reads_a_work_tree_or_a_single_file() {
     let single = read_work_tree(&repo.path().join(ROOT_FILE)).expect("reads");
     assert_eq!(paths(&single), ["launchway.yaml"]);
 }
+
+#[test]
+fn commits_written_without_a_work_tree_are_read_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let repo_path = dir.path().join("config.git");
+    let first = commit_files(&repo_path, &[(ROOT_FILE, ROOT), ("apps/web.yaml", "services: {}\n")], "first").expect("commits");
+    let second = commit_files(&repo_path, &[("apps/web.yaml", "services: {web: {image: a:2}}\n")], "second").expect("commits");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo_path.to_str().expect("utf-8"), cache.path()).expect("opens");
+    let head = config.resolve("HEAD").expect("HEAD");
+    assert_eq!(head.id, second);
+    assert_eq!(head.summary, "second");
+    let files = config.manifest_files(&head).expect("files");
+    assert_eq!(paths(&files), ["apps/web.yaml", "launchway.yaml"], "earlier files are kept");
+    assert_eq!(config.resolve(&first).expect("first").summary, "first");
+}

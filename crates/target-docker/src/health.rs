@@ -1,14 +1,18 @@
 //! Health of the replicas being rolled out, with the meaning Docker's HEALTHCHECK
 //! gives the same settings: probe failures during `start_period` do not count, a
 //! replica is healthy after `healthy_threshold` consecutive passes and failed after
-//! `unhealthy_threshold` consecutive failures. Probes run every `start_interval` until
-//! the first pass, then every `interval`.
+//! `unhealthy_threshold` consecutive failures. Until a replica has passed, probes come
+//! quickly: 10 ms after it starts, then twice as long each time up to `start_interval`,
+//! so a fast app is seen healthy within milliseconds; afterwards every `interval`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use launchway_manifest::HealthCheck;
 use tokio::time::Instant;
+
+/// The wait before the second probe of a starting replica; it doubles from there.
+const FIRST_START_PROBE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -21,6 +25,7 @@ pub(crate) enum Verdict {
 struct Tracked {
     started: Instant,
     next_probe: Instant,
+    probes: u32,
     passes: u32,
     failures: u32,
     verdict: Verdict,
@@ -53,6 +58,7 @@ impl HealthTracker {
         self.replicas.entry(key.to_owned()).or_insert(Tracked {
             started: now,
             next_probe: now,
+            probes: 0,
             passes: 0,
             failures: 0,
             verdict,
@@ -99,6 +105,7 @@ impl HealthTracker {
         let check = self.check.as_ref()?;
         let tracked = self.replicas.get_mut(key)?;
         let before = tracked.verdict;
+        tracked.probes += 1;
         match result {
             Ok(()) => {
                 tracked.passes += 1;
@@ -120,7 +127,8 @@ impl HealthTracker {
             }
         }
         let interval = if tracked.verdict == Verdict::Starting {
-            check.start_interval
+            let backoff = FIRST_START_PROBE.saturating_mul(1 << tracked.probes.min(16));
+            backoff.min(check.start_interval)
         } else {
             check.interval
         };
@@ -189,9 +197,23 @@ mod tests {
         tracker.track("a", start);
         assert_eq!(tracker.due(start), vec!["a".to_owned()]);
         assert_eq!(tracker.record("a", Ok(()), start), None);
-        assert_eq!(tracker.next_due(), Some(start + Duration::from_millis(100)), "start_interval while starting");
+        assert_eq!(tracker.next_due(), Some(start + Duration::from_millis(10)), "quickly while starting");
         assert_eq!(tracker.record("a", Ok(()), start), Some(Verdict::Healthy));
         assert_eq!(tracker.next_due(), Some(start + Duration::from_secs(5)), "interval once healthy");
+    }
+
+    #[test]
+    fn starting_replicas_are_probed_ever_less_often_up_to_the_start_interval() {
+        let mut tracker = HealthTracker::new(Some(check()));
+        let start = Instant::now();
+        tracker.track("a", start);
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            tracker.record("a", Err("connection refused".into()), start);
+            waits.push(tracker.next_due().expect("due") - start);
+        }
+        let millis: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [10, 20, 40, 80, 100, 100, 100]);
     }
 
     #[test]

@@ -78,6 +78,22 @@ impl DockerTarget {
         &self.docker
     }
 
+    /// Removes everything launchway runs in `env`, and its network: how a throwaway
+    /// environment (the demo's, a test's) is cleaned up. Returns how many containers
+    /// were removed.
+    pub async fn remove_environment(&self, env: &str) -> Result<usize, TargetError> {
+        let replicas = replicas::list(&self.docker, env, None).await?;
+        for replica in &replicas {
+            replicas::remove(&self.docker, replica, 0).await?;
+        }
+        let network = format!("launchway-{env}");
+        match self.docker.remove_network(&network).await {
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => return Err(api_error(&format!("remove network {network}"), error)),
+        }
+        Ok(replicas.iter().map(|replica| replica.containers().count()).sum())
+    }
+
     /// The environment's network, created on first use.
     async fn ensure_network(&self, env: &str) -> Result<String, TargetError> {
         let name = format!("launchway-{env}");

@@ -122,8 +122,8 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
 
         if !step.stop.is_empty() || !step.start.is_empty() {
             let stopping: Vec<&DockerReplica> = replicas.iter().filter(|r| step.stop.contains(&r.key())).collect();
-            let removals = stopping.iter().map(|replica| replicas::remove(&target.docker, replica, grace));
-            for (replica, result) in stopping.iter().zip(join_all(removals).await) {
+            let removals = stopping.iter().map(|replica| timed(replicas::remove(&target.docker, replica, grace)));
+            for (replica, (result, took)) in stopping.iter().zip(join_all(removals).await) {
                 result?;
                 tracker.forget(&replica.key());
                 let message = if replica.revision == rollout.revision {
@@ -131,13 +131,15 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
                 } else {
                     format!("stopped {} (revision {})", replica.name(), replica.revision)
                 };
-                progress.report(event("replica.stopped", message, replica)).await;
+                let mut event = event("replica.stopped", message, replica);
+                event.data["took_ms"] = json!(took.as_millis() as u64);
+                progress.report(event).await;
             }
             let starts = step
                 .start
                 .iter()
-                .map(|&slot| replicas::start(&target.docker, &network, &rollout, slot));
-            for (slot, result) in step.start.iter().zip(join_all(starts).await) {
+                .map(|&slot| timed(replicas::start(&target.docker, &network, &rollout, slot)));
+            for (slot, (result, took)) in step.start.iter().zip(join_all(starts).await) {
                 result?;
                 let key = format!("{}/{slot}", rollout.revision);
                 let started_now = Instant::now();
@@ -149,7 +151,12 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
                     .report(TargetEvent {
                         kind: "replica.started",
                         message: format!("started {name} ({} of {desired})", slot + 1),
-                        data: json!({"name": name, "slot": slot, "revision": rollout.revision}),
+                        data: json!({
+                            "name": name,
+                            "slot": slot,
+                            "revision": rollout.revision,
+                            "took_ms": took.as_millis() as u64,
+                        }),
                     })
                     .await;
             }
@@ -216,6 +223,14 @@ async fn probe(
             _ => {}
         }
     }
+}
+
+/// Runs a Docker call and says how long the engine took over it: the deploy-overhead
+/// benchmark tells launchway's own time from the engine's with this.
+async fn timed<T>(call: impl Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let result = call.await;
+    (result, started.elapsed())
 }
 
 async fn unhealthy(target: &DockerTarget, replica: &DockerReplica, reason: String) -> RolloutError {

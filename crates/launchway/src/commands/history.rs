@@ -1,0 +1,113 @@
+//! `launchway history [RUN]`: past runs, or one run in full with its audit trail.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use launchway_store::{EventFilter, RunFilter};
+
+use crate::cli::{Output, Scope};
+use crate::context::Context;
+use crate::exit;
+use crate::output::{print_json, seconds, table, timestamp};
+
+pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u32) -> Result<u8> {
+    let engine = context.engine().await?;
+    let store = engine.store();
+    if let Some(run_id) = run_id {
+        let run = store.run(run_id).await?;
+        let release = store.release(run.release_id).await?;
+        let steps = store.steps(run_id).await?;
+        let events = store
+            .events(&EventFilter {
+                run_id: Some(run_id),
+                ..EventFilter::default()
+            })
+            .await?;
+        if context.output() == Output::Json {
+            print_json(&serde_json::json!({"run": run, "release": release, "steps": steps, "events": events}));
+            return Ok(exit::SUCCESS);
+        }
+        println!("run {} — {} {}@{}: {}", run.id, run.kind.as_str(), run.app, run.env, run.state);
+        println!("  release   {} (revision {})", release.id, release.revision);
+        if let Some(commit) = &release.source.commit {
+            println!(
+                "  commit    {} \"{}\" by {}",
+                &commit[..commit.len().min(10)],
+                release.source.summary.as_deref().unwrap_or_default(),
+                release.source.author.as_deref().unwrap_or("unknown")
+            );
+        }
+        println!("  trigger   {}", run.trigger);
+        println!("  attempts  {}", run.attempt);
+        if let Some(reason) = &run.reason {
+            println!("  result    {reason}");
+        }
+        println!();
+        let step_rows: Vec<Vec<String>> = steps
+            .iter()
+            .map(|step| {
+                vec![
+                    step.name.clone(),
+                    step.attempt.to_string(),
+                    step.outcome.map_or("interrupted".to_owned(), |outcome| outcome.as_str().to_owned()),
+                    step.finished_at
+                        .map(|finished| seconds(Duration::from_millis((finished - step.started_at).max(0) as u64)))
+                        .unwrap_or_default(),
+                    step.detail.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["STEP", "ATTEMPT", "OUTCOME", "TOOK", "DETAIL"], &step_rows));
+        println!();
+        for event in &events {
+            println!("{}  {:<18} {}", timestamp(event.at), event.kind, event.message);
+            for line in event.data["logs"].as_array().into_iter().flatten().filter_map(|line| line.as_str()) {
+                println!("{:>20}   | {line}", "");
+            }
+        }
+        return Ok(exit::SUCCESS);
+    }
+
+    let runs = store
+        .runs(&RunFilter {
+            app: scope.apps.first().cloned(),
+            env: scope.env.clone(),
+            limit: Some(limit),
+            ..RunFilter::default()
+        })
+        .await?;
+    if context.output() == Output::Json {
+        print_json(&runs);
+        return Ok(exit::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs yet");
+        return Ok(exit::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|run| {
+            vec![
+                run.id.to_string(),
+                run.app.clone(),
+                run.env.clone(),
+                run.kind.as_str().to_owned(),
+                run.state.to_string(),
+                run.release_id.to_string(),
+                timestamp(run.created_at),
+                run.finished_at
+                    .map(|finished| seconds(Duration::from_millis((finished - run.created_at).max(0) as u64)))
+                    .unwrap_or_else(|| "running".to_owned()),
+                run.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["RUN", "APP", "ENV", "KIND", "STATE", "RELEASE", "STARTED", "TOOK", "RESULT"],
+            &rows
+        )
+    );
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,58 @@
+//! `launchway validate [PATH]`: manifest files on disk, before they are committed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use launchway_manifest::AppSpec;
+
+use crate::cli::Output;
+use crate::context::{Context, InvalidManifest};
+use crate::exit;
+use crate::output::print_json;
+
+pub async fn run(context: &Context, path: Option<PathBuf>) -> Result<u8> {
+    let path = path.unwrap_or_else(|| {
+        let repo = &context.global.repo;
+        if repo.contains("://") { PathBuf::from(".") } else { PathBuf::from(repo) }
+    });
+    let files = launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
+    let validated = launchway_manifest::load(&files).map_err(|diagnostics| InvalidManifest {
+        location: path.display().to_string(),
+        diagnostics,
+    })?;
+    let manifest = &validated.manifest;
+    let services = manifest.apps.values().filter(|app| app.specs.values().any(|s| matches!(s, AppSpec::Service(_)))).count();
+    let tasks = manifest.apps.len() - services;
+    match context.output() {
+        Output::Json => print_json(&serde_json::json!({
+            "valid": true,
+            "files": files.iter().map(|file| &file.path).collect::<Vec<_>>(),
+            "environments": manifest.environments.keys().collect::<Vec<_>>(),
+            "services": services,
+            "tasks": tasks,
+            "deployments": manifest.deployments().count(),
+            "warnings": validated.warnings,
+        })),
+        Output::Text => {
+            for warning in &validated.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{} is valid: {services} service{}, {tasks} task{} in {} environment{} ({}) from {} file{}",
+                path.display(),
+                plural(services),
+                plural(tasks),
+                manifest.environments.len(),
+                plural(manifest.environments.len()),
+                manifest.environments.keys().cloned().collect::<Vec<_>>().join(", "),
+                files.len(),
+                plural(files.len())
+            );
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}

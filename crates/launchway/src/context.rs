@@ -1,0 +1,154 @@
+//! What commands share: the global options, the store, the engine, the config repo.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use launchway_engine::{Engine, EngineConfig, Selection};
+use launchway_manifest::{Diagnostic, Manifest};
+use launchway_source::{Commit, ConfigRepo};
+use launchway_store::ReleaseSource;
+use launchway_store_sqlite::SqliteStore;
+
+use crate::cli::{Global, Output, Scope};
+use crate::targets::Targets;
+
+pub struct Context {
+    pub global: Global,
+    pub targets: Arc<Targets>,
+}
+
+/// A manifest with problems: printed as `file:line:col: message`, exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("the manifest is invalid")]
+pub struct InvalidManifest {
+    /// Where it was read from: a commit, or a folder on disk.
+    pub location: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Desired state read from the config repo.
+pub struct Loaded {
+    pub commit: Commit,
+    pub manifest: Manifest,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn release_source(&self) -> ReleaseSource {
+        ReleaseSource {
+            commit: Some(self.commit.id.clone()),
+            summary: Some(self.commit.summary.clone()),
+            author: Some(self.commit.author.clone()),
+        }
+    }
+}
+
+impl Context {
+    pub fn new(global: Global) -> Context {
+        Context {
+            global,
+            targets: Arc::new(Targets::default()),
+        }
+    }
+
+    pub fn output(&self) -> Output {
+        self.global.output
+    }
+
+    /// `--db`, or `launchway.db` in the user's data directory.
+    pub fn db_location(&self) -> Result<String> {
+        if let Some(db) = &self.global.db {
+            return Ok(db.clone());
+        }
+        let dir = dirs::data_dir()
+            .ok_or_else(|| anyhow!("no data directory is known for this user; pass --db"))?
+            .join("launchway");
+        std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+        Ok(dir.join("launchway.db").display().to_string())
+    }
+
+    pub async fn engine(&self) -> Result<Engine> {
+        let location = self.db_location()?;
+        let store = SqliteStore::open(&location)
+            .await
+            .with_context(|| format!("could not open the store at {location}"))?;
+        Ok(Engine::new(Arc::new(store), self.targets.clone(), EngineConfig::default()))
+    }
+
+    /// Reads and validates the manifest at `--ref` of `--repo`.
+    pub async fn load(&self) -> Result<Loaded> {
+        let repo = self.global.repo.clone();
+        let git_ref = self.global.git_ref.clone();
+        let cache = repo_cache_dir();
+        tokio::task::spawn_blocking(move || -> Result<Loaded> {
+            let config = ConfigRepo::open(&repo, &cache).with_context(|| format!("could not open the config repo {repo}"))?;
+            let commit = config.resolve(&git_ref)?;
+            let files = config
+                .manifest_files(&commit)
+                .with_context(|| format!("could not read the manifest at commit {}", commit.short_id()))?;
+            match launchway_manifest::load(&files) {
+                Ok(validated) => Ok(Loaded {
+                    commit,
+                    manifest: validated.manifest,
+                    warnings: validated.warnings,
+                }),
+                Err(diagnostics) => Err(InvalidManifest {
+                    location: format!("commit {} of {repo}", commit.short_id()),
+                    diagnostics,
+                }
+                .into()),
+            }
+        })
+        .await
+        .context("reading the config repo was interrupted")?
+    }
+
+    /// Turns `--env`/`--app` into a selection, checking the names against the manifest.
+    /// With several environments and no `--env`, `required_env` makes it an error.
+    pub fn selection(&self, scope: &Scope, manifest: &Manifest, required_env: bool) -> Result<Selection> {
+        let environments: Vec<&str> = manifest.environments.keys().map(String::as_str).collect();
+        let env = match &scope.env {
+            Some(env) if !manifest.environments.contains_key(env) => {
+                return Err(anyhow!(
+                    "environment {env:?} is not declared in the manifest (it declares {})",
+                    environments.join(", ")
+                ));
+            }
+            Some(env) => Some(env.clone()),
+            None if environments.len() == 1 => Some(environments[0].to_owned()),
+            None if required_env => {
+                return Err(anyhow!(
+                    "the manifest declares several environments ({}); choose one with --env",
+                    environments.join(", ")
+                ));
+            }
+            None => None,
+        };
+        for app in &scope.apps {
+            if !manifest.apps.contains_key(app) {
+                let known: Vec<&str> = manifest.apps.keys().map(String::as_str).collect();
+                return Err(anyhow!("app {app:?} is not declared in the manifest (it declares {})", known.join(", ")));
+            }
+        }
+        Ok(Selection {
+            env,
+            apps: scope.apps.clone(),
+        })
+    }
+
+    /// Who is running this command, for the audit log.
+    pub fn trigger(&self, command: &str) -> String {
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("cli {command} by {user}@{}", host.trim())
+    }
+}
+
+/// Where mirrors of remote config repos are kept.
+fn repo_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("launchway")
+        .join("repos")
+}

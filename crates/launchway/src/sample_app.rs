@@ -1,0 +1,89 @@
+//! A tiny HTTP server, shipped inside launchway so that the demo and the tests have a
+//! container image to deploy on a machine that cannot pull one.
+//!
+//! Configured by environment variables, so a manifest can make it misbehave:
+//! `PORT` (8080), `SAMPLE_MESSAGE`, `SAMPLE_HEALTH=fail` (health checks answer 500),
+//! `SAMPLE_START_DELAY=2s` (slow start), `SAMPLE_EXIT_AFTER=1s` (crash, exit code 3).
+//! `GET /` answers the message and the container's hostname; `GET /healthz` answers
+//! "ok". It exits at once on SIGTERM: as PID 1 in a container nothing else would.
+
+use std::process::ExitCode;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sample-app: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve())
+}
+
+async fn serve() -> ExitCode {
+    let setting = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let duration = |name: &str| setting(name).and_then(|value| humantime::parse_duration(&value).ok());
+    let port: u16 = setting("PORT").and_then(|port| port.parse().ok()).unwrap_or(8080);
+    let message = setting("SAMPLE_MESSAGE").unwrap_or_else(|| "hello from launchway".to_owned());
+    let healthy = setting("SAMPLE_HEALTH").as_deref() != Some("fail");
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
+
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            eprintln!("sample-app: cannot handle SIGTERM: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(delay) = duration("SAMPLE_START_DELAY") {
+        println!("sample-app: starting slowly, listening in {delay:?}");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = terminate.recv() => return ExitCode::SUCCESS,
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("sample-app: cannot listen on port {port}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("sample-app: listening on port {port} ({message}), health {}", if healthy { "ok" } else { "failing" });
+    let body = format!("{message} ({hostname})\n");
+    let app = Router::new()
+        .route("/", get(move || async move { body }))
+        .route(
+            "/healthz",
+            get(move || async move {
+                if healthy {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    eprintln!("sample-app: health check failing on purpose (SAMPLE_HEALTH=fail)");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
+                }
+            }),
+        );
+    let crash = async {
+        match duration("SAMPLE_EXIT_AFTER") {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = axum::serve(listener, app) => {
+            if let Err(error) = result {
+                eprintln!("sample-app: server failed: {error}");
+            }
+            ExitCode::FAILURE
+        }
+        _ = terminate.recv() => ExitCode::SUCCESS,
+        () = crash => {
+            eprintln!("sample-app: crashing on purpose (SAMPLE_EXIT_AFTER)");
+            ExitCode::from(3)
+        }
+    }
+}
