@@ -12,7 +12,7 @@ use launchway_manifest::{AppSpec, ServiceSpec};
 use launchway_store::{
     DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, Transition, now_ms,
 };
-use launchway_target::{Progress, Rollout, RolloutError, Target, TargetEvent};
+use launchway_target::{Progress, Rollout, RolloutError, Target, TargetEvent, describe};
 use serde_json::json;
 
 use crate::{Engine, EngineError, Result, plan};
@@ -204,7 +204,8 @@ impl Engine {
         let (release, target) = match self.release_and_target(run.release_id).await {
             Ok(found) => found,
             Err(EngineError::Target(error)) => {
-                return Ok(Next::to(RunState::Failed, format!("validation failed: {error}")).because(error.to_string()));
+                let reason = describe(&error);
+                return Ok(Next::to(RunState::Failed, format!("validation failed: {reason}")).because(reason));
             }
             Err(other) => return Err(other),
         };
@@ -216,8 +217,10 @@ impl Engine {
                 }
                 Ok(Next::to(RunState::Planning, message))
             }
-            Err(error) => Ok(Next::to(RunState::Failed, format!("validation failed, nothing was changed: {error}"))
-                .because(error.to_string())),
+            Err(error) => {
+                let reason = describe(&error);
+                Ok(Next::to(RunState::Failed, format!("validation failed, nothing was changed: {reason}")).because(reason))
+            }
         }
     }
 
@@ -290,7 +293,7 @@ impl Engine {
         if let RolloutError::Target(inner) = &error {
             tracing::warn!(run_id = run.id, error = %inner, "target error during rollout");
         }
-        let reason = error.to_string();
+        let reason = describe(&error);
         let data = json!({"reason": reason, "logs": error.logs()});
         match run.previous_release_id {
             Some(previous) if previous != release.id => Ok(Next::to(
@@ -304,7 +307,9 @@ impl Engine {
                 let cleanup = target.retire(&run.app, &run.env, &release.revision, &progress).await;
                 let message = match cleanup {
                     Ok(()) => format!("{reason}; there is no earlier release to roll back to, so its replicas were removed"),
-                    Err(cleanup_error) => format!("{reason}; removing its replicas failed too: {cleanup_error}"),
+                    Err(cleanup_error) => {
+                        format!("{reason}; removing its replicas failed too: {}", describe(&cleanup_error))
+                    }
                 };
                 Ok(Next::to(RunState::Failed, message).because(reason).with_data(data))
             }
@@ -338,13 +343,16 @@ impl Engine {
                 format!("rolled back to release {} (revision {})", previous.id, previous.revision),
             )
             .deploying(previous.id, true)),
-            Err(error) => Ok(Next::to(RunState::Failed, format!("the rollback failed too: {error}"))
-                .because(format!(
-                    "{}; then the rollback to release {} failed: {error}",
-                    run.reason.as_deref().unwrap_or("the release failed"),
-                    previous.id
-                ))
-                .with_data(json!({"logs": error.logs()}))),
+            Err(error) => {
+                let cause = describe(&error);
+                Ok(Next::to(RunState::Failed, format!("the rollback failed too: {cause}"))
+                    .because(format!(
+                        "{}; then the rollback to release {} failed: {cause}",
+                        run.reason.as_deref().unwrap_or("the release failed"),
+                        previous.id
+                    ))
+                    .with_data(json!({"logs": error.logs()})))
+            }
         }
     }
 }

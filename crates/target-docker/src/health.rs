@@ -4,6 +4,9 @@
 //! `unhealthy_threshold` consecutive failures. Until a replica has passed, probes come
 //! quickly: 10 ms after it starts, then twice as long each time up to `start_interval`,
 //! so a fast app is seen healthy within milliseconds; afterwards every `interval`.
+//! Quick probing only speeds up noticing success: while a replica starts, at most one
+//! failure per `interval` counts, so a slow starter fails no sooner than Docker would
+//! fail it (`unhealthy_threshold` intervals).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,6 +31,8 @@ struct Tracked {
     probes: u32,
     passes: u32,
     failures: u32,
+    /// When the last failure that counted happened (the start, before any).
+    last_counted_failure: Instant,
     verdict: Verdict,
     last_error: Option<String>,
 }
@@ -61,6 +66,7 @@ impl HealthTracker {
             probes: 0,
             passes: 0,
             failures: 0,
+            last_counted_failure: now,
             verdict,
             last_error: None,
         });
@@ -117,9 +123,12 @@ impl HealthTracker {
             Err(error) => {
                 tracked.passes = 0;
                 tracked.last_error = Some(error);
+                let starting = tracked.verdict == Verdict::Starting;
                 let in_start_period = now < tracked.started + check.start_period;
-                if !(in_start_period && tracked.verdict == Verdict::Starting) {
+                let too_soon = now < tracked.last_counted_failure + check.interval;
+                if !(starting && (in_start_period || too_soon)) {
                     tracked.failures += 1;
+                    tracked.last_counted_failure = now;
                 }
                 if tracked.failures >= check.unhealthy_threshold {
                     tracked.verdict = Verdict::Failed;
@@ -157,12 +166,19 @@ pub(crate) async fn probe(client: &reqwest::Client, host_port: u16, check: &Heal
 
 fn describe_request_error(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
-        format!("no answer within {}", humanize(timeout))
-    } else if error.is_connect() {
-        "connection refused".to_owned()
-    } else {
-        error.to_string()
+        return format!("no answer within {}", humanize(timeout));
     }
+    if error.is_connect() {
+        return "connection refused".to_owned();
+    }
+    // reqwest's own text is "error sending request for url (…)"; the innermost cause
+    // says what happened ("connection closed before message completed": Docker's port
+    // proxy accepted the connection but nothing in the container listens yet).
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 fn humanize(duration: Duration) -> String {
@@ -227,10 +243,34 @@ mod tests {
         assert_eq!(tracker.verdict("a"), Some(Verdict::Starting));
         let after = start + Duration::from_secs(11);
         tracker.record("a", Err("connection refused".into()), after);
-        tracker.record("a", Err("connection refused".into()), after);
-        assert_eq!(tracker.record("a", Err("GET /healthz answered 500".into()), after), Some(Verdict::Failed));
+        tracker.record("a", Err("connection refused".into()), after + Duration::from_secs(5));
+        assert_eq!(
+            tracker.record("a", Err("GET /healthz answered 500".into()), after + Duration::from_secs(10)),
+            Some(Verdict::Failed)
+        );
         assert_eq!(tracker.last_error("a"), Some("GET /healthz answered 500"));
         assert!(tracker.due(after + Duration::from_secs(60)).is_empty(), "failed replicas are not probed");
+    }
+
+    #[test]
+    fn quick_start_up_probes_do_not_fail_a_slow_starter_early() {
+        let mut tracker = HealthTracker::new(Some(HealthCheck {
+            start_period: Duration::ZERO,
+            ..check()
+        }));
+        let start = Instant::now();
+        tracker.track("a", start);
+        // Many failed probes within the first interval count as none.
+        for millis in [10, 30, 70, 150, 250, 4_000] {
+            tracker.record("a", Err("connection refused".into()), start + Duration::from_millis(millis));
+        }
+        assert_eq!(tracker.verdict("a"), Some(Verdict::Starting));
+        // One per interval counts: the third counted failure, at 15 s, fails it.
+        tracker.record("a", Err("x".into()), start + Duration::from_secs(5));
+        tracker.record("a", Err("x".into()), start + Duration::from_secs(7));
+        tracker.record("a", Err("x".into()), start + Duration::from_secs(10));
+        assert_eq!(tracker.verdict("a"), Some(Verdict::Starting));
+        assert_eq!(tracker.record("a", Err("x".into()), start + Duration::from_secs(15)), Some(Verdict::Failed));
     }
 
     #[test]
@@ -241,12 +281,15 @@ mod tests {
         }));
         let start = Instant::now();
         tracker.track("a", start);
-        tracker.record("a", Err("x".into()), start);
-        tracker.record("a", Err("x".into()), start);
-        tracker.record("a", Ok(()), start);
-        tracker.record("a", Err("x".into()), start);
-        tracker.record("a", Err("x".into()), start);
-        assert_eq!(tracker.verdict("a"), Some(Verdict::Starting));
+        let at = |secs| start + Duration::from_secs(secs);
+        tracker.record("a", Err("x".into()), at(5));
+        tracker.record("a", Err("x".into()), at(10));
+        tracker.record("a", Ok(()), at(11));
+        tracker.record("a", Ok(()), at(12));
+        tracker.record("a", Err("x".into()), at(16));
+        tracker.record("a", Err("x".into()), at(21));
+        assert_eq!(tracker.verdict("a"), Some(Verdict::Healthy), "healthy after two passes");
+        assert_eq!(tracker.record("a", Err("x".into()), at(26)), Some(Verdict::Failed));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::NetworkCreateRequest;
-use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder};
+use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder, ListNetworksOptionsBuilder};
 use futures_util::{Stream, StreamExt};
 use launchway_manifest::AppSpec;
 use launchway_target::{LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent};
@@ -33,6 +33,7 @@ pub struct DockerTarget {
     docker: Docker,
     http: reqwest::Client,
     address: String,
+    network_lock: tokio::sync::Mutex<()>,
 }
 
 impl DockerTarget {
@@ -70,7 +71,12 @@ impl DockerTarget {
                 action: "create the health check client".to_owned(),
                 source: Box::new(source),
             })?;
-        Ok(DockerTarget { docker, http, address })
+        Ok(DockerTarget {
+            docker,
+            http,
+            address,
+            network_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The underlying client, for tools (the demo, tests) that need more than deploys.
@@ -87,35 +93,65 @@ impl DockerTarget {
             replicas::remove(&self.docker, replica, 0).await?;
         }
         let network = format!("launchway-{env}");
-        match self.docker.remove_network(&network).await {
-            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(error) => return Err(api_error(&format!("remove network {network}"), error)),
+        for id in self.networks_named(&network).await? {
+            match self.docker.remove_network(&id).await {
+                Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
+                Err(error) => return Err(api_error(&format!("remove network {network}"), error)),
+            }
         }
         Ok(replicas.iter().map(|replica| replica.containers().count()).sum())
     }
 
-    /// The environment's network, created on first use.
+    /// The id of the environment's network, created on first use.
+    ///
+    /// Docker does not enforce unique network names, so two runs creating the network
+    /// at once can make two, after which the name is ambiguous. Creation is serialised
+    /// within this process, and any duplicates (from other processes) are resolved the
+    /// same way by everyone: the lowest id is kept, the others removed.
     async fn ensure_network(&self, env: &str) -> Result<String, TargetError> {
         let name = format!("launchway-{env}");
-        match self.docker.inspect_network(&name, None).await {
-            Ok(_) => return Ok(name),
-            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(error) => return Err(api_error(&format!("inspect network {name}"), error)),
+        let _creating = self.network_lock.lock().await;
+        if self.networks_named(&name).await?.is_empty() {
+            let request = NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("bridge".to_owned()),
+                labels: Some(HashMap::from([
+                    (label::MANAGED.to_owned(), "true".to_owned()),
+                    (label::ENV.to_owned(), env.to_owned()),
+                ])),
+                ..NetworkCreateRequest::default()
+            };
+            match self.docker.create_network(request).await {
+                Ok(_) | Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {}
+                Err(error) => return Err(api_error(&format!("create network {name}"), error)),
+            }
         }
-        let request = NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".to_owned()),
-            labels: Some(HashMap::from([
-                (label::MANAGED.to_owned(), "true".to_owned()),
-                (label::ENV.to_owned(), env.to_owned()),
-            ])),
-            ..NetworkCreateRequest::default()
+        let mut ids = self.networks_named(&name).await?;
+        ids.sort();
+        let Some(keep) = ids.first().cloned() else {
+            return Err(TargetError::Invalid(format!("network {name} disappeared as it was created")));
         };
-        match self.docker.create_network(request).await {
-            // 409: created meanwhile by another process.
-            Ok(_) | Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(name),
-            Err(error) => Err(api_error(&format!("create network {name}"), error)),
+        for duplicate in &ids[1..] {
+            // Another process may already be using it; then it stays, unused by us.
+            let _ = self.docker.remove_network(duplicate).await;
         }
+        Ok(keep)
+    }
+
+    /// Ids of the networks called exactly `name` (Docker's name filter matches parts).
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>, TargetError> {
+        let filters = HashMap::from([("name", vec![name.to_owned()])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|error| api_error(&format!("list networks named {name}"), error))?;
+        Ok(networks
+            .into_iter()
+            .filter(|network| network.name.as_deref() == Some(name))
+            .filter_map(|network| network.id)
+            .collect())
     }
 
     /// Ids of the app's containers as they die; ends quietly if the stream breaks, in

@@ -197,9 +197,9 @@ pub(crate) fn container_name(rollout: &Rollout<'_>, slot: u32, container: &Conta
     if primary { base } else { format!("{base}-{}", container.name) }
 }
 
-/// Creates and starts one replica's containers. Idempotent: containers that already
-/// exist under their names (from an attempt interrupted by a crash) are started as they
-/// are, not duplicated.
+/// Creates and starts one replica's containers on the network with id `network`.
+/// Idempotent: containers that already exist under their names (from an attempt
+/// interrupted by a crash) are started as they are, not duplicated.
 pub(crate) async fn start(docker: &Docker, network: &str, rollout: &Rollout<'_>, slot: u32) -> Result<(), TargetError> {
     let spec = rollout.spec;
     let primary_spec = spec.primary();

@@ -29,7 +29,7 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
         max_unavailable,
         timeout,
     } = rollout.spec.strategy;
-    let network = target.ensure_network(rollout.env).await?;
+    let network_id = target.ensure_network(rollout.env).await?;
     let started = Instant::now();
     let deadline = started + timeout;
     let mut deaths = Box::pin(target.container_deaths(rollout.app, rollout.env));
@@ -138,7 +138,7 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
             let starts = step
                 .start
                 .iter()
-                .map(|&slot| timed(replicas::start(&target.docker, &network, &rollout, slot)));
+                .map(|&slot| timed(replicas::start(&target.docker, &network_id, &rollout, slot)));
             for (slot, (result, took)) in step.start.iter().zip(join_all(starts).await) {
                 result?;
                 let key = format!("{}/{slot}", rollout.revision);

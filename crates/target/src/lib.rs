@@ -32,6 +32,22 @@ pub enum TargetError {
     },
 }
 
+/// An error and its causes on one line, `outer: inner: innermost`: what a run records
+/// as its reason, so that the engine's own message (Docker's, AWS's) is never lost.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let message = inner.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
 /// Why a rollout did not reach its revision.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {

@@ -1,0 +1,290 @@
+//! GitOps to the local Docker engine, end to end, through the `launchway` binary:
+//! a real git repo, a real SQLite file, real containers.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use launchway_target::ReplicaState;
+use support::World;
+
+const WEB: &str = "
+environments:
+  {env}:
+    target: docker
+services:
+  web:
+    image: {image}
+    port: 8080
+    replicas: 3
+    env:
+      SAMPLE_MESSAGE: {message}
+{extra}    health:
+      path: /healthz
+      interval: 1s
+      timeout: 500ms
+      start_interval: 50ms
+    stop_grace_period: 2s
+    strategy:
+      rolling: {max_surge: 1, max_unavailable: 0}
+";
+
+/// The web service saying `message`, with extra env lines (already indented).
+fn web(message: &str, extra_env: &str) -> String {
+    WEB.replace("{message}", message).replace("{extra}", extra_env)
+}
+
+#[tokio::test]
+async fn a_rolling_update_replaces_every_replica_without_ever_dropping_below_the_minimum() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let v1 = world.running_ids("web").await;
+    assert_eq!(v1.len(), 3);
+
+    // v2 starts slowly, so the rollout takes a while and the watcher sees all of it.
+    world.commit(&web("v2", "      SAMPLE_START_DELAY: 300ms\n"), "web v2");
+    let watcher = world.watch("web");
+    let deploy = world.launchway(&["deploy"]).await;
+    let samples = watcher.samples().await;
+    deploy.assert_exit(0);
+
+    let v2 = world.running_ids("web").await;
+    assert_eq!(v2.len(), 3, "three replicas in the end");
+    assert!(v1.is_disjoint(&v2), "every container was replaced");
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with("v2 ("), "{answer}");
+    }
+    // max_unavailable 0: three healthy replicas at every instant.
+    assert!(samples.len() >= 10, "the rollout was sampled ({} samples)", samples.len());
+    assert_eq!(samples.iter().min(), Some(&3), "healthy replicas sampled: {samples:?}");
+    let live = world.live("web").await;
+    assert!(live.replicas.iter().all(|replica| replica.state == ReplicaState::Running));
+    assert_eq!(live.replicas.iter().map(|r| r.slot).collect::<BTreeSet<_>>(), BTreeSet::from([0, 1, 2]));
+}
+
+#[tokio::test]
+async fn a_release_failing_its_health_check_is_rolled_back_and_the_old_replicas_keep_serving() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let v1 = world.running_ids("web").await;
+
+    world.commit(&web("v2", "      SAMPLE_HEALTH: fail\n"), "web v2, broken");
+    let watcher = world.watch("web");
+    let deploy = world.launchway(&["deploy"]).await;
+    let samples = watcher.samples().await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("failed its health check: GET /healthz answered 500"), "{stdout}");
+    assert!(stdout.contains("health check failing on purpose"), "the failing replica's log is shown: {stdout}");
+    assert!(stdout.contains("rolled_back"), "{stdout}");
+
+    assert_eq!(world.running_ids("web").await, v1, "the very same v1 containers are running");
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with("v1 ("), "{answer}");
+    }
+    assert_eq!(samples.iter().min(), Some(&3), "v1 served throughout: {samples:?}");
+
+    let runs = world.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back");
+    let reason = runs[0]["reason"].as_str().expect("a reason");
+    assert!(reason.contains("failed its health check"), "{reason}");
+
+    // The same broken revision is not deployed again on the next deploy…
+    let again = world.launchway(&["deploy"]).await;
+    again.assert_exit(5);
+    assert!(again.stdout().contains("was rolled back in run"), "{}", again.stdout());
+    assert_eq!(world.runs().await.len(), runs.len(), "no new run");
+    // …unless asked.
+    world.launchway(&["deploy", "--retry"]).await.assert_exit(5);
+    assert_eq!(world.runs().await.len(), runs.len() + 1);
+}
+
+#[tokio::test]
+async fn a_deploy_killed_midway_is_resumed_by_the_next_one_to_a_correct_end() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+
+    world.commit(&web("v2", "      SAMPLE_START_DELAY: 1s\n"), "web v2");
+    let mut child = world.command(&["deploy"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("launchway starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let killed = tokio::task::spawn_blocking(move || {
+        // Kill it right after it has started a new replica: mid-rollout.
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            if line.contains("• started web-") {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaped");
+                return line;
+            }
+        }
+        panic!("launchway never started a replica");
+    })
+    .await
+    .expect("the reader finishes");
+    assert!(killed.contains("(1 of 3)"), "killed after the first new replica: {killed}");
+
+    let runs = world.runs().await;
+    let interrupted = &runs[0];
+    assert_eq!(interrupted["state"], "deploying", "the run was interrupted mid-deploy");
+    let run_id = interrupted["id"].as_i64().expect("run id");
+
+    let resumed = world.launchway(&["deploy"]).await;
+    resumed.assert_exit(0);
+    assert!(
+        resumed.stdout().contains(&format!("resuming interrupted run {run_id}")),
+        "{}",
+        resumed.stdout()
+    );
+
+    let runs = world.runs().await;
+    assert_eq!(runs.len(), 2, "the v2 deploy is still one run");
+    assert_eq!(runs[0]["id"], run_id);
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[0]["attempt"], 2);
+
+    let live = world.live("web").await;
+    assert_eq!(live.replicas.len(), 3, "no duplicate containers: {:#?}", live.replicas);
+    let names: BTreeSet<&str> = live.replicas.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names.len(), 3);
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with("v2 ("), "{answer}");
+    }
+
+    let details = world.run_details(run_id).await;
+    let kinds: Vec<&str> = details["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    let position = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    assert!(position("run.created") < position("run.validating"));
+    assert!(position("run.validating") < position("run.planning"));
+    assert!(position("run.planning") < position("run.deploying"));
+    assert!(position("run.deploying") < position("run.resumed"));
+    assert!(position("run.resumed") < position("run.verifying"));
+    assert!(position("run.verifying") < position("run.succeeded"));
+    let deploy_steps: Vec<i64> = details["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|step| step["name"] == "deploy")
+        .map(|step| step["attempt"].as_i64().expect("attempt"))
+        .collect();
+    assert_eq!(deploy_steps, [1, 2], "the deploy step ran once per attempt");
+    // Every v2 replica's start is in the log, whether started before or after the kill.
+    let started = kinds.iter().filter(|k| **k == "replica.started" || **k == "replica.adopted").count();
+    assert!(started >= 3, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "replica.stopped").count(), 3, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn an_invalid_manifest_is_reported_with_positions_and_changes_nothing() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let before = world.running_ids("web").await;
+    let runs_before = world.runs().await.len();
+
+    let broken = web("v2", "").replace("replicas: 3", "replica: 3").replace("interval: 1s", "interval: often");
+    world.commit(&broken, "broken manifest");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(3);
+    let stderr = deploy.stderr();
+    assert!(stderr.contains(r#"launchway.yaml:9:5: services.web: unknown field "replica", did you mean "replicas"?"#), "{stderr}");
+    assert!(stderr.contains(r#"launchway.yaml:14:17: services.web.health.interval: "often" is not a duration"#), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+
+    assert_eq!(world.running_ids("web").await, before, "no container touched");
+    assert_eq!(world.runs().await.len(), runs_before, "no run created");
+
+    // The same problems, before committing, from the work tree.
+    let validate = world.launchway(&["validate", "--output", "json"]).await;
+    validate.assert_exit(3);
+    let report: serde_json::Value = serde_json::from_str(&validate.stdout()).expect("JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["diagnostics"].as_array().expect("diagnostics").len(), 2);
+    assert_eq!(report["diagnostics"][0]["line"], 9);
+}
+
+#[tokio::test]
+async fn a_commit_changing_one_app_deploys_only_that_app() {
+    let world = World::new().await;
+    let two_apps = "
+environments:
+  {env}: {target: docker}
+services:
+  web:
+    image: {image}
+    port: 8080
+    env: {SAMPLE_MESSAGE: web-WEB}
+    health: {path: /healthz}
+  api:
+    image: {image}
+    port: 8080
+    env: {SAMPLE_MESSAGE: api-API}
+    health: {path: /healthz}
+";
+    world.commit(&two_apps.replace("WEB", "1").replace("API", "1"), "two apps");
+    let first = world.launchway(&["deploy"]).await;
+    first.assert_exit(0);
+    assert_eq!(world.runs().await.len(), 2, "{}", first.stdout());
+    let web_before = world.running_ids("web").await;
+    let api_before = world.running_ids("api").await;
+
+    world.commit(&two_apps.replace("WEB", "1").replace("API", "2"), "change api only");
+    let plan = world.launchway(&["plan", "--output", "json"]).await;
+    plan.assert_exit(0);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).expect("JSON");
+    let actions: Vec<(&str, &str)> = plan["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .map(|p| (p["app"].as_str().unwrap_or_default(), p["action"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(actions, [("api", "update"), ("web", "no_change")]);
+    assert_eq!(plan["plans"][0]["changes"][0]["path"], "containers.api.env.SAMPLE_MESSAGE");
+
+    let second = world.launchway(&["deploy"]).await;
+    second.assert_exit(0);
+    assert!(second.stdout().contains("web@"), "{}", second.stdout());
+    assert!(second.stdout().contains("unchanged"), "{}", second.stdout());
+    let runs = world.runs().await;
+    assert_eq!(runs.len(), 3, "one new run");
+    assert_eq!(runs[0]["app"], "api");
+    assert_eq!(world.running_ids("web").await, web_before, "web untouched");
+    assert!(world.running_ids("api").await.is_disjoint(&api_before), "api replaced");
+    assert!(world.answers("api").await[0].starts_with("api-2"));
+
+    // Nothing changed since: nothing to do.
+    let third = world.launchway(&["deploy"]).await;
+    third.assert_exit(0);
+    assert!(third.stdout().contains("nothing to deploy"), "{}", third.stdout());
+    assert_eq!(world.runs().await.len(), 3);
+}
+
+#[tokio::test]
+async fn rollback_returns_to_the_previous_good_release_and_status_shows_it() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    world.commit(&web("v2", ""), "web v2");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+
+    world.launchway(&["rollback", "--app", "web"]).await.assert_exit(0);
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with("v1 ("), "{answer}");
+    }
+    let runs = world.runs().await;
+    assert_eq!(runs[0]["kind"], "rollback");
+    assert_eq!(runs[0]["state"], "succeeded");
+
+    let status = world.launchway(&["status", "--output", "json"]).await;
+    status.assert_exit(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).expect("JSON");
+    let web = &status[0];
+    assert_eq!(web["app"], "web");
+    assert_eq!(web["current_release"]["id"], 1, "release 1 runs again");
+    assert_ne!(web["desired_revision"], web["current_release"]["revision"], "the repo still asks for v2");
+    assert_eq!(web["live"]["replicas"].as_array().expect("replicas").len(), 3);
+}
