@@ -3,10 +3,12 @@
 //! instead of waiting for the lease to expire.
 
 use std::fs;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-/// The identity of a process holding leases: `launchway:<host>:<pid>:<start time>`.
-/// The start time (in clock ticks since boot) tells a dead process from a new one
-/// that reuses its pid.
+/// The identity of an engine holding leases:
+/// `launchway:<host>:<pid>:<start time>:<engine number>`. The start time (in clock ticks
+/// since boot) tells a dead process from a new one that reuses its pid; the engine
+/// number keeps two engines in one process (tests, a future server) apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub id: String,
@@ -15,11 +17,13 @@ pub struct Owner {
 
 impl Owner {
     pub fn of_this_process() -> Owner {
+        static ENGINES: AtomicU32 = AtomicU32::new(0);
         let host = hostname();
         let pid = std::process::id();
         let start = process_start_time(pid).unwrap_or_default();
+        let engine = ENGINES.fetch_add(1, Ordering::Relaxed);
         Owner {
-            id: format!("launchway:{host}:{pid}:{start}"),
+            id: format!("launchway:{host}:{pid}:{start}:{engine}"),
             host,
         }
     }
@@ -71,7 +75,8 @@ mod tests {
         let start = process_start_time(pid).unwrap_or_default();
         child.wait().expect("wait");
         let host = me.id.split(':').nth(1).expect("host part");
-        assert!(me.sees_dead(&format!("launchway:{host}:{pid}:{start}")));
+        assert!(me.sees_dead(&format!("launchway:{host}:{pid}:{start}:0")));
+        assert_ne!(Owner::of_this_process(), me, "each engine is its own owner");
     }
 
     #[test]

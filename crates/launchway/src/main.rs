@@ -41,7 +41,9 @@ fn main() -> ExitCode {
     };
     let output = cli.global.output;
     let context = Context::new(cli.global);
-    match runtime.block_on(commands::run(&context, cli.command)) {
+    let result = runtime.block_on(commands::run(&context, cli.command));
+    report_resources();
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             if let Some(invalid) = error.downcast_ref::<InvalidManifest>() {
@@ -54,6 +56,22 @@ fn main() -> ExitCode {
             }
             ExitCode::from(exit::ERROR)
         }
+    }
+}
+
+/// With `LAUNCHWAY_REPORT_RESOURCES=1`, prints the process's peak memory to stderr
+/// (`launchway: peak-rss-kib=…`): how the benchmarks measure memory without tools.
+fn report_resources() {
+    if std::env::var_os("LAUNCHWAY_REPORT_RESOURCES").is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    if let Some(peak) = peak {
+        eprintln!("launchway: peak-rss-kib={peak}");
     }
 }
 

@@ -288,3 +288,46 @@ async fn rollback_returns_to_the_previous_good_release_and_status_shows_it() {
     assert_ne!(web["desired_revision"], web["current_release"]["revision"], "the repo still asks for v2");
     assert_eq!(web["live"]["replicas"].as_array().expect("replicas").len(), 3);
 }
+
+#[tokio::test]
+async fn sidecars_share_the_primary_network_and_are_replaced_with_it() {
+    let world = World::new().await;
+    let pod = "
+environments:
+  {env}: {target: docker}
+services:
+  pod:
+    containers:
+      main:
+        image: {image}
+        port: 8080
+        env: {SAMPLE_MESSAGE: main}
+      sidecar:
+        image: {image}
+        port: 9090
+        env: {SAMPLE_MESSAGE: sidecar-VERSION, PORT: '9090'}
+    replicas: 2
+    health: {path: /healthz}
+";
+    world.commit(&pod.replace("VERSION", "1"), "pod v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let live = world.live("pod").await;
+    assert_eq!(live.replicas.len(), 2);
+    for replica in &live.replicas {
+        assert_eq!(replica.containers.len(), 2, "{replica:#?}");
+        assert_eq!(replica.endpoints.len(), 2, "both ports are published through the primary");
+    }
+    let mut answers = world.answers_on_every_port("pod").await;
+    answers.sort();
+    assert_eq!(answers.len(), 4);
+    assert!(answers[0].starts_with("main (") && answers[1].starts_with("main ("), "{answers:?}");
+    assert!(answers[2].starts_with("sidecar-1 (") && answers[3].starts_with("sidecar-1 ("), "{answers:?}");
+
+    // Changing only the sidecar replaces whole replicas, sidecars included.
+    world.commit(&pod.replace("VERSION", "2"), "pod v2");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let live = world.live("pod").await;
+    assert_eq!(live.replicas.iter().map(|r| r.containers.len()).sum::<usize>(), 4, "no orphaned sidecars");
+    let answers = world.answers_on_every_port("pod").await;
+    assert_eq!(answers.iter().filter(|answer| answer.starts_with("sidecar-2 (")).count(), 2, "{answers:?}");
+}

@@ -122,6 +122,19 @@ impl World {
         answers
     }
 
+    /// What every published port of every running replica answers on `/`.
+    pub async fn answers_on_every_port(&self, app: &str) -> Vec<String> {
+        let client = client();
+        let mut answers = Vec::new();
+        for replica in self.live(app).await.replicas {
+            for endpoint in &replica.endpoints {
+                let response = client.get(format!("http://{endpoint}/")).send().await.expect("the port answers");
+                answers.push(response.text().await.expect("a body"));
+            }
+        }
+        answers
+    }
+
     /// Runs as `launchway history --output json` lists them, newest first.
     pub async fn runs(&self) -> Vec<serde_json::Value> {
         let run = self.launchway(&["history", "--output", "json", "--limit", "100"]).await;

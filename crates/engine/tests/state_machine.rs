@@ -1,0 +1,296 @@
+//! The run state machine against a real SQLite store and a scripted target.
+//!
+//! The target here is a test double whose answers each test scripts: these tests are
+//! about the engine's decisions (what happens after a failure, a lost lease, a request
+//! to stop). What a real target does is covered end to end against the Docker engine
+//! in `crates/launchway/tests`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, EngineError, Selection, TargetProvider};
+use launchway_manifest::{Manifest, SourceFile, TargetSpec};
+use launchway_store::{EventFilter, ReleaseSource, RunState, Store, StoreError};
+use launchway_store_sqlite::SqliteStore;
+use launchway_target::{
+    LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target, TargetError,
+};
+use tokio::sync::Notify;
+
+/// A target that records calls, keeps "live" replicas in memory, and answers as scripted.
+#[derive(Default)]
+struct ScriptedTarget {
+    calls: Mutex<Vec<String>>,
+    live: Mutex<BTreeMap<String, String>>,
+    refuse_check: Mutex<Option<String>>,
+    failing_revisions: Mutex<Vec<String>>,
+    /// When set, rollouts wait for it: lets a test act while a step is under way.
+    hold_rollouts: Mutex<Option<Arc<Notify>>>,
+}
+
+impl ScriptedTarget {
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    fn call(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait]
+impl Target for ScriptedTarget {
+    fn describe(&self) -> String {
+        "scripted".into()
+    }
+
+    async fn check(&self, app: &str, _env: &str, _spec: &launchway_manifest::AppSpec) -> Result<Vec<String>, TargetError> {
+        self.call(format!("check {app}"));
+        match self.refuse_check.lock().unwrap().clone() {
+            Some(reason) => Err(TargetError::Invalid(reason)),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn observe(&self, _env: &str) -> Result<LiveEnvironment, TargetError> {
+        let live = self.live.lock().unwrap().clone();
+        Ok(LiveEnvironment {
+            apps: live
+                .into_iter()
+                .map(|(app, revision)| {
+                    let replicas = vec![LiveReplica {
+                        id: format!("{app}-{revision}"),
+                        name: app.clone(),
+                        revision,
+                        release_id: None,
+                        slot: 0,
+                        state: ReplicaState::Running,
+                        containers: Vec::new(),
+                        endpoints: Vec::new(),
+                    }];
+                    (app, LiveApp { replicas })
+                })
+                .collect(),
+        })
+    }
+
+    async fn rollout(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), RolloutError> {
+        self.call(format!("rollout {} {}", rollout.app, rollout.revision));
+        let hold = self.hold_rollouts.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
+        if self.failing_revisions.lock().unwrap().iter().any(|r| r == rollout.revision) {
+            return Err(RolloutError::Unhealthy {
+                reason: format!("replica of {} failed its health check", rollout.revision),
+                logs: vec!["boom".into()],
+            });
+        }
+        self.live.lock().unwrap().insert(rollout.app.to_owned(), rollout.revision.to_owned());
+        Ok(())
+    }
+
+    async fn verify(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), RolloutError> {
+        self.call(format!("verify {} {}", rollout.app, rollout.revision));
+        Ok(())
+    }
+
+    async fn retire(&self, app: &str, _env: &str, revision: &str, _progress: &dyn Progress) -> Result<(), TargetError> {
+        self.call(format!("retire {app} {revision}"));
+        self.live.lock().unwrap().remove(app);
+        Ok(())
+    }
+}
+
+struct Provider(Arc<ScriptedTarget>);
+
+#[async_trait]
+impl TargetProvider for Provider {
+    async fn target(&self, _spec: &TargetSpec) -> Result<Arc<dyn Target>, TargetError> {
+        Ok(self.0.clone())
+    }
+}
+
+struct Setup {
+    target: Arc<ScriptedTarget>,
+    store: Arc<SqliteStore>,
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(lease_ttl: Duration) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("db").to_str().unwrap()).await.unwrap());
+    let target = Arc::new(ScriptedTarget::default());
+    let engine = engine(&store, &target, lease_ttl);
+    Setup {
+        target,
+        store,
+        engine,
+        _dir: dir,
+    }
+}
+
+fn engine(store: &Arc<SqliteStore>, target: &Arc<ScriptedTarget>, lease_ttl: Duration) -> Engine {
+    Engine::new(store.clone(), Arc::new(Provider(target.clone())), EngineConfig { lease_ttl })
+}
+
+fn manifest(image: &str) -> Manifest {
+    let text = format!("environments: {{dev: {{target: docker}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n");
+    launchway_manifest::load(&[SourceFile {
+        path: "launchway.yaml".into(),
+        bytes: text.into_bytes(),
+    }])
+    .expect("valid")
+    .manifest
+}
+
+/// Creates the run a deploy of `image` would create, and returns its id.
+async fn start(engine: &Engine, image: &str) -> i64 {
+    let manifest = manifest(image);
+    let selection = Selection::default();
+    let decisions = engine
+        .prepare_deploys(&DeployRequest {
+            manifest: &manifest,
+            source: ReleaseSource::default(),
+            selection: &selection,
+            retry_failed: false,
+            trigger: "test".into(),
+        })
+        .await
+        .expect("decisions");
+    match decisions.as_slice() {
+        [Decision::Started { run, .. }] => run.id,
+        other => panic!("expected one started run, got {other:?}"),
+    }
+}
+
+fn revision(image: &str) -> String {
+    manifest(image).apps["web"].specs["dev"].revision().0
+}
+
+#[tokio::test]
+async fn a_release_the_target_refuses_fails_in_validation_and_nothing_is_rolled_out() {
+    let setup = setup(Duration::from_secs(15)).await;
+    *setup.target.refuse_check.lock().unwrap() = Some("image example/web:1 is not on the engine".into());
+    let run_id = start(&setup.engine, "example/web:1").await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.reason.as_deref(), Some("image example/web:1 is not on the engine"));
+    assert_eq!(setup.target.calls(), ["check web"]);
+    assert!(setup.store.deployment("web", "dev").await.unwrap().is_none(), "nothing recorded as deployed");
+}
+
+#[tokio::test]
+async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let first = start(&setup.engine, "example/web:1").await;
+    assert_eq!(setup.engine.drive(first).await.unwrap().state, RunState::Succeeded);
+
+    setup.target.failing_revisions.lock().unwrap().push(revision("example/web:2"));
+    let second = start(&setup.engine, "example/web:2").await;
+    let run = setup.engine.drive(second).await.expect("driven");
+    assert_eq!(run.state, RunState::RolledBack);
+    assert!(run.reason.unwrap().contains("failed its health check"));
+    let (v1, v2) = (revision("example/web:1"), revision("example/web:2"));
+    assert_eq!(
+        setup.target.calls()[3..],
+        [
+            "check web".to_owned(),
+            format!("rollout web {v2}"),
+            format!("rollout web {v1}"),
+            format!("verify web {v1}")
+        ]
+    );
+    let record = setup.store.deployment("web", "dev").await.unwrap().unwrap();
+    assert_eq!(setup.store.release(record.current_release_id).await.unwrap().revision, v1);
+
+    // The rolled-back revision is skipped on the next deploy unless retried.
+    let manifest = manifest("example/web:2");
+    let decisions = setup
+        .engine
+        .prepare_deploys(&DeployRequest {
+            manifest: &manifest,
+            source: ReleaseSource::default(),
+            selection: &Selection::default(),
+            retry_failed: false,
+            trigger: "test".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(&decisions[..], [Decision::Skipped { previous_state: RunState::RolledBack, .. }]), "{decisions:?}");
+}
+
+#[tokio::test]
+async fn a_first_release_that_fails_has_its_replicas_removed() {
+    let setup = setup(Duration::from_secs(15)).await;
+    setup.target.failing_revisions.lock().unwrap().push(revision("example/web:1"));
+    let run_id = start(&setup.engine, "example/web:1").await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(setup.target.calls().last().unwrap(), &format!("retire web {}", revision("example/web:1")));
+}
+
+#[tokio::test]
+async fn a_driver_that_loses_its_lease_stops_acting() {
+    let setup = setup(Duration::from_millis(300)).await;
+    let hold = Arc::new(Notify::new());
+    *setup.target.hold_rollouts.lock().unwrap() = Some(hold.clone());
+    let run_id = start(&setup.engine, "example/web:1").await;
+    let driving = tokio::spawn({
+        let engine = setup.engine.clone();
+        async move { engine.drive(run_id).await }
+    });
+    // Wait until the rollout is under way, then let another worker take the run over.
+    while !setup.target.calls().iter().any(|call| call.starts_with("rollout")) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let holder = setup.store.run(run_id).await.unwrap().lease_owner.unwrap();
+    let intruder = setup.store.claim_run(run_id, "intruder", 60_000, Some(&holder)).await.unwrap();
+    assert!(intruder.is_some(), "taken over");
+
+    let result = tokio::time::timeout(Duration::from_secs(5), driving).await.expect("the driver stops").unwrap();
+    assert!(matches!(result, Err(EngineError::Store(StoreError::LeaseLost { .. }))), "{result:?}");
+    hold.notify_one();
+    let run = setup.store.run(run_id).await.unwrap();
+    assert_eq!(run.state, RunState::Deploying, "the stale driver persisted nothing after losing the lease");
+    assert_eq!(run.lease_owner.as_deref(), Some("intruder"));
+}
+
+#[tokio::test]
+async fn a_run_asked_to_stop_pauses_at_a_step_boundary_and_resumes_elsewhere() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start(&setup.engine, "example/web:1").await;
+    setup.engine.stop_at_next_boundary();
+    let result = setup.engine.drive(run_id).await;
+    assert!(matches!(result, Err(EngineError::Interrupted { .. })), "{result:?}");
+    assert!(setup.target.calls().is_empty());
+
+    // Another engine takes it at once (the lease was given up) and finishes it.
+    let other = engine(&setup.store, &setup.target, Duration::from_secs(15));
+    let run = other.drive(run_id).await.expect("resumed");
+    assert_eq!(run.state, RunState::Succeeded);
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    assert!(events.iter().any(|event| event.kind == "run.resumed"));
+}
+
+#[tokio::test]
+async fn a_run_held_by_a_live_engine_is_not_driven_twice() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let hold = Arc::new(Notify::new());
+    *setup.target.hold_rollouts.lock().unwrap() = Some(hold.clone());
+    let run_id = start(&setup.engine, "example/web:1").await;
+    let driving = tokio::spawn({
+        let engine = setup.engine.clone();
+        async move { engine.drive(run_id).await }
+    });
+    while !setup.target.calls().iter().any(|call| call.starts_with("rollout")) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = engine(&setup.store, &setup.target, Duration::from_secs(15));
+    assert!(matches!(other.drive(run_id).await, Err(EngineError::Busy { .. })));
+    hold.notify_one();
+    assert_eq!(driving.await.unwrap().unwrap().state, RunState::Succeeded);
+    assert_eq!(setup.target.calls().iter().filter(|call| call.starts_with("rollout")).count(), 1);
+}
