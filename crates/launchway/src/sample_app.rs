@@ -38,11 +38,21 @@ async fn serve() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The crash timer runs from the start, so a crash can come before the app listens.
+    let exit_after = duration("SAMPLE_EXIT_AFTER");
+    let crash = async {
+        match exit_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(crash);
     if let Some(delay) = duration("SAMPLE_START_DELAY") {
         println!("sample-app: starting slowly, listening in {delay:?}");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = terminate.recv() => return ExitCode::SUCCESS,
+            () = &mut crash => return crashed(),
         }
     }
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
@@ -67,12 +77,6 @@ async fn serve() -> ExitCode {
                 }
             }),
         );
-    let crash = async {
-        match duration("SAMPLE_EXIT_AFTER") {
-            Some(after) => tokio::time::sleep(after).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         result = axum::serve(listener, app) => {
             if let Err(error) = result {
@@ -81,9 +85,11 @@ async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
         _ = terminate.recv() => ExitCode::SUCCESS,
-        () = crash => {
-            eprintln!("sample-app: crashing on purpose (SAMPLE_EXIT_AFTER)");
-            ExitCode::from(3)
-        }
+        () = &mut crash => crashed(),
     }
+}
+
+fn crashed() -> ExitCode {
+    eprintln!("sample-app: crashing on purpose (SAMPLE_EXIT_AFTER)");
+    ExitCode::from(3)
 }

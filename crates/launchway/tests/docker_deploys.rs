@@ -331,3 +331,68 @@ services:
     let answers = world.answers_on_every_port("pod").await;
     assert_eq!(answers.iter().filter(|answer| answer.starts_with("sidecar-2 (")).count(), 2, "{answers:?}");
 }
+
+#[tokio::test]
+async fn a_replica_that_crashes_while_starting_fails_the_release_at_once() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let v1 = world.running_ids("web").await;
+
+    world.commit(&web("v2", "      SAMPLE_START_DELAY: 10s\n      SAMPLE_EXIT_AFTER: 200ms\n"), "web v2 crashes");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("exited with code 3 during the rollout"), "{stdout}");
+    assert!(stdout.contains("crashing on purpose"), "its log is shown: {stdout}");
+    assert_eq!(world.running_ids("web").await, v1);
+}
+
+#[tokio::test]
+async fn a_release_that_is_not_healthy_in_time_is_rolled_back_with_the_reason() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let v1 = world.running_ids("web").await;
+
+    let slow = web("v2", "      SAMPLE_START_DELAY: 60s\n")
+        .replace("{max_surge: 1, max_unavailable: 0}", "{max_surge: 1, max_unavailable: 0, timeout: 2s}")
+        .replace("start_interval: 50ms", "start_interval: 50ms\n      start_period: 60s");
+    world.commit(&slow, "web v2 never ready");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("the rollout did not finish within 2.00s: 0 of 3 new replicas healthy"), "{stdout}");
+    assert!(stdout.contains("starting slowly"), "the slow replica's log is shown: {stdout}");
+    assert_eq!(world.running_ids("web").await, v1);
+}
+
+#[tokio::test]
+async fn scheduled_tasks_are_validated_and_recorded_for_their_next_run() {
+    let world = World::new().await;
+    let task = "
+environments:
+  {env}: {target: docker}
+tasks:
+  report:
+    image: {image}
+    schedule: SCHEDULE
+";
+    world.commit(&task.replace("SCHEDULE", "'0 3 * * *'"), "nightly report");
+    let first = world.launchway(&["deploy"]).await;
+    first.assert_exit(0);
+    assert!(first.stdout().contains("task definition"), "{}", first.stdout());
+    assert!(world.live("report").await.replicas.is_empty(), "a task runs on its schedule, not at deploy");
+
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(world.runs().await.len(), 1, "unchanged: no second run");
+
+    world.commit(&task.replace("SCHEDULE", "rate(1 hour)"), "hourly report");
+    let plan = world.launchway(&["plan"]).await;
+    plan.assert_exit(0);
+    assert!(plan.stdout().contains("~ schedule: 0 3 * * * → rate(1 hour)"), "{}", plan.stdout());
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let runs = world.runs().await;
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["state"], "succeeded");
+}

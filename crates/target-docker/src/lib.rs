@@ -154,9 +154,9 @@ impl DockerTarget {
             .collect())
     }
 
-    /// Ids of the app's containers as they die; ends quietly if the stream breaks, in
-    /// which case the rollout loop still wakes up for its probes.
-    fn container_deaths(&self, app: &str, env: &str) -> impl Stream<Item = String> + use<> {
+    /// The app's containers as they die (id and exit code); ends quietly if the stream
+    /// breaks, in which case the rollout loop still wakes up for its probes.
+    fn container_deaths(&self, app: &str, env: &str) -> impl Stream<Item = (String, Option<i64>)> + use<> {
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("event", vec!["die".to_owned(), "oom".to_owned()]),
@@ -169,7 +169,15 @@ impl DockerTarget {
         self.docker
             .events(Some(options))
             .take_while(|event| std::future::ready(event.is_ok()))
-            .filter_map(|event| async move { event.ok()?.actor?.id })
+            .filter_map(|event| async move {
+                let actor = event.ok()?.actor?;
+                let exit_code = actor
+                    .attributes
+                    .as_ref()
+                    .and_then(|attributes| attributes.get("exitCode"))
+                    .and_then(|code| code.parse().ok());
+                Some((actor.id?, exit_code))
+            })
     }
 
     async fn ensure_image(&self, image: &str, progress: Option<&dyn Progress>) -> Result<Option<String>, TargetError> {

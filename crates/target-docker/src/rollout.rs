@@ -35,6 +35,8 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
     let mut deaths = Box::pin(target.container_deaths(rollout.app, rollout.env));
     let mut tracker = HealthTracker::new(rollout.spec.health.clone());
     let mut seen: HashSet<String> = HashSet::new();
+    // Containers launchway itself stopped: their deaths are expected.
+    let mut removed: HashSet<String> = HashSet::new();
     let mut started_at: HashMap<String, Instant> = HashMap::new();
     let grace = rollout.spec.stop_grace_period.as_secs().max(1) as i32;
     let desired = rollout.spec.replicas;
@@ -59,7 +61,7 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
             if !replica.is_running() {
                 if let Some(stopped) = replica.stopped_container().filter(|c| c.exit_code.is_some()) {
                     let reason = format!(
-                        "replica {} exited with code {} while starting",
+                        "replica {} exited with code {} during the rollout",
                         replica.name(),
                         stopped.exit_code.unwrap_or_default()
                     );
@@ -122,6 +124,7 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
 
         if !step.stop.is_empty() || !step.start.is_empty() {
             let stopping: Vec<&DockerReplica> = replicas.iter().filter(|r| step.stop.contains(&r.key())).collect();
+            removed.extend(stopping.iter().flat_map(|replica| replica.containers().map(|c| c.id.clone())));
             let removals = stopping.iter().map(|replica| timed(replicas::remove(&target.docker, replica, grace)));
             for (replica, (result, took)) in stopping.iter().zip(join_all(removals).await) {
                 result?;
@@ -172,8 +175,25 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
         let wake = tracker.next_due().unwrap_or(now + Duration::from_secs(1)).min(deadline);
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
-            Some(died) = deaths.next() => {
-                tracing::debug!(container = %died, "a container of the app died");
+            Some((died, exit_code)) = deaths.next() => {
+                if removed.contains(&died) {
+                    continue;
+                }
+                // A new replica's container dying is a failed release, even if the
+                // restart policy brings it back before the next listing would show it.
+                let current = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
+                let dead = current
+                    .iter()
+                    .filter(|replica| replica.revision == rollout.revision)
+                    .find(|replica| replica.containers().any(|container| container.id == died));
+                if let Some(replica) = dead {
+                    let reason = format!(
+                        "replica {} exited with code {} during the rollout",
+                        replica.name(),
+                        exit_code.map_or_else(|| "unknown".to_owned(), |code| code.to_string())
+                    );
+                    return Err(unhealthy(target, replica, reason).await);
+                }
             }
         }
     }

@@ -51,6 +51,14 @@ pub async fn deploy(context: &Context, engine: &Engine, loaded: &Loaded, selecti
         eprintln!("warning: {warning}");
     }
 
+    for orphan in engine.orphaned_runs().await? {
+        if !selection.includes(&orphan.app, &orphan.env) {
+            say(format!(
+                "note: run {} for {}@{} was interrupted at {}; `launchway deploy --env {} --app {}` resumes it",
+                orphan.id, orphan.app, orphan.env, orphan.state, orphan.env, orphan.app
+            ));
+        }
+    }
     let progress = LiveProgress::start(engine, output, started);
     let mut all_decisions = Vec::new();
     let mut finished: Vec<Run> = Vec::new();
