@@ -35,11 +35,7 @@ pub enum EngineError {
     #[error(transparent)]
     Target(#[from] TargetError),
     #[error("run {run_id} is being driven by {owner}; its lease expires in {expires_in_ms} ms")]
-    Busy {
-        run_id: i64,
-        owner: String,
-        expires_in_ms: i64,
-    },
+    Busy { run_id: i64, owner: String, expires_in_ms: i64 },
     #[error("{0}")]
     Invalid(String),
     #[error("stopped before run {run_id} finished; it resumes where it stopped")]
@@ -63,9 +59,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig {
-            lease_ttl: Duration::from_secs(15),
-        }
+        EngineConfig { lease_ttl: Duration::from_secs(15) }
     }
 }
 

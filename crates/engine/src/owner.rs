@@ -22,16 +22,14 @@ impl Owner {
         let pid = std::process::id();
         let start = process_start_time(pid).unwrap_or_default();
         let engine = ENGINES.fetch_add(1, Ordering::Relaxed);
-        Owner {
-            id: format!("launchway:{host}:{pid}:{start}:{engine}"),
-            host,
-        }
+        Owner { id: format!("launchway:{host}:{pid}:{start}:{engine}"), host }
     }
 
     /// Whether `other` names a process on this host that no longer runs.
     pub fn sees_dead(&self, other: &str) -> bool {
         let mut parts = other.split(':');
-        let (Some("launchway"), Some(host), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some("launchway"), Some(host), Some(pid), Some(start)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return false;
         };

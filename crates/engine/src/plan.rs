@@ -86,17 +86,14 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
             let running: u32 = running_by_revision.values().sum();
             let stopped = live.replicas.iter().filter(|r| r.state != ReplicaState::Running).count() as u32;
             // What runs is the revision with the most running replicas.
-            let from_revision = running_by_revision
-                .iter()
-                .max_by_key(|(_, count)| **count)
-                .map(|(revision, _)| (*revision).to_owned());
-            let counts = ReplicaCounts {
-                running,
-                stopped,
-                desired: service.replicas,
-            };
+            let from_revision =
+                running_by_revision.iter().max_by_key(|(_, count)| **count).map(|(revision, _)| (*revision).to_owned());
+            let counts = ReplicaCounts { running, stopped, desired: service.replicas };
             let Some(from) = from_revision.clone() else {
-                let mut changes = flatten(desired).into_iter().map(|(path, to)| Change { path, from: None, to: Some(to) }).collect::<Vec<_>>();
+                let mut changes = flatten(desired)
+                    .into_iter()
+                    .map(|(path, to)| Change { path, from: None, to: Some(to) })
+                    .collect::<Vec<_>>();
                 changes.sort_by(|a, b| a.path.cmp(&b.path));
                 return AppPlan {
                     app: app.to_owned(),
@@ -116,7 +113,9 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
             }
             let live_spec = match current.filter(|release| release.revision == from) {
                 Some(release) => flatten(&release.spec),
-                None => flatten_containers(live.replicas.iter().find(|r| r.revision == from).map_or(&[][..], |r| &r.containers)),
+                None => flatten_containers(
+                    live.replicas.iter().find(|r| r.revision == from).map_or(&[][..], |r| &r.containers),
+                ),
             };
             let mut changes = diff(&live_spec, &flatten(desired), current.is_some_and(|r| r.revision == from));
             if running != service.replicas {
@@ -173,7 +172,10 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 from_revision: None,
                 to_revision,
                 replicas: None,
-                changes: flatten(desired).into_iter().map(|(path, to)| Change { path, from: None, to: Some(to) }).collect(),
+                changes: flatten(desired)
+                    .into_iter()
+                    .map(|(path, to)| Change { path, from: None, to: Some(to) })
+                    .collect(),
                 summary: "record the task definition for its scheduled runs".to_owned(),
             },
         },
@@ -197,7 +199,11 @@ fn no_change(app: &str, env: &str, kind: &str, revision: String, replicas: Optio
 fn converge_summary(counts: &ReplicaCounts, revisions: usize) -> String {
     let mut parts = Vec::new();
     if counts.running < counts.desired {
-        parts.push(format!("start {} missing replica{}", counts.desired - counts.running, plural(counts.desired - counts.running)));
+        parts.push(format!(
+            "start {} missing replica{}",
+            counts.desired - counts.running,
+            plural(counts.desired - counts.running)
+        ));
     }
     if counts.running > counts.desired || revisions > 1 {
         parts.push("remove extra replicas".to_owned());
@@ -223,26 +229,16 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, full: bo
     for (path, to) in new {
         match old.get(path) {
             Some(from) if from == to => {}
-            Some(from) => changes.push(Change {
-                path: path.clone(),
-                from: Some(from.clone()),
-                to: Some(to.clone()),
-            }),
-            None if full || path.starts_with("containers.") => changes.push(Change {
-                path: path.clone(),
-                from: None,
-                to: Some(to.clone()),
-            }),
+            Some(from) => changes.push(Change { path: path.clone(), from: Some(from.clone()), to: Some(to.clone()) }),
+            None if full || path.starts_with("containers.") => {
+                changes.push(Change { path: path.clone(), from: None, to: Some(to.clone()) })
+            }
             None => {}
         }
     }
     for (path, from) in old {
         if !new.contains_key(path) {
-            changes.push(Change {
-                path: path.clone(),
-                from: Some(from.clone()),
-                to: None,
-            });
+            changes.push(Change { path: path.clone(), from: Some(from.clone()), to: None });
         }
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
@@ -259,11 +255,7 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
             if let Some(health) = &service.health {
                 flatten_health(health, &mut flat);
             }
-            let Strategy::Rolling {
-                max_surge,
-                max_unavailable,
-                timeout,
-            } = service.strategy;
+            let Strategy::Rolling { max_surge, max_unavailable, timeout } = service.strategy;
             flat.insert("strategy.rolling.max_surge".into(), max_surge.to_string());
             flat.insert("strategy.rolling.max_unavailable".into(), max_unavailable.to_string());
             flat.insert("strategy.rolling.timeout".into(), duration(timeout));
@@ -313,11 +305,7 @@ fn flatten_health(health: &HealthCheck, flat: &mut BTreeMap<String, String>) {
 
 fn duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
-        format!("{}s", millis / 1000)
-    } else {
-        format!("{millis}ms")
-    }
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 #[cfg(test)]
@@ -342,11 +330,7 @@ mod tests {
             }],
             replicas,
             health: None,
-            strategy: Strategy::Rolling {
-                max_surge: 1,
-                max_unavailable: 0,
-                timeout: Duration::from_secs(600),
-            },
+            strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(600) },
             stop_grace_period: Duration::from_secs(10),
         })
     }

@@ -29,14 +29,7 @@ struct Next {
 
 impl Next {
     fn to(to: RunState, message: impl Into<String>) -> Next {
-        Next {
-            to,
-            reason: None,
-            plan: None,
-            message: message.into(),
-            data: serde_json::Value::Null,
-            deployment: None,
-        }
+        Next { to, reason: None, plan: None, message: message.into(), data: serde_json::Value::Null, deployment: None }
     }
 
     fn because(mut self, reason: impl Into<String>) -> Next {
@@ -50,10 +43,7 @@ impl Next {
     }
 
     fn deploying(mut self, release_id: i64, verified: bool) -> Next {
-        self.deployment = Some(DeploymentUpdate {
-            current_release_id: release_id,
-            verified,
-        });
+        self.deployment = Some(DeploymentUpdate { current_release_id: release_id, verified });
         self
     }
 }
@@ -93,8 +83,12 @@ impl Engine {
                         _ => String::new(),
                     };
                     self.record(
-                        NewEvent::for_run(&run, "run.resumed", format!("resuming run {run_id} at {}{previous}", run.state))
-                            .with_data(json!({"attempt": lease.attempt, "state": run.state})),
+                        NewEvent::for_run(
+                            &run,
+                            "run.resumed",
+                            format!("resuming run {run_id} at {}{previous}", run.state),
+                        )
+                        .with_data(json!({"attempt": lease.attempt, "state": run.state})),
                     )
                     .await?;
                 }
@@ -186,8 +180,12 @@ impl Engine {
         store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         self.record(
-            NewEvent::for_run(run, "step.finished", format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str()))
-                .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms, "detail": detail})),
+            NewEvent::for_run(
+                run,
+                "step.finished",
+                format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str()),
+            )
+            .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms, "detail": detail})),
         )
         .await?;
         next
@@ -211,7 +209,8 @@ impl Engine {
         };
         match target.check(&run.app, &run.env, &release.spec).await {
             Ok(notes) => {
-                let mut message = format!("release {} (revision {}) can run on {}", release.id, release.revision, target.describe());
+                let mut message =
+                    format!("release {} (revision {}) can run on {}", release.id, release.revision, target.describe());
                 for note in notes {
                     message.push_str(&format!("; {note}"));
                 }
@@ -219,7 +218,8 @@ impl Engine {
             }
             Err(error) => {
                 let reason = describe(&error);
-                Ok(Next::to(RunState::Failed, format!("validation failed, nothing was changed: {reason}")).because(reason))
+                Ok(Next::to(RunState::Failed, format!("validation failed, nothing was changed: {reason}"))
+                    .because(reason))
             }
         }
     }
@@ -250,16 +250,18 @@ impl Engine {
         let AppSpec::Service(service) = &release.spec else {
             // Docker runs scheduled tasks from `launchway server`, which reads the
             // current release when each run is due: recording it is the deploy.
-            return Ok(Next::to(
-                RunState::Verifying,
-                "the task definition takes effect at its next scheduled run",
-            ));
+            return Ok(Next::to(RunState::Verifying, "the task definition takes effect at its next scheduled run"));
         };
         let progress = RunProgress { engine: self, run };
         match target.rollout(rollout(run, &release, service), &progress).await {
             Ok(()) => Ok(Next::to(
                 RunState::Verifying,
-                format!("{} replica{} of revision {} rolled out", service.replicas, plural(service.replicas), release.revision),
+                format!(
+                    "{} replica{} of revision {} rolled out",
+                    service.replicas,
+                    plural(service.replicas),
+                    release.revision
+                ),
             )),
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
@@ -279,9 +281,12 @@ impl Engine {
                     RunKind::Deploy => "deployed",
                     RunKind::Rollback => "rolled back to",
                 };
-                Ok(Next::to(RunState::Succeeded, format!("{what} release {} (revision {})", release.id, release.revision))
-                    .because(format!("{what} revision {}", release.revision))
-                    .deploying(release.id, true))
+                Ok(Next::to(
+                    RunState::Succeeded,
+                    format!("{what} release {} (revision {})", release.id, release.revision),
+                )
+                .because(format!("{what} revision {}", release.revision))
+                .deploying(release.id, true))
             }
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
@@ -289,24 +294,31 @@ impl Engine {
 
     /// A release that failed to roll out or verify: roll back to the last good one, or,
     /// when there is none, remove what was started so nothing half-deployed is left.
-    async fn after_failure(&self, run: &Run, release: &Release, target: &dyn Target, error: RolloutError) -> Result<Next> {
+    async fn after_failure(
+        &self,
+        run: &Run,
+        release: &Release,
+        target: &dyn Target,
+        error: RolloutError,
+    ) -> Result<Next> {
         if let RolloutError::Target(inner) = &error {
             tracing::warn!(run_id = run.id, error = %inner, "target error during rollout");
         }
         let reason = describe(&error);
         let data = json!({"reason": reason, "logs": error.logs()});
         match run.previous_release_id {
-            Some(previous) if previous != release.id => Ok(Next::to(
-                RunState::RollingBack,
-                format!("{reason}; rolling back to release {previous}"),
-            )
-            .because(reason)
-            .with_data(data)),
+            Some(previous) if previous != release.id => {
+                Ok(Next::to(RunState::RollingBack, format!("{reason}; rolling back to release {previous}"))
+                    .because(reason)
+                    .with_data(data))
+            }
             _ => {
                 let progress = RunProgress { engine: self, run };
                 let cleanup = target.retire(&run.app, &run.env, &release.revision, &progress).await;
                 let message = match cleanup {
-                    Ok(()) => format!("{reason}; there is no earlier release to roll back to, so its replicas were removed"),
+                    Ok(()) => {
+                        format!("{reason}; there is no earlier release to roll back to, so its replicas were removed")
+                    }
                     Err(cleanup_error) => {
                         format!("{reason}; removing its replicas failed too: {}", describe(&cleanup_error))
                     }
@@ -322,8 +334,11 @@ impl Engine {
         };
         let (previous, target) = self.release_and_target(previous_id).await?;
         let AppSpec::Service(service) = &previous.spec else {
-            return Ok(Next::to(RunState::RolledBack, format!("task definition {} is current again", previous.revision))
-                .deploying(previous.id, true));
+            return Ok(Next::to(
+                RunState::RolledBack,
+                format!("task definition {} is current again", previous.revision),
+            )
+            .deploying(previous.id, true));
         };
         let progress = RunProgress { engine: self, run };
         let rollout = Rollout {
@@ -358,13 +373,7 @@ impl Engine {
 }
 
 fn rollout<'a>(run: &'a Run, release: &'a Release, service: &'a ServiceSpec) -> Rollout<'a> {
-    Rollout {
-        app: &run.app,
-        env: &run.env,
-        release_id: release.id,
-        revision: &release.revision,
-        spec: service,
-    }
+    Rollout { app: &run.app, env: &run.env, release_id: release.id, revision: &release.revision, spec: service }
 }
 
 fn plural(count: u32) -> &'static str {

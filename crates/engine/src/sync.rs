@@ -48,10 +48,19 @@ pub struct DeployRequest<'a> {
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
     /// A run was created.
-    Started { run: Box<Run>, plan: Box<AppPlan> },
+    Started {
+        run: Box<Run>,
+        plan: Box<AppPlan>,
+    },
     /// A run interrupted earlier is resumed first.
-    Resume { run: Box<Run> },
-    Unchanged { app: String, env: String, revision: String },
+    Resume {
+        run: Box<Run>,
+    },
+    Unchanged {
+        app: String,
+        env: String,
+        revision: String,
+    },
     Skipped {
         app: String,
         env: String,
@@ -60,7 +69,12 @@ pub enum Decision {
         previous_state: RunState,
     },
     /// A run for the app is being driven by another live process.
-    Busy { app: String, env: String, run_id: i64, owner: String },
+    Busy {
+        app: String,
+        env: String,
+        run_id: i64,
+        owner: String,
+    },
 }
 
 /// One (app, environment) as `status` shows it.
@@ -102,23 +116,11 @@ impl Engine {
         let store = &self.inner.store;
         let mut live_by_env: BTreeMap<String, LiveEnvironment> = BTreeMap::new();
         let mut decisions = Vec::new();
-        let selected = request
-            .manifest
-            .deployments()
-            .filter(|d| request.selection.includes(d.app, d.environment));
+        let selected = request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment));
         for deployment in selected {
             let (app, env) = (deployment.app, deployment.environment);
             let revision = deployment.spec.revision().0;
-            let latest = store
-                .runs(&RunFilter {
-                    app: Some(app.to_owned()),
-                    env: Some(env.to_owned()),
-                    limit: Some(1),
-                    ..RunFilter::default()
-                })
-                .await?
-                .into_iter()
-                .next();
+            let latest = self.latest_run(app, env).await?;
             if let Some(run) = latest.as_ref().filter(|run| !run.state.is_terminal()) {
                 decisions.push(self.unfinished(run));
                 continue;
@@ -127,11 +129,7 @@ impl Engine {
             let current = self.current_release(app, env).await?;
             let plan = plan::compute(app, env, deployment.spec, live.apps.get(app), current.as_ref());
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
-                decisions.push(Decision::Unchanged {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    revision,
-                });
+                decisions.push(Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision });
                 continue;
             }
             if let Some(failed) = latest.filter(|run| matches!(run.state, RunState::Failed | RunState::RolledBack))
@@ -165,10 +163,7 @@ impl Engine {
             let run = self
                 .create_run(&release, RunKind::Deploy, deployment_record.as_ref(), &request.trigger, &plan.summary)
                 .await?;
-            decisions.push(Decision::Started {
-                run: Box::new(run),
-                plan: Box::new(plan),
-            });
+            decisions.push(Decision::Started { run: Box::new(run), plan: Box::new(plan) });
         }
         Ok(decisions)
     }
@@ -207,11 +202,7 @@ impl Engine {
         let runs = self
             .inner
             .store
-            .runs(&RunFilter {
-                app: Some(app.to_owned()),
-                env: Some(env.to_owned()),
-                ..RunFilter::default()
-            })
+            .runs(&RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), ..RunFilter::default() })
             .await?;
         for run in runs.iter().filter(|run| run.state == RunState::Succeeded) {
             let release = self.inner.store.release(run.release_id).await?;
@@ -290,14 +281,7 @@ impl Engine {
 
     /// Unfinished runs nobody alive is driving: what a restarted controller resumes.
     pub async fn orphaned_runs(&self) -> Result<Vec<Run>> {
-        let runs = self
-            .inner
-            .store
-            .runs(&RunFilter {
-                unfinished_only: true,
-                ..RunFilter::default()
-            })
-            .await?;
+        let runs = self.inner.store.runs(&RunFilter { unfinished_only: true, ..RunFilter::default() }).await?;
         Ok(runs
             .iter()
             .filter_map(|run| match self.unfinished(run) {
@@ -353,27 +337,16 @@ impl Engine {
                 .get(&env)
                 .and_then(|observed| observed.as_ref())
                 .and_then(|observed| observed.apps.get(&app).cloned());
-            let last_run = store
-                .runs(&RunFilter {
-                    app: Some(app.clone()),
-                    env: Some(env.clone()),
-                    limit: Some(1),
-                    ..RunFilter::default()
-                })
-                .await?
-                .into_iter()
-                .next();
-            statuses.push(AppStatus {
-                app,
-                env,
-                deployment,
-                current_release,
-                live,
-                last_run,
-                desired_revision,
-            });
+            let last_run = self.latest_run(&app, &env).await?;
+            statuses.push(AppStatus { app, env, deployment, current_release, live, last_run, desired_revision });
         }
         Ok(statuses)
+    }
+
+    async fn latest_run(&self, app: &str, env: &str) -> Result<Option<Run>> {
+        let filter =
+            RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), limit: Some(1), ..RunFilter::default() };
+        Ok(self.inner.store.runs(&filter).await?.into_iter().next())
     }
 
     async fn current_release(&self, app: &str, env: &str) -> Result<Option<Release>> {

@@ -5,19 +5,20 @@
 //! to stop). What a real target does is covered end to end against the Docker engine
 //! in `crates/launchway/tests`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, EngineError, Selection, TargetProvider};
 use launchway_manifest::{Manifest, SourceFile, TargetSpec};
-use launchway_store::{EventFilter, ReleaseSource, RunState, Store, StoreError};
+use launchway_store::{EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
 use launchway_store_sqlite::SqliteStore;
 use launchway_target::{
     LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target, TargetError,
 };
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// A target that records calls, keeps "live" replicas in memory, and answers as scripted.
 #[derive(Default)]
@@ -45,7 +46,12 @@ impl Target for ScriptedTarget {
         "scripted".into()
     }
 
-    async fn check(&self, app: &str, _env: &str, _spec: &launchway_manifest::AppSpec) -> Result<Vec<String>, TargetError> {
+    async fn check(
+        &self,
+        app: &str,
+        _env: &str,
+        _spec: &launchway_manifest::AppSpec,
+    ) -> Result<Vec<String>, TargetError> {
         self.call(format!("check {app}"));
         match self.refuse_check.lock().unwrap().clone() {
             Some(reason) => Err(TargetError::Invalid(reason)),
@@ -124,12 +130,7 @@ async fn setup(lease_ttl: Duration) -> Setup {
     let store = Arc::new(SqliteStore::open(dir.path().join("db").to_str().unwrap()).await.unwrap());
     let target = Arc::new(ScriptedTarget::default());
     let engine = engine(&store, &target, lease_ttl);
-    Setup {
-        target,
-        store,
-        engine,
-        _dir: dir,
-    }
+    Setup { target, store, engine, _dir: dir }
 }
 
 fn engine(store: &Arc<SqliteStore>, target: &Arc<ScriptedTarget>, lease_ttl: Duration) -> Engine {
@@ -137,13 +138,11 @@ fn engine(store: &Arc<SqliteStore>, target: &Arc<ScriptedTarget>, lease_ttl: Dur
 }
 
 fn manifest(image: &str) -> Manifest {
-    let text = format!("environments: {{dev: {{target: docker}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n");
-    launchway_manifest::load(&[SourceFile {
-        path: "launchway.yaml".into(),
-        bytes: text.into_bytes(),
-    }])
-    .expect("valid")
-    .manifest
+    let text =
+        format!("environments: {{dev: {{target: docker}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n");
+    launchway_manifest::load(&[SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }])
+        .expect("valid")
+        .manifest
 }
 
 /// Creates the run a deploy of `image` would create, and returns its id.
@@ -196,12 +195,7 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
     let (v1, v2) = (revision("example/web:1"), revision("example/web:2"));
     assert_eq!(
         setup.target.calls()[3..],
-        [
-            "check web".to_owned(),
-            format!("rollout web {v2}"),
-            format!("rollout web {v1}"),
-            format!("verify web {v1}")
-        ]
+        ["check web".to_owned(), format!("rollout web {v2}"), format!("rollout web {v1}"), format!("verify web {v1}")]
     );
     let record = setup.store.deployment("web", "dev").await.unwrap().unwrap();
     assert_eq!(setup.store.release(record.current_release_id).await.unwrap().revision, v1);
@@ -219,7 +213,10 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
         })
         .await
         .unwrap();
-    assert!(matches!(&decisions[..], [Decision::Skipped { previous_state: RunState::RolledBack, .. }]), "{decisions:?}");
+    assert!(
+        matches!(&decisions[..], [Decision::Skipped { previous_state: RunState::RolledBack, .. }]),
+        "{decisions:?}"
+    );
 }
 
 #[tokio::test]
@@ -232,20 +229,27 @@ async fn a_first_release_that_fails_has_its_replicas_removed() {
     assert_eq!(setup.target.calls().last().unwrap(), &format!("retire web {}", revision("example/web:1")));
 }
 
-#[tokio::test]
-async fn a_driver_that_loses_its_lease_stops_acting() {
-    let setup = setup(Duration::from_millis(300)).await;
+/// Starts driving a run in the background and returns once its rollout is under way
+/// and held there until `hold` is notified.
+async fn drive_until_rolling_out(setup: &Setup, run_id: i64) -> (JoinHandle<Result<Run, EngineError>>, Arc<Notify>) {
     let hold = Arc::new(Notify::new());
     *setup.target.hold_rollouts.lock().unwrap() = Some(hold.clone());
-    let run_id = start(&setup.engine, "example/web:1").await;
     let driving = tokio::spawn({
         let engine = setup.engine.clone();
         async move { engine.drive(run_id).await }
     });
-    // Wait until the rollout is under way, then let another worker take the run over.
     while !setup.target.calls().iter().any(|call| call.starts_with("rollout")) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    (driving, hold)
+}
+
+#[tokio::test]
+async fn a_driver_that_loses_its_lease_stops_acting() {
+    let setup = setup(Duration::from_millis(300)).await;
+    let run_id = start(&setup.engine, "example/web:1").await;
+    // Once the rollout is under way, another worker takes the run over.
+    let (driving, hold) = drive_until_rolling_out(&setup, run_id).await;
     let holder = setup.store.run(run_id).await.unwrap().lease_owner.unwrap();
     let intruder = setup.store.claim_run(run_id, "intruder", 60_000, Some(&holder)).await.unwrap();
     assert!(intruder.is_some(), "taken over");
@@ -278,16 +282,8 @@ async fn a_run_asked_to_stop_pauses_at_a_step_boundary_and_resumes_elsewhere() {
 #[tokio::test]
 async fn a_run_held_by_a_live_engine_is_not_driven_twice() {
     let setup = setup(Duration::from_secs(15)).await;
-    let hold = Arc::new(Notify::new());
-    *setup.target.hold_rollouts.lock().unwrap() = Some(hold.clone());
     let run_id = start(&setup.engine, "example/web:1").await;
-    let driving = tokio::spawn({
-        let engine = setup.engine.clone();
-        async move { engine.drive(run_id).await }
-    });
-    while !setup.target.calls().iter().any(|call| call.starts_with("rollout")) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (driving, hold) = drive_until_rolling_out(&setup, run_id).await;
     let other = engine(&setup.store, &setup.target, Duration::from_secs(15));
     assert!(matches!(other.drive(run_id).await, Err(EngineError::Busy { .. })));
     hold.notify_one();

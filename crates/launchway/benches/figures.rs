@@ -95,10 +95,7 @@ async fn measure_deploy(world: &World) -> Measured {
     let report: serde_json::Value = serde_json::from_str(&deploy.stdout()).expect("deploy prints JSON");
     let run_id = report["runs"][0]["id"].as_i64().expect("a run");
     let details = world.run_details(run_id).await;
-    Measured {
-        wall,
-        engine: engine_time(&details["events"]),
-    }
+    Measured { wall, engine: engine_time(&details["events"]) }
 }
 
 /// The union of the intervals the run's events attribute to Docker and the containers:
@@ -140,10 +137,7 @@ fn engine_time(events: &serde_json::Value) -> Duration {
 async fn thousand_apps() {
     let world = World::new().await;
     let apps = 1000;
-    world.repo.write(
-        "launchway.yaml",
-        &"environments:\n  {env}: {target: docker}\n".replace("{env}", &world.env),
-    );
+    world.repo.write("launchway.yaml", &"environments:\n  {env}: {target: docker}\n".replace("{env}", &world.env));
     for index in 0..apps {
         world.repo.write(
             &format!("apps/app-{index:04}.yaml"),
@@ -185,7 +179,11 @@ async fn thousand_apps() {
         }
         samples.sort();
         let (wall, peak_kib) = samples[1];
-        let shown = if args[0] == "validate" { "launchway validate <repo>".to_owned() } else { "launchway plan --output json".to_owned() };
+        let shown = if args[0] == "validate" {
+            "launchway validate <repo>".to_owned()
+        } else {
+            "launchway plan --output json".to_owned()
+        };
         println!("{shown:<40} {:>7.0}ms {:>9.1} MiB", ms(wall), peak_kib as f64 / 1024.0);
     }
 }

@@ -46,10 +46,7 @@ impl Loaded {
 
 impl Context {
     pub fn new(global: Global) -> Context {
-        Context {
-            global,
-            targets: Arc::new(Targets::default()),
-        }
+        Context { global, targets: Arc::new(Targets::default()) }
     }
 
     pub fn output(&self) -> Output {
@@ -70,9 +67,8 @@ impl Context {
 
     pub async fn engine(&self) -> Result<Engine> {
         let location = self.db_location()?;
-        let store = SqliteStore::open(&location)
-            .await
-            .with_context(|| format!("could not open the store at {location}"))?;
+        let store =
+            SqliteStore::open(&location).await.with_context(|| format!("could not open the store at {location}"))?;
         Ok(Engine::new(Arc::new(store), self.targets.clone(), EngineConfig::default()))
     }
 
@@ -82,22 +78,18 @@ impl Context {
         let git_ref = self.global.git_ref.clone();
         let cache = repo_cache_dir();
         tokio::task::spawn_blocking(move || -> Result<Loaded> {
-            let config = ConfigRepo::open(&repo, &cache).with_context(|| format!("could not open the config repo {repo}"))?;
+            let config =
+                ConfigRepo::open(&repo, &cache).with_context(|| format!("could not open the config repo {repo}"))?;
             let commit = config.resolve(&git_ref)?;
             let files = config
                 .manifest_files(&commit)
                 .with_context(|| format!("could not read the manifest at commit {}", commit.short_id()))?;
             match launchway_manifest::load(&files) {
-                Ok(validated) => Ok(Loaded {
-                    commit,
-                    manifest: validated.manifest,
-                    warnings: validated.warnings,
-                }),
-                Err(diagnostics) => Err(InvalidManifest {
-                    location: format!("commit {} of {repo}", commit.short_id()),
-                    diagnostics,
+                Ok(validated) => Ok(Loaded { commit, manifest: validated.manifest, warnings: validated.warnings }),
+                Err(diagnostics) => {
+                    Err(InvalidManifest { location: format!("commit {} of {repo}", commit.short_id()), diagnostics }
+                        .into())
                 }
-                .into()),
             }
         })
         .await
@@ -131,10 +123,7 @@ impl Context {
                 return Err(anyhow!("app {app:?} is not declared in the manifest (it declares {})", known.join(", ")));
             }
         }
-        Ok(Selection {
-            env,
-            apps: scope.apps.clone(),
-        })
+        Ok(Selection { env, apps: scope.apps.clone() })
     }
 
     /// Who is running this command, for the audit log.
@@ -147,8 +136,5 @@ impl Context {
 
 /// Where mirrors of remote config repos are kept.
 fn repo_cache_dir() -> PathBuf {
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("launchway")
-        .join("repos")
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("launchway").join("repos")
 }

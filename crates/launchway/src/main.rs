@@ -79,8 +79,5 @@ fn report_resources() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAUNCHWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -80,7 +80,13 @@ fn print_event(event: &Event, output: Output, started: Instant) {
     let text = format!("{:>8}  {who:<16} {line}", seconds(started.elapsed()));
     let logs: Vec<String> = event.data["logs"]
         .as_array()
-        .map(|lines| lines.iter().filter_map(|line| line.as_str()).map(|line| format!("{:>8}  {:<16}   | {line}", "", "")).collect())
+        .map(|lines| {
+            lines
+                .iter()
+                .filter_map(|line| line.as_str())
+                .map(|line| format!("{:>8}  {:<16}   | {line}", "", ""))
+                .collect()
+        })
         .unwrap_or_default();
     let mut sink: Box<dyn Write> = match output {
         Output::Text => Box::new(std::io::stdout().lock()),
@@ -152,11 +158,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let render = |cells: Vec<&str>| {
-        let line: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let line: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         line.join("  ").trim_end().to_owned()
     };
     let mut lines = vec![render(headers.to_vec())];

@@ -7,10 +7,10 @@
 //! `GET /` answers the message and the container's hostname; `GET /healthz` answers
 //! "ok". It exits at once on SIGTERM: as PID 1 in a container nothing else would.
 
-use std::process::ExitCode;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -64,19 +64,17 @@ async fn serve() -> ExitCode {
     };
     println!("sample-app: listening on port {port} ({message}), health {}", if healthy { "ok" } else { "failing" });
     let body = format!("{message} ({hostname})\n");
-    let app = Router::new()
-        .route("/", get(move || async move { body }))
-        .route(
-            "/healthz",
-            get(move || async move {
-                if healthy {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    eprintln!("sample-app: health check failing on purpose (SAMPLE_HEALTH=fail)");
-                    (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
-                }
-            }),
-        );
+    let app = Router::new().route("/", get(move || async move { body })).route(
+        "/healthz",
+        get(move || async move {
+            if healthy {
+                (StatusCode::OK, "ok\n")
+            } else {
+                eprintln!("sample-app: health check failing on purpose (SAMPLE_HEALTH=fail)");
+                (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
+            }
+        }),
+    );
     tokio::select! {
         result = axum::serve(listener, app) => {
             if let Err(error) = result {

@@ -110,7 +110,8 @@ async fn a_deploy_killed_midway_is_resumed_by_the_next_one_to_a_correct_end() {
     world.launchway(&["deploy"]).await.assert_exit(0);
 
     world.commit(&web("v2", "      SAMPLE_START_DELAY: 1s\n"), "web v2");
-    let mut child = world.command(&["deploy"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("launchway starts");
+    let mut child =
+        world.command(&["deploy"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("launchway starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let killed = tokio::task::spawn_blocking(move || {
         // Kill it right after it has started a new replica: mid-rollout.
@@ -122,6 +123,7 @@ async fn a_deploy_killed_midway_is_resumed_by_the_next_one_to_a_correct_end() {
                 return line;
             }
         }
+        child.wait().expect("reaped");
         panic!("launchway never started a replica");
     })
     .await
@@ -135,11 +137,7 @@ async fn a_deploy_killed_midway_is_resumed_by_the_next_one_to_a_correct_end() {
 
     let resumed = world.launchway(&["deploy"]).await;
     resumed.assert_exit(0);
-    assert!(
-        resumed.stdout().contains(&format!("resuming interrupted run {run_id}")),
-        "{}",
-        resumed.stdout()
-    );
+    assert!(resumed.stdout().contains(&format!("resuming interrupted run {run_id}")), "{}", resumed.stdout());
 
     let runs = world.runs().await;
     assert_eq!(runs.len(), 2, "the v2 deploy is still one run");
@@ -156,8 +154,10 @@ async fn a_deploy_killed_midway_is_resumed_by_the_next_one_to_a_correct_end() {
     }
 
     let details = world.run_details(run_id).await;
-    let kinds: Vec<&str> = details["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
-    let position = |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
+    let kinds: Vec<&str> =
+        details["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    let position =
+        |kind: &str| kinds.iter().position(|k| *k == kind).unwrap_or_else(|| panic!("no {kind} in {kinds:?}"));
     assert!(position("run.created") < position("run.validating"));
     assert!(position("run.validating") < position("run.planning"));
     assert!(position("run.planning") < position("run.deploying"));
@@ -191,8 +191,14 @@ async fn an_invalid_manifest_is_reported_with_positions_and_changes_nothing() {
     let deploy = world.launchway(&["deploy"]).await;
     deploy.assert_exit(3);
     let stderr = deploy.stderr();
-    assert!(stderr.contains(r#"launchway.yaml:9:5: services.web: unknown field "replica", did you mean "replicas"?"#), "{stderr}");
-    assert!(stderr.contains(r#"launchway.yaml:14:17: services.web.health.interval: "often" is not a duration"#), "{stderr}");
+    assert!(
+        stderr.contains(r#"launchway.yaml:9:5: services.web: unknown field "replica", did you mean "replicas"?"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"launchway.yaml:14:17: services.web.health.interval: "often" is not a duration"#),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was changed"), "{stderr}");
 
     assert_eq!(world.running_ids("web").await, before, "no container touched");

@@ -78,8 +78,6 @@ mod tests {
         assert!(is_floating("nginx"));
         assert!(is_floating("nginx:latest"));
         assert!(!is_floating("nginx:1.27"));
-        assert!(!is_floating(
-            "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-        ));
+        assert!(!is_floating("nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
     }
 }

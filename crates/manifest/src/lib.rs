@@ -29,8 +29,7 @@ pub const APPS_DIR: &str = "apps";
 
 /// Whether a path in a config repo is part of the manifest.
 pub fn is_manifest_path(path: &str) -> bool {
-    path == ROOT_FILE
-        || (path.starts_with("apps/") && (path.ends_with(".yaml") || path.ends_with(".yml")))
+    path == ROOT_FILE || (path.starts_with("apps/") && (path.ends_with(".yaml") || path.ends_with(".yml")))
 }
 
 /// One file of a config repo: its path relative to the repo root and its bytes.
@@ -51,12 +50,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub(crate) fn new(file: &str, pos: Pos, message: String) -> Diagnostic {
-        Diagnostic {
-            file: file.to_owned(),
-            line: pos.line,
-            column: pos.column,
-            message,
-        }
+        Diagnostic { file: file.to_owned(), line: pos.line, column: pos.column, message }
     }
 }
 
@@ -92,21 +86,13 @@ pub fn load(files: &[SourceFile]) -> Result<Validated, Vec<Diagnostic>> {
     let root_draft = read_one(root, true, &mut diagnostics);
     let mut app_files: Vec<&SourceFile> = files.iter().filter(|file| file.path != ROOT_FILE).collect();
     app_files.sort_by(|a, b| a.path.cmp(&b.path));
-    let app_drafts: Vec<(&SourceFile, FileDraft)> = app_files
-        .into_iter()
-        .filter_map(|file| Some((file, read_one(file, false, &mut diagnostics)?)))
-        .collect();
+    let app_drafts: Vec<(&SourceFile, FileDraft)> =
+        app_files.into_iter().filter_map(|file| Some((file, read_one(file, false, &mut diagnostics)?))).collect();
 
     let mut environments = BTreeMap::new();
     if let Some(draft) = &root_draft {
         for (key, target) in &draft.environments {
-            environments.insert(
-                key.name.clone(),
-                Environment {
-                    name: key.name.clone(),
-                    target: target.clone(),
-                },
-            );
+            environments.insert(key.name.clone(), Environment { name: key.name.clone(), target: target.clone() });
         }
         if draft.environment_names.is_empty() {
             diagnostics.push(Diagnostic::new(
@@ -124,10 +110,7 @@ pub fn load(files: &[SourceFile]) -> Result<Validated, Vec<Diagnostic>> {
     let drafts = root_draft.iter().map(|draft| (root, draft)).chain(app_drafts.iter().map(|(f, d)| (*f, d)));
     for (file, draft) in drafts {
         let mut resolver = Resolver {
-            reader: Reader {
-                file: &file.path,
-                diagnostics: &mut diagnostics,
-            },
+            reader: Reader { file: &file.path, diagnostics: &mut diagnostics },
             environments: &environment_names,
             warnings: &mut warnings,
         };
@@ -141,33 +124,20 @@ pub fn load(files: &[SourceFile]) -> Result<Validated, Vec<Diagnostic>> {
                 resolver.reader.error(
                     key.pos,
                     "",
-                    format!(
-                        "app {:?} is already declared at {}:{}:{}",
-                        key.name, first_file, first.line, first.column
-                    ),
+                    format!("app {:?} is already declared at {}:{}:{}", key.name, first_file, first.line, first.column),
                 );
                 continue;
             }
             declared_at.insert(key.name.clone(), (file.path.clone(), key.pos));
             if let Some(specs) = resolver.resolve(key, app_draft) {
-                apps.insert(
-                    key.name.clone(),
-                    App {
-                        name: key.name.clone(),
-                        file: file.path.clone(),
-                        specs,
-                    },
-                );
+                apps.insert(key.name.clone(), App { name: key.name.clone(), file: file.path.clone(), specs });
             }
         }
     }
 
     if diagnostics.is_empty() {
         warnings.sort();
-        Ok(Validated {
-            manifest: Manifest { environments, apps },
-            warnings,
-        })
+        Ok(Validated { manifest: Manifest { environments, apps }, warnings })
     } else {
         diagnostics.sort();
         diagnostics.dedup();
@@ -178,10 +148,7 @@ pub fn load(files: &[SourceFile]) -> Result<Validated, Vec<Diagnostic>> {
 fn read_one(file: &SourceFile, is_root: bool, diagnostics: &mut Vec<Diagnostic>) -> Option<FileDraft> {
     match node::parse(&file.path, &file.bytes) {
         Ok(tree) => {
-            let mut reader = Reader {
-                file: &file.path,
-                diagnostics,
-            };
+            let mut reader = Reader { file: &file.path, diagnostics };
             Some(schema::read_file(&mut reader, &tree, is_root))
         }
         Err(diagnostic) => {
@@ -272,7 +239,12 @@ impl Resolver<'_, '_> {
         }))
     }
 
-    fn apply_overrides(&mut self, containers: &[Container], overrides: &OverrideDraft, path: &str) -> Option<Vec<Container>> {
+    fn apply_overrides(
+        &mut self,
+        containers: &[Container],
+        overrides: &OverrideDraft,
+        path: &str,
+    ) -> Option<Vec<Container>> {
         let mut containers = containers.to_vec();
         let mut ok = true;
         for (pos, container_name, image) in &overrides.images {
@@ -335,11 +307,7 @@ impl Resolver<'_, '_> {
             );
             return None;
         }
-        Some(Strategy::Rolling {
-            max_surge,
-            max_unavailable,
-            timeout: draft.timeout,
-        })
+        Some(Strategy::Rolling { max_surge, max_unavailable, timeout: draft.timeout })
     }
 
     fn warn_about_floating_images(&mut self, key: &Key, path: &str, specs: &BTreeMap<String, AppSpec>) {

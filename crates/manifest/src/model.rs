@@ -22,11 +22,7 @@ impl Manifest {
     /// Every (app, environment) pair the manifest deploys, with its resolved spec.
     pub fn deployments(&self) -> impl Iterator<Item = Deployment<'_>> {
         self.apps.values().flat_map(|app| {
-            app.specs.iter().map(move |(environment, spec)| Deployment {
-                app: &app.name,
-                environment,
-                spec,
-            })
+            app.specs.iter().map(move |(environment, spec)| Deployment { app: &app.name, environment, spec })
         })
     }
 }

@@ -67,11 +67,7 @@ pub(crate) fn parse(file: &str, bytes: &[u8]) -> Result<Node, Diagnostic> {
         return Err(Diagnostic::new(
             file,
             Pos { line: 1, column: 1 },
-            format!(
-                "file is {} bytes; manifests are limited to {} bytes",
-                bytes.len(),
-                MAX_FILE_BYTES
-            ),
+            format!("file is {} bytes; manifests are limited to {} bytes", bytes.len(), MAX_FILE_BYTES),
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|error| {
@@ -87,10 +83,7 @@ pub(crate) fn parse(file: &str, bytes: &[u8]) -> Result<Node, Diagnostic> {
     let tree: Spanned<RawNode> = serde_saphyr::from_str_with_options(text, options).map_err(|error| {
         let pos = error
             .location()
-            .map(|location| Pos {
-                line: location.line() as u32,
-                column: location.column() as u32,
-            })
+            .map(|location| Pos { line: location.line() as u32, column: location.column() as u32 })
             .unwrap_or(Pos { line: 1, column: 1 });
         Diagnostic::new(file, pos, describe_yaml_error(&error))
     })?;
@@ -122,24 +115,16 @@ fn position_of_byte(bytes: &[u8], offset: usize) -> Pos {
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
     let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
-    Pos {
-        line: line as u32,
-        column: column as u32,
-    }
+    Pos { line: line as u32, column: column as u32 }
 }
 
 impl Node {
     fn from_raw(spanned: Spanned<RawNode>, text: &str) -> Node {
         let location = spanned.referenced;
-        let pos = Pos {
-            line: location.line() as u32,
-            column: location.column() as u32,
-        };
+        let pos = Pos { line: location.line() as u32, column: location.column() as u32 };
         let span = location.span();
         let raw = match (span.byte_offset(), span.byte_len()) {
-            (Some(start), Some(len)) => text
-                .get(start as usize..(start + len) as usize)
-                .map(str::to_owned),
+            (Some(start), Some(len)) => text.get(start as usize..(start + len) as usize).map(str::to_owned),
             _ => None,
         };
         let (value, raw) = match spanned.value {
@@ -148,10 +133,9 @@ impl Node {
             RawNode::Int(i) => (Value::Int(i), raw),
             RawNode::Float(f) => (Value::Float(f), raw),
             RawNode::Str(s) => (Value::Str(s), None),
-            RawNode::Seq(items) => (
-                Value::Seq(items.into_iter().map(|item| Node::from_raw(item, text)).collect()),
-                None,
-            ),
+            RawNode::Seq(items) => {
+                (Value::Seq(items.into_iter().map(|item| Node::from_raw(item, text)).collect()), None)
+            }
             RawNode::Map(entries) => (
                 Value::Map(
                     entries

@@ -16,11 +16,7 @@ pub(crate) struct Reader<'a> {
 impl Reader<'_> {
     pub fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
         let message = message.into();
-        let message = if path.is_empty() {
-            message
-        } else {
-            format!("{path}: {message}")
-        };
+        let message = if path.is_empty() { message } else { format!("{path}: {message}") };
         self.diagnostics.push(Diagnostic::new(self.file, pos, message));
     }
 
@@ -51,10 +47,7 @@ impl Reader<'_> {
             }
             seen.push((key.name, key.pos, value));
         }
-        Some(Fields {
-            owner: node.pos,
-            entries: seen,
-        })
+        Some(Fields { owner: node.pos, entries: seen })
     }
 
     /// Reads a mapping with user-chosen keys (app names, env variables…), reporting

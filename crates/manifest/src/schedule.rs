@@ -30,13 +30,10 @@ pub(crate) fn check(expression: &str) -> Result<(), String> {
     }
     if !expression.starts_with('@') && expression.split_whitespace().count() != 5 {
         return Err(
-            "expected five cron fields (minute hour day-of-month month day-of-week), cron(…) or rate(…)".to_owned(),
+            "expected five cron fields (minute hour day-of-month month day-of-week), cron(…) or rate(…)".to_owned()
         );
     }
-    let parser = CronParser::builder()
-        .seconds(Seconds::Disallowed)
-        .year(Year::Disallowed)
-        .build();
+    let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
     parser.parse(expression).map(|_| ()).map_err(|error| error.to_string())
 }
 
@@ -53,11 +50,7 @@ fn check_year(field: &str) -> Result<(), String> {
         let part = part.split('/').next().unwrap_or(part);
         part.split('-').all(|year| year.parse::<u32>().is_ok_and(|year| (1970..=2199).contains(&year)))
     });
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("{field:?} is not a year field (1970-2199, ranges, lists, * or ?)"))
-    }
+    if valid { Ok(()) } else { Err(format!("{field:?} is not a year field (1970-2199, ranges, lists, * or ?)")) }
 }
 
 fn check_rate(inner: &str) -> Result<(), String> {

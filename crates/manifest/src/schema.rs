@@ -97,16 +97,8 @@ const SERVICE_FIELDS: &[&str] = &[
     "stop_grace_period",
     "environments",
 ];
-const TASK_FIELDS: &[&str] = &[
-    "image",
-    "command",
-    "entrypoint",
-    "env",
-    "containers",
-    "schedule",
-    "timeout",
-    "environments",
-];
+const TASK_FIELDS: &[&str] =
+    &["image", "command", "entrypoint", "env", "containers", "schedule", "timeout", "environments"];
 const HEALTH_FIELDS: &[&str] = &[
     "path",
     "port",
@@ -324,12 +316,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
         None => Some(None),
     };
     let environments = read_overrides(reader, fields.get("environments"), path, TASK_OVERRIDE_FIELDS);
-    Some(TaskDraft {
-        containers: containers?,
-        schedule: schedule?,
-        timeout: timeout?,
-        environments: environments?,
-    })
+    Some(TaskDraft { containers: containers?, schedule: schedule?, timeout: timeout?, environments: environments? })
 }
 
 fn read_schedule(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Schedule> {
@@ -571,12 +558,7 @@ fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Rol
         Some(node) => reader.duration(node, &format!("{rolling_path}.timeout")),
         None => Some(defaults.timeout),
     };
-    Some(RollingDraft {
-        pos: rolling.pos,
-        max_surge: max_surge?,
-        max_unavailable: max_unavailable?,
-        timeout: timeout?,
-    })
+    Some(RollingDraft { pos: rolling.pos, max_surge: max_surge?, max_unavailable: max_unavailable?, timeout: timeout? })
 }
 
 fn read_amount(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Amount> {

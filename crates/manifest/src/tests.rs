@@ -5,10 +5,7 @@ use std::time::Duration;
 use super::*;
 
 fn file(path: &str, text: &str) -> SourceFile {
-    SourceFile {
-        path: path.to_owned(),
-        bytes: text.as_bytes().to_vec(),
-    }
+    SourceFile { path: path.to_owned(), bytes: text.as_bytes().to_vec() }
 }
 
 fn load_one(text: &str) -> Result<Validated, Vec<Diagnostic>> {
@@ -42,20 +39,14 @@ fn a_minimal_manifest_gets_sensible_defaults() {
     let validated = load_one(MINIMAL).expect("valid");
     let manifest = validated.manifest;
     assert_eq!(manifest.environments["dev"].target, TargetSpec::Docker { host: None });
-    let AppSpec::Service(spec) = &manifest.apps["web"].specs["dev"] else {
-        panic!("web is a service")
-    };
+    let AppSpec::Service(spec) = &manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
     assert_eq!(spec.replicas, 1);
     assert_eq!(spec.containers.len(), 1);
     assert_eq!(spec.containers[0].name, "web");
     assert_eq!(spec.containers[0].port, Some(8080));
     assert_eq!(
         spec.strategy,
-        Strategy::Rolling {
-            max_surge: 1,
-            max_unavailable: 0,
-            timeout: Duration::from_secs(600)
-        }
+        Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(600) }
     );
     assert_eq!(spec.stop_grace_period, Duration::from_secs(10));
     assert!(validated.warnings.is_empty());
@@ -118,17 +109,11 @@ services:
     // 3 replicas: surge 50% rounds up to 2, unavailable 25% rounds down to 0.
     assert_eq!(
         prod.strategy,
-        Strategy::Rolling {
-            max_surge: 2,
-            max_unavailable: 0,
-            timeout: Duration::from_secs(300)
-        }
+        Strategy::Rolling { max_surge: 2, max_unavailable: 0, timeout: Duration::from_secs(300) }
     );
     assert_eq!(
         manifest.environments["prod"].target,
-        TargetSpec::Docker {
-            host: Some("unix:///var/run/docker.sock".into())
-        }
+        TargetSpec::Docker { host: Some("unix:///var/run/docker.sock".into()) }
     );
 }
 
@@ -363,16 +348,17 @@ fn hostile_input_is_refused_quickly_and_without_panicking() {
     let huge = "#".repeat(MAX_FILE_BYTES + 1);
     assert_eq!(
         errors_of(&huge),
-        vec![format!("launchway.yaml:1:1: file is {} bytes; manifests are limited to {} bytes", MAX_FILE_BYTES + 1, MAX_FILE_BYTES)]
+        vec![format!(
+            "launchway.yaml:1:1: file is {} bytes; manifests are limited to {} bytes",
+            MAX_FILE_BYTES + 1,
+            MAX_FILE_BYTES
+        )]
     );
 
     let mut not_utf8 = b"environments:\n  dev: \xff\n".to_vec();
     not_utf8.extend_from_slice(b"\n");
     assert_eq!(
-        errors(&[SourceFile {
-            path: ROOT_FILE.into(),
-            bytes: not_utf8
-        }]),
+        errors(&[SourceFile { path: ROOT_FILE.into(), bytes: not_utf8 }]),
         vec!["launchway.yaml:2:8: file is not valid UTF-8"]
     );
 }

@@ -45,12 +45,7 @@ pub enum SourceError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{path} is {size} bytes at commit {commit}; manifests are limited to {limit} bytes")]
-    FileTooLarge {
-        path: String,
-        size: u64,
-        commit: String,
-        limit: usize,
-    },
+    FileTooLarge { path: String, size: u64, commit: String, limit: usize },
     #[error("commit {commit} has more than {limit} manifest files")]
     TooManyFiles { commit: String, limit: usize },
     #[error("could not read {what}")]
@@ -113,11 +108,7 @@ impl ConfigRepo {
             Ok(repo)
         } else {
             let repo = gix::discover(location).map_err(|source| not_a_repo(location, source))?;
-            Ok(ConfigRepo {
-                repo: repo.into_sync(),
-                location: location.to_owned(),
-                remote_url: None,
-            })
+            Ok(ConfigRepo { repo: repo.into_sync(), location: location.to_owned(), remote_url: None })
         }
     }
 
@@ -131,21 +122,14 @@ impl ConfigRepo {
         let Some(url) = &self.remote_url else {
             return Ok(());
         };
-        let fetch_error = |source: gix::Error| SourceError::Fetch {
-            url: url.clone(),
-            source: Box::new(source),
-        };
+        let fetch_error = |source: gix::Error| SourceError::Fetch { url: url.clone(), source: Box::new(source) };
         let repo = self.repo.to_thread_local();
         let remote = repo
             .remote_at(url.as_str())
             .map_err(fetch_error)?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(
-                [
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                    &format!("+HEAD:{REMOTE_HEAD}"),
-                ],
+                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{REMOTE_HEAD}")],
                 gix::remote::Direction::Fetch,
             )
             .map_err(fetch_error)?;
@@ -164,11 +148,7 @@ impl ConfigRepo {
     pub fn resolve(&self, reference: &str) -> Result<Commit> {
         let repo = self.repo.to_thread_local();
         // A mirror's own HEAD is meaningless; the remote's is kept under REMOTE_HEAD.
-        let spec = if self.remote_url.is_some() && reference == "HEAD" {
-            REMOTE_HEAD
-        } else {
-            reference
-        };
+        let spec = if self.remote_url.is_some() && reference == "HEAD" { REMOTE_HEAD } else { reference };
         let unknown = |source: gix::Error| SourceError::UnknownRef {
             reference: reference.to_owned(),
             location: self.location.clone(),
@@ -176,20 +156,13 @@ impl ConfigRepo {
         };
         let id = repo.rev_parse_single(spec).map_err(unknown)?;
         let commit = id.object().map_err(unknown)?.peel_to_commit().map_err(unknown)?;
-        let read = |source: gix::Error| SourceError::Read {
-            what: format!("commit {}", commit.id),
-            source: Box::new(source),
-        };
+        let read =
+            |source: gix::Error| SourceError::Read { what: format!("commit {}", commit.id), source: Box::new(source) };
         let author = commit.author().map_err(read)?;
         let author_name = format!("{} <{}>", author.name, author.email);
         let time = author.time().map(|time| time.seconds).unwrap_or_default();
         let message = commit.message().map_err(read)?;
-        Ok(Commit {
-            id: commit.id.to_string(),
-            summary: message.summary().to_string(),
-            author: author_name,
-            time,
-        })
+        Ok(Commit { id: commit.id.to_string(), summary: message.summary().to_string(), author: author_name, time })
     }
 
     /// The manifest files at a commit: `launchway.yaml` and every `.yaml`/`.yml` under
@@ -204,15 +177,12 @@ impl ConfigRepo {
             what: format!("commit id {}", commit.id),
             source: Box::new(source),
         })?;
-        let tree = repo
-            .find_commit(id)
-            .map_err(|error| read("commit", error))?
-            .tree()
-            .map_err(|error| read("tree", error))?;
+        let tree =
+            repo.find_commit(id).map_err(|error| read("commit", error))?.tree().map_err(|error| read("tree", error))?;
         let mut files = Vec::new();
         let mut pending: Vec<(String, gix::ObjectId)> = Vec::new();
         for entry in tree.iter() {
-            let entry = entry.map_err(|error| read("tree", error.into()))?;
+            let entry = entry.map_err(|error| read("tree", error))?;
             let name = entry.filename().to_string();
             if entry.mode().is_blob() && name == ROOT_FILE {
                 pending.push((name, entry.oid().to_owned()));
@@ -220,28 +190,17 @@ impl ConfigRepo {
                 collect_blobs(&repo, entry.oid().to_owned(), APPS_DIR, &mut pending)?;
             }
             if pending.len() > MAX_FILES {
-                return Err(SourceError::TooManyFiles {
-                    commit: commit.id.clone(),
-                    limit: MAX_FILES,
-                });
+                return Err(SourceError::TooManyFiles { commit: commit.id.clone(), limit: MAX_FILES });
             }
         }
         for (path, oid) in pending {
             // Refuse huge blobs from their header, before reading them into memory.
             let size = repo.find_header(oid).map_err(|error| read(&path, error))?.size();
             if size > MAX_FILE_BYTES as u64 {
-                return Err(SourceError::FileTooLarge {
-                    path,
-                    size,
-                    commit: commit.id.clone(),
-                    limit: MAX_FILE_BYTES,
-                });
+                return Err(SourceError::FileTooLarge { path, size, commit: commit.id.clone(), limit: MAX_FILE_BYTES });
             }
             let blob = repo.find_blob(oid).map_err(|error| read(&path, error))?;
-            files.push(SourceFile {
-                path,
-                bytes: blob.data.clone(),
-            });
+            files.push(SourceFile { path, bytes: blob.data.clone() });
         }
         Ok(files)
     }
@@ -253,13 +212,10 @@ fn collect_blobs(
     prefix: &str,
     found: &mut Vec<(String, gix::ObjectId)>,
 ) -> Result<()> {
-    let read = |source: gix::Error| SourceError::Read {
-        what: format!("folder {prefix}"),
-        source: Box::new(source),
-    };
+    let read = |source: gix::Error| SourceError::Read { what: format!("folder {prefix}"), source: Box::new(source) };
     let tree = repo.find_tree(tree_id).map_err(read)?;
     for entry in tree.iter() {
-        let entry = entry.map_err(|error| read(error.into()))?;
+        let entry = entry.map_err(read)?;
         let path = format!("{prefix}/{}", entry.filename());
         if entry.mode().is_tree() {
             collect_blobs(repo, entry.oid().to_owned(), &path, found)?;
@@ -276,9 +232,7 @@ fn collect_blobs(
 /// URLs and scp-like `user@host:path` addresses are remotes; anything else is a path.
 fn is_url(location: &str) -> bool {
     location.contains("://")
-        || location
-            .split_once(':')
-            .is_some_and(|(before, _)| before.contains('@') && !before.contains('/'))
+        || location.split_once(':').is_some_and(|(before, _)| before.contains('@') && !before.contains('/'))
 }
 
 /// Each remote gets its own mirror, named by a hash of its URL.
@@ -288,10 +242,7 @@ fn mirror_path(cache_dir: &Path, url: &str) -> PathBuf {
 }
 
 fn not_a_repo(location: &str, source: impl std::error::Error + Send + Sync + 'static) -> SourceError {
-    SourceError::NotARepository {
-        location: location.to_owned(),
-        source: Box::new(source),
-    }
+    SourceError::NotARepository { location: location.to_owned(), source: Box::new(source) }
 }
 
 #[cfg(test)]

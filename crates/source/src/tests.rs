@@ -69,7 +69,9 @@ fn opening_a_folder_inside_the_repo_finds_the_repo() {
 fn a_folder_that_is_not_a_repo_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let cache = tempfile::tempdir().expect("cache dir");
-    let error = ConfigRepo::open(dir.path().to_str().expect("utf-8"), cache.path()).err().expect("refused");
+    let Err(error) = ConfigRepo::open(dir.path().to_str().expect("utf-8"), cache.path()) else {
+        panic!("a folder without a repo was opened")
+    };
     assert!(matches!(error, SourceError::NotARepository { .. }), "{error}");
 }
 
@@ -122,7 +124,7 @@ fn a_huge_manifest_blob_is_refused_before_it_is_read() {
     let cache = tempfile::tempdir().expect("cache dir");
     let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
     let head = config.resolve("HEAD").expect("HEAD");
-    let error = config.manifest_files(&head).err().expect("refused");
+    let error = config.manifest_files(&head).expect_err("refused");
     assert!(matches!(error, SourceError::FileTooLarge { .. }), "{error}");
 }
 
@@ -141,8 +143,10 @@ fn reads_a_work_tree_or_a_single_file() {
 fn commits_written_without_a_work_tree_are_read_back() {
     let dir = tempfile::tempdir().expect("dir");
     let repo_path = dir.path().join("config.git");
-    let first = commit_files(&repo_path, &[(ROOT_FILE, ROOT), ("apps/web.yaml", "services: {}\n")], "first").expect("commits");
-    let second = commit_files(&repo_path, &[("apps/web.yaml", "services: {web: {image: a:2}}\n")], "second").expect("commits");
+    let first =
+        commit_files(&repo_path, &[(ROOT_FILE, ROOT), ("apps/web.yaml", "services: {}\n")], "first").expect("commits");
+    let second =
+        commit_files(&repo_path, &[("apps/web.yaml", "services: {web: {image: a:2}}\n")], "second").expect("commits");
     let cache = tempfile::tempdir().expect("cache dir");
     let config = ConfigRepo::open(repo_path.to_str().expect("utf-8"), cache.path()).expect("opens");
     let head = config.resolve("HEAD").expect("HEAD");

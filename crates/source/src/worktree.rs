@@ -10,18 +10,12 @@ use crate::{MAX_FILES, Result, SourceError};
 /// `dir` names, which is then read as the root manifest.
 pub fn read_work_tree(dir: &Path) -> Result<Vec<SourceFile>> {
     if dir.is_file() {
-        return Ok(vec![SourceFile {
-            path: ROOT_FILE.to_owned(),
-            bytes: read_limited(dir, ROOT_FILE)?,
-        }]);
+        return Ok(vec![SourceFile { path: ROOT_FILE.to_owned(), bytes: read_limited(dir, ROOT_FILE)? }]);
     }
     let mut files = Vec::new();
     let root = dir.join(ROOT_FILE);
     if root.is_file() {
-        files.push(SourceFile {
-            path: ROOT_FILE.to_owned(),
-            bytes: read_limited(&root, ROOT_FILE)?,
-        });
+        files.push(SourceFile { path: ROOT_FILE.to_owned(), bytes: read_limited(&root, ROOT_FILE)? });
     }
     walk(&dir.join(APPS_DIR), APPS_DIR, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -41,15 +35,9 @@ fn walk(dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {
             walk(&entry.path(), &path, files)?;
         } else if file_type.is_file() && is_manifest_path(&path) {
             if files.len() >= MAX_FILES {
-                return Err(SourceError::TooManyFiles {
-                    commit: "the work tree".to_owned(),
-                    limit: MAX_FILES,
-                });
+                return Err(SourceError::TooManyFiles { commit: "the work tree".to_owned(), limit: MAX_FILES });
             }
-            files.push(SourceFile {
-                bytes: read_limited(&entry.path(), &path)?,
-                path,
-            });
+            files.push(SourceFile { bytes: read_limited(&entry.path(), &path)?, path });
         }
     }
     Ok(())
@@ -69,8 +57,5 @@ fn read_limited(file: &Path, display: &str) -> Result<Vec<u8>> {
 }
 
 fn io_error(what: &str, source: std::io::Error) -> SourceError {
-    SourceError::Read {
-        what: what.to_owned(),
-        source: Box::new(source),
-    }
+    SourceError::Read { what: what.to_owned(), source: Box::new(source) }
 }

@@ -34,14 +34,9 @@ pub fn commit_files(path: &Path, files: &[(&str, &str)], message: &str) -> Resul
     let tree = editor.write().map_err(write_error)?;
     let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     let time = format!("{seconds} +0000");
-    let signature = gix::actor::SignatureRef {
-        name: "launchway demo".into(),
-        email: "demo@launchway.invalid".into(),
-        time: &time,
-    };
+    let signature =
+        gix::actor::SignatureRef { name: "launchway demo".into(), email: "demo@launchway.invalid".into(), time: &time };
     let parents: Vec<gix::ObjectId> = parent.iter().map(|commit| commit.id).collect();
-    let id = repo
-        .commit_as(signature, signature, "refs/heads/main", message, tree, parents)
-        .map_err(write_error)?;
+    let id = repo.commit_as(signature, signature, "refs/heads/main", message, tree, parents).map_err(write_error)?;
     Ok(id.to_string())
 }

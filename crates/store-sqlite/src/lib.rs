@@ -26,10 +26,8 @@ impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `location`: a file path,
     /// or a `sqlite:` URL.
     pub async fn open(location: &str) -> Result<SqliteStore> {
-        let open_error = |source: sqlx::Error| StoreError::Open {
-            location: location.to_owned(),
-            source: Box::new(source),
-        };
+        let open_error =
+            |source: sqlx::Error| StoreError::Open { location: location.to_owned(), source: Box::new(source) };
         let options = if location.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(location).map_err(open_error)?
         } else {
@@ -42,18 +40,11 @@ impl SqliteStore {
             .foreign_keys(true)
             // Several launchway processes may share one file; writers wait for each other.
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_error)?;
         sqlx::migrate!()
             .run(&pool)
             .await
-            .map_err(|error| StoreError::Open {
-                location: location.to_owned(),
-                source: Box::new(error),
-            })?;
+            .map_err(|error| StoreError::Open { location: location.to_owned(), source: Box::new(error) })?;
         Ok(SqliteStore { pool })
     }
 
@@ -153,25 +144,19 @@ impl Store for SqliteStore {
             Ok(row) => row,
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 drop(tx);
-                let existing: RunId = sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
-                    .bind(&run.app)
-                    .bind(&run.env)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(backend)?;
-                return Err(StoreError::RunInProgress {
-                    run_id: existing,
-                    app: run.app,
-                    env: run.env,
-                });
+                let existing: RunId =
+                    sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
+                        .bind(&run.app)
+                        .bind(&run.env)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(backend)?;
+                return Err(StoreError::RunInProgress { run_id: existing, app: run.app, env: run.env });
             }
             Err(error) => return Err(backend(error)),
         };
         let created = run_from_row(&row)?;
-        let event = NewEvent {
-            run_id: Some(created.id),
-            ..event
-        };
+        let event = NewEvent { run_id: Some(created.id), ..event };
         let event = Self::insert_event(&mut tx, &event).await?;
         tx.commit().await.map_err(backend)?;
         Ok((created, event))
@@ -219,11 +204,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(attempt.map(|attempt| Lease {
-            run_id: id,
-            owner: owner.to_owned(),
-            attempt,
-        }))
+        Ok(attempt.map(|attempt| Lease { run_id: id, owner: owner.to_owned(), attempt }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl_ms: i64) -> Result<()> {
@@ -258,12 +239,7 @@ impl Store for SqliteStore {
     async fn transition(&self, lease: &Lease, transition: Transition) -> Result<(Run, Event)> {
         let now = now_ms();
         let finished_at = transition.to.is_terminal().then_some(now);
-        let plan = transition
-            .plan
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(corrupt)?;
+        let plan = transition.plan.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let row = sqlx::query(
             "UPDATE runs SET state = ?, reason = COALESCE(?, reason), plan = COALESCE(?, plan), updated_at = ?, finished_at = ?
@@ -323,16 +299,18 @@ impl Store for SqliteStore {
     }
 
     async fn finish_step(&self, lease: &Lease, step: &str, outcome: StepOutcome, detail: Option<String>) -> Result<()> {
-        sqlx::query("UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE run_id = ? AND name = ? AND attempt = ?")
-            .bind(now_ms())
-            .bind(outcome.as_str())
-            .bind(detail)
-            .bind(lease.run_id)
-            .bind(step)
-            .bind(lease.attempt)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE run_id = ? AND name = ? AND attempt = ?",
+        )
+        .bind(now_ms())
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(lease.run_id)
+        .bind(step)
+        .bind(lease.attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 
@@ -411,10 +389,8 @@ impl Store for SqliteStore {
     }
 
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
-        let rows = sqlx::query("SELECT * FROM deployments ORDER BY app, env")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query("SELECT * FROM deployments ORDER BY app, env").fetch_all(&self.pool).await.map_err(backend)?;
         Ok(rows.iter().map(deployment_from_row).collect())
     }
 }
@@ -437,11 +413,7 @@ fn release_from_row(row: &SqliteRow) -> Result<Release> {
         revision: row.get("revision"),
         spec: serde_json::from_str(&spec).map_err(corrupt)?,
         target: serde_json::from_str(&target).map_err(corrupt)?,
-        source: ReleaseSource {
-            commit: row.get("commit_id"),
-            summary: row.get("summary"),
-            author: row.get("author"),
-        },
+        source: ReleaseSource { commit: row.get("commit_id"), summary: row.get("summary"), author: row.get("author") },
         created_at: row.get("created_at"),
     })
 }

@@ -20,11 +20,7 @@ fn service(image: &str) -> AppSpec {
         }],
         replicas: 2,
         health: None,
-        strategy: Strategy::Rolling {
-            max_surge: 1,
-            max_unavailable: 0,
-            timeout: Duration::from_secs(60),
-        },
+        strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(60) },
         stop_grace_period: Duration::from_secs(5),
     })
 }
@@ -132,11 +128,8 @@ pub async fn leases_are_exclusive_and_fence_out_stale_holders(store: &dyn Store)
     store.renew_lease(&first, 30_000).await.expect("the holder renews");
 
     // worker-b has seen worker-a's process die and takes the run over.
-    let second = store
-        .claim_run(created.id, "worker-b", 30_000, Some("worker-a"))
-        .await
-        .expect("claim")
-        .expect("taken over");
+    let second =
+        store.claim_run(created.id, "worker-b", 30_000, Some("worker-a")).await.expect("claim").expect("taken over");
     assert_eq!(second.attempt, 2);
     assert!(matches!(
         store.transition(&first, to(RunState::Validating, &created)).await,

@@ -10,9 +10,7 @@ pub type ReleaseId = i64;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 /// Where a release came from.

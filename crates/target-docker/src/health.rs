@@ -45,10 +45,7 @@ pub(crate) struct HealthTracker {
 
 impl HealthTracker {
     pub fn new(check: Option<HealthCheck>) -> HealthTracker {
-        HealthTracker {
-            check,
-            replicas: HashMap::new(),
-        }
+        HealthTracker { check, replicas: HashMap::new() }
     }
 
     /// Starts tracking a running replica (seen for the first time: just started, or
@@ -254,10 +251,7 @@ mod tests {
 
     #[test]
     fn quick_start_up_probes_do_not_fail_a_slow_starter_early() {
-        let mut tracker = HealthTracker::new(Some(HealthCheck {
-            start_period: Duration::ZERO,
-            ..check()
-        }));
+        let mut tracker = HealthTracker::new(Some(HealthCheck { start_period: Duration::ZERO, ..check() }));
         let start = Instant::now();
         tracker.track("a", start);
         // Many failed probes within the first interval count as none.
@@ -275,10 +269,7 @@ mod tests {
 
     #[test]
     fn a_pass_resets_the_failure_count() {
-        let mut tracker = HealthTracker::new(Some(HealthCheck {
-            start_period: Duration::ZERO,
-            ..check()
-        }));
+        let mut tracker = HealthTracker::new(Some(HealthCheck { start_period: Duration::ZERO, ..check() }));
         let start = Instant::now();
         tracker.track("a", start);
         let at = |secs| start + Duration::from_secs(secs);

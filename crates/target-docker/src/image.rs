@@ -114,9 +114,7 @@ fn root_filesystem(image: &ExecutableImage) -> Result<Vec<u8>, TargetError> {
         let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
         append(&mut archive, &inside, &bytes, 0o755)?;
     }
-    archive
-        .into_inner()
-        .map_err(|error| TargetError::Invalid(format!("cannot pack the image: {error}")))
+    archive.into_inner().map_err(|error| TargetError::Invalid(format!("cannot pack the image: {error}")))
 }
 
 fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) -> Result<(), TargetError> {
@@ -132,10 +130,9 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u
 /// The shared libraries an executable loads, as `ldd` lists them (the dynamic loader
 /// included). A static executable has none.
 fn shared_libraries(executable: &Path) -> Result<Vec<PathBuf>, TargetError> {
-    let output = Command::new("ldd")
-        .arg(executable)
-        .output()
-        .map_err(|error| TargetError::Invalid(format!("cannot run ldd to find {}'s libraries: {error}", executable.display())))?;
+    let output = Command::new("ldd").arg(executable).output().map_err(|error| {
+        TargetError::Invalid(format!("cannot run ldd to find {}'s libraries: {error}", executable.display()))
+    })?;
     Ok(parse_ldd(&String::from_utf8_lossy(&output.stdout)))
 }
 
@@ -147,7 +144,7 @@ fn parse_ldd(output: &str) -> Vec<PathBuf> {
         .filter_map(|line| {
             let line = line.trim();
             let path = match line.split_once("=>") {
-                Some((_, target)) => target.trim().split_whitespace().next()?,
+                Some((_, target)) => target.split_whitespace().next()?,
                 None => line.split_whitespace().next()?,
             };
             path.starts_with('/').then(|| PathBuf::from(path))

@@ -54,11 +54,9 @@ impl DockerTarget {
             Some(host) if host.starts_with("unix://") => {
                 Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)
             }
-            Some(host) => Docker::connect_with_http(
-                &host.replacen("tcp://", "http://", 1),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            ),
+            Some(host) => {
+                Docker::connect_with_http(&host.replacen("tcp://", "http://", 1), 120, bollard::API_DEFAULT_VERSION)
+            }
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
@@ -71,12 +69,7 @@ impl DockerTarget {
                 action: "create the health check client".to_owned(),
                 source: Box::new(source),
             })?;
-        Ok(DockerTarget {
-            docker,
-            http,
-            address,
-            network_lock: tokio::sync::Mutex::new(()),
-        })
+        Ok(DockerTarget { docker, http, address, network_lock: tokio::sync::Mutex::new(()) })
     }
 
     /// The underlying client, for tools (the demo, tests) that need more than deploys.
@@ -160,16 +153,11 @@ impl DockerTarget {
         let filters = HashMap::from([
             ("type", vec!["container".to_owned()]),
             ("event", vec!["die".to_owned(), "oom".to_owned()]),
-            (
-                "label",
-                vec![format!("{}={app}", label::APP), format!("{}={env}", label::ENV)],
-            ),
+            ("label", vec![format!("{}={app}", label::APP), format!("{}={env}", label::ENV)]),
         ]);
         let options = EventsOptionsBuilder::new().filters(&filters).build();
-        self.docker
-            .events(Some(options))
-            .take_while(|event| std::future::ready(event.is_ok()))
-            .filter_map(|event| async move {
+        self.docker.events(Some(options)).take_while(|event| std::future::ready(event.is_ok())).filter_map(
+            |event| async move {
                 let actor = event.ok()?.actor?;
                 let exit_code = actor
                     .attributes
@@ -177,7 +165,8 @@ impl DockerTarget {
                     .and_then(|attributes| attributes.get("exitCode"))
                     .and_then(|code| code.parse().ok());
                 Some((actor.id?, exit_code))
-            })
+            },
+        )
     }
 
     async fn ensure_image(&self, image: &str, progress: Option<&dyn Progress>) -> Result<Option<String>, TargetError> {

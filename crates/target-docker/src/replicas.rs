@@ -101,9 +101,7 @@ impl DockerReplica {
             state: if self.is_running() {
                 ReplicaState::Running
             } else {
-                ReplicaState::Stopped {
-                    exit_code: self.stopped_container().and_then(|container| container.exit_code),
-                }
+                ReplicaState::Stopped { exit_code: self.stopped_container().and_then(|container| container.exit_code) }
             },
             containers: self.containers().filter_map(|container| container.spec.clone()).collect(),
             endpoints: self
@@ -124,10 +122,7 @@ pub(crate) async fn list(docker: &Docker, env: &str, app: Option<&str>) -> Resul
     }
     let filters = HashMap::from([("label", label_filters)]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-    let summaries = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|error| api_error("list containers", error))?;
+    let summaries = docker.list_containers(Some(options)).await.map_err(|error| api_error("list containers", error))?;
 
     let mut replicas: BTreeMap<(String, String, u32), DockerReplica> = BTreeMap::new();
     for summary in summaries {
@@ -208,9 +203,7 @@ pub(crate) async fn start(docker: &Docker, network: &str, rollout: &Rollout<'_>,
     let primary_id = create_and_start(docker, &primary_name, body).await?;
     for sidecar in &spec.containers[1..] {
         let name = container_name(rollout, slot, sidecar, false);
-        let shared = ContainerNetwork::Shared {
-            primary_id: primary_id.clone(),
-        };
+        let shared = ContainerNetwork::Shared { primary_id: primary_id.clone() };
         let body = create_body(rollout, slot, sidecar, SIDECAR, shared);
         create_and_start(docker, &name, body).await?;
     }
@@ -231,11 +224,7 @@ fn network_settings(rollout: &Rollout<'_>, network: &str, spec: &ServiceSpec) ->
     }
     ports.sort_unstable();
     ports.dedup();
-    ContainerNetwork::Own {
-        network: network.to_owned(),
-        alias: rollout.app.to_owned(),
-        ports,
-    }
+    ContainerNetwork::Own { network: network.to_owned(), alias: rollout.app.to_owned(), ports }
 }
 
 fn create_body(
@@ -254,10 +243,7 @@ fn create_body(
         (label::SLOT.to_owned(), slot.to_string()),
         (label::CONTAINER.to_owned(), container.name.clone()),
         (label::ROLE.to_owned(), role.to_owned()),
-        (
-            label::SPEC.to_owned(),
-            serde_json::to_string(container).expect("container specs always serialize"),
-        ),
+        (label::SPEC.to_owned(), serde_json::to_string(container).expect("container specs always serialize")),
     ]);
     let env: Vec<String> = container.env.iter().map(|(key, value)| format!("{key}={value}")).collect();
     let mut host_config = HostConfig {
@@ -298,10 +284,7 @@ fn create_body(
             body.networking_config = Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     network,
-                    EndpointSettings {
-                        aliases: Some(vec![alias]),
-                        ..EndpointSettings::default()
-                    },
+                    EndpointSettings { aliases: Some(vec![alias]), ..EndpointSettings::default() },
                 )])),
             });
         }
@@ -356,11 +339,7 @@ pub(crate) async fn remove(docker: &Docker, replica: &DockerReplica, grace_secon
 
 /// The last lines a container wrote, stdout and stderr together.
 pub(crate) async fn log_tail(docker: &Docker, container_id: &str, lines: usize) -> Vec<String> {
-    let options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .tail(&lines.to_string())
-        .build();
+    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();
     let mut stream = docker.logs(container_id, Some(options));
     let mut text = String::new();
     while let Some(Ok(chunk)) = stream.next().await {
@@ -370,10 +349,7 @@ pub(crate) async fn log_tail(docker: &Docker, container_id: &str, lines: usize) 
 }
 
 pub(crate) fn api_error(action: &str, error: DockerError) -> TargetError {
-    TargetError::Api {
-        action: action.to_owned(),
-        source: Box::new(error),
-    }
+    TargetError::Api { action: action.to_owned(), source: Box::new(error) }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use launchway_manifest::Strategy;
 use launchway_target::rolling::{self, Health, ReplicaView, Snapshot};
 use launchway_target::{Progress, Rollout, RolloutError, TargetEvent};
@@ -23,12 +23,12 @@ use crate::replicas::{self, DockerReplica};
 /// How many log lines of a failing replica are kept for the report.
 const LOG_LINES: usize = 20;
 
-pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
-    let Strategy::Rolling {
-        max_surge,
-        max_unavailable,
-        timeout,
-    } = rollout.spec.strategy;
+pub(crate) async fn run(
+    target: &DockerTarget,
+    rollout: Rollout<'_>,
+    progress: &dyn Progress,
+) -> Result<(), RolloutError> {
+    let Strategy::Rolling { max_surge, max_unavailable, timeout } = rollout.spec.strategy;
     let network_id = target.ensure_network(rollout.env).await?;
     let started = Instant::now();
     let deadline = started + timeout;
@@ -44,13 +44,7 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
     loop {
         let replicas = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
         let now = Instant::now();
-        let mut snapshot = Snapshot {
-            desired,
-            max_surge,
-            max_unavailable,
-            new: Vec::new(),
-            old: Vec::new(),
-        };
+        let mut snapshot = Snapshot { desired, max_surge, max_unavailable, new: Vec::new(), old: Vec::new() };
         for replica in &replicas {
             let key = replica.key();
             if replica.revision != rollout.revision {
@@ -138,10 +132,8 @@ pub(crate) async fn run(target: &DockerTarget, rollout: Rollout<'_>, progress: &
                 event.data["took_ms"] = json!(took.as_millis() as u64);
                 progress.report(event).await;
             }
-            let starts = step
-                .start
-                .iter()
-                .map(|&slot| timed(replicas::start(&target.docker, &network_id, &rollout, slot)));
+            let starts =
+                step.start.iter().map(|&slot| timed(replicas::start(&target.docker, &network_id, &rollout, slot)));
             for (slot, (result, took)) in step.start.iter().zip(join_all(starts).await) {
                 result?;
                 let key = format!("{}/{slot}", rollout.revision);
@@ -262,11 +254,7 @@ async fn unhealthy(target: &DockerTarget, replica: &DockerReplica, reason: Strin
 }
 
 fn view(replica: &DockerReplica, health: Health) -> ReplicaView {
-    ReplicaView {
-        id: replica.key(),
-        slot: replica.slot,
-        health,
-    }
+    ReplicaView { id: replica.key(), slot: replica.slot, health }
 }
 
 fn event(kind: &'static str, message: String, replica: &DockerReplica) -> TargetEvent {

@@ -114,7 +114,9 @@ pub struct LiveReplica {
 pub enum ReplicaState {
     Running,
     /// Created or exited: not serving.
-    Stopped { exit_code: Option<i64> },
+    Stopped {
+        exit_code: Option<i64>,
+    },
 }
 
 /// Asks a target to bring one app to one revision.

@@ -54,10 +54,7 @@ pub fn next_step(snapshot: &Snapshot) -> Step {
     let healthy = |replicas: &[ReplicaView]| replicas.iter().filter(|r| r.health == Health::Healthy).count();
     let new_healthy = healthy(&snapshot.new);
     if snapshot.old.is_empty() && snapshot.new.len() == desired && new_healthy == desired {
-        return Step {
-            done: true,
-            ..Step::default()
-        };
+        return Step { done: true, ..Step::default() };
     }
 
     let mut step = Step::default();
@@ -94,12 +91,7 @@ pub fn next_step(snapshot: &Snapshot) -> Step {
     }
 
     // Start the lowest free slots below `desired`, within the surge budget.
-    let occupied: Vec<u32> = snapshot
-        .new
-        .iter()
-        .filter(|r| r.health != Health::Down)
-        .map(|r| r.slot)
-        .collect();
+    let occupied: Vec<u32> = snapshot.new.iter().filter(|r| r.health != Health::Down).map(|r| r.slot).collect();
     let mut budget = max_total.saturating_sub(remaining);
     for slot in 0..snapshot.desired {
         if budget == 0 {
@@ -122,11 +114,7 @@ mod tests {
     use super::*;
 
     fn replica(id: &str, slot: u32, health: Health) -> ReplicaView {
-        ReplicaView {
-            id: id.into(),
-            slot,
-            health,
-        }
+        ReplicaView { id: id.into(), slot, health }
     }
 
     #[test]
@@ -138,14 +126,7 @@ mod tests {
             new: vec![],
             old: (0..3).map(|i| replica(&format!("old{i}"), i, Health::Healthy)).collect(),
         };
-        assert_eq!(
-            next_step(&snapshot),
-            Step {
-                stop: vec![],
-                start: vec![0],
-                done: false
-            }
-        );
+        assert_eq!(next_step(&snapshot), Step { stop: vec![], start: vec![0], done: false });
     }
 
     #[test]
@@ -157,14 +138,7 @@ mod tests {
             new: vec![replica("new0", 0, Health::Healthy)],
             old: (0..3).map(|i| replica(&format!("old{i}"), i, Health::Healthy)).collect(),
         };
-        assert_eq!(
-            next_step(&snapshot),
-            Step {
-                stop: vec!["old0".into()],
-                start: vec![1],
-                done: false
-            }
-        );
+        assert_eq!(next_step(&snapshot), Step { stop: vec!["old0".into()], start: vec![1], done: false });
     }
 
     #[test]
@@ -212,14 +186,7 @@ mod tests {
             new: vec![replica("a", 0, Health::Healthy), replica("b", 1, Health::Down)],
             old: vec![],
         };
-        assert_eq!(
-            next_step(&snapshot),
-            Step {
-                stop: vec!["b".into()],
-                start: vec![1],
-                done: false
-            }
-        );
+        assert_eq!(next_step(&snapshot), Step { stop: vec!["b".into()], start: vec![1], done: false });
     }
 
     /// Simulates whole rollouts for every small strategy, with replicas becoming healthy
@@ -257,13 +224,7 @@ mod tests {
         let mut new: Vec<ReplicaView> = Vec::new();
         let mut created = 0;
         for _round in 0..1000 {
-            let step = next_step(&Snapshot {
-                desired,
-                max_surge,
-                max_unavailable,
-                new: new.clone(),
-                old: old.clone(),
-            });
+            let step = next_step(&Snapshot { desired, max_surge, max_unavailable, new: new.clone(), old: old.clone() });
             if step.done {
                 assert_eq!(new.len(), desired as usize);
                 return;
@@ -287,8 +248,7 @@ mod tests {
                 old.len() + new.len()
             );
             // One starting replica (chosen by the seed) becomes healthy.
-            let starting: Vec<usize> =
-                (0..new.len()).filter(|&i| new[i].health == Health::Starting).collect();
+            let starting: Vec<usize> = (0..new.len()).filter(|&i| new[i].health == Health::Starting).collect();
             if !starting.is_empty() {
                 let pick = starting[(next_random() as usize) % starting.len()];
                 new[pick].health = Health::Healthy;

@@ -58,12 +58,7 @@ impl GitRepo {
             .env("HOME", self.path())
             .output()
             .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "git {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).expect("git prints UTF-8").trim().to_owned()
     }
 }

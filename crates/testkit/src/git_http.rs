@@ -23,16 +23,11 @@ impl GitHttpServer {
             .enable_all()
             .build()
             .expect("runtime for the git server");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1:0");
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
         let address = listener.local_addr().expect("bound address");
         let app = axum::Router::new().fallback(cgi).with_state(root);
         runtime.spawn(async move { axum::serve(listener, app).await });
-        GitHttpServer {
-            address,
-            _runtime: runtime,
-        }
+        GitHttpServer { address, _runtime: runtime }
     }
 
     /// The URL of the repository at `<root>/<name>`.
@@ -44,14 +39,8 @@ impl GitHttpServer {
 async fn cgi(State(root): State<PathBuf>, request: Request) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let body: Bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let header =
+        |name: &str| parts.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
     let mut child = tokio::process::Command::new("git")
         .arg("http-backend")
         .env("GIT_PROJECT_ROOT", &root)
@@ -78,9 +67,11 @@ async fn cgi(State(root): State<PathBuf>, request: Request) -> Response<Body> {
 
 /// Splits a CGI response into its headers (with `Status:`) and body.
 fn cgi_response(output: &[u8]) -> Response<Body> {
-    let split = output.windows(4).position(|window| window == b"\r\n\r\n").map(|i| (i, 4)).or_else(|| {
-        output.windows(2).position(|window| window == b"\n\n").map(|i| (i, 2))
-    });
+    let split = output
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| output.windows(2).position(|window| window == b"\n\n").map(|i| (i, 2)));
     let Some((end, separator)) = split else {
         return Response::builder()
             .status(StatusCode::BAD_GATEWAY)
@@ -98,7 +89,5 @@ fn cgi_response(output: &[u8]) -> Response<Body> {
             response = response.header(name, value);
         }
     }
-    response
-        .body(Body::from(output[end + separator..].to_vec()))
-        .expect("valid CGI response")
+    response.body(Body::from(output[end + separator..].to_vec())).expect("valid CGI response")
 }

@@ -29,7 +29,8 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         "launchway demo deploys to the local Docker engine, and none answered (is the daemon running, and may this user use its socket?)",
     )?;
 
-    let work = tempfile::Builder::new().prefix("launchway-demo-").tempdir().context("could not create a work directory")?;
+    let work =
+        tempfile::Builder::new().prefix("launchway-demo-").tempdir().context("could not create a work directory")?;
     let work_dir = work.path().to_path_buf();
     // A fresh environment name per demo, so a kept earlier demo is never touched.
     let env = format!("demo-{:04x}", std::process::id() % 0x10000);
@@ -67,10 +68,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         output: Output::Text,
     });
     let engine = demo.engine().await?;
-    let selection = Selection {
-        env: Some(env.clone()),
-        apps: vec![APP.to_owned()],
-    };
+    let selection = Selection { env: Some(env.clone()), apps: vec![APP.to_owned()] };
 
     heading("3. deploying v1: 3 replicas, health-checked");
     let first = deploy_head(&demo, &engine, &selection).await?;
@@ -103,9 +101,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
     row("whole demo", started.elapsed());
 
     let expected = [&first, &second].iter().all(|report| report.exit_code == exit::SUCCESS)
-        && third
-            .as_ref()
-            .is_none_or(|report| report.runs.iter().all(|run| run.state == RunState::RolledBack));
+        && third.as_ref().is_none_or(|report| report.runs.iter().all(|run| run.state == RunState::RolledBack));
 
     if keep {
         let kept = work.keep();
@@ -113,12 +109,16 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         println!("   config repo  {}", kept.join("config.git").display());
         println!("   database     {}", kept.join("launchway.db").display());
         println!("   look around:");
-        let flags = format!("--repo {} --db {}", kept.join("config.git").display(), kept.join("launchway.db").display());
+        let flags =
+            format!("--repo {} --db {}", kept.join("config.git").display(), kept.join("launchway.db").display());
         println!("     launchway status {flags}");
         println!("     launchway history {flags}");
         println!("     launchway history 2 {flags}");
         println!("     docker ps --filter label={}={env}", label::ENV);
-        println!("   clean up: docker rm -f $(docker ps -aq --filter label={}={env}); docker network rm launchway-{env}", label::ENV);
+        println!(
+            "   clean up: docker rm -f $(docker ps -aq --filter label={}={env}); docker network rm launchway-{env}",
+            label::ENV
+        );
     } else {
         heading("cleaning up (pass --keep to look around instead)");
         clean_up(&demo, &env).await?;
@@ -126,11 +126,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         println!("   removed the containers, the network, the repo and the database");
         println!("   the images {IMAGE}:v1 and :v2 stay, so the next demo starts faster (docker rmi them to remove)");
     }
-    if expected {
-        Ok(exit::SUCCESS)
-    } else {
-        Err(anyhow!("the demo did not go as expected; see the runs above"))
-    }
+    if expected { Ok(exit::SUCCESS) } else { Err(anyhow!("the demo did not go as expected; see the runs above")) }
 }
 
 fn heading(text: &str) {

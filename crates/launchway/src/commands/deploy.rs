@@ -39,7 +39,13 @@ pub struct DeployReport {
 }
 
 /// Deploys `loaded` to the selection, printing progress (to stderr in JSON mode).
-pub async fn deploy(context: &Context, engine: &Engine, loaded: &Loaded, selection: &Selection, retry: bool) -> Result<DeployReport> {
+pub async fn deploy(
+    context: &Context,
+    engine: &Engine,
+    loaded: &Loaded,
+    selection: &Selection,
+    retry: bool,
+) -> Result<DeployReport> {
     let started = Instant::now();
     let output = context.output();
     let say = |line: String| match output {
@@ -162,9 +168,7 @@ async fn drive_waiting(engine: &Engine, run_id: i64) -> Result<Run, EngineError>
 
 pub fn exit_code(runs: &[Run], decisions: &[Decision]) -> u8 {
     let skipped = |state: RunState| {
-        decisions
-            .iter()
-            .any(|d| matches!(d, Decision::Skipped { previous_state, .. } if *previous_state == state))
+        decisions.iter().any(|d| matches!(d, Decision::Skipped { previous_state, .. } if *previous_state == state))
     };
     if runs.iter().any(|run| run.state == RunState::Failed) || skipped(RunState::Failed) {
         exit::RUN_FAILED

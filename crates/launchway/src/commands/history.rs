@@ -17,12 +17,7 @@ pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u
         let run = store.run(run_id).await?;
         let release = store.release(run.release_id).await?;
         let steps = store.steps(run_id).await?;
-        let events = store
-            .events(&EventFilter {
-                run_id: Some(run_id),
-                ..EventFilter::default()
-            })
-            .await?;
+        let events = store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await?;
         if context.output() == Output::Json {
             print_json(&serde_json::json!({"run": run, "release": release, "steps": steps, "events": events}));
             return Ok(exit::SUCCESS);
@@ -102,12 +97,6 @@ pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u
             ]
         })
         .collect();
-    println!(
-        "{}",
-        table(
-            &["RUN", "APP", "ENV", "KIND", "STATE", "RELEASE", "STARTED", "TOOK", "RESULT"],
-            &rows
-        )
-    );
+    println!("{}", table(&["RUN", "APP", "ENV", "KIND", "STATE", "RELEASE", "STARTED", "TOOK", "RESULT"], &rows));
     Ok(exit::SUCCESS)
 }

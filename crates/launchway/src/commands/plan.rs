@@ -37,11 +37,7 @@ pub fn print_plans(plans: &[AppPlan]) {
             println!("      {change}");
         }
     }
-    println!(
-        "{changing} of {} app{} would change",
-        plans.len(),
-        if plans.len() == 1 { "" } else { "s" }
-    );
+    println!("{changing} of {} app{} would change", plans.len(), if plans.len() == 1 { "" } else { "s" });
 }
 
 pub fn plan_heading(plan: &AppPlan) -> String {

@@ -22,10 +22,7 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
     };
     let selection = match &loaded {
         Some(loaded) => context.selection(scope, &loaded.manifest, false)?,
-        None => Selection {
-            env: scope.env.clone(),
-            apps: scope.apps.clone(),
-        },
+        None => Selection { env: scope.env.clone(), apps: scope.apps.clone() },
     };
     let engine = context.engine().await?;
     let statuses = engine.status(loaded.as_ref().map(|loaded| &loaded.manifest), &selection).await?;
@@ -83,10 +80,7 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
         .collect();
     println!(
         "{}",
-        table(
-            &["APP", "ENV", "REVISION", "RELEASE", "COMMIT", "RUNNING", "DESIRED", "LAST RUN", "ENDPOINTS"],
-            &rows
-        )
+        table(&["APP", "ENV", "REVISION", "RELEASE", "COMMIT", "RUNNING", "DESIRED", "LAST RUN", "ENDPOINTS"], &rows)
     );
     Ok(exit::SUCCESS)
 }

@@ -15,13 +15,13 @@ pub async fn run(context: &Context, path: Option<PathBuf>) -> Result<u8> {
         let repo = &context.global.repo;
         if repo.contains("://") { PathBuf::from(".") } else { PathBuf::from(repo) }
     });
-    let files = launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
-    let validated = launchway_manifest::load(&files).map_err(|diagnostics| InvalidManifest {
-        location: path.display().to_string(),
-        diagnostics,
-    })?;
+    let files =
+        launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
+    let validated = launchway_manifest::load(&files)
+        .map_err(|diagnostics| InvalidManifest { location: path.display().to_string(), diagnostics })?;
     let manifest = &validated.manifest;
-    let services = manifest.apps.values().filter(|app| app.specs.values().any(|s| matches!(s, AppSpec::Service(_)))).count();
+    let services =
+        manifest.apps.values().filter(|app| app.specs.values().any(|s| matches!(s, AppSpec::Service(_)))).count();
     let tasks = manifest.apps.len() - services;
     match context.output() {
         Output::Json => print_json(&serde_json::json!({

@@ -49,12 +49,7 @@ impl World {
         )
         .await
         .expect("the sample image builds");
-        World {
-            repo: GitRepo::init(),
-            db: tempfile::tempdir().expect("temp dir for the database"),
-            env,
-            docker,
-        }
+        World { repo: GitRepo::init(), db: tempfile::tempdir().expect("temp dir for the database"), env, docker }
     }
 
     /// Commits a manifest; `{env}` and `{image}` in it are filled in.
@@ -218,11 +213,7 @@ impl Watcher {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("an HTTP client")
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("an HTTP client")
 }
 
 /// A finished `launchway` process.
