@@ -10,10 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::{AppSpec, ServiceSpec};
 use launchway_store::{
-    DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, Transition, now_ms,
+    DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError, Transition, now_ms,
 };
 use launchway_target::{Progress, Rollout, RolloutError, Target, TargetEvent, describe};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::{Engine, EngineError, Result, plan};
 
@@ -57,12 +58,20 @@ impl Engine {
     /// [`StoreError::LeaseLost`] when another process took the run over.
     pub async fn drive(&self, run_id: i64) -> Result<Run> {
         let lease = self.claim(run_id).await?;
+        let run = self.inner.store.run(run_id).await?;
+        let span = tracing::info_span!("run", run_id, app = %run.app, env = %run.env);
         let result = tokio::select! {
-            result = self.drive_claimed(&lease) => result,
+            result = self.drive_claimed(&lease).instrument(span) => result,
             lost = self.keep_lease(&lease) => Err(lost),
         };
-        if matches!(result, Err(EngineError::Interrupted { .. })) {
-            self.inner.store.release_lease(&lease).await?;
+        match &result {
+            Ok(_) | Err(EngineError::Store(StoreError::LeaseLost { .. })) => {}
+            // Stopped or failed mid-step: the run stays where it was, for any process to
+            // resume at once rather than after the lease expires.
+            Err(error) => {
+                tracing::warn!(run_id, %error, "the run stopped before finishing; it can be resumed");
+                self.inner.store.release_lease(&lease).await?;
+            }
         }
         result
     }
@@ -165,6 +174,7 @@ impl Engine {
         body: impl Future<Output = Result<Next>>,
     ) -> Result<Next> {
         let store = &self.inner.store;
+        tracing::info!(step = name, "step started");
         store.start_step(lease, name).await?;
         self.record(NewEvent::for_run(run, "step.started", format!("{name} started")).with_data(json!({"step": name})))
             .await?;
@@ -179,6 +189,7 @@ impl Engine {
         };
         store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(step = name, outcome = outcome.as_str(), elapsed_ms, "step finished");
         self.record(
             NewEvent::for_run(
                 run,

@@ -16,6 +16,31 @@ use crate::targets::Targets;
 pub struct Context {
     pub global: Global,
     pub targets: Arc<Targets>,
+    /// Set when the user asks launchway to stop; engines made here obey it.
+    pub stopping: Stopping,
+}
+
+/// The engines a command made, so that a signal can ask them all to stop.
+#[derive(Clone, Default)]
+pub struct Stopping {
+    engines: Arc<std::sync::Mutex<Vec<Engine>>>,
+    requested: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stopping {
+    pub fn stop(&self) {
+        self.requested.store(true, std::sync::atomic::Ordering::SeqCst);
+        for engine in self.engines.lock().expect("not poisoned").iter() {
+            engine.stop_at_next_boundary();
+        }
+    }
+
+    fn register(&self, engine: &Engine) {
+        if self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+            engine.stop_at_next_boundary();
+        }
+        self.engines.lock().expect("not poisoned").push(engine.clone());
+    }
 }
 
 /// A manifest with problems: printed as `file:line:col: message`, exit code 3.
@@ -46,7 +71,7 @@ impl Loaded {
 
 impl Context {
     pub fn new(global: Global) -> Context {
-        Context { global, targets: Arc::new(Targets::default()) }
+        Context { global, targets: Arc::new(Targets::default()), stopping: Stopping::default() }
     }
 
     pub fn output(&self) -> Output {
@@ -69,7 +94,9 @@ impl Context {
         let location = self.db_location()?;
         let store =
             SqliteStore::open(&location).await.with_context(|| format!("could not open the store at {location}"))?;
-        Ok(Engine::new(Arc::new(store), self.targets.clone(), EngineConfig::default()))
+        let engine = Engine::new(Arc::new(store), self.targets.clone(), EngineConfig::default());
+        self.stopping.register(&engine);
+        Ok(engine)
     }
 
     /// Reads and validates the manifest at `--ref` of `--repo`.

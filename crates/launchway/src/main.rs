@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     };
     let output = cli.global.output;
     let context = Context::new(cli.global);
-    let result = runtime.block_on(commands::run(&context, cli.command));
+    let result = runtime.block_on(async {
+        tokio::spawn(stop_on_signal(context.stopping.clone()));
+        commands::run(&context, cli.command).await
+    });
     report_resources();
     match result {
         Ok(code) => ExitCode::from(code),
@@ -57,6 +60,30 @@ fn main() -> ExitCode {
             ExitCode::from(exit::ERROR)
         }
     }
+}
+
+/// Ctrl-C or SIGTERM: runs stop at their next step boundary, persisted, with their
+/// lease given up, so that the next `launchway deploy` resumes them at once. A second
+/// signal, or ten seconds, and the process exits; what it was doing resumes all the same.
+async fn stop_on_signal(stopping: context::Stopping) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("\nstopping after the current step (again to quit at once; runs resume where they stop)");
+    stopping.stop();
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+    }
+    eprintln!("quitting now; `launchway deploy` resumes the interrupted runs");
+    std::process::exit(i32::from(exit::ERROR));
 }
 
 /// With `LAUNCHWAY_REPORT_RESOURCES=1`, prints the process's peak memory to stderr

@@ -402,3 +402,47 @@ tasks:
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["state"], "succeeded");
 }
+
+#[tokio::test]
+async fn sigterm_stops_a_deploy_at_the_next_step_boundary_and_the_next_deploy_finishes_it() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+
+    world.commit(&web("v2", "      SAMPLE_START_DELAY: 500ms\n"), "web v2");
+    let mut child =
+        world.command(&["deploy"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("launchway starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (status, stdout) = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            let started = line.contains("• started web-");
+            seen.push(line);
+            if started {
+                let terminated = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .expect("kill runs");
+                assert!(terminated.success());
+                break;
+            }
+        }
+        seen.extend(lines.map_while(Result::ok));
+        (child.wait_with_output().expect("launchway exits").status, seen.join("\n"))
+    })
+    .await
+    .expect("the reader finishes");
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("✓ deploy"), "the step under way was finished: {stdout}");
+    assert!(!stdout.contains("✓ verify"), "the next one was not started: {stdout}");
+
+    let runs = world.runs().await;
+    assert_eq!(runs[0]["state"], "verifying", "stopped at the boundary, persisted");
+    assert!(runs[0]["lease_owner"].is_null(), "the lease was given up");
+    let resumed = world.launchway(&["deploy"]).await;
+    resumed.assert_exit(0);
+    assert!(resumed.stdout().contains("resuming interrupted run"), "{}", resumed.stdout());
+    assert_eq!(world.runs().await[0]["state"], "succeeded");
+}

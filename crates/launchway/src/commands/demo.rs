@@ -61,12 +61,13 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         println!("   | {line}");
     }
 
-    let demo = Context::new(Global {
+    let mut demo = Context::new(Global {
         repo: repo.display().to_string(),
         git_ref: "HEAD".to_owned(),
         db: Some(db.display().to_string()),
         output: Output::Text,
     });
+    demo.stopping = context.stopping.clone();
     let engine = demo.engine().await?;
     let selection = Selection { env: Some(env.clone()), apps: vec![APP.to_owned()] };
 
