@@ -20,6 +20,9 @@ pub enum PlanAction {
     /// extra one left over): the rollout puts them right.
     Converge,
     NoChange,
+    /// It runs there but the manifest no longer deploys it there. launchway leaves it
+    /// running (there is no pruning yet) and says so.
+    Unmanaged,
 }
 
 /// One changed setting, as `path: from → to`.
@@ -67,7 +70,27 @@ pub struct AppPlan {
 
 impl AppPlan {
     pub fn is_no_op(&self) -> bool {
-        self.action == PlanAction::NoChange
+        matches!(self.action, PlanAction::NoChange | PlanAction::Unmanaged)
+    }
+
+    /// An app that runs in `env` but is not deployed there by the manifest.
+    pub fn unmanaged(app: &str, env: &str, live: &LiveApp) -> AppPlan {
+        let revisions: Vec<&str> = live.running_by_revision().into_keys().collect();
+        AppPlan {
+            app: app.to_owned(),
+            env: env.to_owned(),
+            kind: "service".to_owned(),
+            action: PlanAction::Unmanaged,
+            from_revision: revisions.first().map(|revision| (*revision).to_owned()),
+            to_revision: String::new(),
+            replicas: None,
+            changes: Vec::new(),
+            summary: format!(
+                "not in the manifest for {env}; its {} replica{} keep running (launchway does not prune yet)",
+                live.replicas.len(),
+                plural(live.replicas.len() as u32)
+            ),
+        }
     }
 }
 

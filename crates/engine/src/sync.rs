@@ -107,6 +107,14 @@ impl Engine {
                 current.as_ref(),
             ));
         }
+        for (env, live) in &live_by_env {
+            for (app, live_app) in &live.apps {
+                let declared = manifest.apps.get(app).is_some_and(|declared| declared.specs.contains_key(env));
+                if !declared && selection.includes(app, env) && !live_app.replicas.is_empty() {
+                    plans.push(AppPlan::unmanaged(app, env, live_app));
+                }
+            }
+        }
         Ok(plans)
     }
 

@@ -446,3 +446,50 @@ async fn sigterm_stops_a_deploy_at_the_next_step_boundary_and_the_next_deploy_fi
     assert!(resumed.stdout().contains("resuming interrupted run"), "{}", resumed.stdout());
     assert_eq!(world.runs().await[0]["state"], "succeeded");
 }
+
+#[tokio::test]
+async fn an_app_removed_from_the_manifest_is_reported_and_left_running() {
+    let world = World::new().await;
+    let both = "
+environments:
+  {env}: {target: docker}
+services:
+  web: {image: {image}, port: 8080}
+  api: {image: {image}, port: 8080}
+";
+    world.commit(both, "web and api");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let api = world.running_ids("api").await;
+
+    world.commit(&both.replace("  api: {image: {image}, port: 8080}\n", ""), "drop api");
+    let plan = world.launchway(&["plan"]).await;
+    plan.assert_exit(0);
+    assert!(plan.stdout().contains("? api@"), "{}", plan.stdout());
+    assert!(plan.stdout().contains("not in the manifest"), "{}", plan.stdout());
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(world.running_ids("api").await, api, "left running");
+}
+
+#[tokio::test]
+async fn a_config_repo_given_by_url_is_mirrored_and_followed() {
+    let world = World::new().await;
+    let cache = tempfile::tempdir().expect("cache dir");
+    let url = world.repo.file_url();
+    let deploy = |args: &'static [&'static str]| {
+        let mut command = world.command(args);
+        command.env("LAUNCHWAY_REPO", &url).env("XDG_CACHE_HOME", cache.path());
+        tokio::task::spawn_blocking(move || command.output().expect("launchway runs"))
+    };
+    world.commit(&web("v1", ""), "web v1");
+    let first = deploy(&["deploy"]).await.expect("finishes");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stdout));
+    world.commit(&web("v2", ""), "web v2");
+    let second = deploy(&["deploy"]).await.expect("finishes");
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stdout));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("\"web v2\""), "the new commit was fetched");
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with("v2 ("), "{answer}");
+    }
+    let mirrors: Vec<_> = std::fs::read_dir(cache.path().join("launchway/repos")).expect("mirrors").collect();
+    assert_eq!(mirrors.len(), 1, "one bare mirror, no work tree");
+}

@@ -52,5 +52,6 @@ pub fn plan_heading(plan: &AppPlan) -> String {
             plan.summary
         ),
         PlanAction::Converge => format!("  ~ {who}  revision {}: {}", plan.to_revision, plan.summary),
+        PlanAction::Unmanaged => format!("  ? {who}  {}", plan.summary),
     }
 }
