@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, ContainerSpec, HealthCheck, Strategy};
+use launchway_manifest::{AppSpec, ContainerSpec, EcsDefinition, EcsDeployment, HealthCheck, Strategy};
 use launchway_store::Release;
-use launchway_target::{LiveApp, ReplicaState};
+use launchway_target::settings::{flatten as flatten_json, select_container};
+use launchway_target::{LiveApp, LiveDefinition, ReplicaState};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +175,41 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 summary,
             }
         }
+        AppSpec::EcsService(service) => ecs_plan(
+            EcsPlanInput {
+                app,
+                env,
+                kind: "service",
+                what: format!("ECS service {} in cluster {}", service.service, service.cluster),
+                definition: &service.definition,
+                desired_count: service.desired_count,
+                deployment: service.deployment.as_ref(),
+                to_revision,
+            },
+            live.and_then(|live| live.definition.as_ref()),
+        ),
+        AppSpec::EcsTask(task) => {
+            let mut targets = Vec::new();
+            if let Some(rule) = &task.rule {
+                targets.push(format!("EventBridge rule {rule}"));
+            }
+            if let Some(schedule) = &task.schedule {
+                targets.push(format!("Scheduler schedule {}", schedule.name));
+            }
+            ecs_plan(
+                EcsPlanInput {
+                    app,
+                    env,
+                    kind: "task",
+                    what: targets.join(" and "),
+                    definition: &task.definition,
+                    desired_count: None,
+                    deployment: None,
+                    to_revision,
+                },
+                live.and_then(|live| live.definition.as_ref()),
+            )
+        }
         AppSpec::Task(_) => match current {
             Some(release) if release.revision == to_revision => no_change(app, env, "task", to_revision, None),
             Some(release) => AppPlan {
@@ -203,6 +239,119 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
             },
         },
     }
+}
+
+struct EcsPlanInput<'a> {
+    app: &'a str,
+    env: &'a str,
+    kind: &'a str,
+    /// "ECS service web in cluster prod", "EventBridge rule nightly".
+    what: String,
+    definition: &'a EcsDefinition,
+    desired_count: Option<u32>,
+    deployment: Option<&'a EcsDeployment>,
+    to_revision: String,
+}
+
+/// A plan for an ECS app: what would change in its task definition and service
+/// settings. Only settings the manifest states are compared; what it leaves out, the
+/// target keeps.
+fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
+    let EcsPlanInput { app, env, kind, what, definition, desired_count, deployment, to_revision } = input;
+    let Some(live) = live else {
+        return AppPlan {
+            app: app.to_owned(),
+            env: env.to_owned(),
+            kind: kind.to_owned(),
+            action: PlanAction::Create,
+            from_revision: None,
+            to_revision,
+            replicas: None,
+            changes: Vec::new(),
+            summary: format!(
+                "{what} was not found: launchway updates what exists (create it with CloudFormation, Terraform or the console)"
+            ),
+        };
+    };
+    let mut changes = Vec::new();
+    let containers: Vec<(String, String)> = live.images.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
+    let mut desired_images = BTreeMap::new();
+    for (selector, image) in &definition.images {
+        let name = select_container(selector, &containers).map_or_else(|_| selector.clone(), str::to_owned);
+        let from = live.images.get(&name).cloned();
+        if from.as_deref() != Some(image) {
+            changes.push(Change { path: format!("containers.{name}.image"), from, to: Some(image.clone()) });
+        }
+        desired_images.insert(name, image.clone());
+    }
+    if let Some(document) = &definition.document {
+        let mut wanted = BTreeMap::new();
+        flatten_json("task_definition", &document.document, &mut wanted);
+        for (name, image) in &desired_images {
+            wanted.insert(format!("task_definition.containerDefinitions.{name}.image"), image.clone());
+        }
+        let mut document_changes = 0;
+        for (path, to) in wanted {
+            // Images are shown once, above.
+            if path.ends_with(".image") && path.starts_with("task_definition.containerDefinitions.") {
+                continue;
+            }
+            let from = live.settings.get(&path).cloned();
+            if from.as_ref() != Some(&to) {
+                changes.push(Change { path, from, to: Some(to) });
+                document_changes += 1;
+            }
+        }
+        if document_changes == 0 && changes.is_empty() && live.revision.as_deref() != Some(to_revision.as_str()) {
+            changes.push(Change {
+                path: "task_definition".to_owned(),
+                from: Some(live.reference.clone()),
+                to: Some(format!("a new revision from {}", document.path)),
+            });
+        }
+    }
+    let mut setting = |path: &str, to: Option<String>| {
+        if let Some(to) = to {
+            let from = live.settings.get(path).cloned();
+            if from.as_ref() != Some(&to) {
+                changes.push(Change { path: path.to_owned(), from, to: Some(to) });
+            }
+        }
+    };
+    setting("desired_count", desired_count.map(|count| count.to_string()));
+    if let Some(deployment) = deployment {
+        setting("deployment.maximum_percent", deployment.maximum_percent.map(|p| p.to_string()));
+        setting("deployment.minimum_healthy_percent", deployment.minimum_healthy_percent.map(|p| p.to_string()));
+        setting("deployment.circuit_breaker.enable", deployment.circuit_breaker.map(|c| c.enable.to_string()));
+        setting("deployment.circuit_breaker.rollback", deployment.circuit_breaker.map(|c| c.rollback.to_string()));
+    }
+    let from_revision = Some(live.revision.clone().unwrap_or_else(|| short_reference(&live.reference)));
+    let (action, summary) = match (changes.is_empty(), live.steady) {
+        (true, true) => (PlanAction::NoChange, "nothing to change".to_owned()),
+        (true, false) => (PlanAction::Converge, format!("{what} is not steady ({}): wait for it", live.status)),
+        (false, _) => {
+            let registers = changes.iter().any(|change| change.path.starts_with("containers.") || change.path.starts_with("task_definition"));
+            let verb = if registers { "register a new task definition revision and move" } else { "update" };
+            (PlanAction::Update, format!("{verb} {what} (now {})", live.status))
+        }
+    };
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    AppPlan {
+        app: app.to_owned(),
+        env: env.to_owned(),
+        kind: kind.to_owned(),
+        action,
+        from_revision,
+        to_revision,
+        replicas: None,
+        changes,
+        summary,
+    }
+}
+
+/// `arn:aws:ecs:…:task-definition/web:7` → `web:7`.
+fn short_reference(reference: &str) -> String {
+    reference.rsplit('/').next().unwrap_or(reference).to_owned()
 }
 
 fn no_change(app: &str, env: &str, kind: &str, revision: String, replicas: Option<ReplicaCounts>) -> AppPlan {
@@ -271,7 +420,12 @@ fn diff(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>, full: bo
 /// A spec as `path → value` lines: `containers.web.image`, `containers.web.env.LOG`,
 /// `health.interval`, `replicas`…
 fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
-    let mut flat = flatten_containers(spec.containers());
+    let containers: &[ContainerSpec] = match spec {
+        AppSpec::Service(service) => &service.containers,
+        AppSpec::Task(task) => &task.containers,
+        AppSpec::EcsService(_) | AppSpec::EcsTask(_) => &[],
+    };
+    let mut flat = flatten_containers(containers);
     match spec {
         AppSpec::Service(service) => {
             flat.insert("replicas".into(), service.replicas.to_string());
@@ -290,6 +444,8 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
                 flat.insert("timeout".into(), duration(timeout));
             }
         }
+        // ECS apps are compared with their live definition by `ecs_plan`.
+        AppSpec::EcsService(_) | AppSpec::EcsTask(_) => {}
     }
     flat
 }
@@ -361,6 +517,7 @@ mod tests {
     fn live(spec: &AppSpec, running: u32, stopped: u32) -> LiveApp {
         let revision = spec.revision().0;
         LiveApp {
+            definition: None,
             replicas: (0..running + stopped)
                 .map(|slot| LiveReplica {
                     id: format!("c{slot}"),
@@ -373,7 +530,10 @@ mod tests {
                     } else {
                         ReplicaState::Stopped { exit_code: Some(1) }
                     },
-                    containers: spec.containers().to_vec(),
+                    containers: match spec {
+                        AppSpec::Service(service) => service.containers.clone(),
+                        _ => Vec::new(),
+                    },
                     endpoints: vec![],
                 })
                 .collect(),

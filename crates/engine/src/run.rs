@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use launchway_manifest::{AppSpec, ServiceSpec};
+use launchway_manifest::AppSpec;
 use launchway_store::{
     DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError, Transition, now_ms,
 };
-use launchway_target::{Progress, Rollout, RolloutError, Target, TargetEvent, describe};
+use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, describe};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -237,7 +237,7 @@ impl Engine {
 
     async fn plan_step(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        let live = target.observe(&run.env).await?;
+        let live = target.observe(&run.env, &[AppRef { app: &run.app, spec: &release.spec }]).await?;
         let current = match self.inner.store.deployment(&run.app, &run.env).await? {
             Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
             None => None,
@@ -258,35 +258,27 @@ impl Engine {
 
     async fn deploy(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        let AppSpec::Service(service) = &release.spec else {
+        if recorded_only(&release.spec) {
             // Docker runs scheduled tasks from `launchway server`, which reads the
             // current release when each run is due: recording it is the deploy.
             return Ok(Next::to(RunState::Verifying, "the task definition takes effect at its next scheduled run"));
-        };
+        }
         let progress = RunProgress { engine: self, run };
-        match target.rollout(rollout(run, &release, service), &progress).await {
-            Ok(()) => Ok(Next::to(
-                RunState::Verifying,
-                format!(
-                    "{} replica{} of revision {} rolled out",
-                    service.replicas,
-                    plural(service.replicas),
-                    release.revision
-                ),
-            )),
+        match target.rollout(rollout(run, &release), &progress).await {
+            Ok(()) => Ok(Next::to(RunState::Verifying, rolled_out(&release))),
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
     }
 
     async fn verify(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        let AppSpec::Service(service) = &release.spec else {
+        if recorded_only(&release.spec) {
             return Ok(Next::to(RunState::Succeeded, format!("task definition {} recorded", release.revision))
                 .because("recorded")
                 .deploying(release.id, true));
-        };
+        }
         let progress = RunProgress { engine: self, run };
-        match target.verify(rollout(run, &release, service), &progress).await {
+        match target.verify(rollout(run, &release), &progress).await {
             Ok(()) => {
                 let what = match run.kind {
                     RunKind::Deploy => "deployed",
@@ -325,7 +317,7 @@ impl Engine {
             }
             _ => {
                 let progress = RunProgress { engine: self, run };
-                let cleanup = target.retire(&run.app, &run.env, &release.revision, &progress).await;
+                let cleanup = target.retire(rollout(run, release), &progress).await;
                 let message = match cleanup {
                     Ok(()) => {
                         format!("{reason}; there is no earlier release to roll back to, so its replicas were removed")
@@ -344,21 +336,15 @@ impl Engine {
             return Ok(Next::to(RunState::Failed, "nothing to roll back to"));
         };
         let (previous, target) = self.release_and_target(previous_id).await?;
-        let AppSpec::Service(service) = &previous.spec else {
+        if recorded_only(&previous.spec) {
             return Ok(Next::to(
                 RunState::RolledBack,
                 format!("task definition {} is current again", previous.revision),
             )
             .deploying(previous.id, true));
-        };
+        }
         let progress = RunProgress { engine: self, run };
-        let rollout = Rollout {
-            app: &run.app,
-            env: &run.env,
-            release_id: previous.id,
-            revision: &previous.revision,
-            spec: service,
-        };
+        let rollout = rollout(run, &previous);
         let result = match target.rollout(rollout, &progress).await {
             Ok(()) => target.verify(rollout, &progress).await,
             Err(error) => Err(error),
@@ -383,8 +369,30 @@ impl Engine {
     }
 }
 
-fn rollout<'a>(run: &'a Run, release: &'a Release, service: &'a ServiceSpec) -> Rollout<'a> {
-    Rollout { app: &run.app, env: &run.env, release_id: release.id, revision: &release.revision, spec: service }
+fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
+    Rollout { app: &run.app, env: &run.env, release_id: release.id, revision: &release.revision, spec: &release.spec }
+}
+
+/// Docker's scheduled tasks have nothing to roll out: the server runs the current
+/// release's definition when each run is due.
+fn recorded_only(spec: &AppSpec) -> bool {
+    matches!(spec, AppSpec::Task(_))
+}
+
+fn rolled_out(release: &Release) -> String {
+    match &release.spec {
+        AppSpec::Service(service) => format!(
+            "{} replica{} of revision {} rolled out",
+            service.replicas,
+            plural(service.replicas),
+            release.revision
+        ),
+        AppSpec::EcsService(service) => {
+            format!("ECS service {} moved to revision {}", service.service, release.revision)
+        }
+        AppSpec::EcsTask(_) => format!("the schedule's target moved to revision {}", release.revision),
+        AppSpec::Task(_) => format!("revision {} recorded", release.revision),
+    }
 }
 
 fn plural(count: u32) -> &'static str {

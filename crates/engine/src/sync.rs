@@ -11,7 +11,7 @@ use launchway_store::{
     DeploymentRecord, NewEvent, NewRelease, NewRun, Release, ReleaseId, ReleaseSource, Run, RunFilter, RunKind,
     RunState, now_ms,
 };
-use launchway_target::{LiveApp, LiveEnvironment};
+use launchway_target::{AppRef, LiveApp, LiveEnvironment};
 use serde::Serialize;
 use serde_json::json;
 
@@ -314,7 +314,6 @@ impl Engine {
                 );
             }
         }
-        let mut live_by_env: BTreeMap<String, Option<LiveEnvironment>> = BTreeMap::new();
         let mut statuses = Vec::new();
         for ((app, env), desired_revision) in pairs {
             if !selection.includes(&app, &env) {
@@ -329,22 +328,19 @@ impl Engine {
                 .and_then(|manifest| manifest.environments.get(&env))
                 .map(|environment| environment.target.clone())
                 .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
-            if !live_by_env.contains_key(&env)
-                && let Some(target) = &target
-            {
-                let observed = match self.target(target).await {
-                    Ok(target) => Some(target.observe(&env).await?),
+            let spec = manifest
+                .and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env))
+                .or(current_release.as_ref().map(|release| &release.spec));
+            let live = match (&target, spec) {
+                (Some(target), Some(spec)) => match self.target(target).await {
+                    Ok(target) => target.observe(&env, &[AppRef { app: &app, spec }]).await?.apps.remove(&app),
                     Err(error) => {
                         tracing::warn!(%env, %error, "could not read live state");
                         None
                     }
-                };
-                live_by_env.insert(env.clone(), observed);
-            }
-            let live = live_by_env
-                .get(&env)
-                .and_then(|observed| observed.as_ref())
-                .and_then(|observed| observed.apps.get(&app).cloned());
+                },
+                _ => None,
+            };
             let last_run = self.latest_run(&app, &env).await?;
             statuses.push(AppStatus { app, env, deployment, current_release, live, last_run, desired_revision });
         }
@@ -380,7 +376,12 @@ impl Engine {
     ) -> Result<&'m LiveEnvironment> {
         if !cache.contains_key(env) {
             let target = self.target(&self.environment_target(manifest, env)?).await?;
-            cache.insert(env.to_owned(), target.observe(env).await?);
+            let apps: Vec<AppRef<'_>> = manifest
+                .deployments()
+                .filter(|deployment| deployment.environment == env)
+                .map(|deployment| AppRef { app: deployment.app, spec: deployment.spec })
+                .collect();
+            cache.insert(env.to_owned(), target.observe(env, &apps).await?);
         }
         Ok(&cache[env])
     }

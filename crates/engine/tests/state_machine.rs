@@ -15,7 +15,7 @@ use launchway_manifest::{Manifest, SourceFile, TargetSpec};
 use launchway_store::{EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
 use launchway_store_sqlite::SqliteStore;
 use launchway_target::{
-    LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target, TargetError,
+    AppRef, LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target, TargetError,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -59,7 +59,7 @@ impl Target for ScriptedTarget {
         }
     }
 
-    async fn observe(&self, _env: &str) -> Result<LiveEnvironment, TargetError> {
+    async fn observe(&self, _env: &str, _apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
         let live = self.live.lock().unwrap().clone();
         Ok(LiveEnvironment {
             apps: live
@@ -75,7 +75,7 @@ impl Target for ScriptedTarget {
                         containers: Vec::new(),
                         endpoints: Vec::new(),
                     }];
-                    (app, LiveApp { replicas })
+                    (app, LiveApp { replicas, definition: None })
                 })
                 .collect(),
         })
@@ -102,9 +102,9 @@ impl Target for ScriptedTarget {
         Ok(())
     }
 
-    async fn retire(&self, app: &str, _env: &str, revision: &str, _progress: &dyn Progress) -> Result<(), TargetError> {
-        self.call(format!("retire {app} {revision}"));
-        self.live.lock().unwrap().remove(app);
+    async fn retire(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), TargetError> {
+        self.call(format!("retire {} {}", rollout.app, rollout.revision));
+        self.live.lock().unwrap().remove(rollout.app);
         Ok(())
     }
 }
@@ -140,7 +140,8 @@ fn engine(store: &Arc<SqliteStore>, target: &Arc<ScriptedTarget>, lease_ttl: Dur
 fn manifest(image: &str) -> Manifest {
     let text =
         format!("environments: {{dev: {{target: docker}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n");
-    launchway_manifest::load(&[SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }])
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+    launchway_manifest::load(&files, &files)
         .expect("valid")
         .manifest
 }

@@ -111,7 +111,8 @@ impl Context {
             let files = config
                 .manifest_files(&commit)
                 .with_context(|| format!("could not read the manifest at commit {}", commit.short_id()))?;
-            match launchway_manifest::load(&files) {
+            let referenced = config.files_at(&commit)?;
+            match launchway_manifest::load(&files, &referenced) {
                 Ok(validated) => Ok(Loaded { commit, manifest: validated.manifest, warnings: validated.warnings }),
                 Err(diagnostics) => {
                     Err(InvalidManifest { location: format!("commit {} of {repo}", commit.short_id()), diagnostics }

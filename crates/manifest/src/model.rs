@@ -51,6 +51,29 @@ pub enum TargetSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         host: Option<String>,
     },
+    /// Amazon ECS, reached with the standard AWS credential chain. Everything left out
+    /// comes from the ambient configuration (`AWS_REGION`, `AWS_PROFILE`,
+    /// `AWS_ENDPOINT_URL`…).
+    Ecs(EcsTarget),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsTarget {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The cluster of apps that do not name their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// A role to assume for this environment (another account, least privilege).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// For emulators and VPC endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
 }
 
 /// A deployable unit: a long-running service or a scheduled task.
@@ -68,6 +91,8 @@ pub struct App {
 pub enum AppSpec {
     Service(ServiceSpec),
     Task(TaskSpec),
+    EcsService(EcsServiceSpec),
+    EcsTask(EcsTaskSpec),
 }
 
 impl AppSpec {
@@ -80,17 +105,22 @@ impl AppSpec {
         Revision(hex::encode(&digest[..6]))
     }
 
-    pub fn containers(&self) -> &[ContainerSpec] {
+    /// The image of every container the spec sets, by container.
+    pub fn images(&self) -> BTreeMap<&str, &str> {
         match self {
-            AppSpec::Service(service) => &service.containers,
-            AppSpec::Task(task) => &task.containers,
+            AppSpec::Service(ServiceSpec { containers, .. }) | AppSpec::Task(TaskSpec { containers, .. }) => {
+                containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect()
+            }
+            AppSpec::EcsService(EcsServiceSpec { definition, .. }) | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
+                definition.images.iter().map(|(name, image)| (name.as_str(), image.as_str())).collect()
+            }
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            AppSpec::Service(_) => "service",
-            AppSpec::Task(_) => "task",
+            AppSpec::Service(_) | AppSpec::EcsService(_) => "service",
+            AppSpec::Task(_) | AppSpec::EcsTask(_) => "task",
         }
     }
 }
@@ -179,6 +209,82 @@ pub struct TaskSpec {
     pub containers: Vec<ContainerSpec>,
     #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+}
+
+/// An ECS service launchway updates (it never creates or deletes services).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsServiceSpec {
+    pub cluster: String,
+    pub service: String,
+    pub definition: EcsDefinition,
+    /// Left out: the service keeps the count it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_count: Option<u32>,
+    /// Left out: the service keeps its deployment configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<EcsDeployment>,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// A scheduled task on ECS: the task definition that an EventBridge rule and/or an
+/// EventBridge Scheduler schedule starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsTaskSpec {
+    pub definition: EcsDefinition,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleRef>,
+    /// The cluster the definition's family lives next to, for messages and plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// What task definition an ECS app runs: the one it runs now with some images swapped
+/// (what CodePipeline's ECS action does), or a whole definition from the config repo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsDefinition {
+    /// Container → image. Keys are container names, or (for apps read from the
+    /// gitops sample's `deployment.yaml`) a word the container's image contains.
+    pub images: BTreeMap<String, String>,
+    /// A task definition document in the shape `aws ecs describe-task-definition`
+    /// prints, read-only fields removed; `None` means "the one the service runs now".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<TaskDefinitionDocument>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinitionDocument {
+    /// Where it was read from, relative to the repo root.
+    pub path: String,
+    /// The registrable fields, camelCase as ECS writes them, and `tags`.
+    pub document: serde_json::Value,
+}
+
+/// ECS deployment settings launchway sets when the manifest says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsDeployment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_healthy_percent: Option<u32>,
+    /// The deployment circuit breaker: on, and whether ECS rolls back by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
 }
 
 /// A schedule as written: a five-field cron line, an `@daily` nickname, an AWS

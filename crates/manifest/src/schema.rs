@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{ContainerSpec, Schedule, TargetSpec};
+use crate::model::{CircuitBreaker, ContainerSpec, EcsTarget, Schedule, TargetSpec};
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
 use crate::{image, schedule};
@@ -20,25 +20,54 @@ pub(crate) struct FileDraft {
     /// Every environment name written, valid or not: references to an environment
     /// that has its own error must not cause a second one.
     pub environment_names: Vec<String>,
+    /// The target each environment was meant to have, even when its settings or name
+    /// are wrong: its apps are still checked against that kind of target.
+    pub attempted_targets: Vec<(String, TargetSpec)>,
     pub environments: Vec<(Key, TargetSpec)>,
     pub services: Vec<(Key, ServiceDraft)>,
     pub tasks: Vec<(Key, TaskDraft)>,
 }
 
 pub(crate) struct ServiceDraft {
-    pub containers: Vec<ContainerSpec>,
-    pub replicas: u32,
+    /// `None` when the app names no image: fine for an ECS service deploying a task
+    /// definition file as it is, an error elsewhere.
+    pub containers: Option<Vec<ContainerSpec>>,
+    /// The containers had errors (reported): nothing more is said about them.
+    pub containers_failed: bool,
+    /// `None` when not written: Docker defaults to 1, ECS keeps the live count.
+    pub replicas: Option<u32>,
     pub health: Option<HealthDraft>,
     pub strategy: RollingDraft,
+    /// Whether `strategy` was written (ECS keeps its live settings otherwise).
+    pub strategy_written: bool,
     pub stop_grace_period: Duration,
     pub environments: Option<Vec<(Key, OverrideDraft)>>,
+    pub ecs: Option<EcsDraft>,
+    pub images_from: Option<(Pos, String)>,
 }
 
 pub(crate) struct TaskDraft {
-    pub containers: Vec<ContainerSpec>,
-    pub schedule: Schedule,
+    pub containers: Option<Vec<ContainerSpec>>,
+    pub containers_failed: bool,
+    /// Required on Docker; on ECS the rule or schedule keeps its own expression.
+    pub schedule: Option<Schedule>,
     pub timeout: Option<Duration>,
     pub environments: Option<Vec<(Key, OverrideDraft)>>,
+    pub ecs: Option<EcsDraft>,
+    pub images_from: Option<(Pos, String)>,
+}
+
+/// An app's `ecs:` block: how it maps onto ECS in environments whose target is ECS.
+#[derive(Default)]
+pub(crate) struct EcsDraft {
+    pub pos: Pos,
+    pub service: Option<String>,
+    pub cluster: Option<String>,
+    pub task_definition: Option<(Pos, String)>,
+    pub circuit_breaker: Option<crate::model::CircuitBreaker>,
+    pub rule: Option<String>,
+    pub schedule: Option<String>,
+    pub schedule_group: Option<String>,
 }
 
 pub(crate) struct HealthDraft {
@@ -81,8 +110,12 @@ pub(crate) struct OverrideDraft {
 const ROOT_FIELDS: &[&str] = &["version", "environments", "services", "tasks"];
 const APPS_FILE_FIELDS: &[&str] = &["services", "tasks"];
 const ENVIRONMENT_FIELDS: &[&str] = &["target"];
-const TARGET_KINDS: &[&str] = &["docker"];
+const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
+const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
+const ECS_SERVICE_FIELDS: &[&str] = &["service", "cluster", "task_definition", "circuit_breaker"];
+const ECS_TASK_FIELDS: &[&str] = &["rule", "schedule", "schedule_group", "task_definition", "cluster"];
+const CIRCUIT_BREAKER_FIELDS: &[&str] = &["rollback"];
 const CONTAINER_FIELDS: &[&str] = &["image", "command", "entrypoint", "env", "port"];
 const SERVICE_FIELDS: &[&str] = &[
     "image",
@@ -96,9 +129,11 @@ const SERVICE_FIELDS: &[&str] = &[
     "strategy",
     "stop_grace_period",
     "environments",
+    "ecs",
+    "images_from",
 ];
 const TASK_FIELDS: &[&str] =
-    &["image", "command", "entrypoint", "env", "containers", "schedule", "timeout", "environments"];
+    &["image", "command", "entrypoint", "env", "containers", "schedule", "timeout", "environments", "ecs", "images_from"];
 const HEALTH_FIELDS: &[&str] = &[
     "path",
     "port",
@@ -135,6 +170,9 @@ pub(crate) fn read_file(reader: &mut Reader<'_>, root: &Node, is_root: bool) -> 
         for entry in reader.named_entries(environments, "environments") {
             let path = format!("environments.{}", entry.key.name);
             draft.environment_names.push(entry.key.name.clone());
+            if let Some(target) = attempted_target(entry.value) {
+                draft.attempted_targets.push((entry.key.name.clone(), target));
+            }
             if check_name(reader, &entry.key, "environments")
                 && let Some(target) = read_environment(reader, entry.value, &path, entry.key.pos)
             {
@@ -195,10 +233,11 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
         return None;
     };
     let path = format!("{path}.target");
-    // `target: docker` is short for `target: {docker: {}}`.
+    // `target: docker` is short for `target: {docker: {}}`; likewise `target: ecs`.
     if let Value::Str(kind) = &target.value {
         return match kind.as_str() {
             "docker" => Some(TargetSpec::Docker { host: None }),
+            "ecs" => Some(TargetSpec::Ecs(EcsTarget::default())),
             other => {
                 unknown_kind(reader, target.pos, &path, "target kind", other, TARGET_KINDS);
                 None
@@ -206,23 +245,32 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
         };
     }
     let kinds = reader.fields(target, &path, TARGET_KINDS)?;
-    if !kinds.has("docker") {
-        // An unknown kind was reported already; an empty mapping was not.
-        if is_empty(target) {
-            reader.error(target.pos, &path, format!("expected a target kind: {}", TARGET_KINDS.join(", ")));
+    match (kinds.get("docker"), kinds.get("ecs")) {
+        (Some(docker), None) => read_docker_target(reader, docker, &format!("{path}.docker")),
+        (None, Some(ecs)) => read_ecs_target(reader, ecs, &format!("{path}.ecs")),
+        (Some(_), Some(_)) => {
+            reader.error(target.pos, &path, "an environment has one target: docker or ecs, not both");
+            None
         }
-        return None;
+        (None, None) => {
+            // An unknown kind was reported already; an empty mapping was not.
+            if is_empty(target) {
+                reader.error(target.pos, &path, format!("expected a target kind: {}", TARGET_KINDS.join(", ")));
+            }
+            None
+        }
     }
-    let docker = kinds.get("docker")?;
-    let docker_path = format!("{path}.docker");
-    let settings = reader.fields(docker, &docker_path, DOCKER_TARGET_FIELDS)?;
+}
+
+fn read_docker_target(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<TargetSpec> {
+    let settings = reader.fields(node, path, DOCKER_TARGET_FIELDS)?;
     let host = match settings.get("host") {
         Some(node) => {
-            let host = reader.string(node, &format!("{docker_path}.host"))?;
+            let host = reader.string(node, &format!("{path}.host"))?;
             if !["unix://", "tcp://", "http://", "https://"].iter().any(|scheme| host.starts_with(scheme)) {
                 reader.error(
                     node.pos,
-                    &format!("{docker_path}.host"),
+                    &format!("{path}.host"),
                     format!("{host:?} is not a Docker host; expected unix:///path/to/docker.sock or tcp://host:port"),
                 );
                 return None;
@@ -232,6 +280,60 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
         None => None,
     };
     Some(TargetSpec::Docker { host })
+}
+
+fn read_ecs_target(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<TargetSpec> {
+    let settings = reader.fields(node, path, ECS_TARGET_FIELDS)?;
+    let mut ok = true;
+    let mut text = |name: &str| -> Option<String> {
+        let node = settings.get(name)?;
+        let value = reader.string(node, &format!("{path}.{name}"));
+        ok &= value.is_some();
+        value
+    };
+    let target = EcsTarget {
+        region: text("region"),
+        cluster: text("cluster"),
+        role_arn: text("role_arn"),
+        external_id: text("external_id"),
+        profile: text("profile"),
+        endpoint_url: text("endpoint_url"),
+    };
+    if let (Some(role), Some(node)) = (&target.role_arn, settings.get("role_arn"))
+        && !(role.starts_with("arn:") && role.contains(":role/"))
+    {
+        reader.error(node.pos, &format!("{path}.role_arn"), format!("{role:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+        ok = false;
+    }
+    if let (Some(url), Some(node)) = (&target.endpoint_url, settings.get("endpoint_url"))
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        reader.error(node.pos, &format!("{path}.endpoint_url"), format!("{url:?} is not an http(s) URL"));
+        ok = false;
+    }
+    ok.then_some(TargetSpec::Ecs(target))
+}
+
+/// The kind of target an environment's `target:` names, with default settings.
+fn attempted_target(environment: &Node) -> Option<TargetSpec> {
+    let Value::Map(fields) = &environment.value else { return None };
+    let (_, target) = fields.iter().find(|(key, _)| matches!(&key.value, Value::Str(name) if name == "target"))?;
+    let kind = match &target.value {
+        Value::Str(kind) => kind.as_str(),
+        Value::Map(kinds) => match kinds.as_slice() {
+            [(key, _)] => match &key.value {
+                Value::Str(kind) => kind.as_str(),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match kind {
+        "docker" => Some(TargetSpec::Docker { host: None }),
+        "ecs" => Some(TargetSpec::Ecs(EcsTarget::default())),
+        _ => None,
+    }
 }
 
 fn is_empty(node: &Node) -> bool {
@@ -251,72 +353,170 @@ fn unknown_kind(reader: &mut Reader<'_>, pos: Pos, path: &str, what: &str, found
     reader.error(pos, path, message);
 }
 
+/// Reads a service. A field with an error (reported) takes its default, so that the
+/// rest of the app is still checked; the manifest is refused all the same.
 fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Option<ServiceDraft> {
     let fields = reader.fields(node, path, SERVICE_FIELDS)?.owned_by(key.pos);
     let containers = read_containers(reader, &fields, path, &key.name, true);
     let replicas = match fields.get("replicas") {
         Some(node) => reader.integer(node, &format!("{path}.replicas"), 0, MAX_REPLICAS).map(|n| n as u32),
-        None => Some(1),
+        None => None,
     };
     let stop_grace_period = match fields.get("stop_grace_period") {
         Some(node) => reader.duration(node, &format!("{path}.stop_grace_period")),
-        None => Some(Duration::from_secs(10)),
+        None => None,
     };
     let health = match fields.get("health") {
-        Some(node) => read_health(reader, node, &format!("{path}.health"), fields.key_pos("health")).map(Some),
-        None => Some(None),
+        Some(node) => read_health(reader, node, &format!("{path}.health"), fields.key_pos("health")),
+        None => None,
     };
     let strategy = match fields.get("strategy") {
         Some(node) => read_strategy(reader, node, &format!("{path}.strategy")),
-        None => Some(RollingDraft::default_at(fields.pos())),
+        None => None,
     };
     let environments = read_overrides(reader, fields.get("environments"), path, SERVICE_OVERRIDE_FIELDS);
-    let containers = containers?;
-    let health = health?;
+    let ecs = read_ecs_block(reader, &fields, path, ECS_SERVICE_FIELDS);
+    let images_from = read_images_from(reader, &fields, path);
+    let primary = containers.as_ref().and_then(|containers| containers.as_ref()?.first());
     if let Some(health) = &health
         && health.port.is_none()
-        && containers[0].port.is_none()
+        && primary.is_none_or(|primary| primary.port.is_none())
+        && containers.is_some()
     {
+        let container = primary.map_or_else(|| key.name.clone(), |primary| primary.name.clone());
         reader.error(
             health.pos,
             &format!("{path}.health"),
-            format!(
-                "the health check needs a port: set `port` on container {:?} or on the health check",
-                containers[0].name
-            ),
+            format!("the health check needs a port: set `port` on container {container:?} or on the health check"),
         );
-        return None;
     }
     Some(ServiceDraft {
-        containers,
-        replicas: replicas?,
+        containers_failed: containers.is_none(),
+        containers: containers.flatten(),
+        replicas,
         health,
-        strategy: strategy?,
-        stop_grace_period: stop_grace_period?,
-        environments: environments?,
+        strategy: strategy.unwrap_or_else(|| RollingDraft::default_at(fields.pos())),
+        strategy_written: fields.has("strategy"),
+        stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
+        environments: environments.flatten(),
+        ecs: ecs.flatten(),
+        images_from: images_from.flatten(),
     })
 }
 
 fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Option<TaskDraft> {
     let fields = reader.fields(node, path, TASK_FIELDS)?.owned_by(key.pos);
     let containers = read_containers(reader, &fields, path, &key.name, false);
-    let schedule = match fields.get("schedule") {
-        Some(node) => read_schedule(reader, node, &format!("{path}.schedule")),
-        None => {
-            reader.error(
-                fields.pos(),
-                path,
-                "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")",
-            );
+    let schedule = fields.get("schedule").and_then(|node| read_schedule(reader, node, &format!("{path}.schedule")));
+    let timeout = fields.get("timeout").and_then(|node| reader.duration(node, &format!("{path}.timeout")));
+    let environments = read_overrides(reader, fields.get("environments"), path, TASK_OVERRIDE_FIELDS);
+    let ecs = read_ecs_block(reader, &fields, path, ECS_TASK_FIELDS);
+    let images_from = read_images_from(reader, &fields, path);
+    Some(TaskDraft {
+        containers_failed: containers.is_none(),
+        containers: containers.flatten(),
+        // A schedule with an error (reported) is not also reported missing.
+        schedule: schedule.or_else(|| fields.has("schedule").then(|| Schedule(String::new()))),
+        timeout,
+        environments: environments.flatten(),
+        ecs: ecs.flatten(),
+        images_from: images_from.flatten(),
+    })
+}
+
+/// The `ecs:` block of a service (`known` = its fields) or a task.
+fn read_ecs_block(
+    reader: &mut Reader<'_>,
+    fields: &crate::reader::Fields<'_>,
+    path: &str,
+    known: &[&'static str],
+) -> Option<Option<EcsDraft>> {
+    let Some(node) = fields.get("ecs") else {
+        return Some(None);
+    };
+    let path = format!("{path}.ecs");
+    let block = reader.fields(node, &path, known)?.owned_by(fields.key_pos("ecs").unwrap_or(node.pos));
+    let mut ok = true;
+    let mut text = |name: &str| -> Option<String> {
+        let node = block.get(name)?;
+        let value = reader.string(node, &format!("{path}.{name}"));
+        ok &= value.is_some();
+        value
+    };
+    let mut draft = EcsDraft {
+        pos: block.pos(),
+        service: text("service"),
+        cluster: text("cluster"),
+        rule: text("rule"),
+        schedule: text("schedule"),
+        schedule_group: text("schedule_group"),
+        ..EcsDraft::default()
+    };
+    if let Some(node) = block.get("task_definition") {
+        match reader.string(node, &format!("{path}.task_definition")) {
+            Some(file) => match check_repo_path(&file) {
+                Ok(()) => draft.task_definition = Some((node.pos, file)),
+                Err(problem) => {
+                    reader.error(node.pos, &format!("{path}.task_definition"), problem);
+                    ok = false;
+                }
+            },
+            None => ok = false,
+        }
+    }
+    if let Some(node) = block.get("circuit_breaker") {
+        let breaker_path = format!("{path}.circuit_breaker");
+        // `circuit_breaker: true` turns it on without ECS's own rollback (launchway rolls
+        // back); `{rollback: true}` lets ECS roll back too.
+        draft.circuit_breaker = match &node.value {
+            Value::Bool(enable) => Some(CircuitBreaker { enable: *enable, rollback: false }),
+            _ => reader.fields(node, &breaker_path, CIRCUIT_BREAKER_FIELDS).and_then(|breaker| {
+                let rollback = match breaker.get("rollback") {
+                    Some(node) => match node.value {
+                        Value::Bool(rollback) => rollback,
+                        _ => {
+                            reader.error(node.pos, &format!("{breaker_path}.rollback"), "expected true or false");
+                            return None;
+                        }
+                    },
+                    None => false,
+                };
+                Some(CircuitBreaker { enable: true, rollback })
+            }),
+        };
+        ok &= draft.circuit_breaker.is_some();
+    }
+    if draft.schedule_group.is_some() && draft.schedule.is_none() {
+        reader.error(draft.pos, &path, "schedule_group needs schedule (the EventBridge Scheduler schedule's name)");
+        ok = false;
+    }
+    ok.then_some(Some(draft))
+}
+
+fn read_images_from(
+    reader: &mut Reader<'_>,
+    fields: &crate::reader::Fields<'_>,
+    path: &str,
+) -> Option<Option<(Pos, String)>> {
+    let Some(node) = fields.get("images_from") else {
+        return Some(None);
+    };
+    let file = reader.string(node, &format!("{path}.images_from"))?;
+    match check_repo_path(&file) {
+        Ok(()) => Some(Some((node.pos, file))),
+        Err(problem) => {
+            reader.error(node.pos, &format!("{path}.images_from"), problem);
             None
         }
-    };
-    let timeout = match fields.get("timeout") {
-        Some(node) => reader.duration(node, &format!("{path}.timeout")).map(Some),
-        None => Some(None),
-    };
-    let environments = read_overrides(reader, fields.get("environments"), path, TASK_OVERRIDE_FIELDS);
-    Some(TaskDraft { containers: containers?, schedule: schedule?, timeout: timeout?, environments: environments? })
+    }
+}
+
+/// Files a manifest refers to must be inside the config repo.
+fn check_repo_path(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.split('/').any(|part| part == ".." || part.is_empty()) {
+        return Err(format!("{path:?} must be a path inside the config repo, like ecs/web.json"));
+    }
+    Ok(())
 }
 
 fn read_schedule(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Schedule> {
@@ -338,7 +538,7 @@ fn read_containers(
     path: &str,
     app_name: &str,
     ports_allowed: bool,
-) -> Option<Vec<ContainerSpec>> {
+) -> Option<Option<Vec<ContainerSpec>>> {
     let shorthand_fields: Vec<&str> = CONTAINER_FIELDS.iter().copied().filter(|field| fields.has(field)).collect();
     match (fields.get("containers"), shorthand_fields.is_empty()) {
         (Some(containers), true) => {
@@ -361,7 +561,7 @@ fn read_containers(
                 reader.error(containers.pos, &format!("{path}.containers"), "declare at least one container");
                 return None;
             }
-            ok.then_some(specs)
+            ok.then_some(Some(specs))
         }
         (Some(containers), false) => {
             reader.error(
@@ -375,10 +575,11 @@ fn read_containers(
             None
         }
         (None, _) if fields.has("image") => {
-            read_container(reader, fields, path, app_name, ports_allowed).map(|spec| vec![spec])
+            read_container(reader, fields, path, app_name, ports_allowed).map(|spec| Some(vec![spec]))
         }
-        (None, _) => {
-            reader.error(fields.pos(), path, "missing field \"image\" (or a `containers` mapping)");
+        (None, true) => Some(None),
+        (None, false) => {
+            reader.error(fields.pos(), path, "missing field \"image\" (the other container fields need one)");
             None
         }
     }

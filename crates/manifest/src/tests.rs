@@ -9,12 +9,18 @@ fn file(path: &str, text: &str) -> SourceFile {
 }
 
 fn load_one(text: &str) -> Result<Validated, Vec<Diagnostic>> {
-    load(&[file(ROOT_FILE, text)])
+    load_files(&[file(ROOT_FILE, text)])
+}
+
+/// Loads `files`, the manifest files among them, the rest readable as referenced files.
+fn load_files(files: &[SourceFile]) -> Result<Validated, Vec<Diagnostic>> {
+    let manifest: Vec<SourceFile> = files.iter().filter(|f| is_manifest_path(&f.path)).cloned().collect();
+    load(&manifest, &files.to_vec())
 }
 
 /// The diagnostics of an invalid manifest, rendered as the CLI prints them.
 fn errors(files: &[SourceFile]) -> Vec<String> {
-    match load(files) {
+    match load_files(files) {
         Ok(_) => panic!("expected the manifest to be refused"),
         Err(diagnostics) => diagnostics.iter().map(ToString::to_string).collect(),
     }
@@ -237,7 +243,8 @@ fn names_wrong_types_and_missing_fields_are_explained() {
 environments:
   Dev: {target: docker}
   prod: {target: {kubernetes: {}}}
-  qa: {}
+  qa: {target: {docker: {host: nowhere}}}
+  ci: {}
 services:
   web:
     replicas: '3'
@@ -256,12 +263,13 @@ services:
         errors_of(text),
         vec![
             r#"launchway.yaml:2:3: environments: invalid name "Dev": use 1 to 63 lowercase letters, digits and '-', not starting or ending with '-'"#,
-            r#"launchway.yaml:3:19: environments.prod.target: unknown field "kubernetes", expected one of "docker""#,
-            r#"launchway.yaml:4:3: environments.qa: missing field "target" (for example `target: docker`)"#,
-            r#"launchway.yaml:6:3: services.web: missing field "image" (or a `containers` mapping)"#,
-            r#"launchway.yaml:7:15: services.web.replicas: expected an integer, found the string "3""#,
-            r#"launchway.yaml:10:5: services.both: use either `containers` or the single-container fields (image), not both"#,
-            r#"launchway.yaml:17:19: services.multi.environments.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
+            r#"launchway.yaml:3:19: environments.prod.target: unknown field "kubernetes", expected one of "docker", "ecs""#,
+            r#"launchway.yaml:4:32: environments.qa.target.docker.host: "nowhere" is not a Docker host; expected unix:///path/to/docker.sock or tcp://host:port"#,
+            r#"launchway.yaml:5:3: environments.ci: missing field "target" (for example `target: docker`)"#,
+            r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping)"#,
+            r#"launchway.yaml:8:15: services.web.replicas: expected an integer, found the string "3""#,
+            r#"launchway.yaml:11:5: services.both: use either `containers` or the single-container fields (image), not both"#,
+            r#"launchway.yaml:18:19: services.multi.environments.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
         ]
     );
 }
@@ -316,7 +324,7 @@ fn untagged_images_are_accepted_with_a_warning() {
 fn a_repo_without_the_root_file_is_refused() {
     assert_eq!(
         errors(&[file("apps/web.yaml", "services: {}")]),
-        vec!["launchway.yaml:1:1: not found at the root of the config repo; it declares the environments"]
+        vec!["launchway.yaml:1:1: not found at the root of the config repo (nor deployment.yaml); it declares the environments"]
     );
 }
 
@@ -382,4 +390,243 @@ fn specs_survive_a_round_trip_through_json() {
     let back: AppSpec = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(&back, spec);
     assert_eq!(back.revision(), spec.revision());
+}
+
+// ---- ECS
+
+const ECS: &str = "\
+environments:
+  dev: {target: docker}
+  prod:
+    target:
+      ecs:
+        region: ap-northeast-1
+        cluster: prod
+        role_arn: arn:aws:iam::222222222222:role/launchway-deployer
+        endpoint_url: http://127.0.0.1:5000
+services:
+  web:
+    image: example/web:2.0
+    port: 8080
+    replicas: 3
+    strategy:
+      rolling: {max_surge: 50%, max_unavailable: 0%}
+    ecs:
+      service: web-svc
+      circuit_breaker: {rollback: true}
+  api:
+    containers:
+      api: {image: example/api:7}
+    environments: [prod]
+    ecs:
+      task_definition: ecs/api.json
+tasks:
+  report:
+    image: example/report:3
+    schedule: '0 3 * * *'
+    ecs:
+      rule: nightly-report
+";
+
+const API_TASK_DEFINITION: &str = r#"{
+  "taskDefinition": {
+    "taskDefinitionArn": "arn:aws:ecs:ap-northeast-1:222222222222:task-definition/api:4",
+    "family": "api", "revision": 4, "status": "ACTIVE",
+    "containerDefinitions": [
+      {"name": "api", "image": "example/api:6", "memory": 512},
+      {"name": "envoy", "image": "envoy:1.31", "memory": 128}
+    ]
+  },
+  "tags": [{"key": "team", "value": "api"}]
+}"#;
+
+#[test]
+fn an_app_resolves_to_the_shape_each_environment_target_needs() {
+    let validated = load_files(&[file(ROOT_FILE, ECS), file("ecs/api.json", API_TASK_DEFINITION)]).expect("valid");
+    let manifest = validated.manifest;
+    let TargetSpec::Ecs(prod) = &manifest.environments["prod"].target else { panic!("prod is on ECS") };
+    assert_eq!(prod.role_arn.as_deref(), Some("arn:aws:iam::222222222222:role/launchway-deployer"));
+    assert_eq!(prod.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+
+    assert!(matches!(manifest.apps["web"].specs["dev"], AppSpec::Service(_)), "Docker in dev");
+    let AppSpec::EcsService(web) = &manifest.apps["web"].specs["prod"] else { panic!("ECS in prod") };
+    assert_eq!((web.cluster.as_str(), web.service.as_str()), ("prod", "web-svc"));
+    assert_eq!(web.definition.images["web"], "example/web:2.0");
+    assert_eq!(web.definition.document, None, "an image swap on the live definition");
+    assert_eq!(web.desired_count, Some(3));
+    assert_eq!(
+        web.deployment,
+        Some(EcsDeployment {
+            maximum_percent: Some(150),
+            minimum_healthy_percent: Some(100),
+            circuit_breaker: Some(CircuitBreaker { enable: true, rollback: true })
+        })
+    );
+
+    let AppSpec::EcsService(api) = &manifest.apps["api"].specs["prod"] else { panic!("ECS") };
+    assert_eq!(api.service, "api", "the app's name by default");
+    assert_eq!((api.desired_count, api.deployment), (None, None), "the service keeps its count and settings");
+    let document = &api.definition.document.as_ref().expect("a whole definition").document;
+    assert_eq!(document["family"], "api");
+    assert!(document.get("taskDefinitionArn").is_none() && document.get("revision").is_none());
+    assert_eq!(document["tags"][0]["value"], "api", "the wrapper's tags are kept");
+    assert_eq!(api.definition.images["api"], "example/api:7", "the manifest's image wins over the file's");
+    assert!(!manifest.apps["api"].specs.contains_key("dev"));
+
+    let AppSpec::EcsTask(report) = &manifest.apps["report"].specs["prod"] else { panic!("ECS task") };
+    assert_eq!(report.rule.as_deref(), Some("nightly-report"));
+    assert_eq!(report.cluster.as_deref(), Some("prod"));
+
+    // Docker-only settings are pointed out for the ECS environment, not silently dropped.
+    assert_eq!(
+        validated.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [r#"launchway.yaml:11:3: services.web: port is not used in environment "prod" (ECS): the task definition says how containers run there"#]
+    );
+}
+
+#[test]
+fn ecs_problems_are_located_in_the_manifest_and_in_the_files_it_refers_to() {
+    let manifest = "\
+environments:
+  prod:
+    target: {ecs: {role_arn: not-an-arn}}
+services:
+  web:
+    image: example/web:1
+    strategy:
+      rolling: {max_surge: 1, max_unavailable: 0}
+  api:
+    containers:
+      api: {image: example/api:7}
+      sidecar: {image: example/side:1}
+    ecs:
+      cluster: prod
+      task_definition: ecs/api.json
+  gone:
+    ecs: {cluster: prod, task_definition: ecs/missing.json}
+  bare:
+    ecs: {cluster: prod}
+tasks:
+  report:
+    image: example/report:3
+    ecs: {cluster: prod}
+";
+    let broken_json = "{\n  \"family\": \"api\",\n  \"containerDefinitions\": [\n    {\"name\": \"api\",}\n  ]\n}";
+    assert_eq!(
+        errors(&[file(ROOT_FILE, manifest), file("ecs/api.json", broken_json)]),
+        vec![
+            r#"ecs/api.json:4:20: invalid JSON: trailing comma"#,
+            r#"launchway.yaml:3:30: environments.prod.target.ecs.role_arn: "not-an-arn" is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"#,
+            "launchway.yaml:5:3: services.web: no ECS cluster: set ecs.cluster on the app, or cluster on environment \"prod\"'s target",
+            "launchway.yaml:8:16: services.web.environments.prod: on ECS, give max_surge and max_unavailable as percentages (ECS works in percent of the desired count), or set replicas",
+            "launchway.yaml:17:43: services.gone.ecs.task_definition: ecs/missing.json is not in the config repo",
+            "launchway.yaml:18:3: services.bare: an ECS app needs images to set (image, containers or images_from) or a whole ecs.task_definition",
+            "launchway.yaml:23:5: tasks.report: on ECS a scheduled task runs from an EventBridge rule or Scheduler schedule: name it with ecs.rule or ecs.schedule",
+        ]
+    );
+    let fixed_json = "{\"family\": \"api\", \"containerDefinitions\": [{\"name\": \"api\"}]}";
+    let errors = errors(&[file(ROOT_FILE, manifest), file("ecs/api.json", fixed_json)]);
+    assert!(errors.contains(&r#"launchway.yaml:9:3: services.api: container "sidecar" is not in ecs/api.json (it has api)"#.to_owned()), "{errors:#?}");
+}
+
+#[test]
+fn images_come_from_codepipeline_and_codedeploy_files() {
+    let manifest = "\
+environments:
+  dev: {target: docker}
+services:
+  web:
+    containers:
+      web: {image: example/web:placeholder}
+      log: {image: example/log:placeholder}
+    images_from: release/imagedefinitions.json
+  api:
+    image: example/api:placeholder
+    images_from: release/api/imageDetail.json
+";
+    let definitions = r#"[{"name":"web","imageUri":"123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/web:dev-3f9a1c2"},{"name":"log","imageUri":"fluent-bit:3.1"}]"#;
+    let detail = r#"{"ImageURI": "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/api:dev-77aa01"}"#;
+    let manifest = load_files(&[
+        file(ROOT_FILE, manifest),
+        file("release/imagedefinitions.json", definitions),
+        file("release/api/imageDetail.json", detail),
+    ])
+    .expect("valid")
+    .manifest;
+    let images = |app: &str| -> Vec<(String, String)> {
+        manifest.apps[app].specs["dev"].images().into_iter().map(|(c, i)| (c.to_owned(), i.to_owned())).collect()
+    };
+    assert_eq!(
+        images("web"),
+        [
+            ("log".to_owned(), "fluent-bit:3.1".to_owned()),
+            ("web".to_owned(), "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/web:dev-3f9a1c2".to_owned())
+        ]
+    );
+    assert_eq!(images("api")[0].1, "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/api:dev-77aa01");
+}
+
+#[test]
+fn the_gitops_sample_deployment_file_is_a_config_repo_of_its_own() {
+    // aws-samples/gitops-amazon-ecs-sample's deployment.yaml, as it is published.
+    let sample = r#"release: 4.0
+# tasks - (optional) if no scheduled tasks exists just remove the tasks array
+tasks:
+    #service - must match the task's container name in the task definition
+  - service: service-x
+    # cwRuleName - Name of the cloudwatch events rule associated with the ECS service name .
+    cwRuleName: service-y-cw-rule
+    # image - New image that you want to deploy.
+    image: "11111111111.dkr.ecr.us-west-2.amazonaws.com/service-x:2.0.0"
+  - service: service-y
+    cwRuleName: service-y-cw-rule
+    image: "11111111111.dkr.ecr.us-west-2.amazonaws.com/service-y:4.0.0"
+services:
+  #service - must match the container name in the task definition
+  - service: service-a
+    # clusterName - Name of the ECS cluster where the service exists
+    clusterName: demo
+    # serviceName - Name of the ECS service
+    serviceName: demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1
+    # image - New image that you want to deploy.
+    image: "11111111111.dkr.ecr.us-east-1.amazonaws.com/service-a:2.0.0"
+  - service: service-b
+    clusterName: demo
+    serviceName: demo-service-b-1OP5GR8JWHKX7-Service-ExB0A5Jxcnv2
+    image: "11111111111.dkr.ecr.us-east-1.amazonaws.com/service-b:3.0.0"
+  - service: service-c
+    clusterName: demo
+    serviceName: demo-service-c-1OP5GR8JWHKX7-Service-ExB0A5Jxcnv2
+    image: "11111111111.dkr.ecr.us-east-1.amazonaws.com/service-c:6.0.0"
+"#;
+    let manifest = load_files(&[file(SAMPLE_FILE, sample)]).expect("valid").manifest;
+    assert_eq!(manifest.environments.keys().collect::<Vec<_>>(), [SAMPLE_ENVIRONMENT]);
+    assert_eq!(manifest.environments[SAMPLE_ENVIRONMENT].target, TargetSpec::Ecs(EcsTarget::default()));
+    assert_eq!(manifest.apps.len(), 4, "three services and one rule: {:?}", manifest.apps.keys());
+    let AppSpec::EcsService(a) = &manifest.apps["demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"].specs["default"] else {
+        panic!("a service")
+    };
+    assert_eq!((a.cluster.as_str(), a.service.as_str()), ("demo", "demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1"));
+    assert_eq!(a.definition.images["service-a"], "11111111111.dkr.ecr.us-east-1.amazonaws.com/service-a:2.0.0");
+    // Two containers on one rule: one app, one new revision.
+    let AppSpec::EcsTask(rule) = &manifest.apps["service-y-cw-rule"].specs["default"] else { panic!("a task") };
+    assert_eq!(rule.rule.as_deref(), Some("service-y-cw-rule"));
+    assert_eq!(rule.definition.images.keys().collect::<Vec<_>>(), ["service-x", "service-y"]);
+
+    // Tasks may be left out, as the sample's comment says.
+    let services_only = sample.split("services:").nth(1).map(|rest| format!("release: 4.0\nservices:{rest}")).unwrap();
+    assert_eq!(load_files(&[file(SAMPLE_FILE, &services_only)]).expect("valid").manifest.apps.len(), 3);
+}
+
+#[test]
+fn the_gitops_sample_file_gets_the_same_checks() {
+    let broken = "release: 4.0\nservices:\n  - service: web\n    clusterName: demo\n    image: Web:1\n    servicename: web\n";
+    assert_eq!(
+        errors(&[file(SAMPLE_FILE, broken)]),
+        vec![
+            r#"deployment.yaml:3:5: services[0]: missing field "serviceName""#,
+            r#"deployment.yaml:5:12: services[0].image: invalid image reference "Web:1": repository names must be lowercase"#,
+            r#"deployment.yaml:6:5: services[0]: unknown field "servicename", did you mean "serviceName"?"#,
+        ]
+    );
 }

@@ -11,10 +11,10 @@ mod write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, SourceFile, is_manifest_path};
+use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
 use sha2::{Digest, Sha256};
 
-pub use worktree::read_work_tree;
+pub use worktree::{WorkTreeFiles, read_work_tree};
 pub use write::commit_files;
 
 /// Most manifest files read from one commit: beyond this the repo is not a config repo.
@@ -184,7 +184,7 @@ impl ConfigRepo {
         for entry in tree.iter() {
             let entry = entry.map_err(|error| read("tree", error))?;
             let name = entry.filename().to_string();
-            if entry.mode().is_blob() && name == ROOT_FILE {
+            if entry.mode().is_blob() && (name == ROOT_FILE || name == SAMPLE_FILE) {
                 pending.push((name, entry.oid().to_owned()));
             } else if entry.mode().is_tree() && name == APPS_DIR {
                 collect_blobs(&repo, entry.oid().to_owned(), APPS_DIR, &mut pending)?;
@@ -203,6 +203,45 @@ impl ConfigRepo {
             files.push(SourceFile { path, bytes: blob.data.clone() });
         }
         Ok(files)
+    }
+}
+
+/// The files of one commit, for the manifest to read what it refers to.
+pub struct CommitFiles<'a> {
+    repo: &'a ConfigRepo,
+    commit: gix::ObjectId,
+}
+
+impl ConfigRepo {
+    /// Every file of `commit`, readable by path.
+    pub fn files_at(&self, commit: &Commit) -> Result<CommitFiles<'_>> {
+        let id = gix::ObjectId::from_hex(commit.id.as_bytes()).map_err(|source| SourceError::Read {
+            what: format!("commit id {}", commit.id),
+            source: Box::new(source),
+        })?;
+        Ok(CommitFiles { repo: self, commit: id })
+    }
+}
+
+impl RepoFiles for CommitFiles<'_> {
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let repo = self.repo.repo.to_thread_local();
+        let tree = repo
+            .find_commit(self.commit)
+            .and_then(|commit| commit.tree())
+            .map_err(|error| error.to_string())?;
+        let Some(entry) = tree.lookup_entry_by_path(path).map_err(|error| error.to_string())? else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let size = repo.find_header(entry.oid()).map_err(|error| error.to_string())?.size();
+        if size > MAX_FILE_BYTES as u64 {
+            return Err(format!("it is {size} bytes; files are limited to {MAX_FILE_BYTES} bytes"));
+        }
+        let blob = repo.find_blob(entry.oid()).map_err(|error| error.to_string())?;
+        Ok(Some(blob.data.clone()))
     }
 }
 

@@ -2,24 +2,45 @@
 
 use std::path::Path;
 
-use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, SourceFile, is_manifest_path};
+use std::path::PathBuf;
+
+use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
 
 use crate::{MAX_FILES, Result, SourceError};
 
 /// Reads the manifest files under `dir` (a config repo's work tree), or the single file
-/// `dir` names, which is then read as the root manifest.
+/// `dir` names, which is then read as the root manifest (`deployment.yaml` by that name
+/// is read as the gitops sample's format).
 pub fn read_work_tree(dir: &Path) -> Result<Vec<SourceFile>> {
     if dir.is_file() {
-        return Ok(vec![SourceFile { path: ROOT_FILE.to_owned(), bytes: read_limited(dir, ROOT_FILE)? }]);
+        let name = if dir.file_name().is_some_and(|name| name == SAMPLE_FILE) { SAMPLE_FILE } else { ROOT_FILE };
+        return Ok(vec![SourceFile { path: name.to_owned(), bytes: read_limited(dir, name)? }]);
     }
     let mut files = Vec::new();
-    let root = dir.join(ROOT_FILE);
-    if root.is_file() {
-        files.push(SourceFile { path: ROOT_FILE.to_owned(), bytes: read_limited(&root, ROOT_FILE)? });
+    for name in [ROOT_FILE, SAMPLE_FILE] {
+        let root = dir.join(name);
+        if root.is_file() {
+            files.push(SourceFile { path: name.to_owned(), bytes: read_limited(&root, name)? });
+        }
     }
     walk(&dir.join(APPS_DIR), APPS_DIR, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// The files of a work tree, for the manifest to read what it refers to.
+pub struct WorkTreeFiles {
+    pub root: PathBuf,
+}
+
+impl RepoFiles for WorkTreeFiles {
+    fn read(&self, path: &str) -> std::result::Result<Option<Vec<u8>>, String> {
+        let file = self.root.join(path);
+        if !file.is_file() {
+            return Ok(None);
+        }
+        read_limited(&file, path).map(Some).map_err(|error| error.to_string())
+    }
 }
 
 fn walk(dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {

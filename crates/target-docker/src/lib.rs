@@ -20,7 +20,8 @@ use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder, ListNetworksOptionsBuilder};
 use futures_util::{Stream, StreamExt};
 use launchway_manifest::AppSpec;
-use launchway_target::{LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent};
+use launchway_manifest::ServiceSpec;
+use launchway_target::{AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent};
 use serde_json::json;
 
 pub use image::{ExecutableImage, build_executable_image};
@@ -205,16 +206,21 @@ impl Target for DockerTarget {
     }
 
     async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {
+        if !matches!(spec, AppSpec::Service(_) | AppSpec::Task(_)) {
+            return Err(TargetError::Invalid("a Docker environment runs Docker services and tasks only".to_owned()));
+        }
         let mut notes = Vec::new();
-        for container in spec.containers() {
-            if let Some(note) = self.ensure_image(&container.image, None).await? {
+        for image in spec.images().into_values() {
+            if let Some(note) = self.ensure_image(image, None).await? {
                 notes.push(note);
             }
         }
         Ok(notes)
     }
 
-    async fn observe(&self, env: &str) -> Result<LiveEnvironment, TargetError> {
+    /// Everything launchway labels in `env`, whatever `apps` says: apps the manifest no
+    /// longer declares are reported too.
+    async fn observe(&self, env: &str, _apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
         let mut live = LiveEnvironment::default();
         for replica in replicas::list(&self.docker, env, None).await? {
             live.apps.entry(replica.app.clone()).or_default().replicas.push(replica.to_live());
@@ -223,10 +229,11 @@ impl Target for DockerTarget {
     }
 
     async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
-        rollout::run(self, rollout, progress).await
+        rollout::run(self, ServiceRollout::of(&rollout)?, progress).await
     }
 
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        let rollout = ServiceRollout::of(&rollout)?;
         let replicas = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
         let (current, others): (Vec<_>, Vec<_>) = replicas.iter().partition(|r| r.revision == rollout.revision);
         if let Some(other) = others.first() {
@@ -293,9 +300,9 @@ impl Target for DockerTarget {
         Ok(())
     }
 
-    async fn retire(&self, app: &str, env: &str, revision: &str, progress: &dyn Progress) -> Result<(), TargetError> {
-        let replicas = replicas::list(&self.docker, env, Some(app)).await?;
-        for replica in replicas.iter().filter(|replica| replica.revision == revision) {
+    async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError> {
+        let replicas = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
+        for replica in replicas.iter().filter(|replica| replica.revision == rollout.revision) {
             replicas::remove(&self.docker, replica, RETIRE_STOP_GRACE.as_secs() as i32).await?;
             progress
                 .report(TargetEvent {
@@ -306,6 +313,35 @@ impl Target for DockerTarget {
                 .await;
         }
         Ok(())
+    }
+}
+
+/// A rollout of a Docker service: what every step here works with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServiceRollout<'a> {
+    pub app: &'a str,
+    pub env: &'a str,
+    pub release_id: i64,
+    pub revision: &'a str,
+    pub spec: &'a ServiceSpec,
+}
+
+impl<'a> ServiceRollout<'a> {
+    fn of(rollout: &Rollout<'a>) -> Result<ServiceRollout<'a>, TargetError> {
+        let AppSpec::Service(spec) = rollout.spec else {
+            return Err(TargetError::Invalid(format!(
+                "{} is a {}, which a Docker environment does not roll out",
+                rollout.app,
+                rollout.spec.kind()
+            )));
+        };
+        Ok(ServiceRollout {
+            app: rollout.app,
+            env: rollout.env,
+            release_id: rollout.release_id,
+            revision: rollout.revision,
+            spec,
+        })
     }
 }
 

@@ -20,7 +20,9 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use launchway_manifest::{ContainerSpec, ServiceSpec};
-use launchway_target::{LiveReplica, ReplicaState, Rollout, TargetError};
+
+use crate::ServiceRollout;
+use launchway_target::{LiveReplica, ReplicaState, TargetError};
 
 /// The labels launchway puts on every container it manages.
 pub mod label {
@@ -187,7 +189,7 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
 
 /// The container name of a replica's container: `web-dev-3f9a1c2b4d5e-0` for the
 /// primary, with `-<container>` for sidecars.
-pub(crate) fn container_name(rollout: &Rollout<'_>, slot: u32, container: &ContainerSpec, primary: bool) -> String {
+pub(crate) fn container_name(rollout: &ServiceRollout<'_>, slot: u32, container: &ContainerSpec, primary: bool) -> String {
     let base = format!("{}-{}-{}-{slot}", rollout.app, rollout.env, rollout.revision);
     if primary { base } else { format!("{base}-{}", container.name) }
 }
@@ -195,7 +197,7 @@ pub(crate) fn container_name(rollout: &Rollout<'_>, slot: u32, container: &Conta
 /// Creates and starts one replica's containers on the network with id `network`.
 /// Idempotent: containers that already exist under their names (from an attempt
 /// interrupted by a crash) are started as they are, not duplicated.
-pub(crate) async fn start(docker: &Docker, network: &str, rollout: &Rollout<'_>, slot: u32) -> Result<(), TargetError> {
+pub(crate) async fn start(docker: &Docker, network: &str, rollout: &ServiceRollout<'_>, slot: u32) -> Result<(), TargetError> {
     let spec = rollout.spec;
     let primary_spec = spec.primary();
     let primary_name = container_name(rollout, slot, primary_spec, true);
@@ -217,7 +219,7 @@ enum ContainerNetwork {
     Shared { primary_id: String },
 }
 
-fn network_settings(rollout: &Rollout<'_>, network: &str, spec: &ServiceSpec) -> ContainerNetwork {
+fn network_settings(rollout: &ServiceRollout<'_>, network: &str, spec: &ServiceSpec) -> ContainerNetwork {
     let mut ports: Vec<u16> = spec.containers.iter().filter_map(|container| container.port).collect();
     if let Some(health) = &spec.health {
         ports.push(health.port);
@@ -228,7 +230,7 @@ fn network_settings(rollout: &Rollout<'_>, network: &str, spec: &ServiceSpec) ->
 }
 
 fn create_body(
-    rollout: &Rollout<'_>,
+    rollout: &ServiceRollout<'_>,
     slot: u32,
     container: &ContainerSpec,
     role: &str,

@@ -12,11 +12,11 @@ use futures_util::StreamExt;
 use futures_util::future::join_all;
 use launchway_manifest::Strategy;
 use launchway_target::rolling::{self, Health, ReplicaView, Snapshot};
-use launchway_target::{Progress, Rollout, RolloutError, TargetEvent};
+use launchway_target::{Progress, RolloutError, TargetEvent};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::DockerTarget;
+use crate::{DockerTarget, ServiceRollout};
 use crate::health::{self, HealthTracker, Verdict};
 use crate::replicas::{self, DockerReplica};
 
@@ -25,7 +25,7 @@ const LOG_LINES: usize = 20;
 
 pub(crate) async fn run(
     target: &DockerTarget,
-    rollout: Rollout<'_>,
+    rollout: ServiceRollout<'_>,
     progress: &dyn Progress,
 ) -> Result<(), RolloutError> {
     let Strategy::Rolling { max_surge, max_unavailable, timeout } = rollout.spec.strategy;
@@ -194,7 +194,7 @@ pub(crate) async fn run(
 /// Probes the due replicas at once and records the results.
 async fn probe(
     target: &DockerTarget,
-    rollout: &Rollout<'_>,
+    rollout: &ServiceRollout<'_>,
     replicas: &[DockerReplica],
     due: &[String],
     tracker: &mut HealthTracker,

@@ -7,11 +7,12 @@
 //! the same strategy onto it.
 
 pub mod rolling;
+pub mod settings;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use launchway_manifest::{AppSpec, ContainerSpec, ServiceSpec};
+use launchway_manifest::{AppSpec, ContainerSpec};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +80,28 @@ pub struct LiveEnvironment {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LiveApp {
+    /// Replicas launchway runs itself (Docker).
     pub replicas: Vec<LiveReplica>,
+    /// What runs, for targets that run a definition rather than labelled replicas (ECS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<LiveDefinition>,
+}
+
+/// What a definition-based target (ECS) runs for an app.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveDefinition {
+    /// The target's name for it: a task definition ARN.
+    pub reference: String,
+    /// The launchway revision it was deployed as, when launchway deployed it.
+    pub revision: Option<String>,
+    /// Container → image.
+    pub images: BTreeMap<String, String>,
+    /// Everything else worth comparing, flattened by [`settings::flatten`].
+    pub settings: BTreeMap<String, String>,
+    /// No deployment is under way or failed: what runs is what was asked for.
+    pub steady: bool,
+    /// One line on how it is doing: "3 of 3 running", "deployment IN_PROGRESS"…
+    pub status: String,
 }
 
 impl LiveApp {
@@ -126,7 +148,14 @@ pub struct Rollout<'a> {
     pub env: &'a str,
     pub release_id: i64,
     pub revision: &'a str,
-    pub spec: &'a ServiceSpec,
+    pub spec: &'a AppSpec,
+}
+
+/// An app a target is asked about, with the spec that says where to look.
+#[derive(Debug, Clone, Copy)]
+pub struct AppRef<'a> {
+    pub app: &'a str,
+    pub spec: &'a AppSpec,
 }
 
 /// Something that happened on the target during a rollout, for the audit log and the
@@ -160,8 +189,9 @@ pub trait Target: Send + Sync {
     /// images exist…). Returns notes worth showing.
     async fn check(&self, app: &str, env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError>;
 
-    /// Everything launchway manages in `env`.
-    async fn observe(&self, env: &str) -> Result<LiveEnvironment, TargetError>;
+    /// What runs in `env`: at least the apps named (a target that labels what it runs
+    /// may report others, which the manifest no longer declares).
+    async fn observe(&self, env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError>;
 
     /// Replaces whatever runs for the app with `rollout.revision`, per its strategy, and
     /// returns once every replica of it is healthy and no other is left.
@@ -170,7 +200,8 @@ pub trait Target: Send + Sync {
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
 
-    /// Stops and removes every replica of one revision of an app: how a first deploy
-    /// that failed, with nothing to roll back to, is cleaned up.
-    async fn retire(&self, app: &str, env: &str, revision: &str, progress: &dyn Progress) -> Result<(), TargetError>;
+    /// Undoes one revision of an app when there is no earlier release to roll back to:
+    /// Docker removes its replicas; ECS puts the service back on the task definition
+    /// it ran before.
+    async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError>;
 }

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use launchway_manifest::AppSpec;
 
 use crate::cli::Output;
 use crate::context::{Context, InvalidManifest};
@@ -17,11 +16,14 @@ pub async fn run(context: &Context, path: Option<PathBuf>) -> Result<u8> {
     });
     let files =
         launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
-    let validated = launchway_manifest::load(&files)
+    // Files the manifest refers to (task definitions, image files) are read from the
+    // same work tree.
+    let root = if path.is_file() { path.parent().map(PathBuf::from).unwrap_or_default() } else { path.clone() };
+    let referenced = launchway_source::WorkTreeFiles { root };
+    let validated = launchway_manifest::load(&files, &referenced)
         .map_err(|diagnostics| InvalidManifest { location: path.display().to_string(), diagnostics })?;
     let manifest = &validated.manifest;
-    let services =
-        manifest.apps.values().filter(|app| app.specs.values().any(|s| matches!(s, AppSpec::Service(_)))).count();
+    let services = manifest.apps.values().filter(|app| app.specs.values().any(|spec| spec.kind() == "service")).count();
     let tasks = manifest.apps.len() - services;
     match context.output() {
         Output::Json => print_json(&serde_json::json!({

@@ -83,7 +83,7 @@ impl World {
 
     /// The app's replicas as Docker has them.
     pub async fn live(&self, app: &str) -> LiveApp {
-        let live = self.docker.observe(&self.env).await.expect("live state");
+        let live = self.docker.observe(&self.env, &[]).await.expect("live state");
         live.apps.get(app).cloned().unwrap_or_default()
     }
 
@@ -183,7 +183,7 @@ impl Drop for World {
 /// kept only if the set of containers did not change while it was taken, so a replica
 /// created or removed mid-sample cannot make it wrong.
 async fn healthy_now(docker: &DockerTarget, client: &reqwest::Client, env: &str, app: &str) -> Option<usize> {
-    let before = docker.observe(env).await.ok()?.apps.get(app).cloned().unwrap_or_default();
+    let before = docker.observe(env, &[]).await.ok()?.apps.get(app).cloned().unwrap_or_default();
     let probes = before.replicas.iter().filter(|r| r.state == ReplicaState::Running).map(|replica| {
         let url = replica.endpoints.first().map(|endpoint| format!("http://{endpoint}/healthz"));
         async move {
@@ -194,7 +194,7 @@ async fn healthy_now(docker: &DockerTarget, client: &reqwest::Client, env: &str,
         }
     });
     let healthy = futures_util::future::join_all(probes).await.into_iter().filter(|ok| *ok).count();
-    let after = docker.observe(env).await.ok()?.apps.get(app).cloned().unwrap_or_default();
+    let after = docker.observe(env, &[]).await.ok()?.apps.get(app).cloned().unwrap_or_default();
     let ids = |live: &LiveApp| live.replicas.iter().map(|r| r.id.clone()).collect::<BTreeSet<_>>();
     (ids(&before) == ids(&after)).then_some(healthy)
 }

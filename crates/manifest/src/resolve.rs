@@ -1,0 +1,609 @@
+//! From an app's draft to one spec per environment it deploys to, shaped for that
+//! environment's target: a Docker service or task, or an ECS service or scheduled task.
+//! Here live the checks that need the whole manifest (environment names, containers
+//! named in overrides, rolling arithmetic) or files the manifest refers to.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::image_files::{self, ImageFile};
+use crate::model::{
+    AppSpec, ContainerSpec, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, Environment,
+    HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec,
+};
+use crate::node::Pos;
+use crate::reader::{self, Key, Reader};
+use crate::schema::{Amount, EcsDraft, HealthDraft, OverrideDraft, RollingDraft, ServiceDraft, TaskDraft};
+use crate::{Diagnostic, ROOT_FILE, RepoFiles, image, taskdef};
+
+pub(crate) enum Draft<'d> {
+    Service(&'d ServiceDraft),
+    Task(&'d TaskDraft),
+}
+
+/// Files read once for the whole manifest, whatever refers to them.
+#[derive(Default)]
+pub(crate) struct ReadFiles {
+    documents: BTreeMap<String, Option<Value>>,
+    image_files: BTreeMap<String, Option<ImageFile>>,
+}
+
+pub(crate) struct Resolver<'a> {
+    pub reader: Reader<'a>,
+    /// Environments that are valid.
+    pub environments: &'a BTreeMap<String, Environment>,
+    /// The target kinds of environments with errors of their own, so that their apps
+    /// are still checked (the manifest is refused anyway).
+    pub attempted: &'a BTreeMap<String, TargetSpec>,
+    /// Every environment name declared, including those with errors of their own.
+    pub declared: &'a BTreeSet<String>,
+    pub warnings: &'a mut Vec<Diagnostic>,
+    pub files: &'a dyn RepoFiles,
+    pub read: &'a mut ReadFiles,
+}
+
+impl Resolver<'_> {
+    pub fn resolve(&mut self, key: &Key, draft: Draft<'_>) -> Option<BTreeMap<String, AppSpec>> {
+        let (kind, overrides) = match draft {
+            Draft::Service(service) => ("services", &service.environments),
+            Draft::Task(task) => ("tasks", &task.environments),
+        };
+        let path = format!("{kind}.{}", key.name);
+        let empty = OverrideDraft::default();
+        let targets: Vec<(&str, &OverrideDraft, Option<&Key>)> = match overrides {
+            None => self.declared.iter().map(|name| (name.as_str(), &empty, None)).collect(),
+            Some(overrides) => overrides.iter().map(|(key, draft)| (key.name.as_str(), draft, Some(key))).collect(),
+        };
+        let mut specs = BTreeMap::new();
+        let mut ok = true;
+        let mut warned_ecs = false;
+        for (name, overrides, env_key) in targets {
+            if !self.declared.contains(name) {
+                let known: Vec<&str> = self.declared.iter().map(String::as_str).collect();
+                let pos = env_key.map_or(key.pos, |env_key| env_key.pos);
+                let mut message = format!("environment {name:?} is not declared in {ROOT_FILE}");
+                if let Some(suggestion) = reader::closest(name, &known) {
+                    message.push_str(&format!(", did you mean {suggestion:?}?"));
+                }
+                self.reader.error(pos, &format!("{path}.environments"), message);
+                ok = false;
+                continue;
+            }
+            // An environment with errors of its own (reported already) is checked against
+            // the kind of target it meant; one whose kind is unknown cannot be.
+            let target = match (self.environments.get(name), self.attempted.get(name)) {
+                (Some(environment), _) => environment.target.clone(),
+                (None, Some(attempted)) => attempted.clone(),
+                (None, None) => {
+                    ok = false;
+                    continue;
+                }
+            };
+            let env_path = format!("{path}.environments.{name}");
+            let spec = match (&draft, &target) {
+                (Draft::Service(service), TargetSpec::Docker { .. }) => {
+                    self.docker_service(key, service, overrides, &path, &env_path)
+                }
+                (Draft::Task(task), TargetSpec::Docker { .. }) => self.docker_task(key, task, overrides, &path, &env_path),
+                (Draft::Service(service), TargetSpec::Ecs(target)) => {
+                    if !warned_ecs {
+                        self.warn_about_ignored_on_ecs(key, &path, name, service.containers.as_deref(), service.health.is_some());
+                        warned_ecs = true;
+                    }
+                    self.ecs_service(key, service, overrides, target, name, &path, &env_path)
+                }
+                (Draft::Task(task), TargetSpec::Ecs(target)) => {
+                    if !warned_ecs {
+                        self.warn_about_ignored_on_ecs(key, &path, name, task.containers.as_deref(), false);
+                        warned_ecs = true;
+                    }
+                    self.ecs_task(key, task, overrides, target, &path, &env_path)
+                }
+            };
+            match spec {
+                Some(spec) => {
+                    specs.insert(name.to_owned(), spec);
+                }
+                None => ok = false,
+            }
+        }
+        if ok {
+            warn_about_floating_images(self.warnings, self.reader.file, key, &path, &specs);
+        }
+        ok.then_some(specs)
+    }
+
+    fn docker_service(
+        &mut self,
+        key: &Key,
+        draft: &ServiceDraft,
+        overrides: &OverrideDraft,
+        path: &str,
+        env_path: &str,
+    ) -> Option<AppSpec> {
+        if draft.containers_failed {
+            return None;
+        }
+        let containers =
+            self.docker_containers(key, draft.containers.as_deref(), draft.images_from.as_ref(), overrides, path, env_path)?;
+        let replicas = overrides.replicas.or(draft.replicas).unwrap_or(1);
+        let strategy = self.rolling(draft.strategy, replicas, env_path)?;
+        let health = draft.health.as_ref().map(|health| health_check(health, &containers[0]));
+        Some(AppSpec::Service(ServiceSpec { containers, replicas, health, strategy, stop_grace_period: draft.stop_grace_period }))
+    }
+
+    fn docker_task(
+        &mut self,
+        key: &Key,
+        draft: &TaskDraft,
+        overrides: &OverrideDraft,
+        path: &str,
+        env_path: &str,
+    ) -> Option<AppSpec> {
+        let containers = if draft.containers_failed {
+            None
+        } else {
+            self.docker_containers(key, draft.containers.as_deref(), draft.images_from.as_ref(), overrides, path, env_path)
+        };
+        let schedule = overrides.schedule.clone().or_else(|| draft.schedule.clone());
+        if schedule.is_none() {
+            self.reader.error(key.pos, path, "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")");
+        }
+        Some(AppSpec::Task(TaskSpec { schedule: schedule?, containers: containers?, timeout: draft.timeout }))
+    }
+
+    /// A Docker app's containers with images from `images_from` and the environment's
+    /// overrides applied.
+    fn docker_containers(
+        &mut self,
+        key: &Key,
+        containers: Option<&[ContainerSpec]>,
+        images_from: Option<&(Pos, String)>,
+        overrides: &OverrideDraft,
+        path: &str,
+        env_path: &str,
+    ) -> Option<Vec<ContainerSpec>> {
+        let Some(containers) = containers else {
+            self.reader.error(key.pos, path, "missing field \"image\" (or a `containers` mapping)");
+            return None;
+        };
+        let mut containers = containers.to_vec();
+        let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+        let mut images = BTreeMap::new();
+        if let Some((pos, file)) = images_from {
+            images = self.images_from_file(*pos, file, &names, path)?;
+        }
+        images.extend(self.override_images(overrides, &names, env_path)?);
+        for container in &mut containers {
+            if let Some(image) = images.remove(&container.name) {
+                container.image = image;
+            }
+            container.env.extend(overrides.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        Some(containers)
+    }
+
+    fn ecs_service(
+        &mut self,
+        key: &Key,
+        draft: &ServiceDraft,
+        overrides: &OverrideDraft,
+        target: &EcsTarget,
+        environment: &str,
+        path: &str,
+        env_path: &str,
+    ) -> Option<AppSpec> {
+        if draft.containers_failed {
+            return None;
+        }
+        let ecs = draft.ecs.as_ref();
+        let definition =
+            self.ecs_definition(key, draft.containers.as_deref(), draft.images_from.as_ref(), ecs, overrides, path, env_path);
+        let cluster = self.ecs_cluster(key, ecs, target, environment, path);
+        let desired_count = overrides.replicas.or(draft.replicas);
+        let deployment = self.ecs_deployment(draft, ecs, desired_count, env_path);
+        Some(AppSpec::EcsService(EcsServiceSpec {
+            cluster: cluster?,
+            service: ecs.and_then(|ecs| ecs.service.clone()).unwrap_or_else(|| key.name.clone()),
+            definition: definition?,
+            desired_count,
+            deployment: deployment?,
+            timeout: draft.strategy.timeout,
+        }))
+    }
+
+    fn ecs_task(
+        &mut self,
+        key: &Key,
+        draft: &TaskDraft,
+        overrides: &OverrideDraft,
+        target: &EcsTarget,
+        path: &str,
+        env_path: &str,
+    ) -> Option<AppSpec> {
+        if draft.containers_failed {
+            return None;
+        }
+        let ecs = draft.ecs.as_ref();
+        let definition =
+            self.ecs_definition(key, draft.containers.as_deref(), draft.images_from.as_ref(), ecs, overrides, path, env_path);
+        let rule = ecs.and_then(|ecs| ecs.rule.clone());
+        let schedule = ecs.and_then(|ecs| {
+            Some(ScheduleRef { name: ecs.schedule.clone()?, group: ecs.schedule_group.clone() })
+        });
+        if rule.is_none() && schedule.is_none() {
+            self.reader.error(
+                ecs.map_or(key.pos, |ecs| ecs.pos),
+                path,
+                "on ECS a scheduled task runs from an EventBridge rule or Scheduler schedule: name it with ecs.rule or ecs.schedule",
+            );
+            return None;
+        }
+        Some(AppSpec::EcsTask(EcsTaskSpec {
+            definition: definition?,
+            rule,
+            schedule,
+            cluster: ecs.and_then(|ecs| ecs.cluster.clone()).or_else(|| target.cluster.clone()),
+        }))
+    }
+
+    fn ecs_cluster(
+        &mut self,
+        key: &Key,
+        ecs: Option<&EcsDraft>,
+        target: &EcsTarget,
+        environment: &str,
+        path: &str,
+    ) -> Option<String> {
+        let cluster = ecs.and_then(|ecs| ecs.cluster.clone()).or_else(|| target.cluster.clone());
+        if cluster.is_none() {
+            self.reader.error(
+                key.pos,
+                path,
+                format!("no ECS cluster: set ecs.cluster on the app, or cluster on environment {environment:?}'s target"),
+            );
+        }
+        cluster
+    }
+
+    /// The task definition an ECS app wants: images to set, and the document from the
+    /// config repo when it names one.
+    fn ecs_definition(
+        &mut self,
+        key: &Key,
+        containers: Option<&[ContainerSpec]>,
+        images_from: Option<&(Pos, String)>,
+        ecs: Option<&EcsDraft>,
+        overrides: &OverrideDraft,
+        path: &str,
+        env_path: &str,
+    ) -> Option<EcsDefinition> {
+        let document = match ecs.and_then(|ecs| ecs.task_definition.as_ref()) {
+            Some((pos, file)) => Some((file.clone(), self.task_definition(*pos, file, path)?)),
+            None => None,
+        };
+        // Containers images may name: the app's, else the document's.
+        let mut names: Vec<String> = containers.unwrap_or_default().iter().map(|c| c.name.clone()).collect();
+        if names.is_empty()
+            && let Some((_, document)) = &document
+        {
+            names = taskdef::container_names(document).into_iter().map(str::to_owned).collect();
+        }
+        let mut images: BTreeMap<String, String> =
+            containers.unwrap_or_default().iter().map(|c| (c.name.clone(), c.image.clone())).collect();
+        if let Some((pos, file)) = images_from {
+            images.extend(self.images_from_file(*pos, file, &names, path)?);
+        }
+        images.extend(self.override_images(overrides, &names, env_path)?);
+        match &document {
+            Some((file, document)) => {
+                let in_document = taskdef::container_names(document);
+                let mut ok = true;
+                for container in images.keys() {
+                    if !in_document.contains(&container.as_str()) {
+                        let mut message = format!("container {container:?} is not in {file}");
+                        match reader::closest(container, &in_document) {
+                            Some(suggestion) => message.push_str(&format!(", did you mean {suggestion:?}?")),
+                            None => message.push_str(&format!(" (it has {})", in_document.join(", "))),
+                        }
+                        self.reader.error(key.pos, path, message);
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+            }
+            None if images.is_empty() => {
+                self.reader.error(
+                    key.pos,
+                    path,
+                    "an ECS app needs images to set (image, containers or images_from) or a whole ecs.task_definition",
+                );
+                return None;
+            }
+            None => {}
+        }
+        Some(EcsDefinition {
+            images,
+            document: document.map(|(path, document)| TaskDefinitionDocument { path, document }),
+        })
+    }
+
+    fn ecs_deployment(
+        &mut self,
+        draft: &ServiceDraft,
+        ecs: Option<&EcsDraft>,
+        desired_count: Option<u32>,
+        path: &str,
+    ) -> Option<Option<EcsDeployment>> {
+        let circuit_breaker = ecs.and_then(|ecs| ecs.circuit_breaker);
+        if !draft.strategy_written && circuit_breaker.is_none() {
+            return Some(None);
+        }
+        let mut deployment = EcsDeployment { maximum_percent: None, minimum_healthy_percent: None, circuit_breaker };
+        if draft.strategy_written {
+            let RollingDraft { max_surge, max_unavailable, pos, .. } = draft.strategy;
+            let percent_of = |amount: Amount| -> Option<u32> {
+                match amount {
+                    Amount::Percent(percent) => Some(percent),
+                    Amount::Count(count) => desired_count.map(|desired| {
+                        if desired == 0 { 0 } else { (count * 100).div_ceil(desired) }
+                    }),
+                }
+            };
+            let (Some(surge), Some(unavailable)) = (percent_of(max_surge), percent_of(max_unavailable)) else {
+                self.reader.error(
+                    pos,
+                    path,
+                    "on ECS, give max_surge and max_unavailable as percentages (ECS works in percent of the desired count), or set replicas",
+                );
+                return None;
+            };
+            if surge == 0 && unavailable == 0 {
+                self.reader.error(pos, path, "max_surge and max_unavailable both come to 0%: ECS could never replace a task");
+                return None;
+            }
+            deployment.maximum_percent = Some(100 + surge);
+            deployment.minimum_healthy_percent = Some(100u32.saturating_sub(unavailable));
+        }
+        Some(Some(deployment))
+    }
+
+    /// A task definition file, read and checked once however many apps refer to it.
+    fn task_definition(&mut self, pos: Pos, file: &str, path: &str) -> Option<Value> {
+        if !self.read.documents.contains_key(file) {
+            let document = match self.read_referenced(pos, file, &format!("{path}.ecs.task_definition")) {
+                Some(bytes) => match taskdef::normalize(&bytes) {
+                    Ok(document) => Some(document),
+                    Err(problem) => {
+                        self.reader.diagnostics.push(Diagnostic::new(
+                            file,
+                            Pos { line: problem.line, column: problem.column },
+                            problem.message,
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            self.read.documents.insert(file.to_owned(), document);
+        }
+        self.read.documents[file].clone()
+    }
+
+    /// Images from an `imagedefinitions.json` or `imageDetail.json` in the repo, by
+    /// container, for an app whose containers are `names`.
+    fn images_from_file(&mut self, pos: Pos, file: &str, names: &[String], path: &str) -> Option<BTreeMap<String, String>> {
+        if !self.read.image_files.contains_key(file) {
+            let parsed = match self.read_referenced(pos, file, &format!("{path}.images_from")) {
+                Some(bytes) => match image_files::parse(&bytes) {
+                    Ok(parsed) => Some(parsed),
+                    Err(problem) => {
+                        self.reader.diagnostics.push(Diagnostic::new(
+                            file,
+                            Pos { line: problem.line, column: problem.column },
+                            problem.message,
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            self.read.image_files.insert(file.to_owned(), parsed);
+        }
+        let entries: Vec<(String, String)> = match self.read.image_files[file].as_ref()? {
+            ImageFile::Definitions(entries) => entries.clone(),
+            ImageFile::Detail(image) => match names {
+                [only] => vec![(only.clone(), image.clone())],
+                _ => {
+                    self.reader.error(
+                        pos,
+                        &format!("{path}.images_from"),
+                        format!(
+                            "{file} holds one image for no container in particular, and this app has {} containers; use an imagedefinitions.json",
+                            names.len()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut images = BTreeMap::new();
+        let mut ok = true;
+        for (container, uri) in entries {
+            if let Err(problem) = image::check(&uri) {
+                self.reader.error(pos, &format!("{path}.images_from"), format!("{file}: invalid image reference {uri:?}: {problem}"));
+                ok = false;
+            } else if !names.is_empty() && !names.contains(&container) {
+                self.reader.error(
+                    pos,
+                    &format!("{path}.images_from"),
+                    format!("{file} sets the image of container {container:?}, which the app does not have (it has {})", names.join(", ")),
+                );
+                ok = false;
+            } else {
+                images.insert(container, uri);
+            }
+        }
+        ok.then_some(images)
+    }
+
+    fn read_referenced(&mut self, pos: Pos, file: &str, path: &str) -> Option<Vec<u8>> {
+        match self.files.read(file) {
+            Ok(Some(bytes)) => Some(bytes),
+            Ok(None) => {
+                self.reader.error(pos, path, format!("{file} is not in the config repo"));
+                None
+            }
+            Err(problem) => {
+                self.reader.error(pos, path, format!("could not read {file}: {problem}"));
+                None
+            }
+        }
+    }
+
+    /// An environment's `image:`/`images:` overrides, by container. `image:` (stored
+    /// with no container name) needs an app with exactly one container.
+    fn override_images(&mut self, overrides: &OverrideDraft, names: &[String], path: &str) -> Option<BTreeMap<String, String>> {
+        let mut images = BTreeMap::new();
+        let mut ok = true;
+        for (pos, container, image) in &overrides.images {
+            if container.is_empty() {
+                match names {
+                    [only] => {
+                        images.insert(only.clone(), image.clone());
+                    }
+                    _ => {
+                        self.reader.error(
+                            *pos,
+                            path,
+                            format!(
+                                "this app has {} containers ({}); set their images with `images: {{name: image}}`",
+                                names.len(),
+                                names.join(", ")
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            } else if names.is_empty() || names.contains(container) {
+                images.insert(container.clone(), image.clone());
+            } else {
+                let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                let mut message = format!("no container named {container:?}");
+                match reader::closest(container, &known) {
+                    Some(suggestion) => message.push_str(&format!(", did you mean {suggestion:?}?")),
+                    None => message.push_str(&format!(", the app has {}", known.join(", "))),
+                }
+                self.reader.error(*pos, &format!("{path}.images"), message);
+                ok = false;
+            }
+        }
+        ok.then_some(images)
+    }
+
+    fn rolling(&mut self, draft: RollingDraft, replicas: u32, path: &str) -> Option<Strategy> {
+        let max_surge = match draft.max_surge {
+            Amount::Count(count) => count,
+            Amount::Percent(percent) => (replicas * percent).div_ceil(100),
+        };
+        let max_unavailable = match draft.max_unavailable {
+            Amount::Count(count) => count,
+            Amount::Percent(percent) => replicas * percent / 100,
+        };
+        if replicas > 0 && max_surge == 0 && max_unavailable == 0 {
+            self.reader.error(
+                draft.pos,
+                path,
+                format!(
+                    "with {replicas} replicas, max_surge and max_unavailable both come to 0, so a rolling update could never start or stop a replica"
+                ),
+            );
+            return None;
+        }
+        Some(Strategy::Rolling { max_surge, max_unavailable, timeout: draft.timeout })
+    }
+
+    /// On ECS the task definition says how containers run; settings that mean something
+    /// on Docker only are pointed out once per app, not silently dropped.
+    fn warn_about_ignored_on_ecs(
+        &mut self,
+        key: &Key,
+        path: &str,
+        environment: &str,
+        containers: Option<&[ContainerSpec]>,
+        has_health: bool,
+    ) {
+        let mut ignored: Vec<&str> = Vec::new();
+        for container in containers.unwrap_or_default() {
+            if container.command.is_some() {
+                ignored.push("command");
+            }
+            if container.entrypoint.is_some() {
+                ignored.push("entrypoint");
+            }
+            if !container.env.is_empty() {
+                ignored.push("env");
+            }
+            if container.port.is_some() {
+                ignored.push("port");
+            }
+        }
+        if has_health {
+            ignored.push("health");
+        }
+        ignored.sort_unstable();
+        ignored.dedup();
+        if !ignored.is_empty() {
+            self.warnings.push(Diagnostic::new(
+                self.reader.file,
+                key.pos,
+                format!(
+                    "{path}: {} {} not used in environment {environment:?} (ECS): the task definition says how containers run there",
+                    ignored.join(", "),
+                    if ignored.len() == 1 { "is" } else { "are" }
+                ),
+            ));
+        }
+    }
+}
+
+/// Sample apps come resolved already; they only get the floating-image check.
+pub(crate) fn warn_about_floating_images(
+    warnings: &mut Vec<Diagnostic>,
+    file: &str,
+    key: &Key,
+    path: &str,
+    specs: &BTreeMap<String, AppSpec>,
+) {
+    let floating: BTreeSet<&str> = specs
+        .values()
+        .flat_map(|spec| spec.images().into_values())
+        .filter(|image| image::is_floating(image))
+        .collect();
+    for image in floating {
+        warnings.push(Diagnostic::new(
+            file,
+            key.pos,
+            format!(
+                "{path}: image {image:?} has no tag or uses \"latest\"; a new image under the same name is not a change launchway can see"
+            ),
+        ));
+    }
+}
+
+fn health_check(draft: &HealthDraft, primary: &ContainerSpec) -> HealthCheck {
+    HealthCheck {
+        path: draft.path.clone(),
+        // read_service refused a health check with neither port.
+        port: draft.port.or(primary.port).unwrap_or_default(),
+        interval: draft.interval,
+        start_interval: draft.start_interval,
+        timeout: draft.timeout,
+        start_period: draft.start_period,
+        healthy_threshold: draft.healthy_threshold,
+        unhealthy_threshold: draft.unhealthy_threshold,
+    }
+}

@@ -1,0 +1,171 @@
+//! The Amazon ECS target, through the official AWS SDK for Rust.
+//!
+//! launchway updates what exists: ECS services (a new task definition revision, desired
+//! count and deployment settings) and scheduled tasks (the task definition an
+//! EventBridge rule or Scheduler schedule starts). It never creates or deletes services,
+//! rules or schedules, and never deregisters a task definition revision.
+//!
+//! Credentials come from the standard AWS chain, optionally through a role assumed per
+//! environment (another account); launchway stores none of them.
+
+mod definitions;
+mod error;
+mod raw;
+mod schedules;
+mod secrets;
+mod services;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::sts::AssumeRoleProvider;
+use aws_sdk_ecs::config::Region;
+use launchway_manifest::{AppSpec, EcsTarget};
+use launchway_target::{AppRef, LiveApp, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError};
+
+pub use secrets::{SecretRef, resolve_secret};
+pub use services::Polling;
+
+/// One ECS environment: a region, an account (through its credentials) and a default
+/// cluster.
+pub struct Ecs {
+    ecs: aws_sdk_ecs::Client,
+    events: aws_sdk_eventbridge::Client,
+    scheduler: aws_sdk_scheduler::Client,
+    description: String,
+    polling: Polling,
+}
+
+impl Ecs {
+    /// Loads the AWS configuration the environment asks for: its region, profile and
+    /// endpoint, else the ambient ones (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`…);
+    /// then assumes its role, when it names one.
+    pub async fn connect(target: &EcsTarget) -> Result<Ecs, TargetError> {
+        let config = sdk_config(target).await?;
+        let region = config.region().map(ToString::to_string).unwrap_or_default();
+        let description = match &target.role_arn {
+            Some(role) => format!("ECS in {region} as {role}"),
+            None => format!("ECS in {region}"),
+        };
+        Ok(Ecs {
+            ecs: aws_sdk_ecs::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            scheduler: aws_sdk_scheduler::Client::new(&config),
+            description,
+            polling: Polling::default(),
+        })
+    }
+
+    /// How often deployments are looked at (tests and benchmarks tune it).
+    pub fn with_polling(mut self, polling: Polling) -> Ecs {
+        self.polling = polling;
+        self
+    }
+
+    /// The ECS client, for tools that need more than deploys.
+    pub fn client(&self) -> &aws_sdk_ecs::Client {
+        &self.ecs
+    }
+
+    fn schedule_clients(&self) -> schedules::Clients<'_> {
+        schedules::Clients { ecs: &self.ecs, events: &self.events, scheduler: &self.scheduler }
+    }
+}
+
+/// The SDK configuration of an ECS environment.
+pub async fn sdk_config(target: &EcsTarget) -> Result<aws_config::SdkConfig, TargetError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &target.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &target.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &target.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let base = loader.load().await;
+    if base.region().is_none() {
+        return Err(TargetError::Invalid(
+            "no AWS region: set region on the environment's ecs target, or AWS_REGION".to_owned(),
+        ));
+    }
+    let Some(role) = &target.role_arn else { return Ok(base) };
+    let mut provider = AssumeRoleProvider::builder(role).session_name("launchway").configure(&base);
+    if let Some(external_id) = &target.external_id {
+        provider = provider.external_id(external_id);
+    }
+    let provider = provider.build().await;
+    Ok(base.into_builder().credentials_provider(aws_sdk_ecs::config::SharedCredentialsProvider::new(provider)).build())
+}
+
+#[async_trait]
+impl Target for Ecs {
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {
+        match spec {
+            AppSpec::EcsService(service) => services::check(&self.ecs, service).await,
+            AppSpec::EcsTask(task) => schedules::check(&self.schedule_clients(), task).await,
+            AppSpec::Service(_) | AppSpec::Task(_) => {
+                Err(TargetError::Invalid("an ECS environment runs ECS services and tasks only".to_owned()))
+            }
+        }
+    }
+
+    async fn observe(&self, _env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+        let mut live = LiveEnvironment::default();
+        for app in apps {
+            let definition = match app.spec {
+                AppSpec::EcsService(service) => services::observe(&self.ecs, service).await?,
+                AppSpec::EcsTask(task) => schedules::observe(&self.schedule_clients(), task).await?,
+                AppSpec::Service(_) | AppSpec::Task(_) => None,
+            };
+            if let Some(definition) = definition {
+                live.apps.insert(app.app.to_owned(), LiveApp { replicas: Vec::new(), definition: Some(definition) });
+            }
+        }
+        Ok(live)
+    }
+
+    async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        match rollout.spec {
+            AppSpec::EcsService(service) => {
+                services::rollout(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
+            }
+            AppSpec::EcsTask(task) => {
+                schedules::rollout(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+            }
+            AppSpec::Service(_) | AppSpec::Task(_) => Err(TargetError::Invalid(format!(
+                "{} is a Docker app, which an ECS environment does not roll out",
+                rollout.app
+            ))
+            .into()),
+        }
+    }
+
+    async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        match rollout.spec {
+            AppSpec::EcsService(service) => services::verify(&self.ecs, rollout.app, rollout.revision, service, progress).await,
+            AppSpec::EcsTask(task) => {
+                schedules::verify(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+            }
+            AppSpec::Service(_) | AppSpec::Task(_) => Ok(()),
+        }
+    }
+
+    /// Puts the service, rule or schedule back on the task definition it ran before
+    /// the revision (recorded on the revision's tags).
+    async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError> {
+        match rollout.spec {
+            AppSpec::EcsService(service) => {
+                services::retire(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
+            }
+            AppSpec::EcsTask(task) => {
+                schedules::retire(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+            }
+            AppSpec::Service(_) | AppSpec::Task(_) => Ok(()),
+        }
+    }
+}

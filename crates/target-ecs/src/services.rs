@@ -1,0 +1,396 @@
+//! ECS services: reading what one runs, moving it to a task definition, and watching
+//! the deployment until ECS says it is done, has failed, or the time is up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{
+    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, Service,
+};
+use launchway_manifest::{EcsDeployment, EcsServiceSpec};
+use launchway_target::settings::{flatten, select_container};
+use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::definitions::{self, Described, TAG_PREVIOUS, short};
+use crate::error::sdk_error;
+
+/// How often a deployment is looked at: soon after it starts, then less and less often.
+#[derive(Debug, Clone, Copy)]
+pub struct Polling {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Polling {
+    fn default() -> Polling {
+        Polling { first: Duration::from_millis(250), max: Duration::from_secs(5) }
+    }
+}
+
+/// The service, or `None` when it does not exist (or is being deleted).
+pub(crate) async fn describe(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Option<Service>, TargetError> {
+    let output = client
+        .describe_services()
+        .cluster(&spec.cluster)
+        .services(&spec.service)
+        .send()
+        .await
+        .map_err(|error| sdk_error(&format!("describe ECS service {} in cluster {}", spec.service, spec.cluster), error))?;
+    Ok(output.services.unwrap_or_default().into_iter().find(|service| service.status() == Some("ACTIVE")))
+}
+
+async fn require(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Service, TargetError> {
+    describe(client, spec).await?.ok_or_else(|| {
+        TargetError::Invalid(format!(
+            "ECS service {} was not found in cluster {}: launchway updates existing services",
+            spec.service, spec.cluster
+        ))
+    })
+}
+
+/// What the service runs, with everything a plan compares.
+pub(crate) async fn observe(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Option<LiveDefinition>, TargetError> {
+    let Some(service) = describe(client, spec).await? else {
+        return Ok(None);
+    };
+    let Some(current) = service.task_definition() else {
+        return Ok(None);
+    };
+    let described = Described::fetch(client, current).await?;
+    let mut settings = BTreeMap::new();
+    flatten("task_definition", &described.document, &mut settings);
+    settings.insert("desired_count".to_owned(), service.desired_count().to_string());
+    if let Some(configuration) = service.deployment_configuration() {
+        if let Some(maximum) = configuration.maximum_percent() {
+            settings.insert("deployment.maximum_percent".to_owned(), maximum.to_string());
+        }
+        if let Some(minimum) = configuration.minimum_healthy_percent() {
+            settings.insert("deployment.minimum_healthy_percent".to_owned(), minimum.to_string());
+        }
+        if let Some(breaker) = configuration.deployment_circuit_breaker() {
+            settings.insert("deployment.circuit_breaker.enable".to_owned(), breaker.enable().to_string());
+            settings.insert("deployment.circuit_breaker.rollback".to_owned(), breaker.rollback().to_string());
+        }
+    }
+    let (steady, status) = steadiness(&service, current);
+    Ok(Some(LiveDefinition {
+        reference: current.to_owned(),
+        revision: described.tag(definitions::TAG_REVISION).map(str::to_owned),
+        images: described.containers().into_iter().collect(),
+        settings,
+        steady,
+        status,
+    }))
+}
+
+/// Whether the service has finished moving to `task_definition`, and a line saying how
+/// it is doing.
+fn steadiness(service: &Service, task_definition: &str) -> (bool, String) {
+    let deployments = service.deployments();
+    let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+    let running = format!("{} of {} running", service.running_count(), service.desired_count());
+    match primary {
+        None => (false, format!("no primary deployment, {running}")),
+        Some(primary) => {
+            let on_it = primary.task_definition() == Some(task_definition);
+            let state = primary.rollout_state();
+            let done = match state {
+                Some(DeploymentRolloutState::Completed) => true,
+                // Without a rollout state (old accounts, circuit breaker off): one deployment, all running.
+                None => deployments.len() == 1 && service.running_count() == service.desired_count(),
+                Some(_) => false,
+            };
+            let state = state.map_or("no rollout state".to_owned(), |state| state.as_str().to_owned());
+            (on_it && done, format!("{state}, {running}"))
+        }
+    }
+}
+
+/// Checks, without changing anything, that the service exists and the containers the
+/// manifest names are in what it runs.
+pub(crate) async fn check(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Vec<String>, TargetError> {
+    let service = require(client, spec).await?;
+    if spec.definition.document.is_none() {
+        let current = service.task_definition().unwrap_or_default();
+        let described = Described::fetch(client, current).await?;
+        let containers = described.containers();
+        for selector in spec.definition.images.keys() {
+            select_container(selector, &containers)
+                .map_err(|problem| TargetError::Invalid(format!("in {}: {problem}", described.short())))?;
+        }
+    }
+    Ok(vec![format!("ECS service {} runs {}", spec.service, short(service.task_definition().unwrap_or("nothing")))])
+}
+
+/// Moves the service to the app's revision and waits for ECS to finish the deployment.
+pub(crate) async fn rollout(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+    progress: &dyn Progress,
+    polling: Polling,
+) -> Result<(), RolloutError> {
+    let started = Instant::now();
+    let service = require(client, spec).await?;
+    let current = match service.task_definition() {
+        Some(arn) => Some(Described::fetch(client, arn).await?),
+        None => None,
+    };
+    let target = definitions::ensure(client, app, revision, &spec.definition, current.as_ref(), progress).await?;
+    move_service(client, spec, &service, &target, spec.desired_count, spec.deployment.as_ref(), progress).await?;
+    watch(client, spec, &target, started + spec.timeout, progress, polling).await
+}
+
+/// UpdateService, when the task definition or the settings the manifest states differ.
+async fn move_service(
+    client: &aws_sdk_ecs::Client,
+    spec: &EcsServiceSpec,
+    service: &Service,
+    task_definition: &str,
+    desired_count: Option<u32>,
+    deployment: Option<&EcsDeployment>,
+    progress: &dyn Progress,
+) -> Result<(), TargetError> {
+    let new_definition = service.task_definition() != Some(task_definition);
+    let new_count = desired_count.filter(|count| i64::from(*count) != i64::from(service.desired_count()));
+    let new_configuration = deployment.and_then(|wanted| deployment_configuration(wanted, service.deployment_configuration()));
+    if !new_definition && new_count.is_none() && new_configuration.is_none() {
+        return Ok(());
+    }
+    let configuration_changed = new_configuration.is_some();
+    let mut update = client
+        .update_service()
+        .cluster(&spec.cluster)
+        .service(&spec.service)
+        .task_definition(task_definition);
+    if let Some(count) = new_count {
+        update = update.desired_count(count as i32);
+    }
+    if let Some(configuration) = new_configuration {
+        update = update.deployment_configuration(configuration);
+    }
+    update
+        .send()
+        .await
+        .map_err(|error| sdk_error(&format!("update ECS service {}", spec.service), error))?;
+    let mut changes = Vec::new();
+    if new_definition {
+        changes.push(format!(
+            "task definition {} → {}",
+            short(service.task_definition().unwrap_or("none")),
+            short(task_definition)
+        ));
+    }
+    if let Some(count) = new_count {
+        changes.push(format!("desired count {} → {count}", service.desired_count()));
+    }
+    if configuration_changed {
+        changes.push("deployment configuration".to_owned());
+    }
+    progress
+        .report(TargetEvent {
+            kind: "service.updated",
+            message: format!("updated ECS service {}: {}", spec.service, changes.join(", ")),
+            data: json!({"service": spec.service, "cluster": spec.cluster, "task_definition": task_definition}),
+        })
+        .await;
+    Ok(())
+}
+
+/// The service's deployment configuration with what the manifest states, or `None`
+/// when that is what it has already.
+fn deployment_configuration(wanted: &EcsDeployment, live: Option<&DeploymentConfiguration>) -> Option<DeploymentConfiguration> {
+    let live_breaker = live.and_then(|live| live.deployment_circuit_breaker());
+    let maximum = wanted.maximum_percent.map(|p| p as i32).or(live.and_then(|live| live.maximum_percent()));
+    let minimum = wanted.minimum_healthy_percent.map(|p| p as i32).or(live.and_then(|live| live.minimum_healthy_percent()));
+    let breaker = wanted
+        .circuit_breaker
+        .map(|breaker| (breaker.enable, breaker.rollback))
+        .or(live_breaker.map(|breaker| (breaker.enable(), breaker.rollback())));
+    let unchanged = maximum == live.and_then(|live| live.maximum_percent())
+        && minimum == live.and_then(|live| live.minimum_healthy_percent())
+        && breaker == live_breaker.map(|breaker| (breaker.enable(), breaker.rollback()));
+    if unchanged {
+        return None;
+    }
+    let mut configuration = DeploymentConfiguration::builder().set_maximum_percent(maximum).set_minimum_healthy_percent(minimum);
+    if let Some((enable, rollback)) = breaker {
+        configuration = configuration.deployment_circuit_breaker(
+            DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build(),
+        );
+    }
+    if let Some(alarms) = live.and_then(|live| live.alarms()) {
+        configuration = configuration.alarms(alarms.clone());
+    }
+    Some(configuration.build())
+}
+
+/// Follows the deployment to `task_definition` until it completes, fails, or the
+/// deadline passes. No fixed sleep: the first look comes at once, then the wait between
+/// looks doubles from `polling.first` to `polling.max`.
+async fn watch(
+    client: &aws_sdk_ecs::Client,
+    spec: &EcsServiceSpec,
+    task_definition: &str,
+    deadline: Instant,
+    progress: &dyn Progress,
+    polling: Polling,
+) -> Result<(), RolloutError> {
+    let mut wait = polling.first;
+    let mut last_status = String::new();
+    loop {
+        let service = require(client, spec).await?;
+        let deployments = service.deployments();
+        let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+        if service.task_definition() != Some(task_definition) {
+            // The circuit breaker's rollback (or someone else) moved the service away.
+            let reasons = failure_reasons(client, spec, primary.and_then(|p| p.id())).await;
+            return Err(RolloutError::Unhealthy {
+                reason: format!(
+                    "ECS moved service {} back to {} (its deployment circuit breaker rolled back)",
+                    spec.service,
+                    short(service.task_definition().unwrap_or("none"))
+                ),
+                logs: reasons,
+            });
+        }
+        let (steady, status) = steadiness(&service, task_definition);
+        if steady {
+            return Ok(());
+        }
+        if let Some(primary) = primary
+            && primary.rollout_state() == Some(&DeploymentRolloutState::Failed)
+        {
+            let reasons = failure_reasons(client, spec, primary.id()).await;
+            return Err(RolloutError::Unhealthy {
+                reason: format!(
+                    "the deployment of {} failed: {}",
+                    short(task_definition),
+                    primary.rollout_state_reason().unwrap_or("no reason given")
+                ),
+                logs: reasons,
+            });
+        }
+        if status != last_status {
+            progress
+                .report(TargetEvent {
+                    kind: "deployment.progress",
+                    message: format!("ECS service {}: {status}", spec.service),
+                    data: json!({"running": service.running_count(), "desired": service.desired_count(), "status": status}),
+                })
+                .await;
+            last_status = status.clone();
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let reasons = failure_reasons(client, spec, primary.and_then(|p| p.id())).await;
+            return Err(RolloutError::TimedOut {
+                reason: format!("ECS service {} was not steady in time: {status}", spec.service),
+                logs: reasons,
+            });
+        }
+        tokio::time::sleep_until((now + wait).min(deadline)).await;
+        wait = (wait * 2).min(polling.max);
+    }
+}
+
+/// Why tasks of the deployment stopped, and what ECS said lately: the lines a failed
+/// run shows as its "logs".
+async fn failure_reasons(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec, deployment: Option<&str>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut listing = client
+        .list_tasks()
+        .cluster(&spec.cluster)
+        .service_name(&spec.service)
+        .desired_status(DesiredStatus::Stopped);
+    if let Some(deployment) = deployment {
+        listing = listing.started_by(deployment);
+    }
+    if let Ok(listed) = listing.send().await {
+        let arns: Vec<String> = listed.task_arns().iter().take(10).cloned().collect();
+        if !arns.is_empty()
+            && let Ok(described) = client.describe_tasks().cluster(&spec.cluster).set_tasks(Some(arns)).send().await
+        {
+            for task in described.tasks() {
+                let id = task.task_arn().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+                let mut line = format!("task {id} stopped: {}", task.stopped_reason().unwrap_or("no reason given"));
+                for container in task.containers() {
+                    if container.reason().is_some() || container.exit_code().is_some_and(|code| code != 0) {
+                        line.push_str(&format!(
+                            "; container {} {}{}",
+                            container.name().unwrap_or("?"),
+                            container.reason().unwrap_or(""),
+                            container.exit_code().map(|code| format!(" (exit code {code})")).unwrap_or_default()
+                        ));
+                    }
+                }
+                lines.push(line);
+            }
+        }
+    }
+    if let Ok(Some(service)) = describe(client, spec).await {
+        lines.extend(service.events().iter().take(5).filter_map(|event| event.message().map(str::to_owned)));
+    }
+    lines
+}
+
+/// Checks that the service runs the app's revision, steadily, right now.
+pub(crate) async fn verify(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+    progress: &dyn Progress,
+) -> Result<(), RolloutError> {
+    let service = require(client, spec).await?;
+    let current = service.task_definition().unwrap_or_default();
+    let described = Described::fetch(client, current).await?;
+    if !definitions::is_revision(&described, app, revision) {
+        return Err(RolloutError::Unhealthy {
+            reason: format!("ECS service {} runs {}, not revision {revision}", spec.service, described.short()),
+            logs: Vec::new(),
+        });
+    }
+    let (steady, status) = steadiness(&service, current);
+    if !steady {
+        return Err(RolloutError::Unhealthy { reason: format!("ECS service {} is not steady: {status}", spec.service), logs: Vec::new() });
+    }
+    progress
+        .report(TargetEvent {
+            kind: "verify.passed",
+            message: format!("ECS service {} runs {} ({status})", spec.service, described.short()),
+            data: json!({"task_definition": current, "revision": revision}),
+        })
+        .await;
+    Ok(())
+}
+
+/// Puts the service back on the task definition it ran before `revision` (recorded on
+/// the revision's own tags) and waits for that deployment.
+pub(crate) async fn retire(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+    progress: &dyn Progress,
+    polling: Polling,
+) -> Result<(), TargetError> {
+    let service = require(client, spec).await?;
+    let Some(current) = service.task_definition() else { return Ok(()) };
+    let described = Described::fetch(client, current).await?;
+    if !definitions::is_revision(&described, app, revision) {
+        // It never moved to the revision (or was moved back by its circuit breaker).
+        return Ok(());
+    }
+    let Some(previous) = described.tag(TAG_PREVIOUS).map(str::to_owned) else {
+        return Err(TargetError::Invalid(format!("{} does not record what it replaced", described.short())));
+    };
+    move_service(client, spec, &service, &previous, None, None, progress).await?;
+    watch(client, spec, &previous, Instant::now() + spec.timeout, progress, polling).await.map_err(|error| match error {
+        RolloutError::Target(error) => error,
+        other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
+    })
+}

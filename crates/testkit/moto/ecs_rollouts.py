@@ -1,0 +1,211 @@
+"""moto's server, with ECS deployments that move, for launchway's tests.
+
+moto stores ECS resources faithfully but schedules nothing: a service keeps one PRIMARY
+deployment whose task definition does not follow UpdateService, its counts never move,
+and it forgets the deployment configuration. This program runs moto's threaded server
+with its ECS backend extended so that:
+
+- CreateService keeps `deploymentConfiguration` and starts COMPLETED (a healthy service);
+- UpdateService with a new task definition (or forceNewDeployment) starts a new PRIMARY
+  deployment IN_PROGRESS, the previous one becoming ACTIVE, and keeps the deployment
+  configuration it is given;
+- every DescribeServices call advances in-progress deployments one tick. What happens
+  after TICKS ticks is chosen by the new task definition: the value of the environment
+  variable LAUNCHWAY_TEST_ROLLOUT on its first container:
+    complete (the default)  the deployment completes and older ones go away;
+    fail                    the deployment FAILS as ECS's circuit breaker fails it, with
+                            stopped tasks carrying reasons, and, when the circuit
+                            breaker's rollback is on, the service goes back to the last
+                            completed task definition in a new deployment;
+    stuck                   it stays IN_PROGRESS for ever (for timeouts);
+- an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
+  keys only), so that a test can set up resources in the account of a role that
+  launchway assumes, or keep its resources apart from other tests'.
+
+Usage: python ecs_rollouts.py — prints `port <n>` once listening on 127.0.0.1, and exits
+when its standard input closes (when the test process that started it ends).
+"""
+
+import sys
+import threading
+
+from moto.core.utils import utcnow
+from moto.ecs import models
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.iam import models as iam_models
+from moto.moto_api._internal import mock_random
+from moto.server import ThreadedMotoServer
+
+ROLLOUT = "LAUNCHWAY_TEST_ROLLOUT"
+TICKS = 2
+DEFAULT_DEPLOYMENT_CONFIGURATION = {
+    "maximumPercent": 200,
+    "minimumHealthyPercent": 100,
+    "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+}
+LOCK = threading.Lock()
+
+
+def behaviour(backend, task_definition_arn):
+    definition = backend.describe_task_definition(task_definition_arn)
+    for container in definition.container_definitions[:1]:
+        for variable in container.get("environment") or []:
+            if variable.get("name") == ROLLOUT:
+                return variable.get("value")
+    return "complete"
+
+
+def event(service, message):
+    service.events.insert(
+        0, {"id": str(mock_random.uuid4()), "createdAt": utcnow(), "message": f"(service {service.name}) {message}"}
+    )
+
+
+def start_deployment(service, task_definition, completed=False):
+    for deployment in service.deployments:
+        if deployment["status"] == "PRIMARY":
+            deployment["status"] = "ACTIVE"
+    deployment_id = f"ecs-svc/{mock_random.randint(0, 32**12)}"
+    now = utcnow()
+    service.deployments.insert(
+        0,
+        {
+            "id": deployment_id,
+            "status": "PRIMARY",
+            "taskDefinition": task_definition,
+            "desiredCount": service.desired_count,
+            "pendingCount": 0 if completed else service.desired_count,
+            "runningCount": service.desired_count if completed else 0,
+            "failedTasks": 0,
+            "createdAt": now,
+            "updatedAt": now,
+            "launchType": service.launch_type,
+            "rolloutState": "COMPLETED" if completed else "IN_PROGRESS",
+            "rolloutStateReason": f"ECS deployment {deployment_id} {'completed' if completed else 'in progress'}.",
+        },
+    )
+    service.launchway_ticks = 0
+    if completed:
+        service.deployments[1:] = []
+        service.running_count, service.pending_count = service.desired_count, 0
+
+
+def stop_tasks(backend, service, deployment, count, reason):
+    cluster = backend._get_cluster(service.cluster_name)
+    definition = backend.describe_task_definition(deployment["taskDefinition"])
+    for _ in range(count):
+        task = models.Task(cluster, definition, None, None, backend, group=f"service:{service.name}",
+                           started_by=deployment["id"])
+        task.desired_status = "STOPPED"
+        task.last_status = "STOPPED"
+        task.stopped_reason = reason
+        backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+
+
+def advance(backend, service):
+    primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
+    if primary is None or primary["rolloutState"] != "IN_PROGRESS":
+        return
+    chosen = behaviour(backend, primary["taskDefinition"])
+    if chosen == "stuck":
+        return
+    service.launchway_ticks = getattr(service, "launchway_ticks", 0) + 1
+    primary["updatedAt"] = utcnow()
+    if service.launchway_ticks < TICKS:
+        primary["runningCount"] = min(1, service.desired_count) if chosen == "complete" else 0
+        primary["pendingCount"] = service.desired_count - primary["runningCount"]
+        event(service, f"has started {primary['pendingCount']} tasks: deployment {primary['id']}.")
+        return
+    if chosen == "fail":
+        primary["rolloutState"] = "FAILED"
+        primary["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+        primary["failedTasks"] = max(service.desired_count, 1)
+        primary["runningCount"], primary["pendingCount"] = 0, 0
+        stop_tasks(backend, service, primary, primary["failedTasks"],
+                   "Essential container in task exited (exit code 1)")
+        event(service, f"deployment {primary['id']} deployment failed: tasks failed to start.")
+        breaker = (service.deployment_configuration or {}).get("deploymentCircuitBreaker") or {}
+        previous = next((d for d in service.deployments[1:] if d.get("rolloutState") == "COMPLETED"), None)
+        if breaker.get("rollback") and previous is not None:
+            service.task_definition = previous["taskDefinition"]
+            event(service, f"rolling back to deployment {previous['id']}.")
+            start_deployment(service, previous["taskDefinition"], completed=True)
+        return
+    primary["rolloutState"] = "COMPLETED"
+    primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
+    primary["runningCount"], primary["pendingCount"] = service.desired_count, 0
+    service.deployments[1:] = []
+    service.running_count, service.pending_count = service.desired_count, 0
+    event(service, "has reached a steady state.")
+
+
+original_create_service = EC2ContainerServiceResponse.create_service
+original_update_service = models.EC2ContainerServiceBackend.update_service
+original_describe_services = models.EC2ContainerServiceBackend.describe_services
+original_account_from_key = iam_models.get_account_id_from
+
+
+def create_service(self):
+    result = original_create_service(self)
+    with LOCK:
+        service = self.ecs_backend._get_service(self._get_param("cluster", "default"), self._get_param("serviceName"))
+        service.deployment_configuration = self._get_param("deploymentConfiguration") or DEFAULT_DEPLOYMENT_CONFIGURATION
+        if service.task_definition:
+            start_deployment(service, service.task_definition, completed=True)
+    return result
+
+
+def update_service(self, properties):
+    with LOCK:
+        task_definition = properties.get("task_definition")
+        force = properties.get("force_new_deployment", False)
+        configuration = properties.pop("deployment_configuration", None)
+        service = self._get_service(properties.get("cluster", "default"), properties["service"].split("/")[-1])
+        before = service.task_definition
+        updated = original_update_service(self, properties)
+        if configuration is not None:
+            updated.deployment_configuration = configuration
+        if task_definition:
+            # moto stores what it was given (a family, a family:revision); ECS stores the ARN.
+            updated.task_definition = self.describe_task_definition(task_definition).arn
+        if updated.task_definition != before or force:
+            start_deployment(updated, updated.task_definition)
+        for deployment in updated.deployments:
+            deployment["desiredCount"] = updated.desired_count
+        return updated
+
+
+def describe_services(self, *args, **kwargs):
+    with LOCK:
+        result = original_describe_services(self, *args, **kwargs)
+        services = result[0] if isinstance(result, tuple) else result
+        for service in services:
+            if isinstance(service, models.Service):
+                advance(self, service)
+        return result
+
+
+def account_from_key(access_key):
+    account = access_key[len("AKIA0000"):]
+    if access_key.startswith("AKIA0000") and len(account) == 12 and account.isdigit():
+        return account
+    return original_account_from_key(access_key)
+
+
+EC2ContainerServiceResponse.create_service = create_service
+models.EC2ContainerServiceBackend.update_service = update_service
+models.EC2ContainerServiceBackend.describe_services = describe_services
+iam_models.get_account_id_from = account_from_key
+
+
+def main():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print(f"port {server.get_host_and_port()[1]}", flush=True)
+    # Live as long as whoever started us: they hold our standard input.
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
