@@ -330,7 +330,9 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
         (true, true) => (PlanAction::NoChange, "nothing to change".to_owned()),
         (true, false) => (PlanAction::Converge, format!("{what} is not steady ({}): wait for it", live.status)),
         (false, _) => {
-            let registers = changes.iter().any(|change| change.path.starts_with("containers.") || change.path.starts_with("task_definition"));
+            let registers = changes
+                .iter()
+                .any(|change| change.path.starts_with("containers.") || change.path.starts_with("task_definition"));
             let verb = if registers { "register a new task definition revision and move" } else { "update" };
             (PlanAction::Update, format!("{verb} {what} (now {})", live.status))
         }

@@ -141,9 +141,7 @@ fn manifest(image: &str) -> Manifest {
     let text =
         format!("environments: {{dev: {{target: docker}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n");
     let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
-    launchway_manifest::load(&files, &files)
-        .expect("valid")
-        .manifest
+    launchway_manifest::load(&files, &files).expect("valid").manifest
 }
 
 /// Creates the run a deploy of `image` would create, and returns its id.

@@ -21,10 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::image;
 use crate::model::{AppSpec, EcsDefinition, EcsServiceSpec, EcsTaskSpec};
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
-use crate::image;
 
 pub const SAMPLE_FILE: &str = "deployment.yaml";
 /// The one environment a sample file deploys to.
@@ -124,7 +124,11 @@ fn required_strings(reader: &mut Reader<'_>, node: &Node, path: &str, names: &[&
                 Some(text) if *name == "image" => match image::check(&text) {
                     Ok(()) => values.push(text),
                     Err(problem) => {
-                        reader.error(value.pos, &format!("{path}.image"), format!("invalid image reference {text:?}: {problem}"));
+                        reader.error(
+                            value.pos,
+                            &format!("{path}.image"),
+                            format!("invalid image reference {text:?}: {problem}"),
+                        );
                         ok = false;
                     }
                 },
@@ -140,7 +144,14 @@ fn required_strings(reader: &mut Reader<'_>, node: &Node, path: &str, names: &[&
     ok.then_some(values)
 }
 
-fn add_image(reader: &mut Reader<'_>, images: &mut BTreeMap<String, String>, container: &str, image: &str, pos: Pos, path: &str) {
+fn add_image(
+    reader: &mut Reader<'_>,
+    images: &mut BTreeMap<String, String>,
+    container: &str,
+    image: &str,
+    pos: Pos,
+    path: &str,
+) {
     if images.insert(container.to_owned(), image.to_owned()).is_some() {
         reader.error(pos, path, format!("container {container:?} of this service is listed twice"));
     }
@@ -181,7 +192,10 @@ mod tests {
 
     #[test]
     fn ecs_names_become_app_names() {
-        assert_eq!(app_name("demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1"), "demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1");
+        assert_eq!(
+            app_name("demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1"),
+            "demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"
+        );
         assert_eq!(app_name("service_y.cw--rule"), "service-y-cw-rule");
         assert_eq!(app_name("--"), "app");
         assert!(app_name(&"x".repeat(100)).len() == 63);

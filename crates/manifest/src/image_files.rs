@@ -32,9 +32,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ImageFile, JsonProblem> {
         }
         Value::Object(detail) => match detail.get("ImageURI").and_then(Value::as_str) {
             Some(uri) => Ok(ImageFile::Detail(uri.to_owned())),
-            None => Err(problem("expected imageDetail.json ({\"ImageURI\": …}) or imagedefinitions.json ([{\"name\", \"imageUri\"}])")),
+            None => Err(problem(
+                "expected imageDetail.json ({\"ImageURI\": …}) or imagedefinitions.json ([{\"name\", \"imageUri\"}])",
+            )),
         },
-        _ => Err(problem("expected imageDetail.json ({\"ImageURI\": …}) or imagedefinitions.json ([{\"name\", \"imageUri\"}])")),
+        _ => Err(problem(
+            "expected imageDetail.json ({\"ImageURI\": …}) or imagedefinitions.json ([{\"name\", \"imageUri\"}])",
+        )),
     }
 }
 

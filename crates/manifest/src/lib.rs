@@ -196,7 +196,11 @@ fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
     finish(Manifest { environments, apps }, diagnostics, warnings)
 }
 
-fn finish(manifest: Manifest, mut diagnostics: Vec<Diagnostic>, mut warnings: Vec<Diagnostic>) -> Result<Validated, Vec<Diagnostic>> {
+fn finish(
+    manifest: Manifest,
+    mut diagnostics: Vec<Diagnostic>,
+    mut warnings: Vec<Diagnostic>,
+) -> Result<Validated, Vec<Diagnostic>> {
     if diagnostics.is_empty() {
         warnings.sort();
         warnings.dedup();

@@ -111,7 +111,8 @@ impl AppSpec {
             AppSpec::Service(ServiceSpec { containers, .. }) | AppSpec::Task(TaskSpec { containers, .. }) => {
                 containers.iter().map(|c| (c.name.as_str(), c.image.as_str())).collect()
             }
-            AppSpec::EcsService(EcsServiceSpec { definition, .. }) | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
+            AppSpec::EcsService(EcsServiceSpec { definition, .. })
+            | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
                 definition.images.iter().map(|(name, image)| (name.as_str(), image.as_str())).collect()
             }
         }

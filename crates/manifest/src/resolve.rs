@@ -85,10 +85,18 @@ impl Resolver<'_> {
                 (Draft::Service(service), TargetSpec::Docker { .. }) => {
                     self.docker_service(key, service, overrides, &path, &env_path)
                 }
-                (Draft::Task(task), TargetSpec::Docker { .. }) => self.docker_task(key, task, overrides, &path, &env_path),
+                (Draft::Task(task), TargetSpec::Docker { .. }) => {
+                    self.docker_task(key, task, overrides, &path, &env_path)
+                }
                 (Draft::Service(service), TargetSpec::Ecs(target)) => {
                     if !warned_ecs {
-                        self.warn_about_ignored_on_ecs(key, &path, name, service.containers.as_deref(), service.health.is_some());
+                        self.warn_about_ignored_on_ecs(
+                            key,
+                            &path,
+                            name,
+                            service.containers.as_deref(),
+                            service.health.is_some(),
+                        );
                         warned_ecs = true;
                     }
                     self.ecs_service(key, service, overrides, target, name, &path, &env_path)
@@ -125,12 +133,24 @@ impl Resolver<'_> {
         if draft.containers_failed {
             return None;
         }
-        let containers =
-            self.docker_containers(key, draft.containers.as_deref(), draft.images_from.as_ref(), overrides, path, env_path)?;
+        let containers = self.docker_containers(
+            key,
+            draft.containers.as_deref(),
+            draft.images_from.as_ref(),
+            overrides,
+            path,
+            env_path,
+        )?;
         let replicas = overrides.replicas.or(draft.replicas).unwrap_or(1);
         let strategy = self.rolling(draft.strategy, replicas, env_path)?;
         let health = draft.health.as_ref().map(|health| health_check(health, &containers[0]));
-        Some(AppSpec::Service(ServiceSpec { containers, replicas, health, strategy, stop_grace_period: draft.stop_grace_period }))
+        Some(AppSpec::Service(ServiceSpec {
+            containers,
+            replicas,
+            health,
+            strategy,
+            stop_grace_period: draft.stop_grace_period,
+        }))
     }
 
     fn docker_task(
@@ -144,11 +164,22 @@ impl Resolver<'_> {
         let containers = if draft.containers_failed {
             None
         } else {
-            self.docker_containers(key, draft.containers.as_deref(), draft.images_from.as_ref(), overrides, path, env_path)
+            self.docker_containers(
+                key,
+                draft.containers.as_deref(),
+                draft.images_from.as_ref(),
+                overrides,
+                path,
+                env_path,
+            )
         };
         let schedule = overrides.schedule.clone().or_else(|| draft.schedule.clone());
         if schedule.is_none() {
-            self.reader.error(key.pos, path, "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")");
+            self.reader.error(
+                key.pos,
+                path,
+                "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")",
+            );
         }
         Some(AppSpec::Task(TaskSpec { schedule: schedule?, containers: containers?, timeout: draft.timeout }))
     }
@@ -198,8 +229,15 @@ impl Resolver<'_> {
             return None;
         }
         let ecs = draft.ecs.as_ref();
-        let definition =
-            self.ecs_definition(key, draft.containers.as_deref(), draft.images_from.as_ref(), ecs, overrides, path, env_path);
+        let definition = self.ecs_definition(
+            key,
+            draft.containers.as_deref(),
+            draft.images_from.as_ref(),
+            ecs,
+            overrides,
+            path,
+            env_path,
+        );
         let cluster = self.ecs_cluster(key, ecs, target, environment, path);
         let desired_count = overrides.replicas.or(draft.replicas);
         let deployment = self.ecs_deployment(draft, ecs, desired_count, env_path);
@@ -226,12 +264,18 @@ impl Resolver<'_> {
             return None;
         }
         let ecs = draft.ecs.as_ref();
-        let definition =
-            self.ecs_definition(key, draft.containers.as_deref(), draft.images_from.as_ref(), ecs, overrides, path, env_path);
+        let definition = self.ecs_definition(
+            key,
+            draft.containers.as_deref(),
+            draft.images_from.as_ref(),
+            ecs,
+            overrides,
+            path,
+            env_path,
+        );
         let rule = ecs.and_then(|ecs| ecs.rule.clone());
-        let schedule = ecs.and_then(|ecs| {
-            Some(ScheduleRef { name: ecs.schedule.clone()?, group: ecs.schedule_group.clone() })
-        });
+        let schedule =
+            ecs.and_then(|ecs| Some(ScheduleRef { name: ecs.schedule.clone()?, group: ecs.schedule_group.clone() }));
         if rule.is_none() && schedule.is_none() {
             self.reader.error(
                 ecs.map_or(key.pos, |ecs| ecs.pos),
@@ -261,7 +305,9 @@ impl Resolver<'_> {
             self.reader.error(
                 key.pos,
                 path,
-                format!("no ECS cluster: set ecs.cluster on the app, or cluster on environment {environment:?}'s target"),
+                format!(
+                    "no ECS cluster: set ecs.cluster on the app, or cluster on environment {environment:?}'s target"
+                ),
             );
         }
         cluster
@@ -348,9 +394,9 @@ impl Resolver<'_> {
             let percent_of = |amount: Amount| -> Option<u32> {
                 match amount {
                     Amount::Percent(percent) => Some(percent),
-                    Amount::Count(count) => desired_count.map(|desired| {
-                        if desired == 0 { 0 } else { (count * 100).div_ceil(desired) }
-                    }),
+                    Amount::Count(count) => {
+                        desired_count.map(|desired| if desired == 0 { 0 } else { (count * 100).div_ceil(desired) })
+                    }
                 }
             };
             let (Some(surge), Some(unavailable)) = (percent_of(max_surge), percent_of(max_unavailable)) else {
@@ -362,7 +408,11 @@ impl Resolver<'_> {
                 return None;
             };
             if surge == 0 && unavailable == 0 {
-                self.reader.error(pos, path, "max_surge and max_unavailable both come to 0%: ECS could never replace a task");
+                self.reader.error(
+                    pos,
+                    path,
+                    "max_surge and max_unavailable both come to 0%: ECS could never replace a task",
+                );
                 return None;
             }
             deployment.maximum_percent = Some(100 + surge);
@@ -395,7 +445,13 @@ impl Resolver<'_> {
 
     /// Images from an `imagedefinitions.json` or `imageDetail.json` in the repo, by
     /// container, for an app whose containers are `names`.
-    fn images_from_file(&mut self, pos: Pos, file: &str, names: &[String], path: &str) -> Option<BTreeMap<String, String>> {
+    fn images_from_file(
+        &mut self,
+        pos: Pos,
+        file: &str,
+        names: &[String],
+        path: &str,
+    ) -> Option<BTreeMap<String, String>> {
         if !self.read.image_files.contains_key(file) {
             let parsed = match self.read_referenced(pos, file, &format!("{path}.images_from")) {
                 Some(bytes) => match image_files::parse(&bytes) {
@@ -434,13 +490,20 @@ impl Resolver<'_> {
         let mut ok = true;
         for (container, uri) in entries {
             if let Err(problem) = image::check(&uri) {
-                self.reader.error(pos, &format!("{path}.images_from"), format!("{file}: invalid image reference {uri:?}: {problem}"));
+                self.reader.error(
+                    pos,
+                    &format!("{path}.images_from"),
+                    format!("{file}: invalid image reference {uri:?}: {problem}"),
+                );
                 ok = false;
             } else if !names.is_empty() && !names.contains(&container) {
                 self.reader.error(
                     pos,
                     &format!("{path}.images_from"),
-                    format!("{file} sets the image of container {container:?}, which the app does not have (it has {})", names.join(", ")),
+                    format!(
+                        "{file} sets the image of container {container:?}, which the app does not have (it has {})",
+                        names.join(", ")
+                    ),
                 );
                 ok = false;
             } else {
@@ -466,7 +529,12 @@ impl Resolver<'_> {
 
     /// An environment's `image:`/`images:` overrides, by container. `image:` (stored
     /// with no container name) needs an app with exactly one container.
-    fn override_images(&mut self, overrides: &OverrideDraft, names: &[String], path: &str) -> Option<BTreeMap<String, String>> {
+    fn override_images(
+        &mut self,
+        overrides: &OverrideDraft,
+        names: &[String],
+        path: &str,
+    ) -> Option<BTreeMap<String, String>> {
         let mut images = BTreeMap::new();
         let mut ok = true;
         for (pos, container, image) in &overrides.images {
@@ -578,11 +646,8 @@ pub(crate) fn warn_about_floating_images(
     path: &str,
     specs: &BTreeMap<String, AppSpec>,
 ) {
-    let floating: BTreeSet<&str> = specs
-        .values()
-        .flat_map(|spec| spec.images().into_values())
-        .filter(|image| image::is_floating(image))
-        .collect();
+    let floating: BTreeSet<&str> =
+        specs.values().flat_map(|spec| spec.images().into_values()).filter(|image| image::is_floating(image)).collect();
     for image in floating {
         warnings.push(Diagnostic::new(
             file,

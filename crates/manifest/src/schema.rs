@@ -132,8 +132,18 @@ const SERVICE_FIELDS: &[&str] = &[
     "ecs",
     "images_from",
 ];
-const TASK_FIELDS: &[&str] =
-    &["image", "command", "entrypoint", "env", "containers", "schedule", "timeout", "environments", "ecs", "images_from"];
+const TASK_FIELDS: &[&str] = &[
+    "image",
+    "command",
+    "entrypoint",
+    "env",
+    "containers",
+    "schedule",
+    "timeout",
+    "environments",
+    "ecs",
+    "images_from",
+];
 const HEALTH_FIELDS: &[&str] = &[
     "path",
     "port",
@@ -302,7 +312,11 @@ fn read_ecs_target(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<T
     if let (Some(role), Some(node)) = (&target.role_arn, settings.get("role_arn"))
         && !(role.starts_with("arn:") && role.contains(":role/"))
     {
-        reader.error(node.pos, &format!("{path}.role_arn"), format!("{role:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+        reader.error(
+            node.pos,
+            &format!("{path}.role_arn"),
+            format!("{role:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+        );
         ok = false;
     }
     if let (Some(url), Some(node)) = (&target.endpoint_url, settings.get("endpoint_url"))

@@ -122,6 +122,11 @@ mod tests {
             Err(JsonProblem { line: 3, column: 28, message: "invalid JSON: expected value".into() })
         );
         assert!(normalize(br#"{"containerDefinitions": [{"name": "web"}]}"#).unwrap_err().message.contains("family"));
-        assert!(normalize(br#"{"family": "web", "containerDefinitions": []}"#).unwrap_err().message.contains("containerDefinitions"));
+        assert!(
+            normalize(br#"{"family": "web", "containerDefinitions": []}"#)
+                .unwrap_err()
+                .message
+                .contains("containerDefinitions")
+        );
     }
 }

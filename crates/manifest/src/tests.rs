@@ -324,7 +324,9 @@ fn untagged_images_are_accepted_with_a_warning() {
 fn a_repo_without_the_root_file_is_refused() {
     assert_eq!(
         errors(&[file("apps/web.yaml", "services: {}")]),
-        vec!["launchway.yaml:1:1: not found at the root of the config repo (nor deployment.yaml); it declares the environments"]
+        vec![
+            "launchway.yaml:1:1: not found at the root of the config repo (nor deployment.yaml); it declares the environments"
+        ]
     );
 }
 
@@ -480,7 +482,9 @@ fn an_app_resolves_to_the_shape_each_environment_target_needs() {
     // Docker-only settings are pointed out for the ECS environment, not silently dropped.
     assert_eq!(
         validated.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        [r#"launchway.yaml:11:3: services.web: port is not used in environment "prod" (ECS): the task definition says how containers run there"#]
+        [
+            r#"launchway.yaml:11:3: services.web: port is not used in environment "prod" (ECS): the task definition says how containers run there"#
+        ]
     );
 }
 
@@ -526,7 +530,12 @@ tasks:
     );
     let fixed_json = "{\"family\": \"api\", \"containerDefinitions\": [{\"name\": \"api\"}]}";
     let errors = errors(&[file(ROOT_FILE, manifest), file("ecs/api.json", fixed_json)]);
-    assert!(errors.contains(&r#"launchway.yaml:9:3: services.api: container "sidecar" is not in ecs/api.json (it has api)"#.to_owned()), "{errors:#?}");
+    assert!(
+        errors.contains(
+            &r#"launchway.yaml:9:3: services.api: container "sidecar" is not in ecs/api.json (it has api)"#.to_owned()
+        ),
+        "{errors:#?}"
+    );
 }
 
 #[test]
@@ -603,7 +612,8 @@ services:
     assert_eq!(manifest.environments.keys().collect::<Vec<_>>(), [SAMPLE_ENVIRONMENT]);
     assert_eq!(manifest.environments[SAMPLE_ENVIRONMENT].target, TargetSpec::Ecs(EcsTarget::default()));
     assert_eq!(manifest.apps.len(), 4, "three services and one rule: {:?}", manifest.apps.keys());
-    let AppSpec::EcsService(a) = &manifest.apps["demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"].specs["default"] else {
+    let AppSpec::EcsService(a) = &manifest.apps["demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"].specs["default"]
+    else {
         panic!("a service")
     };
     assert_eq!((a.cluster.as_str(), a.service.as_str()), ("demo", "demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1"));
@@ -620,7 +630,8 @@ services:
 
 #[test]
 fn the_gitops_sample_file_gets_the_same_checks() {
-    let broken = "release: 4.0\nservices:\n  - service: web\n    clusterName: demo\n    image: Web:1\n    servicename: web\n";
+    let broken =
+        "release: 4.0\nservices:\n  - service: web\n    clusterName: demo\n    image: Web:1\n    servicename: web\n";
     assert_eq!(
         errors(&[file(SAMPLE_FILE, broken)]),
         vec![

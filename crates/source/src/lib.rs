@@ -226,10 +226,7 @@ impl ConfigRepo {
 impl RepoFiles for CommitFiles<'_> {
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         let repo = self.repo.repo.to_thread_local();
-        let tree = repo
-            .find_commit(self.commit)
-            .and_then(|commit| commit.tree())
-            .map_err(|error| error.to_string())?;
+        let tree = repo.find_commit(self.commit).and_then(|commit| commit.tree()).map_err(|error| error.to_string())?;
         let Some(entry) = tree.lookup_entry_by_path(path).map_err(|error| error.to_string())? else {
             return Ok(None);
         };

@@ -189,7 +189,12 @@ fn exit_code_from_status(status: &str) -> Option<i64> {
 
 /// The container name of a replica's container: `web-dev-3f9a1c2b4d5e-0` for the
 /// primary, with `-<container>` for sidecars.
-pub(crate) fn container_name(rollout: &ServiceRollout<'_>, slot: u32, container: &ContainerSpec, primary: bool) -> String {
+pub(crate) fn container_name(
+    rollout: &ServiceRollout<'_>,
+    slot: u32,
+    container: &ContainerSpec,
+    primary: bool,
+) -> String {
     let base = format!("{}-{}-{}-{slot}", rollout.app, rollout.env, rollout.revision);
     if primary { base } else { format!("{base}-{}", container.name) }
 }
@@ -197,7 +202,12 @@ pub(crate) fn container_name(rollout: &ServiceRollout<'_>, slot: u32, container:
 /// Creates and starts one replica's containers on the network with id `network`.
 /// Idempotent: containers that already exist under their names (from an attempt
 /// interrupted by a crash) are started as they are, not duplicated.
-pub(crate) async fn start(docker: &Docker, network: &str, rollout: &ServiceRollout<'_>, slot: u32) -> Result<(), TargetError> {
+pub(crate) async fn start(
+    docker: &Docker,
+    network: &str,
+    rollout: &ServiceRollout<'_>,
+    slot: u32,
+) -> Result<(), TargetError> {
     let spec = rollout.spec;
     let primary_spec = spec.primary();
     let primary_name = container_name(rollout, slot, primary_spec, true);

@@ -16,9 +16,9 @@ use launchway_target::{Progress, RolloutError, TargetEvent};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::{DockerTarget, ServiceRollout};
 use crate::health::{self, HealthTracker, Verdict};
 use crate::replicas::{self, DockerReplica};
+use crate::{DockerTarget, ServiceRollout};
 
 /// How many log lines of a failing replica are kept for the report.
 const LOG_LINES: usize = 20;

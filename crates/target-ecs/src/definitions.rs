@@ -90,7 +90,12 @@ fn containers(document: &Value) -> Vec<(String, String)> {
         .map(|containers| {
             containers
                 .iter()
-                .map(|c| (c["name"].as_str().unwrap_or_default().to_owned(), c["image"].as_str().unwrap_or_default().to_owned()))
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_owned(),
+                        c["image"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -206,7 +211,12 @@ pub(crate) async fn ensure(
 fn set_identity(document: &mut Value, app: &str, revision: &str, previous: Option<&str>) {
     let mut tags: Vec<Value> = document["tags"]
         .as_array()
-        .map(|tags| tags.iter().filter(|tag| !tag["key"].as_str().unwrap_or_default().starts_with("launchway:")).cloned().collect())
+        .map(|tags| {
+            tags.iter()
+                .filter(|tag| !tag["key"].as_str().unwrap_or_default().starts_with("launchway:"))
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     tags.push(json!({"key": TAG_APP, "value": app}));
     tags.push(json!({"key": TAG_REVISION, "value": revision}));
@@ -257,7 +267,8 @@ mod tests {
 
     #[test]
     fn identity_tags_replace_launchways_own_and_keep_the_rest() {
-        let mut document = json!({"tags": [{"key": "team", "value": "web"}, {"key": "launchway:revision", "value": "old"}]});
+        let mut document =
+            json!({"tags": [{"key": "team", "value": "web"}, {"key": "launchway:revision", "value": "old"}]});
         set_identity(&mut document, "web", "abc", Some("arn:prev"));
         let current = described(document);
         assert_eq!(current.tag("team"), Some("web"));

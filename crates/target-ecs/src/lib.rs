@@ -40,7 +40,13 @@ impl Ecs {
     /// endpoint, else the ambient ones (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`…);
     /// then assumes its role, when it names one.
     pub async fn connect(target: &EcsTarget) -> Result<Ecs, TargetError> {
-        let config = sdk_config(target).await?;
+        Ecs::connect_with(target, aws_config::defaults(BehaviorVersion::latest())).await
+    }
+
+    /// As [`Ecs::connect`], starting from `loader` instead of the ambient configuration
+    /// (tests give it credentials of their own).
+    pub async fn connect_with(target: &EcsTarget, loader: aws_config::ConfigLoader) -> Result<Ecs, TargetError> {
+        let config = sdk_config_with(target, loader).await?;
         let region = config.region().map(ToString::to_string).unwrap_or_default();
         let description = match &target.role_arn {
             Some(role) => format!("ECS in {region} as {role}"),
@@ -71,9 +77,16 @@ impl Ecs {
     }
 }
 
-/// The SDK configuration of an ECS environment.
+/// The SDK configuration of an ECS environment, from the ambient configuration.
 pub async fn sdk_config(target: &EcsTarget) -> Result<aws_config::SdkConfig, TargetError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    sdk_config_with(target, aws_config::defaults(BehaviorVersion::latest())).await
+}
+
+/// The SDK configuration of an ECS environment, starting from `loader`.
+pub async fn sdk_config_with(
+    target: &EcsTarget,
+    mut loader: aws_config::ConfigLoader,
+) -> Result<aws_config::SdkConfig, TargetError> {
     if let Some(region) = &target.region {
         loader = loader.region(Region::new(region.clone()));
     }
@@ -147,7 +160,9 @@ impl Target for Ecs {
 
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
         match rollout.spec {
-            AppSpec::EcsService(service) => services::verify(&self.ecs, rollout.app, rollout.revision, service, progress).await,
+            AppSpec::EcsService(service) => {
+                services::verify(&self.ecs, rollout.app, rollout.revision, service, progress).await
+            }
             AppSpec::EcsTask(task) => {
                 schedules::verify(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
             }

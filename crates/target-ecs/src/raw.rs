@@ -31,7 +31,8 @@ pub(crate) struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
 impl CaptureBody {
     pub fn json(&self) -> Result<Value, EcsError> {
         let body = self.0.lock().expect("not poisoned").take().unwrap_or_default();
-        serde_json::from_slice(&body).map_err(|error| EcsError::Invalid(format!("ECS answered with invalid JSON: {error}")))
+        serde_json::from_slice(&body)
+            .map_err(|error| EcsError::Invalid(format!("ECS answered with invalid JSON: {error}")))
     }
 }
 

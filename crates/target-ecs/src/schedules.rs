@@ -30,7 +30,8 @@ async fn rule_targets(clients: &Clients<'_>, rule: &str) -> Result<Vec<RuleTarge
         .send()
         .await
         .map_err(|error| sdk_error(&format!("list the targets of EventBridge rule {rule}"), error))?;
-    let targets: Vec<RuleTarget> = listed.targets.unwrap_or_default().into_iter().filter(|target| target.ecs_parameters.is_some()).collect();
+    let targets: Vec<RuleTarget> =
+        listed.targets.unwrap_or_default().into_iter().filter(|target| target.ecs_parameters.is_some()).collect();
     if targets.is_empty() {
         return Err(TargetError::Invalid(format!("EventBridge rule {rule} has no ECS task target")));
     }
@@ -66,7 +67,11 @@ async fn current(clients: &Clients<'_>, spec: &EcsTaskSpec) -> Result<Vec<(Strin
     }
     if let Some(reference) = &spec.schedule {
         let output = schedule(clients, reference).await?;
-        let arn = output.target.and_then(|target| target.ecs_parameters).map(|ecs| ecs.task_definition_arn).unwrap_or_default();
+        let arn = output
+            .target
+            .and_then(|target| target.ecs_parameters)
+            .map(|ecs| ecs.task_definition_arn)
+            .unwrap_or_default();
         current.push((format!("schedule {}", reference.name), arn));
     }
     Ok(current)
@@ -123,10 +128,18 @@ pub(crate) async fn rollout(
     Ok(())
 }
 
-async fn point_at(clients: &Clients<'_>, spec: &EcsTaskSpec, task_definition: &str, progress: &dyn Progress) -> Result<(), TargetError> {
+async fn point_at(
+    clients: &Clients<'_>,
+    spec: &EcsTaskSpec,
+    task_definition: &str,
+    progress: &dyn Progress,
+) -> Result<(), TargetError> {
     if let Some(rule) = &spec.rule {
         let mut targets = rule_targets(clients, rule).await?;
-        if targets.iter().any(|target| target.ecs_parameters.as_ref().is_some_and(|ecs| ecs.task_definition_arn != task_definition)) {
+        if targets
+            .iter()
+            .any(|target| target.ecs_parameters.as_ref().is_some_and(|ecs| ecs.task_definition_arn != task_definition))
+        {
             for target in &mut targets {
                 if let Some(ecs) = target.ecs_parameters.as_mut() {
                     ecs.task_definition_arn = task_definition.to_owned();
@@ -144,9 +157,14 @@ async fn point_at(clients: &Clients<'_>, spec: &EcsTaskSpec, task_definition: &s
                 let failures: Vec<String> = output
                     .failed_entries()
                     .iter()
-                    .map(|entry| format!("{}: {}", entry.target_id().unwrap_or("?"), entry.error_message().unwrap_or("failed")))
+                    .map(|entry| {
+                        format!("{}: {}", entry.target_id().unwrap_or("?"), entry.error_message().unwrap_or("failed"))
+                    })
                     .collect();
-                return Err(TargetError::Invalid(format!("EventBridge refused targets of rule {rule}: {}", failures.join("; "))));
+                return Err(TargetError::Invalid(format!(
+                    "EventBridge refused targets of rule {rule}: {}",
+                    failures.join("; ")
+                )));
             }
             progress
                 .report(TargetEvent {

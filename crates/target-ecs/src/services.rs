@@ -30,14 +30,14 @@ impl Default for Polling {
 }
 
 /// The service, or `None` when it does not exist (or is being deleted).
-pub(crate) async fn describe(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Option<Service>, TargetError> {
-    let output = client
-        .describe_services()
-        .cluster(&spec.cluster)
-        .services(&spec.service)
-        .send()
-        .await
-        .map_err(|error| sdk_error(&format!("describe ECS service {} in cluster {}", spec.service, spec.cluster), error))?;
+pub(crate) async fn describe(
+    client: &aws_sdk_ecs::Client,
+    spec: &EcsServiceSpec,
+) -> Result<Option<Service>, TargetError> {
+    let output =
+        client.describe_services().cluster(&spec.cluster).services(&spec.service).send().await.map_err(|error| {
+            sdk_error(&format!("describe ECS service {} in cluster {}", spec.service, spec.cluster), error)
+        })?;
     Ok(output.services.unwrap_or_default().into_iter().find(|service| service.status() == Some("ACTIVE")))
 }
 
@@ -51,7 +51,10 @@ async fn require(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<
 }
 
 /// What the service runs, with everything a plan compares.
-pub(crate) async fn observe(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Option<LiveDefinition>, TargetError> {
+pub(crate) async fn observe(
+    client: &aws_sdk_ecs::Client,
+    spec: &EcsServiceSpec,
+) -> Result<Option<LiveDefinition>, TargetError> {
     let Some(service) = describe(client, spec).await? else {
         return Ok(None);
     };
@@ -90,10 +93,14 @@ pub(crate) async fn observe(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec)
 fn steadiness(service: &Service, task_definition: &str) -> (bool, String) {
     let deployments = service.deployments();
     let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
-    let running = format!("{} of {} running", service.running_count(), service.desired_count());
     match primary {
-        None => (false, format!("no primary deployment, {running}")),
+        None => (
+            false,
+            format!("no primary deployment, {} of {} running", service.running_count(), service.desired_count()),
+        ),
         Some(primary) => {
+            // The primary deployment's own counts: the service's include old tasks.
+            let running = format!("{} of {} running", primary.running_count(), primary.desired_count());
             let on_it = primary.task_definition() == Some(task_definition);
             let state = primary.rollout_state();
             let done = match state {
@@ -103,7 +110,7 @@ fn steadiness(service: &Service, task_definition: &str) -> (bool, String) {
                 Some(_) => false,
             };
             let state = state.map_or("no rollout state".to_owned(), |state| state.as_str().to_owned());
-            (on_it && done, format!("{state}, {running}"))
+            (on_it && done, format!("{state}: {running}"))
         }
     }
 }
@@ -156,26 +163,21 @@ async fn move_service(
 ) -> Result<(), TargetError> {
     let new_definition = service.task_definition() != Some(task_definition);
     let new_count = desired_count.filter(|count| i64::from(*count) != i64::from(service.desired_count()));
-    let new_configuration = deployment.and_then(|wanted| deployment_configuration(wanted, service.deployment_configuration()));
+    let new_configuration =
+        deployment.and_then(|wanted| deployment_configuration(wanted, service.deployment_configuration()));
     if !new_definition && new_count.is_none() && new_configuration.is_none() {
         return Ok(());
     }
     let configuration_changed = new_configuration.is_some();
-    let mut update = client
-        .update_service()
-        .cluster(&spec.cluster)
-        .service(&spec.service)
-        .task_definition(task_definition);
+    let mut update =
+        client.update_service().cluster(&spec.cluster).service(&spec.service).task_definition(task_definition);
     if let Some(count) = new_count {
         update = update.desired_count(count as i32);
     }
     if let Some(configuration) = new_configuration {
         update = update.deployment_configuration(configuration);
     }
-    update
-        .send()
-        .await
-        .map_err(|error| sdk_error(&format!("update ECS service {}", spec.service), error))?;
+    update.send().await.map_err(|error| sdk_error(&format!("update ECS service {}", spec.service), error))?;
     let mut changes = Vec::new();
     if new_definition {
         changes.push(format!(
@@ -202,10 +204,14 @@ async fn move_service(
 
 /// The service's deployment configuration with what the manifest states, or `None`
 /// when that is what it has already.
-fn deployment_configuration(wanted: &EcsDeployment, live: Option<&DeploymentConfiguration>) -> Option<DeploymentConfiguration> {
+fn deployment_configuration(
+    wanted: &EcsDeployment,
+    live: Option<&DeploymentConfiguration>,
+) -> Option<DeploymentConfiguration> {
     let live_breaker = live.and_then(|live| live.deployment_circuit_breaker());
     let maximum = wanted.maximum_percent.map(|p| p as i32).or(live.and_then(|live| live.maximum_percent()));
-    let minimum = wanted.minimum_healthy_percent.map(|p| p as i32).or(live.and_then(|live| live.minimum_healthy_percent()));
+    let minimum =
+        wanted.minimum_healthy_percent.map(|p| p as i32).or(live.and_then(|live| live.minimum_healthy_percent()));
     let breaker = wanted
         .circuit_breaker
         .map(|breaker| (breaker.enable, breaker.rollback))
@@ -216,11 +222,11 @@ fn deployment_configuration(wanted: &EcsDeployment, live: Option<&DeploymentConf
     if unchanged {
         return None;
     }
-    let mut configuration = DeploymentConfiguration::builder().set_maximum_percent(maximum).set_minimum_healthy_percent(minimum);
+    let mut configuration =
+        DeploymentConfiguration::builder().set_maximum_percent(maximum).set_minimum_healthy_percent(minimum);
     if let Some((enable, rollback)) = breaker {
-        configuration = configuration.deployment_circuit_breaker(
-            DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build(),
-        );
+        configuration = configuration
+            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
     }
     if let Some(alarms) = live.and_then(|live| live.alarms()) {
         configuration = configuration.alarms(alarms.clone());
@@ -246,11 +252,15 @@ async fn watch(
         let deployments = service.deployments();
         let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
         if service.task_definition() != Some(task_definition) {
-            // The circuit breaker's rollback (or someone else) moved the service away.
-            let reasons = failure_reasons(client, spec, primary.and_then(|p| p.id())).await;
+            // The circuit breaker's rollback (or someone else) moved the service away;
+            // the deployment that failed, when ECS still lists it, says why.
+            let failed = deployments.iter().find(|deployment| deployment.task_definition() == Some(task_definition));
+            let reasons = failure_reasons(client, spec, failed.and_then(|d| d.id())).await;
+            let why = failed.and_then(|d| d.rollout_state_reason()).map(|why| format!(": {why}")).unwrap_or_default();
             return Err(RolloutError::Unhealthy {
                 reason: format!(
-                    "ECS moved service {} back to {} (its deployment circuit breaker rolled back)",
+                    "the deployment of {} failed and ECS's circuit breaker rolled service {} back to {}{why}",
+                    short(task_definition),
                     spec.service,
                     short(service.task_definition().unwrap_or("none"))
                 ),
@@ -301,11 +311,8 @@ async fn watch(
 /// run shows as its "logs".
 async fn failure_reasons(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec, deployment: Option<&str>) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut listing = client
-        .list_tasks()
-        .cluster(&spec.cluster)
-        .service_name(&spec.service)
-        .desired_status(DesiredStatus::Stopped);
+    let mut listing =
+        client.list_tasks().cluster(&spec.cluster).service_name(&spec.service).desired_status(DesiredStatus::Stopped);
     if let Some(deployment) = deployment {
         listing = listing.started_by(deployment);
     }
@@ -356,7 +363,10 @@ pub(crate) async fn verify(
     }
     let (steady, status) = steadiness(&service, current);
     if !steady {
-        return Err(RolloutError::Unhealthy { reason: format!("ECS service {} is not steady: {status}", spec.service), logs: Vec::new() });
+        return Err(RolloutError::Unhealthy {
+            reason: format!("ECS service {} is not steady: {status}", spec.service),
+            logs: Vec::new(),
+        });
     }
     progress
         .report(TargetEvent {
@@ -389,8 +399,10 @@ pub(crate) async fn retire(
         return Err(TargetError::Invalid(format!("{} does not record what it replaced", described.short())));
     };
     move_service(client, spec, &service, &previous, None, None, progress).await?;
-    watch(client, spec, &previous, Instant::now() + spec.timeout, progress, polling).await.map_err(|error| match error {
-        RolloutError::Target(error) => error,
-        other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
-    })
+    watch(client, spec, &previous, Instant::now() + spec.timeout, progress, polling).await.map_err(
+        |error| match error {
+            RolloutError::Target(error) => error,
+            other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
+        },
+    )
 }

@@ -48,7 +48,8 @@ pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) 
     if let Some((name, _)) = containers.iter().find(|(name, _)| name == selector) {
         return Ok(name);
     }
-    let repository = |image: &str| image.split(['@', ':']).next().unwrap_or(image).rsplit('/').next().unwrap_or("").to_owned();
+    let repository =
+        |image: &str| image.split(['@', ':']).next().unwrap_or(image).rsplit('/').next().unwrap_or("").to_owned();
     let matching: Vec<&str> = containers
         .iter()
         .filter(|(_, image)| repository(image).contains(selector) || image.contains(&format!("/{selector}")))
@@ -57,7 +58,9 @@ pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) 
     let names = containers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
     match matching.as_slice() {
         [only] => Ok(only),
-        [] => Err(format!("no container is named {selector:?} or runs an image of that name (the containers are {names})")),
+        [] => Err(format!(
+            "no container is named {selector:?} or runs an image of that name (the containers are {names})"
+        )),
         several => Err(format!("{selector:?} could mean any of {}; name the container", several.join(", "))),
     }
 }
