@@ -274,15 +274,26 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
         };
     };
     let mut changes = Vec::new();
-    let containers: Vec<(String, String)> = live.images.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
-    let mut desired_images = BTreeMap::new();
+    // The images wanted: a whole document's own, or what runs, with the manifest's set.
+    let mut desired_images: BTreeMap<String, String> = match &definition.document {
+        Some(document) => document.document["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_owned(), c["image"].as_str().unwrap_or_default().to_owned())))
+            .collect(),
+        None => live.images.clone(),
+    };
+    let containers: Vec<(String, String)> = desired_images.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
     for (selector, image) in &definition.images {
         let name = select_container(selector, &containers).map_or_else(|_| selector.clone(), str::to_owned);
-        let from = live.images.get(&name).cloned();
-        if from.as_deref() != Some(image) {
+        desired_images.insert(name, image.clone());
+    }
+    for (name, image) in &desired_images {
+        let from = live.images.get(name).cloned();
+        if from.as_deref() != Some(image.as_str()) {
             changes.push(Change { path: format!("containers.{name}.image"), from, to: Some(image.clone()) });
         }
-        desired_images.insert(name, image.clone());
     }
     if let Some(document) = &definition.document {
         let mut wanted = BTreeMap::new();

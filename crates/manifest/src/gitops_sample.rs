@@ -35,13 +35,16 @@ const SERVICE_FIELDS: &[&str] = &["service", "clusterName", "serviceName", "imag
 const TASK_FIELDS: &[&str] = &["service", "cwRuleName", "image"];
 
 /// The apps a sample file declares, each with the key naming it.
+/// Entries that become one app: what groups them, the first entry's key, the images.
+type Group<By> = (By, Key, BTreeMap<String, String>);
+
 pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> Vec<(Key, AppSpec)> {
     let Some(fields) = reader.fields(root, "", TOP_FIELDS) else {
         return Vec::new();
     };
     // One app per ECS service, and one per rule, in the order they first appear.
-    let mut services: Vec<((String, String), Key, BTreeMap<String, String>)> = Vec::new();
-    let mut rules: Vec<(String, Key, BTreeMap<String, String>)> = Vec::new();
+    let mut services: Vec<Group<(String, String)>> = Vec::new();
+    let mut rules: Vec<Group<String>> = Vec::new();
     match fields.get("services") {
         Some(node) => {
             for (index, entry) in entries(reader, node, "services") {

@@ -254,7 +254,8 @@ pub struct ScheduleRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcsDefinition {
     /// Container → image. Keys are container names, or (for apps read from the
-    /// gitops sample's `deployment.yaml`) a word the container's image contains.
+    /// gitops sample's `deployment.yaml`) a word the container's image contains, or ""
+    /// for the task definition's only container (a CodeDeploy `imageDetail.json`).
     pub images: BTreeMap<String, String>,
     /// A task definition document in the shape `aws ecs describe-task-definition`
     /// prints, read-only fields removed; `None` means "the one the service runs now".

@@ -22,6 +22,17 @@ pub(crate) enum Draft<'d> {
     Task(&'d TaskDraft),
 }
 
+/// One app in one environment, as every resolution step needs it.
+#[derive(Clone, Copy)]
+struct AppAt<'a> {
+    key: &'a Key,
+    overrides: &'a OverrideDraft,
+    /// `services.web`, for problems of the app.
+    path: &'a str,
+    /// `services.web.environments.prod`, for problems of the app in this environment.
+    env_path: &'a str,
+}
+
 /// Files read once for the whole manifest, whatever refers to them.
 #[derive(Default)]
 pub(crate) struct ReadFiles {
@@ -81,13 +92,10 @@ impl Resolver<'_> {
                 }
             };
             let env_path = format!("{path}.environments.{name}");
+            let at = AppAt { key, overrides, path: &path, env_path: &env_path };
             let spec = match (&draft, &target) {
-                (Draft::Service(service), TargetSpec::Docker { .. }) => {
-                    self.docker_service(key, service, overrides, &path, &env_path)
-                }
-                (Draft::Task(task), TargetSpec::Docker { .. }) => {
-                    self.docker_task(key, task, overrides, &path, &env_path)
-                }
+                (Draft::Service(service), TargetSpec::Docker { .. }) => self.docker_service(at, service),
+                (Draft::Task(task), TargetSpec::Docker { .. }) => self.docker_task(at, task),
                 (Draft::Service(service), TargetSpec::Ecs(target)) => {
                     if !warned_ecs {
                         self.warn_about_ignored_on_ecs(
@@ -99,14 +107,14 @@ impl Resolver<'_> {
                         );
                         warned_ecs = true;
                     }
-                    self.ecs_service(key, service, overrides, target, name, &path, &env_path)
+                    self.ecs_service(at, service, target, name)
                 }
                 (Draft::Task(task), TargetSpec::Ecs(target)) => {
                     if !warned_ecs {
                         self.warn_about_ignored_on_ecs(key, &path, name, task.containers.as_deref(), false);
                         warned_ecs = true;
                     }
-                    self.ecs_task(key, task, overrides, target, &path, &env_path)
+                    self.ecs_task(at, task, target)
                 }
             };
             match spec {
@@ -122,27 +130,13 @@ impl Resolver<'_> {
         ok.then_some(specs)
     }
 
-    fn docker_service(
-        &mut self,
-        key: &Key,
-        draft: &ServiceDraft,
-        overrides: &OverrideDraft,
-        path: &str,
-        env_path: &str,
-    ) -> Option<AppSpec> {
+    fn docker_service(&mut self, at: AppAt<'_>, draft: &ServiceDraft) -> Option<AppSpec> {
         if draft.containers_failed {
             return None;
         }
-        let containers = self.docker_containers(
-            key,
-            draft.containers.as_deref(),
-            draft.images_from.as_ref(),
-            overrides,
-            path,
-            env_path,
-        )?;
-        let replicas = overrides.replicas.or(draft.replicas).unwrap_or(1);
-        let strategy = self.rolling(draft.strategy, replicas, env_path)?;
+        let containers = self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())?;
+        let replicas = at.overrides.replicas.or(draft.replicas).unwrap_or(1);
+        let strategy = self.rolling(draft.strategy, replicas, at.env_path)?;
         let health = draft.health.as_ref().map(|health| health_check(health, &containers[0]));
         Some(AppSpec::Service(ServiceSpec {
             containers,
@@ -153,31 +147,17 @@ impl Resolver<'_> {
         }))
     }
 
-    fn docker_task(
-        &mut self,
-        key: &Key,
-        draft: &TaskDraft,
-        overrides: &OverrideDraft,
-        path: &str,
-        env_path: &str,
-    ) -> Option<AppSpec> {
+    fn docker_task(&mut self, at: AppAt<'_>, draft: &TaskDraft) -> Option<AppSpec> {
         let containers = if draft.containers_failed {
             None
         } else {
-            self.docker_containers(
-                key,
-                draft.containers.as_deref(),
-                draft.images_from.as_ref(),
-                overrides,
-                path,
-                env_path,
-            )
+            self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())
         };
-        let schedule = overrides.schedule.clone().or_else(|| draft.schedule.clone());
+        let schedule = at.overrides.schedule.clone().or_else(|| draft.schedule.clone());
         if schedule.is_none() {
             self.reader.error(
-                key.pos,
-                path,
+                at.key.pos,
+                at.path,
                 "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")",
             );
         }
@@ -188,62 +168,48 @@ impl Resolver<'_> {
     /// overrides applied.
     fn docker_containers(
         &mut self,
-        key: &Key,
+        at: AppAt<'_>,
         containers: Option<&[ContainerSpec]>,
         images_from: Option<&(Pos, String)>,
-        overrides: &OverrideDraft,
-        path: &str,
-        env_path: &str,
     ) -> Option<Vec<ContainerSpec>> {
         let Some(containers) = containers else {
-            self.reader.error(key.pos, path, "missing field \"image\" (or a `containers` mapping)");
+            self.reader.error(at.key.pos, at.path, "missing field \"image\" (or a `containers` mapping)");
             return None;
         };
         let mut containers = containers.to_vec();
         let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
         let mut images = BTreeMap::new();
         if let Some((pos, file)) = images_from {
-            images = self.images_from_file(*pos, file, &names, path)?;
+            images = self.images_from_file(*pos, file, &names, at.path)?;
         }
-        images.extend(self.override_images(overrides, &names, env_path)?);
+        images.extend(self.override_images(at.overrides, &names, at.env_path)?);
         for container in &mut containers {
             if let Some(image) = images.remove(&container.name) {
                 container.image = image;
             }
-            container.env.extend(overrides.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            container.env.extend(at.overrides.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Some(containers)
     }
 
     fn ecs_service(
         &mut self,
-        key: &Key,
+        at: AppAt<'_>,
         draft: &ServiceDraft,
-        overrides: &OverrideDraft,
         target: &EcsTarget,
         environment: &str,
-        path: &str,
-        env_path: &str,
     ) -> Option<AppSpec> {
         if draft.containers_failed {
             return None;
         }
         let ecs = draft.ecs.as_ref();
-        let definition = self.ecs_definition(
-            key,
-            draft.containers.as_deref(),
-            draft.images_from.as_ref(),
-            ecs,
-            overrides,
-            path,
-            env_path,
-        );
-        let cluster = self.ecs_cluster(key, ecs, target, environment, path);
-        let desired_count = overrides.replicas.or(draft.replicas);
-        let deployment = self.ecs_deployment(draft, ecs, desired_count, env_path);
+        let definition = self.ecs_definition(at, draft.containers.as_deref(), draft.images_from.as_ref(), ecs);
+        let cluster = self.ecs_cluster(at, ecs, target, environment);
+        let desired_count = at.overrides.replicas.or(draft.replicas);
+        let deployment = self.ecs_deployment(draft, ecs, desired_count, at.env_path);
         Some(AppSpec::EcsService(EcsServiceSpec {
             cluster: cluster?,
-            service: ecs.and_then(|ecs| ecs.service.clone()).unwrap_or_else(|| key.name.clone()),
+            service: ecs.and_then(|ecs| ecs.service.clone()).unwrap_or_else(|| at.key.name.clone()),
             definition: definition?,
             desired_count,
             deployment: deployment?,
@@ -251,35 +217,19 @@ impl Resolver<'_> {
         }))
     }
 
-    fn ecs_task(
-        &mut self,
-        key: &Key,
-        draft: &TaskDraft,
-        overrides: &OverrideDraft,
-        target: &EcsTarget,
-        path: &str,
-        env_path: &str,
-    ) -> Option<AppSpec> {
+    fn ecs_task(&mut self, at: AppAt<'_>, draft: &TaskDraft, target: &EcsTarget) -> Option<AppSpec> {
         if draft.containers_failed {
             return None;
         }
         let ecs = draft.ecs.as_ref();
-        let definition = self.ecs_definition(
-            key,
-            draft.containers.as_deref(),
-            draft.images_from.as_ref(),
-            ecs,
-            overrides,
-            path,
-            env_path,
-        );
+        let definition = self.ecs_definition(at, draft.containers.as_deref(), draft.images_from.as_ref(), ecs);
         let rule = ecs.and_then(|ecs| ecs.rule.clone());
         let schedule =
             ecs.and_then(|ecs| Some(ScheduleRef { name: ecs.schedule.clone()?, group: ecs.schedule_group.clone() }));
         if rule.is_none() && schedule.is_none() {
             self.reader.error(
-                ecs.map_or(key.pos, |ecs| ecs.pos),
-                path,
+                ecs.map_or(at.key.pos, |ecs| ecs.pos),
+                at.path,
                 "on ECS a scheduled task runs from an EventBridge rule or Scheduler schedule: name it with ecs.rule or ecs.schedule",
             );
             return None;
@@ -294,17 +244,16 @@ impl Resolver<'_> {
 
     fn ecs_cluster(
         &mut self,
-        key: &Key,
+        at: AppAt<'_>,
         ecs: Option<&EcsDraft>,
         target: &EcsTarget,
         environment: &str,
-        path: &str,
     ) -> Option<String> {
         let cluster = ecs.and_then(|ecs| ecs.cluster.clone()).or_else(|| target.cluster.clone());
         if cluster.is_none() {
             self.reader.error(
-                key.pos,
-                path,
+                at.key.pos,
+                at.path,
                 format!(
                     "no ECS cluster: set ecs.cluster on the app, or cluster on environment {environment:?}'s target"
                 ),
@@ -317,14 +266,12 @@ impl Resolver<'_> {
     /// config repo when it names one.
     fn ecs_definition(
         &mut self,
-        key: &Key,
+        at: AppAt<'_>,
         containers: Option<&[ContainerSpec]>,
         images_from: Option<&(Pos, String)>,
         ecs: Option<&EcsDraft>,
-        overrides: &OverrideDraft,
-        path: &str,
-        env_path: &str,
     ) -> Option<EcsDefinition> {
+        let AppAt { key, overrides, path, env_path } = at;
         let document = match ecs.and_then(|ecs| ecs.task_definition.as_ref()) {
             Some((pos, file)) => Some((file.clone(), self.task_definition(*pos, file, path)?)),
             None => None,
@@ -473,6 +420,9 @@ impl Resolver<'_> {
             ImageFile::Definitions(entries) => entries.clone(),
             ImageFile::Detail(image) => match names {
                 [only] => vec![(only.clone(), image.clone())],
+                // An ECS image swap whose containers are known only to the live task
+                // definition: "" selects its only container, checked at deploy time.
+                [] => vec![(String::new(), image.clone())],
                 _ => {
                     self.reader.error(
                         pos,

@@ -45,6 +45,15 @@ fn join(prefix: &str, key: &str) -> String {
 /// # Errors
 /// A message naming the containers there are, when none or several match.
 pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) -> Result<&'a str, String> {
+    if selector.is_empty() {
+        return match containers {
+            [(only, _)] => Ok(only),
+            _ => Err(format!(
+                "an image given for no container in particular (imageDetail.json) needs a task definition with one container; it has {}",
+                containers.len()
+            )),
+        };
+    }
     if let Some((name, _)) = containers.iter().find(|(name, _)| name == selector) {
         return Ok(name);
     }
@@ -95,5 +104,7 @@ mod tests {
         assert_eq!(select_container("log-router", &containers), Ok("log-router"));
         assert_eq!(select_container("service-a", &containers), Ok("app"));
         assert!(select_container("service-b", &containers).unwrap_err().contains("app, log-router"));
+        assert!(select_container("", &containers).is_err(), "\"\" needs a single container");
+        assert_eq!(select_container("", &containers[..1]), Ok("app"));
     }
 }

@@ -1,0 +1,327 @@
+//! GitOps to Amazon ECS, end to end through the `launchway` binary: a real git repo, a
+//! real SQLite file, and the AWS SDK talking to moto. moto runs no tasks, so service
+//! deployments progress (or fail) through launchway's rollout model in
+//! crates/testkit/moto/ecs_rollouts.py, chosen by each task definition's
+//! LAUNCHWAY_TEST_ROLLOUT variable; everything else is plain moto.
+
+mod support;
+
+use std::process::Command;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ecs::config::{Credentials, Region};
+use launchway_testkit::{GitRepo, Moto, MotoAccount};
+use serde_json::{Value, json};
+use support::Run;
+
+const REGION: &str = "ap-northeast-1";
+
+/// One test's world: a config repo, a database, an AWS account on moto.
+struct Aws {
+    repo: GitRepo,
+    db: tempfile::TempDir,
+    moto: &'static Moto,
+    account: MotoAccount,
+    ecs: aws_sdk_ecs::Client,
+    events: aws_sdk_eventbridge::Client,
+}
+
+impl Aws {
+    async fn new() -> Aws {
+        let moto = Moto::shared();
+        let account = moto.account();
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(moto.endpoint())
+            .credentials_provider(Credentials::new(&account.access_key, &account.secret_key, None, None, "test"))
+            .load()
+            .await;
+        Aws {
+            repo: GitRepo::init(),
+            db: tempfile::tempdir().expect("temp dir"),
+            moto,
+            ecs: aws_sdk_ecs::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
+            account,
+        }
+    }
+
+    /// `launchway` with the ambient AWS configuration pointing at this test's account.
+    async fn launchway(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(support::binary());
+        command
+            .args(args)
+            .env("LAUNCHWAY_REPO", self.repo.path())
+            .env("LAUNCHWAY_DB", self.db.path().join("launchway.db"))
+            .env_remove("LAUNCHWAY_OUTPUT");
+        for (name, value) in self.account.env(self.moto.endpoint(), REGION) {
+            command.env(name, value);
+        }
+        let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("launchway runs");
+        Run { output }
+    }
+
+    async fn register(&self, family: &str, containers: &[(&str, &str)], rollout: &str) -> String {
+        let mut request = self.ecs.register_task_definition().family(family);
+        for (name, image) in containers {
+            request = request.container_definitions(
+                aws_sdk_ecs::types::ContainerDefinition::builder()
+                    .name(*name)
+                    .image(*image)
+                    .memory(128)
+                    .environment(
+                        aws_sdk_ecs::types::KeyValuePair::builder()
+                            .name("LAUNCHWAY_TEST_ROLLOUT")
+                            .value(rollout)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        request.send().await.expect("registered").task_definition.unwrap().task_definition_arn.unwrap()
+    }
+
+    async fn service(&self, cluster: &str, name: &str, task_definition: &str) {
+        self.ecs.create_cluster().cluster_name(cluster).send().await.expect("cluster");
+        self.ecs
+            .create_service()
+            .cluster(cluster)
+            .service_name(name)
+            .task_definition(task_definition)
+            .desired_count(2)
+            .send()
+            .await
+            .expect("service");
+    }
+
+    async fn task_definition_of(&self, cluster: &str, service: &str) -> String {
+        let output = self.ecs.describe_services().cluster(cluster).services(service).send().await.unwrap();
+        output.services.unwrap().remove(0).task_definition.unwrap()
+    }
+
+    async fn images_of(&self, task_definition: &str) -> Vec<(String, String)> {
+        let output = self.ecs.describe_task_definition().task_definition(task_definition).send().await.unwrap();
+        output
+            .task_definition
+            .unwrap()
+            .container_definitions()
+            .iter()
+            .map(|c| (c.name().unwrap().to_owned(), c.image().unwrap().to_owned()))
+            .collect()
+    }
+
+    async fn runs(&self) -> Vec<Value> {
+        let run = self.launchway(&["history", "--output", "json", "--limit", "100"]).await;
+        run.assert_exit(0);
+        serde_json::from_str(&run.stdout()).expect("JSON")
+    }
+}
+
+#[tokio::test]
+async fn the_gitops_sample_deployment_file_deploys_as_it_is() {
+    let aws = Aws::new().await;
+    let a = aws
+        .register("service-a", &[("service-a", "1111.dkr.ecr.us-east-1.amazonaws.com/service-a:1.0.0")], "complete")
+        .await;
+    // A service whose task has a sidecar; the sample names the app container by image.
+    let b = aws
+        .register(
+            "service-b",
+            &[("app", "1111.dkr.ecr.us-east-1.amazonaws.com/service-b:2.0.0"), ("log-router", "fluent-bit:2")],
+            "complete",
+        )
+        .await;
+    aws.service("demo", "demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1", &a).await;
+    aws.service("demo", "demo-service-b", &b).await;
+    let x = aws
+        .register(
+            "batch",
+            &[
+                ("service-x", "1111.dkr.ecr.us-west-2.amazonaws.com/service-x:1.0.0"),
+                ("service-y", "1111.dkr.ecr.us-west-2.amazonaws.com/service-y:3.0.0"),
+            ],
+            "complete",
+        )
+        .await;
+    aws.events.put_rule().name("service-y-cw-rule").schedule_expression("rate(1 day)").send().await.unwrap();
+    aws.events
+        .put_targets()
+        .rule("service-y-cw-rule")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("batch")
+                .arn(format!("arn:aws:ecs:{REGION}:{}:cluster/demo", aws.account.id))
+                .ecs_parameters(
+                    aws_sdk_eventbridge::types::EcsParameters::builder().task_definition_arn(&x).build().unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The sample's format, unmodified (its comments included).
+    let deployment = r#"release: 4.0
+# tasks - (optional) if no scheduled tasks exists just remove the tasks array
+tasks:
+  - service: service-x
+    cwRuleName: service-y-cw-rule
+    image: "1111.dkr.ecr.us-west-2.amazonaws.com/service-x:2.0.0"
+  - service: service-y
+    cwRuleName: service-y-cw-rule
+    image: "1111.dkr.ecr.us-west-2.amazonaws.com/service-y:4.0.0"
+services:
+  #service - must match the container name in the task definition
+  - service: service-a
+    clusterName: demo
+    serviceName: demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1
+    image: "1111.dkr.ecr.us-east-1.amazonaws.com/service-a:2.0.0"
+  - service: service-b
+    clusterName: demo
+    serviceName: demo-service-b
+    image: "1111.dkr.ecr.us-east-1.amazonaws.com/service-b:3.0.0"
+"#;
+    aws.repo.write("deployment.yaml", deployment);
+    aws.repo.commit("release 4.0");
+
+    let validate = aws.launchway(&["validate"]).await;
+    validate.assert_exit(0);
+    assert!(validate.stdout().contains("2 services, 1 task in 1 environment (default)"), "{}", validate.stdout());
+
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(0);
+    assert_eq!(aws.runs().await.len(), 3, "{}", deploy.stdout());
+
+    let a_now = aws.task_definition_of("demo", "demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1").await;
+    assert_eq!(
+        aws.images_of(&a_now).await,
+        [("service-a".to_owned(), "1111.dkr.ecr.us-east-1.amazonaws.com/service-a:2.0.0".to_owned())]
+    );
+    let b_now = aws.task_definition_of("demo", "demo-service-b").await;
+    assert_eq!(
+        aws.images_of(&b_now).await,
+        [
+            ("app".to_owned(), "1111.dkr.ecr.us-east-1.amazonaws.com/service-b:3.0.0".to_owned()),
+            ("log-router".to_owned(), "fluent-bit:2".to_owned())
+        ],
+        "the container whose image names service-b, and only it"
+    );
+    let rule_target =
+        aws.events.list_targets_by_rule().rule("service-y-cw-rule").send().await.unwrap().targets.unwrap().remove(0);
+    let batch_now = rule_target.ecs_parameters.unwrap().task_definition_arn;
+    assert_eq!(
+        aws.images_of(&batch_now).await,
+        [
+            ("service-x".to_owned(), "1111.dkr.ecr.us-west-2.amazonaws.com/service-x:2.0.0".to_owned()),
+            ("service-y".to_owned(), "1111.dkr.ecr.us-west-2.amazonaws.com/service-y:4.0.0".to_owned())
+        ],
+        "two entries on one rule: one new revision with both images"
+    );
+
+    // Deploying the same file again changes nothing.
+    let again = aws.launchway(&["deploy"]).await;
+    again.assert_exit(0);
+    assert!(again.stdout().contains("nothing to deploy"), "{}", again.stdout());
+    assert_eq!(aws.runs().await.len(), 3);
+    assert_eq!(aws.task_definition_of("demo", "demo-service-b").await, b_now);
+}
+
+#[tokio::test]
+async fn images_published_by_ci_as_image_files_are_deployed() {
+    let aws = Aws::new().await;
+    let web = aws.register("web", &[("web", "web:1"), ("log", "log:1")], "complete").await;
+    let api = aws.register("api", &[("api", "api:1")], "complete").await;
+    aws.service("prod", "web", &web).await;
+    aws.service("prod", "api", &api).await;
+    aws.repo.write(
+        "launchway.yaml",
+        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  web:\n    images_from: release/web/imagedefinitions.json\n  api:\n    images_from: release/api/imageDetail.json\n",
+    );
+    aws.repo.write(
+        "release/web/imagedefinitions.json",
+        r#"[{"name":"web","imageUri":"web:2"},{"name":"log","imageUri":"log:2"}]"#,
+    );
+    aws.repo.write("release/api/imageDetail.json", r#"{"ImageURI": "api:2"}"#);
+    aws.repo.commit("CI published web and api");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let web_now = aws.task_definition_of("prod", "web").await;
+    assert_eq!(
+        aws.images_of(&web_now).await,
+        [("web".to_owned(), "web:2".to_owned()), ("log".to_owned(), "log:2".to_owned())]
+    );
+    let api_now = aws.task_definition_of("prod", "api").await;
+    assert_eq!(aws.images_of(&api_now).await, [("api".to_owned(), "api:2".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_failing_ecs_release_is_rolled_back_to_the_previous_task_definition() {
+    let aws = Aws::new().await;
+    let seed = aws.register("shop", &[("shop", "shop:0")], "complete").await;
+    aws.service("prod", "shop", &seed).await;
+    let manifest = "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  shop:\n    ecs: {task_definition: ecs/shop.json}\n";
+    let definition = |image: &str, rollout: &str| {
+        json!({"family": "shop", "cpu": "256", "memory": "512",
+            "containerDefinitions": [{"name": "shop", "image": image, "memory": 256,
+                "environment": [{"name": "LAUNCHWAY_TEST_ROLLOUT", "value": rollout}]}]})
+        .to_string()
+    };
+    aws.repo.write("launchway.yaml", manifest);
+    aws.repo.write("ecs/shop.json", &definition("shop:1", "complete"));
+    aws.repo.commit("shop 1");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let good = aws.task_definition_of("prod", "shop").await;
+
+    aws.repo.write("ecs/shop.json", &definition("shop:2", "fail"));
+    aws.repo.commit("shop 2, broken");
+    let plan = aws.launchway(&["plan"]).await;
+    plan.assert_exit(0);
+    assert!(plan.stdout().contains("~ containers.shop.image: shop:1 → shop:2"), "{}", plan.stdout());
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("ECS deployment circuit breaker: tasks failed to start."), "{stdout}");
+    assert!(stdout.contains("Essential container in task exited"), "the stopped tasks' reasons are shown: {stdout}");
+    assert_eq!(aws.task_definition_of("prod", "shop").await, good, "back on the previous revision");
+    let runs = aws.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back");
+    assert!(runs[0]["reason"].as_str().unwrap().contains("failed"), "{}", runs[0]["reason"]);
+}
+
+#[tokio::test]
+async fn the_plan_shows_task_definition_and_service_changes() {
+    let aws = Aws::new().await;
+    let seed = aws.register("site", &[("site", "site:1")], "complete").await;
+    aws.service("prod", "site", &seed).await;
+    aws.repo.write(
+        "launchway.yaml",
+        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  site:\n    image: site:2\n    replicas: 5\n    strategy:\n      rolling: {max_surge: 100%, max_unavailable: 0%}\n",
+    );
+    aws.repo.commit("site 2 with 5 replicas");
+    let plan = aws.launchway(&["plan", "--output", "json"]).await;
+    plan.assert_exit(0);
+    let plan: Value = serde_json::from_str(&plan.stdout()).unwrap();
+    let changes: Vec<String> = plan["plans"][0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} → {}",
+                c["path"].as_str().unwrap(),
+                c["from"].as_str().unwrap_or("-"),
+                c["to"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    // 100% surge and 0% unavailable are what the service has (200%, 100%): not changes.
+    assert_eq!(changes, ["containers.site.image: site:1 → site:2", "desired_count: 2 → 5"]);
+    assert_eq!(plan["plans"][0]["action"], "update");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let service =
+        aws.ecs.describe_services().cluster("prod").services("site").send().await.unwrap().services.unwrap().remove(0);
+    assert_eq!(service.desired_count(), 5);
+    let after = aws.launchway(&["plan", "--output", "json"]).await;
+    let after: Value = serde_json::from_str(&after.stdout()).unwrap();
+    assert_eq!(after["plans"][0]["action"], "no_change", "{after:#}");
+}
