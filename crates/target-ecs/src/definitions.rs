@@ -34,8 +34,9 @@ const READ_ONLY: &[&str] = &[
     "deregisteredAt",
 ];
 
-/// How many recent revisions of a family are searched for one already registered.
-const SEARCH_DEPTH: i32 = 20;
+/// How many of a family's newest revisions are searched for one already registered: a
+/// run resumed after a crash between registering and updating finds its revision there.
+const SEARCH_DEPTH: i32 = 3;
 
 /// A task definition revision as ECS describes it.
 #[derive(Debug, Clone)]
@@ -152,12 +153,14 @@ pub(crate) async fn find_registered(
         .send()
         .await
         .map_err(|error| sdk_error(&format!("list task definitions of family {family}"), error))?;
-    for arn in listed.task_definition_arns() {
-        // The prefix matches other families too (web, web-worker).
-        if short(arn).rsplit_once(':').map(|(name, _)| name) != Some(family) {
-            continue;
-        }
-        let described = Described::fetch(client, arn).await?;
+    // The prefix matches other families too (web, web-worker).
+    let arns = listed
+        .task_definition_arns()
+        .iter()
+        .filter(|arn| short(arn).rsplit_once(':').map(|(name, _)| name) == Some(family));
+    let described = futures_util::future::join_all(arns.map(|arn| Described::fetch(client, arn))).await;
+    for described in described {
+        let described = described?;
         if is_revision(&described, app, revision) {
             return Ok(Some(described));
         }
@@ -178,6 +181,13 @@ pub(crate) async fn ensure(
 ) -> Result<String, TargetError> {
     if let Some(current) = current.filter(|current| is_revision(current, app, revision)) {
         return Ok(current.arn.clone());
+    }
+    // A rollback goes back to the revision the current one replaced: recorded on it.
+    if let Some(previous) = current.and_then(|current| current.tag(TAG_PREVIOUS)) {
+        let previous = Described::fetch(client, previous).await?;
+        if is_revision(&previous, app, revision) {
+            return Ok(previous.arn);
+        }
     }
     let mut document = desired_document(definition, current)?;
     let family = document["family"].as_str().unwrap_or_default().to_owned();

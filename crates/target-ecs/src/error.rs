@@ -5,18 +5,27 @@ use std::fmt;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use launchway_target::TargetError;
 
 pub(crate) type EcsError = TargetError;
 
-/// `DescribeServices failed: ClusterNotFoundException: Cluster not found.`
+/// `describe ECS service web failed: ClusterNotFoundException: Cluster not found.`
 pub(crate) fn sdk_error<E, R>(action: &str, error: SdkError<E, R>) -> TargetError
 where
-    E: Error + Send + Sync + 'static,
+    E: Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
     let unreachable = matches!(error, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_));
-    let message = AwsMessage(DisplayErrorContext(&error).to_string());
+    let message = match error.as_service_error() {
+        // What AWS said: its error code and message, not the SDK's debug dump.
+        Some(service) => AwsMessage(match (service.code(), service.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => service.to_string(),
+        }),
+        None => AwsMessage(DisplayErrorContext(&error).to_string()),
+    };
     if unreachable {
         TargetError::Unreachable { target: format!("AWS ({action})"), source: Box::new(message) }
     } else {

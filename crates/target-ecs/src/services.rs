@@ -16,16 +16,28 @@ use tokio::time::Instant;
 use crate::definitions::{self, Described, TAG_PREVIOUS, short};
 use crate::error::sdk_error;
 
-/// How often a deployment is looked at: soon after it starts, then less and less often.
+/// How often a deployment is looked at: soon after it starts, then less often, up to
+/// `max`, which bounds how late launchway notices that ECS is done; after `slow_after`
+/// (a long deployment) up to `slow_max`. At most four DescribeServices a second per
+/// deploying service, then two, stay well inside ECS's API rate limits, and launchway
+/// sees a deployment done sooner than ecs-deploy (which looks every second) or the AWS
+/// CLI's waiter (every fifteen).
 #[derive(Debug, Clone, Copy)]
 pub struct Polling {
     pub first: Duration,
     pub max: Duration,
+    pub slow_after: Duration,
+    pub slow_max: Duration,
 }
 
 impl Default for Polling {
     fn default() -> Polling {
-        Polling { first: Duration::from_millis(250), max: Duration::from_secs(5) }
+        Polling {
+            first: Duration::from_millis(100),
+            max: Duration::from_millis(250),
+            slow_after: Duration::from_secs(60),
+            slow_max: Duration::from_millis(500),
+        }
     }
 }
 
@@ -236,7 +248,8 @@ fn deployment_configuration(
 
 /// Follows the deployment to `task_definition` until it completes, fails, or the
 /// deadline passes. No fixed sleep: the first look comes at once, then the wait between
-/// looks doubles from `polling.first` to `polling.max`.
+/// looks doubles from `polling.first` to `polling.max` (100 to 250 ms by default, then
+/// 500 ms after a minute).
 async fn watch(
     client: &aws_sdk_ecs::Client,
     spec: &EcsServiceSpec,
@@ -245,6 +258,7 @@ async fn watch(
     progress: &dyn Progress,
     polling: Polling,
 ) -> Result<(), RolloutError> {
+    let started = Instant::now();
     let mut wait = polling.first;
     let mut last_status = String::new();
     loop {
@@ -303,7 +317,8 @@ async fn watch(
             });
         }
         tokio::time::sleep_until((now + wait).min(deadline)).await;
-        wait = (wait * 2).min(polling.max);
+        let max = if started.elapsed() < polling.slow_after { polling.max } else { polling.slow_max };
+        wait = (wait * 2).min(max);
     }
 }
 

@@ -59,10 +59,12 @@ impl World {
             ..EcsTarget::default()
         };
         let base = loader(self.moto, "AKIA0000999999999999");
-        Ecs::connect_with(&spec, base)
-            .await
-            .expect("connects")
-            .with_polling(Polling { first: Duration::from_millis(20), max: Duration::from_millis(100) })
+        Ecs::connect_with(&spec, base).await.expect("connects").with_polling(Polling {
+            first: Duration::from_millis(20),
+            max: Duration::from_millis(100),
+            slow_after: Duration::from_secs(60),
+            slow_max: Duration::from_millis(100),
+        })
     }
 
     async fn register(&self, document: Value) -> String {

@@ -11,8 +11,13 @@ with its ECS backend extended so that:
   configuration it is given;
 - every DescribeServices call advances in-progress deployments one tick. What happens
   after TICKS ticks is chosen by the new task definition: the value of the environment
-  variable LAUNCHWAY_TEST_ROLLOUT on its first container:
+  variable LAUNCHWAY_TEST_ROLLOUT on its first container (a completed deployment runs
+  desiredCount RUNNING tasks of its definition and stops the service's older tasks, so
+  tools that count tasks, as ecs-deploy does, see what they would on ECS):
     complete (the default)  the deployment completes and older ones go away;
+    complete-after:<s>      likewise, but only once <s> seconds have passed since the
+                            deployment started, however often it is looked at (for
+                            benchmarks that compare tools polling at different rates);
     fail                    the deployment FAILS as ECS's circuit breaker fails it, with
                             stopped tasks carrying reasons, and, when the circuit
                             breaker's rollback is on, the service goes back to the last
@@ -34,6 +39,7 @@ from moto.ecs import models
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import models as iam_models
 from moto.moto_api._internal import mock_random
+from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 
 ROLLOUT = "LAUNCHWAY_TEST_ROLLOUT"
@@ -61,7 +67,7 @@ def event(service, message):
     )
 
 
-def start_deployment(service, task_definition, completed=False):
+def start_deployment(backend, service, task_definition, completed=False):
     for deployment in service.deployments:
         if deployment["status"] == "PRIMARY":
             deployment["status"] = "ACTIVE"
@@ -88,10 +94,38 @@ def start_deployment(service, task_definition, completed=False):
     if completed:
         service.deployments[1:] = []
         service.running_count, service.pending_count = service.desired_count, 0
+        run_tasks(backend, service, service.deployments[0])
+
+
+def service_tasks(backend, service):
+    cluster = backend._get_cluster(service.cluster_name)
+    return cluster, backend.tasks.setdefault(cluster.name, {})
+
+
+def run_tasks(backend, service, deployment):
+    """The deployment's tasks replace the service's running ones."""
+    cluster, tasks = service_tasks(backend, service)
+    for task in tasks.values():
+        if task.group == f"service:{service.name}" and task.desired_status == "RUNNING":
+            task.desired_status = "STOPPED"
+            task.last_status = "STOPPED"
+            task.stopped_reason = f"Task stopped by deployment {deployment['id']}"
+    definition = backend.describe_task_definition(deployment["taskDefinition"])
+    for _ in range(service.desired_count):
+        try:
+            task = models.Task(cluster, definition, None, None, backend, group=f"service:{service.name}",
+                               started_by=deployment["id"],
+                               networking_configuration=service.network_configuration or None)
+        except Exception:  # noqa: BLE001 - moto refuses tasks it cannot place (awsvpc
+            # without a network configuration); the service's counts still tell the story.
+            return
+        task.desired_status = "RUNNING"
+        task.last_status = "RUNNING"
+        tasks[task.task_arn] = task
 
 
 def stop_tasks(backend, service, deployment, count, reason):
-    cluster = backend._get_cluster(service.cluster_name)
+    cluster, tasks = service_tasks(backend, service)
     definition = backend.describe_task_definition(deployment["taskDefinition"])
     for _ in range(count):
         task = models.Task(cluster, definition, None, None, backend, group=f"service:{service.name}",
@@ -99,7 +133,7 @@ def stop_tasks(backend, service, deployment, count, reason):
         task.desired_status = "STOPPED"
         task.last_status = "STOPPED"
         task.stopped_reason = reason
-        backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+        tasks[task.task_arn] = task
 
 
 def advance(backend, service):
@@ -111,7 +145,14 @@ def advance(backend, service):
         return
     service.launchway_ticks = getattr(service, "launchway_ticks", 0) + 1
     primary["updatedAt"] = utcnow()
-    if service.launchway_ticks < TICKS:
+    waiting = False
+    if chosen.startswith("complete-after:"):
+        elapsed = (utcnow() - primary["createdAt"]).total_seconds()
+        waiting = elapsed < float(chosen.split(":", 1)[1])
+        chosen = "complete"
+    elif service.launchway_ticks < TICKS:
+        waiting = True
+    if waiting:
         primary["runningCount"] = min(1, service.desired_count) if chosen == "complete" else 0
         primary["pendingCount"] = service.desired_count - primary["runningCount"]
         event(service, f"has started {primary['pendingCount']} tasks: deployment {primary['id']}.")
@@ -129,13 +170,14 @@ def advance(backend, service):
         if breaker.get("rollback") and previous is not None:
             service.task_definition = previous["taskDefinition"]
             event(service, f"rolling back to deployment {previous['id']}.")
-            start_deployment(service, previous["taskDefinition"], completed=True)
+            start_deployment(backend, service, previous["taskDefinition"], completed=True)
         return
     primary["rolloutState"] = "COMPLETED"
     primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
     primary["runningCount"], primary["pendingCount"] = service.desired_count, 0
     service.deployments[1:] = []
     service.running_count, service.pending_count = service.desired_count, 0
+    run_tasks(backend, service, primary)
     event(service, "has reached a steady state.")
 
 
@@ -151,7 +193,7 @@ def create_service(self):
         service = self.ecs_backend._get_service(self._get_param("cluster", "default"), self._get_param("serviceName"))
         service.deployment_configuration = self._get_param("deploymentConfiguration") or DEFAULT_DEPLOYMENT_CONFIGURATION
         if service.task_definition:
-            start_deployment(service, service.task_definition, completed=True)
+            start_deployment(self.ecs_backend, service, service.task_definition, completed=True)
     return result
 
 
@@ -169,7 +211,7 @@ def update_service(self, properties):
             # moto stores what it was given (a family, a family:revision); ECS stores the ARN.
             updated.task_definition = self.describe_task_definition(task_definition).arn
         if updated.task_definition != before or force:
-            start_deployment(updated, updated.task_definition)
+            start_deployment(self, updated, updated.task_definition)
         for deployment in updated.deployments:
             deployment["desiredCount"] = updated.desired_count
         return updated
@@ -199,6 +241,9 @@ iam_models.get_account_id_from = account_from_key
 
 
 def main():
+    # Tasks stay where the rollout model puts them; moto would otherwise walk each one
+    # towards STOPPED a step per look.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 2**62})
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     print(f"port {server.get_host_and_port()[1]}", flush=True)
