@@ -324,4 +324,9 @@ async fn the_plan_shows_task_definition_and_service_changes() {
     let after = aws.launchway(&["plan", "--output", "json"]).await;
     let after: Value = serde_json::from_str(&after.stdout()).unwrap();
     assert_eq!(after["plans"][0]["action"], "no_change", "{after:#}");
+
+    let status = aws.launchway(&["status"]).await;
+    status.assert_exit(0);
+    assert!(status.stdout().contains("COMPLETED: 5 of 5 running"), "{}", status.stdout());
+    assert!(status.stdout().contains("in sync"), "{}", status.stdout());
 }

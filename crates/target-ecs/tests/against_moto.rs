@@ -675,3 +675,29 @@ async fn secrets_referenced_in_ssm_are_read_decrypted() {
     assert_eq!(secret.expose(), "https://hooks.slack.example/services/T0/B0/secret");
     assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
 }
+
+#[tokio::test]
+async fn a_revision_registered_before_a_crash_is_reused_not_registered_again() {
+    let world = World::new().await;
+    let original =
+        world.register(json!({"family": "inv", "containerDefinitions": [{"name": "inv", "image": "inv:1"}]})).await;
+    world.service("prod", "inv", &original).await;
+    // What an interrupted run leaves: its revision registered and tagged, the service
+    // not yet moved to it.
+    let mut orphan = registrable(&described_json(&world, &original).await);
+    orphan["containerDefinitions"][0]["image"] = json!("inv:2");
+    orphan["tags"] = json!([
+        {"key": "launchway:app", "value": "inv"},
+        {"key": "launchway:revision", "value": "rev-inv"},
+        {"key": "launchway:previous", "value": original}
+    ]);
+    let registered = register_raw(&world, &orphan).await;
+    let revisions = world.revisions("inv").await;
+
+    let spec = swap("prod", "inv", &[("inv", "inv:2")]);
+    let progress = Recorded::default();
+    world.target().await.rollout(rollout("inv", "rev-inv", &spec), &progress).await.expect("resumed");
+    assert_eq!(world.revisions("inv").await, revisions, "nothing registered");
+    assert_eq!(world.running("prod", "inv").await.task_definition(), Some(registered.as_str()));
+    assert_eq!(progress.kinds()[0], "task_definition.reused");
+}

@@ -43,14 +43,17 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
                 (Some(desired), _) => format!("wants {desired}"),
                 (None, _) => String::new(),
             };
-            let replicas = status
-                .live
-                .as_ref()
-                .map(|live| {
+            let replicas = match status.live.as_ref() {
+                // ECS: what its deployment says ("COMPLETED: 3 of 3 running").
+                Some(live) if live.definition.is_some() => {
+                    live.definition.as_ref().map(|d| d.status.clone()).unwrap_or_default()
+                }
+                Some(live) => {
                     let running = live.replicas.iter().filter(|r| r.state == ReplicaState::Running).count();
                     format!("{running}/{}", live.replicas.len())
-                })
-                .unwrap_or_else(|| "-".to_owned());
+                }
+                None => "-".to_owned(),
+            };
             let endpoints: Vec<String> = status
                 .live
                 .iter()
