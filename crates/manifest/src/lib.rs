@@ -19,9 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use model::{
-    App, AppSpec, CircuitBreaker, ContainerSpec, Deployment, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget,
-    EcsTaskSpec, Environment, HealthCheck, Manifest, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy,
-    TargetSpec, TaskDefinitionDocument, TaskSpec,
+    App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, Deployment, EcsDefinition, EcsDeployment,
+    EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,
+    NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
+    TaskDefinitionDocument, TaskSpec, tag_matches,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 
@@ -122,9 +123,31 @@ pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Vali
         app_files.into_iter().filter_map(|file| Some((file, read_one(file, false, &mut diagnostics)?))).collect();
 
     let mut environments = BTreeMap::new();
+    let mut notifications = Vec::new();
     if let Some(draft) = &root_draft {
-        for (key, target) in &draft.environments {
-            environments.insert(key.name.clone(), Environment { name: key.name.clone(), target: target.clone() });
+        for (key, environment) in &draft.environments {
+            environments.insert(
+                key.name.clone(),
+                Environment {
+                    name: key.name.clone(),
+                    target: environment.target.clone(),
+                    source: environment.source.clone(),
+                    approval: environment.approval,
+                },
+            );
+        }
+        check_promotions(draft, &mut diagnostics);
+        for (pos, notification) in &draft.notifications {
+            for name in &notification.notification.environments {
+                if !draft.environment_names.contains(name) {
+                    diagnostics.push(Diagnostic::new(
+                        ROOT_FILE,
+                        notification.environments_pos.unwrap_or(*pos),
+                        format!("notifications: environment {name:?} is not declared"),
+                    ));
+                }
+            }
+            notifications.push(notification.notification.clone());
         }
         if draft.environment_names.is_empty() {
             diagnostics.push(Diagnostic::new(
@@ -173,7 +196,55 @@ pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Vali
             }
         }
     }
-    finish(Manifest { environments, apps }, diagnostics, warnings)
+    finish(Manifest { environments, apps, notifications }, diagnostics, warnings)
+}
+
+/// `promote_from` must name another declared environment, and promotions must not go
+/// round in a circle.
+fn check_promotions(draft: &FileDraft, diagnostics: &mut Vec<Diagnostic>) {
+    let from: BTreeMap<&str, &str> = draft
+        .environments
+        .iter()
+        .filter_map(|(key, environment)| match &environment.source {
+            EnvSource::Promotion { from } => Some((key.name.as_str(), from.as_str())),
+            _ => None,
+        })
+        .collect();
+    for (key, environment) in &draft.environments {
+        let EnvSource::Promotion { from: source } = &environment.source else { continue };
+        let pos = environment.promote_pos.unwrap_or(key.pos);
+        let path = format!("environments.{}.promote_from", key.name);
+        if source == &key.name {
+            diagnostics.push(Diagnostic::new(ROOT_FILE, pos, format!("{path}: an environment cannot promote from itself")));
+        } else if !draft.environment_names.contains(source) {
+            let known: Vec<&str> = draft.environment_names.iter().map(String::as_str).collect();
+            let mut message = format!("{path}: environment {source:?} is not declared");
+            if let Some(suggestion) = reader::closest(source, &known) {
+                message.push_str(&format!(", did you mean {suggestion:?}?"));
+            }
+            diagnostics.push(Diagnostic::new(ROOT_FILE, pos, message));
+        } else {
+            // Follow the chain; coming back here is a cycle.
+            let mut seen = vec![key.name.as_str()];
+            let mut next = source.as_str();
+            while let Some(upstream) = from.get(next) {
+                seen.push(next);
+                if *upstream == key.name {
+                    seen.push(upstream);
+                    diagnostics.push(Diagnostic::new(
+                        ROOT_FILE,
+                        pos,
+                        format!("{path}: promotions go round in a circle ({})", seen.join(" ← ")),
+                    ));
+                    break;
+                }
+                if seen.contains(upstream) {
+                    break;
+                }
+                next = upstream;
+            }
+        }
+    }
 }
 
 /// A repo holding the gitops sample's `deployment.yaml`: one environment on the
@@ -190,10 +261,9 @@ fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
         resolve::warn_about_floating_images(&mut warnings, &file.path, &key, &key.name, &specs);
         apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });
     }
-    let environment =
-        Environment { name: SAMPLE_ENVIRONMENT.to_owned(), target: TargetSpec::Ecs(EcsTarget::default()) };
+    let environment = Environment::new(SAMPLE_ENVIRONMENT, TargetSpec::Ecs(EcsTarget::default()));
     let environments = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), environment)]);
-    finish(Manifest { environments, apps }, diagnostics, warnings)
+    finish(Manifest { environments, apps, notifications: Vec::new() }, diagnostics, warnings)
 }
 
 fn finish(

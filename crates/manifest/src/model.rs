@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 pub struct Manifest {
     pub environments: BTreeMap<String, Environment>,
     pub apps: BTreeMap<String, App>,
+    /// Where `launchway server` tells people what happens.
+    pub notifications: Vec<Notification>,
 }
 
 impl Manifest {
@@ -39,6 +41,128 @@ pub struct Deployment<'a> {
 pub struct Environment {
     pub name: String,
     pub target: TargetSpec,
+    /// Which changes `launchway server` deploys here.
+    #[serde(default)]
+    pub source: EnvSource,
+    /// Runs wait for someone to approve them before deploying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
+}
+
+impl Environment {
+    /// An environment of `target` fed by the default branch, with no approval.
+    pub fn new(name: &str, target: TargetSpec) -> Environment {
+        Environment { name: name.to_owned(), target, source: EnvSource::DefaultBranch, approval: None }
+    }
+}
+
+/// Where an environment's desired state comes from when the server watches the repo.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EnvSource {
+    /// Commits on the branch the server follows (its `--ref`, usually the default one).
+    #[default]
+    DefaultBranch,
+    /// Commits on this branch.
+    Branch { name: String },
+    /// Tags matching the pattern: `semver` (v1.2.3, 1.2.3-rc.1) or a glob (`release-*`).
+    Tags { pattern: String },
+    /// Releases verified in another environment.
+    Promotion { from: String },
+}
+
+impl EnvSource {
+    /// Whether a push of `git_ref` (`refs/heads/dev`, `refs/tags/v1.2.0`) feeds the
+    /// environment; `default_branch` is the branch the server follows.
+    pub fn accepts(&self, git_ref: &str, default_branch: &str) -> bool {
+        match self {
+            EnvSource::DefaultBranch => git_ref.strip_prefix("refs/heads/") == Some(default_branch),
+            EnvSource::Branch { name } => git_ref.strip_prefix("refs/heads/") == Some(name.as_str()),
+            EnvSource::Tags { pattern } => {
+                git_ref.strip_prefix("refs/tags/").is_some_and(|tag| tag_matches(pattern, tag))
+            }
+            EnvSource::Promotion { .. } => false,
+        }
+    }
+}
+
+/// `semver` matches v1.2.3 / 1.2.3 with an optional pre-release and build; anything
+/// else is a glob where `*` matches any run of characters.
+pub fn tag_matches(pattern: &str, tag: &str) -> bool {
+    if pattern == "semver" {
+        let version = tag.strip_prefix('v').unwrap_or(tag);
+        let core = version.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        return parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+    }
+    glob_matches(pattern.as_bytes(), tag.as_bytes())
+}
+
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
+        Some((first, rest)) => text.split_first().is_some_and(|(c, tail)| c == first && glob_matches(rest, tail)),
+    }
+}
+
+/// Who may let a run through, and for how long it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// The release's author may not approve it.
+    pub forbid_author: bool,
+    /// A run not approved in this long is rejected.
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Duration>,
+}
+
+/// A chat or webhook destination, with what it hears about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub sink: NotificationSink,
+    /// Empty: every event.
+    pub events: Vec<NotifyOn>,
+    /// Empty: every environment.
+    pub environments: Vec<String>,
+}
+
+impl Notification {
+    pub fn wants(&self, event: NotifyOn, environment: &str) -> bool {
+        (self.events.is_empty() || self.events.contains(&event))
+            && (self.environments.is_empty() || self.environments.iter().any(|e| e == environment))
+    }
+}
+
+/// Where to send. URLs may be secrets: `ssm:/name` or `env:VARIABLE` are resolved when used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotificationSink {
+    /// A Slack-compatible incoming webhook (Block Kit messages).
+    Slack { url: String },
+    /// Any HTTP endpoint taking launchway's JSON.
+    Webhook { url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    ApprovalNeeded,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+impl NotifyOn {
+    pub const ALL: [NotifyOn; 4] = [NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::ApprovalNeeded => "approval_needed",
+            NotifyOn::Succeeded => "succeeded",
+            NotifyOn::Failed => "failed",
+            NotifyOn::RolledBack => "rolled_back",
+        }
+    }
 }
 
 /// Where an environment's apps run.
@@ -123,6 +247,25 @@ impl AppSpec {
             AppSpec::Service(_) | AppSpec::EcsService(_) => "service",
             AppSpec::Task(_) | AppSpec::EcsTask(_) => "task",
         }
+    }
+
+    /// The same spec with some containers' images replaced: how a release published by
+    /// CI, or promoted from another environment, applies to what the manifest says.
+    pub fn with_images(&self, images: &BTreeMap<String, String>) -> AppSpec {
+        let mut spec = self.clone();
+        match &mut spec {
+            AppSpec::Service(ServiceSpec { containers, .. }) | AppSpec::Task(TaskSpec { containers, .. }) => {
+                for container in containers.iter_mut() {
+                    if let Some(image) = images.get(&container.name) {
+                        container.image = image.clone();
+                    }
+                }
+            }
+            AppSpec::EcsService(EcsServiceSpec { definition, .. }) | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
+                definition.images.extend(images.iter().map(|(container, image)| (container.clone(), image.clone())));
+            }
+        }
+        spec
     }
 }
 

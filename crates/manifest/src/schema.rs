@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{CircuitBreaker, ContainerSpec, EcsTarget, Schedule, TargetSpec};
+use crate::model::{
+    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Notification, NotificationSink, NotifyOn, Schedule,
+    TargetSpec,
+};
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
 use crate::{image, schedule};
@@ -23,9 +26,24 @@ pub(crate) struct FileDraft {
     /// The target each environment was meant to have, even when its settings or name
     /// are wrong: its apps are still checked against that kind of target.
     pub attempted_targets: Vec<(String, TargetSpec)>,
-    pub environments: Vec<(Key, TargetSpec)>,
+    pub environments: Vec<(Key, EnvironmentDraft)>,
+    pub notifications: Vec<(Pos, NotificationDraft)>,
     pub services: Vec<(Key, ServiceDraft)>,
     pub tasks: Vec<(Key, TaskDraft)>,
+}
+
+pub(crate) struct EnvironmentDraft {
+    pub target: TargetSpec,
+    pub source: EnvSource,
+    /// Where `promote_from` is written, to report a bad reference there.
+    pub promote_pos: Option<Pos>,
+    pub approval: Option<ApprovalPolicy>,
+}
+
+pub(crate) struct NotificationDraft {
+    pub notification: Notification,
+    /// Where `environments:` is written, to report names that are not declared.
+    pub environments_pos: Option<Pos>,
 }
 
 pub(crate) struct ServiceDraft {
@@ -107,9 +125,11 @@ pub(crate) struct OverrideDraft {
     pub schedule: Option<Schedule>,
 }
 
-const ROOT_FIELDS: &[&str] = &["version", "environments", "services", "tasks"];
+const ROOT_FIELDS: &[&str] = &["version", "environments", "notifications", "services", "tasks"];
 const APPS_FILE_FIELDS: &[&str] = &["services", "tasks"];
-const ENVIRONMENT_FIELDS: &[&str] = &["target"];
+const ENVIRONMENT_FIELDS: &[&str] = &["target", "branch", "tags", "promote_from", "approval"];
+const APPROVAL_FIELDS: &[&str] = &["required", "forbid_author", "expires"];
+const NOTIFICATION_FIELDS: &[&str] = &["slack", "webhook", "events", "environments"];
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
@@ -184,10 +204,23 @@ pub(crate) fn read_file(reader: &mut Reader<'_>, root: &Node, is_root: bool) -> 
                 draft.attempted_targets.push((entry.key.name.clone(), target));
             }
             if check_name(reader, &entry.key, "environments")
-                && let Some(target) = read_environment(reader, entry.value, &path, entry.key.pos)
+                && let Some(environment) = read_environment(reader, entry.value, &path, entry.key.pos)
             {
-                draft.environments.push((entry.key, target));
+                draft.environments.push((entry.key, environment));
             }
+        }
+    }
+    if let Some(notifications) = fields.get("notifications") {
+        match &notifications.value {
+            Value::Seq(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let Some(notification) = read_notification(reader, item, &format!("notifications[{index}]")) {
+                        draft.notifications.push((item.pos, notification));
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => reader.error(notifications.pos, "notifications", "expected a list of destinations"),
         }
     }
     if let Some(services) = fields.get("services") {
@@ -236,13 +269,136 @@ fn check_name(reader: &mut Reader<'_>, key: &Key, path: &str) -> bool {
     valid
 }
 
-fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) -> Option<TargetSpec> {
+fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) -> Option<EnvironmentDraft> {
     let fields = reader.fields(node, path, ENVIRONMENT_FIELDS)?.owned_by(key);
-    let Some(target) = fields.get("target") else {
-        reader.error(fields.pos(), path, "missing field \"target\" (for example `target: docker`)");
-        return None;
+    let target = match fields.get("target") {
+        Some(target) => read_target(reader, target, &format!("{path}.target")),
+        None => {
+            reader.error(fields.pos(), path, "missing field \"target\" (for example `target: docker`)");
+            None
+        }
     };
-    let path = format!("{path}.target");
+    let mut ok = true;
+    let mut text = |name: &str| -> Option<String> {
+        let node = fields.get(name)?;
+        let value = reader.string(node, &format!("{path}.{name}"));
+        ok &= value.is_some();
+        value
+    };
+    let branch = text("branch");
+    let tags = text("tags");
+    let promote_from = text("promote_from");
+    let written: Vec<&str> = ["branch", "tags", "promote_from"].into_iter().filter(|name| fields.has(name)).collect();
+    if written.len() > 1 {
+        let pos = fields.key_pos(written[1]).unwrap_or(fields.pos());
+        reader.error(pos, path, format!("an environment has one source: {} cannot be combined", written.join(" and ")));
+        ok = false;
+    }
+    if let (Some(pattern), Some(node)) = (&tags, fields.get("tags"))
+        && pattern != "semver"
+        && (pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || "._-/*".contains(c)))
+    {
+        reader.error(node.pos, &format!("{path}.tags"), format!("{pattern:?} is not a tag pattern: use semver, or a glob like release-*"));
+        ok = false;
+    }
+    let source = match (branch, tags, promote_from.clone()) {
+        (Some(name), _, _) => EnvSource::Branch { name },
+        (_, Some(pattern), _) => EnvSource::Tags { pattern },
+        (_, _, Some(from)) => EnvSource::Promotion { from },
+        _ => EnvSource::DefaultBranch,
+    };
+    let approval = match fields.get("approval") {
+        Some(node) => read_approval(reader, node, &format!("{path}.approval")),
+        None => Some(None),
+    };
+    let target = target?;
+    let approval = approval?;
+    ok.then_some(EnvironmentDraft {
+        target,
+        source,
+        promote_pos: promote_from.and(fields.get("promote_from").map(|node| node.pos)),
+        approval,
+    })
+}
+
+/// `approval: true`, or `approval: {required, forbid_author, expires}`. The author may
+/// not approve their own release unless the environment says so.
+fn read_approval(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Option<ApprovalPolicy>> {
+    if let Value::Bool(required) = node.value {
+        return Some(required.then_some(ApprovalPolicy { forbid_author: true, expires: None }));
+    }
+    let fields = reader.fields(node, path, APPROVAL_FIELDS)?;
+    let flag = |reader: &mut Reader<'_>, name: &str, default: bool| -> Option<bool> {
+        match fields.get(name) {
+            Some(node) => match node.value {
+                Value::Bool(value) => Some(value),
+                _ => {
+                    reader.error(node.pos, &format!("{path}.{name}"), "expected true or false");
+                    None
+                }
+            },
+            None => Some(default),
+        }
+    };
+    let required = flag(reader, "required", true);
+    let forbid_author = flag(reader, "forbid_author", true);
+    let expires = match fields.get("expires") {
+        Some(node) => reader.duration(node, &format!("{path}.expires")).map(Some),
+        None => Some(None),
+    };
+    let (required, forbid_author, expires) = (required?, forbid_author?, expires?);
+    Some(required.then_some(ApprovalPolicy { forbid_author, expires }))
+}
+
+fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<NotificationDraft> {
+    let fields = reader.fields(node, path, NOTIFICATION_FIELDS)?;
+    let url = |reader: &mut Reader<'_>, name: &str| -> Option<String> {
+        let node = fields.get(name)?;
+        let url = reader.string(node, &format!("{path}.{name}"))?;
+        let valid = url.starts_with("https://") || url.starts_with("http://") || url.starts_with("ssm:") || url.starts_with("env:");
+        if !valid {
+            reader.error(
+                node.pos,
+                &format!("{path}.{name}"),
+                "expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
+            );
+            return None;
+        }
+        Some(url)
+    };
+    let sink = match (fields.has("slack"), fields.has("webhook")) {
+        (true, false) => NotificationSink::Slack { url: url(reader, "slack")? },
+        (false, true) => NotificationSink::Webhook { url: url(reader, "webhook")? },
+        _ => {
+            reader.error(fields.pos(), path, "name one destination: slack (an incoming webhook) or webhook");
+            return None;
+        }
+    };
+    let mut events = Vec::new();
+    if let Some(node) = fields.get("events") {
+        for name in reader.string_list(node, &format!("{path}.events"))? {
+            match NotifyOn::ALL.into_iter().find(|event| event.as_str() == name) {
+                Some(event) => events.push(event),
+                None => {
+                    let known: Vec<&str> = NotifyOn::ALL.iter().map(|event| event.as_str()).collect();
+                    unknown_kind(reader, node.pos, &format!("{path}.events"), "event", &name, &known);
+                    return None;
+                }
+            }
+        }
+    }
+    let environments = match fields.get("environments") {
+        Some(node) => reader.string_list(node, &format!("{path}.environments"))?,
+        None => Vec::new(),
+    };
+    Some(NotificationDraft {
+        notification: Notification { sink, events, environments },
+        environments_pos: fields.get("environments").map(|node| node.pos),
+    })
+}
+
+fn read_target(reader: &mut Reader<'_>, target: &Node, path: &str) -> Option<TargetSpec> {
+    let path = path.to_owned();
     // `target: docker` is short for `target: {docker: {}}`; likewise `target: ecs`.
     if let Value::Str(kind) = &target.value {
         return match kind.as_str() {

@@ -641,3 +641,112 @@ fn the_gitops_sample_file_gets_the_same_checks() {
         ]
     );
 }
+
+// ---- what the server reads: sources, approvals, notifications
+
+const PIPELINE: &str = "\
+environments:
+  dev:
+    target: docker
+    branch: dev
+  stg:
+    target: docker
+  prod:
+    target: docker
+    promote_from: stg
+    approval: {expires: 24h}
+  hotfix:
+    target: docker
+    tags: semver
+    approval: true
+notifications:
+  - slack: ssm:/launchway/slack-webhook
+    events: [approval_needed, failed, rolled_back]
+    environments: [prod]
+  - webhook: https://ops.example.com/launchway
+services:
+  web: {image: example/web:1}
+";
+
+#[test]
+fn environments_say_which_changes_feed_them_and_who_must_approve() {
+    let manifest = load_one(PIPELINE).expect("valid").manifest;
+    let env = |name: &str| &manifest.environments[name];
+    assert_eq!(env("dev").source, EnvSource::Branch { name: "dev".into() });
+    assert_eq!(env("stg").source, EnvSource::DefaultBranch);
+    assert_eq!(env("prod").source, EnvSource::Promotion { from: "stg".into() });
+    assert_eq!(env("hotfix").source, EnvSource::Tags { pattern: "semver".into() });
+    assert_eq!(env("prod").approval, Some(ApprovalPolicy { forbid_author: true, expires: Some(Duration::from_secs(86_400)) }));
+    assert_eq!(env("hotfix").approval, Some(ApprovalPolicy { forbid_author: true, expires: None }));
+    assert_eq!(env("stg").approval, None);
+
+    assert!(env("dev").source.accepts("refs/heads/dev", "main"));
+    assert!(!env("dev").source.accepts("refs/heads/main", "main"));
+    assert!(env("stg").source.accepts("refs/heads/main", "main"));
+    assert!(env("hotfix").source.accepts("refs/tags/v1.4.2", "main"));
+    assert!(env("hotfix").source.accepts("refs/tags/2.0.0-rc.1", "main"));
+    assert!(!env("hotfix").source.accepts("refs/tags/nightly", "main"));
+    assert!(!env("prod").source.accepts("refs/heads/main", "main"), "prod takes promotions only");
+
+    assert_eq!(manifest.notifications.len(), 2);
+    let slack = &manifest.notifications[0];
+    assert_eq!(slack.sink, NotificationSink::Slack { url: "ssm:/launchway/slack-webhook".into() });
+    assert!(slack.wants(NotifyOn::Failed, "prod"));
+    assert!(!slack.wants(NotifyOn::Succeeded, "prod"));
+    assert!(!slack.wants(NotifyOn::Failed, "dev"));
+    assert!(manifest.notifications[1].wants(NotifyOn::Succeeded, "dev"), "no filter: everything");
+}
+
+#[test]
+fn tag_patterns_are_semver_or_globs() {
+    assert!(tag_matches("semver", "v10.0.3"));
+    assert!(tag_matches("semver", "1.2.3+build.7"));
+    assert!(!tag_matches("semver", "v1.2"));
+    assert!(!tag_matches("semver", "latest"));
+    assert!(tag_matches("release-*", "release-2026-11"));
+    assert!(!tag_matches("release-*", "hotfix-1"));
+    assert!(tag_matches("*", "anything"));
+}
+
+#[test]
+fn bad_sources_promotions_and_notifications_are_reported() {
+    let text = "\
+environments:
+  dev: {target: docker, branch: dev, tags: semver}
+  stg: {target: docker, promote_from: prod}
+  prod: {target: docker, promote_from: stg}
+  qa: {target: docker, promote_from: staging, approval: {requierd: true}}
+notifications:
+  - slack: hooks.slack.com/services/x
+  - webhook: https://ops.example.com/hook
+    events: [deployed]
+    environments: [production]
+  - {}
+services:
+  web: {image: example/web:1}
+";
+    assert_eq!(
+        errors_of(text),
+        vec![
+            "launchway.yaml:2:38: environments.dev: an environment has one source: branch and tags cannot be combined",
+            "launchway.yaml:3:39: environments.stg.promote_from: promotions go round in a circle (stg ← prod ← stg)",
+            "launchway.yaml:4:40: environments.prod.promote_from: promotions go round in a circle (prod ← stg ← prod)",
+            r#"launchway.yaml:5:38: environments.qa.promote_from: environment "staging" is not declared, did you mean "stg"?"#,
+            r#"launchway.yaml:5:58: environments.qa.approval: unknown field "requierd", did you mean "required"?"#,
+            "launchway.yaml:7:12: notifications[0].slack: expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
+            r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "approval_needed", "succeeded", "failed", "rolled_back""#,
+            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook) or webhook",
+        ]
+    );
+}
+
+#[test]
+fn published_images_replace_the_manifests_by_container() {
+    let manifest = load_one(MINIMAL).expect("valid").manifest;
+    let spec = &manifest.apps["web"].specs["dev"];
+    let published = spec.with_images(&std::collections::BTreeMap::from([("web".to_owned(), "example/web:1.1".to_owned())]));
+    assert_eq!(published.images()["web"], "example/web:1.1");
+    assert_ne!(published.revision(), spec.revision());
+    let unrelated = spec.with_images(&std::collections::BTreeMap::from([("other".to_owned(), "x:1".to_owned())]));
+    assert_eq!(unrelated, *spec);
+}
