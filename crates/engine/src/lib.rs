@@ -9,6 +9,7 @@
 //!
 //! The engine knows only traits: [`Store`], [`Target`] (through [`TargetProvider`]).
 
+mod approval;
 mod owner;
 pub mod plan;
 mod run;
@@ -26,7 +27,7 @@ use tokio::sync::broadcast;
 
 pub use owner::Owner;
 pub use plan::{AppPlan, Change, PlanAction};
-pub use sync::{AppStatus, Decision, DeployRequest, Selection};
+pub use sync::{AppStatus, Decision, DeployRequest, ImageOverrides, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -38,6 +39,9 @@ pub enum EngineError {
     Busy { run_id: i64, owner: String, expires_in_ms: i64 },
     #[error("{0}")]
     Invalid(String),
+    /// Not allowed for whoever asked (the release's author approving it…).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("stopped before run {run_id} finished; it resumes where it stopped")]
     Interrupted { run_id: i64 },
 }

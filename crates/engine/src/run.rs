@@ -10,7 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
-    DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError, Transition, now_ms,
+    ApprovalRequest, DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError,
+    Transition, now_ms,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, describe};
 use serde_json::json;
@@ -19,21 +20,30 @@ use tracing::Instrument;
 use crate::{Engine, EngineError, Result, plan};
 
 /// What a step decided.
-struct Next {
+pub(crate) struct Next {
     to: RunState,
     reason: Option<String>,
     plan: Option<serde_json::Value>,
     message: String,
     data: serde_json::Value,
     deployment: Option<DeploymentUpdate>,
+    approval: Option<ApprovalRequest>,
 }
 
 impl Next {
-    fn to(to: RunState, message: impl Into<String>) -> Next {
-        Next { to, reason: None, plan: None, message: message.into(), data: serde_json::Value::Null, deployment: None }
+    pub(crate) fn to(to: RunState, message: impl Into<String>) -> Next {
+        Next {
+            to,
+            reason: None,
+            plan: None,
+            message: message.into(),
+            data: serde_json::Value::Null,
+            deployment: None,
+            approval: None,
+        }
     }
 
-    fn because(mut self, reason: impl Into<String>) -> Next {
+    pub(crate) fn because(mut self, reason: impl Into<String>) -> Next {
         self.reason = Some(reason.into());
         self
     }
@@ -76,7 +86,7 @@ impl Engine {
         result
     }
 
-    async fn claim(&self, run_id: i64) -> Result<Lease> {
+    pub(crate) async fn claim(&self, run_id: i64) -> Result<Lease> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
         let ttl = self.inner.config.lease_ttl.as_millis() as i64;
@@ -141,10 +151,20 @@ impl Engine {
                 RunState::Pending => Next::to(RunState::Validating, "validating"),
                 RunState::Validating => self.step(lease, &run, "validate", self.validate(&run)).await?,
                 RunState::Planning => self.step(lease, &run, "plan", self.plan_step(&run)).await?,
+                RunState::AwaitingApproval => match self.approval_gate(&run).await? {
+                    Some(next) => next,
+                    None => {
+                        // Parked: nobody drives it until a decision comes (or it expires).
+                        self.inner.store.release_lease(lease).await?;
+                        return Ok(self.inner.store.run(run.id).await?);
+                    }
+                },
                 RunState::Deploying => self.step(lease, &run, "deploy", self.deploy(&run)).await?,
                 RunState::Verifying => self.step(lease, &run, "verify", self.verify(&run)).await?,
                 RunState::RollingBack => self.step(lease, &run, "rollback", self.roll_back(&run)).await?,
-                RunState::Succeeded | RunState::RolledBack | RunState::Failed => unreachable!("checked above"),
+                RunState::Succeeded | RunState::RolledBack | RunState::Failed | RunState::Rejected => {
+                    unreachable!("checked above")
+                }
             };
             let event = NewEvent::for_run(&run, &format!("run.{}", next.to), next.message).with_data(next.data);
             let (_, event) = self
@@ -158,6 +178,7 @@ impl Engine {
                         plan: next.plan,
                         event,
                         deployment: next.deployment,
+                        approval: next.approval,
                     },
                 )
                 .await?;
@@ -248,6 +269,15 @@ impl Engine {
             Next::to(RunState::Succeeded, "nothing to change: the target already runs this release")
                 .because("nothing to change")
                 .deploying(release.id, true)
+        } else if let Some(policy) = run.approval_policy.filter(|_| run.kind == RunKind::Deploy) {
+            // Rollbacks are someone's explicit request and do not wait.
+            let expires_at = policy.expires.map(|expires| now_ms() + expires.as_millis() as i64);
+            let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+            let mut next = Next::to(RunState::AwaitingApproval, format!("waiting for approval: {}", plan.summary))
+                .because("waiting for approval")
+                .with_data(json!({"changes": changes, "expires_at": expires_at}));
+            next.approval = Some(ApprovalRequest { expires_at });
+            next
         } else {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
             Next::to(RunState::Deploying, plan.summary.clone()).with_data(json!({"changes": changes}))
@@ -283,6 +313,7 @@ impl Engine {
                 let what = match run.kind {
                     RunKind::Deploy => "deployed",
                     RunKind::Rollback => "rolled back to",
+                    RunKind::Scheduled => "ran",
                 };
                 Ok(Next::to(
                     RunState::Succeeded,

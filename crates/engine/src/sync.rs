@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use launchway_manifest::{Manifest, TargetSpec};
+use launchway_manifest::{ApprovalPolicy, Manifest, TargetSpec};
 use launchway_store::{
     DeploymentRecord, NewEvent, NewRelease, NewRun, Release, ReleaseId, ReleaseSource, Run, RunFilter, RunKind,
     RunState, now_ms,
@@ -32,10 +32,15 @@ impl Selection {
     }
 }
 
+/// Images to set over the manifest's, by (app, environment): what CI published, or
+/// what a promotion carries from the environment before.
+pub type ImageOverrides = BTreeMap<(String, String), BTreeMap<String, String>>;
+
 pub struct DeployRequest<'a> {
     pub manifest: &'a Manifest,
     /// The commit the manifest was read from.
     pub source: ReleaseSource,
+    pub images: ImageOverrides,
     pub selection: &'a Selection,
     /// Deploy a revision again even though its last run failed or was rolled back.
     pub retry_failed: bool,
@@ -67,6 +72,10 @@ pub enum Decision {
         reason: String,
         /// How the revision's last run ended.
         previous_state: RunState,
+    },
+    /// A run for the same desired state waits for approval.
+    Waiting {
+        run: Box<Run>,
     },
     /// A run for the app is being driven by another live process.
     Busy {
@@ -127,20 +136,35 @@ impl Engine {
         let selected = request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment));
         for deployment in selected {
             let (app, env) = (deployment.app, deployment.environment);
-            let revision = deployment.spec.revision().0;
+            let overridden =
+                request.images.get(&(app.to_owned(), env.to_owned())).map(|images| deployment.spec.with_images(images));
+            let spec = overridden.as_ref().unwrap_or(deployment.spec);
+            let revision = spec.revision().0;
             let latest = self.latest_run(app, env).await?;
             if let Some(run) = latest.as_ref().filter(|run| !run.state.is_terminal()) {
-                decisions.push(self.unfinished(run));
-                continue;
+                if run.state != RunState::AwaitingApproval
+                    || store.approval(run.id).await?.is_some_and(|a| a.decision.is_some())
+                {
+                    decisions.push(self.unfinished(run));
+                    continue;
+                }
+                if store.release(run.release_id).await?.revision == revision {
+                    decisions.push(Decision::Waiting { run: Box::new(run.clone()) });
+                    continue;
+                }
+                // A newer change replaces one still waiting: approving the old one later
+                // would deploy a state nobody wants any more.
+                self.supersede(run, &revision).await?;
             }
             let live = self.live(request.manifest, env, &mut live_by_env).await?;
             let current = self.current_release(app, env).await?;
-            let plan = plan::compute(app, env, deployment.spec, live.apps.get(app), current.as_ref());
+            let plan = plan::compute(app, env, spec, live.apps.get(app), current.as_ref());
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
                 decisions.push(Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision });
                 continue;
             }
-            if let Some(failed) = latest.filter(|run| matches!(run.state, RunState::Failed | RunState::RolledBack))
+            if let Some(failed) =
+                latest.filter(|run| matches!(run.state, RunState::Failed | RunState::RolledBack | RunState::Rejected))
                 && !request.retry_failed
                 && store.release(failed.release_id).await?.revision == revision
             {
@@ -150,7 +174,11 @@ impl Engine {
                     previous_state: failed.state,
                     reason: format!(
                         "revision {revision} {} in run {}{}; change the manifest, or pass --retry to deploy it again",
-                        if failed.state == RunState::RolledBack { "was rolled back" } else { "failed" },
+                        match failed.state {
+                            RunState::RolledBack => "was rolled back",
+                            RunState::Rejected => "was rejected",
+                            _ => "failed",
+                        },
                         failed.id,
                         failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
                     ),
@@ -162,14 +190,22 @@ impl Engine {
                 .create_release(NewRelease {
                     app: app.to_owned(),
                     env: env.to_owned(),
-                    spec: deployment.spec.clone(),
+                    spec: spec.clone(),
                     target: target.clone(),
                     source: request.source.clone(),
                 })
                 .await?;
             let deployment_record = store.deployment(app, env).await?;
+            let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
             let run = self
-                .create_run(&release, RunKind::Deploy, deployment_record.as_ref(), &request.trigger, &plan.summary)
+                .create_run(
+                    &release,
+                    RunKind::Deploy,
+                    deployment_record.as_ref(),
+                    &request.trigger,
+                    &plan.summary,
+                    approval,
+                )
                 .await?;
             decisions.push(Decision::Started { run: Box::new(run), plan: Box::new(plan) });
         }
@@ -203,7 +239,7 @@ impl Engine {
                 current.revision, current.id
             )));
         }
-        self.create_run(&target, RunKind::Rollback, Some(&record), trigger, "roll back").await
+        self.create_run(&target, RunKind::Rollback, Some(&record), trigger, "roll back", None).await
     }
 
     async fn last_good_before(&self, app: &str, env: &str, current: &Release) -> Result<Release> {
@@ -230,6 +266,7 @@ impl Engine {
         record: Option<&DeploymentRecord>,
         trigger: &str,
         summary: &str,
+        approval_policy: Option<ApprovalPolicy>,
     ) -> Result<Run> {
         let commit = release
             .source
@@ -261,6 +298,7 @@ impl Engine {
                     release_id: release.id,
                     previous_release_id: record.and_then(|record| record.good_release_id),
                     trigger: trigger.to_owned(),
+                    approval_policy,
                 },
                 event,
             )
@@ -288,10 +326,12 @@ impl Engine {
     }
 
     /// Unfinished runs nobody alive is driving: what a restarted controller resumes.
+    /// Runs parked for approval are not among them: they wait for a decision.
     pub async fn orphaned_runs(&self) -> Result<Vec<Run>> {
         let runs = self.inner.store.runs(&RunFilter { unfinished_only: true, ..RunFilter::default() }).await?;
         Ok(runs
             .iter()
+            .filter(|run| run.state != RunState::AwaitingApproval)
             .filter_map(|run| match self.unfinished(run) {
                 Decision::Resume { run } => Some(*run),
                 _ => None,

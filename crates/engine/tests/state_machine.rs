@@ -151,6 +151,7 @@ async fn start(engine: &Engine, image: &str) -> i64 {
     let decisions = engine
         .prepare_deploys(&DeployRequest {
             manifest: &manifest,
+            images: Default::default(),
             source: ReleaseSource::default(),
             selection: &selection,
             retry_failed: false,
@@ -205,6 +206,7 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
         .engine
         .prepare_deploys(&DeployRequest {
             manifest: &manifest,
+            images: Default::default(),
             source: ReleaseSource::default(),
             selection: &Selection::default(),
             retry_failed: false,
@@ -288,4 +290,136 @@ async fn a_run_held_by_a_live_engine_is_not_driven_twice() {
     hold.notify_one();
     assert_eq!(driving.await.unwrap().unwrap().state, RunState::Succeeded);
     assert_eq!(setup.target.calls().iter().filter(|call| call.starts_with("rollout")).count(), 1);
+}
+
+// ---- approvals
+
+fn gated_manifest(image: &str, approval: &str) -> Manifest {
+    let text = format!(
+        "environments: {{prod: {{target: docker, approval: {approval}}}}}\nservices: {{web: {{image: {image}, port: 8080}}}}\n"
+    );
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+    launchway_manifest::load(&files, &files).expect("valid").manifest
+}
+
+async fn start_gated(engine: &Engine, image: &str, approval: &str) -> i64 {
+    let manifest = gated_manifest(image, approval);
+    let decisions = engine
+        .prepare_deploys(&DeployRequest {
+            manifest: &manifest,
+            images: Default::default(),
+            source: ReleaseSource { author: Some("Alice <alice@example.com>".into()), ..ReleaseSource::default() },
+            selection: &Selection::default(),
+            retry_failed: false,
+            trigger: "test".into(),
+        })
+        .await
+        .expect("decisions");
+    match decisions.as_slice() {
+        [Decision::Started { run, .. }] => run.id,
+        other => panic!("expected one started run, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_run_needing_approval_waits_parked_with_its_plan_until_someone_else_approves() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start_gated(&setup.engine, "example/web:1", "true").await;
+    let parked = setup.engine.drive(run_id).await.expect("driven as far as it goes");
+    assert_eq!(parked.state, RunState::AwaitingApproval);
+    assert!(parked.plan.is_some(), "the plan is attached for the approver");
+    assert!(parked.lease_owner.is_none(), "nobody holds a parked run");
+    assert_eq!(setup.target.calls(), ["check web"], "nothing rolled out");
+
+    // The author may not approve their own release.
+    let refused = setup.engine.decide(run_id, launchway_store::Decision::Approved, "alice@example.com", None).await;
+    assert!(matches!(refused, Err(EngineError::Forbidden(_))), "{refused:?}");
+
+    // Another process (the server after a restart) takes the decision and the run.
+    let other = engine(&setup.store, &setup.target, Duration::from_secs(15));
+    other
+        .decide(run_id, launchway_store::Decision::Approved, "bob@example.com", Some("looks good".into()))
+        .await
+        .expect("approved");
+    let run = other.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Succeeded);
+    assert!(setup.target.calls().iter().any(|call| call.starts_with("rollout")));
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    let granted = events.iter().find(|event| event.kind == "approval.granted").expect("recorded");
+    assert_eq!(granted.message, "approved by bob@example.com: looks good");
+    assert_eq!(granted.data["by"], "bob@example.com");
+
+    // A second decision is refused.
+    let again = other.decide(run_id, launchway_store::Decision::Rejected, "carol@example.com", None).await;
+    assert!(again.is_err());
+}
+
+#[tokio::test]
+async fn a_rejected_run_changes_nothing() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start_gated(&setup.engine, "example/web:1", "true").await;
+    setup.engine.drive(run_id).await.expect("parked");
+    setup
+        .engine
+        .decide(run_id, launchway_store::Decision::Rejected, "bob@example.com", Some("not today".into()))
+        .await
+        .unwrap();
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Rejected);
+    assert_eq!(run.reason.as_deref(), Some("rejected by bob@example.com: not today"));
+    assert_eq!(setup.target.calls(), ["check web"]);
+    assert!(setup.store.deployment("web", "prod").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_approval_not_given_in_time_expires() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start_gated(&setup.engine, "example/web:1", "{expires: 50ms}").await;
+    assert_eq!(setup.engine.drive(run_id).await.unwrap().state, RunState::AwaitingApproval);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Rejected);
+    assert_eq!(run.reason.as_deref(), Some("approval expired"));
+    let late = setup.engine.decide(run_id, launchway_store::Decision::Approved, "bob@example.com", None).await;
+    assert!(late.is_err(), "too late");
+}
+
+#[tokio::test]
+async fn the_author_may_approve_when_the_environment_allows_it() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start_gated(&setup.engine, "example/web:1", "{forbid_author: false}").await;
+    setup.engine.drive(run_id).await.expect("parked");
+    setup.engine.decide(run_id, launchway_store::Decision::Approved, "alice@example.com", None).await.expect("allowed");
+    assert_eq!(setup.engine.drive(run_id).await.unwrap().state, RunState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_newer_change_supersedes_a_run_still_waiting_for_approval() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let first = start_gated(&setup.engine, "example/web:1", "true").await;
+    setup.engine.drive(first).await.expect("parked");
+
+    // The same desired state again: the waiting run stands.
+    let same = gated_manifest("example/web:1", "true");
+    let everything = Selection::default();
+    let request = |manifest| DeployRequest {
+        manifest,
+        images: Default::default(),
+        source: ReleaseSource::default(),
+        selection: &everything,
+        retry_failed: false,
+        trigger: "test".into(),
+    };
+    let decisions = setup.engine.prepare_deploys(&request(&same)).await.unwrap();
+    assert!(matches!(decisions.as_slice(), [Decision::Waiting { run }] if run.id == first), "{decisions:?}");
+
+    // A newer one replaces it.
+    let newer = gated_manifest("example/web:2", "true");
+    let decisions = setup.engine.prepare_deploys(&request(&newer)).await.unwrap();
+    let [Decision::Started { run: second, .. }] = decisions.as_slice() else { panic!("{decisions:?}") };
+    let superseded = setup.store.run(first).await.unwrap();
+    assert_eq!(superseded.state, RunState::Rejected);
+    assert!(superseded.reason.as_deref().unwrap().starts_with("superseded by revision"), "{:?}", superseded.reason);
+    assert_ne!(second.id, first);
+    assert_eq!(setup.target.calls(), ["check web"], "nothing rolled out meanwhile");
 }

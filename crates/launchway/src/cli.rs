@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// becomes a durable run: validate, plan, deploy, verify, with automatic rollback.
 ///
 /// Exit codes: 0 success; 1 could not run; 2 usage error; 3 invalid manifest;
-/// 4 a run failed; 5 a run was rolled back.
+/// 4 a run failed; 5 a run was rolled back; 6 a run waits for approval.
 #[derive(Debug, Parser)]
 #[command(name = "launchway", version, propagate_version = true)]
 pub struct Cli {

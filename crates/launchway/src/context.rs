@@ -65,6 +65,8 @@ impl Loaded {
             commit: Some(self.commit.id.clone()),
             summary: Some(self.commit.summary.clone()),
             author: Some(self.commit.author.clone()),
+            committed_at: Some(self.commit.time * 1000),
+            origin: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod exit {
     pub const INVALID_MANIFEST: u8 = 3;
     pub const RUN_FAILED: u8 = 4;
     pub const ROLLED_BACK: u8 = 5;
+    pub const AWAITING_APPROVAL: u8 = 6;
 }
 
 fn main() -> ExitCode {

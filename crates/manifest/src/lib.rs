@@ -215,7 +215,11 @@ fn check_promotions(draft: &FileDraft, diagnostics: &mut Vec<Diagnostic>) {
         let pos = environment.promote_pos.unwrap_or(key.pos);
         let path = format!("environments.{}.promote_from", key.name);
         if source == &key.name {
-            diagnostics.push(Diagnostic::new(ROOT_FILE, pos, format!("{path}: an environment cannot promote from itself")));
+            diagnostics.push(Diagnostic::new(
+                ROOT_FILE,
+                pos,
+                format!("{path}: an environment cannot promote from itself"),
+            ));
         } else if !draft.environment_names.contains(source) {
             let known: Vec<&str> = draft.environment_names.iter().map(String::as_str).collect();
             let mut message = format!("{path}: environment {source:?} is not declared");

@@ -93,7 +93,8 @@ pub fn tag_matches(pattern: &str, tag: &str) -> bool {
         let version = tag.strip_prefix('v').unwrap_or(tag);
         let core = version.split(['-', '+']).next().unwrap_or_default();
         let parts: Vec<&str> = core.split('.').collect();
-        return parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        return parts.len() == 3
+            && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     }
     glob_matches(pattern.as_bytes(), tag.as_bytes())
 }
@@ -153,7 +154,8 @@ pub enum NotifyOn {
 }
 
 impl NotifyOn {
-    pub const ALL: [NotifyOn; 4] = [NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
+    pub const ALL: [NotifyOn; 4] =
+        [NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -261,7 +263,8 @@ impl AppSpec {
                     }
                 }
             }
-            AppSpec::EcsService(EcsServiceSpec { definition, .. }) | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
+            AppSpec::EcsService(EcsServiceSpec { definition, .. })
+            | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
                 definition.images.extend(images.iter().map(|(container, image)| (container.clone(), image.clone())));
             }
         }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::model::{
-    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Notification, NotificationSink, NotifyOn, Schedule,
-    TargetSpec,
+    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Notification, NotificationSink, NotifyOn,
+    Schedule, TargetSpec,
 };
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
@@ -298,7 +298,11 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
         && pattern != "semver"
         && (pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || "._-/*".contains(c)))
     {
-        reader.error(node.pos, &format!("{path}.tags"), format!("{pattern:?} is not a tag pattern: use semver, or a glob like release-*"));
+        reader.error(
+            node.pos,
+            &format!("{path}.tags"),
+            format!("{pattern:?} is not a tag pattern: use semver, or a glob like release-*"),
+        );
         ok = false;
     }
     let source = match (branch, tags, promote_from.clone()) {
@@ -355,7 +359,10 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
     let url = |reader: &mut Reader<'_>, name: &str| -> Option<String> {
         let node = fields.get(name)?;
         let url = reader.string(node, &format!("{path}.{name}"))?;
-        let valid = url.starts_with("https://") || url.starts_with("http://") || url.starts_with("ssm:") || url.starts_with("env:");
+        let valid = url.starts_with("https://")
+            || url.starts_with("http://")
+            || url.starts_with("ssm:")
+            || url.starts_with("env:");
         if !valid {
             reader.error(
                 node.pos,

@@ -676,7 +676,10 @@ fn environments_say_which_changes_feed_them_and_who_must_approve() {
     assert_eq!(env("stg").source, EnvSource::DefaultBranch);
     assert_eq!(env("prod").source, EnvSource::Promotion { from: "stg".into() });
     assert_eq!(env("hotfix").source, EnvSource::Tags { pattern: "semver".into() });
-    assert_eq!(env("prod").approval, Some(ApprovalPolicy { forbid_author: true, expires: Some(Duration::from_secs(86_400)) }));
+    assert_eq!(
+        env("prod").approval,
+        Some(ApprovalPolicy { forbid_author: true, expires: Some(Duration::from_secs(86_400)) })
+    );
     assert_eq!(env("hotfix").approval, Some(ApprovalPolicy { forbid_author: true, expires: None }));
     assert_eq!(env("stg").approval, None);
 
@@ -744,7 +747,8 @@ services:
 fn published_images_replace_the_manifests_by_container() {
     let manifest = load_one(MINIMAL).expect("valid").manifest;
     let spec = &manifest.apps["web"].specs["dev"];
-    let published = spec.with_images(&std::collections::BTreeMap::from([("web".to_owned(), "example/web:1.1".to_owned())]));
+    let published =
+        spec.with_images(&std::collections::BTreeMap::from([("web".to_owned(), "example/web:1.1".to_owned())]));
     assert_eq!(published.images()["web"], "example/web:1.1");
     assert_ne!(published.revision(), spec.revision());
     let unrelated = spec.with_images(&std::collections::BTreeMap::from([("other".to_owned(), "x:1".to_owned())]));

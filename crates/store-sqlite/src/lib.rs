@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_store::{
-    DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, Release, ReleaseId, ReleaseSource,
-    Result, Run, RunFilter, RunId, RunKind, RunState, Step, StepOutcome, Store, StoreError, Transition, now_ms,
+    Approval, Decision, DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken, Published,
+    Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step, StepOutcome,
+    Store, StoreError, Token, Transition, now_ms,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -85,8 +86,8 @@ impl Store for SqliteStore {
         let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
         let target = serde_json::to_string(&release.target).map_err(corrupt)?;
         let row = sqlx::query(
-            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, committed_at, origin, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&release.app)
         .bind(&release.env)
@@ -96,6 +97,8 @@ impl Store for SqliteStore {
         .bind(&release.source.commit)
         .bind(&release.source.summary)
         .bind(&release.source.author)
+        .bind(release.source.committed_at)
+        .bind(&release.source.origin)
         .bind(created_at)
         .fetch_one(&self.pool)
         .await
@@ -126,8 +129,9 @@ impl Store for SqliteStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let inserted = sqlx::query(
-            "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, approval_policy,
+                created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(&run.app)
         .bind(&run.env)
@@ -136,6 +140,7 @@ impl Store for SqliteStore {
         .bind(run.release_id)
         .bind(run.previous_release_id)
         .bind(&run.trigger)
+        .bind(run.approval_policy.map(|policy| serde_json::to_string(&policy)).transpose().map_err(corrupt)?)
         .bind(now)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -176,11 +181,14 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT * FROM runs
              WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR env = ?2) AND (?3 = 0 OR finished_at IS NULL)
-             ORDER BY id DESC LIMIT ?4",
+               AND (?4 IS NULL OR state = ?4) AND (?5 IS NULL OR created_at >= ?5)
+             ORDER BY id DESC LIMIT ?6",
         )
         .bind(&filter.app)
         .bind(&filter.env)
         .bind(filter.unfinished_only)
+        .bind(filter.state.map(RunState::as_str))
+        .bind(filter.since)
         .bind(filter.limit.map_or(-1, i64::from))
         .fetch_all(&self.pool)
         .await
@@ -260,6 +268,18 @@ impl Store for SqliteStore {
         .ok_or(StoreError::LeaseLost { run_id: lease.run_id })?;
         let run = run_from_row(&row)?;
         let event = Self::insert_event(&mut tx, &transition.event).await?;
+        if let Some(request) = transition.approval {
+            sqlx::query(
+                "INSERT INTO approvals (run_id, requested_at, expires_at) VALUES (?, ?, ?)
+                 ON CONFLICT (run_id) DO NOTHING",
+            )
+            .bind(run.id)
+            .bind(now)
+            .bind(request.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         if let Some(update) = &transition.deployment {
             sqlx::query(
                 "INSERT INTO deployments (app, env, current_release_id, good_release_id, commit_id, updated_at)
@@ -393,6 +413,220 @@ impl Store for SqliteStore {
             sqlx::query("SELECT * FROM deployments ORDER BY app, env").fetch_all(&self.pool).await.map_err(backend)?;
         Ok(rows.iter().map(deployment_from_row).collect())
     }
+
+    async fn approval(&self, run: RunId) -> Result<Option<Approval>> {
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        Self::approval_row(&mut connection, run).await
+    }
+
+    async fn decide(
+        &self,
+        run: RunId,
+        decision: Decision,
+        by: &str,
+        comment: Option<String>,
+        event: NewEvent,
+    ) -> Result<(Approval, Event)> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM runs WHERE id = ?")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(state) = state else {
+            return Err(StoreError::NotFound { what: "run", id: run });
+        };
+        let Some(current) = Self::approval_row(&mut tx, run).await? else {
+            return Err(StoreError::NotAwaitingApproval { run_id: run });
+        };
+        if let (Some(earlier), Some(earlier_by)) = (current.decision, &current.decided_by) {
+            return Err(StoreError::AlreadyDecided { run_id: run, decision: earlier.as_str(), by: earlier_by.clone() });
+        }
+        if state != RunState::AwaitingApproval.as_str() {
+            return Err(StoreError::NotAwaitingApproval { run_id: run });
+        }
+        let updated = sqlx::query(
+            "UPDATE approvals SET decision = ?, decided_by = ?, comment = ?, decided_at = ?
+             WHERE run_id = ? AND decision IS NULL",
+        )
+        .bind(decision.as_str())
+        .bind(by)
+        .bind(&comment)
+        .bind(now_ms())
+        .bind(run)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotAwaitingApproval { run_id: run });
+        }
+        let event = Self::insert_event(&mut tx, &event).await?;
+        let approval = Self::approval_row(&mut tx, run).await?.expect("just written");
+        tx.commit().await.map_err(backend)?;
+        Ok((approval, event))
+    }
+
+    async fn create_token(&self, token: NewToken) -> Result<Token> {
+        let created_at = now_ms();
+        sqlx::query(
+            "INSERT INTO tokens (id, name, subject, role, apps, envs, secret_hash, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(&token.subject)
+        .bind(token.role.as_str())
+        .bind(serde_json::to_string(&token.apps).map_err(corrupt)?)
+        .bind(serde_json::to_string(&token.envs).map_err(corrupt)?)
+        .bind(&token.secret_hash)
+        .bind(created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Token {
+            id: token.id,
+            name: token.name,
+            subject: token.subject,
+            role: token.role,
+            apps: token.apps,
+            envs: token.envs,
+            secret_hash: token.secret_hash,
+            created_at,
+            last_used_at: None,
+            revoked_at: None,
+        })
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<Token>> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        let rows =
+            sqlx::query("SELECT * FROM tokens ORDER BY created_at").fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let updated = sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn touch_token(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_delivery(&self, provider: &str, delivery_id: &str) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (provider, delivery_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(provider)
+        .bind(delivery_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn publish_images(&self, published: Published) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO published_images (app, env, images, published_by, published_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (app, env) DO UPDATE SET images = excluded.images, published_by = excluded.published_by,
+                published_at = excluded.published_at",
+        )
+        .bind(&published.app)
+        .bind(&published.env)
+        .bind(serde_json::to_string(&published.images).map_err(corrupt)?)
+        .bind(&published.published_by)
+        .bind(published.published_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn published_images(&self) -> Result<Vec<Published>> {
+        let rows = sqlx::query("SELECT * FROM published_images ORDER BY app, env")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let images: String = row.get("images");
+                Ok(Published {
+                    app: row.get("app"),
+                    env: row.get("env"),
+                    images: serde_json::from_str(&images).map_err(corrupt)?,
+                    published_by: row.get("published_by"),
+                    published_at: row.get("published_at"),
+                })
+            })
+            .collect()
+    }
+}
+
+impl SqliteStore {
+    async fn approval_row(executor: &mut sqlx::SqliteConnection, run: RunId) -> Result<Option<Approval>> {
+        let row = sqlx::query("SELECT * FROM approvals WHERE run_id = ?")
+            .bind(run)
+            .fetch_optional(&mut *executor)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(approval_from_row).transpose()
+    }
+}
+
+fn approval_from_row(row: &SqliteRow) -> Result<Approval> {
+    let decision: Option<String> = row.get("decision");
+    Ok(Approval {
+        run_id: row.get("run_id"),
+        requested_at: row.get("requested_at"),
+        expires_at: row.get("expires_at"),
+        decision: match decision.as_deref() {
+            None => None,
+            Some("approved") => Some(Decision::Approved),
+            Some("rejected") => Some(Decision::Rejected),
+            Some(other) => return Err(StoreError::Corrupt(format!("unknown approval decision {other:?}"))),
+        },
+        decided_by: row.get("decided_by"),
+        comment: row.get("comment"),
+        decided_at: row.get("decided_at"),
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<Token> {
+    let role: String = row.get("role");
+    let apps: String = row.get("apps");
+    let envs: String = row.get("envs");
+    Ok(Token {
+        id: row.get("id"),
+        name: row.get("name"),
+        subject: row.get("subject"),
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?,
+        apps: serde_json::from_str(&apps).map_err(corrupt)?,
+        envs: serde_json::from_str(&envs).map_err(corrupt)?,
+        secret_hash: row.get("secret_hash"),
+        created_at: row.get("created_at"),
+        last_used_at: row.get("last_used_at"),
+        revoked_at: row.get("revoked_at"),
+    })
 }
 
 fn backend(error: sqlx::Error) -> StoreError {
@@ -413,7 +647,13 @@ fn release_from_row(row: &SqliteRow) -> Result<Release> {
         revision: row.get("revision"),
         spec: serde_json::from_str(&spec).map_err(corrupt)?,
         target: serde_json::from_str(&target).map_err(corrupt)?,
-        source: ReleaseSource { commit: row.get("commit_id"), summary: row.get("summary"), author: row.get("author") },
+        source: ReleaseSource {
+            commit: row.get("commit_id"),
+            summary: row.get("summary"),
+            author: row.get("author"),
+            committed_at: row.get("committed_at"),
+            origin: row.get("origin"),
+        },
         created_at: row.get("created_at"),
     })
 }
@@ -422,6 +662,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
     let kind: String = row.get("kind");
     let state: String = row.get("state");
     let plan: Option<String> = row.get("plan");
+    let approval_policy: Option<String> = row.get("approval_policy");
     Ok(Run {
         id: row.get("id"),
         app: row.get("app"),
@@ -433,6 +674,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
         reason: row.get("reason"),
         plan: plan.map(|plan| serde_json::from_str(&plan)).transpose().map_err(corrupt)?,
         trigger: row.get("trigger"),
+        approval_policy: approval_policy.map(|policy| serde_json::from_str(&policy)).transpose().map_err(corrupt)?,
         attempt: row.get("attempt"),
         lease_owner: row.get("lease_owner"),
         lease_expires_at: row.get("lease_expires_at"),

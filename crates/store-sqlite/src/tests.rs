@@ -29,6 +29,10 @@ conformance_tests!(
     finished_runs_record_the_deployment,
     steps_are_recorded_per_attempt,
     events_are_ordered_and_followable,
+    approvals_are_requested_then_decided_once,
+    tokens_are_kept_hashed_and_revocable,
+    webhook_deliveries_are_seen_once,
+    published_images_replace_earlier_ones,
 );
 
 #[tokio::test]

@@ -36,6 +36,8 @@ async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
                 commit: Some("0123abcd".into()),
                 summary: Some("bump web".into()),
                 author: Some("alice".into()),
+                committed_at: Some(1_700_000_000_000),
+                origin: None,
             },
         })
         .await
@@ -52,6 +54,7 @@ async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
                 release_id: release.id,
                 previous_release_id: None,
                 trigger: "test".into(),
+                approval_policy: None,
             },
             NewEvent {
                 run_id: None,
@@ -74,6 +77,7 @@ fn to(state: RunState, run: &Run) -> Transition {
         plan: None,
         event: NewEvent::for_run(run, "run.state", state.as_str()),
         deployment: None,
+        approval: None,
     }
 }
 
@@ -223,4 +227,93 @@ pub async fn events_are_ordered_and_followable(store: &dyn Store) {
     assert_eq!(web.len(), 3);
     let after = store.events(&EventFilter { after_id: Some(all[2].id), ..Default::default() }).await.expect("events");
     assert_eq!(after.len(), 2);
+}
+
+/// A run's approval is requested with the transition that parks it, decided once, and
+/// the decision is recorded with its event.
+pub async fn approvals_are_requested_then_decided_once(store: &dyn Store) {
+    let web = release(store, "web", "example/web:1").await;
+    let created = run(store, &web).await.expect("run");
+    assert_eq!(store.approval(created.id).await.expect("read"), None);
+    let event = || NewEvent::for_run(&created, "approval.granted", "approved by bob");
+    assert!(matches!(
+        store.decide(created.id, Decision::Approved, "bob", None, event()).await,
+        Err(StoreError::NotAwaitingApproval { .. })
+    ));
+
+    let lease = store.claim_run(created.id, "worker-a", 30_000, None).await.expect("claim").expect("free");
+    let park = Transition {
+        approval: Some(ApprovalRequest { expires_at: Some(4_000_000_000_000) }),
+        ..to(RunState::AwaitingApproval, &created)
+    };
+    store.transition(&lease, park).await.expect("parked");
+    let requested = store.approval(created.id).await.expect("read").expect("requested");
+    assert_eq!((requested.decision, requested.expires_at), (None, Some(4_000_000_000_000)));
+
+    let (approval, event) =
+        store.decide(created.id, Decision::Approved, "bob", Some("ship it".into()), event()).await.expect("decided");
+    assert_eq!(approval.decision, Some(Decision::Approved));
+    assert_eq!((approval.decided_by.as_deref(), approval.comment.as_deref()), (Some("bob"), Some("ship it")));
+    assert_eq!(event.run_id, Some(created.id));
+    match store.decide(created.id, Decision::Rejected, "carol", None, NewEvent::for_run(&created, "x", "x")).await {
+        Err(StoreError::AlreadyDecided { decision, by, .. }) => {
+            assert_eq!((decision, by.as_str()), ("approved", "bob"))
+        }
+        other => panic!("expected AlreadyDecided, got {other:?}"),
+    }
+    let events = store.events(&EventFilter { run_id: Some(created.id), ..Default::default() }).await.expect("events");
+    assert_eq!(
+        events.iter().filter(|event| event.kind == "approval.granted").count(),
+        1,
+        "the refused decision left no trace"
+    );
+}
+
+/// Tokens keep only their hash, are listed, and stay revoked.
+pub async fn tokens_are_kept_hashed_and_revocable(store: &dyn Store) {
+    let created = store
+        .create_token(NewToken {
+            id: "abc123".into(),
+            name: "ci for web".into(),
+            subject: "ci-web".into(),
+            role: Role::CiPublisher,
+            apps: vec!["web".into()],
+            envs: vec!["stg".into(), "prod".into()],
+            secret_hash: "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8".into(),
+        })
+        .await
+        .expect("created");
+    let read = store.token("abc123").await.expect("read").expect("exists");
+    assert_eq!(read, created);
+    assert_eq!(read.secret_hash, created.secret_hash);
+    assert_eq!(read.envs, ["stg", "prod"]);
+    assert_eq!(store.token("nope").await.expect("read"), None);
+    store.touch_token("abc123").await.expect("touched");
+    assert!(store.token("abc123").await.unwrap().unwrap().last_used_at.is_some());
+    assert!(store.revoke_token("abc123").await.expect("revoked"));
+    assert!(!store.revoke_token("abc123").await.expect("already revoked"));
+    let listed = store.tokens().await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].revoked_at.is_some());
+}
+
+/// A webhook delivery is accepted once per provider.
+pub async fn webhook_deliveries_are_seen_once(store: &dyn Store) {
+    assert!(store.record_delivery("github", "d-1").await.expect("recorded"));
+    assert!(!store.record_delivery("github", "d-1").await.expect("recorded"), "a redelivery");
+    assert!(store.record_delivery("gitlab", "d-1").await.expect("recorded"), "another provider's id space");
+}
+
+/// The latest publication for an (app, environment) replaces the one before.
+pub async fn published_images_replace_earlier_ones(store: &dyn Store) {
+    let publish = |tag: &str, at: i64| Published {
+        app: "web".into(),
+        env: "prod".into(),
+        images: [("web".to_string(), format!("example/web:{tag}"))].into(),
+        published_by: "ci-web".into(),
+        published_at: at,
+    };
+    store.publish_images(publish("1", 1)).await.expect("published");
+    store.publish_images(publish("2", 2)).await.expect("published");
+    assert_eq!(store.published_images().await.expect("read"), [publish("2", 2)]);
 }

@@ -22,6 +22,10 @@ pub enum StoreError {
     RunInProgress { run_id: RunId, app: String, env: String },
     #[error("the lease on run {run_id} is no longer held by this process (another worker took the run over)")]
     LeaseLost { run_id: RunId },
+    #[error("run {run_id} is not waiting for approval")]
+    NotAwaitingApproval { run_id: RunId },
+    #[error("run {run_id} was already {decision} by {by}")]
+    AlreadyDecided { run_id: RunId, decision: &'static str, by: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("could not open the database at {location}")]
@@ -84,4 +88,34 @@ pub trait Store: Send + Sync {
     /// What is deployed for one (app, environment), if anything ever was.
     async fn deployment(&self, app: &str, env: &str) -> Result<Option<DeploymentRecord>>;
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
+
+    /// A run's approval request, if it has one.
+    async fn approval(&self, run: RunId) -> Result<Option<Approval>>;
+    /// Records a decision on a waiting run, with its event. The first decision wins.
+    ///
+    /// # Errors
+    /// [`StoreError::NotAwaitingApproval`], [`StoreError::AlreadyDecided`].
+    async fn decide(
+        &self,
+        run: RunId,
+        decision: Decision,
+        by: &str,
+        comment: Option<String>,
+        event: NewEvent,
+    ) -> Result<(Approval, Event)>;
+
+    async fn create_token(&self, token: NewToken) -> Result<Token>;
+    /// A token by its public id, revoked or not.
+    async fn token(&self, id: &str) -> Result<Option<Token>>;
+    async fn tokens(&self) -> Result<Vec<Token>>;
+    /// Revokes a token; true when it was live.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
+    async fn touch_token(&self, id: &str) -> Result<()>;
+
+    /// Notes a webhook delivery; false when it was seen before.
+    async fn record_delivery(&self, provider: &str, delivery_id: &str) -> Result<bool>;
+
+    /// Records the images CI published for (app, env), replacing earlier ones.
+    async fn publish_images(&self, published: Published) -> Result<()>;
+    async fn published_images(&self) -> Result<Vec<Published>>;
 }

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use launchway_manifest::{AppSpec, TargetSpec};
+use launchway_manifest::{AppSpec, ApprovalPolicy, TargetSpec};
 use serde::{Deserialize, Serialize};
 
 pub type RunId = i64;
@@ -21,6 +21,13 @@ pub struct ReleaseSource {
     /// The commit's first line.
     pub summary: Option<String>,
     pub author: Option<String>,
+    /// When the change was committed (Unix ms): where lead time starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<i64>,
+    /// What made the release besides a commit: "published by ci-web",
+    /// "promoted from stg (run 12)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// An immutable desired state for one app in one environment.
@@ -55,29 +62,35 @@ pub enum RunState {
     Pending,
     Validating,
     Planning,
+    /// Waiting for someone to approve the plan (parked: nobody drives it meanwhile).
+    AwaitingApproval,
     Deploying,
     Verifying,
     RollingBack,
     Succeeded,
     RolledBack,
     Failed,
+    /// Refused by an approver, or not approved in time. Nothing was changed.
+    Rejected,
 }
 
 impl RunState {
-    pub const ALL: [RunState; 9] = [
+    pub const ALL: [RunState; 11] = [
         RunState::Pending,
         RunState::Validating,
         RunState::Planning,
+        RunState::AwaitingApproval,
         RunState::Deploying,
         RunState::Verifying,
         RunState::RollingBack,
         RunState::Succeeded,
         RunState::RolledBack,
         RunState::Failed,
+        RunState::Rejected,
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunState::Succeeded | RunState::RolledBack | RunState::Failed)
+        matches!(self, RunState::Succeeded | RunState::RolledBack | RunState::Failed | RunState::Rejected)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -85,12 +98,14 @@ impl RunState {
             RunState::Pending => "pending",
             RunState::Validating => "validating",
             RunState::Planning => "planning",
+            RunState::AwaitingApproval => "awaiting_approval",
             RunState::Deploying => "deploying",
             RunState::Verifying => "verifying",
             RunState::RollingBack => "rolling_back",
             RunState::Succeeded => "succeeded",
             RunState::RolledBack => "rolled_back",
             RunState::Failed => "failed",
+            RunState::Rejected => "rejected",
         }
     }
 
@@ -113,6 +128,8 @@ pub enum RunKind {
     Deploy,
     /// Return to an earlier release on request.
     Rollback,
+    /// One execution of a scheduled task, run to completion.
+    Scheduled,
 }
 
 impl RunKind {
@@ -120,11 +137,12 @@ impl RunKind {
         match self {
             RunKind::Deploy => "deploy",
             RunKind::Rollback => "rollback",
+            RunKind::Scheduled => "scheduled",
         }
     }
 
     pub fn parse(text: &str) -> Option<RunKind> {
-        [RunKind::Deploy, RunKind::Rollback].into_iter().find(|kind| kind.as_str() == text)
+        [RunKind::Deploy, RunKind::Rollback, RunKind::Scheduled].into_iter().find(|kind| kind.as_str() == text)
     }
 }
 
@@ -145,6 +163,9 @@ pub struct Run {
     pub plan: Option<serde_json::Value>,
     /// Who or what started the run ("cli deploy by alice@laptop").
     pub trigger: String,
+    /// Whether, and how, the run waits for approval before deploying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_policy: Option<ApprovalPolicy>,
     /// How many times the run has been claimed; the fencing token of its lease.
     pub attempt: i64,
     pub lease_owner: Option<String>,
@@ -162,6 +183,7 @@ pub struct NewRun {
     pub release_id: ReleaseId,
     pub previous_release_id: Option<ReleaseId>,
     pub trigger: String,
+    pub approval_policy: Option<ApprovalPolicy>,
 }
 
 /// The right to act on one run, held by one process until it expires.
@@ -182,6 +204,111 @@ pub struct Transition {
     pub event: NewEvent,
     /// Applied with the transition when the run finishes.
     pub deployment: Option<DeploymentUpdate>,
+    /// Opens the run's approval request, when it starts waiting for one.
+    pub approval: Option<ApprovalRequest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    pub expires_at: Option<i64>,
+}
+
+/// A run's approval: requested, then decided once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub run_id: RunId,
+    pub requested_at: i64,
+    pub expires_at: Option<i64>,
+    pub decision: Option<Decision>,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
+    pub decided_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Rejected,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+        }
+    }
+}
+
+/// What a token may do. Each role includes the ones before it, except `ci_publisher`,
+/// which may only publish releases for its apps and environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    CiPublisher,
+    Viewer,
+    Deployer,
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::CiPublisher, Role::Viewer, Role::Deployer, Role::Approver, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CiPublisher => "ci-publisher",
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == text)
+    }
+}
+
+/// An API token. The secret itself is shown once, at creation, and kept only hashed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// The public part: `lw_<id>_<secret>` is what clients send.
+    pub id: String,
+    pub name: String,
+    /// Who the token acts for (an email, a CI job): the identity approvals compare.
+    pub subject: String,
+    pub role: Role,
+    /// For `ci_publisher`: the apps and environments it may publish to (empty: none).
+    pub apps: Vec<String>,
+    pub envs: Vec<String>,
+    #[serde(skip)]
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub id: String,
+    pub name: String,
+    pub subject: String,
+    pub role: Role,
+    pub apps: Vec<String>,
+    pub envs: Vec<String>,
+    pub secret_hash: String,
+}
+
+/// Images CI published for an app in an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub app: String,
+    pub env: String,
+    pub images: std::collections::BTreeMap<String, String>,
+    pub published_by: String,
+    pub published_at: i64,
 }
 
 /// What a finished run leaves deployed.
@@ -282,6 +409,9 @@ pub struct RunFilter {
     pub app: Option<String>,
     pub env: Option<String>,
     pub unfinished_only: bool,
+    pub state: Option<RunState>,
+    /// Only runs created at or after this time (Unix ms).
+    pub since: Option<i64>,
     pub limit: Option<u32>,
 }
 

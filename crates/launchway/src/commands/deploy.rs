@@ -76,6 +76,7 @@ pub async fn deploy(
     for _round in 0..1000 {
         let request = DeployRequest {
             manifest: &loaded.manifest,
+            images: Default::default(),
             source: loaded.release_source(),
             selection: &selection,
             retry_failed: retry,
@@ -103,6 +104,12 @@ pub async fn deploy(
                 }
                 Decision::Skipped { app, env, reason, .. } => {
                     say(format!("  ! {app}@{env}  skipped: {reason}"));
+                }
+                Decision::Waiting { run } => {
+                    say(format!(
+                        "  ⏸ {}@{}  run {} waits for approval: `launchway approve {}`",
+                        run.app, run.env, run.id, run.id
+                    ));
                 }
                 Decision::Busy { app, env, run_id, owner } => {
                     if waiting_announced.insert(*run_id) {
@@ -174,6 +181,10 @@ pub fn exit_code(runs: &[Run], decisions: &[Decision]) -> u8 {
         exit::RUN_FAILED
     } else if runs.iter().any(|run| run.state == RunState::RolledBack) || skipped(RunState::RolledBack) {
         exit::ROLLED_BACK
+    } else if runs.iter().any(|run| run.state == RunState::AwaitingApproval)
+        || decisions.iter().any(|decision| matches!(decision, Decision::Waiting { .. }))
+    {
+        exit::AWAITING_APPROVAL
     } else {
         exit::SUCCESS
     }
@@ -200,5 +211,11 @@ pub fn print_summary(runs: &[Run], elapsed: Duration) {
         .collect();
     println!();
     println!("{}", table(&["RUN", "APP", "STATE", "TOOK", "RESULT"], &rows));
+    for run in runs.iter().filter(|run| run.state == RunState::AwaitingApproval) {
+        println!(
+            "run {} waits for approval: `launchway approve {}` (or `launchway reject {}`) by someone allowed to",
+            run.id, run.id, run.id
+        );
+    }
     println!("done in {}", seconds(elapsed));
 }
