@@ -10,6 +10,7 @@
 //! The engine knows only traits: [`Store`], [`Target`] (through [`TargetProvider`]).
 
 mod approval;
+pub mod dora;
 mod owner;
 pub mod plan;
 mod run;
@@ -25,6 +26,7 @@ use launchway_store::{Event, NewEvent, Store, StoreError};
 use launchway_target::{Target, TargetError};
 use tokio::sync::broadcast;
 
+pub use dora::DoraFigures;
 pub use owner::Owner;
 pub use plan::{AppPlan, Change, PlanAction};
 pub use sync::{AppStatus, Decision, DeployRequest, ImageOverrides, Selection};

@@ -13,7 +13,7 @@ use launchway_store::{
     ApprovalRequest, DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError,
     Transition, now_ms,
 };
-use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, describe};
+use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -257,6 +257,10 @@ impl Engine {
     }
 
     async fn plan_step(&self, run: &Run) -> Result<Next> {
+        if run.kind == RunKind::Scheduled {
+            // One execution of the current release: nothing to compare, nothing to approve.
+            return Ok(Next::to(RunState::Deploying, "running the scheduled task"));
+        }
         let (release, target) = self.release_and_target(run.release_id).await?;
         let live = target.observe(&run.env, &[AppRef { app: &run.app, spec: &release.spec }]).await?;
         let current = match self.inner.store.deployment(&run.app, &run.env).await? {
@@ -267,7 +271,7 @@ impl Engine {
         let plan_json = serde_json::to_value(&plan).expect("plans serialize");
         let mut next = if plan.is_no_op() {
             Next::to(RunState::Succeeded, "nothing to change: the target already runs this release")
-                .because("nothing to change")
+                .because(crate::dora::NO_OP_REASON)
                 .deploying(release.id, true)
         } else if let Some(policy) = run.approval_policy.filter(|_| run.kind == RunKind::Deploy) {
             // Rollbacks are someone's explicit request and do not wait.
@@ -288,6 +292,9 @@ impl Engine {
 
     async fn deploy(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
+        if run.kind == RunKind::Scheduled {
+            return self.execute_task(run, &release, target.as_ref()).await;
+        }
         if recorded_only(&release.spec) {
             // Docker runs scheduled tasks from `launchway server`, which reads the
             // current release when each run is due: recording it is the deploy.
@@ -323,6 +330,35 @@ impl Engine {
                 .deploying(release.id, true))
             }
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
+        }
+    }
+
+    /// One execution of a scheduled task: it ends the run, succeeded or failed; nothing
+    /// is rolled back (the task's definition did not change).
+    async fn execute_task(&self, run: &Run, release: &Release, target: &dyn Target) -> Result<Next> {
+        let AppSpec::Task(spec) = &release.spec else {
+            return Ok(Next::to(RunState::Failed, "only scheduled tasks can have scheduled runs").because("not a task"));
+        };
+        let execution = TaskExecution {
+            app: &run.app,
+            env: &run.env,
+            run_id: run.id,
+            release_id: release.id,
+            revision: &release.revision,
+            spec,
+        };
+        let progress = RunProgress { engine: self, run };
+        match target.run_task(execution, &progress).await {
+            Ok(outcome) => {
+                let took = format!("{:.1}s", outcome.elapsed.as_secs_f64());
+                Ok(Next::to(RunState::Succeeded, format!("task exited with code 0 after {took}"))
+                    .because(format!("exited 0 after {took}"))
+                    .with_data(json!({"exit_code": outcome.exit_code, "logs": outcome.logs})))
+            }
+            Err(error) => {
+                let reason = describe(&error);
+                Ok(Next::to(RunState::Failed, reason.clone()).because(reason).with_data(json!({"logs": error.logs()})))
+            }
         }
     }
 

@@ -242,6 +242,24 @@ impl Engine {
         self.create_run(&target, RunKind::Rollback, Some(&record), trigger, "roll back", None).await
     }
 
+    /// Creates a run for one execution of a scheduled task's current release (Docker,
+    /// where launchway is the scheduler).
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] when nothing is deployed or the app is not a task;
+    /// [`launchway_store::StoreError::RunInProgress`] while another run has the app.
+    pub async fn start_scheduled(&self, app: &str, env: &str, trigger: &str) -> Result<Run> {
+        let store = &self.inner.store;
+        let Some(record) = store.deployment(app, env).await? else {
+            return Err(EngineError::Invalid(format!("nothing has been deployed for {app} in {env}")));
+        };
+        let release = store.release(record.current_release_id).await?;
+        if !matches!(release.spec, launchway_manifest::AppSpec::Task(_)) {
+            return Err(EngineError::Invalid(format!("{app} in {env} is not a scheduled task")));
+        }
+        self.create_run(&release, RunKind::Scheduled, Some(&record), trigger, "scheduled run", None).await
+    }
+
     async fn last_good_before(&self, app: &str, env: &str, current: &Release) -> Result<Release> {
         let runs = self
             .inner

@@ -3,7 +3,8 @@
 //!
 //! Configured by environment variables, so a manifest can make it misbehave:
 //! `PORT` (8080), `SAMPLE_MESSAGE`, `SAMPLE_HEALTH=fail` (health checks answer 500),
-//! `SAMPLE_START_DELAY=2s` (slow start), `SAMPLE_EXIT_AFTER=1s` (crash, exit code 3).
+//! `SAMPLE_START_DELAY=2s` (slow start), `SAMPLE_EXIT_AFTER=1s` (crash, with exit code
+//! `SAMPLE_EXIT_CODE`, 3 by default: 0 makes it a task that finishes).
 //! `GET /` answers the message and the container's hostname; `GET /healthz` answers
 //! "ok". It exits at once on SIGTERM: as PID 1 in a container nothing else would.
 
@@ -52,7 +53,7 @@ async fn serve() -> ExitCode {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = terminate.recv() => return ExitCode::SUCCESS,
-            () = &mut crash => return crashed(),
+            () = &mut crash => return crashed(&setting),
         }
     }
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
@@ -83,11 +84,16 @@ async fn serve() -> ExitCode {
             ExitCode::FAILURE
         }
         _ = terminate.recv() => ExitCode::SUCCESS,
-        () = &mut crash => crashed(),
+        () = &mut crash => crashed(&setting),
     }
 }
 
-fn crashed() -> ExitCode {
-    eprintln!("sample-app: crashing on purpose (SAMPLE_EXIT_AFTER)");
-    ExitCode::from(3)
+fn crashed(setting: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    let code: u8 = setting("SAMPLE_EXIT_CODE").and_then(|code| code.parse().ok()).unwrap_or(3);
+    if code == 0 {
+        println!("sample-app: done (SAMPLE_EXIT_AFTER), exiting with code 0");
+    } else {
+        eprintln!("sample-app: crashing on purpose (SAMPLE_EXIT_AFTER), exit code {code}");
+    }
+    ExitCode::from(code)
 }

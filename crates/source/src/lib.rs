@@ -5,6 +5,7 @@
 //! launchway never checks anything out. Everything here is blocking (gix is); async
 //! callers run it on a blocking thread.
 
+mod history;
 mod worktree;
 mod write;
 
@@ -14,6 +15,7 @@ use std::sync::atomic::AtomicBool;
 use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
 use sha2::{Digest, Sha256};
 
+pub use history::last_change;
 pub use worktree::{WorkTreeFiles, read_work_tree};
 pub use write::commit_files;
 
@@ -21,7 +23,7 @@ pub use write::commit_files;
 pub const MAX_FILES: usize = 10_000;
 
 /// Where a remote repo's mirror keeps the remote's `HEAD`.
-const REMOTE_HEAD: &str = "refs/launchway/remote-head";
+pub(crate) const REMOTE_HEAD: &str = "refs/launchway/remote-head";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -78,10 +80,10 @@ impl Commit {
 
 /// A config repo, local or mirrored.
 pub struct ConfigRepo {
-    repo: gix::ThreadSafeRepository,
+    pub(crate) repo: gix::ThreadSafeRepository,
     location: String,
     /// The URL to fetch from, for a mirrored remote.
-    remote_url: Option<String>,
+    pub(crate) remote_url: Option<String>,
 }
 
 impl ConfigRepo {
@@ -156,13 +158,7 @@ impl ConfigRepo {
         };
         let id = repo.rev_parse_single(spec).map_err(unknown)?;
         let commit = id.object().map_err(unknown)?.peel_to_commit().map_err(unknown)?;
-        let read =
-            |source: gix::Error| SourceError::Read { what: format!("commit {}", commit.id), source: Box::new(source) };
-        let author = commit.author().map_err(read)?;
-        let author_name = format!("{} <{}>", author.name, author.email);
-        let time = author.time().map(|time| time.seconds).unwrap_or_default();
-        let message = commit.message().map_err(read)?;
-        Ok(Commit { id: commit.id.to_string(), summary: message.summary().to_string(), author: author_name, time })
+        describe_commit(&commit)
     }
 
     /// The manifest files at a commit: `launchway.yaml` and every `.yaml`/`.yml` under
@@ -240,6 +236,17 @@ impl RepoFiles for CommitFiles<'_> {
         let blob = repo.find_blob(entry.oid()).map_err(|error| error.to_string())?;
         Ok(Some(blob.data.clone()))
     }
+}
+
+/// A gix commit as launchway describes it.
+pub(crate) fn describe_commit(commit: &gix::Commit<'_>) -> Result<Commit> {
+    let read =
+        |source: gix::Error| SourceError::Read { what: format!("commit {}", commit.id), source: Box::new(source) };
+    let author = commit.author().map_err(read)?;
+    let author_name = format!("{} <{}>", author.name, author.email);
+    let time = author.time().map(|time| time.seconds).unwrap_or_default();
+    let message = commit.message().map_err(read)?;
+    Ok(Commit { id: commit.id.to_string(), summary: message.summary().to_string(), author: author_name, time })
 }
 
 fn collect_blobs(

@@ -156,3 +156,42 @@ fn commits_written_without_a_work_tree_are_read_back() {
     assert_eq!(paths(&files), ["apps/web.yaml", "launchway.yaml"], "earlier files are kept");
     assert_eq!(config.resolve(&first).expect("first").summary, "first");
 }
+
+#[test]
+fn lists_tags_with_their_commits_and_knows_the_default_branch() {
+    let repo = repo_with_apps();
+    repo.git(&["tag", "v1.0.0"]);
+    repo.git(&["tag", "-a", "v1.1.0", "-m", "annotated"]);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let local = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    let head = local.resolve("HEAD").expect("HEAD");
+    let mut tags = local.tags().expect("tags");
+    tags.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<&str> = tags.iter().map(|tag| tag.name.as_str()).collect();
+    assert_eq!(names, ["v1.0.0", "v1.1.0"]);
+    assert!(tags.iter().all(|tag| tag.commit == head), "annotated tags are peeled to their commit");
+    assert_eq!(local.default_branch().as_deref(), Some("main"));
+
+    let mirror = ConfigRepo::open(&repo.file_url(), cache.path()).expect("mirrored");
+    assert_eq!(mirror.tags().expect("tags").len(), 2);
+    assert_eq!(mirror.default_branch().as_deref(), Some("main"));
+}
+
+#[test]
+fn finds_the_last_commit_that_changed_a_folder() {
+    let repo = GitRepo::init();
+    repo.write("services/web/main.rs", "v1").write("services/api/main.rs", "v1");
+    let first = repo.commit("both services");
+    repo.write("services/api/main.rs", "v2");
+    let api_change = repo.commit("api only");
+    repo.write("README.md", "docs");
+    repo.commit("docs only");
+
+    let web = last_change(&repo.path().join("services/web"), "HEAD").expect("web");
+    assert_eq!(web.id, first, "later commits did not touch services/web");
+    let api = last_change(&repo.path().join("services/api"), "HEAD").expect("api");
+    assert_eq!((api.id.as_str(), api.summary.as_str()), (api_change.as_str(), "api only"));
+    let file = last_change(&repo.path().join("services/web/main.rs"), "HEAD").expect("a file works too");
+    assert_eq!(file.id, first);
+    assert!(last_change(&repo.path().join("services"), "no-such-ref").is_err());
+}

@@ -9,6 +9,7 @@ mod health;
 mod image;
 mod replicas;
 mod rollout;
+mod task;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,7 +22,10 @@ use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder,
 use futures_util::{Stream, StreamExt};
 use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
-use launchway_target::{AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent};
+use launchway_target::{
+    AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent, TaskExecution,
+    TaskOutcome,
+};
 use serde_json::json;
 
 pub use image::{ExecutableImage, build_executable_image};
@@ -86,6 +90,7 @@ impl DockerTarget {
         for replica in &replicas {
             replicas::remove(&self.docker, replica, 0).await?;
         }
+        let tasks = task::remove_leftovers(self, env).await?;
         let network = format!("launchway-{env}");
         for id in self.networks_named(&network).await? {
             match self.docker.remove_network(&id).await {
@@ -93,7 +98,7 @@ impl DockerTarget {
                 Err(error) => return Err(api_error(&format!("remove network {network}"), error)),
             }
         }
-        Ok(replicas.iter().map(|replica| replica.containers().count()).sum())
+        Ok(replicas.iter().map(|replica| replica.containers().count()).sum::<usize>() + tasks)
     }
 
     /// The id of the environment's network, created on first use.
@@ -298,6 +303,10 @@ impl Target for DockerTarget {
             })
             .await;
         Ok(())
+    }
+
+    async fn run_task(&self, task: TaskExecution<'_>, progress: &dyn Progress) -> Result<TaskOutcome, RolloutError> {
+        task::run(self, task, progress).await
     }
 
     async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError> {

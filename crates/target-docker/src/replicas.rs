@@ -308,7 +308,11 @@ fn create_body(
     body
 }
 
-async fn create_and_start(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String, TargetError> {
+pub(crate) async fn create_and_start(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<String, TargetError> {
     let options = CreateContainerOptionsBuilder::new().name(name).build();
     let id = match docker.create_container(Some(options), body).await {
         Ok(created) => created.id,

@@ -12,7 +12,7 @@ pub mod settings;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use launchway_manifest::{AppSpec, ContainerSpec};
+use launchway_manifest::{AppSpec, ContainerSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,27 @@ pub struct Rollout<'a> {
     pub spec: &'a AppSpec,
 }
 
+/// One execution of a scheduled task, run by launchway itself (Docker has no scheduler).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskExecution<'a> {
+    pub app: &'a str,
+    pub env: &'a str,
+    /// The run recording this execution: names its containers, so a resumed run finds them.
+    pub run_id: i64,
+    pub release_id: i64,
+    pub revision: &'a str,
+    pub spec: &'a TaskSpec,
+}
+
+/// How an execution that succeeded went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOutcome {
+    pub exit_code: i64,
+    pub elapsed: std::time::Duration,
+    /// Its last log lines.
+    pub logs: Vec<String>,
+}
+
 /// An app a target is asked about, with the spec that says where to look.
 #[derive(Debug, Clone, Copy)]
 pub struct AppRef<'a> {
@@ -199,6 +220,18 @@ pub trait Target: Send + Sync {
 
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
+
+    /// Runs one execution of a scheduled task to completion. A non-zero exit is
+    /// [`RolloutError::Unhealthy`], with the task's last log lines.
+    ///
+    /// Targets with a scheduler of their own (ECS with EventBridge) do not need this.
+    async fn run_task(&self, task: TaskExecution<'_>, _progress: &dyn Progress) -> Result<TaskOutcome, RolloutError> {
+        Err(RolloutError::Target(TargetError::Invalid(format!(
+            "{} runs scheduled tasks on its own schedule; launchway does not run {} itself",
+            self.describe(),
+            task.app
+        ))))
+    }
 
     /// Undoes one revision of an app when there is no earlier release to roll back to:
     /// Docker removes its replicas; ECS puts the service back on the task definition

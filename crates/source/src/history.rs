@@ -1,0 +1,121 @@
+//! What the server and CI ask of history: tags, the default branch, and the last commit
+//! that changed a folder.
+
+use std::path::Path;
+
+use crate::{Commit, ConfigRepo, REMOTE_HEAD, Result, SourceError, describe_commit, not_a_repo};
+
+/// A tag and the commit it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    pub commit: Commit,
+}
+
+impl ConfigRepo {
+    /// Every tag that points (directly or through an annotated tag) to a commit.
+    pub fn tags(&self) -> Result<Vec<Tag>> {
+        let repo = self.repo.to_thread_local();
+        let read = |source: gix::Error| SourceError::Read { what: "tags".to_owned(), source: Box::new(source) };
+        let platform = repo.references().map_err(|error| read(error.into()))?;
+        let mut tags = Vec::new();
+        for reference in platform.tags().map_err(|error| read(error.into()))? {
+            let Ok(mut reference) = reference else { continue };
+            let name = reference.name().shorten().to_string();
+            // A tag of a tree or blob is not a release.
+            if let Ok(commit) = reference.peel_to_commit() {
+                tags.push(Tag { name, commit: describe_commit(&commit)? });
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The branch the repo's HEAD names: for a mirror, the remote's (the branch at the
+    /// remote HEAD's commit, `main` or `master` first when several are).
+    pub fn default_branch(&self) -> Option<String> {
+        let repo = self.repo.to_thread_local();
+        if self.remote_url.is_none() {
+            let name = repo.head_name().ok()??;
+            return Some(name.shorten().to_string().trim_start_matches("heads/").to_owned());
+        }
+        let head = repo.rev_parse_single(REMOTE_HEAD).ok()?.detach();
+        let platform = repo.references().ok()?;
+        let mut candidates: Vec<String> = platform
+            .local_branches()
+            .ok()?
+            .filter_map(|reference| {
+                let mut reference = reference.ok()?;
+                let id = reference.peel_to_id().ok()?.detach();
+                (id == head).then(|| reference.name().shorten().to_string())
+            })
+            .collect();
+        candidates.sort_by_key(|name| (name != "main", name != "master", name.clone()));
+        candidates.into_iter().next()
+    }
+}
+
+/// The last commit reachable from `reference` (following first parents) that changed
+/// what is at `path`: the image tag that changes only when that folder does.
+pub fn last_change(path: &Path, reference: &str) -> Result<Commit> {
+    let location = path.display().to_string();
+    // A file is looked up from its folder.
+    let folder = if path.is_file() { path.parent().unwrap_or(path) } else { path };
+    let repo = gix::discover(folder).map_err(|source| not_a_repo(&location, source))?;
+    let read = |what: &str, source: gix::Error| SourceError::Read { what: what.to_owned(), source: Box::new(source) };
+    let relative = relative_to_work_dir(&repo, path)?;
+    let tip = repo
+        .rev_parse_single(reference)
+        .map_err(|source| SourceError::UnknownRef {
+            reference: reference.to_owned(),
+            location: location.clone(),
+            source: Box::new(source),
+        })?
+        .object()
+        .map_err(|error| read("the starting commit", error.into()))?
+        .peel_to_commit()
+        .map_err(|error| read("the starting commit", error.into()))?;
+    let entry_at = |commit: &gix::Commit<'_>| -> Result<Option<gix::ObjectId>> {
+        let tree = commit.tree().map_err(|error| read("a tree", error.into()))?;
+        if relative.as_os_str().is_empty() {
+            return Ok(Some(tree.id));
+        }
+        let entry = tree.lookup_entry_by_path(&relative).map_err(|error| read("a tree", error.into()))?;
+        Ok(entry.map(|entry| entry.oid().to_owned()))
+    };
+    let walk = repo.rev_walk([tip.id]).first_parent_only().all().map_err(|error| read("history", error.into()))?;
+    let mut newest: Option<(gix::Commit<'_>, Option<gix::ObjectId>)> = None;
+    for info in walk {
+        let info = info.map_err(|error| read("history", error.into()))?;
+        let commit = info.object().map_err(|error| read("a commit", error.into()))?;
+        let entry = entry_at(&commit)?;
+        if let Some((candidate, candidate_entry)) = &newest {
+            if *candidate_entry != entry {
+                return describe_commit(candidate);
+            }
+        } else if entry.is_none() {
+            return Err(SourceError::Read {
+                what: format!("{} at {reference}", relative.display()),
+                source: "it is not in the repository at that commit".into(),
+            });
+        }
+        newest = Some((commit, entry));
+    }
+    // It has been there, unchanged, since the first commit.
+    let (first, _) = newest.expect("the walk starts at the tip");
+    describe_commit(&first)
+}
+
+fn relative_to_work_dir(repo: &gix::Repository, path: &Path) -> Result<std::path::PathBuf> {
+    let Some(work_dir) = repo.workdir() else {
+        return Err(SourceError::Read {
+            what: path.display().to_string(),
+            source: "the repository has no work tree to resolve the path in".into(),
+        });
+    };
+    let canonical = |path: &Path| {
+        path.canonicalize()
+            .map_err(|source| SourceError::Read { what: path.display().to_string(), source: Box::new(source) })
+    };
+    let (work_dir, path) = (canonical(work_dir)?, canonical(path)?);
+    Ok(path.strip_prefix(&work_dir).map(Path::to_path_buf).unwrap_or_default())
+}
