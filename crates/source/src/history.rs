@@ -17,9 +17,9 @@ impl ConfigRepo {
     pub fn tags(&self) -> Result<Vec<Tag>> {
         let repo = self.repo.to_thread_local();
         let read = |source: gix::Error| SourceError::Read { what: "tags".to_owned(), source: Box::new(source) };
-        let platform = repo.references().map_err(|error| read(error.into()))?;
+        let platform = repo.references().map_err(|error| read(error))?;
         let mut tags = Vec::new();
-        for reference in platform.tags().map_err(|error| read(error.into()))? {
+        for reference in platform.tags().map_err(|error| read(error))? {
             let Ok(mut reference) = reference else { continue };
             let name = reference.name().shorten().to_string();
             // A tag of a tree or blob is not a release.
@@ -71,22 +71,22 @@ pub fn last_change(path: &Path, reference: &str) -> Result<Commit> {
             source: Box::new(source),
         })?
         .object()
-        .map_err(|error| read("the starting commit", error.into()))?
+        .map_err(|error| read("the starting commit", error))?
         .peel_to_commit()
-        .map_err(|error| read("the starting commit", error.into()))?;
+        .map_err(|error| read("the starting commit", error))?;
     let entry_at = |commit: &gix::Commit<'_>| -> Result<Option<gix::ObjectId>> {
-        let tree = commit.tree().map_err(|error| read("a tree", error.into()))?;
+        let tree = commit.tree().map_err(|error| read("a tree", error))?;
         if relative.as_os_str().is_empty() {
             return Ok(Some(tree.id));
         }
-        let entry = tree.lookup_entry_by_path(&relative).map_err(|error| read("a tree", error.into()))?;
+        let entry = tree.lookup_entry_by_path(&relative).map_err(|error| read("a tree", error))?;
         Ok(entry.map(|entry| entry.oid().to_owned()))
     };
-    let walk = repo.rev_walk([tip.id]).first_parent_only().all().map_err(|error| read("history", error.into()))?;
+    let walk = repo.rev_walk([tip.id]).first_parent_only().all().map_err(|error| read("history", error))?;
     let mut newest: Option<(gix::Commit<'_>, Option<gix::ObjectId>)> = None;
     for info in walk {
-        let info = info.map_err(|error| read("history", error.into()))?;
-        let commit = info.object().map_err(|error| read("a commit", error.into()))?;
+        let info = info.map_err(|error| read("history", error))?;
+        let commit = info.object().map_err(|error| read("a commit", error))?;
         let entry = entry_at(&commit)?;
         if let Some((candidate, candidate_entry)) = &newest {
             if *candidate_entry != entry {
