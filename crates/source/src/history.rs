@@ -17,9 +17,9 @@ impl ConfigRepo {
     pub fn tags(&self) -> Result<Vec<Tag>> {
         let repo = self.repo.to_thread_local();
         let read = |source: gix::Error| SourceError::Read { what: "tags".to_owned(), source: Box::new(source) };
-        let platform = repo.references().map_err(|error| read(error))?;
+        let platform = repo.references().map_err(read)?;
         let mut tags = Vec::new();
-        for reference in platform.tags().map_err(|error| read(error))? {
+        for reference in platform.tags().map_err(read)? {
             let Ok(mut reference) = reference else { continue };
             let name = reference.name().shorten().to_string();
             // A tag of a tree or blob is not a release.
