@@ -7,20 +7,30 @@ use launchway_target::TargetError;
 
 use crate::error::sdk_error;
 
-/// A secret as configured: the value itself, or `ssm:NAME` (a parameter name like
-/// `/launchway/slack-webhook`, or its ARN), read decrypted when needed.
+/// A secret as configured: the value itself, `ssm:NAME` (a parameter name like
+/// `/launchway/slack-webhook`, or its ARN), read decrypted when needed, or
+/// `env:VARIABLE`, read from launchway's own environment.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
     Plain(String),
     Ssm(String),
+    Env(String),
 }
 
 impl SecretRef {
     pub fn parse(text: &str) -> SecretRef {
-        match text.strip_prefix("ssm:") {
-            Some(name) => SecretRef::Ssm(name.to_owned()),
-            None => SecretRef::Plain(text.to_owned()),
+        if let Some(name) = text.strip_prefix("ssm:") {
+            SecretRef::Ssm(name.to_owned())
+        } else if let Some(variable) = text.strip_prefix("env:") {
+            SecretRef::Env(variable.to_owned())
+        } else {
+            SecretRef::Plain(text.to_owned())
         }
+    }
+
+    /// Whether resolving it needs AWS.
+    pub fn needs_aws(&self) -> bool {
+        matches!(self, SecretRef::Ssm(_))
     }
 }
 
@@ -30,6 +40,7 @@ impl fmt::Debug for SecretRef {
         match self {
             SecretRef::Plain(_) => f.write_str("SecretRef::Plain(<redacted>)"),
             SecretRef::Ssm(name) => write!(f, "SecretRef::Ssm({name:?})"),
+            SecretRef::Env(variable) => write!(f, "SecretRef::Env({variable:?})"),
         }
     }
 }
@@ -55,6 +66,9 @@ impl fmt::Debug for Secret {
 pub async fn resolve_secret(reference: &SecretRef, config: &aws_config::SdkConfig) -> Result<Secret, TargetError> {
     match reference {
         SecretRef::Plain(value) => Ok(Secret(value.clone())),
+        SecretRef::Env(variable) => std::env::var(variable)
+            .map(Secret)
+            .map_err(|_| TargetError::Invalid(format!("environment variable {variable} is not set"))),
         SecretRef::Ssm(name) => {
             let client = aws_sdk_ssm::Client::new(config);
             let output = client
@@ -80,6 +94,7 @@ mod tests {
     #[test]
     fn references_parse_and_never_print_plain_values() {
         assert_eq!(SecretRef::parse("ssm:/launchway/slack"), SecretRef::Ssm("/launchway/slack".into()));
+        assert_eq!(SecretRef::parse("env:SLACK_URL"), SecretRef::Env("SLACK_URL".into()));
         let plain = SecretRef::parse("https://hooks.slack.com/services/T000/B000/XXXX");
         assert_eq!(format!("{plain:?}"), "SecretRef::Plain(<redacted>)");
         assert_eq!(format!("{:?}", Secret("x".into())), "Secret(<redacted>)");

@@ -1,0 +1,276 @@
+//! Notifications: what a run tells chat and webhooks, and delivering it.
+//!
+//! Two shapes: a Slack-compatible incoming-webhook message (Block Kit, with a plain
+//! `text` fallback that Mattermost, Rocket.Chat and Teams' Slack bridges show), and
+//! launchway's own JSON for anything else. Delivery retries with backoff on network
+//! errors, 429 and 5xx; it never fails what it reports on: the caller gets an outcome
+//! to record, not an error to propagate.
+
+use std::time::Duration;
+
+use launchway_manifest::NotifyOn;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Everything a message may say about one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub event: NotifyOn,
+    pub app: String,
+    pub env: String,
+    pub run_id: i64,
+    pub release_id: i64,
+    pub revision: String,
+    /// The config commit (short id), its first line and author, when known.
+    pub commit: Option<String>,
+    pub summary: Option<String>,
+    pub author: Option<String>,
+    /// "published by ci-web", "promoted from stg (run 12)".
+    pub origin: Option<String>,
+    /// The plan's one-line summary and its changes.
+    pub plan_summary: Option<String>,
+    pub changes: Vec<String>,
+    /// Why it failed or was rolled back; who approved; how long it took.
+    pub reason: Option<String>,
+    /// The last log lines, or the stopped tasks' reasons.
+    pub logs: Vec<String>,
+    /// Where to see the run, and to approve it (when approval is needed).
+    pub run_url: Option<String>,
+    pub approve_url: Option<String>,
+    /// When an approval expires (Unix ms).
+    pub expires_at: Option<i64>,
+}
+
+impl Notification {
+    /// One line for chat clients that show no blocks, and for logs.
+    pub fn headline(&self) -> String {
+        let who = format!("{}@{}", self.app, self.env);
+        match self.event {
+            NotifyOn::ApprovalNeeded => {
+                format!("⏸ {who} waits for approval: run {} (revision {})", self.run_id, self.revision)
+            }
+            NotifyOn::Succeeded => format!("✅ {who} deployed: run {} (revision {})", self.run_id, self.revision),
+            NotifyOn::Failed => format!("❌ {who} failed: run {}", self.run_id),
+            NotifyOn::RolledBack => format!("↩️ {who} rolled back: run {}", self.run_id),
+        }
+    }
+}
+
+/// A Slack Block Kit message.
+pub fn slack_message(notification: &Notification) -> Value {
+    let mut blocks = vec![json!({
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": format!("*{}*", escape(&notification.headline()))},
+    })];
+    let mut fields = vec![
+        field("App", &notification.app),
+        field("Environment", &notification.env),
+        field("Release", &format!("{} (revision `{}`)", notification.release_id, notification.revision)),
+    ];
+    if let Some(commit) = &notification.commit {
+        let summary =
+            notification.summary.as_deref().map(|summary| format!(" {}", escape(summary))).unwrap_or_default();
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Commit*\n`{commit}`{summary}")}));
+    }
+    if let Some(author) = &notification.author {
+        fields.push(field("Author", author));
+    }
+    if let Some(origin) = &notification.origin {
+        fields.push(field("Origin", origin));
+    }
+    blocks.push(json!({"type": "section", "fields": fields}));
+    if let Some(plan) = &notification.plan_summary {
+        let mut text = format!("*Plan*: {}", escape(plan));
+        if !notification.changes.is_empty() {
+            text.push_str(&format!("\n```{}```", escape(&limit_lines(&notification.changes, 15))));
+        }
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
+    }
+    if let Some(reason) = &notification.reason {
+        blocks
+            .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Why*: {}", escape(reason))}}));
+    }
+    if !notification.logs.is_empty() {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*Recent logs*\n```{}```", escape(&limit_lines(&notification.logs, 20)))},
+        }));
+    }
+    let mut buttons = Vec::new();
+    if let Some(url) = &notification.approve_url {
+        buttons.push(json!({
+            "type": "button", "style": "primary", "url": url,
+            "text": {"type": "plain_text", "text": "Review and approve"},
+        }));
+    }
+    if let Some(url) = &notification.run_url {
+        buttons.push(json!({"type": "button", "url": url, "text": {"type": "plain_text", "text": "View run"}}));
+    }
+    if !buttons.is_empty() {
+        blocks.push(json!({"type": "actions", "elements": buttons}));
+    }
+    if notification.event == NotifyOn::ApprovalNeeded {
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": format!(
+                "or `launchway approve {id}` / `launchway reject {id}`", id = notification.run_id
+            )}],
+        }));
+    }
+    json!({"text": notification.headline(), "blocks": blocks})
+}
+
+/// launchway's JSON for generic webhooks.
+pub fn webhook_payload(notification: &Notification) -> Value {
+    json!({
+        "event": notification.event.as_str(),
+        "headline": notification.headline(),
+        "notification": notification,
+    })
+}
+
+fn field(name: &str, value: &str) -> Value {
+    json!({"type": "mrkdwn", "text": format!("*{name}*\n{}", escape(value))})
+}
+
+/// Slack's mrkdwn needs only these three escaped.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn limit_lines(lines: &[String], most: usize) -> String {
+    let skipped = lines.len().saturating_sub(most);
+    let mut text = String::new();
+    if skipped > 0 {
+        text.push_str(&format!("… {skipped} earlier lines\n"));
+    }
+    text.push_str(&lines[skipped..].join("\n"));
+    text
+}
+
+/// Where a notification goes, with its URL resolved.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Destination {
+    Slack { url: String },
+    Webhook { url: String },
+}
+
+/// URLs of chat webhooks are secrets: only the host is ever shown.
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Destination {
+    fn url(&self) -> &str {
+        match self {
+            Destination::Slack { url } | Destination::Webhook { url } => url,
+        }
+    }
+
+    /// "slack webhook at hooks.slack.com": safe to log.
+    pub fn describe(&self) -> String {
+        let kind = match self {
+            Destination::Slack { .. } => "slack webhook",
+            Destination::Webhook { .. } => "webhook",
+        };
+        let host = reqwest::Url::parse(self.url())
+            .ok()
+            .and_then(|url| {
+                url.host_str().map(|host| format!("{host}{}", url.port().map(|p| format!(":{p}")).unwrap_or_default()))
+            })
+            .unwrap_or_else(|| "an invalid URL".to_owned());
+        format!("{kind} at {host}")
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    /// The first wait; each next one doubles, up to `max_delay`.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// Per request.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How a delivery went: what the caller records in the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub delivered: bool,
+    pub attempts: u32,
+    /// The last HTTP status or error, when it failed.
+    pub error: Option<String>,
+}
+
+/// Sends notifications. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    http: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+impl Notifier {
+    pub fn new(retry: RetryPolicy) -> Notifier {
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .user_agent(concat!("launchway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("an HTTP client with rustls builds");
+        Notifier { http, retry }
+    }
+
+    /// Delivers one notification, retrying transient failures. Never returns an error:
+    /// a notification that cannot be sent is reported, not raised.
+    pub async fn send(&self, destination: &Destination, notification: &Notification) -> Delivery {
+        let body = match destination {
+            Destination::Slack { .. } => slack_message(notification),
+            Destination::Webhook { .. } => webhook_payload(notification),
+        };
+        let mut delay = self.retry.first_delay;
+        let mut last_error = None;
+        for attempt in 1..=self.retry.attempts.max(1) {
+            if attempt > 1 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(self.retry.max_delay);
+            }
+            let outcome = self.http.post(destination.url()).json(&body).send().await;
+            let retryable = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    return Delivery { delivered: true, attempts: attempt, error: None };
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    last_error = Some(format!("HTTP {status}"));
+                    status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                }
+                Err(error) => {
+                    // The URL may be a secret: say what failed without it.
+                    last_error = Some(error.without_url().to_string());
+                    true
+                }
+            };
+            tracing::debug!(destination = %destination.describe(), attempt, error = ?last_error, "notification not delivered");
+            if !retryable {
+                return Delivery { delivered: false, attempts: attempt, error: last_error };
+            }
+        }
+        Delivery { delivered: false, attempts: self.retry.attempts.max(1), error: last_error }
+    }
+}
+
+#[cfg(test)]
+mod tests;

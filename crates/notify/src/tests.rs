@@ -1,0 +1,140 @@
+//! Messages as chat shows them, and delivery against a real local HTTP receiver.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+
+use super::*;
+
+fn approval_needed() -> Notification {
+    Notification {
+        event: NotifyOn::ApprovalNeeded,
+        app: "web".into(),
+        env: "prod".into(),
+        run_id: 12,
+        release_id: 7,
+        revision: "3f9a1c2b4d5e".into(),
+        commit: Some("a1b2c3d4e5".into()),
+        summary: Some("web: <b>bump</b> to 1.4".into()),
+        author: Some("Alice <alice@example.com>".into()),
+        origin: Some("promoted from stg (run 11)".into()),
+        plan_summary: Some("update web: image example/web:1.3 → example/web:1.4".into()),
+        changes: vec!["~ image: example/web:1.3 → example/web:1.4".into()],
+        reason: None,
+        logs: Vec::new(),
+        run_url: Some("http://launchway.internal/api/v1/runs/12".into()),
+        approve_url: Some("http://launchway.internal/api/v1/runs/12".into()),
+        expires_at: None,
+    }
+}
+
+#[test]
+fn an_approval_message_has_the_release_the_plan_and_a_link() {
+    let message = slack_message(&approval_needed());
+    assert_eq!(message["text"], "⏸ web@prod waits for approval: run 12 (revision 3f9a1c2b4d5e)");
+    let text = message["blocks"].to_string();
+    for expected in
+        ["*App*\\nweb", "*Environment*\\nprod", "revision `3f9a1c2b4d5e`", "example/web:1.4", "promoted from stg"]
+    {
+        assert!(text.contains(expected), "{expected} missing from {text}");
+    }
+    assert!(text.contains("&lt;b&gt;bump&lt;/b&gt;"), "mrkdwn is escaped: {text}");
+    let actions = message["blocks"].as_array().unwrap().iter().find(|block| block["type"] == "actions").unwrap();
+    assert_eq!(actions["elements"][0]["url"], "http://launchway.internal/api/v1/runs/12");
+    assert!(text.contains("launchway approve 12"));
+}
+
+#[test]
+fn a_failure_message_carries_the_reason_and_the_last_log_lines() {
+    let logs: Vec<String> = (1..=30).map(|line| format!("line {line}")).collect();
+    let failed = Notification {
+        event: NotifyOn::Failed,
+        reason: Some("replica web-prod-0 exited with code 3".into()),
+        logs,
+        approve_url: None,
+        ..approval_needed()
+    };
+    let message = slack_message(&failed);
+    let text = message["blocks"].to_string();
+    assert!(text.contains("exited with code 3"));
+    assert!(text.contains("… 10 earlier lines"), "{text}");
+    assert!(text.contains("line 30") && !text.contains("line 10\\n"));
+    let payload = webhook_payload(&failed);
+    assert_eq!(payload["event"], "failed");
+    assert_eq!(payload["notification"]["logs"].as_array().unwrap().len(), 30, "webhooks get every line");
+}
+
+#[test]
+fn destinations_never_show_their_url() {
+    let slack = Destination::Slack { url: "https://hooks.slack.com/services/T000/B000/SECRET".into() };
+    assert_eq!(slack.describe(), "slack webhook at hooks.slack.com");
+    assert!(!format!("{slack:?}").contains("SECRET"));
+}
+
+/// A receiver that answers with the given statuses in turn (then 200) and keeps bodies.
+async fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    #[derive(Clone)]
+    struct Receiver {
+        statuses: Arc<Mutex<Vec<u16>>>,
+        bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    }
+    let state = Receiver { statuses: Arc::new(Mutex::new(statuses)), bodies: Arc::default() };
+    let bodies = state.bodies.clone();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(|State(state): State<Receiver>, body: axum::Json<serde_json::Value>| async move {
+                state.bodies.lock().unwrap().push(body.0);
+                let mut statuses = state.statuses.lock().unwrap();
+                let status = if statuses.is_empty() { 200 } else { statuses.remove(0) };
+                StatusCode::from_u16(status).unwrap()
+            }),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, bodies)
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 4,
+        first_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_delivered() {
+    let (url, bodies) = receiver(vec![503, 429]).await;
+    let delivery = Notifier::new(quick()).send(&Destination::Slack { url }, &approval_needed()).await;
+    assert_eq!(delivery, Delivery { delivered: true, attempts: 3, error: None });
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 3);
+    assert!(bodies[2]["blocks"].is_array());
+}
+
+#[tokio::test]
+async fn a_refusal_is_not_retried_and_an_absent_receiver_is_given_up_on() {
+    let (url, bodies) = receiver(vec![404]).await;
+    let delivery = Notifier::new(quick()).send(&Destination::Webhook { url }, &approval_needed()).await;
+    assert_eq!((delivery.delivered, delivery.attempts), (false, 1));
+    assert_eq!(delivery.error.as_deref(), Some("HTTP 404 Not Found"));
+    assert_eq!(bodies.lock().unwrap()[0]["event"], "approval_needed");
+
+    // Nothing listens on this port any more.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let delivery = Notifier::new(quick()).send(&Destination::Webhook { url }, &approval_needed()).await;
+    assert_eq!((delivery.delivered, delivery.attempts), (false, 4));
+    assert!(delivery.error.is_some());
+}
