@@ -25,6 +25,7 @@ pub use model::{
     TaskDefinitionDocument, TaskSpec, tag_matches,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
+pub use schedule::next_after as next_scheduled_after;
 
 use reader::Reader;
 use resolve::{Draft, ReadFiles, Resolver};

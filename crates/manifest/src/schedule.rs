@@ -37,6 +37,46 @@ pub(crate) fn check(expression: &str) -> Result<(), String> {
     parser.parse(expression).map(|_| ()).map_err(|error| error.to_string())
 }
 
+/// The first time strictly after `after_ms` (Unix ms) that `expression` fires, in UTC
+/// (as EventBridge schedules are). `rate(N unit)` fires every N units counted from
+/// `anchor_ms` (when the task was deployed, say). `None` for an expression that does
+/// not check, or a cron with no time left.
+///
+/// An EventBridge `cron(…)`'s year field is only checked, not applied: launchway runs
+/// Docker tasks every year the rest of the expression matches.
+pub fn next_after(expression: &str, after_ms: i64, anchor_ms: i64) -> Option<i64> {
+    let expression = expression.trim();
+    check(expression).ok()?;
+    if let Some(inner) = strip_call(expression, "rate") {
+        let mut parts = inner.split_whitespace();
+        let count: i64 = parts.next()?.parse().ok()?;
+        let unit_ms: i64 = match parts.next()? {
+            "minute" | "minutes" => 60_000,
+            "hour" | "hours" => 3_600_000,
+            _ => 86_400_000,
+        };
+        let period = count * unit_ms;
+        let elapsed = (after_ms - anchor_ms).max(-1);
+        return Some(anchor_ms + (elapsed.div_euclid(period) + 1) * period);
+    }
+    let cron = if let Some(inner) = strip_call(expression, "cron") {
+        let fields: Vec<&str> = inner.split_whitespace().collect();
+        CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .alternative_weekdays(true)
+            .build()
+            .parse(&fields[..5].join(" "))
+            .ok()?
+    } else {
+        CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(expression).ok()?
+    };
+    let utc = jiff::tz::TimeZone::UTC;
+    let after = jiff::Timestamp::from_millisecond(after_ms).ok()?.to_zoned(utc.clone()).datetime();
+    let next: jiff::civil::DateTime = cron.find_next_occurrence(&after, false).ok()?;
+    Some(next.to_zoned(utc).ok()?.timestamp().as_millisecond())
+}
+
 fn strip_call<'a>(expression: &'a str, name: &str) -> Option<&'a str> {
     expression.strip_prefix(name)?.strip_prefix('(')?.strip_suffix(')').map(str::trim)
 }
@@ -70,7 +110,27 @@ fn check_rate(inner: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, next_after};
+
+    /// 2026-11-21T10:17:30Z
+    const SAT_10_17_30: i64 = 1_795_256_250_000;
+    const MINUTE: i64 = 60_000;
+
+    #[test]
+    fn finds_when_each_spelling_fires_next() {
+        let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+        assert_eq!(at(SAT_10_17_30), "2026-11-21T10:17:30Z");
+        let next = |expression: &str| next_after(expression, SAT_10_17_30, SAT_10_17_30 - 7 * MINUTE).map(at);
+        assert_eq!(next("*/15 * * * *").as_deref(), Some("2026-11-21T10:30:00Z"));
+        assert_eq!(next("0 3 * * *").as_deref(), Some("2026-11-22T03:00:00Z"));
+        assert_eq!(next("@hourly").as_deref(), Some("2026-11-21T11:00:00Z"));
+        // EventBridge: 2 = Monday.
+        assert_eq!(next("cron(0 9 ? * 2 *)").as_deref(), Some("2026-11-23T09:00:00Z"));
+        // Anchored 7 minutes ago (10:10:30), every 5 minutes: 10:15:30, then 10:20:30.
+        assert_eq!(next("rate(5 minutes)").as_deref(), Some("2026-11-21T10:20:30Z"));
+        assert_eq!(next_after("rate(5 minutes)", SAT_10_17_30, SAT_10_17_30), Some(SAT_10_17_30 + 5 * MINUTE));
+        assert_eq!(next("not a schedule"), None);
+    }
 
     #[test]
     fn accepts_crontab_eventbridge_and_rate_spellings() {
