@@ -190,7 +190,7 @@ impl Engine {
 }
 
 /// The reason a run that had nothing to change ends with.
-pub(crate) const NO_OP_REASON: &str = "nothing to change";
+pub const NO_OP_REASON: &str = "nothing to change";
 
 #[cfg(test)]
 mod tests {

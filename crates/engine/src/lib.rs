@@ -26,7 +26,7 @@ use launchway_store::{Event, NewEvent, Store, StoreError};
 use launchway_target::{Target, TargetError};
 use tokio::sync::broadcast;
 
-pub use dora::DoraFigures;
+pub use dora::{DoraFigures, NO_OP_REASON};
 pub use owner::Owner;
 pub use plan::{AppPlan, Change, PlanAction};
 pub use sync::{AppStatus, Decision, DeployRequest, ImageOverrides, Selection};

@@ -42,6 +42,40 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ImageFile, JsonProblem> {
     }
 }
 
+/// The images a published `imagedefinitions.json` or `imageDetail.json` sets for `app`,
+/// by container name, checked against the containers `spec` has.
+pub fn images_for(
+    bytes: &[u8],
+    app: &str,
+    spec: &crate::AppSpec,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let containers: Vec<&str> = spec.images().into_keys().collect();
+    match parse(bytes)
+        .map_err(|problem| format!("line {}, column {}: {}", problem.line, problem.column, problem.message))?
+    {
+        ImageFile::Detail(uri) => match containers[..] {
+            [only] => Ok([(only.to_owned(), uri)].into()),
+            _ => Err(format!(
+                "imageDetail.json names one image but {app} has {} containers ({}); publish imagedefinitions.json",
+                containers.len(),
+                containers.join(", ")
+            )),
+        },
+        ImageFile::Definitions(entries) => {
+            let unknown: Vec<&str> =
+                entries.iter().map(|(name, _)| name.as_str()).filter(|name| !containers.contains(name)).collect();
+            if !unknown.is_empty() {
+                return Err(format!(
+                    "{app} has no container named {} (its containers: {})",
+                    unknown.join(", "),
+                    containers.join(", ")
+                ));
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ mod taskdef;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
+pub use image_files::images_for as published_images_for;
 pub use model::{
     App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, Deployment, EcsDefinition, EcsDeployment,
     EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,

@@ -6,6 +6,7 @@
 //! callers run it on a blocking thread.
 
 mod history;
+mod thread;
 mod worktree;
 mod write;
 
@@ -15,7 +16,8 @@ use std::sync::atomic::AtomicBool;
 use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
 use sha2::{Digest, Sha256};
 
-pub use history::last_change;
+pub use history::{Tag, last_change};
+pub use thread::RepoThread;
 pub use worktree::{WorkTreeFiles, read_work_tree};
 pub use write::commit_files;
 

@@ -22,7 +22,7 @@ use aws_sdk_ecs::config::Region;
 use launchway_manifest::{AppSpec, EcsTarget};
 use launchway_target::{AppRef, LiveApp, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError};
 
-pub use secrets::{SecretRef, resolve_secret};
+pub use secrets::{SecretRef, resolve_secret, resolve_secret_default};
 pub use services::Polling;
 
 /// One ECS environment: a region, an account (through its credentials) and a default

@@ -61,6 +61,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Resolves a secret; an SSM reference is read with launchway's own AWS configuration
+/// (its environment, profile or instance role).
+pub async fn resolve_secret_default(reference: &SecretRef) -> Result<Secret, TargetError> {
+    if !reference.needs_aws() {
+        return resolve_secret(reference, &aws_config::SdkConfig::builder().build()).await;
+    }
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    resolve_secret(reference, &config).await
+}
+
 /// Resolves a secret with the given AWS configuration (SecureString parameters are
 /// decrypted).
 pub async fn resolve_secret(reference: &SecretRef, config: &aws_config::SdkConfig) -> Result<Secret, TargetError> {

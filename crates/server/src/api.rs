@@ -1,0 +1,567 @@
+//! The HTTP API: health, push webhooks, and the JSON API under `/api/v1/`.
+//!
+//! Every route but `/healthz` and the webhooks (which carry their own secret) needs a
+//! bearer token whose role allows the call. Every call that changes something records
+//! who did it (the token's subject and id) in the audit log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use launchway_engine::{Decision, EngineError};
+use launchway_store::{
+    Decision as ApprovalDecision, EventFilter, NewEvent, Published, Role, RunFilter, RunState, StoreError, Token,
+    now_ms,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{self, Permission, TokenRequest};
+use crate::controller::{Controller, Scope};
+use crate::hooks::{self, Hook, Provider};
+
+/// How long a webhook or publication waits for its reconcile before answering 202.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub controller: Arc<Controller>,
+    pub webhook_secret: Option<String>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/hooks/github", post(github_hook))
+        .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/approve", post(approve))
+        .route("/api/v1/runs/{id}/reject", post(reject))
+        .route("/api/v1/sync", post(sync))
+        .route("/api/v1/rollback", post(rollback))
+        .route("/api/v1/releases", post(publish).get(list_published))
+        .route("/api/v1/tasks/{app}/{env}/run", post(run_task))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/dora", get(dora))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .with_state(state)
+}
+
+/// An API error: a status and a message, as `{"error": …}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        let status = match &error {
+            StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+            StoreError::RunInProgress { .. }
+            | StoreError::AlreadyDecided { .. }
+            | StoreError::NotAwaitingApproval { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        match error {
+            EngineError::Store(store) => store.into(),
+            EngineError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
+            EngineError::Invalid(message) => ApiError::new(StatusCode::CONFLICT, message),
+            EngineError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok(axum::Json(value).into_response())
+}
+
+/// The caller's token, if it may do `permission`: 401 without a valid token, 403 when
+/// its role does not allow the call.
+async fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Token, ApiError> {
+    let presented = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer lw_…)")
+        })?;
+    let store = state.controller.engine().store();
+    let token = auth::verify(store.as_ref(), presented.trim())
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is unknown or revoked"))?;
+    auth::allows(&token, &permission).map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
+    if permission != Permission::Read {
+        store.touch_token(&token.id).await?;
+    }
+    Ok(token)
+}
+
+/// "api approve by alice@example.com (token 3f9a1c2b4d5e)"
+fn actor(action: &str, token: &Token) -> String {
+    format!("api {action} by {} (token {})", token.subject, token.id)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+// ---- webhooks
+
+async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    webhook(state, Provider::GitHub, headers, body).await
+}
+
+async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    webhook(state, Provider::GitLab, headers, body).await
+}
+
+async fn webhook(state: AppState, provider: Provider, headers: HeaderMap, body: Bytes) -> Response {
+    let engine = state.controller.engine().clone();
+    let audit = |kind: &str, message: String, data: Value| {
+        let engine = engine.clone();
+        let event = NewEvent { run_id: None, app: None, env: None, kind: kind.to_owned(), message, data };
+        async move {
+            if let Err(error) = engine.record(event).await {
+                tracing::warn!(%error, "could not record a webhook in the audit log");
+            }
+        }
+    };
+    let hook = match hooks::read(provider, state.webhook_secret.as_deref(), &headers, &body) {
+        Ok(hook) => hook,
+        Err(refusal) => {
+            crate::metrics::webhook(provider.as_str(), "refused");
+            audit(
+                "webhook.refused",
+                format!("refused a {} webhook: {refusal}", provider.as_str()),
+                json!({"provider": provider.as_str(), "reason": refusal.to_string()}),
+            )
+            .await;
+            return ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()).into_response();
+        }
+    };
+    let (git_ref, commit, delivery) = match hook {
+        Hook::Push { git_ref, commit, delivery } => (git_ref, commit, delivery),
+        Hook::Other { event, .. } => {
+            crate::metrics::webhook(provider.as_str(), "ignored");
+            return axum::Json(json!({"status": "ignored", "event": event})).into_response();
+        }
+    };
+    let store = state.controller.engine().store();
+    if let Some(delivery) = &delivery {
+        match store.record_delivery(provider.as_str(), delivery).await {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::metrics::webhook(provider.as_str(), "duplicate");
+                audit(
+                    "webhook.duplicate",
+                    format!("ignored a redelivery of {} webhook {delivery}", provider.as_str()),
+                    json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref}),
+                )
+                .await;
+                return axum::Json(json!({"status": "duplicate", "delivery": delivery})).into_response();
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    crate::metrics::webhook(provider.as_str(), "accepted");
+    audit(
+        "webhook.accepted",
+        format!(
+            "{} push to {git_ref}{}",
+            provider.as_str(),
+            commit.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+        ),
+        json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref, "commit": commit}),
+    )
+    .await;
+    let scope = Scope { pushed_refs: Some(vec![git_ref.clone()]), ..Scope::default() };
+    let trigger = format!("{} push to {git_ref}", provider.as_str());
+    reconcile_answer(&state.controller, scope, trigger).await
+}
+
+/// Reconciles, answering with what it did, or 202 when it takes longer than a webhook
+/// sender waits (it carries on regardless).
+async fn reconcile_answer(controller: &Arc<Controller>, scope: Scope, trigger: String) -> Response {
+    let controller = controller.clone();
+    let work = tokio::spawn(async move { controller.reconcile(&scope, &trigger).await });
+    match tokio::time::timeout(ANSWER_WITHIN, work).await {
+        Ok(Ok(Ok(decisions))) => {
+            axum::Json(json!({"status": "reconciled", "runs": summarize(&decisions)})).into_response()
+        }
+        Ok(Ok(Err(error))) => ApiError::from(error).into_response(),
+        Ok(Err(join)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
+        Err(_) => (StatusCode::ACCEPTED, axum::Json(json!({"status": "accepted"}))).into_response(),
+    }
+}
+
+/// What each decision did, briefly: `{"app", "env", "decision", "run"}`.
+fn summarize(decisions: &[Decision]) -> Vec<Value> {
+    decisions
+        .iter()
+        .map(|decision| match decision {
+            Decision::Started { run, plan } => {
+                json!({"app": run.app, "env": run.env, "decision": "started", "run": run.id, "plan": plan.summary})
+            }
+            Decision::Resume { run } => json!({"app": run.app, "env": run.env, "decision": "resumed", "run": run.id}),
+            Decision::Waiting { run } => {
+                json!({"app": run.app, "env": run.env, "decision": "waiting_for_approval", "run": run.id})
+            }
+            Decision::Unchanged { app, env, revision } => {
+                json!({"app": app, "env": env, "decision": "unchanged", "revision": revision})
+            }
+            Decision::Skipped { app, env, reason, .. } => {
+                json!({"app": app, "env": env, "decision": "skipped", "reason": reason})
+            }
+            Decision::Busy { app, env, run_id, .. } => {
+                json!({"app": app, "env": env, "decision": "busy", "run": run_id})
+            }
+        })
+        .collect()
+}
+
+// ---- runs
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    app: Option<String>,
+    env: Option<String>,
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_runs(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<RunsQuery>) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    let run_state = match query.state.as_deref() {
+        Some(text) => Some(
+            RunState::parse(text)
+                .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("unknown run state {text:?}")))?,
+        ),
+        None => None,
+    };
+    let filter = RunFilter {
+        app: query.app,
+        env: query.env,
+        state: run_state,
+        limit: Some(query.limit.unwrap_or(50).min(1000)),
+        ..RunFilter::default()
+    };
+    ok(state.controller.engine().store().runs(&filter).await?)
+}
+
+async fn show_run(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    let store = state.controller.engine().store();
+    let run = store.run(id).await?;
+    let release = store.release(run.release_id).await?;
+    let steps = store.steps(id).await?;
+    let approval = store.approval(id).await?;
+    let events = store.events(&EventFilter { run_id: Some(id), ..EventFilter::default() }).await?;
+    ok(json!({"run": run, "release": release, "approval": approval, "steps": steps, "events": events}))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DecisionBody {
+    comment: Option<String>,
+}
+
+async fn approve(state: State<AppState>, headers: HeaderMap, id: Path<i64>, body: Bytes) -> ApiResult {
+    decide(state, headers, id, body, ApprovalDecision::Approved).await
+}
+
+async fn reject(state: State<AppState>, headers: HeaderMap, id: Path<i64>, body: Bytes) -> ApiResult {
+    decide(state, headers, id, body, ApprovalDecision::Rejected).await
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Bytes,
+    decision: ApprovalDecision,
+) -> ApiResult {
+    let token = authorize(&state, &headers, Permission::Approve).await?;
+    let body: DecisionBody = parse_optional_body(&body)?;
+    let engine = state.controller.engine();
+    let comment = body.comment.filter(|comment| !comment.trim().is_empty());
+    let approval = engine.decide(id, decision, &token.subject, comment).await?;
+    state.controller.drive(id);
+    ok(json!({"approval": approval, "token": token.id}))
+}
+
+fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {error}")))
+}
+
+// ---- deploys, rollbacks, tasks
+
+#[derive(Debug, Default, Deserialize)]
+struct SyncBody {
+    env: Option<String>,
+    #[serde(default)]
+    apps: Vec<String>,
+}
+
+async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &headers, Permission::Deploy).await?;
+    let body: SyncBody = parse_optional_body(&body)?;
+    let scope = Scope { pushed_refs: None, env: body.env, apps: body.apps };
+    Ok(reconcile_answer(&state.controller, scope, actor("sync", &token)).await)
+}
+
+#[derive(Debug, Deserialize)]
+struct RollbackBody {
+    app: String,
+    env: String,
+    to: Option<i64>,
+}
+
+async fn rollback(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &headers, Permission::Deploy).await?;
+    let body: RollbackBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?}}: {error}")))?;
+    let engine = state.controller.engine();
+    let run = engine.prepare_rollback(&body.app, &body.env, body.to, &actor("rollback", &token)).await?;
+    state.controller.drive(run.id);
+    Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
+}
+
+async fn run_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((app, env)): Path<(String, String)>,
+) -> ApiResult {
+    let token = authorize(&state, &headers, Permission::Deploy).await?;
+    let run = state.controller.engine().start_scheduled(&app, &env, &actor("task run", &token)).await?;
+    state.controller.drive(run.id);
+    Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
+}
+
+// ---- releases published by CI
+
+#[derive(Debug, Deserialize)]
+struct PublishBody {
+    app: String,
+    env: String,
+    /// The contents of `imagedefinitions.json` or `imageDetail.json`, as JSON.
+    file: Value,
+}
+
+async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let body: PublishBody = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("expected {{app, env, file}} with the image file's JSON: {error}"),
+        )
+    })?;
+    let token =
+        authorize(&state, &headers, Permission::Publish { app: body.app.clone(), env: body.env.clone() }).await?;
+    let controller = &state.controller;
+    let Some(snapshot) = controller.latest() else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the config repo has not been read yet"));
+    };
+    let manifest = &snapshot.manifest;
+    let environment = manifest.environments.get(&body.env).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("environment {} is not declared in the manifest", body.env))
+    })?;
+    if let launchway_manifest::EnvSource::Promotion { from } = &environment.source {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{} only takes releases promoted from {from}; publish to {from}", body.env),
+        ));
+    }
+    let spec = manifest.apps.get(&body.app).and_then(|app| app.specs.get(&body.env)).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("app {} is not declared in {}", body.app, body.env))
+    })?;
+    let bytes = serde_json::to_vec(&body.file).expect("JSON values serialize");
+    let images = launchway_manifest::published_images_for(&bytes, &body.app, spec)
+        .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message))?;
+    let store = controller.engine().store();
+    store
+        .publish_images(Published {
+            app: body.app.clone(),
+            env: body.env.clone(),
+            images: images.clone(),
+            published_by: token.subject.clone(),
+            published_at: now_ms(),
+        })
+        .await?;
+    controller
+        .engine()
+        .record(NewEvent {
+            run_id: None,
+            app: Some(body.app.clone()),
+            env: Some(body.env.clone()),
+            kind: "release.published".to_owned(),
+            message: format!(
+                "{} published {} for {} in {}",
+                token.subject,
+                images.iter().map(|(container, image)| format!("{container}={image}")).collect::<Vec<_>>().join(", "),
+                body.app,
+                body.env
+            ),
+            data: json!({"images": images, "by": token.subject, "token": token.id}),
+        })
+        .await?;
+    let scope = Scope { pushed_refs: None, env: Some(body.env.clone()), apps: vec![body.app.clone()] };
+    Ok(reconcile_answer(controller, scope, actor("publish", &token)).await)
+}
+
+async fn list_published(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    ok(state.controller.engine().store().published_images().await?)
+}
+
+// ---- reading
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    let latest = state.controller.latest();
+    let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
+    ok(state.controller.engine().status(manifest, &launchway_engine::Selection::default()).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    app: Option<String>,
+    env: Option<String>,
+    run: Option<i64>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<AuditQuery>) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    let filter = EventFilter {
+        run_id: query.run,
+        app: query.app,
+        env: query.env,
+        after_id: query.after,
+        limit: Some(query.limit.unwrap_or(200).min(10_000)),
+    };
+    ok(state.controller.engine().store().events(&filter).await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct DoraQuery {
+    app: Option<String>,
+    env: Option<String>,
+    days: Option<u32>,
+}
+
+async fn dora(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<DoraQuery>) -> ApiResult {
+    authorize(&state, &headers, Permission::Read).await?;
+    let days = query.days.unwrap_or(crate::metrics::DORA_WINDOW_DAYS).clamp(1, 3650);
+    ok(state.controller.engine().dora(query.app.as_deref(), query.env.as_deref(), days).await?)
+}
+
+// ---- tokens
+
+#[derive(Debug, Deserialize)]
+struct TokenBody {
+    name: String,
+    subject: String,
+    role: String,
+    #[serde(default)]
+    apps: Vec<String>,
+    #[serde(default)]
+    envs: Vec<String>,
+}
+
+async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let admin = authorize(&state, &headers, Permission::Admin).await?;
+    let body: TokenBody = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{name, subject, role}}: {error}"))
+    })?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown role {:?} (viewer, deployer, approver, admin, ci-publisher)", body.role),
+        )
+    })?;
+    let request = TokenRequest { name: body.name, subject: body.subject, role, apps: body.apps, envs: body.envs };
+    let engine = state.controller.engine();
+    let issued = auth::issue(engine.store().as_ref(), request).await.map_err(|error| match error {
+        auth::TokenError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
+        auth::TokenError::Store(store) => store.into(),
+    })?;
+    engine.record(token_event("token.created", &issued.token, &admin)).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token, "secret": issued.presented}))).into_response())
+}
+
+async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    authorize(&state, &headers, Permission::Admin).await?;
+    ok(state.controller.engine().store().tokens().await?)
+}
+
+async fn revoke_token(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let admin = authorize(&state, &headers, Permission::Admin).await?;
+    let store = state.controller.engine().store();
+    let Some(token) = store.token(&id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no token {id}")));
+    };
+    let revoked = store.revoke_token(&id).await?;
+    if revoked {
+        state.controller.engine().record(token_event("token.revoked", &token, &admin)).await?;
+    }
+    ok(json!({"id": id, "revoked": revoked}))
+}
+
+/// The audit event of a token created or revoked: never its secret.
+pub fn token_event(kind: &str, token: &Token, by: &Token) -> NewEvent {
+    let verb = if kind == "token.created" { "created" } else { "revoked" };
+    NewEvent {
+        run_id: None,
+        app: None,
+        env: None,
+        kind: kind.to_owned(),
+        message: format!(
+            "{} {verb} {} token {} ({}) for {}",
+            by.subject,
+            token.role.as_str(),
+            token.id,
+            token.name,
+            token.subject
+        ),
+        data: json!({"token": token.id, "role": token.role, "subject": token.subject, "apps": token.apps, "envs": token.envs, "by": by.subject}),
+    }
+}

@@ -1,0 +1,435 @@
+//! The controller: from changes (a poll, a push, a publication, a verified release) to
+//! runs, and runs driven to their end by a bounded set of workers.
+//!
+//! Reconciling is idempotent — the engine creates a run only where desired state
+//! differs from what runs and no run is under way — so triggers can overlap, repeat or
+//! be lost to a crash without harm: the next poll puts everything right. Reconciles are
+//! serialised so that two triggers never race to create the same run.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use launchway_engine::{Decision, DeployRequest, Engine, EngineError, ImageOverrides, Selection};
+use launchway_manifest::{EnvSource, Manifest, tag_matches};
+use launchway_source::{Commit, RepoThread};
+use launchway_store::{NewEvent, Published, ReleaseSource, Run, RunKind, RunState};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Manifests kept parsed, by commit: the heads of the branches and tags in use.
+const MANIFEST_CACHE: usize = 4;
+
+/// What a reconcile looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Refs that were pushed: only environments fed by one of them. `None`: all.
+    pub pushed_refs: Option<Vec<String>>,
+    pub env: Option<String>,
+    pub apps: Vec<String>,
+}
+
+/// Desired state at one commit.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub commit: Commit,
+    pub manifest: Manifest,
+}
+
+pub struct Controller {
+    engine: Engine,
+    repo: RepoThread,
+    /// The branch environments with the default source follow.
+    branch: String,
+    /// Serialises reconciles.
+    reconciling: tokio::sync::Mutex<()>,
+    manifests: Mutex<VecDeque<Arc<Snapshot>>>,
+    /// Commits whose manifest was found invalid, reported once each.
+    reported_invalid: Mutex<HashSet<String>>,
+    /// The default branch's desired state, as last read.
+    latest: Mutex<Option<Arc<Snapshot>>>,
+    /// Runs this process is driving or about to.
+    driving: Mutex<HashSet<i64>>,
+    workers: Arc<Semaphore>,
+    queued: AtomicI64,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    /// Woken when a run finishes (the scheduler looks for new tasks then).
+    pub(crate) run_finished: Notify,
+}
+
+impl Controller {
+    pub fn new(engine: Engine, repo: RepoThread, branch: String, max_concurrent_runs: usize) -> Controller {
+        Controller {
+            engine,
+            repo,
+            branch,
+            reconciling: tokio::sync::Mutex::new(()),
+            manifests: Mutex::new(VecDeque::new()),
+            reported_invalid: Mutex::new(HashSet::new()),
+            latest: Mutex::new(None),
+            driving: Mutex::new(HashSet::new()),
+            workers: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
+            queued: AtomicI64::new(0),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            run_finished: Notify::new(),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Runs waiting for a worker.
+    pub fn queue_depth(&self) -> i64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The default branch's desired state as last read.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// Fetches the config repo and creates the runs `scope` calls for; starts them.
+    pub async fn reconcile(self: &Arc<Self>, scope: &Scope, trigger: &str) -> Result<Vec<Decision>> {
+        let _one_at_a_time = self.reconciling.lock().await;
+        self.repo.call(|repo| repo.fetch()).await.context("could not fetch the config repo")?;
+        let head = self
+            .resolve(&format!("refs/heads/{}", self.branch))
+            .await
+            .with_context(|| format!("the config repo has no branch {}", self.branch))?;
+        let Some(default) = self.snapshot(head).await? else {
+            return Ok(Vec::new());
+        };
+        *self.latest.lock().expect("not poisoned") = Some(default.clone());
+
+        let published = self.engine.store().published_images().await?;
+        let mut decisions = Vec::new();
+        for (name, environment) in &default.manifest.environments {
+            if scope.env.as_ref().is_some_and(|env| env != name) {
+                continue;
+            }
+            if let Some(refs) = &scope.pushed_refs
+                && !refs.iter().any(|pushed| environment.source.accepts(pushed, &self.branch))
+            {
+                continue;
+            }
+            let commit = match &environment.source {
+                EnvSource::DefaultBranch => Some(default.commit.clone()),
+                EnvSource::Branch { name: branch } => self.resolve(&format!("refs/heads/{branch}")).await.ok(),
+                EnvSource::Tags { pattern } => self.newest_tag(pattern).await?,
+                // Changes only by promotion.
+                EnvSource::Promotion { .. } => continue,
+            };
+            let Some(commit) = commit else { continue };
+            let snapshot =
+                if commit.id == default.commit.id { Some(default.clone()) } else { self.snapshot(commit).await? };
+            let Some(snapshot) = snapshot else { continue };
+            if !snapshot.manifest.environments.contains_key(name) {
+                continue;
+            }
+            decisions.extend(self.deploy_env(&snapshot, name, scope, &published, trigger).await?);
+        }
+        self.start(&decisions);
+        Ok(decisions)
+    }
+
+    /// Creates the runs one environment needs at one commit: apps with published images
+    /// one by one (each release says who published it), the others together.
+    async fn deploy_env(
+        &self,
+        snapshot: &Snapshot,
+        env: &str,
+        scope: &Scope,
+        published: &[Published],
+        trigger: &str,
+    ) -> Result<Vec<Decision>> {
+        let source = release_source(&snapshot.commit);
+        let in_scope = |app: &str| scope.apps.is_empty() || scope.apps.iter().any(|selected| selected == app);
+        let mut decisions = Vec::new();
+        let mut plain = Vec::new();
+        for app in snapshot.manifest.apps.values().filter(|app| app.specs.contains_key(env) && in_scope(&app.name)) {
+            match published.iter().find(|published| published.app == app.name && published.env == env) {
+                Some(publication) => {
+                    let images: ImageOverrides =
+                        [((app.name.clone(), env.to_owned()), publication.images.clone())].into();
+                    let source = ReleaseSource {
+                        origin: Some(format!("images published by {}", publication.published_by)),
+                        ..source.clone()
+                    };
+                    let selection = Selection { env: Some(env.to_owned()), apps: vec![app.name.clone()] };
+                    decisions.extend(self.prepare(&snapshot.manifest, images, source, &selection, trigger).await?);
+                }
+                None => plain.push(app.name.clone()),
+            }
+        }
+        if !plain.is_empty() {
+            let selection = Selection { env: Some(env.to_owned()), apps: plain };
+            decisions
+                .extend(self.prepare(&snapshot.manifest, ImageOverrides::new(), source, &selection, trigger).await?);
+        }
+        Ok(decisions)
+    }
+
+    async fn prepare(
+        &self,
+        manifest: &Manifest,
+        images: ImageOverrides,
+        source: ReleaseSource,
+        selection: &Selection,
+        trigger: &str,
+    ) -> Result<Vec<Decision>> {
+        let request =
+            DeployRequest { manifest, images, source, selection, retry_failed: false, trigger: trigger.to_owned() };
+        Ok(self.engine.prepare_deploys(&request).await?)
+    }
+
+    /// A release verified in one environment starts a run in each environment that
+    /// promotes from it, with the same images and that environment's own settings (and
+    /// credentials: each environment names its own target).
+    pub async fn promote(self: &Arc<Self>, run: &Run) -> Result<Vec<Decision>> {
+        let store = self.engine.store();
+        let release = store.release(run.release_id).await?;
+        let Some(commit_id) = release.source.commit.clone() else {
+            return Ok(Vec::new());
+        };
+        let commit = self.resolve(&commit_id).await?;
+        let Some(snapshot) = self.snapshot(commit).await? else {
+            return Ok(Vec::new());
+        };
+        let images: BTreeMap<String, String> = release
+            .spec
+            .images()
+            .into_iter()
+            .map(|(container, image)| (container.to_owned(), image.to_owned()))
+            .collect();
+        let mut decisions = Vec::new();
+        for (name, environment) in &snapshot.manifest.environments {
+            let promotes_from_here = matches!(&environment.source, EnvSource::Promotion { from } if *from == run.env);
+            let declares_app = snapshot.manifest.apps.get(&run.app).is_some_and(|app| app.specs.contains_key(name));
+            if !promotes_from_here || !declares_app {
+                continue;
+            }
+            let source = ReleaseSource {
+                origin: Some(format!("promoted from {} (run {})", run.env, run.id)),
+                ..release.source.clone()
+            };
+            let overrides: ImageOverrides = [((run.app.clone(), name.clone()), images.clone())].into();
+            let selection = Selection { env: Some(name.clone()), apps: vec![run.app.clone()] };
+            let trigger = format!("promotion of release {} from {} (run {})", release.id, run.env, run.id);
+            decisions.extend(self.prepare(&snapshot.manifest, overrides, source, &selection, &trigger).await?);
+        }
+        if !decisions.is_empty() {
+            self.engine
+                .record(
+                    NewEvent::for_run(
+                        run,
+                        "promotion.started",
+                        format!("release {} verified in {}: promoting", release.id, run.env),
+                    )
+                    .with_data(serde_json::to_value(&decisions).unwrap_or_default()),
+                )
+                .await?;
+        }
+        self.start(&decisions);
+        Ok(decisions)
+    }
+
+    /// Drives the runs decisions created or found interrupted.
+    pub fn start(self: &Arc<Self>, decisions: &[Decision]) {
+        for decision in decisions {
+            match decision {
+                Decision::Started { run, .. } | Decision::Resume { run } => self.drive(run.id),
+                _ => {}
+            }
+        }
+    }
+
+    /// Drives a run on a worker, unless this process already is.
+    pub fn drive(self: &Arc<Self>, run_id: i64) {
+        if self.shutdown.is_cancelled() || !self.driving.lock().expect("not poisoned").insert(run_id) {
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let controller = self.clone();
+        self.tasks.spawn(async move {
+            let permit = controller.workers.clone().acquire_owned().await;
+            controller.queued.fetch_sub(1, Ordering::Relaxed);
+            if permit.is_ok() {
+                controller.drive_now(run_id).await;
+            }
+            controller.driving.lock().expect("not poisoned").remove(&run_id);
+        });
+    }
+
+    async fn drive_now(self: &Arc<Self>, run_id: i64) {
+        let started = Instant::now();
+        match self.engine.drive(run_id).await {
+            Ok(run) => {
+                if run.state.is_terminal() {
+                    crate::metrics::run_finished(&run, started.elapsed());
+                    self.run_finished.notify_waiters();
+                }
+                let changed = run.reason.as_deref() != Some(launchway_engine::NO_OP_REASON);
+                if run.state == RunState::Succeeded
+                    && run.kind == RunKind::Deploy
+                    && changed
+                    && let Err(error) = self.promote(&run).await
+                {
+                    tracing::error!(run_id, error = format!("{error:#}"), "promotion failed");
+                    let _ = self
+                        .engine
+                        .record(NewEvent::for_run(&run, "promotion.failed", format!("could not promote: {error:#}")))
+                        .await;
+                }
+            }
+            // Another live process drives it; it will finish it.
+            Err(EngineError::Busy { .. }) => {}
+            Err(EngineError::Interrupted { .. }) => tracing::info!(run_id, "stopped at a step boundary for shutdown"),
+            Err(error) => {
+                tracing::error!(run_id, %error, "the run stopped with an error; it resumes at the next sweep")
+            }
+        }
+    }
+
+    /// Runs nobody alive is driving, and approvals decided or expired: driven again.
+    pub async fn sweep(self: &Arc<Self>) -> Result<()> {
+        for run in self.engine.orphaned_runs().await? {
+            self.drive(run.id);
+        }
+        for run in self.engine.approvals_due().await? {
+            self.drive(run.id);
+        }
+        Ok(())
+    }
+
+    /// Desired state at `commit`, parsed once; `None` (reported once) when invalid.
+    pub async fn snapshot(&self, commit: Commit) -> Result<Option<Arc<Snapshot>>> {
+        if let Some(cached) = self.manifests.lock().expect("not poisoned").iter().find(|s| s.commit.id == commit.id) {
+            return Ok(Some(cached.clone()));
+        }
+        let for_load = commit.clone();
+        let loaded = self
+            .repo
+            .call(move |repo| -> Result<_> {
+                let files = repo.manifest_files(&for_load)?;
+                let referenced = repo.files_at(&for_load)?;
+                Ok(launchway_manifest::load(&files, &referenced))
+            })
+            .await?;
+        match loaded {
+            Ok(validated) => {
+                let snapshot = Arc::new(Snapshot { commit, manifest: validated.manifest });
+                let mut cache = self.manifests.lock().expect("not poisoned");
+                cache.push_front(snapshot.clone());
+                cache.truncate(MANIFEST_CACHE);
+                Ok(Some(snapshot))
+            }
+            Err(diagnostics) => {
+                if self.reported_invalid.lock().expect("not poisoned").insert(commit.id.clone()) {
+                    let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                    tracing::warn!(commit = %commit.id, "the manifest is invalid; nothing deploys from this commit");
+                    self.engine
+                        .record(NewEvent {
+                            run_id: None,
+                            app: None,
+                            env: None,
+                            kind: "source.invalid".to_owned(),
+                            message: format!(
+                                "the manifest at commit {} is invalid ({} problems); nothing was deployed from it",
+                                commit.short_id(),
+                                lines.len()
+                            ),
+                            data: serde_json::json!({"commit": commit.id, "diagnostics": lines}),
+                        })
+                        .await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Desired state at the commit a release came from, else the latest.
+    pub async fn snapshot_for_commit(&self, commit: Option<&str>) -> Option<Arc<Snapshot>> {
+        if let Some(commit) = commit
+            && let Ok(resolved) = self.resolve(commit).await
+            && let Ok(Some(snapshot)) = self.snapshot(resolved).await
+        {
+            return Some(snapshot);
+        }
+        self.latest()
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Commit> {
+        let reference = reference.to_owned();
+        Ok(self.repo.call(move |repo| repo.resolve(&reference)).await?)
+    }
+
+    /// The newest tag matching `pattern`: the highest version for `semver`, else the
+    /// most recent commit.
+    async fn newest_tag(&self, pattern: &str) -> Result<Option<Commit>> {
+        let tags = self.repo.call(|repo| repo.tags()).await?;
+        let matching = tags.into_iter().filter(|tag| tag_matches(pattern, &tag.name));
+        let newest = if pattern == "semver" {
+            matching.max_by(|a, b| semver_key(&a.name).cmp(&semver_key(&b.name)))
+        } else {
+            matching.max_by(|a, b| (a.commit.time, &a.name).cmp(&(b.commit.time, &b.name)))
+        };
+        Ok(newest.map(|tag| tag.commit))
+    }
+
+    /// Stops taking work, asks runs to stop at their next step boundary, and waits
+    /// (at most `grace`) for them to get there.
+    pub async fn shut_down(&self, grace: Duration) {
+        self.shutdown.cancel();
+        self.engine.stop_at_next_boundary();
+        self.workers.close();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("runs did not reach a step boundary in time; they resume on the next start");
+        }
+    }
+}
+
+fn release_source(commit: &Commit) -> ReleaseSource {
+    ReleaseSource {
+        commit: Some(commit.id.clone()),
+        summary: Some(commit.summary.clone()),
+        author: Some(commit.author.clone()),
+        committed_at: Some(commit.time * 1000),
+        origin: None,
+    }
+}
+
+/// Orders versions: numbers first, then a release above its pre-releases.
+fn semver_key(tag: &str) -> (u64, u64, u64, bool, String) {
+    let version = tag.strip_prefix('v').unwrap_or(tag);
+    let version = version.split('+').next().unwrap_or(version);
+    let (core, pre) = match version.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (version, None),
+    };
+    let mut numbers = core.split('.').map(|part| part.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    (major, minor, patch, pre.is_none(), pre.unwrap_or_default().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::semver_key;
+
+    #[test]
+    fn versions_order_by_number_and_releases_above_pre_releases() {
+        let mut tags = vec!["v1.10.0", "v1.2.0", "v1.10.0-rc.1", "1.9.3", "v2.0.0-alpha"];
+        tags.sort_by_key(|tag| semver_key(tag));
+        assert_eq!(tags, ["v1.2.0", "1.9.3", "v1.10.0-rc.1", "v1.10.0", "v2.0.0-alpha"]);
+    }
+}

@@ -1,0 +1,195 @@
+//! `launchway server`: the always-on controller.
+//!
+//! One process serves the HTTP API and webhooks, polls the config repo, drives runs on a
+//! bounded set of workers, runs Docker scheduled tasks, sends notifications and exports
+//! metrics. Everything it knows is in the store, so it can be killed at any point: on
+//! start it resumes interrupted runs and picks up approvals decided while it was down.
+//!
+//! Module map: `controller` (changes → runs → workers), `api` (routes), `auth` (tokens
+//! and roles), `hooks` (webhook verification), `scheduler` (Docker tasks),
+//! `notifications` (events → chat), `metrics` (Prometheus).
+
+pub mod api;
+pub mod auth;
+pub mod controller;
+pub mod hooks;
+pub mod metrics;
+mod notifications;
+mod scheduler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use launchway_engine::Engine;
+use launchway_notify::{Notifier, RetryPolicy};
+use launchway_source::RepoThread;
+use tokio::net::TcpListener;
+
+pub use controller::{Controller, Scope};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the API and webhooks listen.
+    pub listen: SocketAddr,
+    /// Where Prometheus scrapes; `None`: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The URL people reach the server at, for links in notifications.
+    pub public_url: Option<String>,
+    /// The secret GitHub signs with and GitLab sends; no secret refuses every webhook.
+    pub webhook_secret: Option<String>,
+    /// The branch environments with the default source follow; `None`: the repo's.
+    pub branch: Option<String>,
+    /// How often the config repo is polled (±10% jitter, so replicas do not align).
+    pub poll_interval: Duration,
+    /// Runs driven at once.
+    pub max_concurrent_runs: usize,
+    pub notify_retry: RetryPolicy,
+    /// How long shutdown waits for runs to reach a step boundary.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
+            public_url: None,
+            webhook_secret: None,
+            branch: None,
+            poll_interval: Duration::from_secs(60),
+            max_concurrent_runs: 16,
+            notify_retry: RetryPolicy::default(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A server that is up. Dropping it does not stop it: call [`RunningServer::shut_down`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub controller: Arc<Controller>,
+    grace: Duration,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops taking requests and work, lets runs reach a persisted step boundary, and
+    /// returns when they have (or the grace period is over).
+    pub async fn shut_down(self) {
+        self.controller.shut_down(self.grace).await;
+        let _ = self.serving.await;
+    }
+
+    /// Resolves when the server has stopped (after a shutdown began).
+    pub async fn stopped(&self) {
+        self.controller.shutdown.cancelled().await;
+    }
+}
+
+/// Starts the server: binds its listeners, resumes what was interrupted, reads the
+/// config repo once, and starts the loops.
+pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Result<RunningServer> {
+    let branch = match config.branch.clone() {
+        Some(branch) => branch,
+        None => repo.call(|repo| repo.default_branch()).await.unwrap_or_else(|| "main".to_owned()),
+    };
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(metrics_addr) => Some(
+            TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("could not listen for metrics on {metrics_addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
+    crate::metrics::handle();
+
+    let controller = Arc::new(Controller::new(engine, repo, branch, config.max_concurrent_runs));
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let dispatcher = Arc::new(notifications::Dispatcher {
+        controller: controller.clone(),
+        notifier: Notifier::new(config.notify_retry),
+        public_url,
+    });
+    controller.tasks.spawn(dispatcher.run());
+
+    // What a previous process left: interrupted runs, approvals decided meanwhile.
+    controller.sweep().await.context("could not read unfinished runs")?;
+    if let Err(error) = controller.reconcile(&Scope::default(), "server start").await {
+        tracing::warn!(error = format!("{error:#}"), "the first read of the config repo failed; retrying at each poll");
+    }
+    controller.tasks.spawn(poll(controller.clone(), config.poll_interval));
+    controller.tasks.spawn(housekeeping(controller.clone()));
+    controller.tasks.spawn(scheduler::Scheduler::default().run(controller.clone()));
+
+    let state = api::AppState { controller: controller.clone(), webhook_secret: config.webhook_secret.clone() };
+    let shutdown = controller.shutdown.clone();
+    let app = api::router(state);
+    let serving = tokio::spawn(async move {
+        let graceful = shutdown.clone();
+        if let Err(error) =
+            axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await }).await
+        {
+            tracing::error!(%error, "the API server stopped");
+        }
+    });
+    if let Some(metrics_listener) = metrics_listener {
+        let controller = controller.clone();
+        let shutdown = controller.shutdown.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let controller = controller.clone();
+                async move { crate::metrics::render(&controller).await }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+        });
+    }
+    Ok(RunningServer { addr, metrics_addr, controller, grace: config.shutdown_grace, serving })
+}
+
+/// Reads the config repo every `interval`, give or take 10%.
+async fn poll(controller: Arc<Controller>, interval: Duration) {
+    loop {
+        let jitter = 0.9 + 0.2 * random_fraction();
+        tokio::select! {
+            () = controller.shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
+        }
+        if let Err(error) = controller.reconcile(&Scope::default(), "poll").await {
+            tracing::warn!(error = format!("{error:#}"), "polling the config repo failed");
+        }
+    }
+}
+
+/// Once a second: approvals decided elsewhere or expired, and runs whose driver died.
+async fn housekeeping(controller: Arc<Controller>) {
+    loop {
+        tokio::select! {
+            () = controller.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Err(error) = controller.sweep().await {
+            tracing::warn!(error = format!("{error:#}"), "could not look for runs to resume");
+        }
+    }
+}
+
+fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Turns the engine's events into chat messages and webhook calls, and step metrics.
+//!
+//! Listens to every event this process records. For a run that needs approval,
+//! succeeded, failed or was rolled back, it reads the manifest the release came from,
+//! and sends to each destination that wants that event for that environment. Sending
+//! happens off the run's path: a slow or failing receiver delays and fails nothing but
+//! its own message, whose outcome goes to the audit log.
+
+use std::sync::Arc;
+
+use launchway_manifest::{NotificationSink, NotifyOn};
+use launchway_notify::{Destination, Notification, Notifier};
+use launchway_store::{Event, EventFilter, NewEvent, RunKind};
+use launchway_target_ecs::{SecretRef, resolve_secret_default};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::controller::Controller;
+
+pub struct Dispatcher {
+    pub controller: Arc<Controller>,
+    pub notifier: Notifier,
+    /// Where links in messages point: the server's public URL.
+    pub public_url: String,
+}
+
+impl Dispatcher {
+    pub async fn run(self: Arc<Self>) {
+        let mut events = self.controller.engine().subscribe();
+        loop {
+            let event = tokio::select! {
+                () = self.controller.shutdown.cancelled() => return,
+                received = events.recv() => match received {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "events came faster than notifications could keep up; some were skipped");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            if event.kind == "step.finished" {
+                let data = &event.data;
+                let seconds = data["elapsed_ms"].as_f64().unwrap_or_default() / 1000.0;
+                crate::metrics::step_finished(
+                    data["step"].as_str().unwrap_or_default(),
+                    data["outcome"].as_str().unwrap_or_default(),
+                    seconds,
+                );
+                continue;
+            }
+            let Some(on) = notify_on(&event.kind) else { continue };
+            let dispatcher = self.clone();
+            self.controller.tasks.spawn(async move {
+                if let Err(error) = dispatcher.notify(on, &event).await {
+                    tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
+                }
+            });
+        }
+    }
+
+    async fn notify(&self, on: NotifyOn, event: &Event) -> anyhow::Result<()> {
+        let Some(run_id) = event.run_id else { return Ok(()) };
+        let store = self.controller.engine().store();
+        let run = store.run(run_id).await?;
+        // A scheduled execution that went fine, or a deploy that changed nothing, is noise.
+        let noise = on == NotifyOn::Succeeded
+            && (run.kind == RunKind::Scheduled || run.reason.as_deref() == Some(launchway_engine::NO_OP_REASON));
+        if noise {
+            return Ok(());
+        }
+        let release = store.release(run.release_id).await?;
+        let Some(snapshot) = self.controller.snapshot_for_commit(release.source.commit.as_deref()).await else {
+            return Ok(());
+        };
+        let wanted: Vec<&NotificationSink> = snapshot
+            .manifest
+            .notifications
+            .iter()
+            .filter(|notification| notification.wants(on, &run.env))
+            .map(|notification| &notification.sink)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let plan = run.plan.as_ref();
+        let logs = if matches!(on, NotifyOn::Failed | NotifyOn::RolledBack) {
+            let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
+            events
+                .iter()
+                .rev()
+                .find_map(|event| event.data["logs"].as_array().filter(|logs| !logs.is_empty()).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|line| line.as_str().map(str::to_owned))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let run_url = format!("{}/api/v1/runs/{}", self.public_url.trim_end_matches('/'), run.id);
+        let approval = if on == NotifyOn::ApprovalNeeded { store.approval(run.id).await? } else { None };
+        let notification = Notification {
+            event: on,
+            app: run.app.clone(),
+            env: run.env.clone(),
+            run_id: run.id,
+            release_id: release.id,
+            revision: release.revision.clone(),
+            commit: release.source.commit.as_deref().map(|commit| commit[..commit.len().min(10)].to_owned()),
+            summary: release.source.summary.clone(),
+            author: release.source.author.clone(),
+            origin: release.source.origin.clone(),
+            plan_summary: plan.and_then(|plan| plan["summary"].as_str()).map(str::to_owned),
+            // The event that parks a run lists the plan's changes as lines.
+            changes: event.data["changes"]
+                .as_array()
+                .map(|changes| changes.iter().filter_map(|line| line.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+            reason: (on != NotifyOn::ApprovalNeeded).then(|| run.reason.clone()).flatten(),
+            logs,
+            approve_url: (on == NotifyOn::ApprovalNeeded).then(|| run_url.clone()),
+            run_url: Some(run_url),
+            expires_at: approval.and_then(|approval| approval.expires_at),
+        };
+        for sink in wanted {
+            let destination = match self.destination(sink).await {
+                Ok(destination) => destination,
+                Err(error) => {
+                    self.record(&run, false, "a notification destination", serde_json::json!({"error": error})).await;
+                    continue;
+                }
+            };
+            let delivery = self.notifier.send(&destination, &notification).await;
+            crate::metrics::notification(delivery.delivered);
+            let data = serde_json::json!({
+                "event": on.as_str(), "destination": destination.describe(),
+                "attempts": delivery.attempts, "error": delivery.error,
+            });
+            self.record(&run, delivery.delivered, &destination.describe(), data).await;
+        }
+        Ok(())
+    }
+
+    async fn destination(&self, sink: &NotificationSink) -> Result<Destination, String> {
+        let (reference, slack) = match sink {
+            NotificationSink::Slack { url } => (url, true),
+            NotificationSink::Webhook { url } => (url, false),
+        };
+        let reference = SecretRef::parse(reference);
+        let url = resolve_secret_default(&reference)
+            .await
+            .map_err(|error| format!("could not resolve {reference:?}: {}", launchway_target::describe(&error)))?
+            .expose()
+            .to_owned();
+        Ok(if slack { Destination::Slack { url } } else { Destination::Webhook { url } })
+    }
+
+    async fn record(&self, run: &launchway_store::Run, delivered: bool, to: &str, data: serde_json::Value) {
+        let (kind, message) = if delivered {
+            ("notification.sent", format!("notified {to}"))
+        } else {
+            (
+                "notification.failed",
+                format!("could not notify {to}: {}", data["error"].as_str().unwrap_or("unknown error")),
+            )
+        };
+        if let Err(error) = self.controller.engine().record(NewEvent::for_run(run, kind, message).with_data(data)).await
+        {
+            tracing::warn!(%error, "could not record a notification's outcome");
+        }
+    }
+}
+
+fn notify_on(kind: &str) -> Option<NotifyOn> {
+    Some(match kind {
+        "run.awaiting_approval" => NotifyOn::ApprovalNeeded,
+        "run.succeeded" => NotifyOn::Succeeded,
+        "run.failed" => NotifyOn::Failed,
+        "run.rolled_back" => NotifyOn::RolledBack,
+        _ => return None,
+    })
+}

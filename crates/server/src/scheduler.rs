@@ -1,0 +1,106 @@
+//! Scheduled tasks on Docker: launchway is the scheduler there (ECS has EventBridge).
+//!
+//! Each deployed task's next firing is worked out from its schedule (UTC; a `rate` is
+//! counted from when the task was deployed). When it comes, a run of kind `scheduled`
+//! executes the current release to completion and records how it went. Firings missed
+//! while the server was down are not made up, as with cron; a firing that finds the app
+//! busy (a deploy under way, or the previous execution still running) is skipped and
+//! recorded as such.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use launchway_engine::EngineError;
+use launchway_manifest::{AppSpec, TargetSpec, next_scheduled_after};
+use launchway_store::{NewEvent, StoreError, now_ms};
+
+use crate::controller::Controller;
+
+/// How often deployments are re-read for tasks added or removed, at most.
+const RESCAN: Duration = Duration::from_secs(30);
+
+#[derive(Default)]
+pub struct Scheduler {
+    /// (app, env) → (schedule, next firing in Unix ms).
+    next: HashMap<(String, String), (String, i64)>,
+}
+
+impl Scheduler {
+    /// Starts the runs due at `now`, and works out the next firings. Returns the ids of
+    /// the runs started and when the next firing is.
+    pub async fn tick(&mut self, controller: &Arc<Controller>, now: i64) -> Result<(Vec<i64>, Option<i64>)> {
+        let store = controller.engine().store();
+        let mut seen = Vec::new();
+        let mut started = Vec::new();
+        for record in store.deployments().await? {
+            let release = store.release(record.current_release_id).await?;
+            let (AppSpec::Task(task), TargetSpec::Docker { .. }) = (&release.spec, &release.target) else {
+                continue;
+            };
+            let key = (record.app.clone(), record.env.clone());
+            seen.push(key.clone());
+            let schedule = task.schedule.0.clone();
+            let entry = self.next.entry(key.clone()).or_insert_with(|| {
+                let first = next_scheduled_after(&schedule, now - 1, record.updated_at).unwrap_or(i64::MAX);
+                (schedule.clone(), first)
+            });
+            if entry.0 != schedule {
+                // The schedule itself changed with a deploy.
+                *entry =
+                    (schedule.clone(), next_scheduled_after(&schedule, now - 1, record.updated_at).unwrap_or(i64::MAX));
+            }
+            if entry.1 > now {
+                continue;
+            }
+            entry.1 = next_scheduled_after(&schedule, now, record.updated_at).unwrap_or(i64::MAX);
+            let trigger = format!("schedule {schedule}");
+            match controller.engine().start_scheduled(&key.0, &key.1, &trigger).await {
+                Ok(run) => {
+                    started.push(run.id);
+                    controller.drive(run.id);
+                }
+                Err(EngineError::Store(StoreError::RunInProgress { run_id, .. })) => {
+                    controller
+                        .engine()
+                        .record(NewEvent {
+                            run_id: None,
+                            app: Some(key.0.clone()),
+                            env: Some(key.1.clone()),
+                            kind: "schedule.skipped".to_owned(),
+                            message: format!("skipped a scheduled run of {}: run {run_id} is still going", key.0),
+                            data: serde_json::json!({"schedule": schedule, "busy_run": run_id}),
+                        })
+                        .await?;
+                }
+                Err(error) => tracing::warn!(app = %key.0, env = %key.1, %error, "could not start a scheduled run"),
+            }
+        }
+        self.next.retain(|key, _| seen.contains(key));
+        let next = self.next.values().map(|(_, at)| *at).filter(|at| *at != i64::MAX).min();
+        Ok((started, next))
+    }
+
+    /// Fires tasks on time until the controller shuts down.
+    pub async fn run(mut self, controller: Arc<Controller>) {
+        loop {
+            let wait = match self.tick(&controller, now_ms()).await {
+                Ok((_, Some(next))) => {
+                    Duration::from_millis((next - now_ms()).clamp(0, RESCAN.as_millis() as i64) as u64)
+                }
+                Ok((_, None)) => RESCAN,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "the scheduler could not read deployments");
+                    RESCAN
+                }
+            };
+            tokio::select! {
+                () = controller.shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                // A deploy may have added or changed a task.
+                () = controller.run_finished.notified() => {}
+            }
+        }
+    }
+}
