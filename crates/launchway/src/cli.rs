@@ -35,6 +35,13 @@ pub struct Global {
     /// How to print results.
     #[arg(long, global = true, env = "LAUNCHWAY_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// A launchway server to talk to instead of the local database (approve, reject,
+    /// release publish, audit, dora, token).
+    #[arg(long, global = true, env = "LAUNCHWAY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token for --server.
+    #[arg(long, global = true, env = "LAUNCHWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,6 +105,48 @@ pub enum Command {
         #[arg(long, value_name = "RELEASE")]
         to: Option<i64>,
     },
+    /// Run the controller: the HTTP API and webhooks, repo polling, run workers, Docker
+    /// scheduled tasks, notifications and metrics.
+    Server(ServerArgs),
+    /// Approve a run waiting for approval; it deploys at once.
+    Approve(DecisionArgs),
+    /// Reject a run waiting for approval; nothing is changed.
+    Reject(DecisionArgs),
+    /// Manage API tokens (local database: how the first admin token is made).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Releases published by CI.
+    Release {
+        #[command(subcommand)]
+        command: ReleaseCommand,
+    },
+    /// Helpers for CI jobs.
+    Ci {
+        #[command(subcommand)]
+        command: CiCommand,
+    },
+    /// The audit log: every transition, approval, publication, token change and webhook.
+    Audit {
+        #[command(flatten)]
+        scope: Scope,
+        /// Only this run's entries.
+        #[arg(long)]
+        run: Option<i64>,
+        /// The most recent entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// DORA metrics per app and environment: deployment frequency, lead time, change
+    /// failure rate and time to restore.
+    Dora {
+        #[command(flatten)]
+        scope: Scope,
+        /// The window, in days, ending now.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Run the whole job on this machine: a throwaway config repo, a locally built
     /// image, v1 deployed, v2 committed and rolled out, then cleaned up.
     Demo {
@@ -111,4 +160,104 @@ pub enum Command {
     /// A tiny HTTP server (used as the demo's and the tests' container image).
     #[command(hide = true)]
     SampleApp,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where the API and webhooks listen.
+    #[arg(long, env = "LAUNCHWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Where Prometheus metrics are served (/metrics); off unless given.
+    #[arg(long, env = "LAUNCHWAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The URL people reach the server at, for links in notifications.
+    #[arg(long, env = "LAUNCHWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The secret GitHub signs webhooks with / GitLab sends; without one, webhooks are refused.
+    #[arg(long, env = "LAUNCHWAY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// The branch environments follow by default [default: the repo's default branch].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// How often to poll the config repo (webhooks make it immediate).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub poll: std::time::Duration,
+    /// How many runs to drive at once.
+    #[arg(long, default_value_t = 16)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    /// The run waiting for approval.
+    pub run: i64,
+    /// Why, for the audit log and chat.
+    #[arg(long, short)]
+    pub comment: Option<String>,
+    /// Who decides, when using the local database [default: LAUNCHWAY_USER, else git's
+    /// user.email, else $USER@host]. With --server, the token's subject is used.
+    #[arg(long = "as", value_name = "IDENTITY")]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is shown once.
+    Create {
+        /// What it is for ("ci for web", "alice's laptop").
+        #[arg(long)]
+        name: String,
+        /// Who it acts for: an email for people (approvals compare it with the release's
+        /// author), a job name for CI.
+        #[arg(long)]
+        subject: String,
+        /// viewer, deployer, approver, admin or ci-publisher.
+        #[arg(long)]
+        role: String,
+        /// For ci-publisher: an app it may publish for (repeatable).
+        #[arg(long = "app", value_name = "APP")]
+        apps: Vec<String>,
+        /// For ci-publisher: an environment it may publish to (repeatable).
+        #[arg(long = "env", value_name = "ENV")]
+        envs: Vec<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's id (the part after `lw_`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Publish the images CI built for an app in an environment, from CodePipeline's
+    /// imagedefinitions.json or CodeDeploy's imageDetail.json; the release deploys.
+    Publish {
+        #[arg(long, short = 'a')]
+        app: String,
+        #[arg(long, short)]
+        env: String,
+        /// imagedefinitions.json or imageDetail.json.
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Print the last commit that changed DIR: an image tag that changes only when the
+    /// container's own files do.
+    Tag {
+        /// The folder (or file) the image is built from.
+        #[arg(long)]
+        path: PathBuf,
+        /// Where history starts.
+        #[arg(long = "ref", default_value = "HEAD", value_name = "REF")]
+        git_ref: String,
+        /// How many hex digits to print (40 for the full id).
+        #[arg(long, default_value_t = 12)]
+        length: usize,
+    },
 }

@@ -25,11 +25,24 @@ pub struct Context {
 pub struct Stopping {
     engines: Arc<std::sync::Mutex<Vec<Engine>>>,
     requested: Arc<std::sync::atomic::AtomicBool>,
+    notify: Arc<tokio::sync::Notify>,
 }
 
 impl Stopping {
+    /// Resolves once a stop has been asked for.
+    pub async fn requested(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     pub fn stop(&self) {
         self.requested.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
         for engine in self.engines.lock().expect("not poisoned").iter() {
             engine.stop_at_next_boundary();
         }
@@ -78,6 +91,49 @@ impl Context {
 
     pub fn output(&self) -> Output {
         self.global.output
+    }
+
+    /// A client for `--server`, when one is given.
+    pub fn server(&self) -> Result<Option<crate::client::Client>> {
+        match &self.global.server {
+            Some(server) => Ok(Some(crate::client::Client::new(server, self.global.token.as_deref())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Who the user is, for decisions taken through the local database.
+    pub fn identity(&self, explicit: Option<&str>) -> String {
+        if let Some(identity) = explicit.filter(|identity| !identity.trim().is_empty()) {
+            return identity.trim().to_owned();
+        }
+        if let Ok(user) = std::env::var("LAUNCHWAY_USER")
+            && !user.trim().is_empty()
+        {
+            return user.trim().to_owned();
+        }
+        let git_email = std::process::Command::new("git")
+            .args(["config", "user.email"])
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .filter(|email| !email.is_empty());
+        git_email.unwrap_or_else(|| {
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{user}@{}", host.trim())
+        })
+    }
+
+    /// Images CI published, to apply over the manifest's.
+    pub async fn published_images(&self, engine: &Engine) -> Result<launchway_engine::ImageOverrides> {
+        Ok(engine
+            .store()
+            .published_images()
+            .await?
+            .into_iter()
+            .map(|published| ((published.app, published.env), published.images))
+            .collect())
     }
 
     /// `--db`, or `launchway.db` in the user's data directory.
@@ -165,6 +221,6 @@ impl Context {
 }
 
 /// Where mirrors of remote config repos are kept.
-fn repo_cache_dir() -> PathBuf {
+pub fn repo_cache_dir() -> PathBuf {
     dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("launchway").join("repos")
 }

@@ -2,6 +2,7 @@
 //! lives in `commands/`; the work happens in the library crates.
 
 mod cli;
+mod client;
 mod commands;
 mod context;
 mod output;

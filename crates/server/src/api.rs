@@ -476,7 +476,9 @@ async fn audit(State(state): State<AppState>, headers: HeaderMap, Query(query): 
         app: query.app,
         env: query.env,
         after_id: query.after,
-        limit: Some(query.limit.unwrap_or(200).min(10_000)),
+        // Following (`after`) pages forward; otherwise the most recent entries.
+        limit: query.after.map(|_| query.limit.unwrap_or(200).min(10_000)),
+        last: query.after.is_none().then(|| query.limit.unwrap_or(200).min(10_000)),
     };
     ok(state.controller.engine().store().events(&filter).await?)
 }

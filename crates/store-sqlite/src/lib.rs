@@ -367,20 +367,30 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let rows = sqlx::query(
+        let limit = match (filter.limit, filter.last) {
+            (Some(limit), Some(last)) => i64::from(limit.min(last)),
+            (Some(limit), None) => i64::from(limit),
+            (None, Some(last)) => i64::from(last),
+            (None, None) => -1,
+        };
+        let mut rows = sqlx::query(
             "SELECT * FROM events
              WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR env = ?3)
                AND (?4 IS NULL OR id > ?4)
-             ORDER BY id LIMIT ?5",
+             ORDER BY CASE WHEN ?6 THEN -id ELSE id END LIMIT ?5",
         )
         .bind(filter.run_id)
         .bind(&filter.app)
         .bind(&filter.env)
         .bind(filter.after_id)
-        .bind(filter.limit.map_or(-1, i64::from))
+        .bind(limit)
+        .bind(filter.last.is_some())
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        if filter.last.is_some() {
+            rows.reverse();
+        }
         rows.iter()
             .map(|row| {
                 let data: String = row.get("data");

@@ -227,6 +227,9 @@ pub async fn events_are_ordered_and_followable(store: &dyn Store) {
     assert_eq!(web.len(), 3);
     let after = store.events(&EventFilter { after_id: Some(all[2].id), ..Default::default() }).await.expect("events");
     assert_eq!(after.len(), 2);
+    let last = store.events(&EventFilter { last: Some(2), ..Default::default() }).await.expect("events");
+    let messages: Vec<&str> = last.iter().map(|event| event.message.as_str()).collect();
+    assert_eq!(messages, ["event 3", "event 4"], "the most recent, oldest first");
 }
 
 /// A run's approval is requested with the transition that parks it, decided once, and

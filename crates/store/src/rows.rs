@@ -423,4 +423,6 @@ pub struct EventFilter {
     /// Only events with a larger id: lets a follower read what is new.
     pub after_id: Option<i64>,
     pub limit: Option<u32>,
+    /// Only the most recent this many (still returned oldest first).
+    pub last: Option<u32>,
 }

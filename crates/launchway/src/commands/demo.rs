@@ -66,6 +66,8 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         git_ref: "HEAD".to_owned(),
         db: Some(db.display().to_string()),
         output: Output::Text,
+        server: None,
+        token: None,
     });
     demo.stopping = context.stopping.clone();
     let engine = demo.engine().await?;

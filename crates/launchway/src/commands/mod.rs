@@ -1,11 +1,18 @@
 //! One module per subcommand.
 
+mod approval;
+mod audit;
+mod ci;
 mod demo;
 mod deploy;
+mod dora;
 mod history;
 mod plan;
+mod release;
 mod rollback;
+mod server;
 mod status;
+mod token;
 mod validate;
 
 use anyhow::Result;
@@ -23,6 +30,14 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::History { run, scope, limit } => history::run(context, run, &scope, limit).await,
         Command::Rollback { app, env, to } => rollback::run(context, &app, env.as_deref(), to).await,
         Command::Demo { keep, with_failure } => demo::run(context, keep, with_failure).await,
+        Command::Server(args) => server::run(context, args).await,
+        Command::Approve(args) => approval::run(context, &args, launchway_store::Decision::Approved).await,
+        Command::Reject(args) => approval::run(context, &args, launchway_store::Decision::Rejected).await,
+        Command::Token { command } => token::run(context, command).await,
+        Command::Release { command } => release::run(context, command).await,
+        Command::Ci { command } => ci::run(context, command).await,
+        Command::Audit { scope, run, limit } => audit::run(context, &scope, run, limit).await,
+        Command::Dora { scope, days } => dora::run(context, &scope, days).await,
         Command::SampleApp => unreachable!("handled before the runtime starts"),
     }
 }

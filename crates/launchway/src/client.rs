@@ -1,0 +1,53 @@
+//! Talking to a launchway server (`--server`, `--token`) instead of the local database.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use reqwest::Method;
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<&str>) -> Result<Client> {
+        let token = token
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| anyhow!("--server needs a token: pass --token or set LAUNCHWAY_TOKEN"))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("launchway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("could not create an HTTP client")?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value> {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("could not reach {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let message = value["error"].as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            bail!("the server answered {status} to {method} {path}: {message}");
+        }
+        Ok(value)
+    }
+}

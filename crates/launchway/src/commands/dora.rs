@@ -1,0 +1,86 @@
+//! `launchway dora`: the four DORA metrics per app and environment.
+
+use anyhow::Result;
+use launchway_engine::DoraFigures;
+use serde::Deserialize;
+
+use crate::cli::{Output, Scope};
+use crate::context::Context;
+use crate::exit;
+use crate::output::{print_json, table};
+
+/// The figures as the API sends them.
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct Figures {
+    app: String,
+    env: String,
+    window_days: u32,
+    deployments: u32,
+    deployments_per_day: f64,
+    lead_time_median_s: Option<f64>,
+    lead_time_p90_s: Option<f64>,
+    change_failure_rate: Option<f64>,
+    failed_changes: u32,
+    time_to_restore_median_s: Option<f64>,
+    unrestored_failures: u32,
+}
+
+pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
+    let figures: Vec<Figures> = if let Some(server) = context.server()? {
+        let mut query = vec![format!("days={days}")];
+        if let Some(env) = &scope.env {
+            query.push(format!("env={env}"));
+        }
+        if let Some(app) = scope.apps.first() {
+            query.push(format!("app={app}"));
+        }
+        serde_json::from_value(server.get(&format!("/api/v1/dora?{}", query.join("&"))).await?)?
+    } else {
+        let engine = context.engine().await?;
+        let local: Vec<DoraFigures> =
+            engine.dora(scope.apps.first().map(String::as_str), scope.env.as_deref(), days).await?;
+        serde_json::from_value(serde_json::to_value(local)?)?
+    };
+    if context.output() == Output::Json {
+        print_json(&figures);
+        return Ok(exit::SUCCESS);
+    }
+    if figures.is_empty() {
+        println!("no finished runs in the last {days} days");
+        return Ok(exit::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = figures
+        .iter()
+        .map(|f| {
+            vec![
+                f.app.clone(),
+                f.env.clone(),
+                format!("{} ({:.2}/day)", f.deployments, f.deployments_per_day),
+                f.lead_time_median_s.map(duration).unwrap_or_else(|| "-".to_owned()),
+                f.change_failure_rate
+                    .map(|rate| format!("{:.0}% ({})", rate * 100.0, f.failed_changes))
+                    .unwrap_or_else(|| "-".to_owned()),
+                match (f.time_to_restore_median_s, f.unrestored_failures) {
+                    (Some(restore), 0) => duration(restore),
+                    (Some(restore), open) => format!("{} ({open} open)", duration(restore)),
+                    (None, 0) => "-".to_owned(),
+                    (None, open) => format!("({open} open)"),
+                },
+            ]
+        })
+        .collect();
+    println!("last {days} days");
+    println!("{}", table(&["APP", "ENV", "DEPLOYS", "LEAD TIME", "CHANGE FAILURES", "TIME TO RESTORE"], &rows));
+    Ok(exit::SUCCESS)
+}
+
+/// 95 → "1m35s"; 7200 → "2h0m".
+fn duration(seconds: f64) -> String {
+    let seconds = seconds.round() as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{}s", seconds / 60, seconds % 60),
+        3600..86400 => format!("{}h{}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d{}h", seconds / 86400, seconds % 86400 / 3600),
+    }
+}

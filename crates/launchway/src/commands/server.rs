@@ -1,0 +1,47 @@
+//! `launchway server`: the controller, until SIGTERM or Ctrl-C.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use launchway_server::ServerConfig;
+use launchway_source::RepoThread;
+
+use crate::cli::ServerArgs;
+use crate::context::{Context, repo_cache_dir};
+use crate::exit;
+
+pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
+    let engine = context.engine().await?;
+    let location = context.global.repo.clone();
+    let repo = tokio::task::spawn_blocking(move || RepoThread::open(&location, repo_cache_dir()))
+        .await?
+        .with_context(|| format!("could not open the config repo {}", context.global.repo))?;
+    let config = ServerConfig {
+        listen: args.listen,
+        metrics_listen: args.metrics_listen,
+        public_url: args.public_url,
+        webhook_secret: args.webhook_secret.filter(|secret| !secret.is_empty()),
+        branch: args.branch,
+        poll_interval: args.poll,
+        max_concurrent_runs: args.workers,
+        // Under the 10 s after which a signal handler quits regardless.
+        shutdown_grace: Duration::from_secs(8),
+        ..ServerConfig::default()
+    };
+    let has_secret = config.webhook_secret.is_some();
+    let server = launchway_server::start(config, engine, repo).await?;
+    eprintln!(
+        "launchway server on http://{} following {} (branch {}){}",
+        server.addr,
+        context.global.repo,
+        server.controller.branch(),
+        server.metrics_addr.map(|addr| format!(", metrics on http://{addr}/metrics")).unwrap_or_default()
+    );
+    if !has_secret {
+        eprintln!("note: no webhook secret (LAUNCHWAY_WEBHOOK_SECRET): webhooks are refused; polling still works");
+    }
+    context.stopping.requested().await;
+    eprintln!("shutting down: runs stop at their next step boundary and resume on the next start");
+    server.shut_down().await;
+    Ok(exit::SUCCESS)
+}
