@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -31,6 +33,8 @@ pub struct World {
     pub db: tempfile::TempDir,
     pub env: String,
     pub docker: Arc<DockerTarget>,
+    /// Further environments the test deploys to (`{env}-stg`…), cleaned up with it.
+    extra_envs: std::sync::Mutex<Vec<String>>,
 }
 
 impl World {
@@ -49,7 +53,20 @@ impl World {
         )
         .await
         .expect("the sample image builds");
-        World { repo: GitRepo::init(), db: tempfile::tempdir().expect("temp dir for the database"), env, docker }
+        World {
+            repo: GitRepo::init(),
+            db: tempfile::tempdir().expect("temp dir for the database"),
+            env,
+            docker,
+            extra_envs: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The name of a further environment, `{env}-{suffix}`, removed with the world.
+    pub fn env_named(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.env);
+        self.extra_envs.lock().unwrap().push(name.clone());
+        name
     }
 
     /// Commits a manifest; `{env}` and `{image}` in it are filled in.
@@ -169,11 +186,16 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         let docker = Arc::clone(&self.docker);
-        let env = self.env.clone();
+        let mut envs = vec![self.env.clone()];
+        envs.extend(self.extra_envs.lock().unwrap().drain(..));
         // Drop may run inside the test's runtime, which cannot block on itself.
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            runtime.block_on(docker.remove_environment(&env))
+            runtime.block_on(async {
+                for env in envs {
+                    let _ = docker.remove_environment(&env).await;
+                }
+            })
         });
         let _ = cleanup.join();
     }

@@ -1,0 +1,408 @@
+//! `launchway server` end to end: the real binary serving real HTTP on 127.0.0.1, a
+//! real git repo, SQLite, and the local Docker engine.
+
+#[allow(dead_code)]
+mod support;
+
+use launchway_target::Target;
+use serde_json::{Value, json};
+use support::World;
+use support::server::{Api, Receiver, ServerProcess, WEBHOOK_SECRET, github_push, token};
+
+/// One service in one environment, fed by `source` (`branch: dev`, `approval: true`…).
+fn web(source: &str) -> String {
+    format!(
+        "
+environments:
+  {{env}}: {{target: docker, {source}}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    replicas: 1
+    stop_grace_period: 1s
+"
+    )
+}
+
+fn run_ids(runs: &[Value]) -> Vec<i64> {
+    runs.iter().map(|run| run["id"].as_i64().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn webhooks_that_do_not_verify_get_401_and_start_nothing_and_redeliveries_start_one_run() {
+    let world = World::new().await;
+    world.commit(&web("branch: dev"), "web follows the dev branch");
+    let server = ServerProcess::start(&world);
+    let viewer = Api::new(&server, Some(&token(&world, "viewer", "ops@example.com", &[]).await));
+    assert_eq!(viewer.get("/api/v1/runs").await.body, json!([]), "no dev branch yet, nothing to deploy");
+
+    world.repo.git(&["checkout", "--quiet", "-b", "dev"]);
+    world.repo.write("README.md", "dev");
+    let commit = world.repo.commit("first dev change");
+    let body = github_push("refs/heads/dev", &commit);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let hook = |provider: &str| http.post(server.url(&format!("/hooks/{provider}"))).body(body.clone());
+
+    let signed_with = |secret: &str| launchway_server::hooks::github_signature(secret, &body);
+    for refused in [
+        hook("github").header("x-hub-signature-256", signed_with("wrong")).header("x-github-delivery", "d-0"),
+        hook("github").header("x-github-delivery", "d-0"),
+        hook("gitlab").header("x-gitlab-token", "wrong").header("x-gitlab-event", "Push Hook"),
+        hook("gitlab").header("x-gitlab-event", "Push Hook"),
+    ] {
+        let response = refused.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let answer: Value = response.json().await.unwrap();
+        assert!(answer["error"].as_str().is_some(), "{answer}");
+    }
+    assert_eq!(viewer.get("/api/v1/runs").await.body, json!([]), "nothing started");
+
+    let good =
+        || hook("github").header("x-hub-signature-256", signed_with(WEBHOOK_SECRET)).header("x-github-event", "push");
+    let first: Value = good().header("x-github-delivery", "d-1").send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["status"], "reconciled", "{first}");
+    assert_eq!(first["runs"][0]["decision"], "started", "{first}");
+    let run = first["runs"][0]["run"].as_i64().unwrap();
+
+    // The same delivery again, and another delivery of the same push.
+    let again: Value = good().header("x-github-delivery", "d-1").send().await.unwrap().json().await.unwrap();
+    assert_eq!(again["status"], "duplicate");
+    let other: Value = good().header("x-github-delivery", "d-2").send().await.unwrap().json().await.unwrap();
+    assert_ne!(other["runs"][0]["decision"], "started", "{other}");
+
+    viewer.wait_for_run(run, &["succeeded"]).await;
+    let runs = viewer.get("/api/v1/runs").await.body;
+    assert_eq!(run_ids(runs.as_array().unwrap()), [run], "one run for one change");
+    let audit = viewer.get("/api/v1/audit?limit=1000").await.body;
+    let count = |kind: &str| audit.as_array().unwrap().iter().filter(|event| event["kind"] == kind).count();
+    assert_eq!(count("webhook.refused"), 4);
+    assert_eq!(count("webhook.accepted"), 2);
+    assert_eq!(count("webhook.duplicate"), 1);
+    assert_eq!(world.running_ids("web").await.len(), 1);
+}
+
+#[tokio::test]
+async fn each_role_may_do_what_it_is_for_and_nothing_more() {
+    let world = World::new().await;
+    world.commit(&web("approval: true"), "web, approved by hand");
+    let server = ServerProcess::start(&world);
+    let env = world.env.clone();
+    let viewer = Api::new(&server, Some(&token(&world, "viewer", "viewer@example.com", &[]).await));
+    let deployer = Api::new(&server, Some(&token(&world, "deployer", "deployer@example.com", &[]).await));
+    let approver = Api::new(&server, Some(&token(&world, "approver", "approver@example.com", &[]).await));
+    let admin = Api::new(&server, Some(&token(&world, "admin", "admin@example.com", &[]).await));
+    let ci_scope = [("--app", "web"), ("--env", env.as_str())];
+    let ci = Api::new(&server, Some(&token(&world, "ci-publisher", "ci-publisher@example.com", &ci_scope).await));
+    let nobody = Api::new(&server, None);
+    let forged = Api::new(&server, Some("lw_000000000000_0000"));
+
+    let runs = viewer.wait_for_runs("", |runs| runs.iter().any(|run| run["state"] == "awaiting_approval")).await;
+    let waiting = runs[0]["id"].as_i64().unwrap();
+    let publication = json!({"app": "web", "env": env, "file": [{"name": "web", "imageUri": support::IMAGE}]});
+    let other_env = json!({"app": "web", "env": "elsewhere", "file": {"ImageURI": support::IMAGE}});
+
+    // (who, method, path, body, expected status)
+    let cases: Vec<(&Api, &str, String, Value, u16)> = vec![
+        (&nobody, "GET", "/api/v1/runs".into(), Value::Null, 401),
+        (&forged, "GET", "/api/v1/runs".into(), Value::Null, 401),
+        (&ci, "GET", "/api/v1/runs".into(), Value::Null, 403),
+        (&ci, "GET", "/api/v1/audit".into(), Value::Null, 403),
+        (&ci, "POST", format!("/api/v1/runs/{waiting}/approve"), json!({}), 403),
+        (&ci, "POST", "/api/v1/sync".into(), json!({}), 403),
+        (&ci, "POST", "/api/v1/rollback".into(), json!({"app": "web", "env": env}), 403),
+        (&ci, "GET", "/api/v1/tokens".into(), Value::Null, 403),
+        (&ci, "POST", "/api/v1/releases".into(), other_env.clone(), 403),
+        (&viewer, "GET", "/api/v1/runs".into(), Value::Null, 200),
+        (&viewer, "GET", "/api/v1/dora".into(), Value::Null, 200),
+        (&viewer, "POST", "/api/v1/sync".into(), json!({}), 403),
+        (&viewer, "POST", "/api/v1/releases".into(), publication.clone(), 403),
+        (&deployer, "POST", format!("/api/v1/runs/{waiting}/approve"), json!({}), 403),
+        (&deployer, "POST", "/api/v1/sync".into(), json!({}), 200),
+        (&deployer, "GET", "/api/v1/tokens".into(), Value::Null, 403),
+        (&approver, "GET", "/api/v1/tokens".into(), Value::Null, 403),
+        (&admin, "GET", "/api/v1/tokens".into(), Value::Null, 200),
+    ];
+    for (who, method, path, body, expected) in cases {
+        let answer = if method == "GET" { who.get(&path).await } else { who.post(&path, body.clone()).await };
+        assert_eq!(answer.status, expected, "{method} {path} {body}: {}", answer.body);
+    }
+
+    // The CI token publishes in its scope (the release waits for approval, like any).
+    let published = ci.post("/api/v1/releases", publication).await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    // The approver approves; the run deploys.
+    let approved = approver.post(&format!("/api/v1/runs/{waiting}/approve"), json!({"comment": "ok"})).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(approved.body["approval"]["decided_by"], "approver@example.com");
+    viewer.wait_for_run(waiting, &["succeeded"]).await;
+
+    // A revoked token stops working at once.
+    let tokens = admin.get("/api/v1/tokens").await.body;
+    let viewer_id = tokens.as_array().unwrap().iter().find(|token| token["role"] == "viewer").unwrap()["id"].clone();
+    let revoked = admin.delete(&format!("/api/v1/tokens/{}", viewer_id.as_str().unwrap())).await;
+    assert_eq!(revoked.body["revoked"], true);
+    assert_eq!(viewer.get("/api/v1/runs").await.status, 401);
+    let audit = admin.get("/api/v1/audit?limit=1000").await.body;
+    assert!(audit.as_array().unwrap().iter().any(|event| event["kind"] == "token.revoked"));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|event| event["kind"] == "release.published" && event["data"]["by"] == "ci-publisher@example.com")
+    );
+}
+
+#[tokio::test]
+async fn the_author_cannot_approve_and_a_waiting_run_survives_a_crash_of_the_server() {
+    let world = World::new().await;
+    // GitRepo commits as "Test Author <author@example.com>".
+    world.commit(&web("approval: {expires: 1h}"), "web, approved by someone else");
+    let author = token(&world, "approver", "author@example.com", &[]).await;
+    let reviewer = token(&world, "approver", "bob@example.com", &[]).await;
+
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&reviewer));
+    let runs = api.wait_for_runs("", |runs| runs.iter().any(|run| run["state"] == "awaiting_approval")).await;
+    let run = runs[0]["id"].as_i64().unwrap();
+    let refused = Api::new(&server, Some(&author)).post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body["error"].as_str().unwrap().contains("may not approve it"), "{}", refused.body);
+    server.kill();
+    assert!(world.running_ids("web").await.is_empty(), "nothing deployed while waiting");
+
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&reviewer));
+    let details = api.get(&format!("/api/v1/runs/{run}")).await.body;
+    assert_eq!(details["run"]["state"], "awaiting_approval", "{details}");
+    assert!(details["run"]["plan"]["summary"].as_str().is_some(), "the plan is kept for the approver");
+    assert!(details["approval"]["expires_at"].as_i64().is_some());
+    let approved = api.post(&format!("/api/v1/runs/{run}/approve"), json!({"comment": "after the restart"})).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    api.wait_for_run(run, &["succeeded"]).await;
+    assert_eq!(world.running_ids("web").await.len(), 1);
+    let granted = api.wait_for_event(run, "approval.granted").await;
+    assert_eq!(granted["message"], "approved by bob@example.com: after the restart");
+    let audit = api.get("/api/v1/audit?limit=1000").await.body;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|event| event["kind"] != "approval.granted" || event["data"]["by"] == "bob@example.com"),
+        "only bob approved"
+    );
+}
+
+#[tokio::test]
+async fn a_release_verified_in_stg_is_promoted_to_prod_once_approved_and_ci_publishes_to_stg_only() {
+    let world = World::new().await;
+    let (stg, prod) = (world.env_named("stg"), world.env_named("prod"));
+    let manifest = "
+environments:
+  STG: {target: docker}
+  PROD: {target: docker, promote_from: STG, approval: true}
+services:
+  web:
+    image: {image}
+    port: 8080
+    replicas: 1
+    stop_grace_period: 1s
+    # Listed environments are the only ones the app runs in.
+    environments:
+      STG: {}
+      PROD: {replicas: 2}
+"
+    .replace("STG", &stg)
+    .replace("PROD", &prod);
+    world.commit(&manifest, "web in stg, promoted to prod");
+    // The image CI "built": the same bits under another tag.
+    let ci_image = format!("launchway-test/sample:ci-{}", world.env);
+    let (repo, tag) = ci_image.split_once(':').unwrap();
+    world
+        .docker
+        .client()
+        .tag_image(
+            support::IMAGE,
+            Some(bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
+        )
+        .await
+        .expect("tagged");
+
+    let server = ServerProcess::start(&world);
+    let approver = Api::new(&server, Some(&token(&world, "approver", "bob@example.com", &[]).await));
+    let ci = Api::new(
+        &server,
+        Some(&token(&world, "ci-publisher", "ci-web", &[("--app", "web"), ("--env", &stg), ("--env", &prod)]).await),
+    );
+
+    let runs = approver
+        .wait_for_runs("", |runs| {
+            runs.iter().any(|run| run["env"] == prod.as_str() && run["state"] == "awaiting_approval")
+        })
+        .await;
+    let stg_run = runs.iter().find(|run| run["env"] == stg.as_str()).unwrap();
+    assert_eq!(stg_run["state"], "succeeded");
+    let prod_run = runs.iter().find(|run| run["env"] == prod.as_str()).unwrap()["id"].as_i64().unwrap();
+    let details = approver.get(&format!("/api/v1/runs/{prod_run}")).await.body;
+    assert_eq!(
+        details["release"]["source"]["origin"],
+        format!("promoted from {stg} (run {})", stg_run["id"]),
+        "{details}"
+    );
+    approver.post(&format!("/api/v1/runs/{prod_run}/approve"), json!({})).await;
+    approver.wait_for_run(prod_run, &["succeeded"]).await;
+
+    // CI publishes a new image for stg: stg deploys it, and prod gets it by promotion.
+    let refused = ci.post("/api/v1/releases", json!({"app": "web", "env": prod, "file": {"ImageURI": ci_image}})).await;
+    assert_eq!(refused.status, 409, "prod takes promotions only: {}", refused.body);
+    let published =
+        ci.post("/api/v1/releases", json!({"app": "web", "env": stg, "file": {"ImageURI": ci_image}})).await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    let stg_ci_run = published.body["runs"][0]["run"].as_i64().expect("a run started");
+    approver.wait_for_run(stg_ci_run, &["succeeded"]).await;
+    let runs = approver
+        .wait_for_runs("", |runs| {
+            runs.iter().any(|run| run["env"] == prod.as_str() && run["state"] == "awaiting_approval")
+        })
+        .await;
+    let second_prod =
+        runs.iter().find(|run| run["env"] == prod.as_str() && run["state"] == "awaiting_approval").unwrap();
+    let second_prod = second_prod["id"].as_i64().unwrap();
+    approver.post(&format!("/api/v1/runs/{second_prod}/approve"), json!({})).await;
+    let done = approver.wait_for_run(second_prod, &["succeeded"]).await;
+    assert_eq!(done["release"]["spec"]["containers"][0]["image"], ci_image.as_str(), "{}", done["release"]);
+
+    let live = world.docker.observe(&prod, &[]).await.unwrap();
+    let replicas = &live.apps["web"].replicas;
+    assert_eq!(replicas.len(), 2, "prod's own replica count");
+    assert!(replicas.iter().all(|replica| replica.containers[0].image == ci_image));
+}
+
+#[tokio::test]
+async fn chat_hears_about_approvals_successes_and_rollbacks_and_a_failing_receiver_fails_nothing() {
+    let world = World::new().await;
+    let slack = Receiver::start(200).await;
+    let broken = Receiver::start(500).await;
+    let manifest = |health: &str| {
+        format!(
+            "
+environments:
+  {{env}}: {{target: docker, approval: true}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    replicas: 1
+    stop_grace_period: 1s
+    env: {{SAMPLE_HEALTH: {health}}}
+    health: {{path: /healthz, interval: 1s, timeout: 500ms, start_interval: 50ms, unhealthy_threshold: 2}}
+notifications:
+  - slack: {}
+  - webhook: {}
+    events: [succeeded, failed]
+",
+            slack.url, broken.url
+        )
+    };
+    world.commit(&manifest("ok"), "web v1");
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "approver", "bob@example.com", &[]).await));
+
+    let asks =
+        slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("waits for approval"))).await;
+    let blocks = asks["blocks"].to_string();
+    assert!(blocks.contains("*App*\\nweb") && blocks.contains(&format!("*Environment*\\n{}", world.env)), "{blocks}");
+    assert!(blocks.contains("Review and approve"));
+    let run = api.wait_for_runs("", |runs| !runs.is_empty()).await[0]["id"].as_i64().unwrap();
+    assert!(blocks.contains(&server.url(&format!("/api/v1/runs/{run}"))), "the link points at the run: {blocks}");
+    assert!(broken.bodies().is_empty(), "the webhook wants successes and failures only");
+
+    api.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    api.wait_for_run(run, &["succeeded"]).await;
+    slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("deployed: run"))).await;
+    // The failing receiver was tried, retried, and given up on; the deploy is unaffected.
+    let failed = api.wait_for_event(run, "notification.failed").await;
+    assert!(failed["message"].as_str().unwrap().contains("HTTP 500"), "{failed}");
+    assert!(failed["data"]["attempts"].as_i64().unwrap() > 1);
+    assert!(broken.bodies().len() > 1);
+    api.wait_for_event(run, "notification.sent").await;
+
+    // A release that fails its health check is rolled back, with the reason and logs.
+    world.commit(&manifest("fail"), "web v2, broken");
+    let synced = Api::new(&server, Some(&token(&world, "deployer", "ops@example.com", &[]).await))
+        .post("/api/v1/sync", json!({}))
+        .await;
+    let second = synced.body["runs"][0]["run"].as_i64().expect("a run");
+    api.wait_for_run(second, &["awaiting_approval"]).await;
+    api.post(&format!("/api/v1/runs/{second}/approve"), json!({})).await;
+    api.wait_for_run(second, &["rolled_back"]).await;
+    let rolled_back =
+        slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("rolled back"))).await;
+    let text = rolled_back["blocks"].to_string();
+    assert!(text.contains("health check"), "the reason: {text}");
+    assert!(text.contains("health check failing on purpose"), "the app's own log lines: {text}");
+
+    // DORA from this history: one good deploy, one failed change restored by its rollback.
+    let dora = api.get(&format!("/api/v1/dora?env={}", world.env)).await.body;
+    assert_eq!(dora[0]["deployments"], 1, "{dora}");
+    assert_eq!(dora[0]["change_failure_rate"], 0.5, "{dora}");
+    assert_eq!(dora[0]["unrestored_failures"], 0, "{dora}");
+    assert!(dora[0]["time_to_restore_median_s"].as_f64().is_some(), "{dora}");
+}
+
+#[tokio::test]
+async fn scheduled_tasks_run_on_docker_and_each_execution_is_a_run() {
+    let world = World::new().await;
+    world.commit(
+        "
+environments:
+  {env}: {target: docker}
+tasks:
+  report:
+    image: {image}
+    schedule: rate(1 hour)
+    env: {SAMPLE_EXIT_AFTER: 50ms, SAMPLE_EXIT_CODE: '0'}
+  broken:
+    image: {image}
+    schedule: '0 3 * * *'
+    env: {SAMPLE_EXIT_AFTER: 50ms, SAMPLE_EXIT_CODE: '7'}
+",
+        "two tasks",
+    );
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "deployer", "ops@example.com", &[]).await));
+    api.wait_for_runs("", |runs| runs.len() == 2 && runs.iter().all(|run| run["state"] == "succeeded")).await;
+
+    let report = api.post(&format!("/api/v1/tasks/report/{}/run", world.env), json!({})).await;
+    assert_eq!(report.status, 202, "{}", report.body);
+    assert_eq!(report.body["kind"], "scheduled");
+    let done = api.wait_for_run(report.body["id"].as_i64().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(done["run"]["state"], "succeeded", "{done}");
+    assert!(done["run"]["reason"].as_str().unwrap().starts_with("exited 0 after"), "{}", done["run"]);
+
+    let broken = api.post(&format!("/api/v1/tasks/broken/{}/run", world.env), json!({})).await;
+    let done = api.wait_for_run(broken.body["id"].as_i64().unwrap(), &["succeeded", "failed"]).await;
+    assert_eq!(done["run"]["state"], "failed");
+    assert_eq!(done["run"]["reason"], "task broken exited with code 7");
+    let logs = done["events"].as_array().unwrap().iter().find_map(|event| event["data"]["logs"].as_array()).cloned();
+    assert!(logs.unwrap_or_default().iter().any(|line| line.as_str().unwrap().contains("exit code 7")), "{done}");
+    // Executions leave no containers behind and change no deployment.
+    assert!(world.live("report").await.replicas.is_empty());
+    let status = api.get("/api/v1/status").await.body;
+    assert!(status.as_array().unwrap().iter().all(|app| app["deployment"]["current_release_id"].is_i64()));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let world = World::new().await;
+    world.commit(&web("approval: true"), "web");
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "viewer", "ops@example.com", &[]).await));
+    api.wait_for_runs("", |runs| !runs.is_empty()).await;
+    let health = reqwest::get(server.url("/healthz")).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+}
