@@ -1,7 +1,6 @@
 //! `launchway server` end to end: the real binary serving real HTTP on 127.0.0.1, a
 //! real git repo, SQLite, and the local Docker engine.
 
-#[allow(dead_code)]
 mod support;
 
 use launchway_target::Target;
