@@ -56,8 +56,9 @@ pub fn next_after(expression: &str, after_ms: i64, anchor_ms: i64) -> Option<i64
             _ => 86_400_000,
         };
         let period = count * unit_ms;
-        let elapsed = (after_ms - anchor_ms).max(-1);
-        return Some(anchor_ms + (elapsed.div_euclid(period) + 1) * period);
+        // The first firing is one period after the anchor, never the anchor itself.
+        let periods = ((after_ms - anchor_ms).div_euclid(period) + 1).max(1);
+        return Some(anchor_ms + periods * period);
     }
     let cron = if let Some(inner) = strip_call(expression, "cron") {
         let fields: Vec<&str> = inner.split_whitespace().collect();
@@ -129,6 +130,7 @@ mod tests {
         // Anchored 7 minutes ago (10:10:30), every 5 minutes: 10:15:30, then 10:20:30.
         assert_eq!(next("rate(5 minutes)").as_deref(), Some("2026-11-21T10:20:30Z"));
         assert_eq!(next_after("rate(5 minutes)", SAT_10_17_30, SAT_10_17_30), Some(SAT_10_17_30 + 5 * MINUTE));
+        assert_eq!(next_after("rate(5 minutes)", SAT_10_17_30 - 1, SAT_10_17_30), Some(SAT_10_17_30 + 5 * MINUTE));
         assert_eq!(next("not a schedule"), None);
     }
 
