@@ -330,3 +330,111 @@ async fn the_plan_shows_task_definition_and_service_changes() {
     assert!(status.stdout().contains("COMPLETED: 5 of 5 running"), "{}", status.stdout());
     assert!(status.stdout().contains("in sync"), "{}", status.stdout());
 }
+
+/// The server promotes across AWS accounts: stg deploys with the server's own
+/// credentials, prod (another account) through the role its environment names, once
+/// approved. moto's STS hands out credentials for the role's account.
+#[tokio::test]
+async fn the_server_promotes_from_stg_to_prod_in_another_account_after_approval() {
+    use support::server::{Api, ServerProcess};
+
+    let aws = Aws::new().await;
+    let prod_account = aws.moto.account();
+    let prod_config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(aws.moto.endpoint())
+        .credentials_provider(Credentials::new(&prod_account.access_key, &prod_account.secret_key, None, None, "test"))
+        .load()
+        .await;
+    let prod_ecs = aws_sdk_ecs::Client::new(&prod_config);
+    let stg_seed = aws.register("web", &[("web", "web:1")], "complete").await;
+    aws.service("stg", "web", &stg_seed).await;
+    let prod_seed = prod_ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder().name("web").image("web:1").memory(128).build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap()
+        .task_definition_arn
+        .unwrap();
+    prod_ecs.create_cluster().cluster_name("prod").send().await.unwrap();
+    prod_ecs
+        .create_service()
+        .cluster("prod")
+        .service_name("web")
+        .task_definition(&prod_seed)
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+
+    aws.repo.write(
+        "launchway.yaml",
+        &format!(
+            "environments:
+  stg:
+    target: {{ecs: {{cluster: stg}}}}
+  prod:
+    target: {{ecs: {{cluster: prod, role_arn: 'arn:aws:iam::{}:role/launchway-deployer'}}}}
+    promote_from: stg
+    approval: true
+services:
+  web:
+    image: web:2
+",
+            prod_account.id
+        ),
+    );
+    aws.repo.commit("web 2");
+    let created = aws
+        .launchway(&[
+            "token",
+            "create",
+            "--name",
+            "t",
+            "--subject",
+            "bob@example.com",
+            "--role",
+            "approver",
+            "--output",
+            "json",
+        ])
+        .await;
+    created.assert_exit(0);
+    let secret = serde_json::from_str::<Value>(&created.stdout()).unwrap()["secret"].as_str().unwrap().to_owned();
+
+    let mut command = Command::new(support::binary());
+    command
+        .env("LAUNCHWAY_REPO", aws.repo.path())
+        .env("LAUNCHWAY_DB", aws.db.path().join("launchway.db"))
+        .env_remove("LAUNCHWAY_OUTPUT");
+    for (name, value) in aws.account.env(aws.moto.endpoint(), REGION) {
+        command.env(name, value);
+    }
+    let server = ServerProcess::spawn(command);
+    let api = Api::new(&server, Some(&secret));
+    let runs = api
+        .wait_for_runs("", |runs| runs.iter().any(|run| run["env"] == "prod" && run["state"] == "awaiting_approval"))
+        .await;
+    let stg_run = runs.iter().find(|run| run["env"] == "stg").unwrap();
+    assert_eq!(stg_run["state"], "succeeded", "{stg_run}");
+    let stg_now = aws.task_definition_of("stg", "web").await;
+    assert_eq!(aws.images_of(&stg_now).await, [("web".to_owned(), "web:2".to_owned())]);
+    let prod_before = prod_ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    assert_eq!(prod_before.services()[0].task_definition(), Some(prod_seed.as_str()), "untouched until approved");
+
+    let prod_run = runs.iter().find(|run| run["env"] == "prod").unwrap()["id"].as_i64().unwrap();
+    let approved = api.post(&format!("/api/v1/runs/{prod_run}/approve"), json!({})).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    api.wait_for_run(prod_run, &["succeeded"]).await;
+    let prod_now = prod_ecs.describe_services().cluster("prod").services("web").send().await.unwrap();
+    let prod_definition = prod_now.services()[0].task_definition().unwrap().to_owned();
+    assert!(prod_definition.contains(&format!(":{}:task-definition/web:", prod_account.id)), "{prod_definition}");
+    let described = prod_ecs.describe_task_definition().task_definition(&prod_definition).send().await.unwrap();
+    assert_eq!(described.task_definition.unwrap().container_definitions()[0].image(), Some("web:2"));
+}

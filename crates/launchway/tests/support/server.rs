@@ -28,8 +28,13 @@ impl ServerProcess {
     /// Starts the server on a free port with the webhook secret set and polling
     /// effectively off (tests trigger it), and waits until it listens.
     pub fn start(world: &World) -> ServerProcess {
-        let mut command = world.command(&["server", "--listen", "127.0.0.1:0", "--poll", "1h"]);
+        ServerProcess::spawn(world.command(&[]))
+    }
+
+    /// Starts `launchway server` from a command already pointed at a repo and database.
+    pub fn spawn(mut command: std::process::Command) -> ServerProcess {
         command
+            .args(["server", "--listen", "127.0.0.1:0", "--poll", "1h"])
             .env("LAUNCHWAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("LAUNCHWAY_LOG", "launchway=info,launchway_server=info")
             .stdout(Stdio::null())
