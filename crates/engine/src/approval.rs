@@ -1,7 +1,7 @@
 //! Approvals: a run whose environment requires one waits, parked and durable, until
 //! someone allowed to decides, or until its time runs out.
 
-use launchway_store::{Approval, Decision, NewEvent, Run, RunFilter, RunState, Transition, now_ms};
+use launchway_store::{Approval, Decision, NewEvent, Run, RunState, Transition, now_ms};
 
 use crate::run::Next;
 use crate::{Engine, EngineError, Result};
@@ -75,21 +75,8 @@ impl Engine {
     }
 
     /// Runs parked for approval that can move on: decided, or expired.
-    pub async fn approvals_due(&self) -> Result<Vec<Run>> {
-        let store = &self.inner.store;
-        let parked = store
-            .runs(&RunFilter { state: Some(RunState::AwaitingApproval), unfinished_only: true, ..RunFilter::default() })
-            .await?;
-        let mut due = Vec::new();
-        for run in parked {
-            let approval = store.approval(run.id).await?;
-            if approval.is_none_or(|approval| {
-                approval.decision.is_some() || approval.expires_at.is_some_and(|expires| expires <= now_ms())
-            }) {
-                due.push(run);
-            }
-        }
-        Ok(due)
+    pub async fn approvals_due(&self) -> Result<Vec<i64>> {
+        Ok(self.inner.store.approvals_due(now_ms()).await?)
     }
 
     /// The step of a run waiting for approval: the decision once made, a rejection once

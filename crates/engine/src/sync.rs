@@ -346,10 +346,13 @@ impl Engine {
     /// Unfinished runs nobody alive is driving: what a restarted controller resumes.
     /// Runs parked for approval are not among them: they wait for a decision.
     pub async fn orphaned_runs(&self) -> Result<Vec<Run>> {
-        let runs = self.inner.store.runs(&RunFilter { unfinished_only: true, ..RunFilter::default() }).await?;
+        let runs = self
+            .inner
+            .store
+            .runs(&RunFilter { unfinished_only: true, exclude_parked: true, ..RunFilter::default() })
+            .await?;
         Ok(runs
             .iter()
-            .filter(|run| run.state != RunState::AwaitingApproval)
             .filter_map(|run| match self.unfinished(run) {
                 Decision::Resume { run } => Some(*run),
                 _ => None,

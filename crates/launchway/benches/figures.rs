@@ -7,7 +7,12 @@
 //! 2. Validating and planning 1,000 apps from one config repo: wall time and peak
 //!    memory of `launchway validate` and `launchway plan`.
 //!
-//! Needs a Docker engine, like the tests; prints a table, asserts nothing.
+//! 3. `launchway server`: webhook received → run started, for a repo of 10 apps and one
+//!    of 1,000 (each push changes one app), and the server's memory once idle with the
+//!    1,000 apps loaded.
+//!
+//! Needs a Docker engine, like the tests; prints a table, asserts nothing. Sections can
+//! be chosen: `cargo bench -p launchway --bench figures -- deploy apps server`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -20,9 +25,21 @@ const ROUNDS: usize = 5;
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // `cargo bench --bench figures -- server` runs only the sections named.
+    let only: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    let wanted = |section: &str| only.is_empty() || only.iter().any(|name| name == section);
     runtime.block_on(async {
-        deploy_overhead().await;
-        thousand_apps().await;
+        if wanted("deploy") {
+            deploy_overhead().await;
+        }
+        if wanted("apps") {
+            thousand_apps().await;
+        }
+        if wanted("server") {
+            for apps in [10, 1000] {
+                server_figures(apps).await;
+            }
+        }
     });
 }
 
@@ -190,4 +207,83 @@ async fn thousand_apps() {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// An app of the server benchmarks: parked for approval, so that what is measured is
+/// the server turning a push into a run, not Docker starting containers.
+fn server_app(index: usize, version: usize) -> String {
+    format!(
+        "services:
+  app-{index:04}:
+    image: {image}
+    port: 8080
+    replicas: 1
+    env: {{SAMPLE_MESSAGE: v{version}}}
+",
+        image = support::IMAGE
+    )
+}
+
+async fn server_figures(apps: usize) {
+    use support::server::{ServerProcess, WEBHOOK_SECRET, github_push};
+
+    let world = World::new().await;
+    world
+        .repo
+        .write("launchway.yaml", &format!("environments:\n  {}: {{target: docker, approval: true}}\n", world.env));
+    for index in 0..apps {
+        world.repo.write(&format!("apps/app-{index:04}.yaml"), &server_app(index, 0));
+    }
+    world.repo.commit("apps");
+    let started = Instant::now();
+    let server = ServerProcess::start(&world);
+    let admin = support::server::token(&world, "viewer", "bench@example.com", &[]).await;
+    let api = support::server::Api::new(&server, Some(&admin));
+    api.wait_for_runs(&format!("?state=awaiting_approval&limit={apps}"), |runs| runs.len() == apps).await;
+    let ready = started.elapsed();
+
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut latencies = Vec::new();
+    for round in 1..=60 {
+        world.repo.write("apps/app-0000.yaml", &server_app(0, round));
+        let commit = world.repo.commit(&format!("app-0000 v{round}"));
+        let body = github_push("refs/heads/main", &commit);
+        let signature = launchway_server::hooks::github_signature(WEBHOOK_SECRET, &body);
+        let sent = Instant::now();
+        let answer: serde_json::Value = http
+            .post(server.url("/hooks/github"))
+            .header("x-hub-signature-256", signature)
+            .header("x-github-delivery", format!("bench-{round}"))
+            .body(body)
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON");
+        let took = sent.elapsed();
+        let started =
+            answer["runs"].as_array().into_iter().flatten().filter(|run| run["decision"] == "started").count();
+        assert_eq!(started, 1, "{answer}");
+        // One push at a time: the next waits until this run is parked.
+        let run = answer["runs"].as_array().into_iter().flatten().find(|run| run["decision"] == "started").unwrap();
+        api.wait_for_run(run["run"].as_i64().unwrap(), &["awaiting_approval"]).await;
+        // The first rounds warm caches; they are not counted.
+        if round > 10 {
+            latencies.push(took);
+        }
+    }
+    latencies.sort();
+    let percentile = |p: usize| latencies[(p * latencies.len()).div_ceil(100).max(1) - 1];
+    println!("launchway server, {apps} apps (ready with every app's run planned in {:.1}s)", ready.as_secs_f64());
+    println!(
+        "  webhook received -> run started ({} pushes): p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  max {:.1}ms",
+        latencies.len(),
+        ms(percentile(50)),
+        ms(percentile(90)),
+        ms(percentile(99)),
+        ms(*latencies.last().unwrap())
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("  resident memory, idle: {:.1} MiB", server.resident_kib() as f64 / 1024.0);
 }

@@ -51,8 +51,13 @@ pub struct Controller {
     reported_invalid: Mutex<HashSet<String>>,
     /// The default branch's desired state, as last read.
     latest: Mutex<Option<Arc<Snapshot>>>,
+    /// Per environment, the desired state last reconciled: a push then only looks at
+    /// the apps it changed.
+    reconciled: Mutex<BTreeMap<String, Arc<Snapshot>>>,
     /// Runs this process is driving or about to.
     driving: Mutex<HashSet<i64>>,
+    /// (app, env) with a change that arrived while a run here had the app.
+    deferred: Mutex<HashSet<(String, String)>>,
     workers: Arc<Semaphore>,
     queued: AtomicI64,
     pub(crate) shutdown: CancellationToken,
@@ -71,7 +76,9 @@ impl Controller {
             manifests: Mutex::new(VecDeque::new()),
             reported_invalid: Mutex::new(HashSet::new()),
             latest: Mutex::new(None),
+            reconciled: Mutex::new(BTreeMap::new()),
             driving: Mutex::new(HashSet::new()),
+            deferred: Mutex::new(HashSet::new()),
             workers: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
             queued: AtomicI64::new(0),
             shutdown: CancellationToken::new(),
@@ -136,7 +143,20 @@ impl Controller {
             if !snapshot.manifest.environments.contains_key(name) {
                 continue;
             }
-            decisions.extend(self.deploy_env(&snapshot, name, scope, &published, trigger).await?);
+            let previous = self.reconciled.lock().expect("not poisoned").insert(name.clone(), snapshot.clone());
+            let mut env_scope = scope.clone();
+            if scope.pushed_refs.is_some()
+                && scope.apps.is_empty()
+                && let Some(previous) = previous
+            {
+                // A push: only the apps whose desired state it changed. Polls still look
+                // at everything, so nothing is missed for long if this is ever wrong.
+                env_scope.apps = changed_apps(&previous.manifest, &snapshot.manifest, name);
+                if env_scope.apps.is_empty() {
+                    continue;
+                }
+            }
+            decisions.extend(self.deploy_env(&snapshot, name, &env_scope, &published, trigger).await?);
         }
         self.start(&decisions);
         Ok(decisions)
@@ -243,11 +263,19 @@ impl Controller {
         Ok(decisions)
     }
 
-    /// Drives the runs decisions created or found interrupted.
+    /// Drives the runs decisions created or found interrupted. A run already being
+    /// driven here means the app could not take the change yet: it is looked at again
+    /// when that run ends or parks.
     pub fn start(self: &Arc<Self>, decisions: &[Decision]) {
         for decision in decisions {
             match decision {
-                Decision::Started { run, .. } | Decision::Resume { run } => self.drive(run.id),
+                Decision::Started { run, .. } => self.drive(run.id),
+                Decision::Resume { run } => {
+                    if self.driving.lock().expect("not poisoned").contains(&run.id) {
+                        self.deferred.lock().expect("not poisoned").insert((run.app.clone(), run.env.clone()));
+                    }
+                    self.drive(run.id);
+                }
                 _ => {}
             }
         }
@@ -278,6 +306,7 @@ impl Controller {
                     crate::metrics::run_finished(&run, started.elapsed());
                     self.run_finished.notify_waiters();
                 }
+                self.follow_up(&run);
                 let changed = run.reason.as_deref() != Some(launchway_engine::NO_OP_REASON);
                 if run.state == RunState::Succeeded
                     && run.kind == RunKind::Deploy
@@ -300,13 +329,30 @@ impl Controller {
         }
     }
 
+    /// A change that came while a run had its app is not lost: once the run ends or
+    /// parks, the app is reconciled again.
+    fn follow_up(self: &Arc<Self>, run: &Run) {
+        let deferred = self.deferred.lock().expect("not poisoned").remove(&(run.app.clone(), run.env.clone()));
+        if !deferred || self.shutdown.is_cancelled() {
+            return;
+        }
+        let controller = self.clone();
+        let scope = Scope { pushed_refs: None, env: Some(run.env.clone()), apps: vec![run.app.clone()] };
+        let trigger = format!("follow-up of run {}", run.id);
+        self.tasks.spawn(async move {
+            if let Err(error) = controller.reconcile(&scope, &trigger).await {
+                tracing::warn!(error = format!("{error:#}"), "could not reconcile after a run");
+            }
+        });
+    }
+
     /// Runs nobody alive is driving, and approvals decided or expired: driven again.
     pub async fn sweep(self: &Arc<Self>) -> Result<()> {
         for run in self.engine.orphaned_runs().await? {
             self.drive(run.id);
         }
-        for run in self.engine.approvals_due().await? {
-            self.drive(run.id);
+        for run_id in self.engine.approvals_due().await? {
+            self.drive(run_id);
         }
         Ok(())
     }
@@ -397,6 +443,19 @@ impl Controller {
             tracing::warn!("runs did not reach a step boundary in time; they resume on the next start");
         }
     }
+}
+
+/// Apps whose spec in `env` differs between two manifests, or that are new there.
+fn changed_apps(before: &Manifest, after: &Manifest, env: &str) -> Vec<String> {
+    after
+        .apps
+        .values()
+        .filter_map(|app| {
+            let spec = app.specs.get(env)?;
+            let was = before.apps.get(&app.name).and_then(|old| old.specs.get(env));
+            (was != Some(spec)).then(|| app.name.clone())
+        })
+        .collect()
 }
 
 fn release_source(commit: &Commit) -> ReleaseSource {

@@ -182,6 +182,7 @@ impl Store for SqliteStore {
             "SELECT * FROM runs
              WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR env = ?2) AND (?3 = 0 OR finished_at IS NULL)
                AND (?4 IS NULL OR state = ?4) AND (?5 IS NULL OR created_at >= ?5)
+               AND (?7 = 0 OR state != 'awaiting_approval')
              ORDER BY id DESC LIMIT ?6",
         )
         .bind(&filter.app)
@@ -190,6 +191,7 @@ impl Store for SqliteStore {
         .bind(filter.state.map(RunState::as_str))
         .bind(filter.since)
         .bind(filter.limit.map_or(-1, i64::from))
+        .bind(filter.exclude_parked)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -427,6 +429,19 @@ impl Store for SqliteStore {
     async fn approval(&self, run: RunId) -> Result<Option<Approval>> {
         let mut connection = self.pool.acquire().await.map_err(backend)?;
         Self::approval_row(&mut connection, run).await
+    }
+
+    async fn approvals_due(&self, now: i64) -> Result<Vec<RunId>> {
+        sqlx::query_scalar(
+            "SELECT approvals.run_id FROM approvals JOIN runs ON runs.id = approvals.run_id
+             WHERE runs.state = 'awaiting_approval'
+               AND (approvals.decision IS NOT NULL OR approvals.expires_at <= ?)
+             ORDER BY approvals.run_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn decide(

@@ -251,6 +251,10 @@ pub async fn approvals_are_requested_then_decided_once(store: &dyn Store) {
     };
     store.transition(&lease, park).await.expect("parked");
     let requested = store.approval(created.id).await.expect("read").expect("requested");
+    assert_eq!(store.approvals_due(now_ms()).await.expect("due"), Vec::<RunId>::new(), "undecided, not expired");
+    assert_eq!(store.approvals_due(4_000_000_000_000).await.expect("due"), [created.id], "expired by then");
+    let unfinished = RunFilter { unfinished_only: true, exclude_parked: true, ..Default::default() };
+    assert!(store.runs(&unfinished).await.expect("runs").is_empty(), "parked runs are left out");
     assert_eq!((requested.decision, requested.expires_at), (None, Some(4_000_000_000_000)));
 
     let (approval, event) =
@@ -258,6 +262,7 @@ pub async fn approvals_are_requested_then_decided_once(store: &dyn Store) {
     assert_eq!(approval.decision, Some(Decision::Approved));
     assert_eq!((approval.decided_by.as_deref(), approval.comment.as_deref()), (Some("bob"), Some("ship it")));
     assert_eq!(event.run_id, Some(created.id));
+    assert_eq!(store.approvals_due(now_ms()).await.expect("due"), [created.id], "decided");
     match store.decide(created.id, Decision::Rejected, "carol", None, NewEvent::for_run(&created, "x", "x")).await {
         Err(StoreError::AlreadyDecided { decision, by, .. }) => {
             assert_eq!((decision, by.as_str()), ("approved", "bob"))

@@ -91,6 +91,8 @@ pub trait Store: Send + Sync {
 
     /// A run's approval request, if it has one.
     async fn approval(&self, run: RunId) -> Result<Option<Approval>>;
+    /// Runs parked for approval that can move on: decided, or expired by `now`.
+    async fn approvals_due(&self, now: i64) -> Result<Vec<RunId>>;
     /// Records a decision on a waiting run, with its event. The first decision wins.
     ///
     /// # Errors

@@ -409,6 +409,8 @@ pub struct RunFilter {
     pub app: Option<String>,
     pub env: Option<String>,
     pub unfinished_only: bool,
+    /// Leave out runs parked for approval (nobody drives them until a decision).
+    pub exclude_parked: bool,
     pub state: Option<RunState>,
     /// Only runs created at or after this time (Unix ms).
     pub since: Option<i64>,

@@ -72,6 +72,16 @@ impl ServerProcess {
         self.log.lock().unwrap().clone()
     }
 
+    /// The process's resident memory now, from /proc.
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// SIGKILL: no shutdown, no cleanup, as a crash.
     pub fn kill(mut self) {
         let _ = self.child.kill();
