@@ -16,6 +16,14 @@ use clap::Parser;
 use crate::cli::{Cli, Command, Output};
 use crate::context::{Context, InvalidManifest};
 
+/// jemalloc rather than glibc's allocator: `launchway server` runs for months and goes
+/// through bursts (a thousand runs planned at start, a thousand manifests parsed), and
+/// glibc's per-thread arenas keep what a burst took. With jemalloc returning freed pages
+/// after a second (its options are set at build time in `.cargo/config.toml`), the idle
+/// server of BENCHMARKS.md uses about half the memory.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes, documented in `launchway --help`.
 pub mod exit {
     pub const SUCCESS: u8 = 0;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Manifests kept parsed, by commit: the heads of the branches and tags in use.
-const MANIFEST_CACHE: usize = 4;
+const MANIFEST_CACHE: usize = 2;
 
 /// What a reconcile looks at.
 #[derive(Debug, Clone, Default)]
