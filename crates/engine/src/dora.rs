@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use launchway_store::{RunFilter, RunKind, RunState, now_ms};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Result};
 
@@ -38,7 +38,7 @@ pub struct RunRecord {
     pub committed_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DoraFigures {
     pub app: String,
     pub env: String,

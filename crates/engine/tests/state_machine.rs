@@ -146,14 +146,17 @@ fn manifest(image: &str) -> Manifest {
 
 /// Creates the run a deploy of `image` would create, and returns its id.
 async fn start(engine: &Engine, image: &str) -> i64 {
-    let manifest = manifest(image);
-    let selection = Selection::default();
+    start_manifest(engine, &manifest(image), ReleaseSource::default()).await
+}
+
+/// Creates the one run deploying `manifest` must create, and returns its id.
+async fn start_manifest(engine: &Engine, manifest: &Manifest, source: ReleaseSource) -> i64 {
     let decisions = engine
         .prepare_deploys(&DeployRequest {
-            manifest: &manifest,
+            manifest,
             images: Default::default(),
-            source: ReleaseSource::default(),
-            selection: &selection,
+            source,
+            selection: &Selection::default(),
             retry_failed: false,
             trigger: "test".into(),
         })
@@ -303,22 +306,8 @@ fn gated_manifest(image: &str, approval: &str) -> Manifest {
 }
 
 async fn start_gated(engine: &Engine, image: &str, approval: &str) -> i64 {
-    let manifest = gated_manifest(image, approval);
-    let decisions = engine
-        .prepare_deploys(&DeployRequest {
-            manifest: &manifest,
-            images: Default::default(),
-            source: ReleaseSource { author: Some("Alice <alice@example.com>".into()), ..ReleaseSource::default() },
-            selection: &Selection::default(),
-            retry_failed: false,
-            trigger: "test".into(),
-        })
-        .await
-        .expect("decisions");
-    match decisions.as_slice() {
-        [Decision::Started { run, .. }] => run.id,
-        other => panic!("expected one started run, got {other:?}"),
-    }
+    let source = ReleaseSource { author: Some("Alice <alice@example.com>".into()), ..ReleaseSource::default() };
+    start_manifest(engine, &gated_manifest(image, approval), source).await
 }
 
 #[tokio::test]

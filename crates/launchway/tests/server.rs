@@ -405,3 +405,52 @@ async fn sigterm_stops_the_server_cleanly() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// The same workflow without a server: the CLI against the local database.
+#[tokio::test]
+async fn approvals_publications_audit_and_dora_work_from_the_cli_alone() {
+    let world = World::new().await;
+    world.commit(&web("approval: true"), "web, approved by hand");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(6);
+    assert!(deploy.stdout().contains("waits for approval: `launchway approve 1`"), "{}", deploy.stdout());
+
+    // The commit's author may not approve; someone else may, and the run carries on.
+    world.launchway(&["approve", "1", "--as", "author@example.com"]).await.assert_exit(1);
+    let approved = world.launchway(&["approve", "1", "--as", "bob@example.com", "--comment", "ship it"]).await;
+    approved.assert_exit(0);
+    assert!(approved.stdout().contains("run 1 approved by bob@example.com"), "{}", approved.stdout());
+    assert_eq!(world.running_ids("web").await.len(), 1);
+
+    // CI's image file, published locally: a new release, which waits for approval too.
+    let ci_image = format!("launchway-test/sample:cli-{}", world.env);
+    let (repo, tag) = ci_image.split_once(':').unwrap();
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+    world.docker.client().tag_image(support::IMAGE, Some(options)).await.expect("tagged");
+    let file = world.db.path().join("imageDetail.json");
+    std::fs::write(&file, format!(r#"{{"ImageURI": "{ci_image}"}}"#)).unwrap();
+    let published = world
+        .launchway(&["release", "publish", "--app", "web", "--env", &world.env, "--file", file.to_str().unwrap()])
+        .await;
+    published.assert_exit(6);
+    let rejected = world.launchway(&["reject", "2", "--as", "bob@example.com", "--comment", "not today"]).await;
+    rejected.assert_exit(0);
+    assert_eq!(world.runs().await[0]["state"], "rejected");
+    assert!(world.live("web").await.replicas.iter().all(|replica| replica.containers[0].image == support::IMAGE));
+
+    let audit = world.launchway(&["audit", "--limit", "500"]).await;
+    audit.assert_exit(0);
+    for expected in
+        ["approval.granted", "approved by bob@example.com: ship it", "release.published", "approval.refused"]
+    {
+        assert!(audit.stdout().contains(expected), "{expected} missing:\n{}", audit.stdout());
+    }
+    let dora = world.launchway(&["dora", "--output", "json"]).await;
+    dora.assert_exit(0);
+    let figures: Value = serde_json::from_str(&dora.stdout()).unwrap();
+    assert_eq!(figures[0]["deployments"], 1, "the rejected release is not a deployment: {figures}");
+
+    let tag = world.launchway(&["ci", "tag", "--path", world.repo.path().to_str().unwrap(), "--length", "40"]).await;
+    tag.assert_exit(0);
+    assert_eq!(tag.stdout().trim(), world.repo.git(&["rev-parse", "HEAD"]).trim());
+}

@@ -526,7 +526,7 @@ async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: B
         auth::TokenError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
         auth::TokenError::Store(store) => store.into(),
     })?;
-    engine.record(token_event("token.created", &issued.token, &admin)).await?;
+    engine.record(auth::token_event("token.created", &issued.token, &admin.subject, "api")).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token, "secret": issued.presented}))).into_response())
 }
 
@@ -543,27 +543,7 @@ async fn revoke_token(State(state): State<AppState>, headers: HeaderMap, Path(id
     };
     let revoked = store.revoke_token(&id).await?;
     if revoked {
-        state.controller.engine().record(token_event("token.revoked", &token, &admin)).await?;
+        state.controller.engine().record(auth::token_event("token.revoked", &token, &admin.subject, "api")).await?;
     }
     ok(json!({"id": id, "revoked": revoked}))
-}
-
-/// The audit event of a token created or revoked: never its secret.
-pub fn token_event(kind: &str, token: &Token, by: &Token) -> NewEvent {
-    let verb = if kind == "token.created" { "created" } else { "revoked" };
-    NewEvent {
-        run_id: None,
-        app: None,
-        env: None,
-        kind: kind.to_owned(),
-        message: format!(
-            "{} {verb} {} token {} ({}) for {}",
-            by.subject,
-            token.role.as_str(),
-            token.id,
-            token.name,
-            token.subject
-        ),
-        data: json!({"token": token.id, "role": token.role, "subject": token.subject, "apps": token.apps, "envs": token.envs, "by": by.subject}),
-    }
 }

@@ -2,31 +2,14 @@
 
 use anyhow::Result;
 use launchway_engine::DoraFigures;
-use serde::Deserialize;
 
 use crate::cli::{Output, Scope};
 use crate::context::Context;
 use crate::exit;
 use crate::output::{print_json, table};
 
-/// The figures as the API sends them.
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Figures {
-    app: String,
-    env: String,
-    window_days: u32,
-    deployments: u32,
-    deployments_per_day: f64,
-    lead_time_median_s: Option<f64>,
-    lead_time_p90_s: Option<f64>,
-    change_failure_rate: Option<f64>,
-    failed_changes: u32,
-    time_to_restore_median_s: Option<f64>,
-    unrestored_failures: u32,
-}
-
 pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
-    let figures: Vec<Figures> = if let Some(server) = context.server()? {
+    let figures: Vec<DoraFigures> = if let Some(server) = context.server()? {
         let mut query = vec![format!("days={days}")];
         if let Some(env) = &scope.env {
             query.push(format!("env={env}"));

@@ -2,7 +2,7 @@
 
 use anyhow::{Result, anyhow};
 use launchway_server::auth::{self, TokenRequest};
-use launchway_store::{NewEvent, Role, Token};
+use launchway_store::{Role, Token};
 use serde_json::{Value, json};
 
 use crate::cli::{Output, TokenCommand};
@@ -43,7 +43,7 @@ pub async fn run(context: &Context, command: TokenCommand) -> Result<u8> {
                 envs: envs.clone(),
             };
             let issued = auth::issue(store.as_ref(), request).await.map_err(|error| anyhow!("{error}"))?;
-            engine.record(local_token_event("token.created", &issued.token, &by)).await?;
+            engine.record(auth::token_event("token.created", &issued.token, &by, "cli")).await?;
             json!({"token": issued.token, "secret": issued.presented})
         }
         TokenCommand::List => serde_json::to_value(store.tokens().await?)?,
@@ -51,30 +51,12 @@ pub async fn run(context: &Context, command: TokenCommand) -> Result<u8> {
             let token = store.token(id).await?.ok_or_else(|| anyhow!("no token {id}"))?;
             let revoked = store.revoke_token(id).await?;
             if revoked {
-                engine.record(local_token_event("token.revoked", &token, &by)).await?;
+                engine.record(auth::token_event("token.revoked", &token, &by, "cli")).await?;
             }
             json!({"id": id, "revoked": revoked})
         }
     };
     print_answer(context, &command, answer)
-}
-
-fn local_token_event(kind: &str, token: &Token, by: &str) -> NewEvent {
-    let verb = if kind == "token.created" { "created" } else { "revoked" };
-    NewEvent {
-        run_id: None,
-        app: None,
-        env: None,
-        kind: kind.to_owned(),
-        message: format!(
-            "{by} {verb} {} token {} ({}) for {} (cli)",
-            token.role.as_str(),
-            token.id,
-            token.name,
-            token.subject
-        ),
-        data: json!({"token": token.id, "role": token.role, "subject": token.subject, "apps": token.apps, "envs": token.envs, "by": by}),
-    }
 }
 
 fn print_answer(context: &Context, command: &TokenCommand, answer: Value) -> Result<u8> {
