@@ -82,11 +82,6 @@ impl RunningServer {
         self.controller.shut_down(self.grace).await;
         let _ = self.serving.await;
     }
-
-    /// Resolves when the server has stopped (after a shutdown began).
-    pub async fn stopped(&self) {
-        self.controller.shutdown.cancelled().await;
-    }
 }
 
 /// Starts the server: binds its listeners, resumes what was interrupted, reads the
