@@ -390,7 +390,7 @@ impl Engine {
                 .map(|environment| environment.target.clone())
                 .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
             let spec = manifest
-                .and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env))
+                .and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec))
                 .or(current_release.as_ref().map(|release| &release.spec));
             let live = match (&target, spec) {
                 (Some(target), Some(spec)) => match self.target(target).await {

@@ -285,5 +285,11 @@ async fn server_figures(apps: usize) {
         ms(*latencies.last().unwrap())
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    println!("  resident memory, idle: {:.1} MiB", server.resident_kib() as f64 / 1024.0);
+    let mib = |field| server.resident_kib(field) as f64 / 1024.0;
+    println!(
+        "  resident memory, idle: {:.1} MiB ({:.1} MiB anonymous, {:.1} MiB of the binary and other files)",
+        mib("VmRSS"),
+        mib("RssAnon"),
+        mib("RssFile")
+    );
 }

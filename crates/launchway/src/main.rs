@@ -21,6 +21,7 @@ use crate::context::{Context, InvalidManifest};
 /// glibc's per-thread arenas keep what a burst took. With jemalloc returning freed pages
 /// after a second (its options are set at build time in `.cargo/config.toml`), the idle
 /// server of BENCHMARKS.md uses about half the memory.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

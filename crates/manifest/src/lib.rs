@@ -263,7 +263,7 @@ fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
     let declared = gitops_sample::read(&mut reader, &tree);
     let mut apps = BTreeMap::new();
     for (key, spec) in declared {
-        let specs = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), spec)]);
+        let specs = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), Box::new(spec))]);
         resolve::warn_about_floating_images(&mut warnings, &file.path, &key, &key.name, &specs);
         apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });
     }

@@ -209,7 +209,7 @@ pub struct App {
     /// The file that declares it, relative to the repo root.
     pub file: String,
     /// The resolved spec for each environment the app is deployed to.
-    pub specs: BTreeMap<String, AppSpec>,
+    pub specs: BTreeMap<String, Box<AppSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -55,7 +55,7 @@ pub(crate) struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    pub fn resolve(&mut self, key: &Key, draft: Draft<'_>) -> Option<BTreeMap<String, AppSpec>> {
+    pub fn resolve(&mut self, key: &Key, draft: Draft<'_>) -> Option<BTreeMap<String, Box<AppSpec>>> {
         let (kind, overrides) = match draft {
             Draft::Service(service) => ("services", &service.environments),
             Draft::Task(task) => ("tasks", &task.environments),
@@ -119,7 +119,7 @@ impl Resolver<'_> {
             };
             match spec {
                 Some(spec) => {
-                    specs.insert(name.to_owned(), spec);
+                    specs.insert(name.to_owned(), Box::new(spec));
                 }
                 None => ok = false,
             }
@@ -594,7 +594,7 @@ pub(crate) fn warn_about_floating_images(
     file: &str,
     key: &Key,
     path: &str,
-    specs: &BTreeMap<String, AppSpec>,
+    specs: &BTreeMap<String, Box<AppSpec>>,
 ) {
     let floating: BTreeSet<&str> =
         specs.values().flat_map(|spec| spec.images().into_values()).filter(|image| image::is_floating(image)).collect();

@@ -45,7 +45,7 @@ fn a_minimal_manifest_gets_sensible_defaults() {
     let validated = load_one(MINIMAL).expect("valid");
     let manifest = validated.manifest;
     assert_eq!(manifest.environments["dev"].target, TargetSpec::Docker { host: None });
-    let AppSpec::Service(spec) = &manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
+    let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
     assert_eq!(spec.replicas, 1);
     assert_eq!(spec.containers.len(), 1);
     assert_eq!(spec.containers[0].name, "web");
@@ -95,7 +95,7 @@ services:
 ";
     let manifest = load_one(text).expect("valid").manifest;
     let api = &manifest.apps["api"];
-    let (AppSpec::Service(dev), AppSpec::Service(prod)) = (&api.specs["dev"], &api.specs["prod"]) else {
+    let (AppSpec::Service(dev), AppSpec::Service(prod)) = (&*api.specs["dev"], &*api.specs["prod"]) else {
         panic!("api is a service")
     };
     assert_eq!(dev.replicas, 1);
@@ -387,7 +387,7 @@ fn revisions_change_exactly_when_the_spec_changes() {
 #[test]
 fn specs_survive_a_round_trip_through_json() {
     let manifest = load_one(MINIMAL).expect("valid").manifest;
-    let spec = &manifest.apps["web"].specs["dev"];
+    let spec = &*manifest.apps["web"].specs["dev"];
     let json = serde_json::to_string(spec).expect("serializes");
     let back: AppSpec = serde_json::from_str(&json).expect("deserializes");
     assert_eq!(&back, spec);
@@ -450,8 +450,8 @@ fn an_app_resolves_to_the_shape_each_environment_target_needs() {
     assert_eq!(prod.role_arn.as_deref(), Some("arn:aws:iam::222222222222:role/launchway-deployer"));
     assert_eq!(prod.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
 
-    assert!(matches!(manifest.apps["web"].specs["dev"], AppSpec::Service(_)), "Docker in dev");
-    let AppSpec::EcsService(web) = &manifest.apps["web"].specs["prod"] else { panic!("ECS in prod") };
+    assert!(matches!(*manifest.apps["web"].specs["dev"], AppSpec::Service(_)), "Docker in dev");
+    let AppSpec::EcsService(web) = &*manifest.apps["web"].specs["prod"] else { panic!("ECS in prod") };
     assert_eq!((web.cluster.as_str(), web.service.as_str()), ("prod", "web-svc"));
     assert_eq!(web.definition.images["web"], "example/web:2.0");
     assert_eq!(web.definition.document, None, "an image swap on the live definition");
@@ -465,7 +465,7 @@ fn an_app_resolves_to_the_shape_each_environment_target_needs() {
         })
     );
 
-    let AppSpec::EcsService(api) = &manifest.apps["api"].specs["prod"] else { panic!("ECS") };
+    let AppSpec::EcsService(api) = &*manifest.apps["api"].specs["prod"] else { panic!("ECS") };
     assert_eq!(api.service, "api", "the app's name by default");
     assert_eq!((api.desired_count, api.deployment), (None, None), "the service keeps its count and settings");
     let document = &api.definition.document.as_ref().expect("a whole definition").document;
@@ -475,7 +475,7 @@ fn an_app_resolves_to_the_shape_each_environment_target_needs() {
     assert_eq!(api.definition.images["api"], "example/api:7", "the manifest's image wins over the file's");
     assert!(!manifest.apps["api"].specs.contains_key("dev"));
 
-    let AppSpec::EcsTask(report) = &manifest.apps["report"].specs["prod"] else { panic!("ECS task") };
+    let AppSpec::EcsTask(report) = &*manifest.apps["report"].specs["prod"] else { panic!("ECS task") };
     assert_eq!(report.rule.as_deref(), Some("nightly-report"));
     assert_eq!(report.cluster.as_deref(), Some("prod"));
 
@@ -612,14 +612,14 @@ services:
     assert_eq!(manifest.environments.keys().collect::<Vec<_>>(), [SAMPLE_ENVIRONMENT]);
     assert_eq!(manifest.environments[SAMPLE_ENVIRONMENT].target, TargetSpec::Ecs(EcsTarget::default()));
     assert_eq!(manifest.apps.len(), 4, "three services and one rule: {:?}", manifest.apps.keys());
-    let AppSpec::EcsService(a) = &manifest.apps["demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"].specs["default"]
+    let AppSpec::EcsService(a) = &*manifest.apps["demo-service-a-ts6bt1u6vqbg-service-htco3skty2j1"].specs["default"]
     else {
         panic!("a service")
     };
     assert_eq!((a.cluster.as_str(), a.service.as_str()), ("demo", "demo-service-a-TS6BT1U6VQBG-Service-HTco3SKTy2J1"));
     assert_eq!(a.definition.images["service-a"], "11111111111.dkr.ecr.us-east-1.amazonaws.com/service-a:2.0.0");
     // Two containers on one rule: one app, one new revision.
-    let AppSpec::EcsTask(rule) = &manifest.apps["service-y-cw-rule"].specs["default"] else { panic!("a task") };
+    let AppSpec::EcsTask(rule) = &*manifest.apps["service-y-cw-rule"].specs["default"] else { panic!("a task") };
     assert_eq!(rule.rule.as_deref(), Some("service-y-cw-rule"));
     assert_eq!(rule.definition.images.keys().collect::<Vec<_>>(), ["service-x", "service-y"]);
 
@@ -746,7 +746,7 @@ services:
 #[test]
 fn published_images_replace_the_manifests_by_container() {
     let manifest = load_one(MINIMAL).expect("valid").manifest;
-    let spec = &manifest.apps["web"].specs["dev"];
+    let spec = &*manifest.apps["web"].specs["dev"];
     let published =
         spec.with_images(&std::collections::BTreeMap::from([("web".to_owned(), "example/web:1.1".to_owned())]));
     assert_eq!(published.images()["web"], "example/web:1.1");

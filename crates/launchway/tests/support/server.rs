@@ -73,11 +73,13 @@ impl ServerProcess {
     }
 
     /// The process's resident memory now, from /proc.
-    pub fn resident_kib(&self) -> u64 {
+    /// Resident memory in KiB, from `/proc/PID/status`: `VmRSS`, `RssAnon` (the heap,
+    /// stacks) or `RssFile` (the binary's pages read from disk).
+    pub fn resident_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
