@@ -315,7 +315,15 @@ notifications:
     assert!(blocks.contains("*App*\\nweb") && blocks.contains(&format!("*Environment*\\n{}", world.env)), "{blocks}");
     assert!(blocks.contains("Review and approve"));
     let run = api.wait_for_runs("", |runs| !runs.is_empty()).await[0]["id"].as_i64().unwrap();
-    assert!(blocks.contains(&server.url(&format!("/api/v1/runs/{run}"))), "the link points at the run: {blocks}");
+    let link = server.url(&format!("/runs/{run}"));
+    assert!(blocks.contains(&format!("\"{link}\"")), "the link points at the run's page: {blocks}");
+    // The page opens without a token (it asks for one and reads the API with it) and
+    // allows no script but its own.
+    let page = reqwest::Client::builder().no_proxy().build().unwrap().get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(page.text().await.unwrap().contains(r#"<script src="/ui/app.js""#));
     assert!(broken.bodies().is_empty(), "the webhook wants successes and failures only");
 
     api.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;

@@ -7,7 +7,7 @@
 //!
 //! Module map: `controller` (changes → runs → workers), `api` (routes), `auth` (tokens
 //! and roles), `hooks` (webhook verification), `scheduler` (Docker tasks),
-//! `notifications` (events → chat), `metrics` (Prometheus).
+//! `notifications` (events → chat), `metrics` (Prometheus), `ui` (the web page).
 
 pub mod api;
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod metrics;
 mod notifications;
 mod scheduler;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

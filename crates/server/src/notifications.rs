@@ -96,7 +96,8 @@ impl Dispatcher {
         } else {
             Vec::new()
         };
-        let run_url = format!("{}/api/v1/runs/{}", self.public_url.trim_end_matches('/'), run.id);
+        // The run's web page, where an approver can approve or reject.
+        let run_url = format!("{}/runs/{}", self.public_url.trim_end_matches('/'), run.id);
         let approval = if on == NotifyOn::ApprovalNeeded { store.approval(run.id).await? } else { None };
         let notification = Notification {
             event: on,

@@ -44,14 +44,7 @@ impl SqliteStore {
             // 256 KiB of page cache per connection instead of 2 MiB: the hot pages (runs
             // under way, recent events) fit, and the operating system caches the rest.
             .pragma("cache_size", "-256");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            // Each connection keeps its own page cache: after a burst, an idle server
-            // closes the connections it no longer needs.
-            .idle_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(open_error)?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_error)?;
         sqlx::migrate!()
             .run(&pool)
             .await
