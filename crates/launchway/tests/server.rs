@@ -6,7 +6,7 @@ mod support;
 use launchway_target::Target;
 use serde_json::{Value, json};
 use support::World;
-use support::server::{Api, Receiver, ServerProcess, WEBHOOK_SECRET, github_push, token};
+use support::server::{Api, Receiver, ServerProcess, WEBHOOK_SECRET, github_push, token, unused_local_address};
 
 /// One service in one environment, fed by `source` (`branch: dev`, `approval: true`…).
 fn web(source: &str) -> String {
@@ -357,6 +357,40 @@ notifications:
     assert_eq!(dora[0]["change_failure_rate"], 0.5, "{dora}");
     assert_eq!(dora[0]["unrestored_failures"], 0, "{dora}");
     assert!(dora[0]["time_to_restore_median_s"].as_f64().is_some(), "{dora}");
+}
+
+#[tokio::test]
+async fn a_message_due_when_the_server_crashed_is_sent_when_it_starts_again() {
+    let world = World::new().await;
+    // Chat is down when the run asks for approval: the server retries, then is killed.
+    let chat = unused_local_address();
+    world.commit(
+        &format!("{}notifications:\n  - slack: http://{chat}/hook\n", web("approval: true")),
+        "web, approved in chat",
+    );
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "viewer", "ops@example.com", &[]).await));
+    let run = api.wait_for_runs("?state=awaiting_approval", |runs| !runs.is_empty()).await[0]["id"].as_i64().unwrap();
+    server.kill();
+
+    let slack = Receiver::start_at(chat, 200).await;
+    let server = ServerProcess::start(&world);
+    let asks =
+        slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("waits for approval"))).await;
+    assert!(asks["blocks"].to_string().contains(&format!("/runs/{run}")), "{asks}");
+    let api = Api::new(&server, Some(&token(&world, "viewer", "ops@example.com", &[]).await));
+    api.wait_for_event(run, "notification.sent").await;
+
+    // Sent once: after a further restart the log is read on from there, so the next
+    // message is the deploy's, and the approval is not announced again.
+    server.kill();
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "approver", "bob@example.com", &[]).await));
+    api.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    api.wait_for_run(run, &["succeeded"]).await;
+    slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("deployed: run"))).await;
+    let texts: Vec<String> = slack.bodies().iter().map(|body| body["text"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(texts.iter().filter(|text| text.contains("waits for approval")).count(), 1, "{texts:#?}");
 }
 
 #[tokio::test]

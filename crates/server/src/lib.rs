@@ -113,7 +113,8 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         notifier: Notifier::new(config.notify_retry),
         public_url,
     });
-    controller.tasks.spawn(dispatcher.run());
+    let notify_from = dispatcher.starting_point().await.context("could not read where notifications got to")?;
+    controller.tasks.spawn(dispatcher.run(notify_from));
 
     // What a previous process left: interrupted runs, approvals decided meanwhile.
     controller.sweep().await.context("could not read unfinished runs")?;

@@ -1,20 +1,34 @@
-//! Turns the engine's events into chat messages and webhook calls, and step metrics.
+//! Turns the events in the log into chat messages and webhook calls, and step metrics.
 //!
-//! Listens to every event this process records. For a run that needs approval,
-//! succeeded, failed or was rolled back, it reads the manifest the release came from,
-//! and sends to each destination that wants that event for that environment. Sending
-//! happens off the run's path: a slow or failing receiver delays and fails nothing but
-//! its own message, whose outcome goes to the audit log.
+//! Follows the event log (every process's events: a CLI deploy on the same database is
+//! announced too) from where it last got to, kept in the store, so a message that was
+//! due when the server stopped or crashed is sent when it starts again: delivery is at
+//! least once. For a run that needs approval, succeeded, failed or was rolled back, it
+//! reads the manifest the release came from, and sends to each destination that wants
+//! that event for that environment. Sending happens off the run's path: a slow or
+//! failing receiver delays and fails nothing but its own message, whose outcome goes to
+//! the audit log.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
 use launchway_store::{Event, EventFilter, NewEvent, RunKind};
 use launchway_target_ecs::{SecretRef, resolve_secret_default};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::mpsc;
 
 use crate::controller::Controller;
+
+/// The dispatcher's cursor in the store.
+const CURSOR: &str = "notifications";
+/// Events read from the log at a time.
+const BATCH: u32 = 500;
+/// How often the log is read when this process records nothing (other processes'
+/// events, and retrying after a store error).
+const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Dispatcher {
     pub controller: Arc<Controller>,
@@ -23,21 +37,88 @@ pub struct Dispatcher {
     pub public_url: String,
 }
 
+/// Where the dispatcher is in the log.
+struct LogPosition {
+    /// The last event read.
+    read: i64,
+    /// Events whose notifications are being sent.
+    in_flight: BTreeSet<i64>,
+    /// What the store has as the cursor.
+    saved: i64,
+}
+
+impl LogPosition {
+    /// Every event up to here is dealt with: the cursor to save.
+    fn done_through(&self) -> i64 {
+        self.in_flight.first().map_or(self.read, |first| first - 1)
+    }
+}
+
 impl Dispatcher {
-    pub async fn run(self: Arc<Self>) {
-        let mut events = self.controller.engine().subscribe();
-        loop {
-            let event = tokio::select! {
-                () = self.controller.shutdown.cancelled() => return,
-                received = events.recv() => match received {
-                    Ok(event) => event,
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "events came faster than notifications could keep up; some were skipped");
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                },
-            };
+    /// Where to start reading: the saved cursor, or on a database the dispatcher has
+    /// never seen, its last event (a first start announces nothing from its history).
+    /// Called before the server records anything, so no event of this start is missed.
+    pub async fn starting_point(&self) -> anyhow::Result<i64> {
+        let store = self.controller.engine().store();
+        if let Some(event_id) = store.cursor(CURSOR).await? {
+            return Ok(event_id);
+        }
+        let last = store.events(&EventFilter { last: Some(1), ..EventFilter::default() }).await?;
+        let event_id = last.last().map_or(0, |event| event.id);
+        store.set_cursor(CURSOR, event_id).await?;
+        Ok(event_id)
+    }
+
+    pub async fn run(self: Arc<Self>, start: i64) {
+        let mut log = LogPosition { read: start, in_flight: BTreeSet::new(), saved: start };
+        let (finished_tx, mut finished) = mpsc::unbounded_channel();
+        // This process's events wake the dispatcher at once; the log is the truth.
+        let mut recorded = self.controller.engine().subscribe();
+        let shutdown = self.controller.shutdown.clone();
+        while !shutdown.is_cancelled() {
+            let caught_up = self.dispatch_new_events(&mut log, &finished_tx).await;
+            self.save(&mut log).await;
+            if !caught_up {
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                Some(event_id) = finished.recv() => { log.in_flight.remove(&event_id); }
+                _ = recorded.recv() => {}
+                () = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+            while let Ok(event_id) = finished.try_recv() {
+                log.in_flight.remove(&event_id);
+            }
+            while !matches!(recorded.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
+        }
+        // Messages under way get the shutdown's grace period; those that do not finish
+        // are sent again at the next start.
+        drop(finished_tx);
+        while let Some(event_id) = finished.recv().await {
+            log.in_flight.remove(&event_id);
+        }
+        self.save(&mut log).await;
+    }
+
+    /// Reads the next events and starts their notifications; true when nothing more is
+    /// waiting in the log.
+    async fn dispatch_new_events(
+        self: &Arc<Self>,
+        log: &mut LogPosition,
+        finished: &mpsc::UnboundedSender<i64>,
+    ) -> bool {
+        let filter = EventFilter { after_id: Some(log.read), limit: Some(BATCH), ..EventFilter::default() };
+        let events = match self.controller.engine().store().events(&filter).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the event log for notifications");
+                return true;
+            }
+        };
+        let caught_up = events.len() < BATCH as usize;
+        for event in events {
+            log.read = event.id;
             if event.kind == "step.finished" {
                 let data = &event.data;
                 let seconds = data["elapsed_ms"].as_f64().unwrap_or_default() / 1000.0;
@@ -49,12 +130,27 @@ impl Dispatcher {
                 continue;
             }
             let Some(on) = notify_on(&event.kind) else { continue };
+            log.in_flight.insert(event.id);
             let dispatcher = self.clone();
+            let finished = finished.clone();
             self.controller.tasks.spawn(async move {
                 if let Err(error) = dispatcher.notify(on, &event).await {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
+                let _ = finished.send(event.id);
             });
+        }
+        caught_up
+    }
+
+    async fn save(&self, log: &mut LogPosition) {
+        let done = log.done_through();
+        if done == log.saved {
+            return;
+        }
+        match self.controller.engine().store().set_cursor(CURSOR, done).await {
+            Ok(()) => log.saved = done,
+            Err(error) => tracing::warn!(%error, "could not save how far notifications got"),
         }
     }
 

@@ -573,6 +573,24 @@ impl Store for SqliteStore {
         Ok(inserted.rows_affected() == 1)
     }
 
+    async fn cursor(&self, name: &str) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT event_id FROM cursors WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn set_cursor(&self, name: &str, event_id: i64) -> Result<()> {
+        sqlx::query("INSERT INTO cursors (name, event_id) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET event_id = excluded.event_id")
+            .bind(name)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn publish_images(&self, published: Published) -> Result<()> {
         sqlx::query(
             "INSERT INTO published_images (app, env, images, published_by, published_at) VALUES (?, ?, ?, ?, ?)

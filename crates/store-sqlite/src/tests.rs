@@ -32,6 +32,7 @@ conformance_tests!(
     approvals_are_requested_then_decided_once,
     tokens_are_kept_hashed_and_revocable,
     webhook_deliveries_are_seen_once,
+    cursors_remember_where_each_reader_is,
     published_images_replace_earlier_ones,
 );
 

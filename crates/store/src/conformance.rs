@@ -312,6 +312,16 @@ pub async fn webhook_deliveries_are_seen_once(store: &dyn Store) {
     assert!(store.record_delivery("gitlab", "d-1").await.expect("recorded"), "another provider's id space");
 }
 
+/// A reader's place in the event log is kept, one per reader.
+pub async fn cursors_remember_where_each_reader_is(store: &dyn Store) {
+    assert_eq!(store.cursor("notifications").await.expect("read"), None, "never set");
+    store.set_cursor("notifications", 7).await.expect("set");
+    store.set_cursor("notifications", 9).await.expect("moved on");
+    store.set_cursor("other", 3).await.expect("set");
+    assert_eq!(store.cursor("notifications").await.expect("read"), Some(9));
+    assert_eq!(store.cursor("other").await.expect("read"), Some(3));
+}
+
 /// The latest publication for an (app, environment) replaces the one before.
 pub async fn published_images_replace_earlier_ones(store: &dyn Store) {
     let publish = |tag: &str, at: i64| Published {

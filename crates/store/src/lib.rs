@@ -120,4 +120,9 @@ pub trait Store: Send + Sync {
     /// Records the images CI published for (app, env), replacing earlier ones.
     async fn publish_images(&self, published: Published) -> Result<()>;
     async fn published_images(&self) -> Result<Vec<Published>>;
+
+    /// How far the reader `name` has got through the event log: the id of the last
+    /// event it is done with. `None` before it first says.
+    async fn cursor(&self, name: &str) -> Result<Option<i64>>;
+    async fn set_cursor(&self, name: &str, event_id: i64) -> Result<()>;
 }

@@ -210,6 +210,15 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(status: u16) -> Receiver {
+        Receiver::start_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), status)
+    }
+
+    /// A receiver at an address chosen beforehand (see [`unused_local_address`]).
+    pub async fn start_at(addr: SocketAddr, status: u16) -> Receiver {
+        Receiver::start_on(tokio::net::TcpListener::bind(addr).await.expect("the address is still free"), status)
+    }
+
+    fn start_on(listener: tokio::net::TcpListener, status: u16) -> Receiver {
         let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
         let app = Router::new()
             .route(
@@ -220,7 +229,6 @@ impl Receiver {
                 }),
             )
             .with_state(bodies.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Receiver { url, bodies }
@@ -241,6 +249,11 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A loopback address nothing listens on (until a test starts something there).
+pub fn unused_local_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// A GitHub push webhook body for `git_ref` at `commit`.
