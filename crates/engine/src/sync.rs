@@ -106,7 +106,7 @@ impl Engine {
         let mut live_by_env: BTreeMap<String, LiveEnvironment> = BTreeMap::new();
         let mut plans = Vec::new();
         for deployment in manifest.deployments().filter(|d| selection.includes(d.app, d.environment)) {
-            let live = self.live(manifest, deployment.environment, &mut live_by_env).await?;
+            let live = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
             let current = self.current_release(deployment.app, deployment.environment).await?;
             plans.push(plan::compute(
                 deployment.app,
@@ -156,7 +156,7 @@ impl Engine {
                 // would deploy a state nobody wants any more.
                 self.supersede(run, &revision).await?;
             }
-            let live = self.live(request.manifest, env, &mut live_by_env).await?;
+            let live = self.live(request.manifest, env, request.selection, &mut live_by_env).await?;
             let current = self.current_release(app, env).await?;
             let plan = plan::compute(app, env, spec, live.apps.get(app), current.as_ref());
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
@@ -429,17 +429,21 @@ impl Engine {
             .ok_or_else(|| EngineError::Invalid(format!("environment {env} is not declared")))
     }
 
+    /// Live state of the selected apps in `env`, read once per environment. Only the
+    /// selected ones: on ECS each app is API calls, and a push that changed one app of
+    /// a thousand must not describe the other 999.
     async fn live<'m>(
         &self,
         manifest: &Manifest,
         env: &str,
+        selection: &Selection,
         cache: &'m mut BTreeMap<String, LiveEnvironment>,
     ) -> Result<&'m LiveEnvironment> {
         if !cache.contains_key(env) {
             let target = self.target(&self.environment_target(manifest, env)?).await?;
             let apps: Vec<AppRef<'_>> = manifest
                 .deployments()
-                .filter(|deployment| deployment.environment == env)
+                .filter(|deployment| deployment.environment == env && selection.includes(deployment.app, env))
                 .map(|deployment| AppRef { app: deployment.app, spec: deployment.spec })
                 .collect();
             cache.insert(env.to_owned(), target.observe(env, &apps).await?);

@@ -29,6 +29,8 @@ struct ScriptedTarget {
     failing_revisions: Mutex<Vec<String>>,
     /// When set, rollouts wait for it: lets a test act while a step is under way.
     hold_rollouts: Mutex<Option<Arc<Notify>>>,
+    /// The apps each `observe` asked about.
+    observed: Mutex<Vec<Vec<String>>>,
 }
 
 impl ScriptedTarget {
@@ -59,7 +61,8 @@ impl Target for ScriptedTarget {
         }
     }
 
-    async fn observe(&self, _env: &str, _apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+    async fn observe(&self, _env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+        self.observed.lock().unwrap().push(apps.iter().map(|app| app.app.to_owned()).collect());
         let live = self.live.lock().unwrap().clone();
         Ok(LiveEnvironment {
             apps: live
@@ -170,6 +173,31 @@ async fn start_manifest(engine: &Engine, manifest: &Manifest, source: ReleaseSou
 
 fn revision(image: &str) -> String {
     manifest(image).apps["web"].specs["dev"].revision().0
+}
+
+#[tokio::test]
+async fn deploying_one_app_observes_only_that_app() {
+    // On ECS every observed app costs API calls: a push that changed one app of a
+    // thousand must not describe the other 999.
+    let setup = setup(Duration::from_secs(15)).await;
+    let text = "environments: {dev: {target: docker}}
+services: {web: {image: example/web:1, port: 8080}, api: {image: example/api:1, port: 8080}}
+";
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.as_bytes().to_vec() }];
+    let manifest = launchway_manifest::load(&files, &files).expect("valid").manifest;
+    let selection = Selection { env: None, apps: vec!["api".into()] };
+    let request = DeployRequest {
+        manifest: &manifest,
+        images: Default::default(),
+        source: ReleaseSource::default(),
+        selection: &selection,
+        retry_failed: false,
+        trigger: "test".into(),
+    };
+    let decisions = setup.engine.prepare_deploys(&request).await.expect("decisions");
+    assert!(matches!(decisions.as_slice(), [Decision::Started { .. }]), "{decisions:?}");
+    setup.engine.plan(&manifest, &selection).await.expect("planned");
+    assert_eq!(*setup.target.observed.lock().unwrap(), [["api"], ["api"]]);
 }
 
 #[tokio::test]

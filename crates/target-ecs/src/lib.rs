@@ -19,11 +19,17 @@ use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_ecs::config::Region;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use launchway_manifest::{AppSpec, EcsTarget};
-use launchway_target::{AppRef, LiveApp, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError};
+use launchway_target::{
+    AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError,
+};
 
 pub use secrets::{SecretRef, resolve_secret, resolve_secret_default};
 pub use services::Polling;
+
+/// Apps observed at once.
+const OBSERVE_CONCURRENCY: usize = 8;
 
 /// One ECS environment: a region, an account (through its credentials) and a default
 /// cluster.
@@ -36,6 +42,16 @@ pub struct Ecs {
 }
 
 impl Ecs {
+    /// One app's live definition, if it exists.
+    async fn observe_app(&self, app: &AppRef<'_>) -> Result<(String, Option<LiveDefinition>), TargetError> {
+        let definition = match app.spec {
+            AppSpec::EcsService(service) => services::observe(&self.ecs, service).await?,
+            AppSpec::EcsTask(task) => schedules::observe(&self.schedule_clients(), task).await?,
+            AppSpec::Service(_) | AppSpec::Task(_) => None,
+        };
+        Ok((app.app.to_owned(), definition))
+    }
+
     /// Loads the AWS configuration the environment asks for: its region, profile and
     /// endpoint, else the ambient ones (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`…);
     /// then assumes its role, when it names one.
@@ -128,15 +144,16 @@ impl Target for Ecs {
     }
 
     async fn observe(&self, _env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+        // Each app is two or three API calls; a few apps at a time keeps a poll of a
+        // large environment short without running into the API's rate limits (the SDK
+        // backs off when throttled).
+        let lookups: Vec<_> = apps.iter().map(|app| self.observe_app(app)).collect();
+        let observed: Vec<_> =
+            futures_util::stream::iter(lookups).buffer_unordered(OBSERVE_CONCURRENCY).try_collect().await?;
         let mut live = LiveEnvironment::default();
-        for app in apps {
-            let definition = match app.spec {
-                AppSpec::EcsService(service) => services::observe(&self.ecs, service).await?,
-                AppSpec::EcsTask(task) => schedules::observe(&self.schedule_clients(), task).await?,
-                AppSpec::Service(_) | AppSpec::Task(_) => None,
-            };
+        for (app, definition) in observed {
             if let Some(definition) = definition {
-                live.apps.insert(app.app.to_owned(), LiveApp { replicas: Vec::new(), definition: Some(definition) });
+                live.apps.insert(app, LiveApp { replicas: Vec::new(), definition: Some(definition) });
             }
         }
         Ok(live)
