@@ -10,7 +10,9 @@ mod thread;
 mod worktree;
 mod write;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 
 use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
@@ -86,6 +88,9 @@ pub struct ConfigRepo {
     location: String,
     /// The URL to fetch from, for a mirrored remote.
     pub(crate) remote_url: Option<String>,
+    /// The manifest files last read, by blob id: a commit that changes one app of a
+    /// thousand reads one blob, not a thousand (`launchway server` reads every push).
+    manifest_blobs: Mutex<HashMap<gix::ObjectId, Vec<u8>>>,
 }
 
 impl ConfigRepo {
@@ -107,12 +112,18 @@ impl ConfigRepo {
                 repo: repo.into_sync(),
                 location: location.to_owned(),
                 remote_url: Some(location.to_owned()),
+                manifest_blobs: Mutex::default(),
             };
             repo.fetch()?;
             Ok(repo)
         } else {
             let repo = gix::discover(location).map_err(|source| not_a_repo(location, source))?;
-            Ok(ConfigRepo { repo: repo.into_sync(), location: location.to_owned(), remote_url: None })
+            Ok(ConfigRepo {
+                repo: repo.into_sync(),
+                location: location.to_owned(),
+                remote_url: None,
+                manifest_blobs: Mutex::default(),
+            })
         }
     }
 
@@ -191,15 +202,30 @@ impl ConfigRepo {
                 return Err(SourceError::TooManyFiles { commit: commit.id.clone(), limit: MAX_FILES });
             }
         }
+        let mut read_before = self.manifest_blobs.lock().expect("not poisoned");
+        let mut read_now = HashMap::with_capacity(pending.len());
         for (path, oid) in pending {
-            // Refuse huge blobs from their header, before reading them into memory.
-            let size = repo.find_header(oid).map_err(|error| read(&path, error))?.size();
-            if size > MAX_FILE_BYTES as u64 {
-                return Err(SourceError::FileTooLarge { path, size, commit: commit.id.clone(), limit: MAX_FILE_BYTES });
-            }
-            let blob = repo.find_blob(oid).map_err(|error| read(&path, error))?;
-            files.push(SourceFile { path, bytes: blob.data.clone() });
+            let bytes = match read_before.remove(&oid).or_else(|| read_now.get(&oid).cloned()) {
+                Some(bytes) => bytes,
+                None => {
+                    // Refuse huge blobs from their header, before reading them into memory.
+                    let size = repo.find_header(oid).map_err(|error| read(&path, error))?.size();
+                    if size > MAX_FILE_BYTES as u64 {
+                        return Err(SourceError::FileTooLarge {
+                            path,
+                            size,
+                            commit: commit.id.clone(),
+                            limit: MAX_FILE_BYTES,
+                        });
+                    }
+                    repo.find_blob(oid).map_err(|error| read(&path, error))?.data.clone()
+                }
+            };
+            files.push(SourceFile { path, bytes: bytes.clone() });
+            read_now.insert(oid, bytes);
         }
+        // Only this commit's blobs are kept: the cache never outgrows one manifest.
+        *read_before = read_now;
         Ok(files)
     }
 }

@@ -42,6 +42,34 @@ fn reads_the_manifest_files_of_a_commit_without_a_work_tree() {
 }
 
 #[test]
+fn reading_commit_after_commit_gives_each_commits_own_files() {
+    // Blobs read before are reused by id: what each commit says must still come back.
+    let repo = repo_with_apps();
+    repo.write("apps/api.yaml", "services: {api: {image: example/api:1}}\n");
+    let first = repo.commit("api");
+    repo.write("apps/web.yaml", "services: {web: {image: example/web:2}}\n");
+    repo.write("apps/copy.yaml", "services: {web: {image: example/web:2}}\n");
+    let second = repo.commit("web 2, and a file with the same content");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    let contents = |commit: &str| -> Vec<(String, String)> {
+        let files = config.manifest_files(&config.resolve(commit).expect("resolves")).expect("files");
+        let mut contents: Vec<_> =
+            files.into_iter().map(|file| (file.path, String::from_utf8(file.bytes).expect("utf-8"))).collect();
+        contents.sort();
+        contents
+    };
+    let at_first = contents(&first);
+    let at_second = contents(&second);
+    assert_eq!(contents(&first), at_first, "read again after another commit");
+    assert_eq!(contents(&second), at_second);
+    let web = |files: &[(String, String)]| files.iter().find(|(path, _)| path == "apps/web.yaml").unwrap().1.clone();
+    assert!(web(&at_first).contains("web:1") && web(&at_second).contains("web:2"));
+    assert_eq!(at_second.iter().filter(|(_, text)| text.contains("web:2")).count(), 2, "{at_second:?}");
+    assert_eq!(at_first.len() + 1, at_second.len());
+}
+
+#[test]
 fn resolves_branches_tags_and_older_commits() {
     let repo = repo_with_apps();
     let first = repo.git(&["rev-parse", "HEAD"]);
