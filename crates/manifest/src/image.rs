@@ -60,10 +60,9 @@ pub(crate) fn parse(reference: &str) -> Result<ImageReference<'_>, String> {
     if name.len() > NAME_MAX {
         return Err(format!("the name is longer than {NAME_MAX} characters"));
     }
-    // The first component names a registry when it looks like a host, as engines read
-    // it: a dot, a port, `localhost` or capitals (which a path cannot have).
+    // Capitals in the first component make it a registry too: a path cannot have them.
     if let Some((first, path)) = name.split_once('/')
-        && (first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()))
+        && (looks_like_a_host(first) || first.bytes().any(|b| b.is_ascii_uppercase()))
     {
         if is_registry(first) && is_path(path) {
             return Ok(ImageReference { registry: Some(first), path, tag, digest });
@@ -115,28 +114,12 @@ fn is_path(path: &str) -> bool {
 /// Runs of lowercase letters and digits joined by one `.`, one or two `_`, or any
 /// number of `-`.
 fn is_path_component(component: &str) -> bool {
-    let is_alphanumeric = |byte: &u8| byte.is_ascii_lowercase() || byte.is_ascii_digit();
-    let bytes = component.as_bytes();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
-        return false;
-    };
-    if !is_alphanumeric(first) || !is_alphanumeric(last) {
-        return false;
-    }
-    let mut separator = String::new();
-    for &byte in bytes {
-        if is_alphanumeric(&byte) {
-            if !matches!(separator.as_str(), "" | "." | "_" | "__") && !separator.bytes().all(|byte| byte == b'-') {
-                return false;
-            }
-            separator.clear();
-        } else if matches!(byte, b'.' | b'_' | b'-') {
-            separator.push(byte as char);
-        } else {
-            return false;
-        }
-    }
-    true
+    let is_alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    component.starts_with(is_alphanumeric)
+        && component.ends_with(is_alphanumeric)
+        && component
+            .split(is_alphanumeric)
+            .all(|separator| matches!(separator, "" | "." | "_" | "__") || separator.bytes().all(|byte| byte == b'-'))
 }
 
 /// A word character followed by up to 127 word characters, dots and dashes.
@@ -161,14 +144,20 @@ fn is_digest(digest: &str) -> bool {
     algorithm_ok && hex.len() >= DIGEST_HEX_MIN && hex.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
-/// Whether the part of a reference between the registry and the tag has capitals.
+/// Whether a name's first component is a registry host, as engines read it: it has a
+/// dot or a port, or is `localhost`.
+fn looks_like_a_host(first: &str) -> bool {
+    first.contains(['.', ':']) || first == "localhost"
+}
+
+/// Whether the part of a reference between the registry and the tag has capitals
+/// (a registry host may have them).
 fn repository_has_uppercase(name: &str) -> bool {
-    let mut components: Vec<&str> = name.split('/').collect();
-    // A first component with a dot or colon is a registry host, where case is allowed.
-    if components.len() > 1 && (components[0].contains(['.', ':']) || components[0] == "localhost") {
-        components.remove(0);
-    }
-    components.iter().any(|component| component.chars().any(|c| c.is_ascii_uppercase()))
+    let repository = match name.split_once('/') {
+        Some((first, rest)) if looks_like_a_host(first) => rest,
+        _ => name,
+    };
+    repository.bytes().any(|byte| byte.is_ascii_uppercase())
 }
 
 /// Whether the reference pins nothing: no tag (so `latest`) or the `latest` tag itself.

@@ -27,6 +27,7 @@ pub use model::{
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;
+pub use taskdef::READ_ONLY_TASK_DEFINITION_FIELDS;
 
 use reader::Reader;
 use resolve::{Draft, ReadFiles, Resolver};

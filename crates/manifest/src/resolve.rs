@@ -371,20 +371,7 @@ impl Resolver<'_> {
     /// A task definition file, read and checked once however many apps refer to it.
     fn task_definition(&mut self, pos: Pos, file: &str, path: &str) -> Option<Value> {
         if !self.read.documents.contains_key(file) {
-            let document = match self.read_referenced(pos, file, &format!("{path}.ecs.task_definition")) {
-                Some(bytes) => match taskdef::normalize(&bytes) {
-                    Ok(document) => Some(document),
-                    Err(problem) => {
-                        self.reader.diagnostics.push(Diagnostic::new(
-                            file,
-                            Pos { line: problem.line, column: problem.column },
-                            problem.message,
-                        ));
-                        None
-                    }
-                },
-                None => None,
-            };
+            let document = self.read_json(pos, file, &format!("{path}.ecs.task_definition"), taskdef::normalize);
             self.read.documents.insert(file.to_owned(), document);
         }
         self.read.documents[file].clone()
@@ -400,20 +387,7 @@ impl Resolver<'_> {
         path: &str,
     ) -> Option<BTreeMap<String, String>> {
         if !self.read.image_files.contains_key(file) {
-            let parsed = match self.read_referenced(pos, file, &format!("{path}.images_from")) {
-                Some(bytes) => match image_files::parse(&bytes) {
-                    Ok(parsed) => Some(parsed),
-                    Err(problem) => {
-                        self.reader.diagnostics.push(Diagnostic::new(
-                            file,
-                            Pos { line: problem.line, column: problem.column },
-                            problem.message,
-                        ));
-                        None
-                    }
-                },
-                None => None,
-            };
+            let parsed = self.read_json(pos, file, &format!("{path}.images_from"), image_files::parse);
             self.read.image_files.insert(file.to_owned(), parsed);
         }
         let entries: Vec<(String, String)> = match self.read.image_files[file].as_ref()? {
@@ -461,6 +435,26 @@ impl Resolver<'_> {
             }
         }
         ok.then_some(images)
+    }
+
+    /// A JSON file the manifest refers to, read and parsed; a problem in it is reported
+    /// at its own line and column.
+    fn read_json<T>(
+        &mut self,
+        pos: Pos,
+        file: &str,
+        path: &str,
+        parse: fn(&[u8]) -> Result<T, taskdef::JsonProblem>,
+    ) -> Option<T> {
+        let bytes = self.read_referenced(pos, file, path)?;
+        match parse(&bytes) {
+            Ok(parsed) => Some(parsed),
+            Err(problem) => {
+                let at = Pos { line: problem.line, column: problem.column };
+                self.reader.diagnostics.push(Diagnostic::new(file, at, problem.message));
+                None
+            }
+        }
     }
 
     fn read_referenced(&mut self, pos: Pos, file: &str, path: &str) -> Option<Vec<u8>> {

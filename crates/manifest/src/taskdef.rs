@@ -5,8 +5,9 @@
 
 use serde_json::Value;
 
-/// Fields ECS fills in and refuses on registration.
-const READ_ONLY: &[&str] = &[
+/// Fields ECS fills in and refuses on registration: dropped from task definition files
+/// here, and from described task definitions by the ECS target.
+pub const READ_ONLY_TASK_DEFINITION_FIELDS: &[&str] = &[
     "taskDefinitionArn",
     "revision",
     "status",
@@ -56,7 +57,7 @@ pub(crate) fn normalize(bytes: &[u8]) -> Result<Value, JsonProblem> {
         Some(_) => return Err(JsonProblem::at_start("\"taskDefinition\" must be an object".to_owned())),
         None => (outer, None),
     };
-    for field in READ_ONLY {
+    for field in READ_ONLY_TASK_DEFINITION_FIELDS {
         definition.remove(*field);
     }
     if let Some(tags) = tags.filter(|tags| tags.as_array().is_some_and(|tags| !tags.is_empty())) {

@@ -20,14 +20,10 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; c
 /// script and style.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/", get(page))
-        .route("/runs/{id}", get(page))
+        .route("/", get(|| asset("text/html; charset=utf-8", PAGE)))
+        .route("/runs/{id}", get(|| asset("text/html; charset=utf-8", PAGE)))
         .route("/ui/app.js", get(|| asset("text/javascript; charset=utf-8", SCRIPT)))
         .route("/ui/app.css", get(|| asset("text/css; charset=utf-8", STYLE)))
-}
-
-async fn page() -> impl IntoResponse {
-    asset("text/html; charset=utf-8", PAGE).await
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

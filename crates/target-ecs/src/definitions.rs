@@ -22,18 +22,6 @@ pub(crate) const TAG_APP: &str = "launchway:app";
 pub(crate) const TAG_REVISION: &str = "launchway:revision";
 pub(crate) const TAG_PREVIOUS: &str = "launchway:previous";
 
-/// Fields ECS fills in and refuses on registration.
-const READ_ONLY: &[&str] = &[
-    "taskDefinitionArn",
-    "revision",
-    "status",
-    "requiresAttributes",
-    "compatibilities",
-    "registeredAt",
-    "registeredBy",
-    "deregisteredAt",
-];
-
 /// How many of a family's newest revisions are searched for one already registered: a
 /// run resumed after a crash between registering and updating finds its revision there.
 const SEARCH_DEPTH: i32 = 3;
@@ -52,7 +40,7 @@ impl Described {
         let mut document = described["taskDefinition"].take();
         let arn = document["taskDefinitionArn"].as_str().unwrap_or(task_definition).to_owned();
         if let Some(fields) = document.as_object_mut() {
-            for field in READ_ONLY {
+            for field in launchway_manifest::READ_ONLY_TASK_DEFINITION_FIELDS {
                 fields.remove(*field);
             }
             if let Some(tags) = described["tags"].as_array().filter(|tags| !tags.is_empty()) {

@@ -72,7 +72,6 @@ impl ServerProcess {
         self.log.lock().unwrap().clone()
     }
 
-    /// The process's resident memory now, from /proc.
     /// Resident memory in KiB, from `/proc/PID/status`: `VmRSS`, `RssAnon` (the heap,
     /// stacks) or `RssFile` (the binary's pages read from disk).
     pub fn resident_kib(&self, field: &str) -> u64 {
