@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 pub use dora::{DoraFigures, NO_OP_REASON};
 pub use owner::Owner;
 pub use plan::{AppPlan, Change, PlanAction};
-pub use sync::{AppStatus, Decision, DeployRequest, ImageOverrides, Selection};
+pub use sync::{AppHealth, AppStatus, Decision, DeployRequest, HealthState, ImageOverrides, Selection, SyncState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

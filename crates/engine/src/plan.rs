@@ -51,6 +51,9 @@ pub struct ReplicaCounts {
     pub running: u32,
     /// Replicas there that are not running (exited, never started).
     pub stopped: u32,
+    /// Running replicas that the target had to restart after they died.
+    #[serde(default)]
+    pub restarted: u32,
     pub desired: u32,
 }
 
@@ -109,10 +112,12 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
             let running_by_revision = live.running_by_revision();
             let running: u32 = running_by_revision.values().sum();
             let stopped = live.replicas.iter().filter(|r| r.state != ReplicaState::Running).count() as u32;
+            let restarted =
+                live.replicas.iter().filter(|r| r.state == ReplicaState::Running && r.restarts > 0).count() as u32;
             // What runs is the revision with the most running replicas.
             let from_revision =
                 running_by_revision.iter().max_by_key(|(_, count)| **count).map(|(revision, _)| (*revision).to_owned());
-            let counts = ReplicaCounts { running, stopped, desired: service.replicas };
+            let counts = ReplicaCounts { running, stopped, restarted, desired: service.replicas };
             let Some(from) = from_revision.clone() else {
                 let mut changes = flatten(desired)
                     .into_iter()
@@ -132,7 +137,7 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 };
             };
             let only_desired_running = running_by_revision.len() == 1 && from == to_revision;
-            if only_desired_running && running == service.replicas && stopped == 0 {
+            if only_desired_running && running == service.replicas && stopped == 0 && restarted == 0 {
                 return no_change(app, env, "service", to_revision, Some(counts));
             }
             let live_spec = match current.filter(|release| release.revision == from) {
@@ -396,6 +401,13 @@ fn converge_summary(counts: &ReplicaCounts, revisions: usize) -> String {
     if counts.stopped > 0 {
         parts.push(format!("replace {} stopped replica{}", counts.stopped, plural(counts.stopped)));
     }
+    if counts.restarted > 0 {
+        parts.push(format!(
+            "replace {} replica{} that crashed and restarted",
+            counts.restarted,
+            plural(counts.restarted)
+        ));
+    }
     if parts.is_empty() {
         parts.push("bring replicas back to the desired revision".to_owned());
     }
@@ -524,6 +536,7 @@ mod tests {
             health: None,
             strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(600) },
             stop_grace_period: Duration::from_secs(10),
+            settle_window: None,
         })
     }
 
@@ -548,6 +561,7 @@ mod tests {
                         _ => Vec::new(),
                     },
                     endpoints: vec![],
+                    restarts: 0,
                 })
                 .collect(),
         }

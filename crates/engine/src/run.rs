@@ -263,16 +263,25 @@ impl Engine {
         }
         let (release, target) = self.release_and_target(run.release_id).await?;
         let live = target.observe(&run.env, &[AppRef { app: &run.app, spec: &release.spec }]).await?;
-        let current = match self.inner.store.deployment(&run.app, &run.env).await? {
+        let record = self.inner.store.deployment(&run.app, &run.env).await?;
+        let current = match &record {
             Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
             None => None,
         };
+        let verified_before = match record.as_ref().and_then(|record| record.good_release_id) {
+            Some(good) => self.inner.store.release(good).await?.revision == release.revision,
+            None => false,
+        };
         let plan = plan::compute(&run.app, &run.env, &release.spec, live.apps.get(&run.app), current.as_ref());
         let plan_json = serde_json::to_value(&plan).expect("plans serialize");
-        let mut next = if plan.is_no_op() {
+        let mut next = if plan.is_no_op() && verified_before {
             Next::to(RunState::Succeeded, "nothing to change: the target already runs this release")
                 .because(crate::dora::NO_OP_REASON)
                 .deploying(release.id, true)
+        } else if plan.is_no_op() {
+            // What runs matches, but launchway never watched it settle: it becomes the
+            // last good release only once verification has.
+            Next::to(RunState::Verifying, "nothing to change: the target already runs this release; verifying it")
         } else if let Some(policy) = run.approval_policy.filter(|_| run.kind == RunKind::Deploy) {
             // Rollbacks are someone's explicit request and do not wait.
             let expires_at = policy.expires.map(|expires| now_ms() + expires.as_millis() as i64);
@@ -316,10 +325,16 @@ impl Engine {
         }
         let progress = RunProgress { engine: self, run };
         match target.verify(rollout(run, &release), &progress).await {
+            Ok(()) if plan_was_no_op(run) => {
+                Ok(Next::to(RunState::Succeeded, format!("verified release {} as it runs", release.id))
+                    .because(crate::dora::NO_OP_REASON)
+                    .deploying(release.id, true))
+            }
             Ok(()) => {
                 let what = match run.kind {
                     RunKind::Deploy => "deployed",
                     RunKind::Rollback => "rolled back to",
+                    RunKind::Repair => "repaired",
                     RunKind::Scheduled => "ran",
                 };
                 Ok(Next::to(
@@ -328,6 +343,19 @@ impl Engine {
                 )
                 .because(format!("{what} revision {}", release.revision))
                 .deploying(release.id, true))
+            }
+            Err(error) if plan_was_no_op(run) => {
+                // launchway changed nothing, so it has nothing to undo: what runs was
+                // there before this run, and stays for someone to look at.
+                let reason = describe(&error);
+                Ok(Next::to(
+                    RunState::Failed,
+                    format!(
+                        "what runs is not healthy ({reason}); launchway changed nothing, so nothing was rolled back"
+                    ),
+                )
+                .because(reason)
+                .with_data(json!({"logs": error.logs()})))
             }
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
@@ -434,6 +462,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether the run's plan found nothing to change (it was then only verified).
+fn plan_was_no_op(run: &Run) -> bool {
+    run.plan.as_ref().is_some_and(|plan| plan["action"] == "no_change")
 }
 
 fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {

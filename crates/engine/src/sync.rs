@@ -6,17 +6,25 @@
 
 use std::collections::BTreeMap;
 
-use launchway_manifest::{ApprovalPolicy, Manifest, TargetSpec};
+use std::time::Duration;
+
+use launchway_manifest::{AppSpec, ApprovalPolicy, Manifest, TargetSpec};
 use launchway_store::{
-    DeploymentRecord, NewEvent, NewRelease, NewRun, Release, ReleaseId, ReleaseSource, Run, RunFilter, RunKind,
-    RunState, now_ms,
+    DeploymentRecord, NewEvent, NewPin, NewRelease, NewRun, Pin, Release, ReleaseId, ReleaseSource, Run, RunFilter,
+    RunKind, RunState, StoreError, now_ms,
 };
-use launchway_target::{AppRef, LiveApp, LiveEnvironment};
+use launchway_target::{AppRef, LiveApp, LiveEnvironment, ReplicaState, describe};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::plan::{self, AppPlan};
+use crate::plan::{self, AppPlan, PlanAction};
 use crate::{Engine, EngineError, Result};
+
+/// The wait before repairing an app again that was repaired within the last hour; it
+/// doubles with each further repair in that hour, up to [`REPAIR_BACKOFF_MAX`]. A
+/// release that keeps dying is not replaced in a tight loop.
+const REPAIR_BACKOFF: Duration = Duration::from_secs(60);
+const REPAIR_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// Which apps and environments a command is about; empty means all.
 #[derive(Debug, Clone, Default)]
@@ -84,6 +92,83 @@ pub enum Decision {
         run_id: i64,
         owner: String,
     },
+    /// A manual rollback holds the app at a release: nothing newer deploys until the
+    /// pin is lifted. `wants` is the revision the repo asks for, when it differs.
+    Pinned {
+        app: String,
+        env: String,
+        pin: Pin,
+        wants: Option<String>,
+    },
+    /// What runs drifted from the last verified release, which was repaired recently:
+    /// the next repair waits until `retry_at` (Unix ms).
+    RepairLater {
+        app: String,
+        env: String,
+        reason: String,
+        retry_at: i64,
+    },
+}
+
+/// How an app is doing where it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Everything it should run runs, as verified.
+    Healthy,
+    /// Some of it is down, restarting, missing or left over.
+    Degraded,
+    /// A run is changing it.
+    Progressing,
+    /// Nothing of it serves.
+    Failed,
+    /// It is not deployed there.
+    Missing,
+    /// Live state could not be read: launchway does not guess.
+    Unknown,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
+            HealthState::Progressing => "progressing",
+            HealthState::Failed => "failed",
+            HealthState::Missing => "missing",
+            HealthState::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppHealth {
+    pub state: HealthState,
+    /// "3/3 running", "2/3 running; web-dev-1f2e-1 exited (code 3)", "cannot reach …".
+    pub summary: String,
+}
+
+/// Whether what runs is what the repo asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    InSync,
+    OutOfSync,
+    /// Held at a release by a manual rollback.
+    Pinned,
+    /// The repo or live state could not be read.
+    Unknown,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::InSync => "in sync",
+            SyncState::OutOfSync => "out of sync",
+            SyncState::Pinned => "pinned",
+            SyncState::Unknown => "unknown",
+        }
+    }
 }
 
 /// One (app, environment) as `status` shows it.
@@ -97,6 +182,24 @@ pub struct AppStatus {
     pub last_run: Option<Run>,
     /// The desired revision, when the config repo was read.
     pub desired_revision: Option<String>,
+    /// Why live state could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_error: Option<String>,
+    pub health: AppHealth,
+    pub sync: SyncState,
+}
+
+/// What a run is created with.
+struct RunRequest<'a> {
+    kind: RunKind,
+    /// The newest run of the app when the run was decided (`None`: do not check).
+    decided_after: Option<&'a Option<Run>>,
+    /// What a failure rolls back to: a verified release.
+    previous: Option<ReleaseId>,
+    trigger: &'a str,
+    summary: &'a str,
+    approval: Option<ApprovalPolicy>,
+    pin: Option<NewPin>,
 }
 
 impl Engine {
@@ -129,6 +232,14 @@ impl Engine {
 
     /// Decides, for each selected (app, environment), whether it needs a run, and
     /// creates the release and the run where it does.
+    ///
+    /// # Rules
+    /// - An unfinished run is resumed (or waited for) before anything new starts.
+    /// - A pinned app gets nothing newer; only drift from its pinned release is repaired.
+    /// - A revision whose last deploy failed, was rolled back or rejected is not deployed
+    ///   again until the desired state changes or `retry_failed` asks for it.
+    /// - Drift from the last verified release (replicas died, restarted, went missing)
+    ///   is repaired toward that release, never toward an unverified one, with a backoff.
     pub async fn prepare_deploys(&self, request: &DeployRequest<'_>) -> Result<Vec<Decision>> {
         let store = &self.inner.store;
         let mut live_by_env: BTreeMap<String, LiveEnvironment> = BTreeMap::new();
@@ -156,65 +267,207 @@ impl Engine {
                 // would deploy a state nobody wants any more.
                 self.supersede(run, &revision).await?;
             }
-            let live = self.live(request.manifest, env, request.selection, &mut live_by_env).await?;
-            let current = self.current_release(app, env).await?;
-            let plan = plan::compute(app, env, spec, live.apps.get(app), current.as_ref());
+            let live = self.live(request.manifest, env, request.selection, &mut live_by_env).await?.apps.get(app);
+            let record = store.deployment(app, env).await?;
+            let current = match &record {
+                Some(record) => Some(store.release(record.current_release_id).await?),
+                None => None,
+            };
+            let good = match record.as_ref().and_then(|record| record.good_release_id) {
+                Some(id) => Some(store.release(id).await?),
+                None => None,
+            };
+            let drift_from = |release: &Release| {
+                let plan = plan::compute(app, env, &release.spec, live, current.as_ref());
+                (plan.action == PlanAction::Converge).then_some(plan)
+            };
+
+            if let Some(pin) = record.as_ref().and_then(|record| record.pin.clone()) {
+                let pinned = store.release(pin.release_id).await?;
+                decisions.push(match drift_from(&pinned) {
+                    Some(plan) => self.repair(&pinned, plan, request, &latest).await?,
+                    None => Decision::Pinned {
+                        app: app.to_owned(),
+                        env: env.to_owned(),
+                        wants: (pinned.revision != revision).then_some(revision),
+                        pin,
+                    },
+                });
+                continue;
+            }
+
+            let plan = plan::compute(app, env, spec, live, current.as_ref());
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
                 decisions.push(Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision });
                 continue;
             }
-            if let Some(failed) =
-                latest.filter(|run| matches!(run.state, RunState::Failed | RunState::RolledBack | RunState::Rejected))
-                && !request.retry_failed
-                && store.release(failed.release_id).await?.revision == revision
+            if !request.retry_failed
+                && let Some(failed) = self.failed_before(app, env, &revision).await?
             {
-                decisions.push(Decision::Skipped {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    previous_state: failed.state,
-                    reason: format!(
-                        "revision {revision} {} in run {}{}; change the manifest, or pass --retry to deploy it again",
-                        match failed.state {
-                            RunState::RolledBack => "was rolled back",
-                            RunState::Rejected => "was rejected",
-                            _ => "failed",
-                        },
-                        failed.id,
-                        failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
-                    ),
+                // Left alone, but what drifted from the last verified release is repaired.
+                decisions.push(match good.as_ref().and_then(|good| Some((good, drift_from(good)?))) {
+                    Some((good, plan)) => self.repair(good, plan, request, &latest).await?,
+                    None => skipped(app, env, &revision, &failed),
                 });
                 continue;
             }
+            if plan.action == PlanAction::Converge
+                && let Some(good) = good.as_ref().filter(|good| good.revision == revision)
+            {
+                // The desired state runs and was verified; only its replicas drifted.
+                decisions.push(self.repair(good, plan, request, &latest).await?);
+                continue;
+            }
             let target = self.environment_target(request.manifest, env)?;
-            let release = store
-                .create_release(NewRelease {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    spec: spec.clone(),
-                    target: target.clone(),
-                    source: request.source.clone(),
-                })
-                .await?;
-            let deployment_record = store.deployment(app, env).await?;
             let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
-            let run = self
-                .create_run(
-                    &release,
-                    RunKind::Deploy,
-                    deployment_record.as_ref(),
-                    &request.trigger,
-                    &plan.summary,
-                    approval,
-                )
-                .await?;
-            decisions.push(Decision::Started { run: Box::new(run), plan: Box::new(plan) });
+            let new_release = NewRelease {
+                app: app.to_owned(),
+                env: env.to_owned(),
+                spec: spec.clone(),
+                target: target.clone(),
+                source: request.source.clone(),
+            };
+            let run = RunRequest {
+                kind: RunKind::Deploy,
+                decided_after: Some(&latest),
+                previous: good.as_ref().map(|good| good.id),
+                trigger: &request.trigger,
+                summary: &plan.summary,
+                approval,
+                pin: None,
+            };
+            match self.create_release_and_run(new_release, run).await {
+                Ok(run) => decisions.push(Decision::Started { run: Box::new(run), plan: Box::new(plan) }),
+                // Another process created a run for the app since we looked: its run
+                // is resumed or waited for like any other.
+                Err(EngineError::Store(StoreError::RunInProgress { run_id, .. })) => {
+                    decisions.push(self.in_progress(app, env, run_id).await?)
+                }
+                Err(EngineError::Store(StoreError::DecidedOnStale { .. })) => decisions.push(look_again(app, env)),
+                Err(error) => return Err(error),
+            }
         }
         Ok(decisions)
     }
 
-    /// Creates a run that returns an app to an earlier release: `to`, or else the last
-    /// release that succeeded there before the current one.
-    pub async fn prepare_rollback(&self, app: &str, env: &str, to: Option<ReleaseId>, trigger: &str) -> Result<Run> {
+    /// A repair run that brings `release` (the last verified one, or the pinned one)
+    /// back, unless the app was repaired too recently.
+    async fn repair(
+        &self,
+        release: &Release,
+        plan: AppPlan,
+        request: &DeployRequest<'_>,
+        latest: &Option<Run>,
+    ) -> Result<Decision> {
+        let (app, env) = (release.app.as_str(), release.env.as_str());
+        let since = now_ms() - 3_600_000;
+        let filter = RunFilter {
+            app: Some(app.to_owned()),
+            env: Some(env.to_owned()),
+            kind: Some(RunKind::Repair),
+            since: Some(since),
+            ..RunFilter::default()
+        };
+        let recent = self.inner.store.runs(&filter).await?;
+        if let Some(last) = recent.first().filter(|_| !request.retry_failed) {
+            let backoff = REPAIR_BACKOFF.saturating_mul(1 << (recent.len() - 1).min(10)).min(REPAIR_BACKOFF_MAX);
+            let retry_at = last.finished_at.unwrap_or(last.updated_at) + backoff.as_millis() as i64;
+            if now_ms() < retry_at {
+                return Ok(Decision::RepairLater {
+                    app: app.to_owned(),
+                    env: env.to_owned(),
+                    reason: format!(
+                        "{} ({}); repaired {} time{} in the last hour, last in run {}",
+                        plan.summary,
+                        release_words(release),
+                        recent.len(),
+                        if recent.len() == 1 { "" } else { "s" },
+                        last.id
+                    ),
+                    retry_at,
+                });
+            }
+        }
+        let previous = self.verified_before(app, env, &release.revision).await?;
+        let summary = format!("repair: {}", plan.summary);
+        let run = RunRequest {
+            kind: RunKind::Repair,
+            decided_after: Some(latest),
+            previous: previous.map(|previous| previous.id),
+            trigger: &request.trigger,
+            summary: &summary,
+            approval: None,
+            pin: None,
+        };
+        match self.create_run(release, run).await {
+            Ok(run) => Ok(Decision::Started { run: Box::new(run), plan: Box::new(plan) }),
+            Err(EngineError::Store(StoreError::RunInProgress { run_id, .. })) => {
+                self.in_progress(app, env, run_id).await
+            }
+            Err(EngineError::Store(StoreError::DecidedOnStale { .. })) => Ok(look_again(app, env)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The decision for an app whose run another process created first.
+    async fn in_progress(&self, app: &str, env: &str, run_id: i64) -> Result<Decision> {
+        match self.inner.store.run(run_id).await {
+            Ok(run) if !run.state.is_terminal() => Ok(match self.unfinished(&run) {
+                // Just created by a live process that is about to drive it.
+                Decision::Resume { run } if run.lease_owner.is_none() => Decision::Busy {
+                    app: app.to_owned(),
+                    env: env.to_owned(),
+                    run_id,
+                    owner: "another process".to_owned(),
+                },
+                decision => decision,
+            }),
+            // Finished (or gone) since: look again.
+            _ => Ok(Decision::Busy {
+                app: app.to_owned(),
+                env: env.to_owned(),
+                run_id,
+                owner: "another process".to_owned(),
+            }),
+        }
+    }
+
+    /// The last run that tried to bring `revision` in (a deploy, or a repair of it),
+    /// when it did not succeed: a release that a repair had to roll back failed too.
+    async fn failed_before(&self, app: &str, env: &str, revision: &str) -> Result<Option<Run>> {
+        let mut last: Option<Run> = None;
+        for kind in [RunKind::Deploy, RunKind::Repair] {
+            let filter = RunFilter {
+                app: Some(app.to_owned()),
+                env: Some(env.to_owned()),
+                kind: Some(kind),
+                limit: Some(1),
+                ..RunFilter::default()
+            };
+            if let Some(run) = self.inner.store.runs(&filter).await?.into_iter().next()
+                && last.as_ref().is_none_or(|last| run.id > last.id)
+            {
+                last = Some(run);
+            }
+        }
+        let Some(last) = last else { return Ok(None) };
+        if !matches!(last.state, RunState::Failed | RunState::RolledBack | RunState::Rejected) {
+            return Ok(None);
+        }
+        Ok((self.inner.store.release(last.release_id).await?.revision == revision).then_some(last))
+    }
+
+    /// Creates a run that returns an app to an earlier, verified release: `to`, or else
+    /// the last verified release before the current one. The app is then pinned there
+    /// (by `by`, for `reason`): nothing newer deploys until [`Engine::unpin`].
+    pub async fn prepare_rollback(
+        &self,
+        app: &str,
+        env: &str,
+        to: Option<ReleaseId>,
+        by: &str,
+        reason: Option<String>,
+    ) -> Result<Run> {
         let store = &self.inner.store;
         let Some(record) = store.deployment(app, env).await? else {
             return Err(EngineError::Invalid(format!("nothing has been deployed for {app} in {env}")));
@@ -229,9 +482,19 @@ impl Engine {
                         release.app, release.env
                     )));
                 }
+                if !self.verified_revisions(app, env).await?.contains(&release.revision) {
+                    return Err(EngineError::Invalid(format!(
+                        "release {id} (revision {}) was never verified in {env}, so launchway will not roll back to it; `launchway history --app {app}` lists the runs that succeeded",
+                        release.revision
+                    )));
+                }
                 release
             }
-            None => self.last_good_before(app, env, &current).await?,
+            None => self.verified_before(app, env, &current.revision).await?.ok_or_else(|| {
+                EngineError::Invalid(format!(
+                    "no release of {app} in {env} other than the current one was ever verified, so there is nothing to roll back to"
+                ))
+            })?,
         };
         if target.revision == current.revision {
             return Err(EngineError::Invalid(format!(
@@ -239,7 +502,37 @@ impl Engine {
                 current.revision, current.id
             )));
         }
-        self.create_run(&target, RunKind::Rollback, Some(&record), trigger, "roll back", None).await
+        let summary = format!("roll back, pinning {app} in {env} to this release");
+        let run = RunRequest {
+            kind: RunKind::Rollback,
+            decided_after: None,
+            previous: record.good_release_id,
+            trigger: by,
+            summary: &summary,
+            approval: None,
+            pin: Some(NewPin { by: by.to_owned(), reason }),
+        };
+        self.create_run(&target, run).await
+    }
+
+    /// Lifts a manual rollback's pin: the repo's desired state deploys there again (at
+    /// the server's next look, or the next `deploy`).
+    pub async fn unpin(&self, app: &str, env: &str, by: &str) -> Result<Pin> {
+        let event = NewEvent {
+            run_id: None,
+            app: Some(app.to_owned()),
+            env: Some(env.to_owned()),
+            kind: "deployment.unpinned".to_owned(),
+            message: format!("{app} in {env} unpinned by {by}: the repo's desired state deploys there again"),
+            data: json!({"by": by}),
+        };
+        match self.inner.store.unpin(app, env, event).await? {
+            Some((pin, event)) => {
+                self.announce(&event);
+                Ok(pin)
+            }
+            None => Err(EngineError::Invalid(format!("{app} in {env} is not pinned"))),
+        }
     }
 
     /// Creates a run for one execution of a scheduled task's current release (Docker,
@@ -257,69 +550,79 @@ impl Engine {
         if !matches!(release.spec, launchway_manifest::AppSpec::Task(_)) {
             return Err(EngineError::Invalid(format!("{app} in {env} is not a scheduled task")));
         }
-        self.create_run(&release, RunKind::Scheduled, Some(&record), trigger, "scheduled run", None).await
+        let run = RunRequest {
+            kind: RunKind::Scheduled,
+            decided_after: None,
+            previous: record.good_release_id,
+            trigger,
+            summary: "scheduled run",
+            approval: None,
+            pin: None,
+        };
+        self.create_run(&release, run).await
     }
 
-    async fn last_good_before(&self, app: &str, env: &str, current: &Release) -> Result<Release> {
-        let runs = self
-            .inner
-            .store
-            .runs(&RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), ..RunFilter::default() })
-            .await?;
-        for run in runs.iter().filter(|run| run.state == RunState::Succeeded) {
-            let release = self.inner.store.release(run.release_id).await?;
-            if release.revision != current.revision {
-                return Ok(release);
+    /// Revisions verified in (app, env): those of runs that succeeded (their verify
+    /// step passed) and of releases a rollback returned to.
+    async fn verified_revisions(&self, app: &str, env: &str) -> Result<Vec<String>> {
+        let mut revisions = Vec::new();
+        for release in self.verified_releases(app, env).await? {
+            if !revisions.contains(&release.revision) {
+                revisions.push(release.revision);
             }
         }
-        Err(EngineError::Invalid(format!(
-            "no earlier release of {app} in {env} succeeded, so there is nothing to roll back to"
-        )))
+        Ok(revisions)
     }
 
-    async fn create_run(
-        &self,
-        release: &Release,
-        kind: RunKind,
-        record: Option<&DeploymentRecord>,
-        trigger: &str,
-        summary: &str,
-        approval_policy: Option<ApprovalPolicy>,
-    ) -> Result<Run> {
-        let commit = release
-            .source
-            .commit
-            .as_deref()
-            .map(|commit| format!(" from commit {}", &commit[..commit.len().min(10)]))
-            .unwrap_or_default();
-        let event = NewEvent {
-            run_id: None,
-            app: Some(release.app.clone()),
-            env: Some(release.env.clone()),
-            kind: "run.created".to_owned(),
-            message: format!(
-                "{} release {} (revision {}){commit}: {summary}",
-                kind.as_str(),
-                release.id,
-                release.revision
-            ),
-            data: json!({"release": release.id, "revision": release.revision, "trigger": trigger, "kind": kind}),
+    /// Verified releases of (app, env), newest verification first.
+    async fn verified_releases(&self, app: &str, env: &str) -> Result<Vec<Release>> {
+        let store = &self.inner.store;
+        let runs = store
+            .runs(&RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), ..RunFilter::default() })
+            .await?;
+        let mut releases: Vec<Release> = Vec::new();
+        for run in runs {
+            let verified = match (run.state, run.kind) {
+                (_, RunKind::Scheduled) => None,
+                (RunState::Succeeded, _) => Some(run.release_id),
+                (RunState::RolledBack, _) => run.previous_release_id,
+                _ => None,
+            };
+            if let Some(id) = verified.filter(|id| releases.iter().all(|release| release.id != *id)) {
+                releases.push(store.release(id).await?);
+            }
+        }
+        Ok(releases)
+    }
+
+    /// The most recently verified release of (app, env) with another revision.
+    async fn verified_before(&self, app: &str, env: &str, revision: &str) -> Result<Option<Release>> {
+        Ok(self.verified_releases(app, env).await?.into_iter().find(|release| release.revision != revision))
+    }
+
+    async fn create_run(&self, release: &Release, request: RunRequest<'_>) -> Result<Run> {
+        let (run, event) =
+            self.inner.store.create_run(new_run(release, &request), run_created(release, &request)).await?;
+        self.announce(&event);
+        Ok(run)
+    }
+
+    async fn create_release_and_run(&self, release: NewRelease, request: RunRequest<'_>) -> Result<Run> {
+        // The release id is not known yet: the store fills it in (`data.release`).
+        let draft = Release {
+            id: 0,
+            app: release.app.clone(),
+            env: release.env.clone(),
+            revision: release.spec.revision().0,
+            spec: release.spec.clone(),
+            target: release.target.clone(),
+            source: release.source.clone(),
+            created_at: 0,
         };
-        let (run, event) = self
+        let (_, run, event) = self
             .inner
             .store
-            .create_run(
-                NewRun {
-                    app: release.app.clone(),
-                    env: release.env.clone(),
-                    kind,
-                    release_id: release.id,
-                    previous_release_id: record.and_then(|record| record.good_release_id),
-                    trigger: trigger.to_owned(),
-                    approval_policy,
-                },
-                event,
-            )
+            .create_release_with_run(release, new_run(&draft, &request), run_created(&draft, &request))
             .await?;
         self.announce(&event);
         Ok(run)
@@ -360,7 +663,9 @@ impl Engine {
             .collect())
     }
 
-    /// Status of every (app, environment) deployed or, with a manifest, declared.
+    /// Status of every (app, environment) deployed or, with a manifest, declared: what
+    /// runs, how healthy it is and whether it is what the repo asks for. Live state that
+    /// cannot be read makes health and sync "unknown", never a guess.
     pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
         let store = &self.inner.store;
         let mut pairs: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
@@ -389,21 +694,41 @@ impl Engine {
                 .and_then(|manifest| manifest.environments.get(&env))
                 .map(|environment| environment.target.clone())
                 .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
-            let spec = manifest
-                .and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec))
-                .or(current_release.as_ref().map(|release| &release.spec));
-            let live = match (&target, spec) {
+            let spec = current_release
+                .as_ref()
+                .map(|release| &release.spec)
+                .or_else(|| manifest.and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec)));
+            let (live, live_error) = match (&target, spec) {
                 (Some(target), Some(spec)) => match self.target(target).await {
-                    Ok(target) => target.observe(&env, &[AppRef { app: &app, spec }]).await?.apps.remove(&app),
-                    Err(error) => {
-                        tracing::warn!(%env, %error, "could not read live state");
-                        None
-                    }
+                    Ok(target) => match target.observe(&env, &[AppRef { app: &app, spec }]).await {
+                        Ok(mut live) => (live.apps.remove(&app), None),
+                        Err(error) => (None, Some(describe(&error))),
+                    },
+                    Err(error) => (None, Some(describe(&error))),
                 },
-                _ => None,
+                _ => (None, None),
             };
             let last_run = self.latest_run(&app, &env).await?;
-            statuses.push(AppStatus { app, env, deployment, current_release, live, last_run, desired_revision });
+            let health = health(current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
+            let sync = sync_state(
+                deployment.as_ref(),
+                current_release.as_ref(),
+                desired_revision.as_deref(),
+                live.as_ref(),
+                live_error.is_some(),
+            );
+            statuses.push(AppStatus {
+                app,
+                env,
+                deployment,
+                current_release,
+                live,
+                last_run,
+                desired_revision,
+                live_error,
+                health,
+                sync,
+            });
         }
         Ok(statuses)
     }
@@ -450,4 +775,176 @@ impl Engine {
         }
         Ok(&cache[env])
     }
+}
+
+/// Another process created a run for the app since this one decided: the caller looks
+/// again (the CLI shortly, the server at its next reconcile).
+fn look_again(app: &str, env: &str) -> Decision {
+    Decision::Busy { app: app.to_owned(), env: env.to_owned(), run_id: 0, owner: "another process".to_owned() }
+}
+
+fn skipped(app: &str, env: &str, revision: &str, failed: &Run) -> Decision {
+    Decision::Skipped {
+        app: app.to_owned(),
+        env: env.to_owned(),
+        previous_state: failed.state,
+        reason: format!(
+            "revision {revision} {} in run {}{}; change the manifest, or pass --retry to deploy it again",
+            match failed.state {
+                RunState::RolledBack => "was rolled back",
+                RunState::Rejected => "was rejected",
+                _ => "failed",
+            },
+            failed.id,
+            failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+        ),
+    }
+}
+
+/// "release 4 (revision 1a2b3c4d5e6f)"
+fn release_words(release: &Release) -> String {
+    format!("release {} (revision {})", release.id, release.revision)
+}
+
+fn new_run(release: &Release, request: &RunRequest<'_>) -> NewRun {
+    NewRun {
+        app: release.app.clone(),
+        env: release.env.clone(),
+        kind: request.kind,
+        release_id: release.id,
+        previous_release_id: request.previous,
+        trigger: request.trigger.to_owned(),
+        approval_policy: request.approval,
+        pin: request.pin.clone(),
+        decided_after: request.decided_after.map(|latest| latest.as_ref().map_or(0, |run| run.id)),
+    }
+}
+
+/// The `run.created` event. A release not yet stored (id 0) is named by its revision.
+fn run_created(release: &Release, request: &RunRequest<'_>) -> NewEvent {
+    let commit = release
+        .source
+        .commit
+        .as_deref()
+        .map(|commit| format!(" from commit {}", &commit[..commit.len().min(10)]))
+        .unwrap_or_default();
+    let what = if release.id == 0 { format!("revision {}", release.revision) } else { release_words(release) };
+    NewEvent {
+        run_id: None,
+        app: Some(release.app.clone()),
+        env: Some(release.env.clone()),
+        kind: "run.created".to_owned(),
+        message: format!("{} {what}{commit}: {}", request.kind.as_str(), request.summary),
+        data: json!({
+            "release": release.id,
+            "revision": release.revision,
+            "trigger": request.trigger,
+            "kind": request.kind,
+        }),
+    }
+}
+
+/// Health from what runs, against the release that should be running.
+fn health(
+    current: Option<&Release>,
+    live: Option<&LiveApp>,
+    live_error: Option<&str>,
+    last_run: Option<&Run>,
+) -> AppHealth {
+    let said = |state: HealthState, summary: String| AppHealth { state, summary };
+    if let Some(run) = last_run.filter(|run| !run.state.is_terminal() && run.state != RunState::AwaitingApproval) {
+        return said(HealthState::Progressing, format!("run {} is {}", run.id, run.state));
+    }
+    if let Some(error) = live_error {
+        return said(HealthState::Unknown, format!("cannot read live state: {error}"));
+    }
+    let Some(current) = current else {
+        return said(HealthState::Missing, "not deployed yet".to_owned());
+    };
+    let empty = LiveApp::default();
+    let live = live.unwrap_or(&empty);
+    match &current.spec {
+        AppSpec::Service(service) => {
+            let desired = service.replicas;
+            let ours: Vec<_> = live.replicas.iter().filter(|r| r.revision == current.revision).collect();
+            let running = ours.iter().filter(|r| r.state == ReplicaState::Running).count() as u32;
+            let mut problems = Vec::new();
+            for replica in &ours {
+                match &replica.state {
+                    ReplicaState::Stopped { exit_code } => problems.push(format!(
+                        "{} is not running{}",
+                        replica.name,
+                        exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+                    )),
+                    ReplicaState::Running if replica.restarts > 0 => problems.push(format!(
+                        "{} restarted {} time{} after crashing",
+                        replica.name,
+                        replica.restarts,
+                        if replica.restarts == 1 { "" } else { "s" }
+                    )),
+                    ReplicaState::Running => {}
+                }
+            }
+            let others = live.replicas.len() - ours.len();
+            if others > 0 {
+                problems.push(format!("{others} replica{} of another revision", if others == 1 { "" } else { "s" }));
+            }
+            let mut summary = format!("{running}/{desired} running");
+            for problem in &problems {
+                summary.push_str("; ");
+                summary.push_str(problem);
+            }
+            let state = if desired > 0 && running == 0 {
+                HealthState::Failed
+            } else if running < desired || !problems.is_empty() {
+                HealthState::Degraded
+            } else {
+                HealthState::Healthy
+            };
+            said(state, summary)
+        }
+        AppSpec::Task(_) => match last_run.filter(|run| run.kind == RunKind::Scheduled) {
+            Some(run) if run.state == RunState::Failed => said(
+                HealthState::Degraded,
+                format!("its last scheduled run ({}) failed: {}", run.id, run.reason.as_deref().unwrap_or("")),
+            ),
+            _ => said(HealthState::Healthy, "runs on its schedule".to_owned()),
+        },
+        AppSpec::EcsService(_) | AppSpec::EcsTask(_) => match &live.definition {
+            None => said(HealthState::Failed, "not found on ECS".to_owned()),
+            Some(definition) if definition.failed => said(HealthState::Failed, definition.status.clone()),
+            Some(definition) => {
+                let short =
+                    definition.running.zip(definition.desired).is_some_and(|(running, desired)| running < desired);
+                let state = match (definition.steady, short) {
+                    (true, false) => HealthState::Healthy,
+                    (true, true) => HealthState::Degraded,
+                    (false, _) => HealthState::Progressing,
+                };
+                said(state, definition.status.clone())
+            }
+        },
+    }
+}
+
+fn sync_state(
+    record: Option<&DeploymentRecord>,
+    current: Option<&Release>,
+    desired: Option<&str>,
+    live: Option<&LiveApp>,
+    live_unknown: bool,
+) -> SyncState {
+    if record.is_some_and(|record| record.pin.is_some()) {
+        return SyncState::Pinned;
+    }
+    let Some(desired) = desired else { return SyncState::Unknown };
+    if live_unknown {
+        return SyncState::Unknown;
+    }
+    let Some(current) = current.filter(|current| current.revision == desired) else {
+        return SyncState::OutOfSync;
+    };
+    // Replicas of another revision still running (Docker) are not what the repo says.
+    let stray = live.is_some_and(|live| live.replicas.iter().any(|replica| replica.revision != current.revision));
+    if stray { SyncState::OutOfSync } else { SyncState::InSync }
 }

@@ -77,6 +77,7 @@ impl Target for ScriptedTarget {
                         state: ReplicaState::Running,
                         containers: Vec::new(),
                         endpoints: Vec::new(),
+                        restarts: 0,
                     }];
                     (app, LiveApp { replicas, definition: None })
                 })

@@ -56,6 +56,8 @@ services:
     env: {{SAMPLE_MESSAGE: v{version}}}
     health: {{path: /healthz, interval: 1s, timeout: 500ms}}
     stop_grace_period: 2s
+    # The overhead figure is launchway's own time: no settle window to watch.
+    settle_window: 0s
     strategy:
       rolling: {{max_surge: 1, max_unavailable: 0}}
 "

@@ -95,15 +95,30 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
-    /// Return an app to an earlier release (the last good one before the current).
+    /// Return an app to an earlier verified release (the last one before the current)
+    /// and pin it there: nothing newer deploys until `launchway unpin`.
     Rollback {
+        /// The app to roll back.
         #[arg(long, short = 'a')]
         app: String,
+        /// Its environment [default: the only one it is deployed in].
         #[arg(long, short)]
         env: Option<String>,
-        /// The release to return to.
+        /// The release to return to (it must have been verified there).
         #[arg(long, value_name = "RELEASE")]
         to: Option<i64>,
+        /// Why, shown with the pin in `status`, the API and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a rollback's pin: the repo's desired state deploys there again.
+    Unpin {
+        /// The pinned app.
+        #[arg(long, short = 'a')]
+        app: String,
+        /// Its environment [default: the only one it is pinned in].
+        #[arg(long, short)]
+        env: Option<String>,
     },
     /// Run the controller: the HTTP API and webhooks, repo polling, run workers, Docker
     /// scheduled tasks, notifications and metrics.

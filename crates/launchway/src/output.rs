@@ -149,6 +149,18 @@ pub fn ago(millis: i64) -> String {
     }
 }
 
+/// How long until a stored time, roughly: "in 2m" (or "now").
+pub fn in_time(millis: i64) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let secs = ((millis - now).max(0) / 1000) as u64;
+    match secs {
+        0 => "now".to_owned(),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        _ => format!("{}h", secs / 3600),
+    }
+}
+
 /// Left-aligned columns, two spaces apart.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|header| header.chars().count()).collect();

@@ -27,13 +27,19 @@ services:
       timeout: 500ms
       start_interval: 50ms
     stop_grace_period: 2s
+    settle_window: {settle}
     strategy:
       rolling: {max_surge: 1, max_unavailable: 0}
 ";
 
 /// The web service saying `message`, with extra env lines (already indented).
 fn web(message: &str, extra_env: &str) -> String {
-    WEB.replace("{message}", message).replace("{extra}", extra_env)
+    web_watched(message, extra_env, "500ms")
+}
+
+/// The web service, verified over a settle window of `settle`.
+fn web_watched(message: &str, extra_env: &str, settle: &str) -> String {
+    WEB.replace("{message}", message).replace("{extra}", extra_env).replace("{settle}", settle)
 }
 
 #[tokio::test]
@@ -225,11 +231,13 @@ services:
     port: 8080
     env: {SAMPLE_MESSAGE: web-WEB}
     health: {path: /healthz}
+    settle_window: 300ms
   api:
     image: {image}
     port: 8080
     env: {SAMPLE_MESSAGE: api-API}
     health: {path: /healthz}
+    settle_window: 300ms
 ";
     world.commit(&two_apps.replace("WEB", "1").replace("API", "1"), "two apps");
     let first = world.launchway(&["deploy"]).await;
@@ -314,6 +322,7 @@ services:
         env: {SAMPLE_MESSAGE: sidecar-VERSION, PORT: '9090'}
     replicas: 2
     health: {path: /healthz}
+    settle_window: 300ms
 ";
     world.commit(&pod.replace("VERSION", "1"), "pod v1");
     world.launchway(&["deploy"]).await.assert_exit(0);
@@ -352,6 +361,59 @@ async fn a_replica_that_crashes_while_starting_fails_the_release_at_once() {
     assert!(stdout.contains("exited with code 3 during the rollout"), "{stdout}");
     assert!(stdout.contains("crashing on purpose"), "its log is shown: {stdout}");
     assert_eq!(world.running_ids("web").await, v1);
+}
+
+/// The bug issue 8 opens with: a release whose containers pass their first health
+/// checks and die seconds later was reported succeeded, and became the release that
+/// drift repair and rollbacks returned to.
+#[tokio::test]
+async fn a_release_that_crashes_seconds_after_turning_healthy_is_rolled_back_while_the_last_good_one_serves() {
+    let world = World::new().await;
+    world.commit(&web_watched("v1", "", "3s"), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let v1 = world.running_ids("web").await;
+
+    // v2 is healthy within milliseconds and exits with code 3 1.5 s after it starts.
+    world.commit(&web_watched("v2", "      SAMPLE_EXIT_AFTER: 1500ms\n", "3s"), "web v2 crashes after start");
+    let watcher = world.watch("web");
+    let deploy = world.launchway(&["deploy"]).await;
+    let samples = watcher.samples().await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("is healthy after"), "it did pass its health checks first: {stdout}");
+    assert!(stdout.contains("exited with code 3 during the rollout"), "{stdout}");
+    assert!(stdout.contains("crashing on purpose"), "its log is shown: {stdout}");
+    assert!(stdout.contains("rolled_back"), "{stdout}");
+
+    assert_eq!(world.running_ids("web").await, v1, "the very same v1 containers serve");
+    assert!(samples.len() >= 10, "the deploy was sampled ({} samples)", samples.len());
+    assert!(samples.iter().all(|healthy| *healthy >= 3), "v1 served 3/3 throughout: {samples:?}");
+    let runs = world.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back");
+    assert!(runs[0]["reason"].as_str().unwrap().contains("exited with code 3"), "{}", runs[0]["reason"]);
+
+    // Deploying again neither redeploys the broken release nor leaves it running.
+    world.launchway(&["deploy"]).await.assert_exit(5);
+    assert_eq!(world.running_ids("web").await, v1);
+    assert_eq!(world.runs().await.len(), runs.len(), "no new run");
+}
+
+/// With the old replicas gone (a first deploy has none to keep), the window after the
+/// rollout is what catches a release that dies once it is up.
+#[tokio::test]
+async fn a_first_release_that_dies_inside_its_settle_window_fails_and_is_removed() {
+    let world = World::new().await;
+    world.commit(&web_watched("v1", "      SAMPLE_EXIT_AFTER: 1500ms\n", "4s"), "web v1 crashes after start");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(4);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("watching"), "verification watched: {stdout}");
+    assert!(stdout.contains("while it was being verified"), "{stdout}");
+    assert!(stdout.contains("there is no earlier release to roll back to, so its replicas were removed"), "{stdout}");
+    assert!(world.live("web").await.replicas.is_empty(), "nothing half-deployed is left");
+    let status = world.launchway(&["status", "--output", "json"]).await;
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).expect("JSON");
+    assert!(status[0]["deployment"].is_null(), "no release ever became current: {status:#}");
 }
 
 #[tokio::test]
@@ -454,14 +516,14 @@ async fn an_app_removed_from_the_manifest_is_reported_and_left_running() {
 environments:
   {env}: {target: docker}
 services:
-  web: {image: {image}, port: 8080}
-  api: {image: {image}, port: 8080}
+  web: {image: {image}, port: 8080, settle_window: 300ms}
+  api: {image: {image}, port: 8080, settle_window: 300ms}
 ";
     world.commit(both, "web and api");
     world.launchway(&["deploy"]).await.assert_exit(0);
     let api = world.running_ids("api").await;
 
-    world.commit(&both.replace("  api: {image: {image}, port: 8080}\n", ""), "drop api");
+    world.commit(&both.replace("  api: {image: {image}, port: 8080, settle_window: 300ms}\n", ""), "drop api");
     let plan = world.launchway(&["plan"]).await;
     plan.assert_exit(0);
     assert!(plan.stdout().contains("? api@"), "{}", plan.stdout());

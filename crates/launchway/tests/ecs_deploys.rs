@@ -236,7 +236,7 @@ async fn images_published_by_ci_as_image_files_are_deployed() {
     aws.service("prod", "api", &api).await;
     aws.repo.write(
         "launchway.yaml",
-        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  web:\n    images_from: release/web/imagedefinitions.json\n  api:\n    images_from: release/api/imageDetail.json\n",
+        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  web:\n    images_from: release/web/imagedefinitions.json\n    settle_window: 300ms\n  api:\n    images_from: release/api/imageDetail.json\n    settle_window: 300ms\n",
     );
     aws.repo.write(
         "release/web/imagedefinitions.json",
@@ -259,7 +259,7 @@ async fn a_failing_ecs_release_is_rolled_back_to_the_previous_task_definition() 
     let aws = Aws::new().await;
     let seed = aws.register("shop", &[("shop", "shop:0")], "complete").await;
     aws.service("prod", "shop", &seed).await;
-    let manifest = "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  shop:\n    ecs: {task_definition: ecs/shop.json}\n";
+    let manifest = "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  shop:\n    ecs: {task_definition: ecs/shop.json}\n    settle_window: 300ms\n";
     let definition = |image: &str, rollout: &str| {
         json!({"family": "shop", "cpu": "256", "memory": "512",
             "containerDefinitions": [{"name": "shop", "image": image, "memory": 256,
@@ -295,7 +295,7 @@ async fn the_plan_shows_task_definition_and_service_changes() {
     aws.service("prod", "site", &seed).await;
     aws.repo.write(
         "launchway.yaml",
-        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  site:\n    image: site:2\n    replicas: 5\n    strategy:\n      rolling: {max_surge: 100%, max_unavailable: 0%}\n",
+        "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  site:\n    image: site:2\n    replicas: 5\n    strategy:\n      rolling: {max_surge: 100%, max_unavailable: 0%}\n    settle_window: 300ms\n",
     );
     aws.repo.commit("site 2 with 5 replicas");
     let plan = aws.launchway(&["plan", "--output", "json"]).await;
@@ -386,6 +386,7 @@ async fn the_server_promotes_from_stg_to_prod_in_another_account_after_approval(
 services:
   web:
     image: web:2
+    settle_window: 300ms
 ",
             prod_account.id
         ),

@@ -20,6 +20,7 @@ services:
     port: 8080
     replicas: 1
     stop_grace_period: 1s
+    settle_window: 300ms
 "
     )
 }
@@ -208,9 +209,8 @@ services:
     port: 8080
     replicas: 1
     stop_grace_period: 1s
-    # Listed environments are the only ones the app runs in.
-    environments:
-      STG: {}
+    settle_window: 300ms
+    overrides:
       PROD: {replicas: 2}
 "
     .replace("STG", &stg)
@@ -295,6 +295,7 @@ services:
     port: 8080
     replicas: 1
     stop_grace_period: 1s
+    settle_window: 300ms
     env: {{SAMPLE_HEALTH: {health}}}
     health: {{path: /healthz, interval: 1s, timeout: 500ms, start_interval: 50ms, unhealthy_threshold: 2}}
 notifications:

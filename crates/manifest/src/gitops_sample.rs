@@ -89,6 +89,8 @@ pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> Vec<(Key, AppSpec)> 
             desired_count: None,
             deployment: None,
             timeout: Duration::from_secs(600),
+            settle_window: None,
+            health_check_grace_period: None,
         });
         push_unique(reader, &mut apps, key, spec);
     }

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;
 pub use model::{
-    App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, Deployment, EcsDefinition, EcsDeployment,
-    EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,
+    App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_SETTLE_WINDOW, Deployment, EcsDefinition,
+    EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,
     NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
     TaskDefinitionDocument, TaskSpec, tag_matches,
 };

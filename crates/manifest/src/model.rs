@@ -283,6 +283,9 @@ impl std::fmt::Display for Revision {
     }
 }
 
+/// How long a release is watched after its rollout, when the manifest does not say.
+pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub containers: Vec<ContainerSpec>,
@@ -292,6 +295,10 @@ pub struct ServiceSpec {
     pub strategy: Strategy,
     #[serde(with = "millis")]
     pub stop_grace_period: Duration,
+    /// As written; `None` (the default window) keeps revisions made before the setting
+    /// existed unchanged.
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub settle_window: Option<Duration>,
 }
 
 impl ServiceSpec {
@@ -299,6 +306,12 @@ impl ServiceSpec {
     /// declared. Other containers are sidecars sharing its network namespace.
     pub fn primary(&self) -> &ContainerSpec {
         &self.containers[0]
+    }
+
+    /// How long every new replica must stay healthy after the rollout for the release
+    /// to count as verified.
+    pub fn settle_window(&self) -> Duration {
+        self.settle_window.unwrap_or(DEFAULT_SETTLE_WINDOW)
     }
 }
 
@@ -372,6 +385,20 @@ pub struct EcsServiceSpec {
     pub deployment: Option<EcsDeployment>,
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// As written; see [`ServiceSpec::settle_window`].
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub settle_window: Option<Duration>,
+    /// Left out: the service keeps its own. Whole seconds, as ECS keeps it.
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period: Option<Duration>,
+}
+
+impl EcsServiceSpec {
+    /// How long the deployment must stay steady after it completes for the release to
+    /// count as verified.
+    pub fn settle_window(&self) -> Duration {
+        self.settle_window.unwrap_or(DEFAULT_SETTLE_WINDOW)
+    }
 }
 
 /// A scheduled task on ECS: the task definition that an EventBridge rule and/or an

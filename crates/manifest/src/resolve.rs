@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use crate::image_files::{self, ImageFile};
 use crate::model::{
-    AppSpec, ContainerSpec, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, Environment,
-    HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec,
+    AppSpec, ContainerSpec, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource,
+    Environment, HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec,
 };
 use crate::node::Pos;
 use crate::reader::{self, Key, Reader};
-use crate::schema::{Amount, EcsDraft, HealthDraft, OverrideDraft, RollingDraft, ServiceDraft, TaskDraft};
+use crate::schema::{Amount, EcsDraft, HealthDraft, OverrideDraft, Placement, RollingDraft, ServiceDraft, TaskDraft};
 use crate::{Diagnostic, ROOT_FILE, RepoFiles, image, taskdef};
 
 pub(crate) enum Draft<'d> {
@@ -29,8 +29,10 @@ struct AppAt<'a> {
     overrides: &'a OverrideDraft,
     /// `services.web`, for problems of the app.
     path: &'a str,
-    /// `services.web.environments.prod`, for problems of the app in this environment.
+    /// `services.web in prod`, for problems of the app in this environment.
     env_path: &'a str,
+    /// `services.web.overrides.prod`, for problems in what it overrides there.
+    override_path: &'a str,
 }
 
 /// Files read once for the whole manifest, whatever refers to them.
@@ -56,28 +58,46 @@ pub(crate) struct Resolver<'a> {
 
 impl Resolver<'_> {
     pub fn resolve(&mut self, key: &Key, draft: Draft<'_>) -> Option<BTreeMap<String, Box<AppSpec>>> {
-        let (kind, overrides) = match draft {
-            Draft::Service(service) => ("services", &service.environments),
-            Draft::Task(task) => ("tasks", &task.environments),
+        let (kind, placement) = match draft {
+            Draft::Service(service) => ("services", &service.placement),
+            Draft::Task(task) => ("tasks", &task.placement),
         };
         let path = format!("{kind}.{}", key.name);
         let empty = OverrideDraft::default();
-        let targets: Vec<(&str, &OverrideDraft, Option<&Key>)> = match overrides {
-            None => self.declared.iter().map(|name| (name.as_str(), &empty, None)).collect(),
-            Some(overrides) => overrides.iter().map(|(key, draft)| (key.name.as_str(), draft, Some(key))).collect(),
+        let override_for = |name: &str| {
+            placement.overrides.iter().find(|(key, _)| key.name == name).map_or(&empty, |(_, draft)| draft)
         };
-        let mut specs = BTreeMap::new();
+        // Where it runs: the environments it lists, else every one declared.
+        let targets: Vec<(&str, &OverrideDraft, Option<&Key>)> = match &placement.runs_in {
+            None => self.declared.iter().map(|name| (name.as_str(), override_for(name), None)).collect(),
+            Some(listed) => listed.iter().map(|key| (key.name.as_str(), override_for(&key.name), Some(key))).collect(),
+        };
         let mut ok = true;
+        for (override_key, _) in &placement.overrides {
+            let name = override_key.name.as_str();
+            if !self.declared.contains(name) {
+                self.undeclared(override_key, &format!("{path}.overrides"));
+                ok = false;
+            } else if !targets.iter().any(|(target, _, _)| *target == name) {
+                let listed: Vec<&str> = targets.iter().map(|(target, _, _)| *target).collect();
+                self.reader.error(
+                    override_key.pos,
+                    &format!("{path}.overrides"),
+                    format!(
+                        "{} does not run in {name:?} (its environments are {}): add {name} to `environments`, or remove these overrides",
+                        key.name,
+                        listed.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut specs = BTreeMap::new();
         let mut warned_ecs = false;
         for (name, overrides, env_key) in targets {
             if !self.declared.contains(name) {
-                let known: Vec<&str> = self.declared.iter().map(String::as_str).collect();
-                let pos = env_key.map_or(key.pos, |env_key| env_key.pos);
-                let mut message = format!("environment {name:?} is not declared in {ROOT_FILE}");
-                if let Some(suggestion) = reader::closest(name, &known) {
-                    message.push_str(&format!(", did you mean {suggestion:?}?"));
-                }
-                self.reader.error(pos, &format!("{path}.environments"), message);
+                let env_key = env_key.cloned().unwrap_or_else(|| key.clone());
+                self.undeclared(&env_key, &format!("{path}.environments"));
                 ok = false;
                 continue;
             }
@@ -91,8 +111,9 @@ impl Resolver<'_> {
                     continue;
                 }
             };
-            let env_path = format!("{path}.environments.{name}");
-            let at = AppAt { key, overrides, path: &path, env_path: &env_path };
+            let env_path = format!("{path} in {name}");
+            let override_path = format!("{path}.overrides.{name}");
+            let at = AppAt { key, overrides, path: &path, env_path: &env_path, override_path: &override_path };
             let spec = match (&draft, &target) {
                 (Draft::Service(service), TargetSpec::Docker { .. }) => self.docker_service(at, service),
                 (Draft::Task(task), TargetSpec::Docker { .. }) => self.docker_task(at, task),
@@ -125,9 +146,47 @@ impl Resolver<'_> {
             }
         }
         if ok {
+            self.check_promotions(key, placement, &path, &specs);
             warn_about_floating_images(self.warnings, self.reader.file, key, &path, &specs);
+            warn_about_unwatched_releases(self.warnings, self.reader.file, key, &path, &specs);
         }
         ok.then_some(specs)
+    }
+
+    /// An environment fed by promotion gets the app only from its source environment:
+    /// an app that runs there but not in the source would never be deployed.
+    fn check_promotions(
+        &mut self,
+        key: &Key,
+        placement: &Placement,
+        path: &str,
+        specs: &BTreeMap<String, Box<AppSpec>>,
+    ) {
+        for name in specs.keys() {
+            let Some(EnvSource::Promotion { from }) = self.environments.get(name).map(|env| &env.source) else {
+                continue;
+            };
+            if self.declared.contains(from) && !specs.contains_key(from) {
+                self.reader.error(
+                    placement.runs_in_pos.unwrap_or(key.pos),
+                    path,
+                    format!(
+                        "{} runs in {name}, which is deployed only by promotion from {from}, where {} does not run: nothing would ever reach {name}; add {from} to its environments",
+                        key.name, key.name
+                    ),
+                );
+            }
+        }
+    }
+
+    fn undeclared(&mut self, key: &Key, path: &str) {
+        let name = key.name.as_str();
+        let known: Vec<&str> = self.declared.iter().map(String::as_str).collect();
+        let mut message = format!("environment {name:?} is not declared in {ROOT_FILE}");
+        if let Some(suggestion) = reader::closest(name, &known) {
+            message.push_str(&format!(", did you mean {suggestion:?}?"));
+        }
+        self.reader.error(key.pos, path, message);
     }
 
     fn docker_service(&mut self, at: AppAt<'_>, draft: &ServiceDraft) -> Option<AppSpec> {
@@ -144,6 +203,7 @@ impl Resolver<'_> {
             health,
             strategy,
             stop_grace_period: draft.stop_grace_period,
+            settle_window: at.overrides.settle_window.or(draft.settle_window),
         }))
     }
 
@@ -182,7 +242,7 @@ impl Resolver<'_> {
         if let Some((pos, file)) = images_from {
             images = self.images_from_file(*pos, file, &names, at.path)?;
         }
-        images.extend(self.override_images(at.overrides, &names, at.env_path)?);
+        images.extend(self.override_images(at.overrides, &names, at.override_path)?);
         for container in &mut containers {
             if let Some(image) = images.remove(&container.name) {
                 container.image = image;
@@ -214,6 +274,8 @@ impl Resolver<'_> {
             desired_count,
             deployment: deployment?,
             timeout: draft.strategy.timeout,
+            settle_window: at.overrides.settle_window.or(draft.settle_window),
+            health_check_grace_period: ecs.and_then(|ecs| ecs.health_check_grace_period),
         }))
     }
 
@@ -271,7 +333,7 @@ impl Resolver<'_> {
         images_from: Option<&(Pos, String)>,
         ecs: Option<&EcsDraft>,
     ) -> Option<EcsDefinition> {
-        let AppAt { key, overrides, path, env_path } = at;
+        let AppAt { key, overrides, path, override_path, .. } = at;
         let document = match ecs.and_then(|ecs| ecs.task_definition.as_ref()) {
             Some((pos, file)) => Some((file.clone(), self.task_definition(*pos, file, path)?)),
             None => None,
@@ -288,7 +350,7 @@ impl Resolver<'_> {
         if let Some((pos, file)) = images_from {
             images.extend(self.images_from_file(*pos, file, &names, path)?);
         }
-        images.extend(self.override_images(overrides, &names, env_path)?);
+        images.extend(self.override_images(overrides, &names, override_path)?);
         match &document {
             Some((file, document)) => {
                 let in_document = taskdef::container_names(document);
@@ -579,6 +641,31 @@ impl Resolver<'_> {
                 ),
             ));
         }
+    }
+}
+
+/// A settle window of zero verifies a release the instant it is healthy: a crash a
+/// second later goes unnoticed by the run. Allowed (tests, trivial apps), but said.
+fn warn_about_unwatched_releases(
+    warnings: &mut Vec<Diagnostic>,
+    file: &str,
+    key: &Key,
+    path: &str,
+    specs: &BTreeMap<String, Box<AppSpec>>,
+) {
+    let unwatched = specs.values().any(|spec| match &**spec {
+        AppSpec::Service(service) => service.settle_window == Some(std::time::Duration::ZERO),
+        AppSpec::EcsService(service) => service.settle_window == Some(std::time::Duration::ZERO),
+        AppSpec::Task(_) | AppSpec::EcsTask(_) => false,
+    });
+    if unwatched {
+        warnings.push(Diagnostic::new(
+            file,
+            key.pos,
+            format!(
+                "{path}: settle_window is 0s: a release counts as verified the moment it is healthy, so a crash seconds later would not roll it back"
+            ),
+        ));
     }
 }
 

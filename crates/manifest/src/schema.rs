@@ -59,9 +59,24 @@ pub(crate) struct ServiceDraft {
     /// Whether `strategy` was written (ECS keeps its live settings otherwise).
     pub strategy_written: bool,
     pub stop_grace_period: Duration,
-    pub environments: Option<Vec<(Key, OverrideDraft)>>,
+    /// How long new replicas must stay healthy before a release counts as verified.
+    pub settle_window: Option<Duration>,
+    pub placement: Placement,
     pub ecs: Option<EcsDraft>,
     pub images_from: Option<(Pos, String)>,
+}
+
+/// Where an app runs and what changes per environment: `environments: [stg, prod]`
+/// (absent: every declared environment) and `overrides: {prod: {replicas: 3}}`.
+/// Two keys, so that changing a setting for one environment can never also decide,
+/// silently, where the app runs.
+#[derive(Default)]
+pub(crate) struct Placement {
+    /// The environments listed, with where each is written; `None`: every environment.
+    pub runs_in: Option<Vec<Key>>,
+    /// Where `environments:` is written, for problems about the list as a whole.
+    pub runs_in_pos: Option<Pos>,
+    pub overrides: Vec<(Key, OverrideDraft)>,
 }
 
 pub(crate) struct TaskDraft {
@@ -70,7 +85,7 @@ pub(crate) struct TaskDraft {
     /// Required on Docker; on ECS the rule or schedule keeps its own expression.
     pub schedule: Option<Schedule>,
     pub timeout: Option<Duration>,
-    pub environments: Option<Vec<(Key, OverrideDraft)>>,
+    pub placement: Placement,
     pub ecs: Option<EcsDraft>,
     pub images_from: Option<(Pos, String)>,
 }
@@ -83,6 +98,8 @@ pub(crate) struct EcsDraft {
     pub cluster: Option<String>,
     pub task_definition: Option<(Pos, String)>,
     pub circuit_breaker: Option<crate::model::CircuitBreaker>,
+    /// How long ECS ignores failing load balancer health checks of a new task.
+    pub health_check_grace_period: Option<Duration>,
     pub rule: Option<String>,
     pub schedule: Option<String>,
     pub schedule_group: Option<String>,
@@ -123,6 +140,7 @@ pub(crate) struct OverrideDraft {
     pub images: Vec<(Pos, String, String)>,
     pub env: BTreeMap<String, String>,
     pub schedule: Option<Schedule>,
+    pub settle_window: Option<Duration>,
 }
 
 const ROOT_FIELDS: &[&str] = &["version", "environments", "notifications", "services", "tasks"];
@@ -133,7 +151,8 @@ const NOTIFICATION_FIELDS: &[&str] = &["slack", "webhook", "events", "environmen
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
-const ECS_SERVICE_FIELDS: &[&str] = &["service", "cluster", "task_definition", "circuit_breaker"];
+const ECS_SERVICE_FIELDS: &[&str] =
+    &["service", "cluster", "task_definition", "circuit_breaker", "health_check_grace_period"];
 const ECS_TASK_FIELDS: &[&str] = &["rule", "schedule", "schedule_group", "task_definition", "cluster"];
 const CIRCUIT_BREAKER_FIELDS: &[&str] = &["rollback"];
 const CONTAINER_FIELDS: &[&str] = &["image", "command", "entrypoint", "env", "port"];
@@ -148,7 +167,9 @@ const SERVICE_FIELDS: &[&str] = &[
     "health",
     "strategy",
     "stop_grace_period",
+    "settle_window",
     "environments",
+    "overrides",
     "ecs",
     "images_from",
 ];
@@ -161,6 +182,7 @@ const TASK_FIELDS: &[&str] = &[
     "schedule",
     "timeout",
     "environments",
+    "overrides",
     "ecs",
     "images_from",
 ];
@@ -176,7 +198,7 @@ const HEALTH_FIELDS: &[&str] = &[
 ];
 const STRATEGY_KINDS: &[&str] = &["rolling"];
 const ROLLING_FIELDS: &[&str] = &["max_surge", "max_unavailable", "timeout"];
-const SERVICE_OVERRIDE_FIELDS: &[&str] = &["replicas", "image", "images", "env"];
+const SERVICE_OVERRIDE_FIELDS: &[&str] = &["replicas", "image", "images", "env", "settle_window"];
 const TASK_OVERRIDE_FIELDS: &[&str] = &["image", "images", "env", "schedule"];
 
 /// Reads `launchway.yaml` (`is_root`) or a file under `apps/`.
@@ -551,7 +573,11 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         Some(node) => read_strategy(reader, node, &format!("{path}.strategy")),
         None => None,
     };
-    let environments = read_overrides(reader, fields.get("environments"), path, SERVICE_OVERRIDE_FIELDS);
+    let settle_window = match fields.get("settle_window") {
+        Some(node) => reader.duration(node, &format!("{path}.settle_window")),
+        None => None,
+    };
+    let placement = read_placement(reader, &fields, path, SERVICE_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_SERVICE_FIELDS);
     let images_from = read_images_from(reader, &fields, path);
     let primary = containers.as_ref().and_then(|containers| containers.as_ref()?.first());
@@ -575,7 +601,8 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         strategy: strategy.unwrap_or_else(|| RollingDraft::default_at(fields.pos())),
         strategy_written: fields.has("strategy"),
         stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
-        environments: environments.flatten(),
+        settle_window,
+        placement,
         ecs: ecs.flatten(),
         images_from: images_from.flatten(),
     })
@@ -586,7 +613,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
     let containers = read_containers(reader, &fields, path, &key.name, false);
     let schedule = fields.get("schedule").and_then(|node| read_schedule(reader, node, &format!("{path}.schedule")));
     let timeout = fields.get("timeout").and_then(|node| reader.duration(node, &format!("{path}.timeout")));
-    let environments = read_overrides(reader, fields.get("environments"), path, TASK_OVERRIDE_FIELDS);
+    let placement = read_placement(reader, &fields, path, TASK_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_TASK_FIELDS);
     let images_from = read_images_from(reader, &fields, path);
     Some(TaskDraft {
@@ -595,7 +622,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
         // A schedule with an error (reported) is not also reported missing.
         schedule: schedule.or_else(|| fields.has("schedule").then(|| Schedule(String::new()))),
         timeout,
-        environments: environments.flatten(),
+        placement,
         ecs: ecs.flatten(),
         images_from: images_from.flatten(),
     })
@@ -629,6 +656,10 @@ fn read_ecs_block(
         schedule_group: text("schedule_group"),
         ..EcsDraft::default()
     };
+    if let Some(node) = block.get("health_check_grace_period") {
+        draft.health_check_grace_period = reader.duration(node, &format!("{path}.health_check_grace_period"));
+        ok &= draft.health_check_grace_period.is_some();
+    }
     if let Some(node) = block.get("task_definition") {
         match reader.string(node, &format!("{path}.task_definition")) {
             Some(file) => match check_repo_path(&file) {
@@ -956,35 +987,69 @@ fn read_amount(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Amoun
     }
 }
 
-fn read_overrides(
+/// `environments:` (a list: where the app runs) and `overrides:` (a mapping: what
+/// changes per environment). A mapping under `environments:` is refused: it used to
+/// mean both, and writing one environment's changes silently removed the app from the
+/// others.
+fn read_placement(
     reader: &mut Reader<'_>,
-    node: Option<&Node>,
+    fields: &crate::reader::Fields<'_>,
     path: &str,
     known: &[&'static str],
-) -> Option<Option<Vec<(Key, OverrideDraft)>>> {
-    let Some(node) = node else {
-        return Some(None);
-    };
-    let path = format!("{path}.environments");
-    // `environments: [dev, prod]` deploys to those environments with no changes.
-    if let Value::Seq(items) = &node.value {
-        let mut overrides = Vec::new();
-        for item in items {
-            let name = reader.string(item, &path)?;
-            overrides.push((Key { name, pos: item.pos }, OverrideDraft::default()));
+) -> Placement {
+    let mut placement = Placement::default();
+    if let Some(node) = fields.get("environments") {
+        let list_path = format!("{path}.environments");
+        placement.runs_in_pos = Some(node.pos);
+        match &node.value {
+            Value::Seq(items) => {
+                let mut names = Vec::new();
+                for item in items {
+                    if let Some(name) = reader.string(item, &list_path) {
+                        names.push(Key { name, pos: item.pos });
+                    }
+                }
+                if names.is_empty() && !items.is_empty() {
+                    // Every entry was wrong (reported): the app runs nowhere rather than everywhere.
+                    placement.runs_in = Some(Vec::new());
+                } else {
+                    placement.runs_in = Some(names);
+                }
+            }
+            Value::Map(pairs) => {
+                let names: Vec<String> = pairs
+                    .iter()
+                    .filter_map(|(key, _)| match &key.value {
+                        Value::Str(name) => Some(name.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                reader.error(
+                    node.pos,
+                    &list_path,
+                    format!(
+                        "a mapping here would both choose where the app runs and change its settings; list where it runs, `environments: [{}]` (leave it out to run everywhere), and put per-environment changes under `overrides:`",
+                        names.join(", ")
+                    ),
+                );
+                placement.runs_in = Some(Vec::new());
+            }
+            _ => {
+                reader.error(node.pos, &list_path, "expected a list of environments, like [stg, prod]");
+                placement.runs_in = Some(Vec::new());
+            }
         }
-        return Some(Some(overrides));
     }
-    let mut overrides = Vec::new();
-    let mut ok = true;
-    for entry in reader.named_entries(node, &path) {
-        let override_path = format!("{path}.{}", entry.key.name);
-        match read_override(reader, entry.value, &override_path, known) {
-            Some(draft) => overrides.push((entry.key, draft)),
-            None => ok = false,
+    if let Some(node) = fields.get("overrides") {
+        let overrides_path = format!("{path}.overrides");
+        for entry in reader.named_entries(node, &overrides_path) {
+            let override_path = format!("{overrides_path}.{}", entry.key.name);
+            if let Some(draft) = read_override(reader, entry.value, &override_path, known) {
+                placement.overrides.push((entry.key, draft));
+            }
         }
     }
-    ok.then_some(Some(overrides))
+    placement
 }
 
 fn read_override(reader: &mut Reader<'_>, node: &Node, path: &str, known: &[&'static str]) -> Option<OverrideDraft> {
@@ -1019,6 +1084,10 @@ fn read_override(reader: &mut Reader<'_>, node: &Node, path: &str, known: &[&'st
     if let Some(node) = fields.get("schedule") {
         draft.schedule = read_schedule(reader, node, &format!("{path}.schedule"));
         ok &= draft.schedule.is_some();
+    }
+    if let Some(node) = fields.get("settle_window") {
+        draft.settle_window = reader.duration(node, &format!("{path}.settle_window"));
+        ok &= draft.settle_window.is_some();
     }
     ok.then_some(draft)
 }

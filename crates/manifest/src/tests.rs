@@ -86,7 +86,7 @@ services:
       unhealthy_threshold: 2
     strategy:
       rolling: {max_surge: 50%, max_unavailable: 25%, timeout: 5m}
-    environments:
+    overrides:
       dev:
         replicas: 1
       prod:
@@ -120,6 +120,124 @@ services:
     assert_eq!(
         manifest.environments["prod"].target,
         TargetSpec::Docker { host: Some("unix:///var/run/docker.sock".into()) }
+    );
+}
+
+#[test]
+fn overriding_a_setting_for_one_environment_keeps_the_app_in_every_other() {
+    let text = "\
+environments:
+  dev: {target: docker}
+  stg: {target: docker}
+  prod: {target: docker}
+services:
+  web:
+    image: example/web:1.0
+    settle_window: 30s
+    overrides:
+      prod: {replicas: 3, settle_window: 1m}
+";
+    let manifest = load_one(text).expect("valid").manifest;
+    let deployed: Vec<&str> = manifest.deployments().map(|d| d.environment).collect();
+    assert_eq!(deployed, ["dev", "prod", "stg"]);
+    let settle = |env: &str| match &*manifest.apps["web"].specs[env] {
+        AppSpec::Service(service) => (service.replicas, service.settle_window()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(settle("stg"), (1, Duration::from_secs(30)));
+    assert_eq!(settle("prod"), (3, Duration::from_secs(60)));
+}
+
+#[test]
+fn the_settle_window_defaults_to_ten_seconds_without_changing_revisions() {
+    let text = "\
+environments:
+  dev: {target: docker}
+services:
+  web: {image: example/web:1.0}
+";
+    let manifest = load_one(text).expect("valid").manifest;
+    let AppSpec::Service(web) = &*manifest.apps["web"].specs["dev"] else { panic!("a service") };
+    assert_eq!(web.settle_window, None, "not written, not stored: revisions stay as they were");
+    assert_eq!(web.settle_window(), Duration::from_secs(10));
+}
+
+#[test]
+fn a_settle_window_of_zero_is_allowed_with_a_warning() {
+    let text = "\
+environments:
+  dev: {target: docker}
+services:
+  web: {image: example/web:1.0, settle_window: 0s}
+";
+    let warnings: Vec<String> = load_one(text).expect("valid").warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "launchway.yaml:4:3: services.web: settle_window is 0s: a release counts as verified the moment it is healthy, so a crash seconds later would not roll it back"
+        ]
+    );
+}
+
+#[test]
+fn a_mapping_under_environments_is_refused_with_the_rewrite() {
+    let text = "\
+environments:
+  stg: {target: docker}
+  prod: {target: docker}
+services:
+  web:
+    image: example/web:1.0
+    environments:
+      prod: {replicas: 3}
+";
+    assert_eq!(
+        errors_of(text),
+        vec![
+            "launchway.yaml:8:7: services.web.environments: a mapping here would both choose where the app runs and change its settings; list where it runs, `environments: [prod]` (leave it out to run everywhere), and put per-environment changes under `overrides:`",
+        ]
+    );
+}
+
+#[test]
+fn overrides_for_an_environment_the_app_does_not_run_in_are_refused() {
+    let text = "\
+environments:
+  stg: {target: docker}
+  prod: {target: docker}
+services:
+  web:
+    image: example/web:1.0
+    environments: [stg]
+    overrides:
+      prod: {replicas: 3}
+";
+    assert_eq!(
+        errors_of(text),
+        vec![
+            r#"launchway.yaml:9:7: services.web.overrides: web does not run in "prod" (its environments are stg): add prod to `environments`, or remove these overrides"#,
+        ]
+    );
+}
+
+#[test]
+fn an_app_in_a_promoted_environment_must_run_where_promotions_come_from() {
+    let text = "\
+environments:
+  stg: {target: docker}
+  prod: {target: docker, promote_from: stg}
+services:
+  web:
+    image: example/web:1.0
+    environments: [prod]
+  api:
+    image: example/api:1.0
+";
+    assert_eq!(
+        errors_of(text),
+        vec![
+            "launchway.yaml:7:19: services.web: web runs in prod, which is deployed only by promotion from stg, where web does not run: nothing would ever reach prod; add stg to its environments",
+        ]
     );
 }
 
@@ -185,15 +303,15 @@ environments:
 services:
   web:
     image: example/web:1.0
-    environments:
+    environments: [staging, prod]
+    overrides:
       stagign: {replicas: 2}
-      prod: {}
 ";
     assert_eq!(
         errors_of(text),
         vec![
-            r#"launchway.yaml:7:7: services.web.environments: environment "stagign" is not declared in launchway.yaml, did you mean "staging"?"#,
-            r#"launchway.yaml:8:7: services.web.environments: environment "prod" is not declared in launchway.yaml"#,
+            r#"launchway.yaml:6:29: services.web.environments: environment "prod" is not declared in launchway.yaml"#,
+            r#"launchway.yaml:8:7: services.web.overrides: environment "stagign" is not declared in launchway.yaml, did you mean "staging"?"#,
         ]
     );
 }
@@ -256,7 +374,7 @@ services:
     containers:
       main: {image: example/main:1}
       side: {image: example/side:1}
-    environments:
+    overrides:
       qa: {image: example/main:2}
 ";
     assert_eq!(
@@ -269,7 +387,7 @@ services:
             r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping)"#,
             r#"launchway.yaml:8:15: services.web.replicas: expected an integer, found the string "3""#,
             r#"launchway.yaml:11:5: services.both: use either `containers` or the single-container fields (image), not both"#,
-            r#"launchway.yaml:18:19: services.multi.environments.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
+            r#"launchway.yaml:18:19: services.multi.overrides.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
         ]
     );
 }
@@ -289,7 +407,7 @@ services:
     assert_eq!(
         errors_of(text),
         vec![
-            "launchway.yaml:8:16: services.web.environments.dev: with 3 replicas, max_surge and max_unavailable both come to 0, so a rolling update could never start or stop a replica"
+            "launchway.yaml:8:16: services.web in dev: with 3 replicas, max_surge and max_unavailable both come to 0, so a rolling update could never start or stop a replica"
         ]
     );
 }
@@ -522,7 +640,7 @@ tasks:
             r#"ecs/api.json:4:20: invalid JSON: trailing comma"#,
             r#"launchway.yaml:3:30: environments.prod.target.ecs.role_arn: "not-an-arn" is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"#,
             "launchway.yaml:5:3: services.web: no ECS cluster: set ecs.cluster on the app, or cluster on environment \"prod\"'s target",
-            "launchway.yaml:8:16: services.web.environments.prod: on ECS, give max_surge and max_unavailable as percentages (ECS works in percent of the desired count), or set replicas",
+            "launchway.yaml:8:16: services.web in prod: on ECS, give max_surge and max_unavailable as percentages (ECS works in percent of the desired count), or set replicas",
             "launchway.yaml:17:43: services.gone.ecs.task_definition: ecs/missing.json is not in the config repo",
             "launchway.yaml:18:3: services.bare: an ECS app needs images to set (image, containers or images_from) or a whole ecs.task_definition",
             "launchway.yaml:23:5: tasks.report: on ECS a scheduled task runs from an EventBridge rule or Scheduler schedule: name it with ecs.rule or ecs.schedule",

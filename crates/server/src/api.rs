@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}/reject", post(reject))
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/rollback", post(rollback))
+        .route("/api/v1/unpin", post(unpin))
         .route("/api/v1/releases", post(publish).get(list_published))
         .route("/api/v1/tasks/{app}/{env}/run", post(run_task))
         .route("/api/v1/status", get(status))
@@ -252,6 +253,12 @@ fn summarize(decisions: &[Decision]) -> Vec<Value> {
             Decision::Busy { app, env, run_id, .. } => {
                 json!({"app": app, "env": env, "decision": "busy", "run": run_id})
             }
+            Decision::Pinned { app, env, pin, wants } => {
+                json!({"app": app, "env": env, "decision": "pinned", "pin": pin, "wants": wants})
+            }
+            Decision::RepairLater { app, env, reason, retry_at } => {
+                json!({"app": app, "env": env, "decision": "repair_later", "reason": reason, "retry_at": retry_at})
+            }
         })
         .collect()
 }
@@ -354,17 +361,50 @@ struct RollbackBody {
     app: String,
     env: String,
     to: Option<i64>,
+    reason: Option<String>,
 }
 
+/// Rolls back to a verified release and pins the app there: the controller leaves it
+/// until `POST /api/v1/unpin`.
 async fn rollback(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let token = authorize(&state, &headers, Permission::Deploy).await?;
-    let body: RollbackBody = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?}}: {error}")))?;
+    let body: RollbackBody = serde_json::from_slice(&body).map_err(|error| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, reason?}}: {error}"))
+    })?;
     let engine = state.controller.engine();
-    let run = engine.prepare_rollback(&body.app, &body.env, body.to, &actor("rollback", &token)).await?;
+    let run = engine.prepare_rollback(&body.app, &body.env, body.to, &actor("rollback", &token), body.reason).await?;
     state.controller.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }
+
+#[derive(Debug, Deserialize)]
+struct UnpinBody {
+    app: String,
+    env: String,
+}
+
+/// Lifts a rollback's pin and deploys the repo's desired state there again.
+async fn unpin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &headers, Permission::Deploy).await?;
+    let body: UnpinBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env}}: {error}")))?;
+    let pin = state.controller.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
+    let scope = Scope { pushed_refs: None, env: Some(body.env.clone()), apps: vec![body.app.clone()] };
+    let mut answer = reconcile_answer(&state.controller, scope, actor("unpin", &token)).await;
+    // The reconcile's answer, plus what was lifted.
+    if answer.status() == StatusCode::OK {
+        let bytes = axum::body::to_bytes(std::mem::take(answer.body_mut()), MAX_ANSWER_BYTES)
+            .await
+            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+        let mut value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        value["unpinned"] = json!(pin);
+        return Ok(axum::Json(value).into_response());
+    }
+    Ok(answer)
+}
+
+/// The largest reconcile answer read back to add to it (thousands of apps fit).
+const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 async fn run_task(
     State(state): State<AppState>,

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_store::{
-    Approval, Decision, DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken, Published,
-    Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step, StepOutcome,
-    Store, StoreError, Token, Transition, now_ms,
+    Approval, Decision, DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken, Pin,
+    Published, Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step,
+    StepOutcome, Store, StoreError, Token, Transition, now_ms,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -44,6 +44,18 @@ impl SqliteStore {
             // 256 KiB of page cache per connection instead of 2 MiB: the hot pages (runs
             // under way, recent events) fit, and the operating system caches the rest.
             .pragma("cache_size", "-256");
+        // Setting up a new database is not safe to race: switching it to WAL can fail
+        // with "database is locked" without waiting, and sqlx's SQLite migrator takes
+        // no lock, so two processes would both create its tables. A lock file beside it
+        // makes them take turns; the second finds everything done.
+        let _setting_up = match options_path(location) {
+            Some(path) => Some(
+                MigrationLock::acquire(&path)
+                    .await
+                    .map_err(|source| StoreError::Open { location: location.to_owned(), source: Box::new(source) })?,
+            ),
+            None => None,
+        };
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.map_err(open_error)?;
         sqlx::migrate!()
             .run(&pool)
@@ -84,38 +96,8 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_release(&self, release: NewRelease) -> Result<Release> {
-        let created_at = now_ms();
-        let revision = release.spec.revision().0;
-        let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
-        let target = serde_json::to_string(&release.target).map_err(corrupt)?;
-        let row = sqlx::query(
-            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, committed_at, origin, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&release.app)
-        .bind(&release.env)
-        .bind(&revision)
-        .bind(spec)
-        .bind(target)
-        .bind(&release.source.commit)
-        .bind(&release.source.summary)
-        .bind(&release.source.author)
-        .bind(release.source.committed_at)
-        .bind(&release.source.origin)
-        .bind(created_at)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(Release {
-            id: row.get("id"),
-            app: release.app,
-            env: release.env,
-            revision,
-            spec: release.spec,
-            target: release.target,
-            source: release.source,
-            created_at,
-        })
+        let mut connection = self.pool.acquire().await.map_err(backend)?;
+        Self::insert_release(&mut connection, release).await
     }
 
     async fn release(&self, id: ReleaseId) -> Result<Release> {
@@ -129,45 +111,42 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let inserted = sqlx::query(
-            "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, approval_policy,
-                created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        )
-        .bind(&run.app)
-        .bind(&run.env)
-        .bind(run.kind.as_str())
-        .bind(RunState::Pending.as_str())
-        .bind(run.release_id)
-        .bind(run.previous_release_id)
-        .bind(&run.trigger)
-        .bind(run.approval_policy.map(|policy| serde_json::to_string(&policy)).transpose().map_err(corrupt)?)
-        .bind(now)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
-        let row = match inserted {
-            Ok(row) => row,
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                drop(tx);
-                let existing: RunId =
-                    sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
-                        .bind(&run.app)
-                        .bind(&run.env)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err(backend)?;
-                return Err(StoreError::RunInProgress { run_id: existing, app: run.app, env: run.env });
+        match Self::insert_run(&mut tx, run, event).await? {
+            Ok(created) => {
+                tx.commit().await.map_err(backend)?;
+                Ok(created)
             }
-            Err(error) => return Err(backend(error)),
-        };
-        let created = run_from_row(&row)?;
-        let event = NewEvent { run_id: Some(created.id), ..event };
-        let event = Self::insert_event(&mut tx, &event).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok((created, event))
+            Err((app, env)) => {
+                drop(tx);
+                Err(self.in_progress(app, env).await)
+            }
+        }
+    }
+
+    async fn create_release_with_run(
+        &self,
+        release: NewRelease,
+        mut run: NewRun,
+        mut event: NewEvent,
+    ) -> Result<(Release, Run, Event)> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let release = Self::insert_release(&mut tx, release).await?;
+        run.release_id = release.id;
+        if let serde_json::Value::Object(data) = &mut event.data {
+            data.insert("release".to_owned(), release.id.into());
+        }
+        // Any error drops the transaction, and the release goes with it.
+        match Self::insert_run(&mut tx, run, event).await? {
+            Ok((run, event)) => {
+                tx.commit().await.map_err(backend)?;
+                Ok((release, run, event))
+            }
+            Err((app, env)) => {
+                drop(tx);
+                Err(self.in_progress(app, env).await)
+            }
+        }
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -185,7 +164,7 @@ impl Store for SqliteStore {
             "SELECT * FROM runs
              WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR env = ?2) AND (?3 = 0 OR finished_at IS NULL)
                AND (?4 IS NULL OR state = ?4) AND (?5 IS NULL OR created_at >= ?5)
-               AND (?7 = 0 OR state != 'awaiting_approval')
+               AND (?7 = 0 OR state != 'awaiting_approval') AND (?8 IS NULL OR kind = ?8)
              ORDER BY id DESC LIMIT ?6",
         )
         .bind(&filter.app)
@@ -195,6 +174,7 @@ impl Store for SqliteStore {
         .bind(filter.since)
         .bind(filter.limit.map_or(-1, i64::from))
         .bind(filter.exclude_parked)
+        .bind(filter.kind.map(RunKind::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -429,6 +409,31 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(deployment_from_row).collect())
     }
 
+    async fn unpin(&self, app: &str, env: &str, event: NewEvent) -> Result<Option<(Pin, Event)>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query("SELECT * FROM deployments WHERE app = ? AND env = ?")
+            .bind(app)
+            .bind(env)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let Some(pin) = row.as_ref().and_then(|row| deployment_from_row(row).pin) else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE deployments SET pinned_release_id = NULL, pinned_by = NULL, pinned_at = NULL, pin_reason = NULL
+             WHERE app = ? AND env = ?",
+        )
+        .bind(app)
+        .bind(env)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let event = Self::insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some((pin, event)))
+    }
+
     async fn approval(&self, run: RunId) -> Result<Option<Approval>> {
         let mut connection = self.pool.acquire().await.map_err(backend)?;
         Self::approval_row(&mut connection, run).await
@@ -629,6 +634,131 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    async fn insert_release(executor: &mut sqlx::SqliteConnection, release: NewRelease) -> Result<Release> {
+        let created_at = now_ms();
+        let revision = release.spec.revision().0;
+        let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
+        let target = serde_json::to_string(&release.target).map_err(corrupt)?;
+        let row = sqlx::query(
+            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, committed_at, origin, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&release.app)
+        .bind(&release.env)
+        .bind(&revision)
+        .bind(spec)
+        .bind(target)
+        .bind(&release.source.commit)
+        .bind(&release.source.summary)
+        .bind(&release.source.author)
+        .bind(release.source.committed_at)
+        .bind(&release.source.origin)
+        .bind(created_at)
+        .fetch_one(&mut *executor)
+        .await
+        .map_err(backend)?;
+        Ok(Release {
+            id: row.get("id"),
+            app: release.app,
+            env: release.env,
+            revision,
+            spec: release.spec,
+            target: release.target,
+            source: release.source,
+            created_at,
+        })
+    }
+
+    /// Inserts a run, its pin and its creation event. A unique violation comes back as
+    /// `Ok(Err(app, env))`, for the caller to turn into [`StoreError::RunInProgress`]
+    /// once its transaction is gone.
+    async fn insert_run(
+        executor: &mut sqlx::SqliteConnection,
+        run: NewRun,
+        event: NewEvent,
+    ) -> Result<std::result::Result<(Run, Event), (String, String)>> {
+        let now = now_ms();
+        // The check and the insert are one statement under the write lock: no run can
+        // slip in between.
+        let inserted = sqlx::query(
+            "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, approval_policy,
+                created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9
+             WHERE ?10 IS NULL OR COALESCE((SELECT MAX(id) FROM runs WHERE app = ?1 AND env = ?2), 0) = ?10
+             RETURNING *",
+        )
+        .bind(&run.app)
+        .bind(&run.env)
+        .bind(run.kind.as_str())
+        .bind(RunState::Pending.as_str())
+        .bind(run.release_id)
+        .bind(run.previous_release_id)
+        .bind(&run.trigger)
+        .bind(run.approval_policy.map(|policy| serde_json::to_string(&policy)).transpose().map_err(corrupt)?)
+        .bind(now)
+        .bind(run.decided_after)
+        .fetch_optional(&mut *executor)
+        .await;
+        let row = match inserted {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                // Refused as stale; one still in progress is the more useful answer.
+                let unfinished: Option<RunId> =
+                    sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
+                        .bind(&run.app)
+                        .bind(&run.env)
+                        .fetch_optional(&mut *executor)
+                        .await
+                        .map_err(backend)?;
+                return match unfinished {
+                    Some(_) => Ok(Err((run.app, run.env))),
+                    None => Err(StoreError::DecidedOnStale { app: run.app, env: run.env }),
+                };
+            }
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                return Ok(Err((run.app, run.env)));
+            }
+            Err(error) => return Err(backend(error)),
+        };
+        let created = run_from_row(&row)?;
+        if let Some(pin) = &run.pin {
+            let pinned = sqlx::query(
+                "UPDATE deployments SET pinned_release_id = ?, pinned_by = ?, pinned_at = ?, pin_reason = ?
+                 WHERE app = ? AND env = ?",
+            )
+            .bind(run.release_id)
+            .bind(&pin.by)
+            .bind(now)
+            .bind(&pin.reason)
+            .bind(&run.app)
+            .bind(&run.env)
+            .execute(&mut *executor)
+            .await
+            .map_err(backend)?;
+            if pinned.rows_affected() == 0 {
+                return Err(StoreError::NotFound { what: "deployment to pin for run", id: created.id });
+            }
+        }
+        let event = NewEvent { run_id: Some(created.id), ..event };
+        let event = Self::insert_event(&mut *executor, &event).await?;
+        Ok(Ok((created, event)))
+    }
+
+    /// The error for a run refused because another is in progress, naming that run
+    /// (0 if it finished in the meantime).
+    async fn in_progress(&self, app: String, env: String) -> StoreError {
+        let existing: std::result::Result<Option<RunId>, _> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE app = ? AND env = ? AND finished_at IS NULL")
+                .bind(&app)
+                .bind(&env)
+                .fetch_optional(&self.pool)
+                .await;
+        match existing {
+            Ok(run_id) => StoreError::RunInProgress { run_id: run_id.unwrap_or_default(), app, env },
+            Err(error) => backend(error),
+        }
+    }
+
     async fn approval_row(executor: &mut sqlx::SqliteConnection, run: RunId) -> Result<Option<Approval>> {
         let row = sqlx::query("SELECT * FROM approvals WHERE run_id = ?")
             .bind(run)
@@ -673,6 +803,34 @@ fn token_from_row(row: &SqliteRow) -> Result<Token> {
         last_used_at: row.get("last_used_at"),
         revoked_at: row.get("revoked_at"),
     })
+}
+
+/// The database file a location names, when it is a file (not `:memory:`).
+fn options_path(location: &str) -> Option<std::path::PathBuf> {
+    let path = location.strip_prefix("sqlite://").or_else(|| location.strip_prefix("sqlite:")).unwrap_or(location);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// An exclusive lock on `<database>.lock`, held while migrations run.
+struct MigrationLock {
+    _file: std::fs::File,
+}
+
+impl MigrationLock {
+    async fn acquire(database: &std::path::Path) -> std::io::Result<MigrationLock> {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let path = std::path::PathBuf::from(name);
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            // Blocks while another process migrates; released when the file closes.
+            file.lock()?;
+            Ok(MigrationLock { _file: file })
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 fn backend(error: sqlx::Error) -> StoreError {
@@ -738,6 +896,12 @@ fn deployment_from_row(row: &SqliteRow) -> DeploymentRecord {
         good_release_id: row.get("good_release_id"),
         commit: row.get("commit_id"),
         updated_at: row.get("updated_at"),
+        pin: row.get::<Option<i64>, _>("pinned_release_id").map(|release_id| Pin {
+            release_id,
+            by: row.get::<Option<String>, _>("pinned_by").unwrap_or_default(),
+            at: row.get::<Option<i64>, _>("pinned_at").unwrap_or_default(),
+            reason: row.get("pin_reason"),
+        }),
     }
 }
 

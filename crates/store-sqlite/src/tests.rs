@@ -27,6 +27,8 @@ conformance_tests!(
     one_unfinished_run_per_app_and_environment,
     leases_are_exclusive_and_fence_out_stale_holders,
     finished_runs_record_the_deployment,
+    rollbacks_pin_and_unpin_lifts_the_pin,
+    a_release_and_its_run_are_created_together_or_not_at_all,
     steps_are_recorded_per_attempt,
     events_are_ordered_and_followable,
     approvals_are_requested_then_decided_once,
@@ -35,6 +37,20 @@ conformance_tests!(
     cursors_remember_where_each_reader_is,
     published_images_replace_earlier_ones,
 );
+
+/// Regression (issue 8): sqlx's SQLite migrator takes no lock, and two processes
+/// opening a new database at once failed with "table releases already exists".
+#[tokio::test]
+async fn two_stores_opening_a_new_database_at_once_both_open_it() {
+    for trial in 0..30 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("launchway.db");
+        let path = path.to_str().expect("utf-8 path");
+        let (first, second) = tokio::join!(SqliteStore::open(path), SqliteStore::open(path));
+        first.unwrap_or_else(|error| panic!("trial {trial}: {error:?}"));
+        second.unwrap_or_else(|error| panic!("trial {trial}: {error:?}"));
+    }
+}
 
 #[tokio::test]
 async fn the_event_log_refuses_updates_and_deletes() {

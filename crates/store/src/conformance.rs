@@ -22,6 +22,7 @@ fn service(image: &str) -> AppSpec {
         health: None,
         strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(60) },
         stop_grace_period: Duration::from_secs(5),
+        settle_window: None,
     })
 }
 
@@ -55,6 +56,8 @@ async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
                 previous_release_id: None,
                 trigger: "test".into(),
                 approval_policy: None,
+                pin: None,
+                decided_after: None,
             },
             NewEvent {
                 run_id: None,
@@ -159,6 +162,76 @@ pub async fn leases_are_exclusive_and_fence_out_stale_holders(store: &dyn Store)
     assert!(store.claim_run(created.id, "worker-d", 30_000, None).await.expect("claim").is_none());
 }
 
+/// A release and its run are recorded together or not at all: losing the race for an
+/// (app, environment) leaves no release behind.
+pub async fn a_release_and_its_run_are_created_together_or_not_at_all(store: &dyn Store) {
+    let new_release = |image: &str| NewRelease {
+        app: "web".into(),
+        env: "dev".into(),
+        spec: service(image),
+        target: TargetSpec::Docker { host: None },
+        source: ReleaseSource::default(),
+    };
+    let new_run = || NewRun {
+        app: "web".into(),
+        env: "dev".into(),
+        kind: RunKind::Deploy,
+        release_id: 0,
+        previous_release_id: None,
+        trigger: "test".into(),
+        approval_policy: None,
+        pin: None,
+        decided_after: Some(0),
+    };
+    let event = NewEvent {
+        run_id: None,
+        app: Some("web".into()),
+        env: Some("dev".into()),
+        kind: "run.created".into(),
+        message: "created".into(),
+        data: serde_json::json!({"trigger": "test"}),
+    };
+    let (release, run, created) = store
+        .create_release_with_run(new_release("example/web:1"), new_run(), event.clone())
+        .await
+        .expect("created together");
+    assert_eq!(run.release_id, release.id);
+    assert_eq!(store.release(release.id).await.expect("the release is kept"), release);
+    assert_eq!(created.data["release"], release.id);
+    assert_eq!(created.data["trigger"], "test");
+
+    match store.create_release_with_run(new_release("example/web:2"), new_run(), event.clone()).await {
+        Err(StoreError::RunInProgress { run_id, .. }) => assert_eq!(run_id, run.id),
+        other => panic!("expected RunInProgress, got {other:?}"),
+    }
+    assert!(
+        matches!(store.release(release.id + 1).await, Err(StoreError::NotFound { .. })),
+        "the refused run's release was not kept"
+    );
+
+    // Decided from a state that is gone: a run was created (and finished) meanwhile.
+    let lease = store.claim_run(run.id, "w", 30_000, None).await.expect("claim").expect("free");
+    store.transition(&lease, to(RunState::Succeeded, &run)).await.expect("finish");
+    let stale = store
+        .create_release_with_run(
+            new_release("example/web:3"),
+            NewRun { decided_after: Some(0), ..new_run() },
+            event.clone(),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::DecidedOnStale { .. })), "{stale:?}");
+    assert!(matches!(store.release(release.id + 1).await, Err(StoreError::NotFound { .. })));
+    let (_, fresh, _) = store
+        .create_release_with_run(
+            new_release("example/web:3"),
+            NewRun { decided_after: Some(run.id), ..new_run() },
+            event,
+        )
+        .await
+        .expect("decided from the newest run");
+    assert!(fresh.id > run.id);
+}
+
 /// Terminal transitions record what is deployed; only verified releases become the
 /// rollback target.
 pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
@@ -187,6 +260,83 @@ pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
     let record = store.deployment("web", "dev").await.expect("read").expect("recorded");
     assert_eq!((record.current_release_id, record.good_release_id), (v2.id, Some(v1.id)));
     assert_eq!(store.deployments().await.expect("all").len(), 1);
+}
+
+/// A manual rollback pins the app to its release in the run's own transaction; lifting
+/// the pin is recorded with its event, once.
+pub async fn rollbacks_pin_and_unpin_lifts_the_pin(store: &dyn Store) {
+    let v1 = release(store, "web", "example/web:1").await;
+    let first = run(store, &v1).await.expect("run");
+    let lease = store.claim_run(first.id, "w", 30_000, None).await.expect("claim").expect("free");
+    let mut finish = to(RunState::Succeeded, &first);
+    finish.deployment = Some(DeploymentUpdate { current_release_id: v1.id, verified: true });
+    store.transition(&lease, finish).await.expect("finish");
+    assert_eq!(store.deployment("web", "dev").await.expect("read").expect("recorded").pin, None);
+
+    let created = NewEvent {
+        run_id: None,
+        app: Some("web".into()),
+        env: Some("dev".into()),
+        kind: "run.created".into(),
+        message: "roll back".into(),
+        data: serde_json::Value::Null,
+    };
+    let (rollback, _) = store
+        .create_run(
+            NewRun {
+                app: "web".into(),
+                env: "dev".into(),
+                kind: RunKind::Rollback,
+                release_id: v1.id,
+                previous_release_id: Some(v1.id),
+                trigger: "rollback by alice".into(),
+                approval_policy: None,
+                pin: Some(NewPin { by: "alice".into(), reason: Some("v2 leaks memory".into()) }),
+                decided_after: None,
+            },
+            created.clone(),
+        )
+        .await
+        .expect("rollback run");
+    let pin = store.deployment("web", "dev").await.expect("read").expect("recorded").pin.expect("pinned");
+    assert_eq!((pin.release_id, pin.by.as_str(), pin.reason.as_deref()), (v1.id, "alice", Some("v2 leaks memory")));
+    assert!(pin.at > 0);
+    assert_eq!(rollback.kind, RunKind::Rollback);
+
+    let unpinned =
+        NewEvent { kind: "deployment.unpinned".into(), message: "unpinned by bob".into(), ..created.clone() };
+    let (lifted, event) = store.unpin("web", "dev", unpinned.clone()).await.expect("unpin").expect("was pinned");
+    assert_eq!(lifted, pin);
+    assert_eq!(event.kind, "deployment.unpinned");
+    assert_eq!(store.deployment("web", "dev").await.expect("read").expect("recorded").pin, None);
+    let events_before = store.events(&EventFilter::default()).await.expect("events").len();
+    assert!(store.unpin("web", "dev", unpinned).await.expect("unpin").is_none(), "nothing to lift");
+    assert_eq!(
+        store.events(&EventFilter::default()).await.expect("events").len(),
+        events_before,
+        "and nothing recorded"
+    );
+
+    // Pinning needs something deployed to pin.
+    let api = release(store, "api", "example/api:1").await;
+    let pinned_nothing = store
+        .create_run(
+            NewRun {
+                app: "api".into(),
+                env: "dev".into(),
+                kind: RunKind::Rollback,
+                release_id: api.id,
+                previous_release_id: None,
+                trigger: "test".into(),
+                approval_policy: None,
+                pin: Some(NewPin { by: "alice".into(), reason: None }),
+                decided_after: None,
+            },
+            NewEvent { app: Some("api".into()), ..created },
+        )
+        .await;
+    assert!(matches!(pinned_nothing, Err(StoreError::NotFound { .. })), "{pinned_nothing:?}");
+    assert!(store.runs(&RunFilter { app: Some("api".into()), ..Default::default() }).await.expect("runs").is_empty());
 }
 
 /// Steps are recorded per attempt, so a resumed step shows twice.

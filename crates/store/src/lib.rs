@@ -20,6 +20,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: i64 },
     #[error("run {run_id} for {app} in {env} is still in progress")]
     RunInProgress { run_id: RunId, app: String, env: String },
+    /// A run was created for (app, env) after the one a new run was decided from.
+    #[error("another run for {app} in {env} was created meanwhile")]
+    DecidedOnStale { app: String, env: String },
     #[error("the lease on run {run_id} is no longer held by this process (another worker took the run over)")]
     LeaseLost { run_id: RunId },
     #[error("run {run_id} is not waiting for approval")]
@@ -56,8 +59,21 @@ pub trait Store: Send + Sync {
     /// Creates a pending run and its `run.created` event.
     ///
     /// # Errors
-    /// [`StoreError::RunInProgress`] when (app, env) already has an unfinished run.
+    /// [`StoreError::RunInProgress`] when (app, env) already has an unfinished run;
+    /// [`StoreError::DecidedOnStale`] when `run.decided_after` is no longer the newest run.
     async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)>;
+    /// Records a release and a run of it together: when the run cannot be created,
+    /// the release is not recorded either. `run.release_id` is set to the new release,
+    /// and so is `event.data["release"]`.
+    ///
+    /// # Errors
+    /// [`StoreError::RunInProgress`] when (app, env) already has an unfinished run.
+    async fn create_release_with_run(
+        &self,
+        release: NewRelease,
+        run: NewRun,
+        event: NewEvent,
+    ) -> Result<(Release, Run, Event)>;
     async fn run(&self, id: RunId) -> Result<Run>;
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
@@ -88,6 +104,9 @@ pub trait Store: Send + Sync {
     /// What is deployed for one (app, environment), if anything ever was.
     async fn deployment(&self, app: &str, env: &str) -> Result<Option<DeploymentRecord>>;
     async fn deployments(&self) -> Result<Vec<DeploymentRecord>>;
+    /// Lifts the pin on (app, environment), recording `event` with it. `None` when
+    /// there was no pin (nothing is recorded then).
+    async fn unpin(&self, app: &str, env: &str, event: NewEvent) -> Result<Option<(Pin, Event)>>;
 
     /// A run's approval request, if it has one.
     async fn approval(&self, run: RunId) -> Result<Option<Approval>>;

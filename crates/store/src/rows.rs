@@ -130,19 +130,25 @@ pub enum RunKind {
     Rollback,
     /// One execution of a scheduled task, run to completion.
     Scheduled,
+    /// Bring back what drifted (replicas that died, restarted or were removed) to the
+    /// last verified release, which is already current.
+    Repair,
 }
 
 impl RunKind {
+    pub const ALL: [RunKind; 4] = [RunKind::Deploy, RunKind::Rollback, RunKind::Scheduled, RunKind::Repair];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunKind::Deploy => "deploy",
             RunKind::Rollback => "rollback",
             RunKind::Scheduled => "scheduled",
+            RunKind::Repair => "repair",
         }
     }
 
     pub fn parse(text: &str) -> Option<RunKind> {
-        [RunKind::Deploy, RunKind::Rollback, RunKind::Scheduled].into_iter().find(|kind| kind.as_str() == text)
+        RunKind::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 }
 
@@ -184,6 +190,29 @@ pub struct NewRun {
     pub previous_release_id: Option<ReleaseId>,
     pub trigger: String,
     pub approval_policy: Option<ApprovalPolicy>,
+    /// Pins (app, environment) to the run's release, in the same transaction (a manual
+    /// rollback). The app must have been deployed there before.
+    pub pin: Option<NewPin>,
+    /// Create the run only if the newest run of (app, environment) is still this one
+    /// (0: none): the decision to create it was made from what that run left.
+    pub decided_after: Option<RunId>,
+}
+
+/// Who pins an app to a release, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPin {
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// An (app, environment) held at one release: the server and `deploy` leave it there
+/// until the pin is lifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub release_id: ReleaseId,
+    pub by: String,
+    pub at: i64,
+    pub reason: Option<String>,
 }
 
 /// The right to act on one run, held by one process until it expires.
@@ -331,6 +360,9 @@ pub struct DeploymentRecord {
     /// The config commit the current release came from.
     pub commit: Option<String>,
     pub updated_at: i64,
+    /// Set by a manual rollback, lifted by `unpin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -412,6 +444,7 @@ pub struct RunFilter {
     /// Leave out runs parked for approval (nobody drives them until a decision).
     pub exclude_parked: bool,
     pub state: Option<RunState>,
+    pub kind: Option<RunKind>,
     /// Only runs created at or after this time (Unix ms).
     pub since: Option<i64>,
     pub limit: Option<u32>,

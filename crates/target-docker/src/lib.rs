@@ -10,6 +10,7 @@ mod image;
 mod replicas;
 mod rollout;
 mod task;
+mod verify;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder, ListNetworksOptionsBuilder};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
 use launchway_target::{
@@ -224,11 +225,21 @@ impl Target for DockerTarget {
     }
 
     /// Everything launchway labels in `env`, whatever `apps` says: apps the manifest no
-    /// longer declares are reported too.
-    async fn observe(&self, env: &str, _apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+    /// longer declares are reported too. Restart counts (one inspection per container)
+    /// are read for the apps asked about only.
+    async fn observe(&self, env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
+        let listed = replicas::list(&self.docker, env, None).await?;
+        let asked: Vec<(String, String, Vec<String>)> = listed
+            .iter()
+            .filter(|replica| replica.is_running() && apps.iter().any(|app| app.app == replica.app))
+            .map(|replica| (replica.app.clone(), replica.key(), replica.containers().map(|c| c.id.clone()).collect()))
+            .collect();
+        let restarts = restart_counts(&self.docker, asked).await?;
         let mut live = LiveEnvironment::default();
-        for replica in replicas::list(&self.docker, env, None).await? {
-            live.apps.entry(replica.app.clone()).or_default().replicas.push(replica.to_live());
+        for replica in listed {
+            let mut view = replica.to_live();
+            view.restarts = restarts.get(&(replica.app.clone(), replica.key())).map_or(0, |count| *count as u32);
+            live.apps.entry(replica.app.clone()).or_default().replicas.push(view);
         }
         Ok(live)
     }
@@ -237,72 +248,9 @@ impl Target for DockerTarget {
         rollout::run(self, ServiceRollout::of(&rollout)?, progress).await
     }
 
+    /// Watches the rolled-out replicas for the service's settle window: see `verify.rs`.
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
-        let rollout = ServiceRollout::of(&rollout)?;
-        let replicas = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
-        let (current, others): (Vec<_>, Vec<_>) = replicas.iter().partition(|r| r.revision == rollout.revision);
-        if let Some(other) = others.first() {
-            return Err(RolloutError::Unhealthy {
-                reason: format!("replica {} of revision {} is still there", other.name(), other.revision),
-                logs: Vec::new(),
-            });
-        }
-        let running = current.iter().filter(|r| r.is_running()).count();
-        if running != rollout.spec.replicas as usize || current.len() != running {
-            return Err(RolloutError::Unhealthy {
-                reason: format!(
-                    "{running} of {} replicas are running ({} exist)",
-                    rollout.spec.replicas,
-                    current.len()
-                ),
-                logs: Vec::new(),
-            });
-        }
-        if let Some(check) = &rollout.spec.health {
-            let probes = current.iter().map(|replica| async move {
-                // A single dropped probe is not a failure: try as often as the check's
-                // threshold allows, as quickly as it starts replicas.
-                let mut last = Err(String::new());
-                for attempt in 0..check.unhealthy_threshold {
-                    if attempt > 0 {
-                        tokio::time::sleep(check.start_interval).await;
-                    }
-                    last = match replica.host_port(check.port) {
-                        Some(port) => health::probe(&self.http, port, check).await,
-                        None => Err(format!("port {} is not published", check.port)),
-                    };
-                    if last.is_ok() {
-                        break;
-                    }
-                }
-                (replica, last)
-            });
-            for (replica, result) in futures_util::future::join_all(probes).await {
-                if let Err(error) = result {
-                    let logs = match &replica.primary {
-                        Some(primary) => replicas::log_tail(&self.docker, &primary.id, 20).await,
-                        None => Vec::new(),
-                    };
-                    return Err(RolloutError::Unhealthy {
-                        reason: format!("replica {} failed its health check: {error}", replica.name()),
-                        logs,
-                    });
-                }
-            }
-        }
-        progress
-            .report(TargetEvent {
-                kind: "verify.passed",
-                message: format!(
-                    "{running} of {} replicas of revision {} running{}",
-                    rollout.spec.replicas,
-                    rollout.revision,
-                    if rollout.spec.health.is_some() { " and healthy" } else { "" }
-                ),
-                data: json!({"running": running, "revision": rollout.revision}),
-            })
-            .await;
-        Ok(())
+        verify::run(self, ServiceRollout::of(&rollout)?, progress).await
     }
 
     async fn run_task(&self, task: TaskExecution<'_>, progress: &dyn Progress) -> Result<TaskOutcome, RolloutError> {
@@ -362,6 +310,24 @@ fn describe_docker_error(error: &DockerError) -> String {
         other => other.to_string(),
     }
 }
+
+/// Restart counts of replicas given as (app, key, container ids), summed per replica.
+async fn restart_counts(
+    docker: &Docker,
+    replicas: Vec<(String, String, Vec<String>)>,
+) -> Result<HashMap<(String, String), i64>, TargetError> {
+    let lookups = replicas.into_iter().map(|(app, key, containers)| async move {
+        let mut count = 0;
+        for container in &containers {
+            count += replicas::restart_count(docker, container).await?;
+        }
+        Ok::<_, TargetError>(((app, key), count))
+    });
+    futures_util::stream::iter(lookups).buffer_unordered(INSPECT_CONCURRENCY).try_collect().await
+}
+
+/// Containers inspected at once when restart counts are read.
+const INSPECT_CONCURRENCY: usize = 16;
 
 /// How long a retired replica gets to stop before it is killed: its spec, with its own
 /// grace period, may no longer be known.

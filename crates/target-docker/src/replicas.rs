@@ -112,6 +112,7 @@ impl DockerReplica {
                 .flat_map(|primary| primary.published.values())
                 .map(|port| format!("127.0.0.1:{port}"))
                 .collect(),
+            restarts: 0,
         }
     }
 }
@@ -351,6 +352,16 @@ pub(crate) async fn remove(docker: &Docker, replica: &DockerReplica, grace_secon
         }
     }
     Ok(())
+}
+
+/// How many times Docker's restart policy has restarted a container (0 for one that is
+/// gone: the caller's listing says so).
+pub(crate) async fn restart_count(docker: &Docker, container_id: &str) -> Result<i64, TargetError> {
+    match docker.inspect_container(container_id, None).await {
+        Ok(inspected) => Ok(inspected.restart_count.unwrap_or_default()),
+        Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(0),
+        Err(error) => Err(api_error(&format!("inspect container {container_id}"), error)),
+    }
 }
 
 /// The last lines a container wrote, stdout and stderr together.

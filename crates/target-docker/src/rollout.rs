@@ -4,6 +4,13 @@
 //! planner what to start and stop, does it, and otherwise waits for whichever comes
 //! first: the next health probe, a container dying (Docker's event stream), or the
 //! deadline. There is no fixed sleep anywhere; a resumed rollout is just another turn.
+//!
+//! While old replicas still serve, the first new ones must stay healthy for the
+//! service's settle window before any old replica is stopped (Kubernetes'
+//! `minReadySeconds`, for the first batch only): a release that crashes seconds after
+//! turning healthy is caught while the last good one still serves in full. Later
+//! batches go on as soon as they are healthy; verification then watches the whole new
+//! set for the window again.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -40,16 +47,38 @@ pub(crate) async fn run(
     let mut started_at: HashMap<String, Instant> = HashMap::new();
     let grace = rollout.spec.stop_grace_period.as_secs().max(1) as i32;
     let desired = rollout.spec.replicas;
+    let window = rollout.spec.settle_window();
+    // When each new replica was first seen healthy, and whether the first batch has
+    // settled (decided at the first look: only needed while old replicas serve).
+    let mut healthy_since: HashMap<String, Instant> = HashMap::new();
+    let mut settled: Option<bool> = None;
+    // Replicas of the revision already broken when the rollout began (crashed and
+    // restarted since they were verified, or not running): replaced with fresh ones,
+    // which are watched. Their own deaths meanwhile are expected.
+    let broken = broken_replicas(target, &rollout, progress).await?;
 
     loop {
         let replicas = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
         let now = Instant::now();
         let mut snapshot = Snapshot { desired, max_surge, max_unavailable, new: Vec::new(), old: Vec::new() };
+        // Restarted replicas still serve between crashes: one is replaced at a time,
+        // and only while every other replica of the revision is healthy.
+        let is_broken = |replica: &DockerReplica| replica.containers().any(|c| broken.contains(&c.id));
+        let mut may_replace = !replicas.iter().any(|replica| {
+            replica.revision == rollout.revision
+                && !is_broken(replica)
+                && !(replica.is_running() && tracker.verdict(&replica.key()) == Some(Verdict::Healthy))
+        });
         for replica in &replicas {
             let key = replica.key();
             if replica.revision != rollout.revision {
                 let health = if replica.is_running() { Health::Healthy } else { Health::Down };
                 snapshot.old.push(view(replica, health));
+                continue;
+            }
+            if is_broken(replica) && (!replica.is_running() || may_replace) {
+                may_replace &= !replica.is_running();
+                snapshot.new.push(view(replica, Health::Down));
                 continue;
             }
             if !replica.is_running() {
@@ -76,6 +105,17 @@ pub(crate) async fn run(
             }
             tracker.track(&key, now);
             let health = match tracker.verdict(&key) {
+                Some(Verdict::Healthy) if settled == Some(false) => {
+                    let since = *healthy_since.entry(key.clone()).or_insert(now);
+                    if now >= since + window {
+                        settled = Some(true);
+                        let message = format!("{} stayed healthy for {}: rolling on", replica.name(), humanize(window));
+                        progress.report(event("replica.settled", message, replica)).await;
+                        Health::Healthy
+                    } else {
+                        Health::Starting
+                    }
+                }
                 Some(Verdict::Healthy) => Health::Healthy,
                 Some(Verdict::Failed) => {
                     let reason = format!(
@@ -90,6 +130,31 @@ pub(crate) async fn run(
             snapshot.new.push(view(replica, health));
         }
 
+        if settled.is_none() {
+            let old_serving = snapshot.old.iter().any(|replica| replica.health == Health::Healthy);
+            settled = Some(!old_serving || window.is_zero());
+            if !old_serving || window.is_zero() {
+                // Nothing to protect, or nothing asked: the snapshot stands as built.
+            } else {
+                // Built before the decision: healthy new replicas start their watch now.
+                for view in &mut snapshot.new {
+                    if view.health == Health::Healthy {
+                        healthy_since.entry(view.id.clone()).or_insert(now);
+                        view.health = Health::Starting;
+                    }
+                }
+                progress
+                    .report(TargetEvent {
+                        kind: "rollout.settling",
+                        message: format!(
+                            "the first new replicas must stay healthy for {} before any old one stops",
+                            humanize(window)
+                        ),
+                        data: json!({"window_ms": window.as_millis() as u64}),
+                    })
+                    .await;
+            }
+        }
         let step = rolling::next_step(&snapshot);
         if step.done {
             return Ok(());
@@ -123,6 +188,7 @@ pub(crate) async fn run(
             for (replica, (result, took)) in stopping.iter().zip(join_all(removals).await) {
                 result?;
                 tracker.forget(&replica.key());
+                healthy_since.remove(&replica.key());
                 let message = if replica.revision == rollout.revision {
                     format!("removed {}", replica.name())
                 } else {
@@ -164,11 +230,21 @@ pub(crate) async fn run(
             probe(target, &rollout, &replicas, &due, &mut tracker, &started_at, progress).await;
             continue;
         }
-        let wake = tracker.next_due().unwrap_or(now + Duration::from_secs(1)).min(deadline);
+        let settle_due = match settled {
+            Some(false) => healthy_since.values().map(|since| *since + window).min(),
+            _ => None,
+        };
+        let wake = tracker
+            .next_due()
+            .into_iter()
+            .chain(settle_due)
+            .min()
+            .unwrap_or(now + Duration::from_secs(1))
+            .min(deadline);
         tokio::select! {
             () = tokio::time::sleep_until(wake) => {}
             Some((died, exit_code)) = deaths.next() => {
-                if removed.contains(&died) {
+                if removed.contains(&died) || broken.contains(&died) {
                     continue;
                 }
                 // A new replica's container dying is a failed release, even if the
@@ -189,6 +265,35 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Container ids of the revision's replicas that are broken as the rollout begins:
+/// restarted after crashing, or not running. Each is reported as about to be replaced.
+async fn broken_replicas(
+    target: &DockerTarget,
+    rollout: &ServiceRollout<'_>,
+    progress: &dyn Progress,
+) -> Result<HashSet<String>, RolloutError> {
+    let replicas = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
+    let mut broken = HashSet::new();
+    for replica in replicas.iter().filter(|r| r.revision == rollout.revision) {
+        let mut restarts = 0;
+        for container in replica.containers() {
+            restarts += replicas::restart_count(&target.docker, &container.id).await?;
+        }
+        let why = if !replica.is_running() {
+            let code = replica.stopped_container().and_then(|container| container.exit_code);
+            format!("is not running{}", code.map(|code| format!(" (exit code {code})")).unwrap_or_default())
+        } else if restarts > 0 {
+            format!("was restarted {restarts} time{} after crashing", if restarts == 1 { "" } else { "s" })
+        } else {
+            continue;
+        };
+        broken.extend(replica.containers().map(|container| container.id.clone()));
+        let message = format!("{} {why}: replacing it", replica.name());
+        progress.report(event("replica.replacing", message, replica)).await;
+    }
+    Ok(broken)
 }
 
 /// Probes the due replicas at once and records the results.

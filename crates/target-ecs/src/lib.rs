@@ -178,7 +178,7 @@ impl Target for Ecs {
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
         match rollout.spec {
             AppSpec::EcsService(service) => {
-                services::verify(&self.ecs, rollout.app, rollout.revision, service, progress).await
+                services::verify(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
             }
             AppSpec::EcsTask(task) => {
                 schedules::verify(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await

@@ -98,6 +98,9 @@ pub(crate) async fn observe(clients: &Clients<'_>, spec: &EcsTaskSpec) -> Result
         settings,
         steady: agree,
         status,
+        running: None,
+        desired: None,
+        failed: false,
     }))
 }
 

@@ -90,6 +90,7 @@ pub(crate) async fn observe(
         }
     }
     let (steady, status) = steadiness(&service, current);
+    let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
     Ok(Some(LiveDefinition {
         reference: current.to_owned(),
         revision: described.tag(definitions::TAG_REVISION).map(str::to_owned),
@@ -97,6 +98,9 @@ pub(crate) async fn observe(
         settings,
         steady,
         status,
+        running: Some(service.running_count().max(0) as u32),
+        desired: Some(service.desired_count().max(0) as u32),
+        failed: primary.is_some_and(|primary| primary.rollout_state() == Some(&DeploymentRolloutState::Failed)),
     }))
 }
 
@@ -298,6 +302,22 @@ async fn watch(
                 logs: reasons,
             });
         }
+        if let Some(primary) = primary
+            && primary.running_count() == 0
+            && primary.failed_tasks() >= failed_task_threshold(primary.desired_count())
+        {
+            // Without a circuit breaker ECS retries failing tasks for ever; waiting out
+            // the timeout would only launch more of them.
+            let reasons = failure_reasons(client, spec, primary.id()).await;
+            return Err(RolloutError::Unhealthy {
+                reason: format!(
+                    "the deployment of {} is failing: {} tasks failed and none is running",
+                    short(task_definition),
+                    primary.failed_tasks()
+                ),
+                logs: reasons,
+            });
+        }
         if status != last_status {
             progress
                 .report(TargetEvent {
@@ -320,6 +340,12 @@ async fn watch(
         let max = if started.elapsed() < polling.slow_after { polling.max } else { polling.slow_max };
         wait = (wait * 2).min(max);
     }
+}
+
+/// How many failed tasks, with none running, fail a deployment: the threshold ECS's
+/// own circuit breaker uses (half the desired count, at least 3, at most 200).
+fn failed_task_threshold(desired: i32) -> i32 {
+    ((desired + 1) / 2).clamp(3, 200)
 }
 
 /// Why tasks of the deployment stopped, and what ECS said lately: the lines a failed
@@ -359,38 +385,144 @@ async fn failure_reasons(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec, de
     lines
 }
 
-/// Checks that the service runs the app's revision, steadily, right now.
+/// Checks that the service runs the app's revision, steadily, and keeps doing so for
+/// the settle window: no task of the deployment fails or stops, the running count does
+/// not drop, no other deployment starts and ECS does not move the service away.
 pub(crate) async fn verify(
     client: &aws_sdk_ecs::Client,
     app: &str,
     revision: &str,
     spec: &EcsServiceSpec,
     progress: &dyn Progress,
+    polling: Polling,
 ) -> Result<(), RolloutError> {
     let service = require(client, spec).await?;
-    let current = service.task_definition().unwrap_or_default();
-    let described = Described::fetch(client, current).await?;
+    let current = service.task_definition().unwrap_or_default().to_owned();
+    let described = Described::fetch(client, &current).await?;
     if !definitions::is_revision(&described, app, revision) {
         return Err(RolloutError::Unhealthy {
             reason: format!("ECS service {} runs {}, not revision {revision}", spec.service, described.short()),
             logs: Vec::new(),
         });
     }
-    let (steady, status) = steadiness(&service, current);
-    if !steady {
+    let (steady, status) = steadiness(&service, &current);
+    let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+    let all_running = primary.is_some_and(|primary| primary.running_count() >= primary.desired_count());
+    if !steady || !all_running {
+        let logs = failure_reasons(client, spec, primary.and_then(|primary| primary.id())).await;
         return Err(RolloutError::Unhealthy {
             reason: format!("ECS service {} is not steady: {status}", spec.service),
+            logs,
+        });
+    }
+    let Some(baseline) = Watched::of(&service) else {
+        return Err(RolloutError::Unhealthy {
+            reason: format!("ECS service {} has no primary deployment", spec.service),
             logs: Vec::new(),
         });
+    };
+    let window = spec.settle_window();
+    let started = Instant::now();
+    let deadline = started + window;
+    progress
+        .report(TargetEvent {
+            kind: "verify.watching",
+            message: format!("watching ECS service {} for {}: {status}", spec.service, humanize(window)),
+            data: json!({"service": spec.service, "window_ms": window.as_millis() as u64}),
+        })
+        .await;
+    let gap = (window / 10).clamp(polling.max, SETTLE_POLL_MAX);
+    while Instant::now() < deadline {
+        tokio::time::sleep_until((Instant::now() + gap).min(deadline)).await;
+        let service = require(client, spec).await?;
+        if let Some(problem) = baseline.problem(&service, &current) {
+            let deployment = service.deployments().iter().find(|d| d.id() == Some(baseline.deployment_id.as_str()));
+            let logs = failure_reasons(client, spec, deployment.and_then(|d| d.id())).await;
+            return Err(RolloutError::Unhealthy {
+                reason: format!(
+                    "ECS service {} {problem} {} after its deployment completed, while it was being verified",
+                    spec.service,
+                    humanize(started.elapsed())
+                ),
+                logs,
+            });
+        }
     }
     progress
         .report(TargetEvent {
             kind: "verify.passed",
-            message: format!("ECS service {} runs {} ({status})", spec.service, described.short()),
-            data: json!({"task_definition": current, "revision": revision}),
+            message: format!(
+                "ECS service {} ran {} steadily for {} ({status})",
+                spec.service,
+                described.short(),
+                humanize(started.elapsed())
+            ),
+            data: json!({"task_definition": current, "revision": revision, "watched_ms": started.elapsed().as_millis() as u64}),
         })
         .await;
     Ok(())
+}
+
+/// Looks at a service during the settle window are at most this far apart.
+const SETTLE_POLL_MAX: Duration = Duration::from_secs(2);
+
+/// What verification saw when the window opened: anything worse later is a failure.
+struct Watched {
+    deployment_id: String,
+    failed_tasks: i32,
+    desired: i32,
+}
+
+impl Watched {
+    fn of(service: &Service) -> Option<Watched> {
+        let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"))?;
+        Some(Watched {
+            deployment_id: primary.id()?.to_owned(),
+            failed_tasks: primary.failed_tasks(),
+            desired: primary.desired_count(),
+        })
+    }
+
+    /// What went wrong since the window opened, as the end of "ECS service web …".
+    fn problem(&self, service: &Service, task_definition: &str) -> Option<String> {
+        if service.task_definition() != Some(task_definition) {
+            return Some(format!(
+                "was moved from {} to {}",
+                short(task_definition),
+                short(service.task_definition().unwrap_or("nothing"))
+            ));
+        }
+        let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+        let Some(primary) = primary else {
+            return Some("lost its primary deployment".to_owned());
+        };
+        if primary.id() != Some(self.deployment_id.as_str()) {
+            return Some(format!("started another deployment ({})", primary.id().unwrap_or("?")));
+        }
+        if primary.rollout_state() == Some(&DeploymentRolloutState::Failed) {
+            return Some(format!("deployment failed: {}", primary.rollout_state_reason().unwrap_or("no reason given")));
+        }
+        let failed = primary.failed_tasks() - self.failed_tasks;
+        if failed > 0 {
+            return Some(format!("had {failed} task{} fail", if failed == 1 { "" } else { "s" }));
+        }
+        if primary.running_count() < self.desired.min(primary.desired_count()) {
+            return Some(format!(
+                "dropped to {} of {} running tasks",
+                primary.running_count(),
+                primary.desired_count()
+            ));
+        }
+        None
+    }
+}
+
+fn humanize(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 || duration >= Duration::from_secs(10) {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
 }
 
 /// Puts the service back on the task definition it ran before `revision` (recorded on
@@ -420,4 +552,17 @@ pub(crate) async fn retire(
             other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed_task_threshold;
+
+    #[test]
+    fn a_deployment_fails_after_as_many_failed_tasks_as_ecss_circuit_breaker_allows() {
+        assert_eq!(failed_task_threshold(1), 3);
+        assert_eq!(failed_task_threshold(10), 5);
+        assert_eq!(failed_task_threshold(11), 6);
+        assert_eq!(failed_task_threshold(1000), 200);
+    }
 }

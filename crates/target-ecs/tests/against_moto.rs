@@ -24,6 +24,8 @@ use launchway_testkit::{Moto, MotoAccount};
 use serde_json::{Value, json};
 
 const REGION: &str = "ap-northeast-1";
+/// Verification watches this long: enough for the rollout model to move on twice.
+const SETTLE: Duration = Duration::from_millis(400);
 
 /// One test's AWS: an account on the shared moto server.
 struct World {
@@ -164,6 +166,8 @@ fn swap(cluster: &str, service: &str, images: &[(&str, &str)]) -> AppSpec {
         desired_count: None,
         deployment: None,
         timeout: Duration::from_secs(30),
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
     })
 }
 
@@ -336,8 +340,61 @@ async fn an_image_swap_changes_only_the_image_and_keeps_every_other_field() {
     assert_eq!(tags["launchway:previous"], original);
     assert_eq!(
         progress.kinds(),
-        ["task_definition.registered", "service.updated", "deployment.progress", "verify.passed"]
+        ["task_definition.registered", "service.updated", "deployment.progress", "verify.watching", "verify.passed"]
     );
+}
+
+/// A whole-definition app whose tasks behave as `rollout` says in the rollout model.
+fn behaving(service: &str, image: &str, rollout: &str, timeout: Duration) -> AppSpec {
+    AppSpec::EcsService(EcsServiceSpec {
+        cluster: "prod".into(),
+        service: service.into(),
+        definition: EcsDefinition {
+            images: BTreeMap::new(),
+            document: Some(TaskDefinitionDocument {
+                path: format!("ecs/{service}.json"),
+                document: json!({"family": service, "containerDefinitions": [{"name": service, "image": image, "memory": 128,
+                    "environment": [{"name": "LAUNCHWAY_TEST_ROLLOUT", "value": rollout}]}]}),
+            }),
+        },
+        desired_count: None,
+        deployment: None,
+        timeout,
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
+    })
+}
+
+#[tokio::test]
+async fn a_deployment_that_completes_and_then_loses_a_task_inside_the_settle_window_fails_verification() {
+    let world = World::new().await;
+    let good =
+        world.register(json!({"family": "feed", "containerDefinitions": [{"name": "feed", "image": "feed:1"}]})).await;
+    world.service("prod", "feed", &good).await;
+    let spec = behaving("feed", "feed:2", "lose-after-complete", Duration::from_secs(30));
+    let target = world.target().await;
+    target.rollout(rollout("feed", "rev-f", &spec), &Recorded::default()).await.expect("the deployment completes");
+    let error = target.verify(rollout("feed", "rev-f", &spec), &Recorded::default()).await.expect_err("not verified");
+    let RolloutError::Unhealthy { reason, logs } = &error else { panic!("{error:?}") };
+    assert!(reason.contains("1 of 2 running"), "{reason}");
+    assert!(logs.iter().any(|line| line.contains("exit code 137")), "the stopped task says why: {logs:#?}");
+}
+
+#[tokio::test]
+async fn tasks_failing_without_a_circuit_breaker_fail_the_rollout_within_seconds() {
+    let world = World::new().await;
+    let good =
+        world.register(json!({"family": "mail", "containerDefinitions": [{"name": "mail", "image": "mail:1"}]})).await;
+    world.service("prod", "mail", &good).await;
+    // The timeout is long: only the failed tasks can end this quickly.
+    let spec = behaving("mail", "mail:2", "crashloop", Duration::from_secs(600));
+    let started = std::time::Instant::now();
+    let error =
+        world.target().await.rollout(rollout("mail", "rev-m", &spec), &Recorded::default()).await.expect_err("fails");
+    let RolloutError::Unhealthy { reason, logs } = &error else { panic!("{error:?}") };
+    assert!(reason.contains("tasks failed and none is running"), "{reason}");
+    assert!(logs.iter().any(|line| line.contains("exit code 1")), "{logs:#?}");
+    assert!(started.elapsed() < Duration::from_secs(60), "gave up after {:?}, not the timeout", started.elapsed());
 }
 
 #[tokio::test]
@@ -394,6 +451,8 @@ async fn a_whole_definition_from_the_repo_is_registered_as_written_with_service_
             circuit_breaker: Some(CircuitBreaker { enable: true, rollback: false }),
         }),
         timeout: Duration::from_secs(30),
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
     });
     let target = world.target().await;
     target.rollout(rollout("worker", "rev-w", &spec), &Recorded::default()).await.expect("rolled out");
@@ -431,6 +490,8 @@ async fn a_failed_deployment_is_reported_with_the_stopped_tasks_reasons() {
         desired_count: None,
         deployment: None,
         timeout: Duration::from_secs(30),
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
     });
     let target = world.target().await;
     let error = target.rollout(rollout("pay", "rev-bad", &spec), &Recorded::default()).await.expect_err("fails");
@@ -485,6 +546,8 @@ async fn a_circuit_breaker_rollback_by_ecs_is_a_failure_not_a_success() {
         desired_count: None,
         deployment: None,
         timeout: Duration::from_secs(30),
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
     });
     let error =
         world.target().await.rollout(rollout("cart", "rev-c", &spec), &Recorded::default()).await.expect_err("fails");
@@ -514,6 +577,8 @@ async fn a_deployment_that_never_settles_times_out_with_what_ecs_said() {
         desired_count: None,
         deployment: None,
         timeout: Duration::from_millis(700),
+        settle_window: Some(SETTLE),
+        health_check_grace_period: None,
     });
     let error = world
         .target()

@@ -102,6 +102,14 @@ pub struct LiveDefinition {
     pub steady: bool,
     /// One line on how it is doing: "3 of 3 running", "deployment IN_PROGRESS"…
     pub status: String,
+    /// Tasks running and wanted, for targets that count them (ECS services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<u32>,
+    /// The current deployment failed (ECS rolled it back, or its circuit breaker did).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 impl LiveApp {
@@ -129,6 +137,10 @@ pub struct LiveReplica {
     pub containers: Vec<ContainerSpec>,
     /// Where its port can be reached, like `127.0.0.1:49153`.
     pub endpoints: Vec<String>,
+    /// How many times the target restarted it after it died (Docker's restart policy).
+    /// Read only for the apps a caller asks about; 0 for the others.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

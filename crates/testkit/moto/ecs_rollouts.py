@@ -23,6 +23,12 @@ with its ECS backend extended so that:
                             breaker's rollback is on, the service goes back to the last
                             completed task definition in a new deployment;
     stuck                   it stays IN_PROGRESS for ever (for timeouts);
+    crashloop               it stays IN_PROGRESS with no task running, one more task
+                            failing at every look, as ECS does for ever when its
+                            circuit breaker is off;
+    lose-after-complete     it completes, and at the next look one of its tasks stops
+                            (exit code 137) and the running count drops, as when a
+                            release dies soon after it turned healthy;
 - an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
   keys only), so that a test can set up resources in the account of a role that
   launchway assumes, or keep its resources apart from other tests'.
@@ -91,6 +97,7 @@ def start_deployment(backend, service, task_definition, completed=False):
         },
     )
     service.launchway_ticks = 0
+    service.launchway_lost = False
     if completed:
         service.deployments[1:] = []
         service.running_count, service.pending_count = service.desired_count, 0
@@ -136,13 +143,41 @@ def stop_tasks(backend, service, deployment, count, reason):
         tasks[task.task_arn] = task
 
 
+def lose_a_task(backend, service, primary):
+    primary["runningCount"] = max(primary["runningCount"] - 1, 0)
+    primary["failedTasks"] = primary.get("failedTasks", 0) + 1
+    service.running_count = max(service.running_count - 1, 0)
+    cluster, tasks = service_tasks(backend, service)
+    for task in tasks.values():
+        if task.group == f"service:{service.name}" and task.desired_status == "RUNNING":
+            task.desired_status = "STOPPED"
+            task.last_status = "STOPPED"
+            task.stopped_reason = "Essential container in task exited (exit code 137)"
+            break
+    event(service, f"has stopped 1 running tasks: deployment {primary['id']}.")
+    service.launchway_lost = True
+
+
 def advance(backend, service):
     primary = next((d for d in service.deployments if d["status"] == "PRIMARY"), None)
-    if primary is None or primary["rolloutState"] != "IN_PROGRESS":
+    if primary is None:
         return
     chosen = behaviour(backend, primary["taskDefinition"])
-    if chosen == "stuck":
+    if primary["rolloutState"] == "COMPLETED" and chosen == "lose-after-complete":
+        if not getattr(service, "launchway_lost", False):
+            lose_a_task(backend, service, primary)
         return
+    if primary["rolloutState"] != "IN_PROGRESS" or chosen == "stuck":
+        return
+    if chosen == "crashloop":
+        primary["updatedAt"] = utcnow()
+        primary["failedTasks"] = primary.get("failedTasks", 0) + 1
+        primary["runningCount"], primary["pendingCount"] = 0, service.desired_count
+        stop_tasks(backend, service, primary, 1, "Essential container in task exited (exit code 1)")
+        event(service, f"has started 1 tasks: deployment {primary['id']}.")
+        return
+    if chosen == "lose-after-complete":
+        chosen = "complete"
     service.launchway_ticks = getattr(service, "launchway_ticks", 0) + 1
     primary["updatedAt"] = utcnow()
     waiting = False

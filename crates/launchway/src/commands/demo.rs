@@ -85,8 +85,10 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
 
     let mut third = None;
     if with_failure {
-        heading("5. committing a broken v3 (its health check fails): rolled back automatically");
-        let broken = manifest(&env, "v2", Some("fail"));
+        heading(
+            "5. committing a broken v3 (it crashes a second after turning healthy): caught while v2 still serves, rolled back",
+        );
+        let broken = manifest(&env, "v2", Some("SAMPLE_EXIT_AFTER: 1500ms"));
         let commit = commit_manifest(&repo, &broken, "deploy hello v3 (broken)").await?;
         println!("   commit {} \"deploy hello v3 (broken)\"", &commit[..10]);
         third = Some(deploy_head(&demo, &engine, &selection).await?);
@@ -137,9 +139,11 @@ fn heading(text: &str) {
     println!("== {text}");
 }
 
-/// The demo's manifest: one service, three replicas, an HTTP health check.
-fn manifest(env: &str, version: &str, health: Option<&str>) -> String {
-    let health_env = health.map(|value| format!("\n    env:\n      SAMPLE_HEALTH: {value}")).unwrap_or_default();
+/// The demo's manifest: one service, three replicas, an HTTP health check, each release
+/// watched for 3 s before it counts as verified. `misbehave` is an environment line for
+/// the sample app (a crash, a failing health check).
+fn manifest(env: &str, version: &str, misbehave: Option<&str>) -> String {
+    let health_env = misbehave.map(|line| format!("\n    env:\n      {line}")).unwrap_or_default();
     format!(
         "# launchway demo: desired state of the demo environment
 environments:
@@ -154,6 +158,7 @@ services:
       path: /healthz
       interval: 2s
       timeout: 1s
+    settle_window: 3s              # each release is watched this long before it counts as good
     strategy:
       rolling: {{max_surge: 1, max_unavailable: 0}}
 "

@@ -13,7 +13,7 @@ use super::plan::plan_heading;
 use crate::cli::{Output, Scope};
 use crate::context::{Context, Loaded};
 use crate::exit;
-use crate::output::{LiveProgress, print_json, seconds, table};
+use crate::output::{LiveProgress, ago, in_time, print_json, seconds, table};
 
 pub async fn run(context: &Context, scope: &Scope, retry: bool) -> Result<u8> {
     let loaded = context.load().await?;
@@ -113,10 +113,31 @@ pub async fn deploy(
                     ));
                 }
                 Decision::Busy { app, env, run_id, owner } => {
-                    if waiting_announced.insert(*run_id) {
+                    if *run_id == 0 {
+                        say(format!("  … {app}@{env}  {owner} deployed it meanwhile; looking again"));
+                    } else if waiting_announced.insert(*run_id) {
                         say(format!("  … {app}@{env}  run {run_id} is being driven by {owner}; waiting for it"));
                     }
                     revisit.push(app.clone());
+                }
+                Decision::Pinned { app, env, pin, wants } => {
+                    let wants = wants
+                        .as_ref()
+                        .map(|revision| format!("; the repo asks for revision {revision}"))
+                        .unwrap_or_default();
+                    say(format!(
+                        "  📌 {app}@{env}  pinned to release {} by {} ({}){}{wants}: `launchway unpin --app {app} --env {env}` to deploy it",
+                        pin.release_id,
+                        pin.by,
+                        ago(pin.at),
+                        pin.reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
+                    ));
+                }
+                Decision::RepairLater { app, env, reason, retry_at } => {
+                    say(format!(
+                        "  ! {app}@{env}  drifted: {reason}; the next repair is due in {} (or pass --retry)",
+                        in_time(*retry_at)
+                    ));
                 }
             }
         }

@@ -13,9 +13,12 @@ mod rollback;
 mod server;
 mod status;
 mod token;
+mod unpin;
 mod validate;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
+use launchway_engine::Engine;
+use launchway_store::DeploymentRecord;
 
 use crate::cli::Command;
 use crate::context::Context;
@@ -28,7 +31,8 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Deploy { scope, retry } => deploy::run(context, &scope, retry).await,
         Command::Status { scope } => status::run(context, &scope).await,
         Command::History { run, scope, limit } => history::run(context, run, &scope, limit).await,
-        Command::Rollback { app, env, to } => rollback::run(context, &app, env.as_deref(), to).await,
+        Command::Rollback { app, env, to, reason } => rollback::run(context, &app, env.as_deref(), to, reason).await,
+        Command::Unpin { app, env } => unpin::run(context, &app, env.as_deref()).await,
         Command::Demo { keep, with_failure } => demo::run(context, keep, with_failure).await,
         Command::Server(args) => server::run(context, args).await,
         Command::Approve(args) => approval::run(context, &args, launchway_store::Decision::Approved).await,
@@ -39,5 +43,28 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Audit { scope, run, limit } => audit::run(context, &scope, run, limit).await,
         Command::Dora { scope, days } => dora::run(context, &scope, days).await,
         Command::SampleApp => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// The one environment `app` is `what` in (its deployment records that `keep`), for
+/// commands whose `--env` may be left out when there is no choice.
+async fn sole_environment(
+    engine: &Engine,
+    app: &str,
+    what: &str,
+    keep: impl Fn(&DeploymentRecord) -> bool,
+) -> Result<String> {
+    let envs: Vec<String> = engine
+        .store()
+        .deployments()
+        .await?
+        .into_iter()
+        .filter(|record| record.app == app && keep(record))
+        .map(|record| record.env)
+        .collect();
+    match envs.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(anyhow!("{app} is not {what} anywhere")),
+        several => Err(anyhow!("{app} is {what} in {}; choose one with --env", several.join(", "))),
     }
 }

@@ -1,39 +1,32 @@
-//! `launchway rollback --app A`: back to the last good release before the current one.
+//! `launchway rollback --app A`: back to the last verified release before the current
+//! one, pinned there until `launchway unpin`.
 
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 
 use super::deploy::{drive_all, exit_code, print_summary};
+use super::sole_environment;
 use crate::cli::Output;
 use crate::context::Context;
 use crate::output::{LiveProgress, print_json};
 
-pub async fn run(context: &Context, app: &str, env: Option<&str>, to: Option<i64>) -> Result<u8> {
+pub async fn run(
+    context: &Context,
+    app: &str,
+    env: Option<&str>,
+    to: Option<i64>,
+    reason: Option<String>,
+) -> Result<u8> {
     let started = Instant::now();
     let engine = context.engine().await?;
     let env = match env {
         Some(env) => env.to_owned(),
-        None => {
-            let deployed: Vec<String> = engine
-                .store()
-                .deployments()
-                .await?
-                .into_iter()
-                .filter(|record| record.app == app)
-                .map(|record| record.env)
-                .collect();
-            match deployed.as_slice() {
-                [only] => only.clone(),
-                [] => return Err(anyhow!("nothing has been deployed for {app}")),
-                several => {
-                    return Err(anyhow!("{app} is deployed in {}; choose one with --env", several.join(", ")));
-                }
-            }
-        }
+        None => sole_environment(&engine, app, "deployed", |_| true).await?,
     };
     let progress = LiveProgress::start(&engine, context.output(), started);
-    let run = engine.prepare_rollback(app, &env, to, &context.trigger("rollback")).await?;
+    let by = format!("{} ({})", context.identity(None), context.trigger("rollback"));
+    let run = engine.prepare_rollback(app, &env, to, &by, reason).await?;
     let finished = drive_all(&engine, &[run.id]).await?;
     progress.finish().await;
     match context.output() {
@@ -41,7 +34,8 @@ pub async fn run(context: &Context, app: &str, env: Option<&str>, to: Option<i64
         Output::Text => {
             print_summary(&finished, started.elapsed());
             println!(
-                "note: the config repo still asks for what it asked before; the next `launchway deploy` brings that back unless the repo changes"
+                "{app} in {env} is pinned to release {}: `launchway deploy` and `launchway server` leave it there; `launchway unpin --app {app} --env {env}` lifts the pin",
+                run.release_id
             );
         }
     }

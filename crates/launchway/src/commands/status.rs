@@ -1,8 +1,9 @@
-//! `launchway status`: what runs where.
+//! `launchway status`: what runs where, how healthy it is, and whether it is what the
+//! repo asks for. Live state that cannot be read is reported as unknown, with a
+//! non-zero exit, never guessed from the database.
 
 use anyhow::Result;
-use launchway_engine::Selection;
-use launchway_target::ReplicaState;
+use launchway_engine::{AppStatus, HealthState, Selection, SyncState};
 
 use crate::cli::{Output, Scope};
 use crate::context::{Context, InvalidManifest};
@@ -26,64 +27,85 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
     };
     let engine = context.engine().await?;
     let statuses = engine.status(loaded.as_ref().map(|loaded| &loaded.manifest), &selection).await?;
+    let unknown: Vec<&AppStatus> = statuses.iter().filter(|status| status.live_error.is_some()).collect();
+    let code = if unknown.is_empty() { exit::SUCCESS } else { exit::ERROR };
     if context.output() == Output::Json {
         print_json(&statuses);
-        return Ok(exit::SUCCESS);
+        return Ok(code);
     }
     if statuses.is_empty() {
         println!("nothing deployed yet");
-        return Ok(exit::SUCCESS);
+        return Ok(code);
     }
-    let rows: Vec<Vec<String>> = statuses
-        .iter()
-        .map(|status| {
-            let revision = status.current_release.as_ref().map(|release| release.revision.clone());
-            let sync = match (&status.desired_revision, &revision) {
-                (Some(desired), Some(current)) if desired == current => "in sync".to_owned(),
-                (Some(desired), _) => format!("wants {desired}"),
-                (None, _) => String::new(),
-            };
-            let replicas = match status.live.as_ref() {
-                // ECS: what its deployment says ("COMPLETED: 3 of 3 running").
-                Some(live) if live.definition.is_some() => {
-                    live.definition.as_ref().map(|d| d.status.clone()).unwrap_or_default()
-                }
-                Some(live) => {
-                    let running = live.replicas.iter().filter(|r| r.state == ReplicaState::Running).count();
-                    format!("{running}/{}", live.replicas.len())
-                }
-                None => "-".to_owned(),
-            };
-            let endpoints: Vec<String> = status
-                .live
-                .iter()
-                .flat_map(|live| &live.replicas)
-                .flat_map(|replica| replica.endpoints.iter().cloned())
-                .collect();
-            vec![
-                status.app.clone(),
-                status.env.clone(),
-                revision.unwrap_or_else(|| "-".to_owned()),
-                status.current_release.as_ref().map_or("-".to_owned(), |release| release.id.to_string()),
-                status
-                    .current_release
-                    .as_ref()
-                    .and_then(|release| release.source.commit.as_deref())
-                    .map_or("-".to_owned(), |commit| commit[..commit.len().min(10)].to_owned()),
-                replicas,
-                sync,
-                status
-                    .last_run
-                    .as_ref()
-                    .map(|run| format!("{} {} ({})", run.id, run.state, ago(run.updated_at)))
-                    .unwrap_or_default(),
-                endpoints.join(" "),
-            ]
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = statuses.iter().map(row).collect();
     println!(
         "{}",
-        table(&["APP", "ENV", "REVISION", "RELEASE", "COMMIT", "RUNNING", "DESIRED", "LAST RUN", "ENDPOINTS"], &rows)
+        table(&["APP", "ENV", "HEALTH", "SYNC", "RELEASE", "REVISION", "COMMIT", "LAST RUN", "ENDPOINTS"], &rows)
     );
-    Ok(exit::SUCCESS)
+    for status in &statuses {
+        if let Some(pin) = status.deployment.as_ref().and_then(|record| record.pin.as_ref()) {
+            println!(
+                "{}@{} is pinned to release {} by {} ({}){}: `launchway unpin --app {} --env {}` lifts it",
+                status.app,
+                status.env,
+                pin.release_id,
+                pin.by,
+                ago(pin.at),
+                pin.reason.as_deref().map(|reason| format!(", {reason}")).unwrap_or_default(),
+                status.app,
+                status.env
+            );
+        }
+    }
+    for status in unknown {
+        eprintln!(
+            "error: {}@{}: {}",
+            status.app,
+            status.env,
+            status.live_error.as_deref().unwrap_or("live state could not be read")
+        );
+    }
+    Ok(code)
+}
+
+fn row(status: &AppStatus) -> Vec<String> {
+    let revision = status.current_release.as_ref().map(|release| release.revision.clone());
+    let health = match status.health.state {
+        // The reason is printed below the table.
+        HealthState::Unknown => "unknown".to_owned(),
+        state => format!("{}: {}", state.as_str(), status.health.summary),
+    };
+    let sync = match (status.sync, &status.desired_revision) {
+        (SyncState::OutOfSync, Some(desired)) => format!("out of sync (wants {desired})"),
+        (SyncState::Pinned, _) => {
+            let pinned = status.deployment.as_ref().and_then(|record| record.pin.as_ref());
+            format!("pinned to {}", pinned.map_or("?".to_owned(), |pin| pin.release_id.to_string()))
+        }
+        (sync, _) => sync.as_str().to_owned(),
+    };
+    let endpoints: Vec<String> = status
+        .live
+        .iter()
+        .flat_map(|live| &live.replicas)
+        .flat_map(|replica| replica.endpoints.iter().cloned())
+        .collect();
+    vec![
+        status.app.clone(),
+        status.env.clone(),
+        health,
+        sync,
+        status.current_release.as_ref().map_or("-".to_owned(), |release| release.id.to_string()),
+        revision.unwrap_or_else(|| "-".to_owned()),
+        status
+            .current_release
+            .as_ref()
+            .and_then(|release| release.source.commit.as_deref())
+            .map_or("-".to_owned(), |commit| commit[..commit.len().min(10)].to_owned()),
+        status
+            .last_run
+            .as_ref()
+            .map(|run| format!("{} {} {} ({})", run.id, run.kind.as_str(), run.state, ago(run.updated_at)))
+            .unwrap_or_default(),
+        endpoints.join(" "),
+    ]
 }

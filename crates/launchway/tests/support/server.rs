@@ -31,10 +31,19 @@ impl ServerProcess {
         ServerProcess::spawn(world.command(&[]))
     }
 
+    /// Starts the server polling the config repo every `poll` (like "500ms").
+    pub fn start_polling(world: &World, poll: &str) -> ServerProcess {
+        ServerProcess::spawn_polling(world.command(&[]), poll)
+    }
+
     /// Starts `launchway server` from a command already pointed at a repo and database.
-    pub fn spawn(mut command: std::process::Command) -> ServerProcess {
+    pub fn spawn(command: std::process::Command) -> ServerProcess {
+        ServerProcess::spawn_polling(command, "1h")
+    }
+
+    fn spawn_polling(mut command: std::process::Command, poll: &str) -> ServerProcess {
         command
-            .args(["server", "--listen", "127.0.0.1:0", "--poll", "1h"])
+            .args(["server", "--listen", "127.0.0.1:0", "--poll", poll])
             .env("LAUNCHWAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("LAUNCHWAY_LOG", "launchway=info,launchway_server=info")
             .stdout(Stdio::null())

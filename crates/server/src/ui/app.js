@@ -84,9 +84,47 @@ function askForToken(message) {
   input.focus();
 }
 
+/// Lifts a pin, then shows the page again (the server deploys the repo's state).
+async function unpin(app, env, outcome) {
+  outcome.className = "muted";
+  outcome.textContent = "Unpinning…";
+  try {
+    await api("/api/v1/unpin", { method: "POST", body: JSON.stringify({ app, env }) });
+    route();
+  } catch (error) {
+    if (error instanceof NeedsToken) return askForToken(error.message);
+    outcome.className = "error";
+    outcome.textContent = error.message;
+  }
+}
+
+/// Health and sync of every app, as the server sees them now; pins with who, when, why.
+function appsTable(statuses) {
+  if (statuses.length === 0) return el("p", { class: "muted" }, "Nothing deployed yet.");
+  const rows = statuses.map((status) => {
+    const pin = status.deployment?.pin;
+    const outcome = el("span", { role: "status" });
+    const sync = pin
+      ? [el("span", { class: "sync-pinned" }, `pinned to release ${pin.release_id}`),
+        el("div", { class: "muted" }, `by ${pin.by}, ${when(pin.at)}${pin.reason ? `: ${pin.reason}` : ""}`),
+        el("button", { type: "button", onclick: () => unpin(status.app, status.env, outcome) }, "Unpin"), " ", outcome]
+      : status.sync.replaceAll("_", " ");
+    return el("tr", {},
+      el("td", {}, status.app),
+      el("td", {}, status.env),
+      el("td", {}, el("span", { class: `health health-${status.health.state}` }, status.health.state)),
+      el("td", { class: "muted" }, status.live_error || status.health.summary),
+      el("td", {}, sync),
+      el("td", {}, status.current_release ? status.current_release.id : ""));
+  });
+  return el("table", {},
+    el("thead", {}, el("tr", {}, ["app", "environment", "health", "", "sync", "release"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows));
+}
+
 async function runsPage() {
   document.title = "Runs · launchway";
-  const runs = await api("/api/v1/runs?limit=100");
+  const [runs, statuses] = await Promise.all([api("/api/v1/runs?limit=100"), api("/api/v1/status")]);
   const rows = runs.map((run) =>
     el("tr", {},
       el("td", {}, el("a", { href: `/runs/${run.id}` }, run.id)),
@@ -98,6 +136,8 @@ async function runsPage() {
       el("td", { class: "muted" }, run.reason || run.trigger),
     ));
   show(
+    el("h1", {}, "Apps"),
+    appsTable(statuses),
     el("h1", {}, "Runs"),
     runs.length === 0
       ? el("p", { class: "muted" }, "No runs yet.")
