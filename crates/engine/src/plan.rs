@@ -189,6 +189,7 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 definition: &service.definition,
                 desired_count: service.desired_count,
                 deployment: service.deployment.as_ref(),
+                grace_period: service.health_check_grace_period,
                 to_revision,
             },
             live.and_then(|live| live.definition.as_ref()),
@@ -210,6 +211,7 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                     definition: &task.definition,
                     desired_count: None,
                     deployment: None,
+                    grace_period: None,
                     to_revision,
                 },
                 live.and_then(|live| live.definition.as_ref()),
@@ -255,6 +257,7 @@ struct EcsPlanInput<'a> {
     definition: &'a EcsDefinition,
     desired_count: Option<u32>,
     deployment: Option<&'a EcsDeployment>,
+    grace_period: Option<Duration>,
     to_revision: String,
 }
 
@@ -262,7 +265,7 @@ struct EcsPlanInput<'a> {
 /// settings. Only settings the manifest states are compared; what it leaves out, the
 /// target keeps.
 fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
-    let EcsPlanInput { app, env, kind, what, definition, desired_count, deployment, to_revision } = input;
+    let EcsPlanInput { app, env, kind, what, definition, desired_count, deployment, grace_period, to_revision } = input;
     let Some(live) = live else {
         return AppPlan {
             app: app.to_owned(),
@@ -318,7 +321,10 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
                 document_changes += 1;
             }
         }
-        if document_changes == 0 && changes.is_empty() && live.revision.as_deref() != Some(to_revision.as_str()) {
+        // Revisions launchway registers are named by their definition's own content.
+        let definition_revision = definition.revision().0;
+        if document_changes == 0 && changes.is_empty() && live.revision.as_deref() != Some(definition_revision.as_str())
+        {
             changes.push(Change {
                 path: "task_definition".to_owned(),
                 from: Some(live.reference.clone()),
@@ -335,6 +341,7 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
         }
     };
     setting("desired_count", desired_count.map(|count| count.to_string()));
+    setting("health_check_grace_period", grace_period.map(|grace| format!("{}s", grace.as_secs())));
     if let Some(deployment) = deployment {
         setting("deployment.maximum_percent", deployment.maximum_percent.map(|p| p.to_string()));
         setting("deployment.minimum_healthy_percent", deployment.minimum_healthy_percent.map(|p| p.to_string()));

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use launchway_manifest::{AppSpec, ApprovalPolicy, Manifest, TargetSpec};
 use launchway_store::{
-    DeploymentRecord, NewEvent, NewPin, NewRelease, NewRun, Pin, Release, ReleaseId, ReleaseSource, Run, RunFilter,
-    RunKind, RunState, StoreError, now_ms,
+    DeploymentRecord, NewEvent, NewPin, NewRelease, NewRun, Pin, Published, Release, ReleaseId, ReleaseSource, Run,
+    RunFilter, RunKind, RunState, StoreError, now_ms,
 };
 use launchway_target::{AppRef, LiveApp, LiveEnvironment, ReplicaState, describe};
 use serde::Serialize;
@@ -48,7 +48,12 @@ pub struct DeployRequest<'a> {
     pub manifest: &'a Manifest,
     /// The commit the manifest was read from.
     pub source: ReleaseSource,
+    /// Images to set over the manifest's (a promotion's); they win over publications.
     pub images: ImageOverrides,
+    /// What CI published, by (app, environment). A publication whose release failed is
+    /// not deployed again (the last good images are, until a new publication or a
+    /// retry); its release is authored by the application commit's author.
+    pub published: &'a [Published],
     pub selection: &'a Selection,
     /// Deploy a revision again even though its last run failed or was rolled back.
     pub retry_failed: bool,
@@ -247,8 +252,28 @@ impl Engine {
         let selected = request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment));
         for deployment in selected {
             let (app, env) = (deployment.app, deployment.environment);
-            let overridden =
-                request.images.get(&(app.to_owned(), env.to_owned())).map(|images| deployment.spec.with_images(images));
+            let key = (app.to_owned(), env.to_owned());
+            let publication = request.published.iter().find(|published| published.app == app && published.env == env);
+            let mut source = request.source.clone();
+            let mut note = None;
+            let overridden = match (request.images.get(&key), publication) {
+                (Some(images), _) => Some(deployment.spec.with_images(images)),
+                (None, Some(publication)) => {
+                    source = publication_source(&request.source, publication);
+                    match self.published_images_to_deploy(deployment.spec, publication, request.retry_failed).await? {
+                        PublishedImages::Deploy(spec) => Some(spec),
+                        PublishedImages::FellBack(spec, why, state) => {
+                            note = Some((why, state));
+                            Some(spec)
+                        }
+                        PublishedImages::Wait(decision) => {
+                            decisions.push(decision);
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => None,
+            };
             let spec = overridden.as_ref().unwrap_or(deployment.spec);
             let revision = spec.revision().0;
             let latest = self.latest_run(app, env).await?;
@@ -296,7 +321,23 @@ impl Engine {
                 continue;
             }
 
-            let plan = plan::compute(app, env, spec, live, current.as_ref());
+            let mut plan = plan::compute(app, env, spec, live, current.as_ref());
+            if let Some((note, _)) = &note {
+                plan.summary = format!("{} ({note})", plan.summary);
+            }
+            if plan.is_no_op()
+                && current.as_ref().is_some_and(|release| release.revision == revision)
+                && let Some((note, state)) = note
+            {
+                // Nothing to do, but the publication did not go through: said, not hidden.
+                decisions.push(Decision::Skipped {
+                    app: app.to_owned(),
+                    env: env.to_owned(),
+                    reason: note,
+                    previous_state: state,
+                });
+                continue;
+            }
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
                 decisions.push(Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision });
                 continue;
@@ -325,7 +366,7 @@ impl Engine {
                 env: env.to_owned(),
                 spec: spec.clone(),
                 target: target.clone(),
-                source: request.source.clone(),
+                source,
             };
             let run = RunRequest {
                 kind: RunKind::Deploy,
@@ -348,6 +389,77 @@ impl Engine {
             }
         }
         Ok(decisions)
+    }
+
+    /// What a publication deploys: its images, unless the last run that tried them
+    /// failed (then the last good release's images for those containers, or nothing
+    /// until a new publication when no release was ever good).
+    async fn published_images_to_deploy(
+        &self,
+        spec: &AppSpec,
+        publication: &Published,
+        retry: bool,
+    ) -> Result<PublishedImages> {
+        let published = spec.with_images(&publication.images);
+        if retry {
+            return Ok(PublishedImages::Deploy(published));
+        }
+        let Some(failed) = self.last_try_failed(&publication.app, &publication.env, &publication.images).await? else {
+            return Ok(PublishedImages::Deploy(published));
+        };
+        let what = format!(
+            "the images {} published failed in run {}{}",
+            publication.published_by,
+            failed.id,
+            failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+        );
+        let store = &self.inner.store;
+        let good = match store.deployment(&publication.app, &publication.env).await?.and_then(|r| r.good_release_id) {
+            Some(id) => Some(store.release(id).await?),
+            None => None,
+        };
+        let Some(good) = good else {
+            return Ok(PublishedImages::Wait(Decision::Skipped {
+                app: publication.app.clone(),
+                env: publication.env.clone(),
+                previous_state: failed.state,
+                reason: format!(
+                    "{what}; nothing was ever verified there to fall back to, so it waits for a new publication (or `release publish --retry`)"
+                ),
+            }));
+        };
+        let good_images: BTreeMap<String, String> = good
+            .spec
+            .images()
+            .into_iter()
+            .filter(|(container, _)| publication.images.contains_key(*container))
+            .map(|(container, image)| (container.to_owned(), image.to_owned()))
+            .collect();
+        Ok(PublishedImages::FellBack(
+            spec.with_images(&good_images),
+            format!("{what}: release {}'s images until a new publication, or `release publish --retry`", good.id),
+            failed.state,
+        ))
+    }
+
+    /// The last deploy or repair whose release ran `images` for those containers, when
+    /// it did not succeed.
+    async fn last_try_failed(&self, app: &str, env: &str, images: &BTreeMap<String, String>) -> Result<Option<Run>> {
+        let store = &self.inner.store;
+        let filter =
+            RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), limit: Some(50), ..RunFilter::default() };
+        for run in
+            store.runs(&filter).await?.into_iter().filter(|run| matches!(run.kind, RunKind::Deploy | RunKind::Repair))
+        {
+            let release = store.release(run.release_id).await?;
+            let ran = release.spec.images();
+            if images.iter().all(|(container, image)| ran.get(container.as_str()) == Some(&image.as_str())) {
+                return Ok(
+                    matches!(run.state, RunState::Failed | RunState::RolledBack | RunState::Rejected).then_some(run)
+                );
+            }
+        }
+        Ok(None)
     }
 
     /// A repair run that brings `release` (the last verified one, or the pinned one)
@@ -774,6 +886,31 @@ impl Engine {
             cache.insert(env.to_owned(), target.observe(env, &apps).await?);
         }
         Ok(&cache[env])
+    }
+}
+
+/// What a publication makes of an app's desired state.
+enum PublishedImages {
+    Deploy(AppSpec),
+    /// The publication failed before: the last good images, why, and how it ended.
+    FellBack(AppSpec, String, RunState),
+    /// It failed and there is nothing good to fall back to.
+    Wait(Decision),
+}
+
+/// A published release's source: the config commit, authored by the application
+/// commit's author (whom the approval author rule is about), else by the publisher.
+fn publication_source(config: &ReleaseSource, publication: &Published) -> ReleaseSource {
+    let built_from = match (&publication.commit, &publication.author) {
+        (Some(commit), Some(author)) => format!(" from commit {} by {author}", &commit[..commit.len().min(12)]),
+        (Some(commit), None) => format!(" from commit {}", &commit[..commit.len().min(12)]),
+        (None, Some(author)) => format!(" for a change by {author}"),
+        (None, None) => String::new(),
+    };
+    ReleaseSource {
+        author: Some(publication.author.clone().unwrap_or_else(|| publication.published_by.clone())),
+        origin: Some(format!("images published by {}{built_from}", publication.published_by)),
+        ..config.clone()
     }
 }
 

@@ -159,6 +159,7 @@ async fn start_manifest(engine: &Engine, manifest: &Manifest, source: ReleaseSou
         .prepare_deploys(&DeployRequest {
             manifest,
             images: Default::default(),
+            published: &[],
             source,
             selection: &Selection::default(),
             retry_failed: false,
@@ -190,6 +191,7 @@ services: {web: {image: example/web:1, port: 8080}, api: {image: example/api:1, 
     let request = DeployRequest {
         manifest: &manifest,
         images: Default::default(),
+        published: &[],
         source: ReleaseSource::default(),
         selection: &selection,
         retry_failed: false,
@@ -239,6 +241,7 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
         .prepare_deploys(&DeployRequest {
             manifest: &manifest,
             images: Default::default(),
+            published: &[],
             source: ReleaseSource::default(),
             selection: &Selection::default(),
             retry_failed: false,
@@ -423,6 +426,7 @@ async fn a_newer_change_supersedes_a_run_still_waiting_for_approval() {
     let request = |manifest| DeployRequest {
         manifest,
         images: Default::default(),
+        published: &[],
         source: ReleaseSource::default(),
         selection: &everything,
         retry_failed: false,

@@ -250,13 +250,26 @@ pub enum ReleaseCommand {
     /// Publish the images CI built for an app in an environment, from CodePipeline's
     /// imagedefinitions.json or CodeDeploy's imageDetail.json; the release deploys.
     Publish {
+        /// The app the images are for.
         #[arg(long, short = 'a')]
         app: String,
+        /// The environment to deploy them to.
         #[arg(long, short)]
         env: String,
         /// imagedefinitions.json or imageDetail.json.
         #[arg(long, short)]
         file: PathBuf,
+        /// The application commit the images were built from (`$CI_COMMIT_SHA`,
+        /// `$GITHUB_SHA`), shown with the release.
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
+        /// That commit's author: the release's author, who may not approve it where the
+        /// environment forbids it (`$CI_COMMIT_AUTHOR`).
+        #[arg(long, value_name = "IDENTITY")]
+        author: Option<String>,
+        /// Deploy these images even though they failed before.
+        #[arg(long)]
+        retry: bool,
     },
 }
 

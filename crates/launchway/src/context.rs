@@ -125,17 +125,6 @@ impl Context {
         })
     }
 
-    /// Images CI published, to apply over the manifest's.
-    pub async fn published_images(&self, engine: &Engine) -> Result<launchway_engine::ImageOverrides> {
-        Ok(engine
-            .store()
-            .published_images()
-            .await?
-            .into_iter()
-            .map(|published| ((published.app, published.env), published.images))
-            .collect())
-    }
-
     /// `--db`, or `launchway.db` in the user's data directory.
     pub fn db_location(&self) -> Result<String> {
         if let Some(db) = &self.global.db {

@@ -257,22 +257,9 @@ async fn images_published_by_ci_as_image_files_are_deployed() {
 #[tokio::test]
 async fn a_failing_ecs_release_is_rolled_back_to_the_previous_task_definition() {
     let aws = Aws::new().await;
-    let seed = aws.register("shop", &[("shop", "shop:0")], "complete").await;
-    aws.service("prod", "shop", &seed).await;
-    let manifest = "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  shop:\n    ecs: {task_definition: ecs/shop.json}\n    settle_window: 300ms\n";
-    let definition = |image: &str, rollout: &str| {
-        json!({"family": "shop", "cpu": "256", "memory": "512",
-            "containerDefinitions": [{"name": "shop", "image": image, "memory": 256,
-                "environment": [{"name": "LAUNCHWAY_TEST_ROLLOUT", "value": rollout}]}]})
-        .to_string()
-    };
-    aws.repo.write("launchway.yaml", manifest);
-    aws.repo.write("ecs/shop.json", &definition("shop:1", "complete"));
-    aws.repo.commit("shop 1");
-    aws.launchway(&["deploy"]).await.assert_exit(0);
-    let good = aws.task_definition_of("prod", "shop").await;
+    let good = aws.shop_deployed("300ms").await;
 
-    aws.repo.write("ecs/shop.json", &definition("shop:2", "fail"));
+    aws.repo.write("ecs/shop.json", &shop_definition("shop:2", "fail"));
     aws.repo.commit("shop 2, broken");
     let plan = aws.launchway(&["plan"]).await;
     plan.assert_exit(0);
@@ -438,4 +425,148 @@ services:
     assert!(prod_definition.contains(&format!(":{}:task-definition/web:", prod_account.id)), "{prod_definition}");
     let described = prod_ecs.describe_task_definition().task_definition(&prod_definition).send().await.unwrap();
     assert_eq!(described.task_definition.unwrap().container_definitions()[0].image(), Some("web:2"));
+}
+
+/// A task definition file for the shop, whose tasks behave as `rollout` says.
+fn shop_definition(image: &str, rollout: &str) -> String {
+    json!({"family": "shop", "cpu": "256", "memory": "512",
+        "containerDefinitions": [{"name": "shop", "image": image, "memory": 256,
+            "environment": [{"name": "LAUNCHWAY_TEST_ROLLOUT", "value": rollout}]}]})
+    .to_string()
+}
+
+impl Aws {
+    async fn revisions(&self, family: &str) -> usize {
+        let listed = self.ecs.list_task_definitions().family_prefix(family).send().await.unwrap();
+        listed.task_definition_arns().len()
+    }
+
+    /// The shop service in cluster prod, deployed by launchway from `ecs/shop.json` and
+    /// verified over `settle`; returns the task definition it runs.
+    async fn shop_deployed(&self, settle: &str) -> String {
+        let seed = self.register("shop", &[("shop", "shop:0")], "complete").await;
+        self.service("prod", "shop", &seed).await;
+        let manifest = format!(
+            "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\nservices:\n  shop:\n    ecs: {{task_definition: ecs/shop.json}}\n    settle_window: {settle}\n"
+        );
+        self.repo.write("launchway.yaml", &manifest);
+        self.repo.write("ecs/shop.json", &shop_definition("shop:1", "complete"));
+        self.repo.commit("shop 1");
+        self.launchway(&["deploy"]).await.assert_exit(0);
+        self.task_definition_of("prod", "shop").await
+    }
+
+    async fn deployment_ids(&self, cluster: &str, service: &str) -> Vec<String> {
+        let output = self.ecs.describe_services().cluster(cluster).services(service).send().await.unwrap();
+        output.services.unwrap().remove(0).deployments().iter().map(|d| d.id().unwrap().to_owned()).collect()
+    }
+}
+
+/// Verification watches the deployment after ECS says it completed: a task that stops
+/// inside the settle window fails the release, which rolls back.
+#[tokio::test]
+async fn an_ecs_release_that_loses_a_task_inside_its_settle_window_is_rolled_back() {
+    let aws = Aws::new().await;
+    let good = aws.shop_deployed("2s").await;
+
+    aws.repo.write("ecs/shop.json", &shop_definition("shop:2", "lose-after-complete"));
+    aws.repo.commit("shop 2, dies soon after it starts");
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("watching ECS service shop for 2s"), "{stdout}");
+    assert!(stdout.contains("after its deployment completed, while it was being verified"), "{stdout}");
+    assert!(stdout.contains("exit code 137"), "the stopped task says why: {stdout}");
+    assert_eq!(aws.task_definition_of("prod", "shop").await, good, "back on the verified revision");
+}
+
+/// Without a circuit breaker ECS retries failing tasks for ever; launchway gives up as
+/// ECS's own breaker would, in seconds, not at the ten-minute timeout.
+#[tokio::test]
+async fn failing_tasks_without_a_circuit_breaker_fail_the_run_within_seconds() {
+    let aws = Aws::new().await;
+    let good = aws.shop_deployed("300ms").await;
+
+    aws.repo.write("ecs/shop.json", &shop_definition("shop:2", "crashloop"));
+    aws.repo.commit("shop 2, its tasks exit at once");
+    let started = std::time::Instant::now();
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(deploy.stdout().contains("tasks failed and none is running"), "{}", deploy.stdout());
+    assert_eq!(aws.task_definition_of("prod", "shop").await, good);
+}
+
+/// Settings are not a new task definition: a changed replica count or grace period
+/// updates the service and nothing else; a manual rollback lands on the exact revision
+/// that ran before, even one launchway did not register.
+#[tokio::test]
+async fn settings_only_changes_and_rollbacks_touch_no_more_than_they_must() {
+    let aws = Aws::new().await;
+    let theirs = aws.register("site", &[("site", "site:1")], "complete").await;
+    aws.service("prod", "site", &theirs).await;
+    let manifest = |image: &str, replicas: u32| {
+        format!(
+            "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\nservices:\n  site:\n    image: {image}\n    replicas: {replicas}\n    settle_window: 300ms\n    ecs: {{health_check_grace_period: 1m}}\n"
+        )
+    };
+    aws.repo.write("launchway.yaml", &manifest("site:1", 2));
+    aws.repo.commit("site as it runs, with a grace period");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(aws.task_definition_of("prod", "site").await, theirs, "a grace period is no new revision");
+    assert_eq!(aws.revisions("site").await, 1);
+
+    aws.repo.write("launchway.yaml", &manifest("site:2", 2));
+    aws.repo.commit("site 2");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let v2 = aws.task_definition_of("prod", "site").await;
+    assert_ne!(v2, theirs);
+    let deployments = aws.deployment_ids("prod", "site").await;
+
+    aws.repo.write("launchway.yaml", &manifest("site:2", 3));
+    aws.repo.commit("site on three tasks");
+    let plan = aws.launchway(&["plan"]).await;
+    assert!(plan.stdout().contains("~ desired_count: 2 → 3"), "{}", plan.stdout());
+    assert!(plan.stdout().contains("update ECS service site"), "{}", plan.stdout());
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(aws.task_definition_of("prod", "site").await, v2, "the same revision");
+    assert_eq!(aws.revisions("site").await, 2, "none registered");
+    assert_eq!(aws.deployment_ids("prod", "site").await, deployments, "no deployment started");
+
+    // Back to the first release: the revision someone else registered, not a copy.
+    aws.launchway(&["rollback", "--app", "site", "--to", "1"]).await.assert_exit(0);
+    assert_eq!(aws.task_definition_of("prod", "site").await, theirs);
+    assert_eq!(aws.revisions("site").await, 2);
+}
+
+/// Regression (issue 8): a fresh database (a new server, say) must not redeploy what
+/// runs because the live settings are spelled differently from the manifest's.
+#[tokio::test]
+async fn a_fresh_database_adopts_what_runs_without_redeploying_it() {
+    let aws = Aws::new().await;
+    let seed = aws.register("shop", &[("shop", "shop:0")], "complete").await;
+    aws.service("prod", "shop", &seed).await;
+    let manifest = "environments:\n  prod:\n    target: {ecs: {cluster: prod}}\nservices:\n  shop:\n    replicas: 2\n    strategy:\n      rolling: {max_surge: 100%, max_unavailable: 0%}\n    settle_window: 300ms\n    ecs: {task_definition: ecs/shop.json, circuit_breaker: true, health_check_grace_period: 30s}\n";
+    aws.repo.write("launchway.yaml", manifest);
+    aws.repo.write("ecs/shop.json", &shop_definition("shop:1", "complete"));
+    aws.repo.commit("shop 1");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let deployed = aws.task_definition_of("prod", "shop").await;
+    let deployments = aws.deployment_ids("prod", "shop").await;
+    // The file exported from what runs, launchway's own tags and all.
+    let exported = aws.ecs.describe_task_definition().task_definition(&deployed).send().await.unwrap();
+    let mut document: Value = serde_json::from_str(&shop_definition("shop:1", "complete")).unwrap();
+    document["tags"] = json!([{"key": "launchway:revision", "value": "000000000000"}]);
+    assert!(exported.task_definition.is_some());
+    aws.repo.write("ecs/shop.json", &document.to_string());
+    aws.repo.commit("the definition as exported");
+
+    std::fs::remove_file(aws.db.path().join("launchway.db")).unwrap();
+    let plan = aws.launchway(&["plan", "--output", "json"]).await;
+    let plan: Value = serde_json::from_str(&plan.stdout()).unwrap();
+    assert_eq!(plan["plans"][0]["action"], "no_change", "{plan:#}");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(aws.task_definition_of("prod", "shop").await, deployed);
+    assert_eq!(aws.deployment_ids("prod", "shop").await, deployments, "nothing redeployed");
+    assert_eq!(aws.revisions("shop").await, 2);
 }

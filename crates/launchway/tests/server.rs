@@ -497,3 +497,52 @@ async fn approvals_publications_audit_and_dora_work_from_the_cli_alone() {
     tag.assert_exit(0);
     assert_eq!(tag.stdout().trim(), world.repo.git(&["rev-parse", "HEAD"]).trim());
 }
+
+/// Regression (issue 8): approvals applied the author rule to whoever last committed to
+/// the config repo, while the application's own author could approve their change.
+#[tokio::test]
+async fn the_author_of_a_published_application_change_may_not_approve_it() {
+    let world = World::new().await;
+    world.commit(
+        "
+environments:
+  {env}: {target: docker, approval: true}
+services:
+  web:
+    image: {image}
+    port: 8080
+    stop_grace_period: 1s
+    settle_window: 300ms
+",
+        "web",
+    );
+    // The image CI "built": the same bits under another tag.
+    let built = format!("launchway-test/sample:ci-author-{}", world.env);
+    let (repo, tag) = built.split_once(':').unwrap();
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+    world.docker.client().tag_image(support::IMAGE, Some(options)).await.expect("tagged");
+    let server = ServerProcess::start(&world);
+    let ci = Api::new(
+        &server,
+        Some(&token(&world, "ci-publisher", "ci-web", &[("--app", "web"), ("--env", &world.env)]).await),
+    );
+    let alice = Api::new(&server, Some(&token(&world, "approver", "alice@example.com", &[]).await));
+    let bob = Api::new(&server, Some(&token(&world, "approver", "bob@example.com", &[]).await));
+    let published = ci
+        .post(
+            "/api/v1/releases",
+            json!({"app": "web", "env": world.env, "file": [{"name": "web", "imageUri": built}],
+                   "commit": "0a1b2c3d4e5f", "author": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(published.status, 200, "{}", published.body);
+    let run = published.body["runs"][0]["run"].as_i64().expect("a run for the publication");
+    alice.wait_for_run(run, &["awaiting_approval"]).await;
+
+    let refused = alice.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body["error"].as_str().unwrap().contains("alice@example.com wrote release"), "{}", refused.body);
+    let approved = bob.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    bob.wait_for_run(run, &["succeeded"]).await;
+}

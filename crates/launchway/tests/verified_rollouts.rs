@@ -253,7 +253,7 @@ async fn the_server_does_not_redeploy_a_release_that_was_rolled_back() {
     let world = World::new().await;
     world.commit(&web("v1", ""), "web v1");
     let server = ServerProcess::start_polling(&world, "500ms");
-    let api = Api::new(&server, Some(&token(&world, "viewer", "ops@example.com", &[]).await));
+    let api = Api::new(&server, Some(&token(&world, "deployer", "ops@example.com", &[]).await));
     api.wait_for_runs("", |runs| runs.len() == 1 && runs[0]["state"] == "succeeded").await;
 
     let crashing = web("v2", "      SAMPLE_EXIT_AFTER: 1500ms\n").replace("settle_window: 1s", "settle_window: 3s");
@@ -269,6 +269,12 @@ async fn the_server_does_not_redeploy_a_release_that_was_rolled_back() {
         assert_eq!(runs.as_array().unwrap().len(), 2, "no run after the rollback: {runs:#}");
         assert!(answers_with(&world.answers("web").await, "v1"), "v1 serves");
     }
+
+    // Unless someone asks for it.
+    let retried = api.post("/api/v1/sync", json!({"apps": ["web"], "retry": true})).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(retried.body["runs"][0]["decision"], "started", "{}", retried.body);
+    api.wait_for_run(retried.body["runs"][0]["run"].as_i64().unwrap(), &["rolled_back"]).await;
 }
 
 /// Regression (issue 8): two `launchway deploy` started at the same instant on a new
@@ -312,4 +318,63 @@ tasks:
         assert!(store.release(runs[0].release_id + 1).await.is_err(), "trial {trial}: no orphan release");
         assert!(store.release(runs[0].release_id - 1).await.is_err(), "trial {trial}: no orphan release");
     }
+}
+
+/// Regression (issue 8): a published release that was rolled back stayed the desired
+/// state, so an unrelated manifest change later deployed the bad images again.
+#[tokio::test]
+async fn a_failed_publication_is_not_redeployed_by_an_unrelated_change_but_a_retry_does() {
+    let world = World::new().await;
+    world.commit(&web("v1", ""), "web v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    // What CI "built": the sample app with its health check failing.
+    let bad = format!("launchway-test/sample:bad-{}", world.env);
+    launchway_target_docker::build_executable_image(
+        world.docker.client(),
+        &launchway_target_docker::ExecutableImage {
+            tag: bad.clone(),
+            executable: support::binary(),
+            args: vec!["sample-app".to_owned()],
+            env: vec![("SAMPLE_HEALTH".to_owned(), "fail".to_owned())],
+        },
+    )
+    .await
+    .expect("the bad image builds");
+    let file = world.db.path().join("imagedefinitions.json");
+    std::fs::write(&file, format!(r#"[{{"name": "web", "imageUri": "{bad}"}}]"#)).unwrap();
+    let file = file.to_str().unwrap();
+    let env = world.env.clone();
+    let publish = ["release", "publish", "--app", "web", "--env", &env, "--file", file];
+    let mut with_source = publish.to_vec();
+    with_source.extend(["--commit", "0a1b2c3d4e5f6789", "--author", "alice@example.com"]);
+    world.launchway(&with_source).await.assert_exit(5);
+    let runs = world.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back");
+    let details = world.run_details(runs[0]["id"].as_i64().unwrap()).await;
+    let source = &details["release"]["source"];
+    assert_eq!(source["author"], "alice@example.com", "the application's author wrote this release: {source}");
+    assert!(source["origin"].as_str().unwrap().contains("from commit 0a1b2c3d4e5f by alice@example.com"), "{source}");
+
+    // An unrelated change to the manifest: deployed with the last good images.
+    world.commit(&web("v1", "      LOG_LEVEL: debug\n"), "more logging");
+    let deploy = world.launchway(&["deploy"]).await;
+    deploy.assert_exit(0);
+    assert!(deploy.stdout().contains("published failed in run"), "{}", deploy.stdout());
+    let details = world.run_details(world.runs().await[0]["id"].as_i64().unwrap()).await;
+    let image = details["release"]["spec"]["containers"][0]["image"].as_str().unwrap().to_owned();
+    assert_eq!(image, support::IMAGE, "not the images that failed");
+    assert!(answers_with(&world.answers("web").await, "v1"));
+    // Nothing more to do, and said so.
+    let again = world.launchway(&["deploy"]).await;
+    assert!(again.stdout().contains("published failed in run"), "{}", again.stdout());
+    let runs = world.runs().await.len();
+
+    let mut retry = publish.to_vec();
+    retry.push("--retry");
+    world.launchway(&retry).await.assert_exit(5);
+    let after = world.runs().await;
+    assert_eq!(after.len(), runs + 1, "retried");
+    let details = world.run_details(after[0]["id"].as_i64().unwrap()).await;
+    assert_eq!(details["release"]["spec"]["containers"][0]["image"], bad.as_str());
+    assert!(answers_with(&world.answers("web").await, "v1"), "and rolled back again");
 }

@@ -17,6 +17,11 @@
 //! one environment, `default`. Entries naming the same ECS service (or the same rule)
 //! become one app with several containers, so a multi-container task gets one new
 //! revision and one deployment, not one per container.
+//!
+//! An optional top-level `launchway:` block (which the sample's own tooling ignores)
+//! holds launchway's settings for these apps: `timeout` and `settle_window` of their
+//! deployments, and, when a `launchway.yaml` sits beside the file, the `environments`
+//! they run in (otherwise every ECS environment it declares).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,7 +35,20 @@ pub const SAMPLE_FILE: &str = "deployment.yaml";
 /// The one environment a sample file deploys to.
 pub const SAMPLE_ENVIRONMENT: &str = "default";
 
-const TOP_FIELDS: &[&str] = &["release", "services", "tasks"];
+const TOP_FIELDS: &[&str] = &["release", "services", "tasks", "launchway"];
+const SETTINGS_FIELDS: &[&str] = &["timeout", "settle_window", "environments"];
+
+/// How long an ECS deployment may take when nothing says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What a sample file declares.
+#[derive(Default)]
+pub(crate) struct SampleDraft {
+    pub apps: Vec<(Key, AppSpec)>,
+    /// `launchway.environments`, and where the block is written.
+    pub environments: Option<Vec<Key>>,
+    pub settings_pos: Option<Pos>,
+}
 const SERVICE_FIELDS: &[&str] = &["service", "clusterName", "serviceName", "image"];
 const TASK_FIELDS: &[&str] = &["service", "cwRuleName", "image"];
 
@@ -38,10 +56,27 @@ const TASK_FIELDS: &[&str] = &["service", "cwRuleName", "image"];
 /// Entries that become one app: what groups them, the first entry's key, the images.
 type Group<By> = (By, Key, BTreeMap<String, String>);
 
-pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> Vec<(Key, AppSpec)> {
+pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> SampleDraft {
     let Some(fields) = reader.fields(root, "", TOP_FIELDS) else {
-        return Vec::new();
+        return SampleDraft::default();
     };
+    let mut draft = SampleDraft::default();
+    let (mut timeout, mut settle_window) = (DEFAULT_TIMEOUT, None);
+    if let Some(node) = fields.get("launchway") {
+        draft.settings_pos = Some(node.pos);
+        if let Some(settings) = reader.fields(node, "launchway", SETTINGS_FIELDS) {
+            if let Some(node) = settings.get("timeout") {
+                timeout = reader.duration(node, "launchway.timeout").unwrap_or(timeout);
+            }
+            if let Some(node) = settings.get("settle_window") {
+                settle_window = reader.duration(node, "launchway.settle_window");
+            }
+            if let Some(node) = settings.get("environments") {
+                let names = reader.string_list(node, "launchway.environments").unwrap_or_default();
+                draft.environments = Some(names.into_iter().map(|name| Key { name, pos: node.pos }).collect());
+            }
+        }
+    }
     // One app per ECS service, and one per rule, in the order they first appear.
     let mut services: Vec<Group<(String, String)>> = Vec::new();
     let mut rules: Vec<Group<String>> = Vec::new();
@@ -88,8 +123,8 @@ pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> Vec<(Key, AppSpec)> 
             definition: EcsDefinition { images, document: None },
             desired_count: None,
             deployment: None,
-            timeout: Duration::from_secs(600),
-            settle_window: None,
+            timeout,
+            settle_window,
             health_check_grace_period: None,
         });
         push_unique(reader, &mut apps, key, spec);
@@ -103,7 +138,8 @@ pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> Vec<(Key, AppSpec)> 
         });
         push_unique(reader, &mut apps, key, spec);
     }
-    apps
+    draft.apps = apps;
+    draft
 }
 
 fn entries<'n>(reader: &mut Reader<'_>, node: &'n Node, path: &str) -> Vec<(usize, &'n Node)> {

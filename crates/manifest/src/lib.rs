@@ -95,9 +95,9 @@ pub struct Validated {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Validates a config repo's manifest files: `launchway.yaml` and `apps/*.yaml`, or,
-/// in a repo without `launchway.yaml`, the gitops sample's `deployment.yaml`. `files`
-/// is what the manifest refers to.
+/// Validates a config repo's manifest files: `launchway.yaml` and `apps/*.yaml`, and
+/// the gitops sample's `deployment.yaml` (alone, or beside `launchway.yaml`, which then
+/// declares the environments its apps run in). `files` is what the manifest refers to.
 ///
 /// # Errors
 /// Every problem found in every file, sorted by file and position. Nothing is returned
@@ -199,7 +199,106 @@ pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Vali
             }
         }
     }
+    if let Some(sample) = sample {
+        let context = SampleContext { environments: &environments, attempted: &attempted, declared: &declared };
+        add_sample_apps(sample, &context, &mut apps, &declared_at, &mut diagnostics, &mut warnings);
+    }
     finish(Manifest { environments, apps, notifications }, diagnostics, warnings)
+}
+
+/// What the apps of a `deployment.yaml` beside `launchway.yaml` are checked against.
+struct SampleContext<'a> {
+    environments: &'a BTreeMap<String, Environment>,
+    attempted: &'a BTreeMap<String, TargetSpec>,
+    declared: &'a BTreeSet<String>,
+}
+
+/// The apps of a `deployment.yaml` beside `launchway.yaml`: in the environments its
+/// `launchway:` block lists, else in every ECS environment `launchway.yaml` declares.
+fn add_sample_apps(
+    file: &SourceFile,
+    context: &SampleContext<'_>,
+    apps: &mut BTreeMap<String, App>,
+    declared_at: &BTreeMap<String, (String, Pos)>,
+    diagnostics: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) {
+    let tree = match node::parse(&file.path, &file.bytes) {
+        Ok(tree) => tree,
+        Err(diagnostic) => {
+            diagnostics.push(diagnostic);
+            return;
+        }
+    };
+    let mut reader = Reader { file: &file.path, diagnostics };
+    let draft = gitops_sample::read(&mut reader, &tree);
+    let target_of = |name: &str| context.environments.get(name).map(|env| &env.target).or(context.attempted.get(name));
+    let targets: Vec<String> = match &draft.environments {
+        Some(listed) => {
+            let mut targets = Vec::new();
+            for key in listed {
+                match target_of(&key.name) {
+                    _ if !context.declared.contains(&key.name) => reader.error(
+                        key.pos,
+                        "launchway.environments",
+                        format!("environment {:?} is not declared in {ROOT_FILE}", key.name),
+                    ),
+                    Some(TargetSpec::Docker { .. }) => reader.error(
+                        key.pos,
+                        "launchway.environments",
+                        format!(
+                            "environment {:?} runs on Docker; the apps of {SAMPLE_FILE} are ECS services and rules",
+                            key.name
+                        ),
+                    ),
+                    _ => targets.push(key.name.clone()),
+                }
+            }
+            targets
+        }
+        None => context
+            .declared
+            .iter()
+            .filter(|name| matches!(target_of(name), Some(TargetSpec::Ecs(_))))
+            .cloned()
+            .collect(),
+    };
+    if draft.environments.is_none() && targets.is_empty() {
+        reader.error(
+            draft.settings_pos.unwrap_or(Pos { line: 1, column: 1 }),
+            "",
+            format!(
+                "the apps of {SAMPLE_FILE} run on ECS, and {ROOT_FILE} declares no ECS environment: declare one, or list where they run with `launchway: {{environments: [..]}}`"
+            ),
+        );
+    }
+    for (key, spec) in draft.apps {
+        if let Some((first_file, first)) = declared_at.get(&key.name) {
+            reader.error(
+                key.pos,
+                "",
+                format!("app {:?} is already declared at {}:{}:{}", key.name, first_file, first.line, first.column),
+            );
+            continue;
+        }
+        for name in &targets {
+            if let Some(EnvSource::Promotion { from }) = context.environments.get(name).map(|env| &env.source)
+                && !targets.contains(from)
+            {
+                reader.error(
+                    draft.settings_pos.unwrap_or(key.pos),
+                    "launchway.environments",
+                    format!(
+                        "{name} is deployed only by promotion from {from}, where the apps of {SAMPLE_FILE} do not run: add {from}"
+                    ),
+                );
+            }
+        }
+        let specs: BTreeMap<String, Box<AppSpec>> =
+            targets.iter().map(|name| (name.clone(), Box::new(spec.clone()))).collect();
+        resolve::warn_about_floating_images(warnings, &file.path, &key, &key.name, &specs);
+        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });
+    }
 }
 
 /// `promote_from` must name another declared environment, and promotions must not go
@@ -254,16 +353,26 @@ fn check_promotions(draft: &FileDraft, diagnostics: &mut Vec<Diagnostic>) {
     }
 }
 
-/// A repo holding the gitops sample's `deployment.yaml`: one environment on the
+/// A repo holding the gitops sample's `deployment.yaml` only: one environment on the
 /// ambient AWS configuration.
 fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut warnings = Vec::new();
     let tree = node::parse(&file.path, &file.bytes).map_err(|diagnostic| vec![diagnostic])?;
     let mut reader = Reader { file: &file.path, diagnostics: &mut diagnostics };
-    let declared = gitops_sample::read(&mut reader, &tree);
+    let draft = gitops_sample::read(&mut reader, &tree);
+    for key in draft.environments.iter().flatten().filter(|key| key.name != SAMPLE_ENVIRONMENT) {
+        reader.error(
+            key.pos,
+            "launchway.environments",
+            format!(
+                "without a {ROOT_FILE}, the apps of {SAMPLE_FILE} deploy to the one environment {SAMPLE_ENVIRONMENT:?}; declare {:?} in a {ROOT_FILE} beside it",
+                key.name
+            ),
+        );
+    }
     let mut apps = BTreeMap::new();
-    for (key, spec) in declared {
+    for (key, spec) in draft.apps {
         let specs = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), Box::new(spec))]);
         resolve::warn_about_floating_images(&mut warnings, &file.path, &key, &key.name, &specs);
         apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });

@@ -436,6 +436,17 @@ pub struct EcsDefinition {
     pub document: Option<TaskDefinitionDocument>,
 }
 
+impl EcsDefinition {
+    /// A content hash of the task definition alone (images and document): what names a
+    /// task definition revision, so that a change to service settings only (desired
+    /// count, deployment configuration) registers nothing and replaces no task.
+    pub fn revision(&self) -> Revision {
+        let encoded = serde_json::to_vec(self).expect("definitions always serialize");
+        let digest = Sha256::digest(&encoded);
+        Revision(hex::encode(&digest[..6]))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDefinitionDocument {
     /// Where it was read from, relative to the repo root.

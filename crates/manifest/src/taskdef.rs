@@ -63,6 +63,16 @@ pub(crate) fn normalize(bytes: &[u8]) -> Result<Value, JsonProblem> {
     if let Some(tags) = tags.filter(|tags| tags.as_array().is_some_and(|tags| !tags.is_empty())) {
         definition.insert("tags".to_owned(), tags);
     }
+    // launchway's own tags name the revision a definition was registered as; a file
+    // exported from such a revision must not carry them (they are set on registration,
+    // and the old ones would make every plan see a change).
+    if let Some(Value::Array(tags)) = definition.get_mut("tags") {
+        let before = tags.len();
+        tags.retain(|tag| !tag["key"].as_str().is_some_and(|key| key.starts_with("launchway:")));
+        if tags.is_empty() && before > 0 {
+            definition.remove("tags");
+        }
+    }
     if !definition.get("family").is_some_and(Value::is_string) {
         return Err(JsonProblem::at_start("the task definition has no \"family\"".to_owned()));
     }
@@ -108,6 +118,19 @@ mod tests {
         assert_eq!(keys, ["containerDefinitions", "ephemeralStorage", "family", "tags"]);
         assert_eq!(document["containerDefinitions"][0]["secrets"][0]["valueFrom"], "arn:x");
         assert_eq!(container_names(&document), ["web"]);
+    }
+
+    /// Regression (issue 8): a file exported from a revision launchway registered
+    /// carried its launchway:revision tag, which then differed from every later one.
+    #[test]
+    fn launchways_own_tags_are_dropped_from_files_and_the_rest_kept() {
+        let printed = br#"{"taskDefinition": {"family": "web", "containerDefinitions": [{"name": "web"}]},
+            "tags": [{"key": "launchway:revision", "value": "0123abcd4567"}, {"key": "team", "value": "web"},
+                     {"key": "launchway:app", "value": "web"}]}"#;
+        assert_eq!(normalize(printed).expect("valid")["tags"], serde_json::json!([{"key": "team", "value": "web"}]));
+        let only_ours = br#"{"family": "web", "containerDefinitions": [{"name": "web"}],
+            "tags": [{"key": "launchway:previous", "value": "arn:x"}]}"#;
+        assert!(normalize(only_ours).expect("valid").get("tags").is_none());
     }
 
     #[test]

@@ -760,6 +760,84 @@ fn the_gitops_sample_file_gets_the_same_checks() {
     );
 }
 
+const SMALL_SAMPLE: &str = "release: 4.0
+services:
+  - service: web
+    clusterName: demo
+    serviceName: web-svc
+    image: example/web:2.0.0
+";
+
+#[test]
+fn the_gitops_sample_file_takes_launchways_settings_in_a_block_of_its_own() {
+    let sample = format!("{SMALL_SAMPLE}launchway:\n  timeout: 3m\n  settle_window: 45s\n");
+    let manifest = load_files(&[file(SAMPLE_FILE, &sample)]).expect("valid").manifest;
+    let AppSpec::EcsService(web) = &*manifest.apps["web-svc"].specs[SAMPLE_ENVIRONMENT] else { panic!("a service") };
+    assert_eq!((web.timeout, web.settle_window()), (Duration::from_secs(180), Duration::from_secs(45)));
+
+    let elsewhere = format!("{SMALL_SAMPLE}launchway:\n  environments: [prod]\n");
+    assert_eq!(
+        errors(&[file(SAMPLE_FILE, &elsewhere)]),
+        vec![
+            r#"deployment.yaml:8:17: launchway.environments: without a launchway.yaml, the apps of deployment.yaml deploy to the one environment "default"; declare "prod" in a launchway.yaml beside it"#,
+        ]
+    );
+}
+
+/// Regression (issue 8): a launchway.yaml beside deployment.yaml made launchway ignore
+/// the latter without a word ("0 services").
+#[test]
+fn a_launchway_yaml_beside_the_sample_file_declares_where_its_apps_run() {
+    let root = "\
+environments:
+  dev: {target: docker}
+  stg: {target: {ecs: {cluster: stg}}}
+  prod: {target: {ecs: {cluster: prod}}, promote_from: stg, approval: true}
+services:
+  site: {image: example/site:1}
+";
+    let sample = format!("{SMALL_SAMPLE}launchway: {{settle_window: 1m}}\n");
+    let validated = load_files(&[file(ROOT_FILE, root), file(SAMPLE_FILE, &sample)]).expect("valid");
+    let manifest = validated.manifest;
+    let web: Vec<&str> = manifest.apps["web-svc"].specs.keys().map(String::as_str).collect();
+    assert_eq!(web, ["prod", "stg"], "every ECS environment, not the Docker one");
+    assert_eq!(manifest.apps["web-svc"].file, SAMPLE_FILE);
+    assert_eq!(manifest.apps["site"].specs.len(), 3, "launchway.yaml's own apps are as they were");
+    assert!(manifest.environments["prod"].approval.is_some(), "launchway.yaml's environments and approvals apply");
+    let AppSpec::EcsService(web) = &*manifest.apps["web-svc"].specs["prod"] else { panic!("a service") };
+    assert_eq!(web.settle_window(), Duration::from_secs(60));
+
+    let listed = format!("{SMALL_SAMPLE}launchway:\n  environments: [stg, prod]\n");
+    assert_eq!(load_files(&[file(ROOT_FILE, root), file(SAMPLE_FILE, &listed)]).expect("valid").manifest.apps.len(), 2);
+}
+
+#[test]
+fn conflicts_between_launchway_yaml_and_the_sample_file_are_errors() {
+    let root = "\
+environments:
+  dev: {target: docker}
+  prod: {target: {ecs: {cluster: prod}}, promote_from: dev}
+services:
+  web-svc: {image: example/web:1}
+";
+    let sample = format!("{SMALL_SAMPLE}launchway:\n  environments: [dev, prod, qa]\n");
+    assert_eq!(
+        errors(&[file(ROOT_FILE, root), file(SAMPLE_FILE, &sample)]),
+        vec![
+            r#"deployment.yaml:3:5: app "web-svc" is already declared at launchway.yaml:5:3"#,
+            r#"deployment.yaml:8:17: launchway.environments: environment "dev" runs on Docker; the apps of deployment.yaml are ECS services and rules"#,
+            r#"deployment.yaml:8:17: launchway.environments: environment "qa" is not declared in launchway.yaml"#,
+        ]
+    );
+    let docker_only = "environments:\n  dev: {target: docker}\n";
+    assert_eq!(
+        errors(&[file(ROOT_FILE, docker_only), file(SAMPLE_FILE, SMALL_SAMPLE)]),
+        vec![
+            "deployment.yaml:1:1: the apps of deployment.yaml run on ECS, and launchway.yaml declares no ECS environment: declare one, or list where they run with `launchway: {environments: [..]}`",
+        ]
+    );
+}
+
 // ---- what the server reads: sources, approvals, notifications
 
 const PIPELINE: &str = "\

@@ -347,12 +347,15 @@ struct SyncBody {
     env: Option<String>,
     #[serde(default)]
     apps: Vec<String>,
+    /// Deploy again what failed, was rolled back or rejected (`deploy --retry`).
+    #[serde(default)]
+    retry: bool,
 }
 
 async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let token = authorize(&state, &headers, Permission::Deploy).await?;
     let body: SyncBody = parse_optional_body(&body)?;
-    let scope = Scope { pushed_refs: None, env: body.env, apps: body.apps };
+    let scope = Scope { env: body.env, apps: body.apps, retry: body.retry, ..Scope::default() };
     Ok(reconcile_answer(&state.controller, scope, actor("sync", &token)).await)
 }
 
@@ -389,7 +392,7 @@ async fn unpin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let body: UnpinBody = serde_json::from_slice(&body)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env}}: {error}")))?;
     let pin = state.controller.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
-    let scope = Scope { pushed_refs: None, env: Some(body.env.clone()), apps: vec![body.app.clone()] };
+    let scope = Scope { env: Some(body.env.clone()), apps: vec![body.app.clone()], ..Scope::default() };
     let mut answer = reconcile_answer(&state.controller, scope, actor("unpin", &token)).await;
     // The reconcile's answer, plus what was lifted.
     if answer.status() == StatusCode::OK {
@@ -425,6 +428,13 @@ struct PublishBody {
     env: String,
     /// The contents of `imagedefinitions.json` or `imageDetail.json`, as JSON.
     file: Value,
+    /// The application commit the images were built from, and its author (whom the
+    /// approval author rule is about).
+    commit: Option<String>,
+    author: Option<String>,
+    /// Deploy these images even though they failed before.
+    #[serde(default)]
+    retry: bool,
 }
 
 async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -464,6 +474,8 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             images: images.clone(),
             published_by: token.subject.clone(),
             published_at: now_ms(),
+            commit: body.commit.clone(),
+            author: body.author.clone(),
         })
         .await?;
     controller
@@ -480,10 +492,18 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
                 body.app,
                 body.env
             ),
-            data: json!({"images": images, "by": token.subject, "token": token.id}),
+            data: json!({
+                "images": images,
+                "by": token.subject,
+                "token": token.id,
+                "commit": body.commit,
+                "author": body.author,
+                "retry": body.retry,
+            }),
         })
         .await?;
-    let scope = Scope { pushed_refs: None, env: Some(body.env.clone()), apps: vec![body.app.clone()] };
+    let scope =
+        Scope { env: Some(body.env.clone()), apps: vec![body.app.clone()], retry: body.retry, ..Scope::default() };
     Ok(reconcile_answer(controller, scope, actor("publish", &token)).await)
 }
 

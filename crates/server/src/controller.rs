@@ -30,6 +30,8 @@ pub struct Scope {
     pub pushed_refs: Option<Vec<String>>,
     pub env: Option<String>,
     pub apps: Vec<String>,
+    /// Deploy again what failed before (a publication's retry).
+    pub retry: bool,
 }
 
 /// Desired state at one commit.
@@ -162,8 +164,8 @@ impl Controller {
         Ok(decisions)
     }
 
-    /// Creates the runs one environment needs at one commit: apps with published images
-    /// one by one (each release says who published it), the others together.
+    /// Creates the runs one environment needs at one commit, with the images CI
+    /// published applied (the engine names each such release after its publication).
     async fn deploy_env(
         &self,
         snapshot: &Snapshot,
@@ -172,43 +174,27 @@ impl Controller {
         published: &[Published],
         trigger: &str,
     ) -> Result<Vec<Decision>> {
-        let source = release_source(&snapshot.commit);
         let in_scope = |app: &str| scope.apps.is_empty() || scope.apps.iter().any(|selected| selected == app);
-        let mut decisions = Vec::new();
-        let mut plain = Vec::new();
-        for app in snapshot.manifest.apps.values().filter(|app| app.specs.contains_key(env) && in_scope(&app.name)) {
-            match published.iter().find(|published| published.app == app.name && published.env == env) {
-                Some(publication) => {
-                    let images: ImageOverrides =
-                        [((app.name.clone(), env.to_owned()), publication.images.clone())].into();
-                    let source = ReleaseSource {
-                        origin: Some(format!("images published by {}", publication.published_by)),
-                        ..source.clone()
-                    };
-                    let selection = Selection { env: Some(env.to_owned()), apps: vec![app.name.clone()] };
-                    decisions.extend(self.prepare(&snapshot.manifest, images, source, &selection, trigger).await?);
-                }
-                None => plain.push(app.name.clone()),
-            }
+        let apps: Vec<String> = snapshot
+            .manifest
+            .apps
+            .values()
+            .filter(|app| app.specs.contains_key(env) && in_scope(&app.name))
+            .map(|app| app.name.clone())
+            .collect();
+        if apps.is_empty() {
+            return Ok(Vec::new());
         }
-        if !plain.is_empty() {
-            let selection = Selection { env: Some(env.to_owned()), apps: plain };
-            decisions
-                .extend(self.prepare(&snapshot.manifest, ImageOverrides::new(), source, &selection, trigger).await?);
-        }
-        Ok(decisions)
-    }
-
-    async fn prepare(
-        &self,
-        manifest: &Manifest,
-        images: ImageOverrides,
-        source: ReleaseSource,
-        selection: &Selection,
-        trigger: &str,
-    ) -> Result<Vec<Decision>> {
-        let request =
-            DeployRequest { manifest, images, source, selection, retry_failed: false, trigger: trigger.to_owned() };
+        let selection = Selection { env: Some(env.to_owned()), apps };
+        let request = DeployRequest {
+            manifest: &snapshot.manifest,
+            images: ImageOverrides::new(),
+            published,
+            source: release_source(&snapshot.commit),
+            selection: &selection,
+            retry_failed: scope.retry,
+            trigger: trigger.to_owned(),
+        };
         Ok(self.engine.prepare_deploys(&request).await?)
     }
 
@@ -245,7 +231,16 @@ impl Controller {
             let overrides: ImageOverrides = [((run.app.clone(), name.clone()), images.clone())].into();
             let selection = Selection { env: Some(name.clone()), apps: vec![run.app.clone()] };
             let trigger = format!("promotion of release {} from {} (run {})", release.id, run.env, run.id);
-            decisions.extend(self.prepare(&snapshot.manifest, overrides, source, &selection, &trigger).await?);
+            let request = DeployRequest {
+                manifest: &snapshot.manifest,
+                images: overrides,
+                published: &[],
+                source,
+                selection: &selection,
+                retry_failed: false,
+                trigger,
+            };
+            decisions.extend(self.engine.prepare_deploys(&request).await?);
         }
         if !decisions.is_empty() {
             self.engine
@@ -337,7 +332,7 @@ impl Controller {
             return;
         }
         let controller = self.clone();
-        let scope = Scope { pushed_refs: None, env: Some(run.env.clone()), apps: vec![run.app.clone()] };
+        let scope = Scope { env: Some(run.env.clone()), apps: vec![run.app.clone()], ..Scope::default() };
         let trigger = format!("follow-up of run {}", run.id);
         self.tasks.spawn(async move {
             if let Err(error) = controller.reconcile(&scope, &trigger).await {

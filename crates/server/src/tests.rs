@@ -81,6 +81,7 @@ async fn a_deployed_task_fires_on_its_schedule_once_per_firing() {
     let request = DeployRequest {
         manifest: &manifest,
         images: Default::default(),
+        published: &[],
         source: Default::default(),
         selection: &Selection::default(),
         retry_failed: false,

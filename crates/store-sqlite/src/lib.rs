@@ -598,15 +598,18 @@ impl Store for SqliteStore {
 
     async fn publish_images(&self, published: Published) -> Result<()> {
         sqlx::query(
-            "INSERT INTO published_images (app, env, images, published_by, published_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO published_images (app, env, images, published_by, published_at, commit_id, author)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (app, env) DO UPDATE SET images = excluded.images, published_by = excluded.published_by,
-                published_at = excluded.published_at",
+                published_at = excluded.published_at, commit_id = excluded.commit_id, author = excluded.author",
         )
         .bind(&published.app)
         .bind(&published.env)
         .bind(serde_json::to_string(&published.images).map_err(corrupt)?)
         .bind(&published.published_by)
         .bind(published.published_at)
+        .bind(&published.commit)
+        .bind(&published.author)
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -627,6 +630,8 @@ impl Store for SqliteStore {
                     images: serde_json::from_str(&images).map_err(corrupt)?,
                     published_by: row.get("published_by"),
                     published_at: row.get("published_at"),
+                    commit: row.get("commit_id"),
+                    author: row.get("author"),
                 })
             })
             .collect()

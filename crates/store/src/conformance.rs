@@ -480,8 +480,11 @@ pub async fn published_images_replace_earlier_ones(store: &dyn Store) {
         images: [("web".to_string(), format!("example/web:{tag}"))].into(),
         published_by: "ci-web".into(),
         published_at: at,
+        commit: (at == 1).then(|| "0a1b2c3d".to_owned()),
+        author: (at == 1).then(|| "alice@example.com".to_owned()),
     };
     store.publish_images(publish("1", 1)).await.expect("published");
+    assert_eq!(store.published_images().await.expect("read"), [publish("1", 1)], "with its commit and author");
     store.publish_images(publish("2", 2)).await.expect("published");
-    assert_eq!(store.published_images().await.expect("read"), [publish("2", 2)]);
+    assert_eq!(store.published_images().await.expect("read"), [publish("2", 2)], "and without, once replaced");
 }

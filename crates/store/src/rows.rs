@@ -338,6 +338,12 @@ pub struct Published {
     pub images: std::collections::BTreeMap<String, String>,
     pub published_by: String,
     pub published_at: i64,
+    /// The application commit the images were built from, when CI said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// That commit's author, when CI said: the release's author for approvals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// What a finished run leaves deployed.

@@ -1,8 +1,9 @@
 //! Which task definition revision an app's revision runs, registered at most once.
 //!
-//! Every revision launchway registers carries three tags: the app, the launchway
-//! revision (the content hash of the app's spec) and the ARN of the revision it
-//! replaced. With them:
+//! Every revision launchway registers carries three tags: the app, the definition's
+//! revision (the content hash of the app's task definition, `EcsDefinition::revision`:
+//! service settings are not part of it) and the ARN of the revision it replaced. With
+//! them:
 //! - a run resumed after a crash finds the revision it registered before and does not
 //!   register another;
 //! - a rollback to an earlier release moves back to the very revision that ran then;
@@ -119,9 +120,24 @@ pub(crate) fn desired_document(definition: &EcsDefinition, current: Option<&Desc
     Ok(document)
 }
 
-/// Whether `described` already is what `document` asks for, for one app revision.
+/// Whether `described` was registered by launchway for one app revision.
 pub(crate) fn is_revision(described: &Described, app: &str, revision: &str) -> bool {
     described.tag(TAG_REVISION) == Some(revision) && described.tag(TAG_APP) == Some(app)
+}
+
+/// Whether `described` is what an app revision runs: registered for it, or (someone
+/// else's revision) already holding exactly what it asks for. No copy is registered of
+/// a task definition that is already right.
+pub(crate) fn runs_revision(
+    described: &Described,
+    app: &str,
+    revision: &str,
+    definition: &EcsDefinition,
+) -> Result<bool, TargetError> {
+    if is_revision(described, app, revision) {
+        return Ok(true);
+    }
+    Ok(same_content(&described.document, &desired_document(definition, Some(described))?))
 }
 
 /// The revision of `family` registered for `(app, revision)`, if any, among the most
@@ -167,17 +183,21 @@ pub(crate) async fn ensure(
     current: Option<&Described>,
     progress: &dyn Progress,
 ) -> Result<String, TargetError> {
-    if let Some(current) = current.filter(|current| is_revision(current, app, revision)) {
+    if let Some(current) = current
+        && runs_revision(current, app, revision, definition)?
+    {
         return Ok(current.arn.clone());
     }
-    // A rollback goes back to the revision the current one replaced: recorded on it.
+    let mut document = desired_document(definition, current)?;
+    // A rollback goes back to the revision the current one replaced, recorded on it:
+    // one launchway registered, or, when it was someone else's, the very same one as
+    // long as its content is what is wanted (never a copy of it).
     if let Some(previous) = current.and_then(|current| current.tag(TAG_PREVIOUS)) {
         let previous = Described::fetch(client, previous).await?;
-        if is_revision(&previous, app, revision) {
+        if is_revision(&previous, app, revision) || same_content(&previous.document, &document) {
             return Ok(previous.arn);
         }
     }
-    let mut document = desired_document(definition, current)?;
     let family = document["family"].as_str().unwrap_or_default().to_owned();
     if let Some(found) = find_registered(client, &family, app, revision).await? {
         progress
@@ -205,9 +225,27 @@ pub(crate) async fn ensure(
     Ok(arn)
 }
 
-/// Replaces launchway's tags on a document, keeping everyone else's.
-fn set_identity(document: &mut Value, app: &str, revision: &str, previous: Option<&str>) {
-    let mut tags: Vec<Value> = document["tags"]
+/// Whether two documents register the same task definition, launchway's own tags aside.
+fn same_content(a: &Value, b: &Value) -> bool {
+    without_own_tags(a) == without_own_tags(b)
+}
+
+fn without_own_tags(document: &Value) -> Value {
+    let tags = others_tags(document);
+    let mut document = document.clone();
+    if let Some(fields) = document.as_object_mut() {
+        if tags.is_empty() {
+            fields.remove("tags");
+        } else {
+            fields.insert("tags".to_owned(), Value::Array(tags));
+        }
+    }
+    document
+}
+
+/// A document's tags that are not launchway's own.
+fn others_tags(document: &Value) -> Vec<Value> {
+    document["tags"]
         .as_array()
         .map(|tags| {
             tags.iter()
@@ -215,7 +253,12 @@ fn set_identity(document: &mut Value, app: &str, revision: &str, previous: Optio
                 .cloned()
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Replaces launchway's tags on a document, keeping everyone else's.
+fn set_identity(document: &mut Value, app: &str, revision: &str, previous: Option<&str>) {
+    let mut tags = others_tags(document);
     tags.push(json!({"key": TAG_APP, "value": app}));
     tags.push(json!({"key": TAG_REVISION, "value": revision}));
     if let Some(previous) = previous {
@@ -261,6 +304,18 @@ mod tests {
             document: Some(TaskDefinitionDocument { path: "ecs/api.json".into(), document }),
         };
         assert_eq!(desired_document(&definition, None).unwrap()["containerDefinitions"][0]["image"], "api:7");
+    }
+
+    #[test]
+    fn documents_that_differ_only_in_launchways_tags_are_the_same_definition() {
+        let theirs = json!({"family": "web", "containerDefinitions": [{"name": "web", "image": "web:1"}]});
+        let mut ours = theirs.clone();
+        set_identity(&mut ours, "web", "abc", Some("arn:prev"));
+        assert!(same_content(&theirs, &ours));
+        ours["containerDefinitions"][0]["image"] = json!("web:2");
+        assert!(!same_content(&theirs, &ours));
+        let tagged = json!({"family": "web", "containerDefinitions": [], "tags": [{"key": "team", "value": "web"}]});
+        assert!(!same_content(&tagged, &json!({"family": "web", "containerDefinitions": []})), "their tags count");
     }
 
     #[test]

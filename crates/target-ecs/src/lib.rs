@@ -160,12 +160,16 @@ impl Target for Ecs {
     }
 
     async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        // Task definitions are named by their own content, not the app's whole spec:
+        // a change to service settings alone registers no revision.
         match rollout.spec {
             AppSpec::EcsService(service) => {
-                services::rollout(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
+                let revision = service.definition.revision().0;
+                services::rollout(&self.ecs, rollout.app, &revision, service, progress, self.polling).await
             }
             AppSpec::EcsTask(task) => {
-                schedules::rollout(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+                let revision = task.definition.revision().0;
+                schedules::rollout(&self.schedule_clients(), rollout.app, &revision, task, progress).await
             }
             AppSpec::Service(_) | AppSpec::Task(_) => Err(TargetError::Invalid(format!(
                 "{} is a Docker app, which an ECS environment does not roll out",
@@ -178,10 +182,12 @@ impl Target for Ecs {
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
         match rollout.spec {
             AppSpec::EcsService(service) => {
-                services::verify(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
+                let revision = service.definition.revision().0;
+                services::verify(&self.ecs, rollout.app, &revision, service, progress, self.polling).await
             }
             AppSpec::EcsTask(task) => {
-                schedules::verify(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+                let revision = task.definition.revision().0;
+                schedules::verify(&self.schedule_clients(), rollout.app, &revision, task, progress).await
             }
             AppSpec::Service(_) | AppSpec::Task(_) => Ok(()),
         }
@@ -192,10 +198,12 @@ impl Target for Ecs {
     async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError> {
         match rollout.spec {
             AppSpec::EcsService(service) => {
-                services::retire(&self.ecs, rollout.app, rollout.revision, service, progress, self.polling).await
+                let revision = service.definition.revision().0;
+                services::retire(&self.ecs, rollout.app, &revision, service, progress, self.polling).await
             }
             AppSpec::EcsTask(task) => {
-                schedules::retire(&self.schedule_clients(), rollout.app, rollout.revision, task, progress).await
+                let revision = task.definition.revision().0;
+                schedules::retire(&self.schedule_clients(), rollout.app, &revision, task, progress).await
             }
             AppSpec::Service(_) | AppSpec::Task(_) => Ok(()),
         }

@@ -224,7 +224,7 @@ pub(crate) async fn verify(
 ) -> Result<(), RolloutError> {
     for (place, arn) in current(clients, spec).await? {
         let described = Described::fetch(clients.ecs, &arn).await?;
-        if !definitions::is_revision(&described, app, revision) {
+        if !definitions::runs_revision(&described, app, revision, &spec.definition)? {
             return Err(RolloutError::Unhealthy {
                 reason: format!("{place} starts {}, not revision {revision}", described.short()),
                 logs: Vec::new(),

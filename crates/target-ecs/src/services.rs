@@ -77,6 +77,9 @@ pub(crate) async fn observe(
     let mut settings = BTreeMap::new();
     flatten("task_definition", &described.document, &mut settings);
     settings.insert("desired_count".to_owned(), service.desired_count().to_string());
+    if let Some(grace) = service.health_check_grace_period_seconds() {
+        settings.insert("health_check_grace_period".to_owned(), format!("{grace}s"));
+    }
     if let Some(configuration) = service.deployment_configuration() {
         if let Some(maximum) = configuration.maximum_percent() {
             settings.insert("deployment.maximum_percent".to_owned(), maximum.to_string());
@@ -120,7 +123,9 @@ fn steadiness(service: &Service, task_definition: &str) -> (bool, String) {
             let on_it = primary.task_definition() == Some(task_definition);
             let state = primary.rollout_state();
             let done = match state {
-                Some(DeploymentRolloutState::Completed) => true,
+                // Completed, and as many tasks running as wanted (a count raised since
+                // leaves the deployment completed while tasks start).
+                Some(DeploymentRolloutState::Completed) => primary.running_count() >= primary.desired_count(),
                 // Without a rollout state (old accounts, circuit breaker off): one deployment, all running.
                 None => deployments.len() == 1 && service.running_count() == service.desired_count(),
                 Some(_) => false,
@@ -163,8 +168,27 @@ pub(crate) async fn rollout(
         None => None,
     };
     let target = definitions::ensure(client, app, revision, &spec.definition, current.as_ref(), progress).await?;
-    move_service(client, spec, &service, &target, spec.desired_count, spec.deployment.as_ref(), progress).await?;
+    move_service(client, spec, &service, &target, Settings::of(spec), progress).await?;
     watch(client, spec, &target, started + spec.timeout, progress, polling).await
+}
+
+/// What the manifest states about a service besides its task definition; what it
+/// leaves out, the service keeps.
+#[derive(Debug, Clone, Copy, Default)]
+struct Settings<'a> {
+    desired_count: Option<u32>,
+    deployment: Option<&'a EcsDeployment>,
+    grace_period: Option<Duration>,
+}
+
+impl Settings<'_> {
+    fn of(spec: &EcsServiceSpec) -> Settings<'_> {
+        Settings {
+            desired_count: spec.desired_count,
+            deployment: spec.deployment.as_ref(),
+            grace_period: spec.health_check_grace_period,
+        }
+    }
 }
 
 /// UpdateService, when the task definition or the settings the manifest states differ.
@@ -173,22 +197,32 @@ async fn move_service(
     spec: &EcsServiceSpec,
     service: &Service,
     task_definition: &str,
-    desired_count: Option<u32>,
-    deployment: Option<&EcsDeployment>,
+    settings: Settings<'_>,
     progress: &dyn Progress,
 ) -> Result<(), TargetError> {
+    let Settings { desired_count, deployment, grace_period } = settings;
     let new_definition = service.task_definition() != Some(task_definition);
     let new_count = desired_count.filter(|count| i64::from(*count) != i64::from(service.desired_count()));
     let new_configuration =
         deployment.and_then(|wanted| deployment_configuration(wanted, service.deployment_configuration()));
-    if !new_definition && new_count.is_none() && new_configuration.is_none() {
+    let new_grace = grace_period
+        .map(|grace| grace.as_secs() as i32)
+        .filter(|grace| Some(*grace) != service.health_check_grace_period_seconds());
+    if !new_definition && new_count.is_none() && new_configuration.is_none() && new_grace.is_none() {
         return Ok(());
     }
     let configuration_changed = new_configuration.is_some();
-    let mut update =
-        client.update_service().cluster(&spec.cluster).service(&spec.service).task_definition(task_definition);
+    // The task definition is named only when it changes: naming the same one again
+    // would be harmless on ECS, but says nothing.
+    let mut update = client.update_service().cluster(&spec.cluster).service(&spec.service);
+    if new_definition {
+        update = update.task_definition(task_definition);
+    }
     if let Some(count) = new_count {
         update = update.desired_count(count as i32);
+    }
+    if let Some(grace) = new_grace {
+        update = update.health_check_grace_period_seconds(grace);
     }
     if let Some(configuration) = new_configuration {
         update = update.deployment_configuration(configuration);
@@ -207,6 +241,12 @@ async fn move_service(
     }
     if configuration_changed {
         changes.push("deployment configuration".to_owned());
+    }
+    if let Some(grace) = new_grace {
+        changes.push(format!(
+            "health check grace period {}s → {grace}s",
+            service.health_check_grace_period_seconds().unwrap_or_default()
+        ));
     }
     progress
         .report(TargetEvent {
@@ -399,7 +439,7 @@ pub(crate) async fn verify(
     let service = require(client, spec).await?;
     let current = service.task_definition().unwrap_or_default().to_owned();
     let described = Described::fetch(client, &current).await?;
-    if !definitions::is_revision(&described, app, revision) {
+    if !definitions::runs_revision(&described, app, revision, &spec.definition)? {
         return Err(RolloutError::Unhealthy {
             reason: format!("ECS service {} runs {}, not revision {revision}", spec.service, described.short()),
             logs: Vec::new(),
@@ -545,7 +585,7 @@ pub(crate) async fn retire(
     let Some(previous) = described.tag(TAG_PREVIOUS).map(str::to_owned) else {
         return Err(TargetError::Invalid(format!("{} does not record what it replaced", described.short())));
     };
-    move_service(client, spec, &service, &previous, None, None, progress).await?;
+    move_service(client, spec, &service, &previous, Settings::default(), progress).await?;
     watch(client, spec, &previous, Instant::now() + spec.timeout, progress, polling).await.map_err(
         |error| match error {
             RolloutError::Target(error) => error,

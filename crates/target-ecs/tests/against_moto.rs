@@ -171,6 +171,15 @@ fn swap(cluster: &str, service: &str, images: &[(&str, &str)]) -> AppSpec {
     })
 }
 
+/// What the task definition revisions of an ECS app are tagged with.
+fn definition_revision(spec: &AppSpec) -> String {
+    match spec {
+        AppSpec::EcsService(service) => service.definition.revision().0,
+        AppSpec::EcsTask(task) => task.definition.revision().0,
+        other => panic!("not an ECS app: {other:?}"),
+    }
+}
+
 fn rollout<'a>(app: &'a str, revision: &'a str, spec: &'a AppSpec) -> Rollout<'a> {
     Rollout { app, env: "prod", release_id: 1, revision, spec }
 }
@@ -336,7 +345,7 @@ async fn an_image_swap_changes_only_the_image_and_keeps_every_other_field() {
         .collect();
     assert_eq!(tags["team"], "web", "the definition's own tags survive too");
     assert_eq!(tags["cost-center"], "42");
-    assert_eq!(tags["launchway:revision"], "rev-2");
+    assert_eq!(tags["launchway:revision"], definition_revision(&spec), "named by the definition's own content");
     assert_eq!(tags["launchway:previous"], original);
     assert_eq!(
         progress.kinds(),
@@ -376,7 +385,8 @@ async fn a_deployment_that_completes_and_then_loses_a_task_inside_the_settle_win
     target.rollout(rollout("feed", "rev-f", &spec), &Recorded::default()).await.expect("the deployment completes");
     let error = target.verify(rollout("feed", "rev-f", &spec), &Recorded::default()).await.expect_err("not verified");
     let RolloutError::Unhealthy { reason, logs } = &error else { panic!("{error:?}") };
-    assert!(reason.contains("1 of 2 running"), "{reason}");
+    assert!(reason.contains("had 1 task fail"), "{reason}");
+    assert!(reason.contains("after its deployment completed, while it was being verified"), "{reason}");
     assert!(logs.iter().any(|line| line.contains("exit code 137")), "the stopped task says why: {logs:#?}");
 }
 
@@ -418,7 +428,7 @@ async fn nothing_is_registered_or_updated_when_nothing_changed() {
     // The plan's view: what runs, with its revision.
     let live = target.observe("prod", &[AppRef { app: "api", spec: &spec }]).await.expect("observed");
     let definition = live.apps["api"].definition.as_ref().expect("a definition");
-    assert_eq!(definition.revision.as_deref(), Some("rev-2"));
+    assert_eq!(definition.revision.as_deref(), Some(definition_revision(&spec).as_str()));
     assert_eq!(definition.images["api"], "api:2");
     assert!(definition.steady, "{}", definition.status);
 }
@@ -749,20 +759,87 @@ async fn a_revision_registered_before_a_crash_is_reused_not_registered_again() {
     world.service("prod", "inv", &original).await;
     // What an interrupted run leaves: its revision registered and tagged, the service
     // not yet moved to it.
+    let spec = swap("prod", "inv", &[("inv", "inv:2")]);
     let mut orphan = registrable(&described_json(&world, &original).await);
     orphan["containerDefinitions"][0]["image"] = json!("inv:2");
     orphan["tags"] = json!([
         {"key": "launchway:app", "value": "inv"},
-        {"key": "launchway:revision", "value": "rev-inv"},
+        {"key": "launchway:revision", "value": definition_revision(&spec)},
         {"key": "launchway:previous", "value": original}
     ]);
     let registered = register_raw(&world, &orphan).await;
     let revisions = world.revisions("inv").await;
 
-    let spec = swap("prod", "inv", &[("inv", "inv:2")]);
     let progress = Recorded::default();
     world.target().await.rollout(rollout("inv", "rev-inv", &spec), &progress).await.expect("resumed");
     assert_eq!(world.revisions("inv").await, revisions, "nothing registered");
     assert_eq!(world.running("prod", "inv").await.task_definition(), Some(registered.as_str()));
     assert_eq!(progress.kinds()[0], "task_definition.reused");
+}
+
+/// Regression (issue 8): changing only service settings registered a new, identical
+/// revision and replaced every task; the plan itself said only `desired_count: 2 → 3`.
+#[tokio::test]
+async fn a_change_to_service_settings_only_registers_nothing_and_starts_no_deployment() {
+    let world = World::new().await;
+    let original =
+        world.register(json!({"family": "crm", "containerDefinitions": [{"name": "crm", "image": "crm:1"}]})).await;
+    world.service("prod", "crm", &original).await;
+    let target = world.target().await;
+    let first = swap("prod", "crm", &[("crm", "crm:2")]);
+    target.rollout(rollout("crm", "rev-1", &first), &Recorded::default()).await.expect("rolled out");
+    let deployed = world.running("prod", "crm").await;
+    let revisions = world.revisions("crm").await;
+
+    let AppSpec::EcsService(mut settings) = first.clone() else { unreachable!() };
+    settings.desired_count = Some(3);
+    settings.health_check_grace_period = Some(Duration::from_secs(90));
+    settings.deployment = Some(EcsDeployment {
+        maximum_percent: Some(150),
+        minimum_healthy_percent: Some(100),
+        circuit_breaker: Some(CircuitBreaker { enable: true, rollback: false }),
+    });
+    let settings = AppSpec::EcsService(settings);
+    assert_ne!(settings.revision(), first.revision(), "another release of the app…");
+    assert_eq!(definition_revision(&settings), definition_revision(&first), "…with the same task definition");
+    let progress = Recorded::default();
+    target.rollout(rollout("crm", "rev-2", &settings), &progress).await.expect("updated");
+    target.verify(rollout("crm", "rev-2", &settings), &progress).await.expect("verified");
+
+    let service = world.running("prod", "crm").await;
+    assert_eq!(world.revisions("crm").await, revisions, "no revision registered");
+    assert_eq!(service.task_definition(), deployed.task_definition());
+    assert_eq!(
+        service.deployments().iter().map(|d| d.id().unwrap().to_owned()).collect::<Vec<_>>(),
+        deployed.deployments().iter().map(|d| d.id().unwrap().to_owned()).collect::<Vec<_>>(),
+        "no deployment started"
+    );
+    assert_eq!((service.desired_count(), service.running_count()), (3, 3));
+    assert_eq!(service.health_check_grace_period_seconds(), Some(90));
+    assert_eq!(service.deployment_configuration().unwrap().maximum_percent(), Some(150));
+    let kinds = progress.kinds();
+    assert_eq!(kinds[0], "service.updated", "{kinds:?}");
+    let updated = &progress.0.lock().unwrap()[0].message;
+    assert!(updated.contains("desired count 2 → 3"), "{updated}");
+    assert!(updated.contains("health check grace period 0s → 90s"), "{updated}");
+}
+
+/// Regression (issue 8): rolling back to a task definition that launchway did not
+/// register made a copy of it; it must return to that very revision.
+#[tokio::test]
+async fn a_rollback_returns_to_exactly_the_task_definition_that_ran_before() {
+    let world = World::new().await;
+    let theirs = register_raw(&world, &rich_definition()).await;
+    world.service("prod", "web", &theirs).await;
+    let target = world.target().await;
+    let image = |tag: &str| format!("111111111111.dkr.ecr.ap-northeast-1.amazonaws.com/web:{tag}");
+    let v1 = swap("prod", "web", &[("web", &image("1"))]);
+    let v2 = swap("prod", "web", &[("web", &image("2"))]);
+    target.rollout(rollout("web", "rev-2", &v2), &Recorded::default()).await.expect("rolled out");
+    assert_ne!(world.running("prod", "web").await.task_definition(), Some(theirs.as_str()));
+    let revisions = world.revisions("web").await;
+
+    target.rollout(rollout("web", "rev-1", &v1), &Recorded::default()).await.expect("rolled back");
+    assert_eq!(world.running("prod", "web").await.task_definition(), Some(theirs.as_str()), "the very same revision");
+    assert_eq!(world.revisions("web").await, revisions, "no copy registered");
 }

@@ -8,7 +8,8 @@ with its ECS backend extended so that:
 - CreateService keeps `deploymentConfiguration` and starts COMPLETED (a healthy service);
 - UpdateService with a new task definition (or forceNewDeployment) starts a new PRIMARY
   deployment IN_PROGRESS, the previous one becoming ACTIVE, and keeps the deployment
-  configuration it is given;
+  configuration it is given; a new desired count alone starts no deployment, and the
+  running one reaches the count at the next look;
 - every DescribeServices call advances in-progress deployments one tick. What happens
   after TICKS ticks is chosen by the new task definition: the value of the environment
   variable LAUNCHWAY_TEST_ROLLOUT on its first container (a completed deployment runs
@@ -26,9 +27,9 @@ with its ECS backend extended so that:
     crashloop               it stays IN_PROGRESS with no task running, one more task
                             failing at every look, as ECS does for ever when its
                             circuit breaker is off;
-    lose-after-complete     it completes, and at the next look one of its tasks stops
-                            (exit code 137) and the running count drops, as when a
-                            release dies soon after it turned healthy;
+    lose-after-complete     it completes, and at the third look after that one of its
+                            tasks stops (exit code 137) and the running count drops,
+                            as when a release dies soon after it turned healthy;
 - an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
   keys only), so that a test can set up resources in the account of a role that
   launchway assumes, or keep its resources apart from other tests'.
@@ -50,6 +51,8 @@ from moto.server import ThreadedMotoServer
 
 ROLLOUT = "LAUNCHWAY_TEST_ROLLOUT"
 TICKS = 2
+# lose-after-complete: the looks at a completed deployment before one of its tasks stops.
+LOSE_AFTER_LOOKS = 3
 DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "maximumPercent": 200,
     "minimumHealthyPercent": 100,
@@ -98,6 +101,7 @@ def start_deployment(backend, service, task_definition, completed=False):
     )
     service.launchway_ticks = 0
     service.launchway_lost = False
+    service.launchway_looks_since = 0
     if completed:
         service.deployments[1:] = []
         service.running_count, service.pending_count = service.desired_count, 0
@@ -164,8 +168,18 @@ def advance(backend, service):
         return
     chosen = behaviour(backend, primary["taskDefinition"])
     if primary["rolloutState"] == "COMPLETED" and chosen == "lose-after-complete":
-        if not getattr(service, "launchway_lost", False):
+        service.launchway_looks_since = getattr(service, "launchway_looks_since", 0) + 1
+        if service.launchway_looks_since >= LOSE_AFTER_LOOKS and not getattr(service, "launchway_lost", False):
             lose_a_task(backend, service, primary)
+        return
+    if primary["rolloutState"] == "COMPLETED" and primary["runningCount"] != service.desired_count:
+        # A new desired count without a new deployment: ECS starts or stops tasks of
+        # the deployment that runs.
+        primary["desiredCount"] = primary["runningCount"] = service.desired_count
+        primary["updatedAt"] = utcnow()
+        service.running_count, service.pending_count = service.desired_count, 0
+        run_tasks(backend, service, primary)
+        event(service, "has reached a steady state.")
         return
     if primary["rolloutState"] != "IN_PROGRESS" or chosen == "stuck":
         return

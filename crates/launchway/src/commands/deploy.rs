@@ -71,13 +71,14 @@ pub async fn deploy(
     let mut selection = selection.clone();
     let mut waiting_announced: BTreeSet<i64> = BTreeSet::new();
     let trigger = context.trigger("deploy");
-    let published = context.published_images(engine).await?;
+    let published = engine.store().published_images().await?;
     // Each round resumes interrupted runs or waits for busy ones, then deploys; later
     // rounds only revisit the apps that had to wait.
     for _round in 0..1000 {
         let request = DeployRequest {
             manifest: &loaded.manifest,
-            images: published.clone(),
+            images: Default::default(),
+            published: &published,
             source: loaded.release_source(),
             selection: &selection,
             retry_failed: retry,

@@ -13,14 +13,15 @@ use crate::exit;
 use crate::output::print_json;
 
 pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
-    let ReleaseCommand::Publish { app, env, file } = command;
+    let ReleaseCommand::Publish { app, env, file, commit, author, retry } = command;
     let bytes = std::fs::read(&file).with_context(|| format!("could not read {}", file.display()))?;
     let parsed: Value = serde_json::from_slice(&bytes).with_context(|| {
         format!("{} is not JSON (expected imagedefinitions.json or imageDetail.json)", file.display())
     })?;
 
     if let Some(server) = context.server()? {
-        let answer = server.post("/api/v1/releases", json!({"app": app, "env": env, "file": parsed})).await?;
+        let body = json!({"app": app, "env": env, "file": parsed, "commit": commit, "author": author, "retry": retry});
+        let answer = server.post("/api/v1/releases", body).await?;
         match context.output() {
             Output::Json => print_json(&answer),
             Output::Text => {
@@ -73,6 +74,8 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
             images: images.clone(),
             published_by: by.clone(),
             published_at: now_ms(),
+            commit: commit.clone(),
+            author: author.clone(),
         })
         .await?;
     engine
@@ -82,11 +85,11 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
             env: Some(env.clone()),
             kind: "release.published".to_owned(),
             message: format!("{by} published {} for {app} in {env} (cli)", file.display()),
-            data: json!({"images": images, "by": by}),
+            data: json!({"images": images, "by": by, "commit": commit, "author": author, "retry": retry}),
         })
         .await?;
     let selection = Selection { env: Some(env), apps: vec![app] };
-    let report = deploy(context, &engine, &loaded, &selection, false).await?;
+    let report = deploy(context, &engine, &loaded, &selection, retry).await?;
     if context.output() == Output::Json {
         print_json(&report);
     }
