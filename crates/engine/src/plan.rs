@@ -70,11 +70,20 @@ pub struct AppPlan {
     pub changes: Vec<Change>,
     /// One line saying what deploying would do.
     pub summary: String,
+    /// A manual rollback holds the app where it is: deploying changes nothing there
+    /// until the pin is lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<launchway_store::Pin>,
 }
 
 impl AppPlan {
     pub fn is_no_op(&self) -> bool {
         matches!(self.action, PlanAction::NoChange | PlanAction::Unmanaged)
+    }
+
+    /// Whether deploying would change what runs: something differs and no pin holds it.
+    pub fn would_change(&self) -> bool {
+        !self.is_no_op() && self.pinned.is_none()
     }
 
     /// An app that runs in `env` but is not deployed there by the manifest.
@@ -94,6 +103,7 @@ impl AppPlan {
                 live.replicas.len(),
                 plural(live.replicas.len() as u32)
             ),
+            pinned: None,
         }
     }
 }
@@ -134,6 +144,7 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                     to_revision,
                     replicas: Some(counts),
                     changes,
+                    pinned: None,
                 };
             };
             let only_desired_running = running_by_revision.len() == 1 && from == to_revision;
@@ -178,6 +189,8 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 replicas: Some(counts),
                 changes,
                 summary,
+
+                pinned: None,
             }
         }
         AppSpec::EcsService(service) => ecs_plan(
@@ -229,6 +242,8 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 replicas: None,
                 changes: diff(&flatten(&release.spec), &flatten(desired), true),
                 summary: "record the new task definition for its next scheduled run".to_owned(),
+
+                pinned: None,
             },
             None => AppPlan {
                 app: app.to_owned(),
@@ -243,6 +258,8 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                     .map(|(path, to)| Change { path, from: None, to: Some(to) })
                     .collect(),
                 summary: "record the task definition for its scheduled runs".to_owned(),
+
+                pinned: None,
             },
         },
     }
@@ -279,6 +296,7 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
             summary: format!(
                 "{what} was not found: launchway updates what exists (create it with CloudFormation, Terraform or the console)"
             ),
+            pinned: None,
         };
     };
     let mut changes = Vec::new();
@@ -371,6 +389,8 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
         replicas: None,
         changes,
         summary,
+
+        pinned: None,
     }
 }
 
@@ -390,6 +410,8 @@ fn no_change(app: &str, env: &str, kind: &str, revision: String, replicas: Optio
         replicas,
         changes: Vec::new(),
         summary: "nothing to change".to_owned(),
+
+        pinned: None,
     }
 }
 

@@ -215,14 +215,20 @@ impl Engine {
         let mut plans = Vec::new();
         for deployment in manifest.deployments().filter(|d| selection.includes(d.app, d.environment)) {
             let live = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
-            let current = self.current_release(deployment.app, deployment.environment).await?;
-            plans.push(plan::compute(
+            let record = self.inner.store.deployment(deployment.app, deployment.environment).await?;
+            let current = match &record {
+                Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
+                None => None,
+            };
+            let mut plan = plan::compute(
                 deployment.app,
                 deployment.environment,
                 deployment.spec,
                 live.apps.get(deployment.app),
                 current.as_ref(),
-            ));
+            );
+            plan.pinned = record.and_then(|record| record.pin);
+            plans.push(plan);
         }
         for (env, live) in &live_by_env {
             for (app, live_app) in &live.apps {
@@ -849,13 +855,6 @@ impl Engine {
         let filter =
             RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), limit: Some(1), ..RunFilter::default() };
         Ok(self.inner.store.runs(&filter).await?.into_iter().next())
-    }
-
-    async fn current_release(&self, app: &str, env: &str) -> Result<Option<Release>> {
-        match self.inner.store.deployment(app, env).await? {
-            Some(record) => Ok(Some(self.inner.store.release(record.current_release_id).await?)),
-            None => Ok(None),
-        }
     }
 
     fn environment_target(&self, manifest: &Manifest, env: &str) -> Result<TargetSpec> {

@@ -129,7 +129,10 @@ async fn a_manual_rollback_pins_the_app_until_someone_unpins_it() {
     assert!(rollback.stdout().contains("pinned to release 1"), "{}", rollback.stdout());
     assert!(answers_with(&world.answers("web").await, "v1"));
 
-    // The repo still asks for v2: deploy leaves the pin alone and says why.
+    // The repo still asks for v2: plan and deploy leave the pin alone and say why.
+    let plan = world.launchway(&["plan"]).await;
+    assert!(plan.stdout().contains("pinned to release 1 by"), "{}", plan.stdout());
+    assert!(plan.stdout().contains("0 of 1 app would change"), "{}", plan.stdout());
     let runs = world.runs().await.len();
     let deploy = world.launchway(&["deploy"]).await;
     deploy.assert_exit(0);

@@ -15,7 +15,7 @@ use launchway_store::{
     StepOutcome, Store, StoreError, Token, Transition, now_ms,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 /// A store in one SQLite database file.
 #[derive(Clone)]
@@ -160,24 +160,32 @@ impl Store for SqliteStore {
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs
-             WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR env = ?2) AND (?3 = 0 OR finished_at IS NULL)
-               AND (?4 IS NULL OR state = ?4) AND (?5 IS NULL OR created_at >= ?5)
-               AND (?7 = 0 OR state != 'awaiting_approval') AND (?8 IS NULL OR kind = ?8)
-             ORDER BY id DESC LIMIT ?6",
-        )
-        .bind(&filter.app)
-        .bind(&filter.env)
-        .bind(filter.unfinished_only)
-        .bind(filter.state.map(RunState::as_str))
-        .bind(filter.since)
-        .bind(filter.limit.map_or(-1, i64::from))
-        .bind(filter.exclude_parked)
-        .bind(filter.kind.map(RunKind::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        // Only the conditions in use are written: `(? IS NULL OR app = ?)` would keep
+        // SQLite from the (app, env, id) index and scan every run, every time.
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE 1 = 1");
+        if let Some(app) = &filter.app {
+            query.push(" AND app = ").push_bind(app.clone());
+        }
+        if let Some(env) = &filter.env {
+            query.push(" AND env = ").push_bind(env.clone());
+        }
+        if filter.unfinished_only {
+            query.push(" AND finished_at IS NULL");
+        }
+        if let Some(state) = filter.state {
+            query.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(since) = filter.since {
+            query.push(" AND created_at >= ").push_bind(since);
+        }
+        if filter.exclude_parked {
+            query.push(" AND state != 'awaiting_approval'");
+        }
+        if let Some(kind) = filter.kind {
+            query.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit.map_or(-1, i64::from));
+        let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -358,21 +366,23 @@ impl Store for SqliteStore {
             (None, Some(last)) => i64::from(last),
             (None, None) => -1,
         };
-        let mut rows = sqlx::query(
-            "SELECT * FROM events
-             WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR env = ?3)
-               AND (?4 IS NULL OR id > ?4)
-             ORDER BY CASE WHEN ?6 THEN -id ELSE id END LIMIT ?5",
-        )
-        .bind(filter.run_id)
-        .bind(&filter.app)
-        .bind(&filter.env)
-        .bind(filter.after_id)
-        .bind(limit)
-        .bind(filter.last.is_some())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
+        // As for runs: only the conditions in use, so the indexes serve them.
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE 1 = 1");
+        if let Some(run_id) = filter.run_id {
+            query.push(" AND run_id = ").push_bind(run_id);
+        }
+        if let Some(app) = &filter.app {
+            query.push(" AND app = ").push_bind(app.clone());
+        }
+        if let Some(env) = &filter.env {
+            query.push(" AND env = ").push_bind(env.clone());
+        }
+        if let Some(after) = filter.after_id {
+            query.push(" AND id > ").push_bind(after);
+        }
+        query.push(if filter.last.is_some() { " ORDER BY id DESC" } else { " ORDER BY id" });
+        query.push(" LIMIT ").push_bind(limit);
+        let mut rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
         if filter.last.is_some() {
             rows.reverse();
         }

@@ -30,9 +30,15 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
 }
 
 pub fn print_plans(plans: &[AppPlan]) {
-    let changing = plans.iter().filter(|plan| !plan.is_no_op()).count();
+    let changing = plans.iter().filter(|plan| plan.would_change()).count();
     for plan in plans {
         println!("{}", plan_heading(plan));
+        if let Some(pin) = plan.pinned.as_ref().filter(|_| !plan.is_no_op()) {
+            println!(
+                "      pinned to release {} by {}: deploy leaves it there; `launchway unpin --app {} --env {}` first",
+                pin.release_id, pin.by, plan.app, plan.env
+            );
+        }
         for change in &plan.changes {
             println!("      {change}");
         }
