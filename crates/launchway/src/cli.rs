@@ -200,6 +200,19 @@ pub struct ServerArgs {
     /// How many runs to drive at once.
     #[arg(long, default_value_t = 16)]
     pub workers: usize,
+    /// Connections the API keeps open at once; past it, the longest-open idle one is
+    /// closed (keep it well under the process's file descriptor limit).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers (after connecting, or after
+    /// its previous response) before its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// The only hosts chat and webhook notifications may go to (repeatable, or
+    /// comma-separated; `*.example.com` for names under it) [default: any host, but
+    /// never a link-local address such as the cloud metadata service].
+    #[arg(long = "notify-allow", env = "LAUNCHWAY_NOTIFY_ALLOW", value_delimiter = ',', value_name = "HOST")]
+    pub notify_allow: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -221,21 +221,33 @@ pub struct Delivery {
 pub struct Notifier {
     http: reqwest::Client,
     retry: RetryPolicy,
+    outbound: OutboundPolicy,
 }
 
 impl Notifier {
-    pub fn new(retry: RetryPolicy) -> Notifier {
+    pub fn new(retry: RetryPolicy, outbound: OutboundPolicy) -> Notifier {
         let http = reqwest::Client::builder()
             .timeout(retry.timeout)
             .user_agent(concat!("launchway/", env!("CARGO_PKG_VERSION")))
+            // Every name is resolved without link-local addresses, and a redirect (which
+            // could name such an address outright) is an answer, not an instruction.
+            .dns_resolver(outbound::resolver())
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client with rustls builds");
-        Notifier { http, retry }
+        Notifier { http, retry, outbound }
     }
 
     /// Delivers one notification, retrying transient failures. Never returns an error:
     /// a notification that cannot be sent is reported, not raised.
     pub async fn send(&self, destination: &Destination, notification: &Notification) -> Delivery {
+        let refusal = match reqwest::Url::parse(destination.url()) {
+            Ok(url) => self.outbound.refuse(&url),
+            Err(_) => Some("the URL is not valid".to_owned()),
+        };
+        if let Some(refusal) = refusal {
+            return Delivery { delivered: false, attempts: 0, error: Some(format!("not sent: {refusal}")) };
+        }
         let body = match destination {
             Destination::Slack { .. } => slack_message(notification),
             Destination::Webhook { .. } => webhook_payload(notification),
@@ -271,6 +283,10 @@ impl Notifier {
         Delivery { delivered: false, attempts: self.retry.attempts.max(1), error: last_error }
     }
 }
+
+mod outbound;
+
+pub use outbound::OutboundPolicy;
 
 #[cfg(test)]
 mod tests;

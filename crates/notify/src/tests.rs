@@ -113,7 +113,8 @@ fn quick() -> RetryPolicy {
 #[tokio::test]
 async fn transient_failures_are_retried_until_delivered() {
     let (url, bodies) = receiver(vec![503, 429]).await;
-    let delivery = Notifier::new(quick()).send(&Destination::Slack { url }, &approval_needed()).await;
+    let delivery =
+        Notifier::new(quick(), OutboundPolicy::default()).send(&Destination::Slack { url }, &approval_needed()).await;
     assert_eq!(delivery, Delivery { delivered: true, attempts: 3, error: None });
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 3);
@@ -123,7 +124,8 @@ async fn transient_failures_are_retried_until_delivered() {
 #[tokio::test]
 async fn a_refusal_is_not_retried_and_an_absent_receiver_is_given_up_on() {
     let (url, bodies) = receiver(vec![404]).await;
-    let delivery = Notifier::new(quick()).send(&Destination::Webhook { url }, &approval_needed()).await;
+    let delivery =
+        Notifier::new(quick(), OutboundPolicy::default()).send(&Destination::Webhook { url }, &approval_needed()).await;
     assert_eq!((delivery.delivered, delivery.attempts), (false, 1));
     assert_eq!(delivery.error.as_deref(), Some("HTTP 404 Not Found"));
     assert_eq!(bodies.lock().unwrap()[0]["event"], "approval_needed");
@@ -134,7 +136,32 @@ async fn a_refusal_is_not_retried_and_an_absent_receiver_is_given_up_on() {
         listener.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/hook");
-    let delivery = Notifier::new(quick()).send(&Destination::Webhook { url }, &approval_needed()).await;
+    let delivery =
+        Notifier::new(quick(), OutboundPolicy::default()).send(&Destination::Webhook { url }, &approval_needed()).await;
     assert_eq!((delivery.delivered, delivery.attempts), (false, 4));
     assert!(delivery.error.is_some());
+}
+
+/// Regression (issue 9): a notification URL from the config repo could make the server
+/// call the cloud metadata service for credentials.
+#[tokio::test]
+async fn link_local_destinations_are_never_contacted_and_redirects_are_not_followed() {
+    let notifier = Notifier::new(quick(), OutboundPolicy::default());
+    let metadata = "http://169.254.169.254/latest/meta-data/iam/security-credentials/".to_owned();
+    let delivery = notifier.send(&Destination::Webhook { url: metadata }, &approval_needed()).await;
+    assert_eq!((delivery.delivered, delivery.attempts), (false, 0), "not even tried");
+    assert!(delivery.error.unwrap().contains("link-local"));
+
+    // A receiver that redirects (say, to the metadata service): its answer is final.
+    let (url, bodies) = receiver(vec![302]).await;
+    let delivery = notifier.send(&Destination::Webhook { url }, &approval_needed()).await;
+    assert_eq!((delivery.delivered, delivery.attempts), (false, 1));
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+
+    let restricted = Notifier::new(quick(), OutboundPolicy { allow: vec!["hooks.slack.com".into()] });
+    let (url, bodies) = receiver(vec![200]).await;
+    let delivery = restricted.send(&Destination::Slack { url }, &approval_needed()).await;
+    assert_eq!((delivery.delivered, delivery.attempts), (false, 0));
+    assert!(delivery.error.unwrap().contains("127.0.0.1 is not among the hosts"));
+    assert!(bodies.lock().unwrap().is_empty());
 }

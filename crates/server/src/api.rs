@@ -4,12 +4,14 @@
 //! bearer token whose role allows the call. Every call that changes something records
 //! who did it (the token's subject and id) in the audit log.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -24,6 +26,7 @@ use serde_json::{Value, json};
 use crate::auth::{self, Permission, TokenRequest};
 use crate::controller::{Controller, Scope};
 use crate::hooks::{self, Hook, Provider};
+use crate::limits::{Audit, Failure, FailureLimiter, Standing};
 
 /// How long a webhook or publication waits for its reconcile before answering 202.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -32,6 +35,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub controller: Arc<Controller>,
     pub webhook_secret: Option<String>,
+    /// Failed authentication per source: refused webhooks and wrong tokens.
+    pub limiter: Arc<FailureLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,22 +62,48 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An API error: a status and a message, as `{"error": …}`.
+/// An API error: a status and a message, as `{"error": …}`. Messages are about the
+/// request; what went wrong inside the server is logged and answered generically
+/// ([`ApiError::internal`]), never with its paths or a library's words.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), retry_after: None }
+    }
+
+    fn retry_after(mut self, after: Duration) -> ApiError {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// A 500: the details go to the log under an id, the caller gets the id.
+    fn internal(details: &str) -> ApiError {
+        let mut bytes = [0u8; 4];
+        let _ = getrandom::fill(&mut bytes);
+        let id = hex::encode(bytes);
+        tracing::error!(error_id = %id, error = details, "an API call failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the server could not do this (error {id}; its log has the details)"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+        let mut response = (self.status, axum::Json(json!({"error": self.message}))).into_response();
+        if let Some(after) = self.retry_after
+            && let Ok(value) = axum::http::HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -82,8 +113,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::RunInProgress { .. }
             | StoreError::AlreadyDecided { .. }
-            | StoreError::NotAwaitingApproval { .. } => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            | StoreError::NotAwaitingApproval { .. }
+            | StoreError::DecidedOnStale { .. } => StatusCode::CONFLICT,
+            _ => return ApiError::internal(&launchway_target::describe(&error)),
         };
         ApiError::new(status, error.to_string())
     }
@@ -96,14 +128,14 @@ impl From<EngineError> for ApiError {
             EngineError::Forbidden(message) => ApiError::new(StatusCode::FORBIDDEN, message),
             EngineError::Invalid(message) => ApiError::new(StatusCode::CONFLICT, message),
             EngineError::Busy { .. } => ApiError::new(StatusCode::CONFLICT, error.to_string()),
-            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+            other => ApiError::internal(&launchway_target::describe(&other)),
         }
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(error: anyhow::Error) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
+        ApiError::internal(&format!("{error:#}"))
     }
 }
 
@@ -113,10 +145,41 @@ fn ok(value: impl serde::Serialize) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
+/// Who is calling: the request's headers and the address it came from (given by the
+/// server's edge; unspecified when a request did not come through it, as in tests).
+pub struct Caller {
+    headers: HeaderMap,
+    source: IpAddr,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
+        Ok(Caller { headers: parts.headers.clone(), source })
+    }
+}
+
 /// The caller's token, if it may do `permission`: 401 without a valid token, 403 when
-/// its role does not allow the call.
-async fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission) -> Result<Token, ApiError> {
-    let presented = headers
+/// its role does not allow the call, 429 after too many wrong tokens from its address.
+async fn authorize(state: &AppState, caller: &Caller, permission: Permission) -> Result<Token, ApiError> {
+    let token = authenticate(state, caller).await?;
+    allow(state, &token, &permission).await?;
+    Ok(token)
+}
+
+/// The caller's token, whatever it may do. Checked before a request's body is even
+/// read, so that a caller without a token learns nothing from how its body is parsed.
+async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiError> {
+    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Token, caller.source, Instant::now()) {
+        return Err(too_many(Failure::Token, retry_after));
+    }
+    let presented = caller
+        .headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
@@ -124,14 +187,55 @@ async fn authorize(state: &AppState, headers: &HeaderMap, permission: Permission
             ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer lw_…)")
         })?;
     let store = state.controller.engine().store();
-    let token = auth::verify(store.as_ref(), presented.trim())
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is unknown or revoked"))?;
-    auth::allows(&token, &permission).map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
-    if permission != Permission::Read {
-        store.touch_token(&token.id).await?;
+    match auth::verify(store.as_ref(), presented.trim()).await? {
+        Some(token) => Ok(token),
+        None => {
+            if state.limiter.failed(Failure::Token, caller.source, Instant::now()) == Audit::Each {
+                // The token's public id when it has one; never anything of its secret.
+                let id = presented.trim().strip_prefix("lw_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
+                let event = NewEvent {
+                    run_id: None,
+                    app: None,
+                    env: None,
+                    kind: "token.refused".to_owned(),
+                    message: format!(
+                        "refused an API call from {} with {}",
+                        caller.source,
+                        id.map_or("a malformed token".to_owned(), |id| format!(
+                            "a wrong, unknown or revoked token ({id})"
+                        ))
+                    ),
+                    data: json!({"source": caller.source, "token": id}),
+                };
+                if let Err(error) = state.controller.engine().record(event).await {
+                    tracing::warn!(%error, "could not record a refused token");
+                }
+            }
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "the token is unknown or revoked"))
+        }
     }
-    Ok(token)
+}
+
+/// Whether an authenticated token may do `permission` (403 if not).
+async fn allow(state: &AppState, token: &Token, permission: &Permission) -> Result<(), ApiError> {
+    auth::allows(token, permission).map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
+    if *permission != Permission::Read {
+        state.controller.engine().store().touch_token(&token.id).await?;
+    }
+    Ok(())
+}
+
+/// 429 for a source with too many failures of one kind lately.
+fn too_many(failure: Failure, retry_after: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many refused {}s from this address; try again in {} s",
+            failure.as_str(),
+            retry_after.as_secs().max(1)
+        ),
+    )
+    .retry_after(retry_after)
 }
 
 /// "api approve by alice@example.com (token 3f9a1c2b4d5e)"
@@ -145,15 +249,19 @@ async fn health() -> impl IntoResponse {
 
 // ---- webhooks
 
-async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    webhook(state, Provider::GitHub, headers, body).await
+async fn github_hook(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+    webhook(state, Provider::GitHub, caller, body).await
 }
 
-async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    webhook(state, Provider::GitLab, headers, body).await
+async fn gitlab_hook(State(state): State<AppState>, caller: Caller, body: Bytes) -> Response {
+    webhook(state, Provider::GitLab, caller, body).await
 }
 
-async fn webhook(state: AppState, provider: Provider, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Bytes) -> Response {
+    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
+        crate::metrics::webhook(provider.as_str(), "limited");
+        return too_many(Failure::Webhook, retry_after).into_response();
+    }
     let engine = state.controller.engine().clone();
     let audit = |kind: &str, message: String, data: Value| {
         let engine = engine.clone();
@@ -164,16 +272,19 @@ async fn webhook(state: AppState, provider: Provider, headers: HeaderMap, body: 
             }
         }
     };
-    let hook = match hooks::read(provider, state.webhook_secret.as_deref(), &headers, &body) {
+    let hook = match hooks::read(provider, state.webhook_secret.as_deref(), &caller.headers, &body) {
         Ok(hook) => hook,
         Err(refusal) => {
             crate::metrics::webhook(provider.as_str(), "refused");
-            audit(
-                "webhook.refused",
-                format!("refused a {} webhook: {refusal}", provider.as_str()),
-                json!({"provider": provider.as_str(), "reason": refusal.to_string()}),
-            )
-            .await;
+            // Audited one by one only up to the limit; the rest is summarised.
+            if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
+                audit(
+                    "webhook.refused",
+                    format!("refused a {} webhook from {}: {refusal}", provider.as_str(), caller.source),
+                    json!({"provider": provider.as_str(), "reason": refusal.to_string(), "source": caller.source}),
+                )
+                .await;
+            }
             return ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()).into_response();
         }
     };
@@ -273,8 +384,8 @@ struct RunsQuery {
     limit: Option<u32>,
 }
 
-async fn list_runs(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<RunsQuery>) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn list_runs(State(state): State<AppState>, caller: Caller, Query(query): Query<RunsQuery>) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     let run_state = match query.state.as_deref() {
         Some(text) => Some(
             RunState::parse(text)
@@ -292,8 +403,8 @@ async fn list_runs(State(state): State<AppState>, headers: HeaderMap, Query(quer
     ok(state.controller.engine().store().runs(&filter).await?)
 }
 
-async fn show_run(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<i64>) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn show_run(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     let store = state.controller.engine().store();
     let run = store.run(id).await?;
     let release = store.release(run.release_id).await?;
@@ -308,22 +419,22 @@ struct DecisionBody {
     comment: Option<String>,
 }
 
-async fn approve(state: State<AppState>, headers: HeaderMap, id: Path<i64>, body: Bytes) -> ApiResult {
-    decide(state, headers, id, body, ApprovalDecision::Approved).await
+async fn approve(state: State<AppState>, caller: Caller, id: Path<i64>, body: Bytes) -> ApiResult {
+    decide(state, caller, id, body, ApprovalDecision::Approved).await
 }
 
-async fn reject(state: State<AppState>, headers: HeaderMap, id: Path<i64>, body: Bytes) -> ApiResult {
-    decide(state, headers, id, body, ApprovalDecision::Rejected).await
+async fn reject(state: State<AppState>, caller: Caller, id: Path<i64>, body: Bytes) -> ApiResult {
+    decide(state, caller, id, body, ApprovalDecision::Rejected).await
 }
 
 async fn decide(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<i64>,
     body: Bytes,
     decision: ApprovalDecision,
 ) -> ApiResult {
-    let token = authorize(&state, &headers, Permission::Approve).await?;
+    let token = authorize(&state, &caller, Permission::Approve).await?;
     let body: DecisionBody = parse_optional_body(&body)?;
     let engine = state.controller.engine();
     let comment = body.comment.filter(|comment| !comment.trim().is_empty());
@@ -352,8 +463,8 @@ struct SyncBody {
     retry: bool,
 }
 
-async fn sync(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let token = authorize(&state, &headers, Permission::Deploy).await?;
+async fn sync(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &caller, Permission::Deploy).await?;
     let body: SyncBody = parse_optional_body(&body)?;
     let scope = Scope { env: body.env, apps: body.apps, retry: body.retry, ..Scope::default() };
     Ok(reconcile_answer(&state.controller, scope, actor("sync", &token)).await)
@@ -369,8 +480,8 @@ struct RollbackBody {
 
 /// Rolls back to a verified release and pins the app there: the controller leaves it
 /// until `POST /api/v1/unpin`.
-async fn rollback(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let token = authorize(&state, &headers, Permission::Deploy).await?;
+async fn rollback(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &caller, Permission::Deploy).await?;
     let body: RollbackBody = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, reason?}}: {error}"))
     })?;
@@ -387,8 +498,8 @@ struct UnpinBody {
 }
 
 /// Lifts a rollback's pin and deploys the repo's desired state there again.
-async fn unpin(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let token = authorize(&state, &headers, Permission::Deploy).await?;
+async fn unpin(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
+    let token = authorize(&state, &caller, Permission::Deploy).await?;
     let body: UnpinBody = serde_json::from_slice(&body)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env}}: {error}")))?;
     let pin = state.controller.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
@@ -411,10 +522,10 @@ const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 async fn run_task(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((app, env)): Path<(String, String)>,
 ) -> ApiResult {
-    let token = authorize(&state, &headers, Permission::Deploy).await?;
+    let token = authorize(&state, &caller, Permission::Deploy).await?;
     let run = state.controller.engine().start_scheduled(&app, &env, &actor("task run", &token)).await?;
     state.controller.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
@@ -437,15 +548,16 @@ struct PublishBody {
     retry: bool,
 }
 
-async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn publish(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
+    // Who first: the body is read only for a caller with a token.
+    let token = authenticate(&state, &caller).await?;
     let body: PublishBody = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("expected {{app, env, file}} with the image file's JSON: {error}"),
         )
     })?;
-    let token =
-        authorize(&state, &headers, Permission::Publish { app: body.app.clone(), env: body.env.clone() }).await?;
+    allow(&state, &token, &Permission::Publish { app: body.app.clone(), env: body.env.clone() }).await?;
     let controller = &state.controller;
     let Some(snapshot) = controller.latest() else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the config repo has not been read yet"));
@@ -507,15 +619,15 @@ async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     Ok(reconcile_answer(controller, scope, actor("publish", &token)).await)
 }
 
-async fn list_published(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn list_published(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     ok(state.controller.engine().store().published_images().await?)
 }
 
 // ---- reading
 
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     let latest = state.controller.latest();
     let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
     ok(state.controller.engine().status(manifest, &launchway_engine::Selection::default()).await?)
@@ -530,8 +642,8 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
-async fn audit(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<AuditQuery>) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<AuditQuery>) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     let filter = EventFilter {
         run_id: query.run,
         app: query.app,
@@ -551,8 +663,8 @@ struct DoraQuery {
     days: Option<u32>,
 }
 
-async fn dora(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<DoraQuery>) -> ApiResult {
-    authorize(&state, &headers, Permission::Read).await?;
+async fn dora(State(state): State<AppState>, caller: Caller, Query(query): Query<DoraQuery>) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
     let days = query.days.unwrap_or(crate::metrics::DORA_WINDOW_DAYS).clamp(1, 3650);
     ok(state.controller.engine().dora(query.app.as_deref(), query.env.as_deref(), days).await?)
 }
@@ -570,8 +682,8 @@ struct TokenBody {
     envs: Vec<String>,
 }
 
-async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let admin = authorize(&state, &headers, Permission::Admin).await?;
+async fn create_token(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
+    let admin = authorize(&state, &caller, Permission::Admin).await?;
     let body: TokenBody = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{name, subject, role}}: {error}"))
     })?;
@@ -591,13 +703,13 @@ async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: B
     Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token, "secret": issued.presented}))).into_response())
 }
 
-async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    authorize(&state, &headers, Permission::Admin).await?;
+async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
+    authorize(&state, &caller, Permission::Admin).await?;
     ok(state.controller.engine().store().tokens().await?)
 }
 
-async fn revoke_token(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    let admin = authorize(&state, &headers, Permission::Admin).await?;
+async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    let admin = authorize(&state, &caller, Permission::Admin).await?;
     let store = state.controller.engine().store();
     let Some(token) = store.token(&id).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no token {id}")));

@@ -12,7 +12,9 @@
 pub mod api;
 pub mod auth;
 pub mod controller;
+pub mod edge;
 pub mod hooks;
+pub mod limits;
 pub mod metrics;
 mod notifications;
 mod scheduler;
@@ -24,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use launchway_engine::Engine;
-use launchway_notify::{Notifier, RetryPolicy};
+use launchway_notify::{Notifier, OutboundPolicy, RetryPolicy};
 use launchway_source::RepoThread;
 use tokio::net::TcpListener;
 
@@ -47,8 +49,12 @@ pub struct ServerConfig {
     /// Runs driven at once.
     pub max_concurrent_runs: usize,
     pub notify_retry: RetryPolicy,
+    /// Which hosts chat and webhook notifications may go to (never link-local ones).
+    pub notify_outbound: OutboundPolicy,
     /// How long shutdown waits for runs to reach a step boundary.
     pub shutdown_grace: Duration,
+    /// Connection limits of the API listener.
+    pub edge: edge::EdgeLimits,
 }
 
 impl Default for ServerConfig {
@@ -62,7 +68,9 @@ impl Default for ServerConfig {
             poll_interval: Duration::from_secs(60),
             max_concurrent_runs: 16,
             notify_retry: RetryPolicy::default(),
+            notify_outbound: OutboundPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            edge: edge::EdgeLimits::default(),
         }
     }
 }
@@ -92,8 +100,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         Some(branch) => branch,
         None => repo.call(|repo| repo.default_branch()).await.unwrap_or_else(|| "main".to_owned()),
     };
-    let listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("could not listen on {}", config.listen))?;
+    let listener = edge::listen(config.listen).with_context(|| format!("could not listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_listen {
         Some(metrics_addr) => Some(
@@ -110,7 +117,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let dispatcher = Arc::new(notifications::Dispatcher {
         controller: controller.clone(),
-        notifier: Notifier::new(config.notify_retry),
+        notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
         public_url,
     });
     let notify_from = dispatcher.starting_point().await.context("could not read where notifications got to")?;
@@ -125,17 +132,13 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     controller.tasks.spawn(housekeeping(controller.clone()));
     controller.tasks.spawn(scheduler::Scheduler::default().run(controller.clone()));
 
-    let state = api::AppState { controller: controller.clone(), webhook_secret: config.webhook_secret.clone() };
+    let limiter = Arc::new(limits::FailureLimiter::new(limits::Policy::default()));
+    controller.tasks.spawn(summarise_refusals(controller.clone(), limiter.clone()));
+    let state =
+        api::AppState { controller: controller.clone(), webhook_secret: config.webhook_secret.clone(), limiter };
     let shutdown = controller.shutdown.clone();
     let app = api::router(state);
-    let serving = tokio::spawn(async move {
-        let graceful = shutdown.clone();
-        if let Err(error) =
-            axum::serve(listener, app).with_graceful_shutdown(async move { graceful.cancelled().await }).await
-        {
-            tracing::error!(%error, "the API server stopped");
-        }
-    });
+    let serving = tokio::spawn(edge::serve(listener, app, config.edge, shutdown));
     if let Some(metrics_listener) = metrics_listener {
         let controller = controller.clone();
         let shutdown = controller.shutdown.clone();
@@ -178,6 +181,43 @@ async fn housekeeping(controller: Arc<Controller>) {
         }
         if let Err(error) = controller.sweep().await {
             tracing::warn!(error = format!("{error:#}"), "could not look for runs to resume");
+        }
+    }
+}
+
+/// Once a second: a summary in the audit log for each source whose failed
+/// authentication went past the limit in a window that has ended.
+async fn summarise_refusals(controller: Arc<Controller>, limiter: Arc<limits::FailureLimiter>) {
+    loop {
+        tokio::select! {
+            () = controller.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        for summary in limiter.ended(std::time::Instant::now()) {
+            let what = match summary.failure {
+                limits::Failure::Webhook => "webhooks",
+                limits::Failure::Token => "API calls with wrong tokens",
+            };
+            let event = launchway_store::NewEvent {
+                run_id: None,
+                app: None,
+                env: None,
+                kind: format!("{}.refused.summary", summary.failure.as_str()),
+                message: format!(
+                    "refused {} more {what} from {} within {} s, past the limit (answered 401, then 429)",
+                    summary.suppressed,
+                    summary.source,
+                    summary.window.as_secs()
+                ),
+                data: serde_json::json!({
+                    "source": summary.source,
+                    "suppressed": summary.suppressed,
+                    "window_s": summary.window.as_secs(),
+                }),
+            };
+            if let Err(error) = controller.engine().record(event).await {
+                tracing::warn!(%error, "could not record a summary of refused requests");
+            }
         }
     }
 }

@@ -54,6 +54,8 @@ pub enum SourceError {
     FileTooLarge { path: String, size: u64, commit: String, limit: usize },
     #[error("commit {commit} has more than {limit} manifest files")]
     TooManyFiles { commit: String, limit: usize },
+    #[error("{path} is a symbolic link that leads outside the config repo; launchway reads only the repo's own files")]
+    OutsideRepo { path: String },
     #[error("could not read {what}")]
     Read {
         what: String,

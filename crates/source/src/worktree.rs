@@ -11,19 +11,23 @@ use crate::{MAX_FILES, Result, SourceError};
 /// Reads the manifest files under `dir` (a config repo's work tree), or the single file
 /// `dir` names, which is then read as the root manifest (`deployment.yaml` by that name
 /// is read as the gitops sample's format).
+///
+/// Symbolic links are followed only while they stay inside `dir`: a link that leads out
+/// of the repo is an error, never read (a commit cannot hold such a file either).
 pub fn read_work_tree(dir: &Path) -> Result<Vec<SourceFile>> {
     if dir.is_file() {
         let name = if dir.file_name().is_some_and(|name| name == SAMPLE_FILE) { SAMPLE_FILE } else { ROOT_FILE };
         return Ok(vec![SourceFile { path: name.to_owned(), bytes: read_limited(dir, name)? }]);
     }
+    let root = canonical_root(dir)?;
     let mut files = Vec::new();
     for name in [ROOT_FILE, SAMPLE_FILE] {
-        let root = dir.join(name);
-        if root.is_file() {
-            files.push(SourceFile { path: name.to_owned(), bytes: read_limited(&root, name)? });
+        let file = dir.join(name);
+        if file.is_file() {
+            files.push(SourceFile { path: name.to_owned(), bytes: read_limited(&within(&root, &file, name)?, name)? });
         }
     }
-    walk(&dir.join(APPS_DIR), APPS_DIR, &mut files)?;
+    walk(&root, &dir.join(APPS_DIR), APPS_DIR, &mut files)?;
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
@@ -39,11 +43,22 @@ impl RepoFiles for WorkTreeFiles {
         if !file.is_file() {
             return Ok(None);
         }
-        read_limited(&file, path).map(Some).map_err(|error| error.to_string())
+        let inside = canonical_root(&self.root).and_then(|root| within(&root, &file, path));
+        inside.and_then(|file| read_limited(&file, path)).map(Some).map_err(|error| error.to_string())
     }
 }
 
-fn walk(dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {
+fn canonical_root(dir: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(dir).map_err(|source| io_error(&dir.display().to_string(), source))
+}
+
+/// `file` with every link followed, when that stays inside `root` (canonical).
+fn within(root: &Path, file: &Path, display: &str) -> Result<PathBuf> {
+    let resolved = std::fs::canonicalize(file).map_err(|source| io_error(display, source))?;
+    if resolved.starts_with(root) { Ok(resolved) } else { Err(SourceError::OutsideRepo { path: display.to_owned() }) }
+}
+
+fn walk(root: &Path, dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
@@ -53,12 +68,16 @@ fn walk(dir: &Path, prefix: &str, files: &mut Vec<SourceFile>) -> Result<()> {
         let path = format!("{prefix}/{name}");
         let file_type = entry.file_type().map_err(|source| io_error(&path, source))?;
         if file_type.is_dir() {
-            walk(&entry.path(), &path, files)?;
-        } else if file_type.is_file() && is_manifest_path(&path) {
+            walk(root, &entry.path(), &path, files)?;
+        } else if (file_type.is_file() || file_type.is_symlink()) && is_manifest_path(&path) {
+            let file = within(root, &entry.path(), &path)?;
+            if !file.is_file() {
+                continue;
+            }
             if files.len() >= MAX_FILES {
                 return Err(SourceError::TooManyFiles { commit: "the work tree".to_owned(), limit: MAX_FILES });
             }
-            files.push(SourceFile { bytes: read_limited(&entry.path(), &path)?, path });
+            files.push(SourceFile { bytes: read_limited(&file, &path)?, path });
         }
     }
     Ok(())

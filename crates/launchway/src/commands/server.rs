@@ -24,6 +24,18 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
         branch: args.branch,
         poll_interval: args.poll,
         max_concurrent_runs: args.workers,
+        notify_outbound: launchway_notify::OutboundPolicy {
+            allow: args
+                .notify_allow
+                .iter()
+                .map(|host| host.trim().to_owned())
+                .filter(|host| !host.is_empty())
+                .collect(),
+        },
+        edge: launchway_server::edge::EdgeLimits {
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: args.header_timeout,
+        },
         // Under the 10 s after which a signal handler quits regardless.
         shutdown_grace: Duration::from_secs(8),
         ..ServerConfig::default()

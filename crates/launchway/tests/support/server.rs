@@ -33,17 +33,23 @@ impl ServerProcess {
 
     /// Starts the server polling the config repo every `poll` (like "500ms").
     pub fn start_polling(world: &World, poll: &str) -> ServerProcess {
-        ServerProcess::spawn_polling(world.command(&[]), poll)
+        ServerProcess::spawn_with(world.command(&[]), poll, &[])
+    }
+
+    /// Starts the server with more arguments (`--max-connections 64`…).
+    pub fn start_with(world: &World, args: &[&str]) -> ServerProcess {
+        ServerProcess::spawn_with(world.command(&[]), "1h", args)
     }
 
     /// Starts `launchway server` from a command already pointed at a repo and database.
     pub fn spawn(command: std::process::Command) -> ServerProcess {
-        ServerProcess::spawn_polling(command, "1h")
+        ServerProcess::spawn_with(command, "1h", &[])
     }
 
-    fn spawn_polling(mut command: std::process::Command, poll: &str) -> ServerProcess {
+    fn spawn_with(mut command: std::process::Command, poll: &str, args: &[&str]) -> ServerProcess {
         command
             .args(["server", "--listen", "127.0.0.1:0", "--poll", poll])
+            .args(args)
             .env("LAUNCHWAY_WEBHOOK_SECRET", WEBHOOK_SECRET)
             .env("LAUNCHWAY_LOG", "launchway=info,launchway_server=info")
             .stdout(Stdio::null())
@@ -90,6 +96,11 @@ impl ServerProcess {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// How many file descriptors the server has open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, Iterator::count)
     }
 
     /// SIGKILL: no shutdown, no cleanup, as a crash.

@@ -1,0 +1,194 @@
+//! The server's edge: how connections are accepted, so that no one client can take the
+//! process down.
+//!
+//! `axum::serve` accepts every connection and keeps it as long as the client likes; one
+//! client holding twenty thousand idle connections exhausted the file descriptors and
+//! `/healthz` stopped answering. Here:
+//! - at most `max_connections` are open: a new connection beyond that closes the
+//!   longest-open *idle* one (no request in progress), so idle connections churn and a
+//!   client with something to say always gets in;
+//! - a client must send a request's headers within `header_read_timeout` of connecting
+//!   or of its previous response, or the connection is closed (hyper's own timer);
+//! - every request carries its peer's address ([`ConnectInfo`]), which the rate limits
+//!   of failed authentication go by.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// Limits on the connections the API listener keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLimits {
+    /// Connections open at once; past it, the longest-open idle one is closed.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, after connecting or after
+    /// its previous response.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> EdgeLimits {
+        EdgeLimits { max_connections: 1024, header_read_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Connections the kernel completes and queues for us to accept. Past it, a client's
+/// SYN is dropped and retried a second later: a burst of connects (a flood, or many CI
+/// jobs at once) would make everyone wait seconds. The kernel caps it at `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with a deep accept queue.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown`.
+pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutdown: CancellationToken) {
+    let registry = Arc::new(Registry::default());
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of descriptors, most likely: what the cap is there to prevent, but
+                // the process may share its limit. Wait a little rather than spin.
+                tracing::warn!(%error, "could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let (id, connection) = registry.admit(limits.max_connections);
+        let registry = registry.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, app, &connection, limits, shutdown).await;
+            registry.remove(id);
+        });
+    }
+}
+
+/// One open connection, as the registry sees it.
+#[derive(Default)]
+struct Connection {
+    /// Requests in progress on it.
+    busy: AtomicUsize,
+    /// Asked to close (to make room for a newer one).
+    close: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Registry {
+    open: Mutex<(u64, BTreeMap<u64, Arc<Connection>>)>,
+}
+
+impl Registry {
+    /// Records a new connection; when that makes more than `max`, asks the oldest idle
+    /// ones to close.
+    fn admit(&self, max: usize) -> (u64, Arc<Connection>) {
+        let mut guard = self.open.lock().expect("not poisoned");
+        let (next_id, open) = &mut *guard;
+        let id = *next_id;
+        *next_id += 1;
+        let connection = Arc::new(Connection::default());
+        open.insert(id, connection.clone());
+        let closing = open.values().filter(|connection| connection.close.is_cancelled()).count();
+        let mut excess = (open.len() - closing).saturating_sub(max);
+        if excess > 0 {
+            for (_, candidate) in open.iter().filter(|(other, _)| **other != id) {
+                if excess == 0 {
+                    break;
+                }
+                if candidate.busy.load(Ordering::SeqCst) == 0 && !candidate.close.is_cancelled() {
+                    candidate.close.cancel();
+                    excess -= 1;
+                }
+            }
+        }
+        (id, connection)
+    }
+
+    fn remove(&self, id: u64) {
+        self.open.lock().expect("not poisoned").1.remove(&id);
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    connection: &Arc<Connection>,
+    limits: EdgeLimits,
+    shutdown: CancellationToken,
+) {
+    let tracked = connection.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let tracked = tracked.clone();
+        tracked.busy.fetch_add(1, Ordering::SeqCst);
+        let answer = app.clone().oneshot(request);
+        async move {
+            let response = answer.await;
+            tracked.busy.fetch_sub(1, Ordering::SeqCst);
+            response
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    tokio::select! {
+        result = served.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            return;
+        }
+        () = connection.close.cancelled() => {}
+        () = shutdown.cancelled() => {}
+    }
+    // Closing: an idle connection goes at once; a request under way finishes first.
+    served.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(30), served).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_past_the_cap_closes_the_oldest_idle_one_not_a_busy_one() {
+        let registry = Registry::default();
+        let (_, first) = registry.admit(2);
+        let (_, second) = registry.admit(2);
+        first.busy.fetch_add(1, Ordering::SeqCst);
+        let (_, third) = registry.admit(2);
+        assert!(!first.close.is_cancelled(), "busy: kept");
+        assert!(second.close.is_cancelled(), "the oldest idle one goes");
+        assert!(!third.close.is_cancelled(), "the newcomer stays");
+        let (_, fourth) = registry.admit(2);
+        assert!(third.close.is_cancelled());
+        assert!(!fourth.close.is_cancelled() && !first.close.is_cancelled());
+    }
+}

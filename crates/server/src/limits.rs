@@ -1,0 +1,202 @@
+//! Failed authentication, per source: refused webhooks and wrong tokens.
+//!
+//! Each refusal used to become an audit row of its own (20,000 bad-signature posts in
+//! seven seconds, 20,000 rows that can never be deleted), and wrong token secrets met
+//! no limit at all. Per source address and per minute, the first few failures of a kind
+//! are audited one by one; past that, the source is answered 429 for the rest of the
+//! minute (even what would have succeeded, so guessing stops too), and what it tried is
+//! audited as one summary when the minute ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// A webhook whose signature or token did not verify.
+    Webhook,
+    /// An API call with a token that is unknown, revoked or wrong.
+    Token,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Webhook => "webhook",
+            Failure::Token => "token",
+        }
+    }
+}
+
+/// What to do with a request from a source, as far as its failures go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Go ahead.
+    Allowed,
+    /// Too many failures lately: answer 429, retrying after this long.
+    Limited { retry_after: Duration },
+}
+
+/// Whether a failure is audited on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    Each,
+    /// Counted into the source's summary instead.
+    Summarised,
+}
+
+/// Failures a source had in a window that went beyond the individually audited ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub failure: Failure,
+    pub source: IpAddr,
+    /// Failures not audited one by one (refused with 429, or past the limit).
+    pub suppressed: u64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub window: Duration,
+    /// Failures per source and window that are audited one by one; the next is
+    /// refused with 429 until the window ends.
+    pub audited: u64,
+    /// Sources tracked at once; the oldest windows are dropped (and summarised) first.
+    pub sources: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { window: Duration::from_secs(60), audited: 10, sources: 10_000 }
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    failures: u64,
+    suppressed: u64,
+}
+
+#[derive(Debug)]
+pub struct FailureLimiter {
+    policy: Policy,
+    windows: Mutex<HashMap<(Failure, IpAddr), Window>>,
+}
+
+impl FailureLimiter {
+    pub fn new(policy: Policy) -> FailureLimiter {
+        FailureLimiter { policy, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether a request of this kind from `source` may go ahead; one that may not is
+    /// counted into the source's summary.
+    pub fn standing(&self, failure: Failure, source: IpAddr, now: Instant) -> Standing {
+        let mut windows = self.windows.lock().expect("not poisoned");
+        match windows.get_mut(&(failure, source)) {
+            Some(window) if now < window.started + self.policy.window && window.failures >= self.policy.audited => {
+                window.suppressed += 1;
+                Standing::Limited { retry_after: window.started + self.policy.window - now }
+            }
+            _ => Standing::Allowed,
+        }
+    }
+
+    /// Records a failure from `source`; says whether to audit it on its own.
+    pub fn failed(&self, failure: Failure, source: IpAddr, now: Instant) -> Audit {
+        let mut windows = self.windows.lock().expect("not poisoned");
+        if windows.len() >= self.policy.sources && !windows.contains_key(&(failure, source)) {
+            // Many sources at once: forget the oldest windows (their summaries are lost;
+            // a warning in the log says so).
+            let oldest = windows.iter().min_by_key(|(_, window)| window.started).map(|(key, _)| *key);
+            if let Some(oldest) = oldest {
+                tracing::warn!(source = %oldest.1, "too many sources failing authentication; forgetting the oldest");
+                windows.remove(&oldest);
+            }
+        }
+        let window = windows.entry((failure, source)).or_insert(Window { started: now, failures: 0, suppressed: 0 });
+        if now >= window.started + self.policy.window {
+            // A new window; the old one's summary, if any, was taken by `ended`.
+            *window = Window { started: now, failures: 0, suppressed: window.suppressed };
+        }
+        window.failures += 1;
+        if window.failures <= self.policy.audited {
+            Audit::Each
+        } else {
+            window.suppressed += 1;
+            Audit::Summarised
+        }
+    }
+
+    /// Summaries of windows that have ended with failures not audited one by one;
+    /// those windows are forgotten.
+    pub fn ended(&self, now: Instant) -> Vec<Summary> {
+        let mut windows = self.windows.lock().expect("not poisoned");
+        let mut summaries = Vec::new();
+        windows.retain(|(failure, source), window| {
+            if now < window.started + self.policy.window {
+                return true;
+            }
+            if window.suppressed > 0 {
+                summaries.push(Summary {
+                    failure: *failure,
+                    source: *source,
+                    suppressed: window.suppressed,
+                    window: self.policy.window,
+                });
+            }
+            false
+        });
+        summaries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn limiter() -> FailureLimiter {
+        FailureLimiter::new(Policy { window: Duration::from_secs(60), audited: 3, sources: 100 })
+    }
+
+    #[test]
+    fn the_first_failures_are_audited_then_the_source_is_refused_until_the_window_ends() {
+        let limiter = limiter();
+        let source = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.standing(Failure::Webhook, source, start), Standing::Allowed);
+            assert_eq!(limiter.failed(Failure::Webhook, source, start), Audit::Each);
+        }
+        let later = start + Duration::from_secs(20);
+        assert_eq!(
+            limiter.standing(Failure::Webhook, source, later),
+            Standing::Limited { retry_after: Duration::from_secs(40) }
+        );
+        assert_eq!(limiter.standing(Failure::Token, source, later), Standing::Allowed, "kinds are apart");
+        let other = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 8));
+        assert_eq!(limiter.standing(Failure::Webhook, other, later), Standing::Allowed, "sources are apart");
+        assert!(limiter.ended(later).is_empty(), "the window is still open");
+
+        let after = start + Duration::from_secs(61);
+        let summaries = limiter.ended(after);
+        assert_eq!(
+            summaries,
+            [Summary { failure: Failure::Webhook, source, suppressed: 1, window: Duration::from_secs(60) }]
+        );
+        assert_eq!(limiter.standing(Failure::Webhook, source, after), Standing::Allowed, "a new window");
+    }
+
+    #[test]
+    fn a_window_without_refusals_ends_without_a_summary() {
+        let limiter = limiter();
+        let source = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let start = Instant::now();
+        limiter.failed(Failure::Token, source, start);
+        assert!(limiter.ended(start + Duration::from_secs(61)).is_empty());
+    }
+}
