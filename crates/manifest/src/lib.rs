@@ -23,7 +23,7 @@ pub use model::{
     App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_SETTLE_WINDOW, Deployment, EcsDefinition,
     EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,
     NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
-    TaskDefinitionDocument, TaskSpec, tag_matches,
+    TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;

@@ -86,17 +86,20 @@ impl EnvSource {
     }
 }
 
-/// `semver` matches v1.2.3 / 1.2.3 with an optional pre-release and build; anything
-/// else is a glob where `*` matches any run of characters.
+/// `semver` matches tags that name a semantic version (`v1.2.3` or `1.2.3`, with an
+/// optional pre-release and build); anything else is a glob where `*` matches any run
+/// of characters.
 pub fn tag_matches(pattern: &str, tag: &str) -> bool {
     if pattern == "semver" {
-        let version = tag.strip_prefix('v').unwrap_or(tag);
-        let core = version.split(['-', '+']).next().unwrap_or_default();
-        let parts: Vec<&str> = core.split('.').collect();
-        return parts.len() == 3
-            && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        return tag_version(tag).is_some();
     }
     glob_matches(pattern.as_bytes(), tag.as_bytes())
+}
+
+/// The semantic version a tag names, `v` prefix or not: what orders `semver` tags
+/// (`v1.10.0-rc.10` after `v1.10.0-rc.2`, a release after its pre-releases).
+pub fn tag_version(tag: &str) -> Option<semver::Version> {
+    semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
 fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use launchway_engine::{Decision, DeployRequest, Engine, EngineError, ImageOverrides, Selection};
-use launchway_manifest::{EnvSource, Manifest, tag_matches};
+use launchway_manifest::{EnvSource, Manifest, tag_matches, tag_version};
 use launchway_source::{Commit, RepoThread};
 use launchway_store::{NewEvent, Published, ReleaseSource, Run, RunKind, RunState};
 use tokio::sync::{Notify, Semaphore};
@@ -420,7 +420,7 @@ impl Controller {
         let tags = self.repo.call(|repo| repo.tags()).await?;
         let matching = tags.into_iter().filter(|tag| tag_matches(pattern, &tag.name));
         let newest = if pattern == "semver" {
-            matching.max_by(|a, b| semver_key(&a.name).cmp(&semver_key(&b.name)))
+            matching.max_by(|a, b| tag_version(&a.name).cmp(&tag_version(&b.name)))
         } else {
             matching.max_by(|a, b| (a.commit.time, &a.name).cmp(&(b.commit.time, &b.name)))
         };
@@ -463,27 +463,19 @@ fn release_source(commit: &Commit) -> ReleaseSource {
     }
 }
 
-/// Orders versions: numbers first, then a release above its pre-releases.
-fn semver_key(tag: &str) -> (u64, u64, u64, bool, String) {
-    let version = tag.strip_prefix('v').unwrap_or(tag);
-    let version = version.split('+').next().unwrap_or(version);
-    let (core, pre) = match version.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (version, None),
-    };
-    let mut numbers = core.split('.').map(|part| part.parse::<u64>().unwrap_or(0));
-    let (major, minor, patch) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
-    (major, minor, patch, pre.is_none(), pre.unwrap_or_default().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::semver_key;
+    use launchway_manifest::tag_version;
 
+    /// Regression (issue 9): the hand-written order put `rc.10` before `rc.2`.
     #[test]
-    fn versions_order_by_number_and_releases_above_pre_releases() {
-        let mut tags = vec!["v1.10.0", "v1.2.0", "v1.10.0-rc.1", "1.9.3", "v2.0.0-alpha"];
-        tags.sort_by_key(|tag| semver_key(tag));
-        assert_eq!(tags, ["v1.2.0", "1.9.3", "v1.10.0-rc.1", "v1.10.0", "v2.0.0-alpha"]);
+    fn semver_tags_order_by_number_and_releases_above_pre_releases() {
+        let mut tags =
+            vec!["v1.10.0", "v1.2.0", "v1.10.0-rc.10", "1.9.3", "v2.0.0-alpha", "v1.10.0-rc.2", "v1.10.0-rc.1"];
+        tags.sort_by_key(|tag| tag_version(tag));
+        assert_eq!(
+            tags,
+            ["v1.2.0", "1.9.3", "v1.10.0-rc.1", "v1.10.0-rc.2", "v1.10.0-rc.10", "v1.10.0", "v2.0.0-alpha"]
+        );
     }
 }
