@@ -14,6 +14,7 @@ pub mod dora;
 mod owner;
 pub mod plan;
 mod run;
+mod status;
 mod sync;
 
 use std::sync::Arc;
@@ -29,7 +30,8 @@ use tokio::sync::broadcast;
 pub use dora::{DoraFigures, NO_OP_REASON};
 pub use owner::Owner;
 pub use plan::{AppPlan, Change, PlanAction};
-pub use sync::{AppHealth, AppStatus, Decision, DeployRequest, HealthState, ImageOverrides, Selection, SyncState};
+pub use status::{AppHealth, AppStatus, HealthState, SyncState};
+pub use sync::{Decision, DeployRequest, ImageOverrides, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

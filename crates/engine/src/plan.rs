@@ -189,7 +189,6 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 replicas: Some(counts),
                 changes,
                 summary,
-
                 pinned: None,
             }
         }
@@ -242,7 +241,6 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                 replicas: None,
                 changes: diff(&flatten(&release.spec), &flatten(desired), true),
                 summary: "record the new task definition for its next scheduled run".to_owned(),
-
                 pinned: None,
             },
             None => AppPlan {
@@ -258,7 +256,6 @@ pub fn compute(app: &str, env: &str, desired: &AppSpec, live: Option<&LiveApp>, 
                     .map(|(path, to)| Change { path, from: None, to: Some(to) })
                     .collect(),
                 summary: "record the task definition for its scheduled runs".to_owned(),
-
                 pinned: None,
             },
         },
@@ -389,7 +386,6 @@ fn ecs_plan(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
         replicas: None,
         changes,
         summary,
-
         pinned: None,
     }
 }
@@ -410,7 +406,6 @@ fn no_change(app: &str, env: &str, kind: &str, revision: String, replicas: Optio
         replicas,
         changes: Vec::new(),
         summary: "nothing to change".to_owned(),
-
         pinned: None,
     }
 }

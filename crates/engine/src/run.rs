@@ -264,14 +264,9 @@ impl Engine {
         let (release, target) = self.release_and_target(run.release_id).await?;
         let live = target.observe(&run.env, &[AppRef { app: &run.app, spec: &release.spec }]).await?;
         let record = self.inner.store.deployment(&run.app, &run.env).await?;
-        let current = match &record {
-            Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
-            None => None,
-        };
-        let verified_before = match record.as_ref().and_then(|record| record.good_release_id) {
-            Some(good) => self.inner.store.release(good).await?.revision == release.revision,
-            None => false,
-        };
+        let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
+        let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
+        let verified_before = good.is_some_and(|good| good.revision == release.revision);
         let plan = plan::compute(&run.app, &run.env, &release.spec, live.apps.get(&run.app), current.as_ref());
         let plan_json = serde_json::to_value(&plan).expect("plans serialize");
         let mut next = if plan.is_no_op() && verified_before {

@@ -5,15 +5,14 @@
 //! retried unless asked, so a broken commit does not redeploy in a loop.
 
 use std::collections::BTreeMap;
-
 use std::time::Duration;
 
 use launchway_manifest::{AppSpec, ApprovalPolicy, Manifest, TargetSpec};
 use launchway_store::{
-    DeploymentRecord, NewEvent, NewPin, NewRelease, NewRun, Pin, Published, Release, ReleaseId, ReleaseSource, Run,
-    RunFilter, RunKind, RunState, StoreError, now_ms,
+    NewEvent, NewPin, NewRelease, NewRun, Pin, Published, Release, ReleaseId, ReleaseSource, Run, RunFilter, RunKind,
+    RunState, StoreError, now_ms,
 };
-use launchway_target::{AppRef, LiveApp, LiveEnvironment, ReplicaState, describe};
+use launchway_target::{AppRef, LiveEnvironment};
 use serde::Serialize;
 use serde_json::json;
 
@@ -115,85 +114,6 @@ pub enum Decision {
     },
 }
 
-/// How an app is doing where it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthState {
-    /// Everything it should run runs, as verified.
-    Healthy,
-    /// Some of it is down, restarting, missing or left over.
-    Degraded,
-    /// A run is changing it.
-    Progressing,
-    /// Nothing of it serves.
-    Failed,
-    /// It is not deployed there.
-    Missing,
-    /// Live state could not be read: launchway does not guess.
-    Unknown,
-}
-
-impl HealthState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Healthy => "healthy",
-            HealthState::Degraded => "degraded",
-            HealthState::Progressing => "progressing",
-            HealthState::Failed => "failed",
-            HealthState::Missing => "missing",
-            HealthState::Unknown => "unknown",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AppHealth {
-    pub state: HealthState,
-    /// "3/3 running", "2/3 running; web-dev-1f2e-1 exited (code 3)", "cannot reach …".
-    pub summary: String,
-}
-
-/// Whether what runs is what the repo asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncState {
-    InSync,
-    OutOfSync,
-    /// Held at a release by a manual rollback.
-    Pinned,
-    /// The repo or live state could not be read.
-    Unknown,
-}
-
-impl SyncState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncState::InSync => "in sync",
-            SyncState::OutOfSync => "out of sync",
-            SyncState::Pinned => "pinned",
-            SyncState::Unknown => "unknown",
-        }
-    }
-}
-
-/// One (app, environment) as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AppStatus {
-    pub app: String,
-    pub env: String,
-    pub deployment: Option<DeploymentRecord>,
-    pub current_release: Option<Release>,
-    pub live: Option<LiveApp>,
-    pub last_run: Option<Run>,
-    /// The desired revision, when the config repo was read.
-    pub desired_revision: Option<String>,
-    /// Why live state could not be read, when it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub live_error: Option<String>,
-    pub health: AppHealth,
-    pub sync: SyncState,
-}
-
 /// What a run is created with.
 struct RunRequest<'a> {
     kind: RunKind,
@@ -216,10 +136,7 @@ impl Engine {
         for deployment in manifest.deployments().filter(|d| selection.includes(d.app, d.environment)) {
             let live = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
             let record = self.inner.store.deployment(deployment.app, deployment.environment).await?;
-            let current = match &record {
-                Some(record) => Some(self.inner.store.release(record.current_release_id).await?),
-                None => None,
-            };
+            let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
             let mut plan = plan::compute(
                 deployment.app,
                 deployment.environment,
@@ -300,14 +217,8 @@ impl Engine {
             }
             let live = self.live(request.manifest, env, request.selection, &mut live_by_env).await?.apps.get(app);
             let record = store.deployment(app, env).await?;
-            let current = match &record {
-                Some(record) => Some(store.release(record.current_release_id).await?),
-                None => None,
-            };
-            let good = match record.as_ref().and_then(|record| record.good_release_id) {
-                Some(id) => Some(store.release(id).await?),
-                None => None,
-            };
+            let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
+            let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
             let drift_from = |release: &Release| {
                 let plan = plan::compute(app, env, &release.spec, live, current.as_ref());
                 (plan.action == PlanAction::Converge).then_some(plan)
@@ -331,21 +242,14 @@ impl Engine {
             if let Some((note, _)) = &note {
                 plan.summary = format!("{} ({note})", plan.summary);
             }
-            if plan.is_no_op()
-                && current.as_ref().is_some_and(|release| release.revision == revision)
-                && let Some((note, state)) = note
-            {
-                // Nothing to do, but the publication did not go through: said, not hidden.
-                decisions.push(Decision::Skipped {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    reason: note,
-                    previous_state: state,
-                });
-                continue;
-            }
             if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
-                decisions.push(Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision });
+                decisions.push(match note {
+                    // Nothing to do, but the publication did not go through: said, not hidden.
+                    Some((reason, previous_state)) => {
+                        Decision::Skipped { app: app.to_owned(), env: env.to_owned(), reason, previous_state }
+                    }
+                    None => Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision },
+                });
                 continue;
             }
             if !request.retry_failed
@@ -367,13 +271,8 @@ impl Engine {
             }
             let target = self.environment_target(request.manifest, env)?;
             let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
-            let new_release = NewRelease {
-                app: app.to_owned(),
-                env: env.to_owned(),
-                spec: spec.clone(),
-                target: target.clone(),
-                source,
-            };
+            let new_release =
+                NewRelease { app: app.to_owned(), env: env.to_owned(), spec: spec.clone(), target, source };
             let run = RunRequest {
                 kind: RunKind::Deploy,
                 decided_after: Some(&latest),
@@ -419,12 +318,8 @@ impl Engine {
             failed.id,
             failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
         );
-        let store = &self.inner.store;
-        let good = match store.deployment(&publication.app, &publication.env).await?.and_then(|r| r.good_release_id) {
-            Some(id) => Some(store.release(id).await?),
-            None => None,
-        };
-        let Some(good) = good else {
+        let record = self.inner.store.deployment(&publication.app, &publication.env).await?;
+        let Some(good) = self.release_if_any(record.and_then(|record| record.good_release_id)).await? else {
             return Ok(PublishedImages::Wait(Decision::Skipped {
                 app: publication.app.clone(),
                 env: publication.env.clone(),
@@ -460,9 +355,7 @@ impl Engine {
             let release = store.release(run.release_id).await?;
             let ran = release.spec.images();
             if images.iter().all(|(container, image)| ran.get(container.as_str()) == Some(&image.as_str())) {
-                return Ok(
-                    matches!(run.state, RunState::Failed | RunState::RolledBack | RunState::Rejected).then_some(run)
-                );
+                return Ok(run.state.is_unsuccessful().then_some(run));
             }
         }
         Ok(None)
@@ -532,21 +425,11 @@ impl Engine {
         match self.inner.store.run(run_id).await {
             Ok(run) if !run.state.is_terminal() => Ok(match self.unfinished(&run) {
                 // Just created by a live process that is about to drive it.
-                Decision::Resume { run } if run.lease_owner.is_none() => Decision::Busy {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    run_id,
-                    owner: "another process".to_owned(),
-                },
+                Decision::Resume { run } if run.lease_owner.is_none() => busy_elsewhere(app, env, run_id),
                 decision => decision,
             }),
             // Finished (or gone) since: look again.
-            _ => Ok(Decision::Busy {
-                app: app.to_owned(),
-                env: env.to_owned(),
-                run_id,
-                owner: "another process".to_owned(),
-            }),
+            _ => Ok(busy_elsewhere(app, env, run_id)),
         }
     }
 
@@ -569,7 +452,7 @@ impl Engine {
             }
         }
         let Some(last) = last else { return Ok(None) };
-        if !matches!(last.state, RunState::Failed | RunState::RolledBack | RunState::Rejected) {
+        if !last.state.is_unsuccessful() {
             return Ok(None);
         }
         Ok((self.inner.store.release(last.release_id).await?.revision == revision).then_some(last))
@@ -600,7 +483,8 @@ impl Engine {
                         release.app, release.env
                     )));
                 }
-                if !self.verified_revisions(app, env).await?.contains(&release.revision) {
+                let verified = self.verified_releases(app, env).await?;
+                if !verified.iter().any(|verified| verified.revision == release.revision) {
                     return Err(EngineError::Invalid(format!(
                         "release {id} (revision {}) was never verified in {env}, so launchway will not roll back to it; `launchway history --app {app}` lists the runs that succeeded",
                         release.revision
@@ -680,19 +564,8 @@ impl Engine {
         self.create_run(&release, run).await
     }
 
-    /// Revisions verified in (app, env): those of runs that succeeded (their verify
-    /// step passed) and of releases a rollback returned to.
-    async fn verified_revisions(&self, app: &str, env: &str) -> Result<Vec<String>> {
-        let mut revisions = Vec::new();
-        for release in self.verified_releases(app, env).await? {
-            if !revisions.contains(&release.revision) {
-                revisions.push(release.revision);
-            }
-        }
-        Ok(revisions)
-    }
-
-    /// Verified releases of (app, env), newest verification first.
+    /// Verified releases of (app, env), newest verification first: those of runs that
+    /// succeeded (their verify step passed) and those a rollback returned to.
     async fn verified_releases(&self, app: &str, env: &str) -> Result<Vec<Release>> {
         let store = &self.inner.store;
         let runs = store
@@ -781,77 +654,15 @@ impl Engine {
             .collect())
     }
 
-    /// Status of every (app, environment) deployed or, with a manifest, declared: what
-    /// runs, how healthy it is and whether it is what the repo asks for. Live state that
-    /// cannot be read makes health and sync "unknown", never a guess.
-    pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
-        let store = &self.inner.store;
-        let mut pairs: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
-        for record in store.deployments().await? {
-            pairs.insert((record.app, record.env), None);
-        }
-        if let Some(manifest) = manifest {
-            for deployment in manifest.deployments() {
-                pairs.insert(
-                    (deployment.app.to_owned(), deployment.environment.to_owned()),
-                    Some(deployment.spec.revision().0),
-                );
-            }
-        }
-        let mut statuses = Vec::new();
-        for ((app, env), desired_revision) in pairs {
-            if !selection.includes(&app, &env) {
-                continue;
-            }
-            let deployment = store.deployment(&app, &env).await?;
-            let current_release = match &deployment {
-                Some(record) => Some(store.release(record.current_release_id).await?),
-                None => None,
-            };
-            let target = manifest
-                .and_then(|manifest| manifest.environments.get(&env))
-                .map(|environment| environment.target.clone())
-                .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
-            let spec = current_release
-                .as_ref()
-                .map(|release| &release.spec)
-                .or_else(|| manifest.and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec)));
-            let (live, live_error) = match (&target, spec) {
-                (Some(target), Some(spec)) => match self.target(target).await {
-                    Ok(target) => match target.observe(&env, &[AppRef { app: &app, spec }]).await {
-                        Ok(mut live) => (live.apps.remove(&app), None),
-                        Err(error) => (None, Some(describe(&error))),
-                    },
-                    Err(error) => (None, Some(describe(&error))),
-                },
-                _ => (None, None),
-            };
-            let last_run = self.latest_run(&app, &env).await?;
-            let health = health(current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
-            let sync = sync_state(
-                deployment.as_ref(),
-                current_release.as_ref(),
-                desired_revision.as_deref(),
-                live.as_ref(),
-                live_error.is_some(),
-            );
-            statuses.push(AppStatus {
-                app,
-                env,
-                deployment,
-                current_release,
-                live,
-                last_run,
-                desired_revision,
-                live_error,
-                health,
-                sync,
-            });
-        }
-        Ok(statuses)
+    /// The release `id` names, when there is one.
+    pub(crate) async fn release_if_any(&self, id: Option<ReleaseId>) -> Result<Option<Release>> {
+        Ok(match id {
+            Some(id) => Some(self.inner.store.release(id).await?),
+            None => None,
+        })
     }
 
-    async fn latest_run(&self, app: &str, env: &str) -> Result<Option<Run>> {
+    pub(crate) async fn latest_run(&self, app: &str, env: &str) -> Result<Option<Run>> {
         let filter =
             RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), limit: Some(1), ..RunFilter::default() };
         Ok(self.inner.store.runs(&filter).await?.into_iter().next())
@@ -915,8 +726,13 @@ fn publication_source(config: &ReleaseSource, publication: &Published) -> Releas
 
 /// Another process created a run for the app since this one decided: the caller looks
 /// again (the CLI shortly, the server at its next reconcile).
+/// Another process is deciding or driving the app's run (`run_id` 0: not known yet).
+fn busy_elsewhere(app: &str, env: &str, run_id: i64) -> Decision {
+    Decision::Busy { app: app.to_owned(), env: env.to_owned(), run_id, owner: "another process".to_owned() }
+}
+
 fn look_again(app: &str, env: &str) -> Decision {
-    Decision::Busy { app: app.to_owned(), env: env.to_owned(), run_id: 0, owner: "another process".to_owned() }
+    busy_elsewhere(app, env, 0)
 }
 
 fn skipped(app: &str, env: &str, revision: &str, failed: &Run) -> Decision {
@@ -978,109 +794,4 @@ fn run_created(release: &Release, request: &RunRequest<'_>) -> NewEvent {
             "kind": request.kind,
         }),
     }
-}
-
-/// Health from what runs, against the release that should be running.
-fn health(
-    current: Option<&Release>,
-    live: Option<&LiveApp>,
-    live_error: Option<&str>,
-    last_run: Option<&Run>,
-) -> AppHealth {
-    let said = |state: HealthState, summary: String| AppHealth { state, summary };
-    if let Some(run) = last_run.filter(|run| !run.state.is_terminal() && run.state != RunState::AwaitingApproval) {
-        return said(HealthState::Progressing, format!("run {} is {}", run.id, run.state));
-    }
-    if let Some(error) = live_error {
-        return said(HealthState::Unknown, format!("cannot read live state: {error}"));
-    }
-    let Some(current) = current else {
-        return said(HealthState::Missing, "not deployed yet".to_owned());
-    };
-    let empty = LiveApp::default();
-    let live = live.unwrap_or(&empty);
-    match &current.spec {
-        AppSpec::Service(service) => {
-            let desired = service.replicas;
-            let ours: Vec<_> = live.replicas.iter().filter(|r| r.revision == current.revision).collect();
-            let running = ours.iter().filter(|r| r.state == ReplicaState::Running).count() as u32;
-            let mut problems = Vec::new();
-            for replica in &ours {
-                match &replica.state {
-                    ReplicaState::Stopped { exit_code } => problems.push(format!(
-                        "{} is not running{}",
-                        replica.name,
-                        exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
-                    )),
-                    ReplicaState::Running if replica.restarts > 0 => problems.push(format!(
-                        "{} restarted {} time{} after crashing",
-                        replica.name,
-                        replica.restarts,
-                        if replica.restarts == 1 { "" } else { "s" }
-                    )),
-                    ReplicaState::Running => {}
-                }
-            }
-            let others = live.replicas.len() - ours.len();
-            if others > 0 {
-                problems.push(format!("{others} replica{} of another revision", if others == 1 { "" } else { "s" }));
-            }
-            let mut summary = format!("{running}/{desired} running");
-            for problem in &problems {
-                summary.push_str("; ");
-                summary.push_str(problem);
-            }
-            let state = if desired > 0 && running == 0 {
-                HealthState::Failed
-            } else if running < desired || !problems.is_empty() {
-                HealthState::Degraded
-            } else {
-                HealthState::Healthy
-            };
-            said(state, summary)
-        }
-        AppSpec::Task(_) => match last_run.filter(|run| run.kind == RunKind::Scheduled) {
-            Some(run) if run.state == RunState::Failed => said(
-                HealthState::Degraded,
-                format!("its last scheduled run ({}) failed: {}", run.id, run.reason.as_deref().unwrap_or("")),
-            ),
-            _ => said(HealthState::Healthy, "runs on its schedule".to_owned()),
-        },
-        AppSpec::EcsService(_) | AppSpec::EcsTask(_) => match &live.definition {
-            None => said(HealthState::Failed, "not found on ECS".to_owned()),
-            Some(definition) if definition.failed => said(HealthState::Failed, definition.status.clone()),
-            Some(definition) => {
-                let short =
-                    definition.running.zip(definition.desired).is_some_and(|(running, desired)| running < desired);
-                let state = match (definition.steady, short) {
-                    (true, false) => HealthState::Healthy,
-                    (true, true) => HealthState::Degraded,
-                    (false, _) => HealthState::Progressing,
-                };
-                said(state, definition.status.clone())
-            }
-        },
-    }
-}
-
-fn sync_state(
-    record: Option<&DeploymentRecord>,
-    current: Option<&Release>,
-    desired: Option<&str>,
-    live: Option<&LiveApp>,
-    live_unknown: bool,
-) -> SyncState {
-    if record.is_some_and(|record| record.pin.is_some()) {
-        return SyncState::Pinned;
-    }
-    let Some(desired) = desired else { return SyncState::Unknown };
-    if live_unknown {
-        return SyncState::Unknown;
-    }
-    let Some(current) = current.filter(|current| current.revision == desired) else {
-        return SyncState::OutOfSync;
-    };
-    // Replicas of another revision still running (Docker) are not what the repo says.
-    let stray = live.is_some_and(|live| live.replicas.iter().any(|replica| replica.revision != current.revision));
-    if stray { SyncState::OutOfSync } else { SyncState::InSync }
 }

@@ -41,6 +41,9 @@ const SETTINGS_FIELDS: &[&str] = &["timeout", "settle_window", "environments"];
 /// How long an ECS deployment may take when nothing says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+const SERVICE_FIELDS: &[&str] = &["service", "clusterName", "serviceName", "image"];
+const TASK_FIELDS: &[&str] = &["service", "cwRuleName", "image"];
+
 /// What a sample file declares.
 #[derive(Default)]
 pub(crate) struct SampleDraft {
@@ -49,13 +52,12 @@ pub(crate) struct SampleDraft {
     pub environments: Option<Vec<Key>>,
     pub settings_pos: Option<Pos>,
 }
-const SERVICE_FIELDS: &[&str] = &["service", "clusterName", "serviceName", "image"];
-const TASK_FIELDS: &[&str] = &["service", "cwRuleName", "image"];
 
-/// The apps a sample file declares, each with the key naming it.
 /// Entries that become one app: what groups them, the first entry's key, the images.
 type Group<By> = (By, Key, BTreeMap<String, String>);
 
+/// The apps a sample file declares, each with the key naming it, and its `launchway:`
+/// settings.
 pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> SampleDraft {
     let Some(fields) = reader.fields(root, "", TOP_FIELDS) else {
         return SampleDraft::default();

@@ -281,18 +281,15 @@ fn add_sample_apps(
             );
             continue;
         }
-        for name in &targets {
-            if let Some(EnvSource::Promotion { from }) = context.environments.get(name).map(|env| &env.source)
-                && !targets.contains(from)
-            {
-                reader.error(
-                    draft.settings_pos.unwrap_or(key.pos),
-                    "launchway.environments",
-                    format!(
-                        "{name} is deployed only by promotion from {from}, where the apps of {SAMPLE_FILE} do not run: add {from}"
-                    ),
-                );
-            }
+        let runs_in: Vec<&str> = targets.iter().map(String::as_str).collect();
+        for (name, from) in resolve::promotions_never_fed(context.environments, context.declared, &runs_in) {
+            reader.error(
+                draft.settings_pos.unwrap_or(key.pos),
+                "launchway.environments",
+                format!(
+                    "{name} is deployed only by promotion from {from}, where the apps of {SAMPLE_FILE} do not run: add {from}"
+                ),
+            );
         }
         let specs: BTreeMap<String, Box<AppSpec>> =
             targets.iter().map(|name| (name.clone(), Box::new(spec.clone()))).collect();

@@ -162,20 +162,16 @@ impl Resolver<'_> {
         path: &str,
         specs: &BTreeMap<String, Box<AppSpec>>,
     ) {
-        for name in specs.keys() {
-            let Some(EnvSource::Promotion { from }) = self.environments.get(name).map(|env| &env.source) else {
-                continue;
-            };
-            if self.declared.contains(from) && !specs.contains_key(from) {
-                self.reader.error(
-                    placement.runs_in_pos.unwrap_or(key.pos),
-                    path,
-                    format!(
-                        "{} runs in {name}, which is deployed only by promotion from {from}, where {} does not run: nothing would ever reach {name}; add {from} to its environments",
-                        key.name, key.name
-                    ),
-                );
-            }
+        let runs_in: Vec<&str> = specs.keys().map(String::as_str).collect();
+        for (name, from) in promotions_never_fed(self.environments, self.declared, &runs_in) {
+            self.reader.error(
+                placement.runs_in_pos.unwrap_or(key.pos),
+                path,
+                format!(
+                    "{} runs in {name}, which is deployed only by promotion from {from}, where {} does not run: nothing would ever reach {name}; add {from} to its environments",
+                    key.name, key.name
+                ),
+            );
         }
     }
 
@@ -642,6 +638,24 @@ impl Resolver<'_> {
             ));
         }
     }
+}
+
+/// The environments among `runs_in` that only promotion deploys, each with its source,
+/// when the app does not run in that source: nothing would ever reach them.
+pub(crate) fn promotions_never_fed<'a>(
+    environments: &'a BTreeMap<String, Environment>,
+    declared: &BTreeSet<String>,
+    runs_in: &[&'a str],
+) -> Vec<(&'a str, &'a str)> {
+    runs_in
+        .iter()
+        .filter_map(|name| match &environments.get(*name)?.source {
+            EnvSource::Promotion { from } if declared.contains(from) && !runs_in.contains(&from.as_str()) => {
+                Some((*name, from.as_str()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// A settle window of zero verifies a release the instant it is healthy: a crash a

@@ -1009,12 +1009,9 @@ fn read_placement(
                         names.push(Key { name, pos: item.pos });
                     }
                 }
-                if names.is_empty() && !items.is_empty() {
-                    // Every entry was wrong (reported): the app runs nowhere rather than everywhere.
-                    placement.runs_in = Some(Vec::new());
-                } else {
-                    placement.runs_in = Some(names);
-                }
+                // Wrong entries are reported and left out: were they all wrong, the app
+                // runs nowhere rather than everywhere.
+                placement.runs_in = Some(names);
             }
             Value::Map(pairs) => {
                 let names: Vec<String> = pairs

@@ -838,6 +838,22 @@ services:
     );
 }
 
+#[test]
+fn the_sample_files_apps_must_run_where_their_promotions_come_from() {
+    let root = "\
+environments:
+  stg: {target: {ecs: {cluster: stg}}}
+  prod: {target: {ecs: {cluster: prod}}, promote_from: stg}
+";
+    let prod_only = format!("{SMALL_SAMPLE}launchway:\n  environments: [prod]\n");
+    assert_eq!(
+        errors(&[file(ROOT_FILE, root), file(SAMPLE_FILE, &prod_only)]),
+        vec![
+            "deployment.yaml:8:3: launchway.environments: prod is deployed only by promotion from stg, where the apps of deployment.yaml do not run: add stg",
+        ]
+    );
+}
+
 // ---- what the server reads: sources, approvals, notifications
 
 const PIPELINE: &str = "\

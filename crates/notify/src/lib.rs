@@ -231,7 +231,7 @@ impl Notifier {
             .user_agent(concat!("launchway/", env!("CARGO_PKG_VERSION")))
             // Every name is resolved without link-local addresses, and a redirect (which
             // could name such an address outright) is an answer, not an instruction.
-            .dns_resolver(outbound::resolver())
+            .dns_resolver(std::sync::Arc::new(outbound::GuardedResolver))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client with rustls builds");

@@ -9,7 +9,6 @@
 //! followed; and an operator can allow only some hosts.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -30,15 +29,10 @@ impl OutboundPolicy {
         let Some(host) = url.host() else {
             return Some("the URL has no host".to_owned());
         };
-        let name = match host {
-            url::Host::Domain(name) => name.to_ascii_lowercase(),
-            url::Host::Ipv4(address) => address.to_string(),
-            url::Host::Ipv6(address) => address.to_string(),
-        };
-        let literal = match host {
-            url::Host::Ipv4(address) => Some(IpAddr::V4(address)),
-            url::Host::Ipv6(address) => Some(IpAddr::V6(address)),
-            url::Host::Domain(_) => None,
+        let (name, literal) = match host {
+            url::Host::Domain(name) => (name.to_ascii_lowercase(), None),
+            url::Host::Ipv4(address) => (address.to_string(), Some(IpAddr::V4(address))),
+            url::Host::Ipv6(address) => (address.to_string(), Some(IpAddr::V6(address))),
         };
         if let Some(address) = literal.filter(|address| forbidden(*address)) {
             return Some(format!("{address} is a link-local or unspecified address, which launchway never contacts"));
@@ -92,10 +86,6 @@ impl Resolve for GuardedResolver {
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
-}
-
-pub(crate) fn resolver() -> Arc<GuardedResolver> {
-    Arc::new(GuardedResolver)
 }
 
 #[cfg(test)]

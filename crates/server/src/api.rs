@@ -331,15 +331,25 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
 /// Reconciles, answering with what it did, or 202 when it takes longer than a webhook
 /// sender waits (it carries on regardless).
 async fn reconcile_answer(controller: &Arc<Controller>, scope: Scope, trigger: String) -> Response {
+    match reconcile_within(controller, scope, trigger).await {
+        Ok((status, answer)) => (status, axum::Json(answer)).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The reconcile's decisions (200) when it finishes in time, else 202 while it goes on.
+async fn reconcile_within(
+    controller: &Arc<Controller>,
+    scope: Scope,
+    trigger: String,
+) -> Result<(StatusCode, Value), ApiError> {
     let controller = controller.clone();
     let work = tokio::spawn(async move { controller.reconcile(&scope, &trigger).await });
     match tokio::time::timeout(ANSWER_WITHIN, work).await {
-        Ok(Ok(Ok(decisions))) => {
-            axum::Json(json!({"status": "reconciled", "runs": summarize(&decisions)})).into_response()
-        }
-        Ok(Ok(Err(error))) => ApiError::from(error).into_response(),
-        Ok(Err(join)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, join.to_string()).into_response(),
-        Err(_) => (StatusCode::ACCEPTED, axum::Json(json!({"status": "accepted"}))).into_response(),
+        Ok(Ok(Ok(decisions))) => Ok((StatusCode::OK, json!({"status": "reconciled", "runs": summarize(&decisions)}))),
+        Ok(Ok(Err(error))) => Err(error.into()),
+        Ok(Err(join)) => Err(ApiError::internal(&join.to_string())),
+        Err(_) => Ok((StatusCode::ACCEPTED, json!({"status": "accepted"}))),
     }
 }
 
@@ -504,21 +514,13 @@ async fn unpin(State(state): State<AppState>, caller: Caller, body: Bytes) -> Ap
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env}}: {error}")))?;
     let pin = state.controller.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
     let scope = Scope { env: Some(body.env.clone()), apps: vec![body.app.clone()], ..Scope::default() };
-    let mut answer = reconcile_answer(&state.controller, scope, actor("unpin", &token)).await;
     // The reconcile's answer, plus what was lifted.
-    if answer.status() == StatusCode::OK {
-        let bytes = axum::body::to_bytes(std::mem::take(answer.body_mut()), MAX_ANSWER_BYTES)
-            .await
-            .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
-        let mut value: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        value["unpinned"] = json!(pin);
-        return Ok(axum::Json(value).into_response());
+    let (status, mut answer) = reconcile_within(&state.controller, scope, actor("unpin", &token)).await?;
+    if status == StatusCode::OK {
+        answer["unpinned"] = json!(pin);
     }
-    Ok(answer)
+    Ok((status, axum::Json(answer)).into_response())
 }
-
-/// The largest reconcile answer read back to add to it (thousands of apps fit).
-const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 async fn run_task(
     State(state): State<AppState>,

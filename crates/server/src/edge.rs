@@ -113,17 +113,12 @@ impl Registry {
         let connection = Arc::new(Connection::default());
         open.insert(id, connection.clone());
         let closing = open.values().filter(|connection| connection.close.is_cancelled()).count();
-        let mut excess = (open.len() - closing).saturating_sub(max);
-        if excess > 0 {
-            for (_, candidate) in open.iter().filter(|(other, _)| **other != id) {
-                if excess == 0 {
-                    break;
-                }
-                if candidate.busy.load(Ordering::SeqCst) == 0 && !candidate.close.is_cancelled() {
-                    candidate.close.cancel();
-                    excess -= 1;
-                }
-            }
+        let excess = (open.len() - closing).saturating_sub(max);
+        let idle = open.iter().filter(|(other, candidate)| {
+            **other != id && candidate.busy.load(Ordering::SeqCst) == 0 && !candidate.close.is_cancelled()
+        });
+        for (_, candidate) in idle.take(excess) {
+            candidate.close.cancel();
         }
         (id, connection)
     }

@@ -118,7 +118,8 @@ impl FailureLimiter {
         }
         let window = windows.entry((failure, source)).or_insert(Window { started: now, failures: 0, suppressed: 0 });
         if now >= window.started + self.policy.window {
-            // A new window; the old one's summary, if any, was taken by `ended`.
+            // A new window. Failures the old one suppressed are still counted: `ended`
+            // has not taken its summary yet, so they go into this one's.
             *window = Window { started: now, failures: 0, suppressed: window.suppressed };
         }
         window.failures += 1;

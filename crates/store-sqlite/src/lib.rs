@@ -112,16 +112,8 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        match Self::insert_run(&mut tx, run, event).await? {
-            Ok(created) => {
-                tx.commit().await.map_err(backend)?;
-                Ok(created)
-            }
-            Err((app, env)) => {
-                drop(tx);
-                Err(self.in_progress(app, env).await)
-            }
-        }
+        let inserted = Self::insert_run(&mut tx, run, event).await?;
+        self.commit_run(tx, inserted).await
     }
 
     async fn create_release_with_run(
@@ -137,16 +129,9 @@ impl Store for SqliteStore {
             data.insert("release".to_owned(), release.id.into());
         }
         // Any error drops the transaction, and the release goes with it.
-        match Self::insert_run(&mut tx, run, event).await? {
-            Ok((run, event)) => {
-                tx.commit().await.map_err(backend)?;
-                Ok((release, run, event))
-            }
-            Err((app, env)) => {
-                drop(tx);
-                Err(self.in_progress(app, env).await)
-            }
-        }
+        let inserted = Self::insert_run(&mut tx, run, event).await?;
+        let (run, event) = self.commit_run(tx, inserted).await?;
+        Ok((release, run, event))
     }
 
     async fn run(&self, id: RunId) -> Result<Run> {
@@ -757,6 +742,25 @@ impl SqliteStore {
         let event = NewEvent { run_id: Some(created.id), ..event };
         let event = Self::insert_event(&mut *executor, &event).await?;
         Ok(Ok((created, event)))
+    }
+
+    /// Commits the transaction a run went into, or names the run in progress that kept
+    /// it out.
+    async fn commit_run(
+        &self,
+        tx: sqlx::Transaction<'_, Sqlite>,
+        inserted: std::result::Result<(Run, Event), (String, String)>,
+    ) -> Result<(Run, Event)> {
+        match inserted {
+            Ok(created) => {
+                tx.commit().await.map_err(backend)?;
+                Ok(created)
+            }
+            Err((app, env)) => {
+                drop(tx);
+                Err(self.in_progress(app, env).await)
+            }
+        }
     }
 
     /// The error for a run refused because another is in progress, naming that run

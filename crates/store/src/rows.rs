@@ -93,6 +93,11 @@ impl RunState {
         matches!(self, RunState::Succeeded | RunState::RolledBack | RunState::Failed | RunState::Rejected)
     }
 
+    /// Finished without bringing its release in: failed, rolled back or rejected.
+    pub fn is_unsuccessful(self) -> bool {
+        self.is_terminal() && self != RunState::Succeeded
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Pending => "pending",

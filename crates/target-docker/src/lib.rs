@@ -317,11 +317,7 @@ async fn restart_counts(
     replicas: Vec<(String, String, Vec<String>)>,
 ) -> Result<HashMap<(String, String), i64>, TargetError> {
     let lookups = replicas.into_iter().map(|(app, key, containers)| async move {
-        let mut count = 0;
-        for container in &containers {
-            count += replicas::restart_count(docker, container).await?;
-        }
-        Ok::<_, TargetError>(((app, key), count))
+        Ok::<_, TargetError>(((app, key), replicas::replica_restarts(docker, &containers).await?))
     });
     futures_util::stream::iter(lookups).buffer_unordered(INSPECT_CONCURRENCY).try_collect().await
 }

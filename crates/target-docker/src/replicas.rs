@@ -364,6 +364,15 @@ pub(crate) async fn restart_count(docker: &Docker, container_id: &str) -> Result
     }
 }
 
+/// The restarts of a replica's containers (given by id), summed.
+pub(crate) async fn replica_restarts(docker: &Docker, container_ids: &[String]) -> Result<i64, TargetError> {
+    let mut count = 0;
+    for container_id in container_ids {
+        count += restart_count(docker, container_id).await?;
+    }
+    Ok(count)
+}
+
 /// The last lines a container wrote, stdout and stderr together.
 pub(crate) async fn log_tail(docker: &Docker, container_id: &str, lines: usize) -> Vec<String> {
     let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();

@@ -131,11 +131,11 @@ pub(crate) async fn run(
         }
 
         if settled.is_none() {
+            // With nothing to protect, or no window asked, the snapshot stands as built.
             let old_serving = snapshot.old.iter().any(|replica| replica.health == Health::Healthy);
-            settled = Some(!old_serving || window.is_zero());
-            if !old_serving || window.is_zero() {
-                // Nothing to protect, or nothing asked: the snapshot stands as built.
-            } else {
+            let hold = old_serving && !window.is_zero();
+            settled = Some(!hold);
+            if hold {
                 // Built before the decision: healthy new replicas start their watch now.
                 for view in &mut snapshot.new {
                     if view.health == Health::Healthy {
@@ -277,10 +277,8 @@ async fn broken_replicas(
     let replicas = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
     let mut broken = HashSet::new();
     for replica in replicas.iter().filter(|r| r.revision == rollout.revision) {
-        let mut restarts = 0;
-        for container in replica.containers() {
-            restarts += replicas::restart_count(&target.docker, &container.id).await?;
-        }
+        let containers: Vec<String> = replica.containers().map(|container| container.id.clone()).collect();
+        let restarts = replicas::replica_restarts(&target.docker, &containers).await?;
         let why = if !replica.is_running() {
             let code = replica.stopped_container().and_then(|container| container.exit_code);
             format!("is not running{}", code.map(|code| format!(" (exit code {code})")).unwrap_or_default())
@@ -289,7 +287,7 @@ async fn broken_replicas(
         } else {
             continue;
         };
-        broken.extend(replica.containers().map(|container| container.id.clone()));
+        broken.extend(containers);
         let message = format!("{} {why}: replacing it", replica.name());
         progress.report(event("replica.replacing", message, replica)).await;
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, Service,
+    Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, Service,
 };
 use launchway_manifest::{EcsDeployment, EcsServiceSpec};
 use launchway_target::settings::{flatten, select_container};
@@ -93,7 +93,7 @@ pub(crate) async fn observe(
         }
     }
     let (steady, status) = steadiness(&service, current);
-    let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+    let primary = primary_deployment(&service);
     Ok(Some(LiveDefinition {
         reference: current.to_owned(),
         revision: described.tag(definitions::TAG_REVISION).map(str::to_owned),
@@ -107,11 +107,16 @@ pub(crate) async fn observe(
     }))
 }
 
+/// The deployment ECS is moving the service to (or keeps it on).
+fn primary_deployment(service: &Service) -> Option<&Deployment> {
+    service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"))
+}
+
 /// Whether the service has finished moving to `task_definition`, and a line saying how
 /// it is doing.
 fn steadiness(service: &Service, task_definition: &str) -> (bool, String) {
     let deployments = service.deployments();
-    let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+    let primary = primary_deployment(service);
     match primary {
         None => (
             false,
@@ -308,7 +313,7 @@ async fn watch(
     loop {
         let service = require(client, spec).await?;
         let deployments = service.deployments();
-        let primary = deployments.iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+        let primary = primary_deployment(&service);
         if service.task_definition() != Some(task_definition) {
             // The circuit breaker's rollback (or someone else) moved the service away;
             // the deployment that failed, when ECS still lists it, says why.
@@ -446,7 +451,7 @@ pub(crate) async fn verify(
         });
     }
     let (steady, status) = steadiness(&service, &current);
-    let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+    let primary = primary_deployment(&service);
     let all_running = primary.is_some_and(|primary| primary.running_count() >= primary.desired_count());
     if !steady || !all_running {
         let logs = failure_reasons(client, spec, primary.and_then(|primary| primary.id())).await;
@@ -515,7 +520,7 @@ struct Watched {
 
 impl Watched {
     fn of(service: &Service) -> Option<Watched> {
-        let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"))?;
+        let primary = primary_deployment(service)?;
         Some(Watched {
             deployment_id: primary.id()?.to_owned(),
             failed_tasks: primary.failed_tasks(),
@@ -532,7 +537,7 @@ impl Watched {
                 short(service.task_definition().unwrap_or("nothing"))
             ));
         }
-        let primary = service.deployments().iter().find(|deployment| deployment.status() == Some("PRIMARY"));
+        let primary = primary_deployment(service);
         let Some(primary) = primary else {
             return Some("lost its primary deployment".to_owned());
         };

@@ -1,0 +1,266 @@
+//! What runs where: each (app, environment) with its health, read from the target,
+//! and whether it is what the repo asks for. What cannot be read is "unknown", never a
+//! guess from the database.
+
+use std::collections::BTreeMap;
+
+use launchway_manifest::{AppSpec, Manifest};
+use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState};
+use launchway_target::{AppRef, LiveApp, ReplicaState, describe};
+use serde::Serialize;
+
+use crate::{Engine, Result, Selection};
+
+/// How an app is doing where it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Everything it should run runs, as verified.
+    Healthy,
+    /// Some of it is down, restarting, missing or left over.
+    Degraded,
+    /// A run is changing it.
+    Progressing,
+    /// Nothing of it serves.
+    Failed,
+    /// It is not deployed there.
+    Missing,
+    /// Live state could not be read: launchway does not guess.
+    Unknown,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::Degraded => "degraded",
+            HealthState::Progressing => "progressing",
+            HealthState::Failed => "failed",
+            HealthState::Missing => "missing",
+            HealthState::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppHealth {
+    pub state: HealthState,
+    /// "3/3 running", "2/3 running; web-dev-1f2e-1 exited (code 3)", "cannot reach …".
+    pub summary: String,
+}
+
+/// Whether what runs is what the repo asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    InSync,
+    OutOfSync,
+    /// Held at a release by a manual rollback.
+    Pinned,
+    /// The repo or live state could not be read.
+    Unknown,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::InSync => "in sync",
+            SyncState::OutOfSync => "out of sync",
+            SyncState::Pinned => "pinned",
+            SyncState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One (app, environment) as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    pub app: String,
+    pub env: String,
+    pub deployment: Option<DeploymentRecord>,
+    pub current_release: Option<Release>,
+    pub live: Option<LiveApp>,
+    pub last_run: Option<Run>,
+    /// The desired revision, when the config repo was read.
+    pub desired_revision: Option<String>,
+    /// Why live state could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_error: Option<String>,
+    pub health: AppHealth,
+    pub sync: SyncState,
+}
+
+impl Engine {
+    /// Status of every (app, environment) deployed or, with a manifest, declared: what
+    /// runs, how healthy it is and whether it is what the repo asks for. Live state that
+    /// cannot be read makes health and sync "unknown", never a guess.
+    pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
+        let store = &self.inner.store;
+        let mut pairs: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        for record in store.deployments().await? {
+            pairs.insert((record.app, record.env), None);
+        }
+        if let Some(manifest) = manifest {
+            for deployment in manifest.deployments() {
+                pairs.insert(
+                    (deployment.app.to_owned(), deployment.environment.to_owned()),
+                    Some(deployment.spec.revision().0),
+                );
+            }
+        }
+        let mut statuses = Vec::new();
+        for ((app, env), desired_revision) in pairs {
+            if !selection.includes(&app, &env) {
+                continue;
+            }
+            let deployment = store.deployment(&app, &env).await?;
+            let current_release =
+                self.release_if_any(deployment.as_ref().map(|record| record.current_release_id)).await?;
+            let target = manifest
+                .and_then(|manifest| manifest.environments.get(&env))
+                .map(|environment| environment.target.clone())
+                .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
+            let spec = current_release
+                .as_ref()
+                .map(|release| &release.spec)
+                .or_else(|| manifest.and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec)));
+            let (live, live_error) = match (&target, spec) {
+                (Some(target), Some(spec)) => match self.target(target).await {
+                    Ok(target) => match target.observe(&env, &[AppRef { app: &app, spec }]).await {
+                        Ok(mut live) => (live.apps.remove(&app), None),
+                        Err(error) => (None, Some(describe(&error))),
+                    },
+                    Err(error) => (None, Some(describe(&error))),
+                },
+                _ => (None, None),
+            };
+            let last_run = self.latest_run(&app, &env).await?;
+            let health = health(current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
+            let sync = sync_state(
+                deployment.as_ref(),
+                current_release.as_ref(),
+                desired_revision.as_deref(),
+                live.as_ref(),
+                live_error.is_some(),
+            );
+            statuses.push(AppStatus {
+                app,
+                env,
+                deployment,
+                current_release,
+                live,
+                last_run,
+                desired_revision,
+                live_error,
+                health,
+                sync,
+            });
+        }
+        Ok(statuses)
+    }
+}
+
+/// Health from what runs, against the release that should be running.
+fn health(
+    current: Option<&Release>,
+    live: Option<&LiveApp>,
+    live_error: Option<&str>,
+    last_run: Option<&Run>,
+) -> AppHealth {
+    let said = |state: HealthState, summary: String| AppHealth { state, summary };
+    if let Some(run) = last_run.filter(|run| !run.state.is_terminal() && run.state != RunState::AwaitingApproval) {
+        return said(HealthState::Progressing, format!("run {} is {}", run.id, run.state));
+    }
+    if let Some(error) = live_error {
+        return said(HealthState::Unknown, format!("cannot read live state: {error}"));
+    }
+    let Some(current) = current else {
+        return said(HealthState::Missing, "not deployed yet".to_owned());
+    };
+    let empty = LiveApp::default();
+    let live = live.unwrap_or(&empty);
+    match &current.spec {
+        AppSpec::Service(service) => {
+            let desired = service.replicas;
+            let ours: Vec<_> = live.replicas.iter().filter(|r| r.revision == current.revision).collect();
+            let running = ours.iter().filter(|r| r.state == ReplicaState::Running).count() as u32;
+            let mut problems = Vec::new();
+            for replica in &ours {
+                match &replica.state {
+                    ReplicaState::Stopped { exit_code } => problems.push(format!(
+                        "{} is not running{}",
+                        replica.name,
+                        exit_code.map(|code| format!(" (exit code {code})")).unwrap_or_default()
+                    )),
+                    ReplicaState::Running if replica.restarts > 0 => problems.push(format!(
+                        "{} restarted {} time{} after crashing",
+                        replica.name,
+                        replica.restarts,
+                        if replica.restarts == 1 { "" } else { "s" }
+                    )),
+                    ReplicaState::Running => {}
+                }
+            }
+            let others = live.replicas.len() - ours.len();
+            if others > 0 {
+                problems.push(format!("{others} replica{} of another revision", if others == 1 { "" } else { "s" }));
+            }
+            let mut summary = format!("{running}/{desired} running");
+            for problem in &problems {
+                summary.push_str("; ");
+                summary.push_str(problem);
+            }
+            let state = if desired > 0 && running == 0 {
+                HealthState::Failed
+            } else if running < desired || !problems.is_empty() {
+                HealthState::Degraded
+            } else {
+                HealthState::Healthy
+            };
+            said(state, summary)
+        }
+        AppSpec::Task(_) => match last_run.filter(|run| run.kind == RunKind::Scheduled) {
+            Some(run) if run.state == RunState::Failed => said(
+                HealthState::Degraded,
+                format!("its last scheduled run ({}) failed: {}", run.id, run.reason.as_deref().unwrap_or("")),
+            ),
+            _ => said(HealthState::Healthy, "runs on its schedule".to_owned()),
+        },
+        AppSpec::EcsService(_) | AppSpec::EcsTask(_) => match &live.definition {
+            None => said(HealthState::Failed, "not found on ECS".to_owned()),
+            Some(definition) if definition.failed => said(HealthState::Failed, definition.status.clone()),
+            Some(definition) => {
+                let short =
+                    definition.running.zip(definition.desired).is_some_and(|(running, desired)| running < desired);
+                let state = match (definition.steady, short) {
+                    (true, false) => HealthState::Healthy,
+                    (true, true) => HealthState::Degraded,
+                    (false, _) => HealthState::Progressing,
+                };
+                said(state, definition.status.clone())
+            }
+        },
+    }
+}
+
+fn sync_state(
+    record: Option<&DeploymentRecord>,
+    current: Option<&Release>,
+    desired: Option<&str>,
+    live: Option<&LiveApp>,
+    live_unknown: bool,
+) -> SyncState {
+    if record.is_some_and(|record| record.pin.is_some()) {
+        return SyncState::Pinned;
+    }
+    let Some(desired) = desired else { return SyncState::Unknown };
+    if live_unknown {
+        return SyncState::Unknown;
+    }
+    let Some(current) = current.filter(|current| current.revision == desired) else {
+        return SyncState::OutOfSync;
+    };
+    // Replicas of another revision still running (Docker) are not what the repo says.
+    let stray = live.is_some_and(|live| live.replicas.iter().any(|replica| replica.revision != current.revision));
+    if stray { SyncState::OutOfSync } else { SyncState::InSync }
+}
