@@ -1,7 +1,9 @@
 //! Approvals: a run whose environment requires one waits, parked and durable, until
 //! someone allowed to decides, or until its time runs out.
 
-use launchway_store::{Approval, Decision, NewEvent, Run, RunState, Transition, now_ms};
+use launchway_store::{
+    Approval, ApprovalDecided, Decision, EventBody, NewEvent, Run, RunState, Transition, TransitionDetail, now_ms,
+};
 
 use crate::run::Next;
 use crate::{Engine, EngineError, Result};
@@ -40,16 +42,13 @@ impl Engine {
                 )));
             }
         }
-        let (kind, verb) = match decision {
-            Decision::Approved => ("approval.granted", "approved"),
-            Decision::Rejected => ("approval.refused", "rejected"),
-        };
+        let verb = decision.as_str();
         let message = match &comment {
             Some(comment) => format!("{verb} by {approver}: {comment}"),
             None => format!("{verb} by {approver}"),
         };
-        let event = NewEvent::for_run(&run, kind, message)
-            .with_data(serde_json::json!({"by": approver, "decision": decision, "comment": comment}));
+        let decided = ApprovalDecided { by: approver.to_owned(), decision, comment: comment.clone() };
+        let event = NewEvent::for_run(&run, EventBody::ApprovalDecided(decided), message);
         let (approval, event) = store.decide(run_id, decision, approver, comment, event).await?;
         self.announce(&event);
         Ok(approval)
@@ -59,8 +58,12 @@ impl Engine {
     pub(crate) async fn supersede(&self, run: &Run, revision: &str) -> Result<()> {
         let lease = self.claim(run.id).await?;
         let reason = format!("superseded by revision {revision}");
+        let rejected = EventBody::RunEntered {
+            state: RunState::Rejected,
+            detail: TransitionDetail { reason: Some(reason.clone()), ..TransitionDetail::default() },
+        };
         let event =
-            NewEvent::for_run(run, "run.rejected", format!("{reason} before anyone approved it; nothing was changed"));
+            NewEvent::for_run(run, rejected, format!("{reason} before anyone approved it; nothing was changed"));
         let transition = Transition {
             to: RunState::Rejected,
             reason: Some(reason),

@@ -12,13 +12,12 @@
 mod approval;
 pub mod dora;
 mod owner;
-pub mod plan;
+mod plan;
 mod run;
 mod status;
 mod sync;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,10 +25,11 @@ use launchway_manifest::TargetSpec;
 use launchway_store::{Event, NewEvent, Store, StoreError};
 use launchway_target::{Target, TargetError};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 pub use dora::{DoraFigures, NO_OP_REASON};
+pub use launchway_store::{AppPlan, Change, PlanAction};
 pub use owner::Owner;
-pub use plan::{AppPlan, Change, PlanAction};
 pub use status::{AppHealth, AppStatus, HealthState, SyncState};
 pub use sync::{Decision, DeployRequest, ImageOverrides, Selection};
 
@@ -63,11 +63,17 @@ pub struct EngineConfig {
     /// How long a lease lasts without renewal. A crashed holder on another host blocks
     /// its runs this long; on the same host its death is seen at once.
     pub lease_ttl: Duration,
+    /// The process's one stop signal: once cancelled, runs being driven stop at their
+    /// next step boundary, persisted and with their lease given up, so that they resume
+    /// elsewhere at once. The CLI cancels it on Ctrl-C or SIGTERM, the server on
+    /// shutdown; everything else that must stop then (the server's loops, its HTTP
+    /// listener) waits on the same token.
+    pub stop: CancellationToken,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { lease_ttl: Duration::from_secs(15) }
+        EngineConfig { lease_ttl: Duration::from_secs(15), stop: CancellationToken::new() }
     }
 }
 
@@ -83,22 +89,12 @@ struct Inner {
     owner: Owner,
     config: EngineConfig,
     events: broadcast::Sender<Event>,
-    stopping: AtomicBool,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, targets: Arc<dyn TargetProvider>, config: EngineConfig) -> Engine {
         let (events, _) = broadcast::channel(1024);
-        Engine {
-            inner: Arc::new(Inner {
-                store,
-                targets,
-                owner: Owner::of_this_process(),
-                config,
-                events,
-                stopping: AtomicBool::new(false),
-            }),
-        }
+        Engine { inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events }) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -114,14 +110,13 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
-    /// Asks runs being driven to stop at the next step boundary, with their state
-    /// persisted and their lease given up, so that they resume elsewhere at once.
-    pub fn stop_at_next_boundary(&self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+    /// The stop signal it obeys ([`EngineConfig::stop`]).
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.inner.config.stop
     }
 
     fn stopping(&self) -> bool {
-        self.inner.stopping.load(Ordering::SeqCst)
+        self.inner.config.stop.is_cancelled()
     }
 
     pub async fn target(&self, spec: &TargetSpec) -> Result<Arc<dyn Target>> {

@@ -10,22 +10,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
-    ApprovalRequest, DeploymentUpdate, Lease, NewEvent, Release, Run, RunKind, RunState, StepOutcome, StoreError,
-    Transition, now_ms,
+    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, Lease, NewEvent, PlanAction, Release, Run, RunKind,
+    RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
-use serde_json::json;
 use tracing::Instrument;
 
-use crate::{Engine, EngineError, Result, plan};
+use crate::plan::Observed;
+use crate::{Engine, EngineError, Result};
 
 /// What a step decided.
 pub(crate) struct Next {
     to: RunState,
     reason: Option<String>,
-    plan: Option<serde_json::Value>,
+    plan: Option<AppPlan>,
     message: String,
-    data: serde_json::Value,
+    detail: TransitionDetail,
     deployment: Option<DeploymentUpdate>,
     approval: Option<ApprovalRequest>,
 }
@@ -37,7 +37,7 @@ impl Next {
             reason: None,
             plan: None,
             message: message.into(),
-            data: serde_json::Value::Null,
+            detail: TransitionDetail::default(),
             deployment: None,
             approval: None,
         }
@@ -48,9 +48,13 @@ impl Next {
         self
     }
 
-    fn with_data(mut self, data: serde_json::Value) -> Next {
-        self.data = data;
+    fn with_detail(mut self, detail: TransitionDetail) -> Next {
+        self.detail = detail;
         self
+    }
+
+    fn with_logs(self, logs: impl Into<Vec<String>>) -> Next {
+        self.with_detail(TransitionDetail { logs: logs.into(), ..TransitionDetail::default() })
     }
 
     fn deploying(mut self, release_id: i64, verified: bool) -> Next {
@@ -101,14 +105,11 @@ impl Engine {
                         }
                         _ => String::new(),
                     };
-                    self.record(
-                        NewEvent::for_run(
-                            &run,
-                            "run.resumed",
-                            format!("resuming run {run_id} at {}{previous}", run.state),
-                        )
-                        .with_data(json!({"attempt": lease.attempt, "state": run.state})),
-                    )
+                    self.record(NewEvent::for_run(
+                        &run,
+                        EventBody::RunResumed { attempt: lease.attempt, state: run.state },
+                        format!("resuming run {run_id} at {}{previous}", run.state),
+                    ))
                     .await?;
                 }
                 Ok(lease)
@@ -166,7 +167,9 @@ impl Engine {
                     unreachable!("checked above")
                 }
             };
-            let event = NewEvent::for_run(&run, &format!("run.{}", next.to), next.message).with_data(next.data);
+            let mut detail = next.detail;
+            detail.reason = detail.reason.or_else(|| next.reason.clone());
+            let event = NewEvent::for_run(&run, EventBody::RunEntered { state: next.to, detail }, next.message);
             let (_, event) = self
                 .inner
                 .store
@@ -197,8 +200,12 @@ impl Engine {
         let store = &self.inner.store;
         tracing::info!(step = name, "step started");
         store.start_step(lease, name).await?;
-        self.record(NewEvent::for_run(run, "step.started", format!("{name} started")).with_data(json!({"step": name})))
-            .await?;
+        self.record(NewEvent::for_run(
+            run,
+            EventBody::StepStarted { step: name.to_owned() },
+            format!("{name} started"),
+        ))
+        .await?;
         let started = std::time::Instant::now();
         let next = body.await;
         let (outcome, detail) = match &next {
@@ -211,15 +218,9 @@ impl Engine {
         store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(step = name, outcome = outcome.as_str(), elapsed_ms, "step finished");
-        self.record(
-            NewEvent::for_run(
-                run,
-                "step.finished",
-                format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str()),
-            )
-            .with_data(json!({"step": name, "outcome": outcome, "elapsed_ms": elapsed_ms, "detail": detail})),
-        )
-        .await?;
+        let message = format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str());
+        let finished = StepFinished { step: name.to_owned(), outcome, elapsed_ms, detail };
+        self.record(NewEvent::for_run(run, EventBody::StepFinished(finished), message)).await?;
         next
     }
 
@@ -267,8 +268,8 @@ impl Engine {
         let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
         let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
         let verified_before = good.is_some_and(|good| good.revision == release.revision);
-        let plan = plan::compute(&run.app, &run.env, &release.spec, live.apps.get(&run.app), current.as_ref());
-        let plan_json = serde_json::to_value(&plan).expect("plans serialize");
+        let observed = Observed { target, live };
+        let plan = observed.plan(&run.app, &run.env, &release.spec, current.as_ref());
         let mut next = if plan.is_no_op() && verified_before {
             Next::to(RunState::Succeeded, "nothing to change: the target already runs this release")
                 .because(crate::dora::NO_OP_REASON)
@@ -283,14 +284,15 @@ impl Engine {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
             let mut next = Next::to(RunState::AwaitingApproval, format!("waiting for approval: {}", plan.summary))
                 .because("waiting for approval")
-                .with_data(json!({"changes": changes, "expires_at": expires_at}));
+                .with_detail(TransitionDetail { changes, expires_at, ..TransitionDetail::default() });
             next.approval = Some(ApprovalRequest { expires_at });
             next
         } else {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
-            Next::to(RunState::Deploying, plan.summary.clone()).with_data(json!({"changes": changes}))
+            Next::to(RunState::Deploying, plan.summary.clone())
+                .with_detail(TransitionDetail { changes, ..TransitionDetail::default() })
         };
-        next.plan = Some(plan_json);
+        next.plan = Some(plan);
         Ok(next)
     }
 
@@ -350,7 +352,7 @@ impl Engine {
                     ),
                 )
                 .because(reason)
-                .with_data(json!({"logs": error.logs()})))
+                .with_logs(error.logs()))
             }
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
@@ -376,11 +378,15 @@ impl Engine {
                 let took = format!("{:.1}s", outcome.elapsed.as_secs_f64());
                 Ok(Next::to(RunState::Succeeded, format!("task exited with code 0 after {took}"))
                     .because(format!("exited 0 after {took}"))
-                    .with_data(json!({"exit_code": outcome.exit_code, "logs": outcome.logs})))
+                    .with_detail(TransitionDetail {
+                        exit_code: Some(outcome.exit_code),
+                        logs: outcome.logs,
+                        ..TransitionDetail::default()
+                    }))
             }
             Err(error) => {
                 let reason = describe(&error);
-                Ok(Next::to(RunState::Failed, reason.clone()).because(reason).with_data(json!({"logs": error.logs()})))
+                Ok(Next::to(RunState::Failed, reason.clone()).because(reason).with_logs(error.logs()))
             }
         }
     }
@@ -398,12 +404,12 @@ impl Engine {
             tracing::warn!(run_id = run.id, error = %inner, "target error during rollout");
         }
         let reason = describe(&error);
-        let data = json!({"reason": reason, "logs": error.logs()});
+        let logs = error.logs();
         match run.previous_release_id {
             Some(previous) if previous != release.id => {
                 Ok(Next::to(RunState::RollingBack, format!("{reason}; rolling back to release {previous}"))
                     .because(reason)
-                    .with_data(data))
+                    .with_logs(logs))
             }
             _ => {
                 let progress = RunProgress { engine: self, run };
@@ -416,7 +422,7 @@ impl Engine {
                         format!("{reason}; removing its replicas failed too: {}", describe(&cleanup_error))
                     }
                 };
-                Ok(Next::to(RunState::Failed, message).because(reason).with_data(data))
+                Ok(Next::to(RunState::Failed, message).because(reason).with_logs(logs))
             }
         }
     }
@@ -453,7 +459,7 @@ impl Engine {
                         run.reason.as_deref().unwrap_or("the release failed"),
                         previous.id
                     ))
-                    .with_data(json!({"logs": error.logs()})))
+                    .with_logs(error.logs()))
             }
         }
     }
@@ -461,7 +467,7 @@ impl Engine {
 
 /// Whether the run's plan found nothing to change (it was then only verified).
 fn plan_was_no_op(run: &Run) -> bool {
-    run.plan.as_ref().is_some_and(|plan| plan["action"] == "no_change")
+    run.plan.as_ref().is_some_and(|plan| plan.action == PlanAction::NoChange)
 }
 
 fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
@@ -503,7 +509,7 @@ struct RunProgress<'a> {
 #[async_trait]
 impl Progress for RunProgress<'_> {
     async fn report(&self, event: TargetEvent) {
-        let event = NewEvent::for_run(self.run, event.kind, event.message).with_data(event.data);
+        let event = NewEvent::for_run(self.run, EventBody::Target(event.report), event.message);
         if let Err(error) = self.engine.record(event).await {
             // The step's own transition will hit the same store problem and stop the run.
             tracing::warn!(run_id = self.run.id, %error, "could not record a target event");

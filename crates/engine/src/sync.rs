@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use launchway_manifest::{AppSpec, ApprovalPolicy, Manifest, TargetSpec};
 use launchway_store::{
-    NewEvent, NewPin, NewRelease, NewRun, Pin, Published, Release, ReleaseId, ReleaseSource, Run, RunFilter, RunKind,
-    RunState, StoreError, now_ms,
+    AppPlan, AuditKind, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published, Release,
+    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunKind, RunState, StoreError, now_ms,
 };
-use launchway_target::{AppRef, LiveEnvironment};
+use launchway_target::AppRef;
+use launchway_target::planning;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::plan::{self, AppPlan, PlanAction};
+use crate::plan::Observed;
 use crate::{Engine, EngineError, Result};
 
 /// The wait before repairing an app again that was repaired within the last hour; it
@@ -70,6 +71,7 @@ pub enum Decision {
         plan: Box<AppPlan>,
     },
     /// A run interrupted earlier is resumed first.
+    #[serde(rename = "resumed")]
     Resume {
         run: Box<Run>,
     },
@@ -86,6 +88,7 @@ pub enum Decision {
         previous_state: RunState,
     },
     /// A run for the same desired state waits for approval.
+    #[serde(rename = "waiting_for_approval")]
     Waiting {
         run: Box<Run>,
     },
@@ -131,27 +134,21 @@ impl Engine {
     /// Plans for every selected (app, environment), reading live state once per
     /// environment. Changes nothing.
     pub async fn plan(&self, manifest: &Manifest, selection: &Selection) -> Result<Vec<AppPlan>> {
-        let mut live_by_env: BTreeMap<String, LiveEnvironment> = BTreeMap::new();
+        let mut live_by_env: BTreeMap<String, Observed> = BTreeMap::new();
         let mut plans = Vec::new();
         for deployment in manifest.deployments().filter(|d| selection.includes(d.app, d.environment)) {
-            let live = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
+            let observed = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
             let record = self.inner.store.deployment(deployment.app, deployment.environment).await?;
             let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
-            let mut plan = plan::compute(
-                deployment.app,
-                deployment.environment,
-                deployment.spec,
-                live.apps.get(deployment.app),
-                current.as_ref(),
-            );
+            let mut plan = observed.plan(deployment.app, deployment.environment, deployment.spec, current.as_ref());
             plan.pinned = record.and_then(|record| record.pin);
             plans.push(plan);
         }
-        for (env, live) in &live_by_env {
-            for (app, live_app) in &live.apps {
+        for (env, observed) in &live_by_env {
+            for (app, live_app) in &observed.live.apps {
                 let declared = manifest.apps.get(app).is_some_and(|declared| declared.specs.contains_key(env));
                 if !declared && selection.includes(app, env) && !live_app.replicas.is_empty() {
-                    plans.push(AppPlan::unmanaged(app, env, live_app));
+                    plans.push(planning::unmanaged(app, env, live_app));
                 }
             }
         }
@@ -170,7 +167,7 @@ impl Engine {
     ///   is repaired toward that release, never toward an unverified one, with a backoff.
     pub async fn prepare_deploys(&self, request: &DeployRequest<'_>) -> Result<Vec<Decision>> {
         let store = &self.inner.store;
-        let mut live_by_env: BTreeMap<String, LiveEnvironment> = BTreeMap::new();
+        let mut live_by_env: BTreeMap<String, Observed> = BTreeMap::new();
         let mut decisions = Vec::new();
         let selected = request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment));
         for deployment in selected {
@@ -215,12 +212,12 @@ impl Engine {
                 // would deploy a state nobody wants any more.
                 self.supersede(run, &revision).await?;
             }
-            let live = self.live(request.manifest, env, request.selection, &mut live_by_env).await?.apps.get(app);
+            let observed = self.live(request.manifest, env, request.selection, &mut live_by_env).await?;
             let record = store.deployment(app, env).await?;
             let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
             let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
             let drift_from = |release: &Release| {
-                let plan = plan::compute(app, env, &release.spec, live, current.as_ref());
+                let plan = observed.plan(app, env, &release.spec, current.as_ref());
                 (plan.action == PlanAction::Converge).then_some(plan)
             };
 
@@ -238,7 +235,7 @@ impl Engine {
                 continue;
             }
 
-            let mut plan = plan::compute(app, env, spec, live, current.as_ref());
+            let mut plan = observed.plan(app, env, spec, current.as_ref());
             if let Some((note, _)) = &note {
                 plan.summary = format!("{} ({note})", plan.summary);
             }
@@ -520,14 +517,12 @@ impl Engine {
     /// Lifts a manual rollback's pin: the repo's desired state deploys there again (at
     /// the server's next look, or the next `deploy`).
     pub async fn unpin(&self, app: &str, env: &str, by: &str) -> Result<Pin> {
-        let event = NewEvent {
-            run_id: None,
-            app: Some(app.to_owned()),
-            env: Some(env.to_owned()),
-            kind: "deployment.unpinned".to_owned(),
-            message: format!("{app} in {env} unpinned by {by}: the repo's desired state deploys there again"),
-            data: json!({"by": by}),
-        };
+        let event = NewEvent::for_app(
+            app,
+            env,
+            EventBody::Audit { kind: AuditKind::DeploymentUnpinned, data: json!({"by": by}) },
+            format!("{app} in {env} unpinned by {by}: the repo's desired state deploys there again"),
+        );
         match self.inner.store.unpin(app, env, event).await? {
             Some((pin, event)) => {
                 self.announce(&event);
@@ -684,8 +679,8 @@ impl Engine {
         manifest: &Manifest,
         env: &str,
         selection: &Selection,
-        cache: &'m mut BTreeMap<String, LiveEnvironment>,
-    ) -> Result<&'m LiveEnvironment> {
+        cache: &'m mut BTreeMap<String, Observed>,
+    ) -> Result<&'m Observed> {
         if !cache.contains_key(env) {
             let target = self.target(&self.environment_target(manifest, env)?).await?;
             let apps: Vec<AppRef<'_>> = manifest
@@ -693,7 +688,8 @@ impl Engine {
                 .filter(|deployment| deployment.environment == env && selection.includes(deployment.app, env))
                 .map(|deployment| AppRef { app: deployment.app, spec: deployment.spec })
                 .collect();
-            cache.insert(env.to_owned(), target.observe(env, &apps).await?);
+            let live = target.observe(env, &apps).await?;
+            cache.insert(env.to_owned(), Observed { target, live });
         }
         Ok(&cache[env])
     }
@@ -781,17 +777,16 @@ fn run_created(release: &Release, request: &RunRequest<'_>) -> NewEvent {
         .map(|commit| format!(" from commit {}", &commit[..commit.len().min(10)]))
         .unwrap_or_default();
     let what = if release.id == 0 { format!("revision {}", release.revision) } else { release_words(release) };
-    NewEvent {
-        run_id: None,
-        app: Some(release.app.clone()),
-        env: Some(release.env.clone()),
-        kind: "run.created".to_owned(),
-        message: format!("{} {what}{commit}: {}", request.kind.as_str(), request.summary),
-        data: json!({
-            "release": release.id,
-            "revision": release.revision,
-            "trigger": request.trigger,
-            "kind": request.kind,
-        }),
-    }
+    let created = RunCreated {
+        release: release.id,
+        revision: release.revision.clone(),
+        trigger: request.trigger.to_owned(),
+        kind: request.kind,
+    };
+    NewEvent::for_app(
+        &release.app,
+        &release.env,
+        EventBody::RunCreated(created),
+        format!("{} {what}{commit}: {}", request.kind.as_str(), request.summary),
+    )
 }

@@ -1,12 +1,11 @@
-//! The run state machine against a real SQLite store and a scripted target.
+//! The run state machine against a real SQLite store and a scripted fake target.
 //!
-//! The target here is a test double whose answers each test scripts: these tests are
-//! about the engine's decisions (what happens after a failure, a lost lease, a request
-//! to stop). What a real target does is covered end to end against the Docker engine
-//! in `crates/launchway/tests`.
+//! The target here is testkit's [`FakeTarget`], whose answers each test scripts: these
+//! tests are about the engine's decisions (what happens after a failure, a lost lease,
+//! a request to stop). What a real target does is covered by the target conformance
+//! tests and end to end against the Docker engine in `crates/launchway/tests`.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,106 +13,12 @@ use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, EngineErro
 use launchway_manifest::{Manifest, SourceFile, TargetSpec};
 use launchway_store::{EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
 use launchway_store_sqlite::SqliteStore;
-use launchway_target::{
-    AppRef, LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target, TargetError,
-};
+use launchway_target::{Target, TargetError};
+use launchway_testkit::FakeTarget;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// A target that records calls, keeps "live" replicas in memory, and answers as scripted.
-#[derive(Default)]
-struct ScriptedTarget {
-    calls: Mutex<Vec<String>>,
-    live: Mutex<BTreeMap<String, String>>,
-    refuse_check: Mutex<Option<String>>,
-    failing_revisions: Mutex<Vec<String>>,
-    /// When set, rollouts wait for it: lets a test act while a step is under way.
-    hold_rollouts: Mutex<Option<Arc<Notify>>>,
-    /// The apps each `observe` asked about.
-    observed: Mutex<Vec<Vec<String>>>,
-}
-
-impl ScriptedTarget {
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-    fn call(&self, call: String) {
-        self.calls.lock().unwrap().push(call);
-    }
-}
-
-#[async_trait]
-impl Target for ScriptedTarget {
-    fn describe(&self) -> String {
-        "scripted".into()
-    }
-
-    async fn check(
-        &self,
-        app: &str,
-        _env: &str,
-        _spec: &launchway_manifest::AppSpec,
-    ) -> Result<Vec<String>, TargetError> {
-        self.call(format!("check {app}"));
-        match self.refuse_check.lock().unwrap().clone() {
-            Some(reason) => Err(TargetError::Invalid(reason)),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    async fn observe(&self, _env: &str, apps: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
-        self.observed.lock().unwrap().push(apps.iter().map(|app| app.app.to_owned()).collect());
-        let live = self.live.lock().unwrap().clone();
-        Ok(LiveEnvironment {
-            apps: live
-                .into_iter()
-                .map(|(app, revision)| {
-                    let replicas = vec![LiveReplica {
-                        id: format!("{app}-{revision}"),
-                        name: app.clone(),
-                        revision,
-                        release_id: None,
-                        slot: 0,
-                        state: ReplicaState::Running,
-                        containers: Vec::new(),
-                        endpoints: Vec::new(),
-                        restarts: 0,
-                    }];
-                    (app, LiveApp { replicas, definition: None })
-                })
-                .collect(),
-        })
-    }
-
-    async fn rollout(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), RolloutError> {
-        self.call(format!("rollout {} {}", rollout.app, rollout.revision));
-        let hold = self.hold_rollouts.lock().unwrap().clone();
-        if let Some(hold) = hold {
-            hold.notified().await;
-        }
-        if self.failing_revisions.lock().unwrap().iter().any(|r| r == rollout.revision) {
-            return Err(RolloutError::Unhealthy {
-                reason: format!("replica of {} failed its health check", rollout.revision),
-                logs: vec!["boom".into()],
-            });
-        }
-        self.live.lock().unwrap().insert(rollout.app.to_owned(), rollout.revision.to_owned());
-        Ok(())
-    }
-
-    async fn verify(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), RolloutError> {
-        self.call(format!("verify {} {}", rollout.app, rollout.revision));
-        Ok(())
-    }
-
-    async fn retire(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), TargetError> {
-        self.call(format!("retire {} {}", rollout.app, rollout.revision));
-        self.live.lock().unwrap().remove(rollout.app);
-        Ok(())
-    }
-}
-
-struct Provider(Arc<ScriptedTarget>);
+struct Provider(Arc<FakeTarget>);
 
 #[async_trait]
 impl TargetProvider for Provider {
@@ -123,7 +28,7 @@ impl TargetProvider for Provider {
 }
 
 struct Setup {
-    target: Arc<ScriptedTarget>,
+    target: Arc<FakeTarget>,
     store: Arc<SqliteStore>,
     engine: Engine,
     _dir: tempfile::TempDir,
@@ -132,13 +37,17 @@ struct Setup {
 async fn setup(lease_ttl: Duration) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("db").to_str().unwrap()).await.unwrap());
-    let target = Arc::new(ScriptedTarget::default());
+    let target = Arc::new(FakeTarget::default());
     let engine = engine(&store, &target, lease_ttl);
     Setup { target, store, engine, _dir: dir }
 }
 
-fn engine(store: &Arc<SqliteStore>, target: &Arc<ScriptedTarget>, lease_ttl: Duration) -> Engine {
-    Engine::new(store.clone(), Arc::new(Provider(target.clone())), EngineConfig { lease_ttl })
+fn engine(store: &Arc<SqliteStore>, target: &Arc<FakeTarget>, lease_ttl: Duration) -> Engine {
+    Engine::new(
+        store.clone(),
+        Arc::new(Provider(target.clone())),
+        EngineConfig { lease_ttl, ..EngineConfig::default() },
+    )
 }
 
 fn manifest(image: &str) -> Manifest {
@@ -200,13 +109,13 @@ services: {web: {image: example/web:1, port: 8080}, api: {image: example/api:1, 
     let decisions = setup.engine.prepare_deploys(&request).await.expect("decisions");
     assert!(matches!(decisions.as_slice(), [Decision::Started { .. }]), "{decisions:?}");
     setup.engine.plan(&manifest, &selection).await.expect("planned");
-    assert_eq!(*setup.target.observed.lock().unwrap(), [["api"], ["api"]]);
+    assert_eq!(setup.target.observed(), [["api"], ["api"]]);
 }
 
 #[tokio::test]
 async fn a_release_the_target_refuses_fails_in_validation_and_nothing_is_rolled_out() {
     let setup = setup(Duration::from_secs(15)).await;
-    *setup.target.refuse_check.lock().unwrap() = Some("image example/web:1 is not on the engine".into());
+    setup.target.refuse_checks("image example/web:1 is not on the engine");
     let run_id = start(&setup.engine, "example/web:1").await;
     let run = setup.engine.drive(run_id).await.expect("driven");
     assert_eq!(run.state, RunState::Failed);
@@ -221,7 +130,7 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
     let first = start(&setup.engine, "example/web:1").await;
     assert_eq!(setup.engine.drive(first).await.unwrap().state, RunState::Succeeded);
 
-    setup.target.failing_revisions.lock().unwrap().push(revision("example/web:2"));
+    setup.target.fail_revision(&revision("example/web:2"));
     let second = start(&setup.engine, "example/web:2").await;
     let run = setup.engine.drive(second).await.expect("driven");
     assert_eq!(run.state, RunState::RolledBack);
@@ -258,7 +167,7 @@ async fn a_failed_rollout_rolls_back_to_the_last_verified_release() {
 #[tokio::test]
 async fn a_first_release_that_fails_has_its_replicas_removed() {
     let setup = setup(Duration::from_secs(15)).await;
-    setup.target.failing_revisions.lock().unwrap().push(revision("example/web:1"));
+    setup.target.fail_revision(&revision("example/web:1"));
     let run_id = start(&setup.engine, "example/web:1").await;
     let run = setup.engine.drive(run_id).await.expect("driven");
     assert_eq!(run.state, RunState::Failed);
@@ -268,8 +177,7 @@ async fn a_first_release_that_fails_has_its_replicas_removed() {
 /// Starts driving a run in the background and returns once its rollout is under way
 /// and held there until `hold` is notified.
 async fn drive_until_rolling_out(setup: &Setup, run_id: i64) -> (JoinHandle<Result<Run, EngineError>>, Arc<Notify>) {
-    let hold = Arc::new(Notify::new());
-    *setup.target.hold_rollouts.lock().unwrap() = Some(hold.clone());
+    let hold = setup.target.hold_rollouts();
     let driving = tokio::spawn({
         let engine = setup.engine.clone();
         async move { engine.drive(run_id).await }
@@ -302,7 +210,7 @@ async fn a_driver_that_loses_its_lease_stops_acting() {
 async fn a_run_asked_to_stop_pauses_at_a_step_boundary_and_resumes_elsewhere() {
     let setup = setup(Duration::from_secs(15)).await;
     let run_id = start(&setup.engine, "example/web:1").await;
-    setup.engine.stop_at_next_boundary();
+    setup.engine.stop_token().cancel();
     let result = setup.engine.drive(run_id).await;
     assert!(matches!(result, Err(EngineError::Interrupted { .. })), "{result:?}");
     assert!(setup.target.calls().is_empty());

@@ -1,7 +1,10 @@
-//! Talking to a launchway server (`--server`, `--token`) instead of the local database.
+//! Talking to a launchway server (`--server`, `--token`) instead of the local database,
+//! with the API's own wire types (`launchway-api`).
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub struct Client {
@@ -22,32 +25,33 @@ impl Client {
         Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value> {
-        self.call(Method::GET, path, None).await
+    pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
+        self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Result<Value> {
+    pub async fn post<B: Serialize, A: DeserializeOwned>(&self, path: &str, body: &B) -> Result<A> {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Result<Value> {
-        self.call(Method::DELETE, path, None).await
+    pub async fn delete<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
+        self.call(Method::DELETE, path, None::<&()>).await
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    async fn call<B: Serialize, A: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<A> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let response = request.send().await.with_context(|| format!("could not reach {}", self.base))?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             let message = value["error"].as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
             bail!("the server answered {status} to {method} {path}: {message}");
         }
-        Ok(value)
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server's answer to {method} {path} is not what this version reads"))
     }
 }

@@ -9,6 +9,7 @@ use launchway_manifest::{Diagnostic, Manifest};
 use launchway_source::{Commit, ConfigRepo};
 use launchway_store::ReleaseSource;
 use launchway_store_sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Global, Output, Scope};
 use crate::targets::Targets;
@@ -16,44 +17,9 @@ use crate::targets::Targets;
 pub struct Context {
     pub global: Global,
     pub targets: Arc<Targets>,
-    /// Set when the user asks launchway to stop; engines made here obey it.
-    pub stopping: Stopping,
-}
-
-/// The engines a command made, so that a signal can ask them all to stop.
-#[derive(Clone, Default)]
-pub struct Stopping {
-    engines: Arc<std::sync::Mutex<Vec<Engine>>>,
-    requested: Arc<std::sync::atomic::AtomicBool>,
-    notify: Arc<tokio::sync::Notify>,
-}
-
-impl Stopping {
-    /// Resolves once a stop has been asked for.
-    pub async fn requested(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.requested.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    pub fn stop(&self) {
-        self.requested.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify.notify_waiters();
-        for engine in self.engines.lock().expect("not poisoned").iter() {
-            engine.stop_at_next_boundary();
-        }
-    }
-
-    fn register(&self, engine: &Engine) {
-        if self.requested.load(std::sync::atomic::Ordering::SeqCst) {
-            engine.stop_at_next_boundary();
-        }
-        self.engines.lock().expect("not poisoned").push(engine.clone());
-    }
+    /// Cancelled when the user asks launchway to stop (Ctrl-C, SIGTERM): the one stop
+    /// signal engines made here, and the server, obey.
+    pub stop: CancellationToken,
 }
 
 /// A manifest with problems: printed as `file:line:col: message`, exit code 3.
@@ -86,7 +52,7 @@ impl Loaded {
 
 impl Context {
     pub fn new(global: Global) -> Context {
-        Context { global, targets: Arc::new(Targets::default()), stopping: Stopping::default() }
+        Context { global, targets: Arc::new(Targets::default()), stop: CancellationToken::new() }
     }
 
     pub fn output(&self) -> Output {
@@ -141,9 +107,8 @@ impl Context {
         let location = self.db_location()?;
         let store =
             SqliteStore::open(&location).await.with_context(|| format!("could not open the store at {location}"))?;
-        let engine = Engine::new(Arc::new(store), self.targets.clone(), EngineConfig::default());
-        self.stopping.register(&engine);
-        Ok(engine)
+        let config = EngineConfig { stop: self.stop.clone(), ..EngineConfig::default() };
+        Ok(Engine::new(Arc::new(store), self.targets.clone(), config))
     }
 
     /// Reads and validates the manifest at `--ref` of `--repo`.

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let output = cli.global.output;
     let context = Context::new(cli.global);
     let result = runtime.block_on(async {
-        tokio::spawn(stop_on_signal(context.stopping.clone()));
+        tokio::spawn(stop_on_signal(context.stop.clone()));
         commands::run(&context, cli.command).await
     });
     report_resources();
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
 /// Ctrl-C or SIGTERM: runs stop at their next step boundary, persisted, with their
 /// lease given up, so that the next `launchway deploy` resumes them at once. A second
 /// signal, or ten seconds, and the process exits; what it was doing resumes all the same.
-async fn stop_on_signal(stopping: context::Stopping) {
+async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -87,7 +87,7 @@ async fn stop_on_signal(stopping: context::Stopping) {
         _ = terminate.recv() => {}
     }
     eprintln!("\nstopping after the current step (again to quit at once; runs resume where they stop)");
-    stopping.stop();
+    stop.cancel();
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}

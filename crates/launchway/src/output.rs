@@ -4,7 +4,8 @@ use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use launchway_engine::Engine;
-use launchway_store::Event;
+use launchway_manifest::format_duration;
+use launchway_store::{Event, EventBody, RunState, StepOutcome};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -77,17 +78,8 @@ fn print_event(event: &Event, output: Output, started: Instant) {
         (Some(app), Some(env)) => format!("{app}@{env}"),
         _ => String::new(),
     };
-    let text = format!("{:>8}  {who:<16} {line}", seconds(started.elapsed()));
-    let logs: Vec<String> = event.data["logs"]
-        .as_array()
-        .map(|lines| {
-            lines
-                .iter()
-                .filter_map(|line| line.as_str())
-                .map(|line| format!("{:>8}  {:<16}   | {line}", "", ""))
-                .collect()
-        })
-        .unwrap_or_default();
+    let text = format!("{:>8}  {who:<16} {line}", format_duration(started.elapsed()));
+    let logs: Vec<String> = event.logs().iter().map(|line| format!("{:>8}  {:<16}   | {line}", "", "")).collect();
     let mut sink: Box<dyn Write> = match output {
         Output::Text => Box::new(std::io::stdout().lock()),
         Output::Json => Box::new(std::io::stderr().lock()),
@@ -101,33 +93,25 @@ fn print_event(event: &Event, output: Output, started: Instant) {
 
 /// The line shown for an event, or nothing for those too chatty to show live.
 fn event_line(event: &Event) -> Option<String> {
-    let kind = event.kind.as_str();
-    Some(match kind {
+    Some(match event.body() {
         // Commands print the plan that creates a run themselves.
-        "run.created" => return None,
-        "run.resumed" => format!("↻ {}", event.message),
-        "step.started" => return None,
-        "step.finished" => {
-            let ok = event.data["outcome"] == "succeeded";
-            format!(
-                "{} {} ({} ms): {}",
-                if ok { "✓" } else { "✗" },
-                event.data["step"].as_str().unwrap_or_default(),
-                event.data["elapsed_ms"],
-                event.data["detail"].as_str().unwrap_or_default()
-            )
-        }
-        // Entering a step is shown by the step's own line when it finishes.
-        "run.validating" | "run.planning" | "run.deploying" | "run.verifying" => return None,
-        "run.rolling_back" => "▸ rolling back".to_owned(),
-        _ if kind.starts_with("run.") => format!("▸ {}: {}", kind.trim_start_matches("run."), event.message),
+        EventBody::RunCreated(_) | EventBody::StepStarted { .. } => return None,
+        EventBody::RunResumed { .. } => format!("↻ {}", event.message),
+        EventBody::StepFinished(finished) => format!(
+            "{} {} ({} ms): {}",
+            if finished.outcome == StepOutcome::Succeeded { "✓" } else { "✗" },
+            finished.step,
+            finished.elapsed_ms,
+            finished.detail
+        ),
+        EventBody::RunEntered { state, .. } => match state {
+            // Entering a step is shown by the step's own line when it finishes.
+            RunState::Validating | RunState::Planning | RunState::Deploying | RunState::Verifying => return None,
+            RunState::RollingBack => "▸ rolling back".to_owned(),
+            state => format!("▸ {state}: {}", event.message),
+        },
         _ => format!("  • {}", event.message),
     })
-}
-
-/// `1.23s`
-pub fn seconds(duration: Duration) -> String {
-    format!("{:.2}s", duration.as_secs_f64())
 }
 
 /// A time stored as Unix milliseconds, as RFC 3339 to the second.

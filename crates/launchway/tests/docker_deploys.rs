@@ -430,7 +430,7 @@ async fn a_release_that_is_not_healthy_in_time_is_rolled_back_with_the_reason() 
     let deploy = world.launchway(&["deploy"]).await;
     deploy.assert_exit(5);
     let stdout = deploy.stdout();
-    assert!(stdout.contains("the rollout did not finish within 2.00s: 0 of 3 new replicas healthy"), "{stdout}");
+    assert!(stdout.contains("the rollout did not finish within 2s: 0 of 3 new replicas healthy"), "{stdout}");
     assert!(stdout.contains("starting slowly"), "the slow replica's log is shown: {stdout}");
     assert_eq!(world.running_ids("web").await, v1);
 }

@@ -4,6 +4,7 @@
 //! the files a manifest refers to) and get back either a [`Manifest`] or every problem
 //! found, each as `file:line:col: message`.
 
+mod duration;
 mod gitops_sample;
 mod image;
 mod image_files;
@@ -17,6 +18,7 @@ mod taskdef;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use duration::format_duration;
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;
 pub use model::{

@@ -87,27 +87,20 @@ impl EnvSource {
 }
 
 /// `semver` matches tags that name a semantic version (`v1.2.3` or `1.2.3`, with an
-/// optional pre-release and build); anything else is a glob where `*` matches any run
-/// of characters.
+/// optional pre-release and build); anything else is a glob (`*` matches any run of
+/// characters, `/` included; `?` one character; `[0-9]` one of a set). A pattern that is
+/// not a glob matches nothing (validation refuses it first).
 pub fn tag_matches(pattern: &str, tag: &str) -> bool {
     if pattern == "semver" {
         return tag_version(tag).is_some();
     }
-    glob_matches(pattern.as_bytes(), tag.as_bytes())
+    glob::Pattern::new(pattern).is_ok_and(|glob| glob.matches(tag))
 }
 
 /// The semantic version a tag names, `v` prefix or not: what orders `semver` tags
 /// (`v1.10.0-rc.10` after `v1.10.0-rc.2`, a release after its pre-releases).
 pub fn tag_version(tag: &str) -> Option<semver::Version> {
     semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
-}
-
-fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob_matches(rest, &text[skip..])),
-        Some((first, rest)) => text.split_first().is_some_and(|(c, tail)| c == first && glob_matches(rest, tail)),
-    }
 }
 
 /// Who may let a run through, and for how long it waits.

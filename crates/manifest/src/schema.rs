@@ -318,7 +318,9 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
     }
     if let (Some(pattern), Some(node)) = (&tags, fields.get("tags"))
         && pattern != "semver"
-        && (pattern.is_empty() || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || "._-/*".contains(c)))
+        && (pattern.is_empty()
+            || !pattern.chars().all(|c| c.is_ascii_alphanumeric() || "._-/*?[]!".contains(c))
+            || glob::Pattern::new(pattern).is_err())
     {
         reader.error(
             node.pos,

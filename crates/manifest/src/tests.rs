@@ -921,6 +921,11 @@ fn tag_patterns_are_semver_or_globs() {
     assert!(tag_matches("release-*", "release-2026-11"));
     assert!(!tag_matches("release-*", "hotfix-1"));
     assert!(tag_matches("*", "anything"));
+    assert!(tag_matches("release/*", "release/2026/11"), "* spans slashes");
+    assert!(tag_matches("v1.?.[0-9]", "v1.4.2"));
+    assert!(!tag_matches("v1.?.[0-9]", "v1.4.x"));
+    // The hand-written matcher this replaced backtracked exponentially on such a pair.
+    assert!(!tag_matches("*a*a*a*a*a*a*a*a*a*a*a*a*b", &"a".repeat(60)));
 }
 
 #[test]

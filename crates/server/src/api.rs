@@ -15,25 +15,31 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use launchway_engine::{Decision, EngineError};
+use launchway_api::{
+    self as api, DecideAnswer, DecideRequest, DecisionSummary, IssuedToken, PublishRequest, ReconcileAnswer,
+    ReconcileStatus, RevokedToken, RollbackRequest, SyncRequest, UnpinRequest,
+};
+use launchway_engine::EngineError;
 use launchway_store::{
-    Decision as ApprovalDecision, EventFilter, NewEvent, Published, Role, RunFilter, RunState, StoreError, Token,
-    now_ms,
+    AuditKind, Decision as ApprovalDecision, EventBody, EventFilter, NewEvent, Published, Role, RunFilter, RunState,
+    StoreError, Token, now_ms,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{self, Permission, TokenRequest};
-use crate::controller::{Controller, Scope};
 use crate::hooks::{self, Hook, Provider};
 use crate::limits::{Audit, Failure, FailureLimiter, Standing};
+use crate::reconciler::{Reconciler, Scope};
+use crate::runtime::Runtime;
 
 /// How long a webhook or publication waits for its reconcile before answering 202.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
-    pub controller: Arc<Controller>,
+    pub reconciler: Arc<Reconciler>,
+    pub runtime: Arc<Runtime>,
     pub webhook_secret: Option<String>,
     /// Failed authentication per source: refused webhooks and wrong tokens.
     pub limiter: Arc<FailureLimiter>,
@@ -186,28 +192,21 @@ async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiErr
         .ok_or_else(|| {
             ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer lw_…)")
         })?;
-    let store = state.controller.engine().store();
+    let store = state.runtime.engine().store();
     match auth::verify(store.as_ref(), presented.trim()).await? {
         Some(token) => Ok(token),
         None => {
             if state.limiter.failed(Failure::Token, caller.source, Instant::now()) == Audit::Each {
                 // The token's public id when it has one; never anything of its secret.
                 let id = presented.trim().strip_prefix("lw_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
-                let event = NewEvent {
-                    run_id: None,
-                    app: None,
-                    env: None,
-                    kind: "token.refused".to_owned(),
-                    message: format!(
-                        "refused an API call from {} with {}",
-                        caller.source,
-                        id.map_or("a malformed token".to_owned(), |id| format!(
-                            "a wrong, unknown or revoked token ({id})"
-                        ))
-                    ),
-                    data: json!({"source": caller.source, "token": id}),
-                };
-                if let Err(error) = state.controller.engine().record(event).await {
+                let message = format!(
+                    "refused an API call from {} with {}",
+                    caller.source,
+                    id.map_or("a malformed token".to_owned(), |id| format!("a wrong, unknown or revoked token ({id})"))
+                );
+                let data = json!({"source": caller.source, "token": id});
+                let event = NewEvent::audit(AuditKind::TokenRefused, message, data);
+                if let Err(error) = state.runtime.engine().record(event).await {
                     tracing::warn!(%error, "could not record a refused token");
                 }
             }
@@ -220,7 +219,7 @@ async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiErr
 async fn allow(state: &AppState, token: &Token, permission: &Permission) -> Result<(), ApiError> {
     auth::allows(token, permission).map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
     if *permission != Permission::Read {
-        state.controller.engine().store().touch_token(&token.id).await?;
+        state.runtime.engine().store().touch_token(&token.id).await?;
     }
     Ok(())
 }
@@ -262,10 +261,10 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
         crate::metrics::webhook(provider.as_str(), "limited");
         return too_many(Failure::Webhook, retry_after).into_response();
     }
-    let engine = state.controller.engine().clone();
-    let audit = |kind: &str, message: String, data: Value| {
+    let engine = state.runtime.engine().clone();
+    let audit = |kind: AuditKind, message: String, data: Value| {
         let engine = engine.clone();
-        let event = NewEvent { run_id: None, app: None, env: None, kind: kind.to_owned(), message, data };
+        let event = NewEvent::audit(kind, message, data);
         async move {
             if let Err(error) = engine.record(event).await {
                 tracing::warn!(%error, "could not record a webhook in the audit log");
@@ -279,7 +278,7 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
             // Audited one by one only up to the limit; the rest is summarised.
             if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
                 audit(
-                    "webhook.refused",
+                    AuditKind::WebhookRefused,
                     format!("refused a {} webhook from {}: {refusal}", provider.as_str(), caller.source),
                     json!({"provider": provider.as_str(), "reason": refusal.to_string(), "source": caller.source}),
                 )
@@ -295,14 +294,14 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
             return axum::Json(json!({"status": "ignored", "event": event})).into_response();
         }
     };
-    let store = state.controller.engine().store();
+    let store = state.runtime.engine().store();
     if let Some(delivery) = &delivery {
         match store.record_delivery(provider.as_str(), delivery).await {
             Ok(true) => {}
             Ok(false) => {
                 crate::metrics::webhook(provider.as_str(), "duplicate");
                 audit(
-                    "webhook.duplicate",
+                    AuditKind::WebhookDuplicate,
                     format!("ignored a redelivery of {} webhook {delivery}", provider.as_str()),
                     json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref}),
                 )
@@ -314,7 +313,7 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     }
     crate::metrics::webhook(provider.as_str(), "accepted");
     audit(
-        "webhook.accepted",
+        AuditKind::WebhookAccepted,
         format!(
             "{} push to {git_ref}{}",
             provider.as_str(),
@@ -325,13 +324,13 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     .await;
     let scope = Scope { pushed_refs: Some(vec![git_ref.clone()]), ..Scope::default() };
     let trigger = format!("{} push to {git_ref}", provider.as_str());
-    reconcile_answer(&state.controller, scope, trigger).await
+    reconcile_answer(&state.reconciler, scope, trigger).await
 }
 
 /// Reconciles, answering with what it did, or 202 when it takes longer than a webhook
 /// sender waits (it carries on regardless).
-async fn reconcile_answer(controller: &Arc<Controller>, scope: Scope, trigger: String) -> Response {
-    match reconcile_within(controller, scope, trigger).await {
+async fn reconcile_answer(reconciler: &Arc<Reconciler>, scope: Scope, trigger: String) -> Response {
+    match reconcile_within(reconciler, scope, trigger).await {
         Ok((status, answer)) => (status, axum::Json(answer)).into_response(),
         Err(error) => error.into_response(),
     }
@@ -339,49 +338,22 @@ async fn reconcile_answer(controller: &Arc<Controller>, scope: Scope, trigger: S
 
 /// The reconcile's decisions (200) when it finishes in time, else 202 while it goes on.
 async fn reconcile_within(
-    controller: &Arc<Controller>,
+    reconciler: &Arc<Reconciler>,
     scope: Scope,
     trigger: String,
-) -> Result<(StatusCode, Value), ApiError> {
-    let controller = controller.clone();
-    let work = tokio::spawn(async move { controller.reconcile(&scope, &trigger).await });
+) -> Result<(StatusCode, ReconcileAnswer), ApiError> {
+    let reconciler = reconciler.clone();
+    let work = tokio::spawn(async move { reconciler.reconcile(&scope, &trigger).await });
+    let answer = |status, runs| ReconcileAnswer { status, runs, unpinned: None };
     match tokio::time::timeout(ANSWER_WITHIN, work).await {
-        Ok(Ok(Ok(decisions))) => Ok((StatusCode::OK, json!({"status": "reconciled", "runs": summarize(&decisions)}))),
+        Ok(Ok(Ok(decisions))) => Ok((
+            StatusCode::OK,
+            answer(ReconcileStatus::Reconciled, decisions.iter().map(DecisionSummary::from).collect()),
+        )),
         Ok(Ok(Err(error))) => Err(error.into()),
         Ok(Err(join)) => Err(ApiError::internal(&join.to_string())),
-        Err(_) => Ok((StatusCode::ACCEPTED, json!({"status": "accepted"}))),
+        Err(_) => Ok((StatusCode::ACCEPTED, answer(ReconcileStatus::Accepted, Vec::new()))),
     }
-}
-
-/// What each decision did, briefly: `{"app", "env", "decision", "run"}`.
-fn summarize(decisions: &[Decision]) -> Vec<Value> {
-    decisions
-        .iter()
-        .map(|decision| match decision {
-            Decision::Started { run, plan } => {
-                json!({"app": run.app, "env": run.env, "decision": "started", "run": run.id, "plan": plan.summary})
-            }
-            Decision::Resume { run } => json!({"app": run.app, "env": run.env, "decision": "resumed", "run": run.id}),
-            Decision::Waiting { run } => {
-                json!({"app": run.app, "env": run.env, "decision": "waiting_for_approval", "run": run.id})
-            }
-            Decision::Unchanged { app, env, revision } => {
-                json!({"app": app, "env": env, "decision": "unchanged", "revision": revision})
-            }
-            Decision::Skipped { app, env, reason, .. } => {
-                json!({"app": app, "env": env, "decision": "skipped", "reason": reason})
-            }
-            Decision::Busy { app, env, run_id, .. } => {
-                json!({"app": app, "env": env, "decision": "busy", "run": run_id})
-            }
-            Decision::Pinned { app, env, pin, wants } => {
-                json!({"app": app, "env": env, "decision": "pinned", "pin": pin, "wants": wants})
-            }
-            Decision::RepairLater { app, env, reason, retry_at } => {
-                json!({"app": app, "env": env, "decision": "repair_later", "reason": reason, "retry_at": retry_at})
-            }
-        })
-        .collect()
 }
 
 // ---- runs
@@ -410,23 +382,18 @@ async fn list_runs(State(state): State<AppState>, caller: Caller, Query(query): 
         limit: Some(query.limit.unwrap_or(50).min(1000)),
         ..RunFilter::default()
     };
-    ok(state.controller.engine().store().runs(&filter).await?)
+    ok(state.runtime.engine().store().runs(&filter).await?)
 }
 
 async fn show_run(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
-    let store = state.controller.engine().store();
+    let store = state.runtime.engine().store();
     let run = store.run(id).await?;
     let release = store.release(run.release_id).await?;
     let steps = store.steps(id).await?;
     let approval = store.approval(id).await?;
     let events = store.events(&EventFilter { run_id: Some(id), ..EventFilter::default() }).await?;
     ok(json!({"run": run, "release": release, "approval": approval, "steps": steps, "events": events}))
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct DecisionBody {
-    comment: Option<String>,
 }
 
 async fn approve(state: State<AppState>, caller: Caller, id: Path<i64>, body: Bytes) -> ApiResult {
@@ -445,12 +412,12 @@ async fn decide(
     decision: ApprovalDecision,
 ) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Approve).await?;
-    let body: DecisionBody = parse_optional_body(&body)?;
-    let engine = state.controller.engine();
+    let body: DecideRequest = parse_optional_body(&body)?;
+    let engine = state.runtime.engine();
     let comment = body.comment.filter(|comment| !comment.trim().is_empty());
     let approval = engine.decide(id, decision, &token.subject, comment).await?;
-    state.controller.drive(id);
-    ok(json!({"approval": approval, "token": token.id}))
+    state.runtime.drive(id);
+    ok(DecideAnswer { approval, token: token.id })
 }
 
 fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {
@@ -463,61 +430,37 @@ fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> R
 
 // ---- deploys, rollbacks, tasks
 
-#[derive(Debug, Default, Deserialize)]
-struct SyncBody {
-    env: Option<String>,
-    #[serde(default)]
-    apps: Vec<String>,
-    /// Deploy again what failed, was rolled back or rejected (`deploy --retry`).
-    #[serde(default)]
-    retry: bool,
-}
-
 async fn sync(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Deploy).await?;
-    let body: SyncBody = parse_optional_body(&body)?;
+    let body: SyncRequest = parse_optional_body(&body)?;
     let scope = Scope { env: body.env, apps: body.apps, retry: body.retry, ..Scope::default() };
-    Ok(reconcile_answer(&state.controller, scope, actor("sync", &token)).await)
+    Ok(reconcile_answer(&state.reconciler, scope, actor("sync", &token)).await)
 }
 
-#[derive(Debug, Deserialize)]
-struct RollbackBody {
-    app: String,
-    env: String,
-    to: Option<i64>,
-    reason: Option<String>,
-}
-
-/// Rolls back to a verified release and pins the app there: the controller leaves it
+/// Rolls back to a verified release and pins the app there: the reconciler leaves it
 /// until `POST /api/v1/unpin`.
 async fn rollback(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Deploy).await?;
-    let body: RollbackBody = serde_json::from_slice(&body).map_err(|error| {
+    let body: RollbackRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, reason?}}: {error}"))
     })?;
-    let engine = state.controller.engine();
+    let engine = state.runtime.engine();
     let run = engine.prepare_rollback(&body.app, &body.env, body.to, &actor("rollback", &token), body.reason).await?;
-    state.controller.drive(run.id);
+    state.runtime.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-struct UnpinBody {
-    app: String,
-    env: String,
 }
 
 /// Lifts a rollback's pin and deploys the repo's desired state there again.
 async fn unpin(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Deploy).await?;
-    let body: UnpinBody = serde_json::from_slice(&body)
+    let body: UnpinRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env}}: {error}")))?;
-    let pin = state.controller.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
+    let pin = state.runtime.engine().unpin(&body.app, &body.env, &actor("unpin", &token)).await?;
     let scope = Scope { env: Some(body.env.clone()), apps: vec![body.app.clone()], ..Scope::default() };
     // The reconcile's answer, plus what was lifted.
-    let (status, mut answer) = reconcile_within(&state.controller, scope, actor("unpin", &token)).await?;
+    let (status, mut answer) = reconcile_within(&state.reconciler, scope, actor("unpin", &token)).await?;
     if status == StatusCode::OK {
-        answer["unpinned"] = json!(pin);
+        answer.unpinned = Some(pin);
     }
     Ok((status, axum::Json(answer)).into_response())
 }
@@ -528,40 +471,25 @@ async fn run_task(
     Path((app, env)): Path<(String, String)>,
 ) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Deploy).await?;
-    let run = state.controller.engine().start_scheduled(&app, &env, &actor("task run", &token)).await?;
-    state.controller.drive(run.id);
+    let run = state.runtime.engine().start_scheduled(&app, &env, &actor("task run", &token)).await?;
+    state.runtime.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }
 
 // ---- releases published by CI
 
-#[derive(Debug, Deserialize)]
-struct PublishBody {
-    app: String,
-    env: String,
-    /// The contents of `imagedefinitions.json` or `imageDetail.json`, as JSON.
-    file: Value,
-    /// The application commit the images were built from, and its author (whom the
-    /// approval author rule is about).
-    commit: Option<String>,
-    author: Option<String>,
-    /// Deploy these images even though they failed before.
-    #[serde(default)]
-    retry: bool,
-}
-
 async fn publish(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     // Who first: the body is read only for a caller with a token.
     let token = authenticate(&state, &caller).await?;
-    let body: PublishBody = serde_json::from_slice(&body).map_err(|error| {
+    let body: PublishRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("expected {{app, env, file}} with the image file's JSON: {error}"),
         )
     })?;
     allow(&state, &token, &Permission::Publish { app: body.app.clone(), env: body.env.clone() }).await?;
-    let controller = &state.controller;
-    let Some(snapshot) = controller.latest() else {
+    let reconciler = &state.reconciler;
+    let Some(snapshot) = reconciler.latest() else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the config repo has not been read yet"));
     };
     let manifest = &snapshot.manifest;
@@ -580,7 +508,7 @@ async fn publish(State(state): State<AppState>, caller: Caller, body: Bytes) -> 
     let bytes = serde_json::to_vec(&body.file).expect("JSON values serialize");
     let images = launchway_manifest::published_images_for(&bytes, &body.app, spec)
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message))?;
-    let store = controller.engine().store();
+    let store = reconciler.engine().store();
     store
         .publish_images(Published {
             app: body.app.clone(),
@@ -592,47 +520,48 @@ async fn publish(State(state): State<AppState>, caller: Caller, body: Bytes) -> 
             author: body.author.clone(),
         })
         .await?;
-    controller
+    reconciler
         .engine()
-        .record(NewEvent {
-            run_id: None,
-            app: Some(body.app.clone()),
-            env: Some(body.env.clone()),
-            kind: "release.published".to_owned(),
-            message: format!(
+        .record(NewEvent::for_app(
+            &body.app,
+            &body.env,
+            EventBody::Audit {
+                kind: AuditKind::ReleasePublished,
+                data: json!({
+                    "images": images,
+                    "by": token.subject,
+                    "token": token.id,
+                    "commit": body.commit,
+                    "author": body.author,
+                    "retry": body.retry,
+                }),
+            },
+            format!(
                 "{} published {} for {} in {}",
                 token.subject,
                 images.iter().map(|(container, image)| format!("{container}={image}")).collect::<Vec<_>>().join(", "),
                 body.app,
                 body.env
             ),
-            data: json!({
-                "images": images,
-                "by": token.subject,
-                "token": token.id,
-                "commit": body.commit,
-                "author": body.author,
-                "retry": body.retry,
-            }),
-        })
+        ))
         .await?;
     let scope =
         Scope { env: Some(body.env.clone()), apps: vec![body.app.clone()], retry: body.retry, ..Scope::default() };
-    Ok(reconcile_answer(controller, scope, actor("publish", &token)).await)
+    Ok(reconcile_answer(reconciler, scope, actor("publish", &token)).await)
 }
 
 async fn list_published(State(state): State<AppState>, caller: Caller) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
-    ok(state.controller.engine().store().published_images().await?)
+    ok(state.runtime.engine().store().published_images().await?)
 }
 
 // ---- reading
 
 async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
-    let latest = state.controller.latest();
+    let latest = state.reconciler.latest();
     let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
-    ok(state.controller.engine().status(manifest, &launchway_engine::Selection::default()).await?)
+    ok(state.runtime.engine().status(manifest, &launchway_engine::Selection::default()).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -655,7 +584,7 @@ async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Quer
         limit: query.after.map(|_| query.limit.unwrap_or(200).min(10_000)),
         last: query.after.is_none().then(|| query.limit.unwrap_or(200).min(10_000)),
     };
-    ok(state.controller.engine().store().events(&filter).await?)
+    ok(state.runtime.engine().store().events(&filter).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -668,25 +597,14 @@ struct DoraQuery {
 async fn dora(State(state): State<AppState>, caller: Caller, Query(query): Query<DoraQuery>) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
     let days = query.days.unwrap_or(crate::metrics::DORA_WINDOW_DAYS).clamp(1, 3650);
-    ok(state.controller.engine().dora(query.app.as_deref(), query.env.as_deref(), days).await?)
+    ok(state.runtime.engine().dora(query.app.as_deref(), query.env.as_deref(), days).await?)
 }
 
 // ---- tokens
 
-#[derive(Debug, Deserialize)]
-struct TokenBody {
-    name: String,
-    subject: String,
-    role: String,
-    #[serde(default)]
-    apps: Vec<String>,
-    #[serde(default)]
-    envs: Vec<String>,
-}
-
 async fn create_token(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let admin = authorize(&state, &caller, Permission::Admin).await?;
-    let body: TokenBody = serde_json::from_slice(&body).map_err(|error| {
+    let body: api::TokenRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{name, subject, role}}: {error}"))
     })?;
     let role = Role::parse(&body.role).ok_or_else(|| {
@@ -696,29 +614,34 @@ async fn create_token(State(state): State<AppState>, caller: Caller, body: Bytes
         )
     })?;
     let request = TokenRequest { name: body.name, subject: body.subject, role, apps: body.apps, envs: body.envs };
-    let engine = state.controller.engine();
+    let engine = state.runtime.engine();
     let issued = auth::issue(engine.store().as_ref(), request).await.map_err(|error| match error {
         auth::TokenError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
         auth::TokenError::Store(store) => store.into(),
     })?;
-    engine.record(auth::token_event("token.created", &issued.token, &admin.subject, "api")).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token, "secret": issued.presented}))).into_response())
+    engine.record(auth::token_event(AuditKind::TokenCreated, &issued.token, &admin.subject, "api")).await?;
+    let issued = IssuedToken { token: issued.token, secret: issued.presented };
+    Ok((StatusCode::CREATED, axum::Json(issued)).into_response())
 }
 
 async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult {
     authorize(&state, &caller, Permission::Admin).await?;
-    ok(state.controller.engine().store().tokens().await?)
+    ok(state.runtime.engine().store().tokens().await?)
 }
 
 async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     let admin = authorize(&state, &caller, Permission::Admin).await?;
-    let store = state.controller.engine().store();
+    let store = state.runtime.engine().store();
     let Some(token) = store.token(&id).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no token {id}")));
     };
     let revoked = store.revoke_token(&id).await?;
     if revoked {
-        state.controller.engine().record(auth::token_event("token.revoked", &token, &admin.subject, "api")).await?;
+        state
+            .runtime
+            .engine()
+            .record(auth::token_event(AuditKind::TokenRevoked, &token, &admin.subject, "api"))
+            .await?;
     }
-    ok(json!({"id": id, "revoked": revoked}))
+    ok(RevokedToken { id, revoked })
 }

@@ -4,7 +4,7 @@
 //! needed for keys nobody chose). The id is public and indexes the token; the hash is
 //! compared in constant time.
 
-use launchway_store::{NewEvent, NewToken, Role, Store, StoreError, Token};
+use launchway_store::{AuditKind, NewEvent, NewToken, Role, Store, StoreError, Token};
 use sha2::{Digest, Sha256};
 
 /// A token as created: the secret text is in `presented`, and nowhere else, ever again.
@@ -95,25 +95,22 @@ fn random<const N: usize>() -> [u8; N] {
 
 /// The audit event of a token created or revoked by `by` (through `via`: "api",
 /// "cli"): never its secret.
-pub fn token_event(kind: &str, token: &Token, by: &str, via: &str) -> NewEvent {
-    let verb = if kind == "token.created" { "created" } else { "revoked" };
-    NewEvent {
-        run_id: None,
-        app: None,
-        env: None,
-        kind: kind.to_owned(),
-        message: format!(
+pub fn token_event(kind: AuditKind, token: &Token, by: &str, via: &str) -> NewEvent {
+    let verb = if kind == AuditKind::TokenCreated { "created" } else { "revoked" };
+    NewEvent::audit(
+        kind,
+        format!(
             "{by} {verb} {} token {} ({}) for {} ({via})",
             token.role.as_str(),
             token.id,
             token.name,
             token.subject
         ),
-        data: serde_json::json!({
+        serde_json::json!({
             "token": token.id, "role": token.role, "subject": token.subject,
             "apps": token.apps, "envs": token.envs, "by": by, "via": via,
         }),
-    }
+    )
 }
 
 /// Equal, without an early exit that would tell an attacker how much matched.

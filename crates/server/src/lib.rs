@@ -5,18 +5,20 @@
 //! metrics. Everything it knows is in the store, so it can be killed at any point: on
 //! start it resumes interrupted runs and picks up approvals decided while it was down.
 //!
-//! Module map: `controller` (changes → runs → workers), `api` (routes), `auth` (tokens
+//! Module map: `reconciler` (changes → runs), `runtime` (workers that drive runs, the
+//! server's tasks, the one stop signal), `api` (routes), `auth` (tokens
 //! and roles), `hooks` (webhook verification), `scheduler` (Docker tasks),
 //! `notifications` (events → chat), `metrics` (Prometheus), `ui` (the web page).
 
 pub mod api;
 pub mod auth;
-pub mod controller;
 pub mod edge;
 pub mod hooks;
 pub mod limits;
 pub mod metrics;
 mod notifications;
+pub mod reconciler;
+pub mod runtime;
 mod scheduler;
 mod ui;
 
@@ -27,10 +29,13 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use launchway_engine::Engine;
 use launchway_notify::{Notifier, OutboundPolicy, RetryPolicy};
+use launchway_secrets::Secrets;
 use launchway_source::RepoThread;
+use launchway_store::{AuditKind, NewEvent};
 use tokio::net::TcpListener;
 
-pub use controller::{Controller, Scope};
+pub use reconciler::{Reconciler, Scope};
+pub use runtime::Runtime;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -55,6 +60,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Connection limits of the API listener.
     pub edge: edge::EdgeLimits,
+    /// Resolves `ssm:` / `env:` references in notification URLs.
+    pub secrets: Secrets,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +78,7 @@ impl Default for ServerConfig {
             notify_outbound: OutboundPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
             edge: edge::EdgeLimits::default(),
+            secrets: Secrets::without_parameter_store(),
         }
     }
 }
@@ -79,7 +87,8 @@ impl Default for ServerConfig {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
-    pub controller: Arc<Controller>,
+    pub reconciler: Arc<Reconciler>,
+    pub runtime: Arc<Runtime>,
     grace: Duration,
     serving: tokio::task::JoinHandle<()>,
 }
@@ -88,7 +97,7 @@ impl RunningServer {
     /// Stops taking requests and work, lets runs reach a persisted step boundary, and
     /// returns when they have (or the grace period is over).
     pub async fn shut_down(self) {
-        self.controller.shut_down(self.grace).await;
+        self.runtime.shut_down(self.grace).await;
         let _ = self.serving.await;
     }
 }
@@ -113,40 +122,48 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
     crate::metrics::handle();
 
-    let controller = Arc::new(Controller::new(engine, repo, branch, config.max_concurrent_runs));
+    let (runtime, ended_runs) = Runtime::new(engine, config.max_concurrent_runs);
+    let reconciler = Arc::new(Reconciler::new(runtime.clone(), repo, branch));
+    runtime.spawn(reconciler.clone().follow_ended_runs(ended_runs));
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let dispatcher = Arc::new(notifications::Dispatcher {
-        controller: controller.clone(),
+        runtime: runtime.clone(),
+        reconciler: reconciler.clone(),
         notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
         public_url,
+        secrets: config.secrets.clone(),
     });
     let notify_from = dispatcher.starting_point().await.context("could not read where notifications got to")?;
-    controller.tasks.spawn(dispatcher.run(notify_from));
+    runtime.spawn(dispatcher.run(notify_from));
 
     // What a previous process left: interrupted runs, approvals decided meanwhile.
-    controller.sweep().await.context("could not read unfinished runs")?;
-    if let Err(error) = controller.reconcile(&Scope::default(), "server start").await {
+    reconciler.sweep().await.context("could not read unfinished runs")?;
+    if let Err(error) = reconciler.reconcile(&Scope::default(), "server start").await {
         tracing::warn!(error = format!("{error:#}"), "the first read of the config repo failed; retrying at each poll");
     }
-    controller.tasks.spawn(poll(controller.clone(), config.poll_interval));
-    controller.tasks.spawn(housekeeping(controller.clone()));
-    controller.tasks.spawn(scheduler::Scheduler::default().run(controller.clone()));
+    runtime.spawn(poll(reconciler.clone(), config.poll_interval));
+    runtime.spawn(housekeeping(reconciler.clone()));
+    runtime.spawn(scheduler::Scheduler::default().run(runtime.clone()));
 
     let limiter = Arc::new(limits::FailureLimiter::new(limits::Policy::default()));
-    controller.tasks.spawn(summarise_refusals(controller.clone(), limiter.clone()));
-    let state =
-        api::AppState { controller: controller.clone(), webhook_secret: config.webhook_secret.clone(), limiter };
-    let shutdown = controller.shutdown.clone();
+    runtime.spawn(summarise_refusals(runtime.clone(), limiter.clone()));
+    let state = api::AppState {
+        reconciler: reconciler.clone(),
+        runtime: runtime.clone(),
+        webhook_secret: config.webhook_secret.clone(),
+        limiter,
+    };
+    let shutdown = runtime.stop().clone();
     let app = api::router(state);
     let serving = tokio::spawn(edge::serve(listener, app, config.edge, shutdown));
     if let Some(metrics_listener) = metrics_listener {
-        let controller = controller.clone();
-        let shutdown = controller.shutdown.clone();
+        let runtime = runtime.clone();
+        let shutdown = runtime.stop().clone();
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let controller = controller.clone();
-                async move { crate::metrics::render(&controller).await }
+                let runtime = runtime.clone();
+                async move { crate::metrics::render(runtime.engine(), runtime.queue_depth()).await }
             }),
         );
         tokio::spawn(async move {
@@ -155,31 +172,31 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
                 .await;
         });
     }
-    Ok(RunningServer { addr, metrics_addr, controller, grace: config.shutdown_grace, serving })
+    Ok(RunningServer { addr, metrics_addr, reconciler, runtime, grace: config.shutdown_grace, serving })
 }
 
 /// Reads the config repo every `interval`, give or take 10%.
-async fn poll(controller: Arc<Controller>, interval: Duration) {
+async fn poll(reconciler: Arc<Reconciler>, interval: Duration) {
     loop {
         let jitter = 0.9 + 0.2 * random_fraction();
         tokio::select! {
-            () = controller.shutdown.cancelled() => return,
+            () = reconciler.runtime().stop().cancelled() => return,
             () = tokio::time::sleep(interval.mul_f64(jitter)) => {}
         }
-        if let Err(error) = controller.reconcile(&Scope::default(), "poll").await {
+        if let Err(error) = reconciler.reconcile(&Scope::default(), "poll").await {
             tracing::warn!(error = format!("{error:#}"), "polling the config repo failed");
         }
     }
 }
 
 /// Once a second: approvals decided elsewhere or expired, and runs whose driver died.
-async fn housekeeping(controller: Arc<Controller>) {
+async fn housekeeping(reconciler: Arc<Reconciler>) {
     loop {
         tokio::select! {
-            () = controller.shutdown.cancelled() => return,
+            () = reconciler.runtime().stop().cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        if let Err(error) = controller.sweep().await {
+        if let Err(error) = reconciler.sweep().await {
             tracing::warn!(error = format!("{error:#}"), "could not look for runs to resume");
         }
     }
@@ -187,35 +204,32 @@ async fn housekeeping(controller: Arc<Controller>) {
 
 /// Once a second: a summary in the audit log for each source whose failed
 /// authentication went past the limit in a window that has ended.
-async fn summarise_refusals(controller: Arc<Controller>, limiter: Arc<limits::FailureLimiter>) {
+async fn summarise_refusals(runtime: Arc<Runtime>, limiter: Arc<limits::FailureLimiter>) {
     loop {
         tokio::select! {
-            () = controller.shutdown.cancelled() => return,
+            () = runtime.stop().cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         for summary in limiter.ended(std::time::Instant::now()) {
-            let what = match summary.failure {
-                limits::Failure::Webhook => "webhooks",
-                limits::Failure::Token => "API calls with wrong tokens",
+            let (kind, what) = match summary.failure {
+                limits::Failure::Webhook => (AuditKind::WebhookRefusedSummary, "webhooks"),
+                limits::Failure::Token => (AuditKind::TokenRefusedSummary, "API calls with wrong tokens"),
             };
-            let event = launchway_store::NewEvent {
-                run_id: None,
-                app: None,
-                env: None,
-                kind: format!("{}.refused.summary", summary.failure.as_str()),
-                message: format!(
+            let event = NewEvent::audit(
+                kind,
+                format!(
                     "refused {} more {what} from {} within {} s, past the limit (answered 401, then 429)",
                     summary.suppressed,
                     summary.source,
                     summary.window.as_secs()
                 ),
-                data: serde_json::json!({
+                serde_json::json!({
                     "source": summary.source,
                     "suppressed": summary.suppressed,
                     "window_s": summary.window.as_secs(),
                 }),
-            };
-            if let Err(error) = controller.engine().record(event).await {
+            );
+            if let Err(error) = runtime.engine().record(event).await {
                 tracing::warn!(%error, "could not record a summary of refused requests");
             }
         }

@@ -7,12 +7,10 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use launchway_engine::DoraFigures;
+use launchway_engine::{DoraFigures, Engine};
 use launchway_store::{Run, RunFilter, RunState};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-
-use crate::controller::Controller;
 
 /// DORA figures are recomputed at most this often.
 const DORA_REFRESH: Duration = Duration::from_secs(60);
@@ -54,19 +52,19 @@ pub fn notification(delivered: bool) {
 }
 
 /// Refreshes the gauges and renders everything in the Prometheus text format.
-pub async fn render(controller: &Controller) -> String {
+pub async fn render(engine: &Engine, queue_depth: i64) -> String {
     let Some(handle) = handle() else {
         return String::new();
     };
-    let store = controller.engine().store();
+    let store = engine.store();
     if let Ok(unfinished) = store.runs(&RunFilter { unfinished_only: true, ..RunFilter::default() }).await {
         for state in RunState::ALL.iter().filter(|state| !state.is_terminal()) {
             let count = unfinished.iter().filter(|run| run.state == *state).count();
             gauge!("launchway_runs", "state" => state.as_str()).set(count as f64);
         }
     }
-    gauge!("launchway_queue_depth").set(controller.queue_depth() as f64);
-    for figures in dora_figures(controller).await {
+    gauge!("launchway_queue_depth").set(queue_depth as f64);
+    for figures in dora_figures(engine).await {
         let labels = [("app", figures.app.clone()), ("env", figures.env.clone())];
         gauge!("launchway_dora_deployments_per_day", &labels).set(figures.deployments_per_day);
         if let Some(lead) = figures.lead_time_median_s {
@@ -83,14 +81,14 @@ pub async fn render(controller: &Controller) -> String {
     handle.render()
 }
 
-async fn dora_figures(controller: &Controller) -> Vec<DoraFigures> {
+async fn dora_figures(engine: &Engine) -> Vec<DoraFigures> {
     static CACHE: Mutex<Option<(Instant, Vec<DoraFigures>)>> = Mutex::new(None);
     if let Some((at, figures)) = CACHE.lock().expect("not poisoned").as_ref()
         && at.elapsed() < DORA_REFRESH
     {
         return figures.clone();
     }
-    let figures = controller.engine().dora(None, None, DORA_WINDOW_DAYS).await.unwrap_or_default();
+    let figures = engine.dora(None, None, DORA_WINDOW_DAYS).await.unwrap_or_default();
     *CACHE.lock().expect("not poisoned") = Some((Instant::now(), figures.clone()));
     figures
 }

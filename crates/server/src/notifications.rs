@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
-use launchway_store::{Event, EventFilter, NewEvent, RunKind};
-use launchway_target_ecs::{SecretRef, resolve_secret_default};
+use launchway_secrets::{SecretRef, Secrets};
+use launchway_store::{Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::mpsc;
 
-use crate::controller::Controller;
+use crate::reconciler::Reconciler;
+use crate::runtime::Runtime;
 
 /// The dispatcher's cursor in the store.
 const CURSOR: &str = "notifications";
@@ -31,10 +32,12 @@ const BATCH: u32 = 500;
 const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Dispatcher {
-    pub controller: Arc<Controller>,
+    pub runtime: Arc<Runtime>,
+    pub reconciler: Arc<Reconciler>,
     pub notifier: Notifier,
     /// Where links in messages point: the server's public URL.
     pub public_url: String,
+    pub secrets: Secrets,
 }
 
 /// Where the dispatcher is in the log.
@@ -59,7 +62,7 @@ impl Dispatcher {
     /// never seen, its last event (a first start announces nothing from its history).
     /// Called before the server records anything, so no event of this start is missed.
     pub async fn starting_point(&self) -> anyhow::Result<i64> {
-        let store = self.controller.engine().store();
+        let store = self.runtime.engine().store();
         if let Some(event_id) = store.cursor(CURSOR).await? {
             return Ok(event_id);
         }
@@ -73,8 +76,8 @@ impl Dispatcher {
         let mut log = LogPosition { read: start, in_flight: BTreeSet::new(), saved: start };
         let (finished_tx, mut finished) = mpsc::unbounded_channel();
         // This process's events wake the dispatcher at once; the log is the truth.
-        let mut recorded = self.controller.engine().subscribe();
-        let shutdown = self.controller.shutdown.clone();
+        let mut recorded = self.runtime.engine().subscribe();
+        let shutdown = self.runtime.stop().clone();
         while !shutdown.is_cancelled() {
             let caught_up = self.dispatch_new_events(&mut log, &finished_tx).await;
             self.save(&mut log).await;
@@ -109,7 +112,7 @@ impl Dispatcher {
         finished: &mpsc::UnboundedSender<i64>,
     ) -> bool {
         let filter = EventFilter { after_id: Some(log.read), limit: Some(BATCH), ..EventFilter::default() };
-        let events = match self.controller.engine().store().events(&filter).await {
+        let events = match self.runtime.engine().store().events(&filter).await {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "could not read the event log for notifications");
@@ -119,21 +122,17 @@ impl Dispatcher {
         let caught_up = events.len() < BATCH as usize;
         for event in events {
             log.read = event.id;
-            if event.kind == "step.finished" {
-                let data = &event.data;
-                let seconds = data["elapsed_ms"].as_f64().unwrap_or_default() / 1000.0;
-                crate::metrics::step_finished(
-                    data["step"].as_str().unwrap_or_default(),
-                    data["outcome"].as_str().unwrap_or_default(),
-                    seconds,
-                );
+            let body = event.body();
+            if let EventBody::StepFinished(finished) = &body {
+                let seconds = finished.elapsed_ms as f64 / 1000.0;
+                crate::metrics::step_finished(&finished.step, finished.outcome.as_str(), seconds);
                 continue;
             }
-            let Some(on) = notify_on(&event.kind) else { continue };
+            let Some(on) = notify_on(&body) else { continue };
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
             let finished = finished.clone();
-            self.controller.tasks.spawn(async move {
+            self.runtime.spawn(async move {
                 if let Err(error) = dispatcher.notify(on, &event).await {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
@@ -148,7 +147,7 @@ impl Dispatcher {
         if done == log.saved {
             return;
         }
-        match self.controller.engine().store().set_cursor(CURSOR, done).await {
+        match self.runtime.engine().store().set_cursor(CURSOR, done).await {
             Ok(()) => log.saved = done,
             Err(error) => tracing::warn!(%error, "could not save how far notifications got"),
         }
@@ -156,7 +155,7 @@ impl Dispatcher {
 
     async fn notify(&self, on: NotifyOn, event: &Event) -> anyhow::Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
-        let store = self.controller.engine().store();
+        let store = self.runtime.engine().store();
         let run = store.run(run_id).await?;
         // A scheduled execution that went fine, or a deploy that changed nothing, is noise.
         let noise = on == NotifyOn::Succeeded
@@ -165,7 +164,7 @@ impl Dispatcher {
             return Ok(());
         }
         let release = store.release(run.release_id).await?;
-        let Some(snapshot) = self.controller.snapshot_for_commit(release.source.commit.as_deref()).await else {
+        let Some(snapshot) = self.reconciler.snapshot_for_commit(release.source.commit.as_deref()).await else {
             return Ok(());
         };
         let wanted: Vec<&NotificationSink> = snapshot
@@ -181,14 +180,7 @@ impl Dispatcher {
         let plan = run.plan.as_ref();
         let logs = if matches!(on, NotifyOn::Failed | NotifyOn::RolledBack) {
             let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
-            events
-                .iter()
-                .rev()
-                .find_map(|event| event.data["logs"].as_array().filter(|logs| !logs.is_empty()).cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|line| line.as_str().map(str::to_owned))
-                .collect()
+            events.iter().rev().map(Event::logs).find(|logs| !logs.is_empty()).unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -206,12 +198,12 @@ impl Dispatcher {
             summary: release.source.summary.clone(),
             author: release.source.author.clone(),
             origin: release.source.origin.clone(),
-            plan_summary: plan.and_then(|plan| plan["summary"].as_str()).map(str::to_owned),
+            plan_summary: plan.map(|plan| plan.summary.clone()),
             // The event that parks a run lists the plan's changes as lines.
-            changes: event.data["changes"]
-                .as_array()
-                .map(|changes| changes.iter().filter_map(|line| line.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default(),
+            changes: match event.body() {
+                EventBody::RunEntered { detail, .. } => detail.changes,
+                _ => Vec::new(),
+            },
             reason: (on != NotifyOn::ApprovalNeeded).then(|| run.reason.clone()).flatten(),
             logs,
             approve_url: (on == NotifyOn::ApprovalNeeded).then(|| run_url.clone()),
@@ -222,17 +214,28 @@ impl Dispatcher {
             let destination = match self.destination(sink).await {
                 Ok(destination) => destination,
                 Err(error) => {
-                    self.record(&run, false, "a notification destination", serde_json::json!({"error": error})).await;
+                    let outcome = NotificationOutcome {
+                        event: on.as_str().to_owned(),
+                        destination: "a notification destination".to_owned(),
+                        attempts: 0,
+                        error: Some(error),
+                    };
+                    self.record(&run, outcome).await;
                     continue;
                 }
             };
             let delivery = self.notifier.send(&destination, &notification).await;
             crate::metrics::notification(delivery.delivered);
-            let data = serde_json::json!({
-                "event": on.as_str(), "destination": destination.describe(),
-                "attempts": delivery.attempts, "error": delivery.error,
-            });
-            self.record(&run, delivery.delivered, &destination.describe(), data).await;
+            let outcome = NotificationOutcome {
+                event: on.as_str().to_owned(),
+                destination: destination.describe(),
+                attempts: delivery.attempts,
+                error: match delivery.error {
+                    _ if delivery.delivered => None,
+                    error => Some(error.unwrap_or_else(|| "unknown error".into())),
+                },
+            };
+            self.record(&run, outcome).await;
         }
         Ok(())
     }
@@ -243,36 +246,35 @@ impl Dispatcher {
             NotificationSink::Webhook { url } => (url, false),
         };
         let reference = SecretRef::parse(reference);
-        let url = resolve_secret_default(&reference)
+        let url = self
+            .secrets
+            .resolve(&reference)
             .await
-            .map_err(|error| format!("could not resolve {reference:?}: {}", launchway_target::describe(&error)))?
+            .map_err(|error| format!("could not resolve {reference:?}: {error}"))?
             .expose()
             .to_owned();
         Ok(if slack { Destination::Slack { url } } else { Destination::Webhook { url } })
     }
 
-    async fn record(&self, run: &launchway_store::Run, delivered: bool, to: &str, data: serde_json::Value) {
-        let (kind, message) = if delivered {
-            ("notification.sent", format!("notified {to}"))
-        } else {
-            (
-                "notification.failed",
-                format!("could not notify {to}: {}", data["error"].as_str().unwrap_or("unknown error")),
-            )
+    async fn record(&self, run: &launchway_store::Run, outcome: NotificationOutcome) {
+        let message = match &outcome.error {
+            None => format!("notified {}", outcome.destination),
+            Some(error) => format!("could not notify {}: {error}", outcome.destination),
         };
-        if let Err(error) = self.controller.engine().record(NewEvent::for_run(run, kind, message).with_data(data)).await
-        {
+        let event = NewEvent::for_run(run, EventBody::Notification(outcome), message);
+        if let Err(error) = self.runtime.engine().record(event).await {
             tracing::warn!(%error, "could not record a notification's outcome");
         }
     }
 }
 
-fn notify_on(kind: &str) -> Option<NotifyOn> {
-    Some(match kind {
-        "run.awaiting_approval" => NotifyOn::ApprovalNeeded,
-        "run.succeeded" => NotifyOn::Succeeded,
-        "run.failed" => NotifyOn::Failed,
-        "run.rolled_back" => NotifyOn::RolledBack,
+fn notify_on(body: &EventBody) -> Option<NotifyOn> {
+    let EventBody::RunEntered { state, .. } = body else { return None };
+    Some(match state {
+        RunState::AwaitingApproval => NotifyOn::ApprovalNeeded,
+        RunState::Succeeded => NotifyOn::Succeeded,
+        RunState::Failed => NotifyOn::Failed,
+        RunState::RolledBack => NotifyOn::RolledBack,
         _ => return None,
     })
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use anyhow::Result;
 use launchway_engine::EngineError;
 use launchway_manifest::{AppSpec, TargetSpec, next_scheduled_after};
-use launchway_store::{NewEvent, StoreError, now_ms};
+use launchway_store::{AuditKind, EventBody, NewEvent, StoreError, now_ms};
 
-use crate::controller::Controller;
+use crate::runtime::Runtime;
 
 /// How often deployments are re-read for tasks added or removed, at most.
 const RESCAN: Duration = Duration::from_secs(30);
@@ -30,8 +30,8 @@ pub struct Scheduler {
 impl Scheduler {
     /// Starts the runs due at `now`, and works out the next firings. Returns the ids of
     /// the runs started and when the next firing is.
-    pub async fn tick(&mut self, controller: &Arc<Controller>, now: i64) -> Result<(Vec<i64>, Option<i64>)> {
-        let store = controller.engine().store();
+    pub async fn tick(&mut self, runtime: &Arc<Runtime>, now: i64) -> Result<(Vec<i64>, Option<i64>)> {
+        let store = runtime.engine().store();
         let mut seen = Vec::new();
         let mut started = Vec::new();
         for record in store.deployments().await? {
@@ -56,22 +56,23 @@ impl Scheduler {
             }
             entry.1 = next_scheduled_after(&schedule, now, record.updated_at).unwrap_or(i64::MAX);
             let trigger = format!("schedule {schedule}");
-            match controller.engine().start_scheduled(&key.0, &key.1, &trigger).await {
+            match runtime.engine().start_scheduled(&key.0, &key.1, &trigger).await {
                 Ok(run) => {
                     started.push(run.id);
-                    controller.drive(run.id);
+                    runtime.drive(run.id);
                 }
                 Err(EngineError::Store(StoreError::RunInProgress { run_id, .. })) => {
-                    controller
+                    runtime
                         .engine()
-                        .record(NewEvent {
-                            run_id: None,
-                            app: Some(key.0.clone()),
-                            env: Some(key.1.clone()),
-                            kind: "schedule.skipped".to_owned(),
-                            message: format!("skipped a scheduled run of {}: run {run_id} is still going", key.0),
-                            data: serde_json::json!({"schedule": schedule, "busy_run": run_id}),
-                        })
+                        .record(NewEvent::for_app(
+                            &key.0,
+                            &key.1,
+                            EventBody::Audit {
+                                kind: AuditKind::ScheduleSkipped,
+                                data: serde_json::json!({"schedule": schedule, "busy_run": run_id}),
+                            },
+                            format!("skipped a scheduled run of {}: run {run_id} is still going", key.0),
+                        ))
                         .await?;
                 }
                 Err(error) => tracing::warn!(app = %key.0, env = %key.1, %error, "could not start a scheduled run"),
@@ -82,10 +83,10 @@ impl Scheduler {
         Ok((started, next))
     }
 
-    /// Fires tasks on time until the controller shuts down.
-    pub async fn run(mut self, controller: Arc<Controller>) {
+    /// Fires tasks on time until the server stops.
+    pub async fn run(mut self, runtime: Arc<Runtime>) {
         loop {
-            let wait = match self.tick(&controller, now_ms()).await {
+            let wait = match self.tick(&runtime, now_ms()).await {
                 Ok((_, Some(next))) => {
                     Duration::from_millis((next - now_ms()).clamp(0, RESCAN.as_millis() as i64) as u64)
                 }
@@ -96,10 +97,10 @@ impl Scheduler {
                 }
             };
             tokio::select! {
-                () = controller.shutdown.cancelled() => return,
+                () = runtime.stop().cancelled() => return,
                 () = tokio::time::sleep(wait) => {}
                 // A deploy may have added or changed a task.
-                () = controller.run_finished.notified() => {}
+                () = runtime.run_finished() => {}
             }
         }
     }

@@ -1,55 +1,21 @@
 //! The Docker task scheduler with its clock in the test's hands: a real store and
-//! engine, a real git repo, and a target that records what it is asked to run.
+//! engine, and testkit's fake target, which records what it runs.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, Selection, TargetProvider};
-use launchway_manifest::{AppSpec, SourceFile, TargetSpec};
-use launchway_source::RepoThread;
+use launchway_manifest::{SourceFile, TargetSpec};
 use launchway_store::{RunFilter, RunKind, RunState, Store};
 use launchway_store_sqlite::SqliteStore;
-use launchway_target::{
-    AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TaskExecution, TaskOutcome,
-};
-use launchway_testkit::GitRepo;
+use launchway_target::{Target, TargetError};
+use launchway_testkit::FakeTarget;
 
-use crate::controller::Controller;
+use crate::runtime::Runtime;
 use crate::scheduler::Scheduler;
 
-#[derive(Default)]
-struct Recorder {
-    executions: Mutex<Vec<i64>>,
-}
-
-#[async_trait]
-impl Target for Recorder {
-    fn describe(&self) -> String {
-        "a recording target".to_owned()
-    }
-    async fn check(&self, _: &str, _: &str, _: &AppSpec) -> Result<Vec<String>, TargetError> {
-        Ok(Vec::new())
-    }
-    async fn observe(&self, _: &str, _: &[AppRef<'_>]) -> Result<LiveEnvironment, TargetError> {
-        Ok(LiveEnvironment::default())
-    }
-    async fn rollout(&self, _: Rollout<'_>, _: &dyn Progress) -> Result<(), RolloutError> {
-        Ok(())
-    }
-    async fn verify(&self, _: Rollout<'_>, _: &dyn Progress) -> Result<(), RolloutError> {
-        Ok(())
-    }
-    async fn retire(&self, _: Rollout<'_>, _: &dyn Progress) -> Result<(), TargetError> {
-        Ok(())
-    }
-    async fn run_task(&self, task: TaskExecution<'_>, _: &dyn Progress) -> Result<TaskOutcome, RolloutError> {
-        self.executions.lock().unwrap().push(task.run_id);
-        Ok(TaskOutcome { exit_code: 0, elapsed: Duration::from_millis(5), logs: vec!["done".to_owned()] })
-    }
-}
-
-struct Provider(Arc<Recorder>);
+struct Provider(Arc<FakeTarget>);
 
 #[async_trait]
 impl TargetProvider for Provider {
@@ -65,13 +31,9 @@ async fn a_deployed_task_fires_on_its_schedule_once_per_firing() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("db").to_str().unwrap()).await.expect("store"));
-    let target = Arc::new(Recorder::default());
+    let target = Arc::new(FakeTarget::default());
     let engine = Engine::new(store.clone(), Arc::new(Provider(target.clone())), EngineConfig::default());
-    let repo = GitRepo::init();
-    repo.write("README.md", "config");
-    repo.commit("first");
-    let repo = RepoThread::open(repo.path().to_str().unwrap(), dir.path().join("cache")).expect("repo");
-    let controller = Arc::new(Controller::new(engine.clone(), repo, "main".to_owned(), 4));
+    let (runtime, _ended) = Runtime::new(engine.clone(), 4);
 
     // Deploying a task only records it.
     let text =
@@ -93,16 +55,16 @@ async fn a_deployed_task_fires_on_its_schedule_once_per_firing() {
     let deployed_at = store.deployment("report", "dev").await.unwrap().unwrap().updated_at;
 
     let mut scheduler = Scheduler::default();
-    let (started, next) = scheduler.tick(&controller, deployed_at).await.unwrap();
+    let (started, next) = scheduler.tick(&runtime, deployed_at).await.unwrap();
     assert!(started.is_empty());
     assert_eq!(next, Some(deployed_at + HOUR), "an hour after it was deployed");
-    let (started, _) = scheduler.tick(&controller, deployed_at + HOUR - 1).await.unwrap();
+    let (started, _) = scheduler.tick(&runtime, deployed_at + HOUR - 1).await.unwrap();
     assert!(started.is_empty(), "not a millisecond early");
 
-    let (started, next) = scheduler.tick(&controller, deployed_at + HOUR).await.unwrap();
+    let (started, next) = scheduler.tick(&runtime, deployed_at + HOUR).await.unwrap();
     assert_eq!(started.len(), 1);
     assert_eq!(next, Some(deployed_at + 2 * HOUR));
-    let (again, _) = scheduler.tick(&controller, deployed_at + HOUR + 10).await.unwrap();
+    let (again, _) = scheduler.tick(&runtime, deployed_at + HOUR + 10).await.unwrap();
     assert!(again.is_empty(), "one run per firing");
 
     let run_id = started[0];
@@ -115,7 +77,7 @@ async fn a_deployed_task_fires_on_its_schedule_once_per_firing() {
     let run = store.run(run_id).await.unwrap();
     assert_eq!((run.kind, run.state), (RunKind::Scheduled, RunState::Succeeded));
     assert_eq!(run.trigger, "schedule rate(1 hour)");
-    assert_eq!(*target.executions.lock().unwrap(), [run_id]);
+    assert_eq!(target.executions(), [run_id]);
     let scheduled = store.runs(&RunFilter { app: Some("report".into()), ..RunFilter::default() }).await.unwrap();
     assert_eq!(scheduled.len(), 2, "the deploy and one execution");
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_store::{
-    Approval, Decision, DeploymentRecord, Event, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken, Pin,
-    Published, Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step,
+    Approval, Decision, DeploymentRecord, Event, EventBody, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken,
+    Pin, Published, Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step,
     StepOutcome, Store, StoreError, Token, Transition, now_ms,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -66,7 +66,8 @@ impl SqliteStore {
 
     async fn insert_event(executor: &mut sqlx::SqliteConnection, event: &NewEvent) -> Result<Event> {
         let at = now_ms();
-        let data = serde_json::to_string(&event.data).map_err(corrupt)?;
+        let (kind, data) = (event.body.kind(), event.body.data());
+        let text = serde_json::to_string(&data).map_err(corrupt)?;
         let row = sqlx::query(
             "INSERT INTO events (at, run_id, app, env, kind, message, data) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -74,9 +75,9 @@ impl SqliteStore {
         .bind(event.run_id)
         .bind(&event.app)
         .bind(&event.env)
-        .bind(&event.kind)
+        .bind(kind.as_ref())
         .bind(&event.message)
-        .bind(data)
+        .bind(text)
         .fetch_one(&mut *executor)
         .await
         .map_err(backend)?;
@@ -86,9 +87,9 @@ impl SqliteStore {
             run_id: event.run_id,
             app: event.app.clone(),
             env: event.env.clone(),
-            kind: event.kind.clone(),
+            kind: kind.into_owned(),
             message: event.message.clone(),
-            data: event.data.clone(),
+            data,
         })
     }
 }
@@ -125,8 +126,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let release = Self::insert_release(&mut tx, release).await?;
         run.release_id = release.id;
-        if let serde_json::Value::Object(data) = &mut event.data {
-            data.insert("release".to_owned(), release.id.into());
+        if let EventBody::RunCreated(created) = &mut event.body {
+            created.release = release.id;
         }
         // Any error drops the transaction, and the release goes with it.
         let inserted = Self::insert_run(&mut tx, run, event).await?;
@@ -895,7 +896,9 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
         release_id: row.get("release_id"),
         previous_release_id: row.get("previous_release_id"),
         reason: row.get("reason"),
-        plan: plan.map(|plan| serde_json::from_str(&plan)).transpose().map_err(corrupt)?,
+        // A plan is what the run showed before acting; one written in a shape this
+        // version does not read is left out rather than making the run unreadable.
+        plan: plan.and_then(|plan| serde_json::from_str(&plan).ok()),
         trigger: row.get("trigger"),
         approval_policy: approval_policy.map(|policy| serde_json::from_str(&policy)).transpose().map_err(corrupt)?,
         attempt: row.get("attempt"),

@@ -1,6 +1,6 @@
 //! The store conformance story against a real SQLite file, plus what is SQLite's own.
 
-use launchway_store::{NewEvent, Store, conformance};
+use launchway_store::{AuditKind, NewEvent, Store, conformance};
 
 use super::SqliteStore;
 
@@ -56,14 +56,7 @@ async fn two_stores_opening_a_new_database_at_once_both_open_it() {
 async fn the_event_log_refuses_updates_and_deletes() {
     let (store, _dir) = fresh().await;
     store
-        .append_event(NewEvent {
-            run_id: None,
-            app: None,
-            env: None,
-            kind: "test".into(),
-            message: "kept forever".into(),
-            data: serde_json::Value::Null,
-        })
+        .append_event(NewEvent::audit(AuditKind::SourceInvalid, "kept forever", serde_json::Value::Null))
         .await
         .expect("append");
     let update = sqlx::query("UPDATE events SET message = 'rewritten'").execute(&store.pool).await;

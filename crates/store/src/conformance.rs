@@ -59,18 +59,19 @@ async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
                 pin: None,
                 decided_after: None,
             },
-            NewEvent {
-                run_id: None,
-                app: Some(release.app.clone()),
-                env: Some(release.env.clone()),
-                kind: "run.created".into(),
-                message: "created".into(),
-                data: serde_json::json!({"release": release.id}),
-            },
+            NewEvent::for_app(&release.app, &release.env, created(release.id), "created"),
         )
         .await?;
     assert_eq!(event.run_id, Some(run.id), "the creation event names the run");
     Ok(run)
+}
+
+fn created(release: ReleaseId) -> EventBody {
+    EventBody::RunCreated(RunCreated { release, revision: "r".into(), trigger: "test".into(), kind: RunKind::Deploy })
+}
+
+fn entered(state: RunState) -> EventBody {
+    EventBody::RunEntered { state, detail: TransitionDetail::default() }
 }
 
 fn to(state: RunState, run: &Run) -> Transition {
@@ -78,7 +79,7 @@ fn to(state: RunState, run: &Run) -> Transition {
         to: state,
         reason: None,
         plan: None,
-        event: NewEvent::for_run(run, "run.state", state.as_str()),
+        event: NewEvent::for_run(run, entered(state), state.as_str()),
         deployment: None,
         approval: None,
     }
@@ -183,21 +184,14 @@ pub async fn a_release_and_its_run_are_created_together_or_not_at_all(store: &dy
         pin: None,
         decided_after: Some(0),
     };
-    let event = NewEvent {
-        run_id: None,
-        app: Some("web".into()),
-        env: Some("dev".into()),
-        kind: "run.created".into(),
-        message: "created".into(),
-        data: serde_json::json!({"trigger": "test"}),
-    };
+    let event = NewEvent::for_app("web", "dev", created(0), "created");
     let (release, run, created) = store
         .create_release_with_run(new_release("example/web:1"), new_run(), event.clone())
         .await
         .expect("created together");
     assert_eq!(run.release_id, release.id);
     assert_eq!(store.release(release.id).await.expect("the release is kept"), release);
-    assert_eq!(created.data["release"], release.id);
+    assert!(matches!(created.body(), EventBody::RunCreated(body) if body.release == release.id), "{created:?}");
     assert_eq!(created.data["trigger"], "test");
 
     match store.create_release_with_run(new_release("example/web:2"), new_run(), event.clone()).await {
@@ -241,11 +235,12 @@ pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
     let mut finish = to(RunState::Succeeded, &run1);
     finish.deployment = Some(DeploymentUpdate { current_release_id: v1.id, verified: true });
     finish.reason = Some("deployed".into());
-    finish.plan = Some(serde_json::json!({"changes": 1}));
+    let plan = AppPlan::no_change("web", "dev", "service", v1.revision.clone());
+    finish.plan = Some(plan.clone());
     let (done, _) = store.transition(&lease, finish).await.expect("finish");
     assert!(done.finished_at.is_some());
     assert_eq!(done.reason.as_deref(), Some("deployed"));
-    assert_eq!(done.plan, Some(serde_json::json!({"changes": 1})));
+    assert_eq!(done.plan, Some(plan));
 
     let record = store.deployment("web", "dev").await.expect("read").expect("recorded");
     assert_eq!((record.current_release_id, record.good_release_id), (v1.id, Some(v1.id)));
@@ -273,14 +268,7 @@ pub async fn rollbacks_pin_and_unpin_lifts_the_pin(store: &dyn Store) {
     store.transition(&lease, finish).await.expect("finish");
     assert_eq!(store.deployment("web", "dev").await.expect("read").expect("recorded").pin, None);
 
-    let created = NewEvent {
-        run_id: None,
-        app: Some("web".into()),
-        env: Some("dev".into()),
-        kind: "run.created".into(),
-        message: "roll back".into(),
-        data: serde_json::Value::Null,
-    };
+    let created = NewEvent::for_app("web", "dev", created(v1.id), "roll back");
     let (rollback, _) = store
         .create_run(
             NewRun {
@@ -303,8 +291,12 @@ pub async fn rollbacks_pin_and_unpin_lifts_the_pin(store: &dyn Store) {
     assert!(pin.at > 0);
     assert_eq!(rollback.kind, RunKind::Rollback);
 
-    let unpinned =
-        NewEvent { kind: "deployment.unpinned".into(), message: "unpinned by bob".into(), ..created.clone() };
+    let unpinned = NewEvent::for_app(
+        "web",
+        "dev",
+        EventBody::Audit { kind: AuditKind::DeploymentUnpinned, data: serde_json::Value::Null },
+        "unpinned by bob",
+    );
     let (lifted, event) = store.unpin("web", "dev", unpinned.clone()).await.expect("unpin").expect("was pinned");
     assert_eq!(lifted, pin);
     assert_eq!(event.kind, "deployment.unpinned");
@@ -359,14 +351,12 @@ pub async fn steps_are_recorded_per_attempt(store: &dyn Store) {
 pub async fn events_are_ordered_and_followable(store: &dyn Store) {
     for index in 0..5 {
         store
-            .append_event(NewEvent {
-                run_id: None,
-                app: Some(if index % 2 == 0 { "web" } else { "api" }.into()),
-                env: Some("dev".into()),
-                kind: "test.event".into(),
-                message: format!("event {index}"),
-                data: serde_json::Value::Null,
-            })
+            .append_event(NewEvent::for_app(
+                if index % 2 == 0 { "web" } else { "api" },
+                "dev",
+                EventBody::Other { kind: "test.event".into(), data: serde_json::Value::Null },
+                format!("event {index}"),
+            ))
             .await
             .expect("append");
     }
@@ -388,7 +378,9 @@ pub async fn approvals_are_requested_then_decided_once(store: &dyn Store) {
     let web = release(store, "web", "example/web:1").await;
     let created = run(store, &web).await.expect("run");
     assert_eq!(store.approval(created.id).await.expect("read"), None);
-    let event = || NewEvent::for_run(&created, "approval.granted", "approved by bob");
+    let decided =
+        |by: &str, decision| EventBody::ApprovalDecided(ApprovalDecided { by: by.into(), decision, comment: None });
+    let event = || NewEvent::for_run(&created, decided("bob", Decision::Approved), "approved by bob");
     assert!(matches!(
         store.decide(created.id, Decision::Approved, "bob", None, event()).await,
         Err(StoreError::NotAwaitingApproval { .. })
@@ -413,7 +405,16 @@ pub async fn approvals_are_requested_then_decided_once(store: &dyn Store) {
     assert_eq!((approval.decided_by.as_deref(), approval.comment.as_deref()), (Some("bob"), Some("ship it")));
     assert_eq!(event.run_id, Some(created.id));
     assert_eq!(store.approvals_due(now_ms()).await.expect("due"), [created.id], "decided");
-    match store.decide(created.id, Decision::Rejected, "carol", None, NewEvent::for_run(&created, "x", "x")).await {
+    match store
+        .decide(
+            created.id,
+            Decision::Rejected,
+            "carol",
+            None,
+            NewEvent::for_run(&created, decided("carol", Decision::Rejected), "x"),
+        )
+        .await
+    {
         Err(StoreError::AlreadyDecided { decision, by, .. }) => {
             assert_eq!((decision, by.as_str()), ("approved", "bob"))
         }

@@ -8,10 +8,14 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod events;
+mod plan;
 mod rows;
 
 use async_trait::async_trait;
 
+pub use events::*;
+pub use plan::*;
 pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]

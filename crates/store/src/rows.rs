@@ -5,6 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use launchway_manifest::{AppSpec, ApprovalPolicy, TargetSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::events::{AuditKind, EventBody};
+use crate::plan::AppPlan;
+
 pub type RunId = i64;
 pub type ReleaseId = i64;
 
@@ -170,8 +173,8 @@ pub struct Run {
     pub previous_release_id: Option<ReleaseId>,
     /// Why the run ended as it did, or what it is waiting for.
     pub reason: Option<String>,
-    /// The plan computed by the plan step, as JSON.
-    pub plan: Option<serde_json::Value>,
+    /// The plan computed by the plan step.
+    pub plan: Option<AppPlan>,
     /// Who or what started the run ("cli deploy by alice@laptop").
     pub trigger: String,
     /// Whether, and how, the run waits for approval before deploying.
@@ -234,7 +237,7 @@ pub struct Transition {
     pub to: RunState,
     pub reason: Option<String>,
     /// Set when the plan step has computed a plan.
-    pub plan: Option<serde_json::Value>,
+    pub plan: Option<AppPlan>,
     pub event: NewEvent,
     /// Applied with the transition when the run finishes.
     pub deployment: Option<DeploymentUpdate>,
@@ -412,38 +415,43 @@ pub struct Event {
     pub run_id: Option<RunId>,
     pub app: Option<String>,
     pub env: Option<String>,
-    /// Dotted name: `run.created`, `step.started`, `replica.healthy`…
+    /// Dotted name: `run.created`, `step.started`, `replica.healthy`… ([`Event::body`]
+    /// reads it with `data`, typed.)
     pub kind: String,
     pub message: String,
     pub data: serde_json::Value,
 }
 
+/// An event to append: what it is about, a line for people, and what it says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub run_id: Option<RunId>,
     pub app: Option<String>,
     pub env: Option<String>,
-    pub kind: String,
     pub message: String,
-    pub data: serde_json::Value,
+    pub body: EventBody,
 }
 
 impl NewEvent {
-    /// An event about a run, with no extra data.
-    pub fn for_run(run: &Run, kind: &str, message: impl Into<String>) -> NewEvent {
+    /// An event about a run.
+    pub fn for_run(run: &Run, body: EventBody, message: impl Into<String>) -> NewEvent {
         NewEvent {
             run_id: Some(run.id),
             app: Some(run.app.clone()),
             env: Some(run.env.clone()),
-            kind: kind.to_owned(),
             message: message.into(),
-            data: serde_json::Value::Null,
+            body,
         }
     }
 
-    pub fn with_data(mut self, data: serde_json::Value) -> NewEvent {
-        self.data = data;
-        self
+    /// An event about an app in an environment, outside any run.
+    pub fn for_app(app: &str, env: &str, body: EventBody, message: impl Into<String>) -> NewEvent {
+        NewEvent { run_id: None, app: Some(app.to_owned()), env: Some(env.to_owned()), message: message.into(), body }
+    }
+
+    /// An audit event about no app: a token, a caller, the config repo.
+    pub fn audit(kind: AuditKind, message: impl Into<String>, data: serde_json::Value) -> NewEvent {
+        NewEvent { run_id: None, app: None, env: None, message: message.into(), body: EventBody::Audit { kind, data } }
     }
 }
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use launchway_manifest::HealthCheck;
+use launchway_manifest::{HealthCheck, format_duration};
 use tokio::time::Instant;
 
 /// The wait before the second probe of a starting replica; it doubles from there.
@@ -163,7 +163,7 @@ pub(crate) async fn probe(client: &reqwest::Client, host_port: u16, check: &Heal
 
 fn describe_request_error(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
-        return format!("no answer within {}", humanize(timeout));
+        return format!("no answer within {}", format_duration(timeout));
     }
     if error.is_connect() {
         return "connection refused".to_owned();
@@ -176,14 +176,6 @@ fn describe_request_error(error: &reqwest::Error, timeout: Duration) -> String {
         cause = inner;
     }
     cause.to_string()
-}
-
-fn humanize(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{}ms", duration.as_millis())
-    }
 }
 
 #[cfg(test)]

@@ -23,11 +23,11 @@ use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder,
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
+use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent, TaskExecution,
-    TaskOutcome,
+    AppPlan, AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent, TargetReport,
+    TaskExecution, TaskOutcome,
 };
-use serde_json::json;
 
 pub use image::{ExecutableImage, build_executable_image};
 pub use replicas::label;
@@ -184,11 +184,10 @@ impl DockerTarget {
         }
         if let Some(progress) = progress {
             progress
-                .report(TargetEvent {
-                    kind: "image.pulling",
-                    message: format!("pulling {image}"),
-                    data: json!({"image": image}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::ImagePulling { image: image.to_owned() },
+                    format!("pulling {image}"),
+                ))
                 .await;
         }
         let options = CreateImageOptionsBuilder::new().from_image(image).build();
@@ -209,6 +208,10 @@ impl DockerTarget {
 impl Target for DockerTarget {
     fn describe(&self) -> String {
         format!("docker at {}", self.address)
+    }
+
+    fn plan(&self, request: PlanRequest<'_>) -> AppPlan {
+        launchway_target::planning::native_plan(request)
     }
 
     async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {
@@ -262,11 +265,10 @@ impl Target for DockerTarget {
         for replica in replicas.iter().filter(|replica| replica.revision == rollout.revision) {
             replicas::remove(&self.docker, replica, RETIRE_STOP_GRACE.as_secs() as i32).await?;
             progress
-                .report(TargetEvent {
-                    kind: "replica.stopped",
-                    message: format!("removed {}", replica.name()),
-                    data: json!({"name": replica.name(), "slot": replica.slot, "revision": replica.revision}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::ReplicaStopped(rollout::replica_ref(replica, None)),
+                    format!("removed {}", replica.name()),
+                ))
                 .await;
         }
         Ok(())

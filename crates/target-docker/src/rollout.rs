@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use launchway_manifest::Strategy;
+use launchway_manifest::{Strategy, format_duration};
 use launchway_target::rolling::{self, Health, ReplicaView, Snapshot};
-use launchway_target::{Progress, RolloutError, TargetEvent};
-use serde_json::json;
+use launchway_target::{Progress, ReplicaRef, RolloutError, TargetEvent, TargetReport};
 use tokio::time::Instant;
 
 use crate::health::{self, HealthTracker, Verdict};
@@ -96,10 +95,9 @@ pub(crate) async fn run(
             }
             if seen.insert(key.clone()) && !started_at.contains_key(&key) {
                 progress
-                    .report(event(
-                        "replica.adopted",
+                    .report(TargetEvent::new(
+                        TargetReport::ReplicaAdopted(replica_ref(replica, None)),
                         format!("found {} already running, checking its health", replica.name()),
-                        replica,
                     ))
                     .await;
             }
@@ -109,8 +107,11 @@ pub(crate) async fn run(
                     let since = *healthy_since.entry(key.clone()).or_insert(now);
                     if now >= since + window {
                         settled = Some(true);
-                        let message = format!("{} stayed healthy for {}: rolling on", replica.name(), humanize(window));
-                        progress.report(event("replica.settled", message, replica)).await;
+                        let message =
+                            format!("{} stayed healthy for {}: rolling on", replica.name(), format_duration(window));
+                        progress
+                            .report(TargetEvent::new(TargetReport::ReplicaSettled(replica_ref(replica, None)), message))
+                            .await;
                         Health::Healthy
                     } else {
                         Health::Starting
@@ -144,14 +145,13 @@ pub(crate) async fn run(
                     }
                 }
                 progress
-                    .report(TargetEvent {
-                        kind: "rollout.settling",
-                        message: format!(
+                    .report(TargetEvent::new(
+                        TargetReport::RolloutSettling { window_ms: window.as_millis() as u64 },
+                        format!(
                             "the first new replicas must stay healthy for {} before any old one stops",
-                            humanize(window)
+                            format_duration(window)
                         ),
-                        data: json!({"window_ms": window.as_millis() as u64}),
-                    })
+                    ))
                     .await;
             }
         }
@@ -166,7 +166,7 @@ pub(crate) async fn run(
                 .collect();
             let reason = format!(
                 "the rollout did not finish within {}: {} of {desired} new replicas healthy{}",
-                humanize(timeout),
+                format_duration(timeout),
                 snapshot.new.iter().filter(|r| r.health == Health::Healthy).count(),
                 starting
                     .first()
@@ -194,9 +194,8 @@ pub(crate) async fn run(
                 } else {
                     format!("stopped {} (revision {})", replica.name(), replica.revision)
                 };
-                let mut event = event("replica.stopped", message, replica);
-                event.data["took_ms"] = json!(took.as_millis() as u64);
-                progress.report(event).await;
+                let stopped = TargetReport::ReplicaStopped(replica_ref(replica, Some(took)));
+                progress.report(TargetEvent::new(stopped, message)).await;
             }
             let starts =
                 step.start.iter().map(|&slot| timed(replicas::start(&target.docker, &network_id, &rollout, slot)));
@@ -209,16 +208,15 @@ pub(crate) async fn run(
                 tracker.track(&key, started_now);
                 let name = replicas::container_name(&rollout, *slot, rollout.spec.primary(), true);
                 progress
-                    .report(TargetEvent {
-                        kind: "replica.started",
-                        message: format!("started {name} ({} of {desired})", slot + 1),
-                        data: json!({
-                            "name": name,
-                            "slot": slot,
-                            "revision": rollout.revision,
-                            "took_ms": took.as_millis() as u64,
+                    .report(TargetEvent::new(
+                        TargetReport::ReplicaStarted(ReplicaRef {
+                            name: name.clone(),
+                            slot: *slot,
+                            revision: rollout.revision.to_owned(),
+                            took_ms: Some(took.as_millis() as u64),
                         }),
-                    })
+                        format!("started {name} ({} of {desired})", slot + 1),
+                    ))
                     .await;
             }
             continue;
@@ -289,7 +287,7 @@ async fn broken_replicas(
         };
         broken.extend(containers);
         let message = format!("{} {why}: replacing it", replica.name());
-        progress.report(event("replica.replacing", message, replica)).await;
+        progress.report(TargetEvent::new(TargetReport::ReplicaReplacing(replica_ref(replica, None)), message)).await;
     }
     Ok(broken)
 }
@@ -324,16 +322,18 @@ async fn probe(
             Some(Verdict::Healthy) => {
                 let after = started_at.get(&key).map(|at| at.elapsed());
                 let message = match after {
-                    Some(after) => format!("{} is healthy after {}", replica.name(), humanize(after)),
+                    Some(after) => format!("{} is healthy after {}", replica.name(), format_duration(after)),
                     None => format!("{} is healthy", replica.name()),
                 };
-                let mut event = event("replica.healthy", message, replica);
-                event.data["after_ms"] = json!(after.map(|after| after.as_millis() as u64));
-                progress.report(event).await;
+                progress
+                    .report(TargetEvent::new(TargetReport::ReplicaHealthy(replica_ref(replica, after)), message))
+                    .await;
             }
             Some(Verdict::Failed) => {
                 let message = format!("{} is unhealthy: {}", replica.name(), error.unwrap_or_default());
-                progress.report(event("replica.unhealthy", message, replica)).await;
+                progress
+                    .report(TargetEvent::new(TargetReport::ReplicaUnhealthy(replica_ref(replica, None)), message))
+                    .await;
             }
             _ => {}
         }
@@ -360,18 +360,12 @@ fn view(replica: &DockerReplica, health: Health) -> ReplicaView {
     ReplicaView { id: replica.key(), slot: replica.slot, health }
 }
 
-fn event(kind: &'static str, message: String, replica: &DockerReplica) -> TargetEvent {
-    TargetEvent {
-        kind,
-        message,
-        data: json!({"name": replica.name(), "slot": replica.slot, "revision": replica.revision}),
-    }
-}
-
-pub(crate) fn humanize(duration: Duration) -> String {
-    if duration >= Duration::from_secs(60) {
-        format!("{}m{}s", duration.as_secs() / 60, duration.as_secs() % 60)
-    } else {
-        format!("{:.2}s", duration.as_secs_f64())
+/// The replica as a report names it; `took` is how long the action on it took.
+pub(crate) fn replica_ref(replica: &DockerReplica, took: Option<Duration>) -> ReplicaRef {
+    ReplicaRef {
+        name: replica.name(),
+        slot: replica.slot,
+        revision: replica.revision.clone(),
+        took_ms: took.map(|took| took.as_millis() as u64),
     }
 }

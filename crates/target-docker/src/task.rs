@@ -15,8 +15,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use launchway_manifest::ContainerSpec;
-use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TaskExecution, TaskOutcome};
-use serde_json::json;
+use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport, TaskExecution, TaskOutcome};
 
 use crate::DockerTarget;
 use crate::replicas::{api_error, create_and_start, label, log_tail};
@@ -54,11 +53,10 @@ pub(crate) async fn run(
                 create_and_start(docker, &name, body(&task, sidecar, Network::Shared(&primary_id))).await?;
             }
             progress
-                .report(TargetEvent {
-                    kind: "task.started",
-                    message: format!("started {base} ({})", task.spec.containers[0].image),
-                    data: json!({"container": base, "image": task.spec.containers[0].image}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::TaskStarted { container: base.clone(), image: task.spec.containers[0].image.clone() },
+                    format!("started {base} ({})", task.spec.containers[0].image),
+                ))
                 .await;
             primary_id
         }

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use launchway_target::{Progress, RolloutError, TargetEvent};
-use serde_json::json;
+use launchway_target::{Progress, RolloutError, TargetEvent, TargetReport};
 use tokio::time::Instant;
 
 use crate::health;
 use crate::replicas::{self, DockerReplica};
-use crate::rollout::humanize;
+use crate::rollout::replica_ref;
 use crate::{DockerTarget, ServiceRollout};
+use launchway_manifest::format_duration;
 
 /// How many log lines of a failing replica are kept for the report.
 const LOG_LINES: usize = 20;
@@ -48,16 +48,18 @@ pub(crate) async fn run(
     let deadline = started + window;
     let total = current.len();
     progress
-        .report(TargetEvent {
-            kind: "verify.watching",
-            message: format!(
+        .report(TargetEvent::new(
+            TargetReport::VerifyWatching {
+                what: format!("revision {}", rollout.revision),
+                window_ms: window.as_millis() as u64,
+            },
+            format!(
                 "watching {} for {}: {total}/{total} replicas {}",
                 rollout.revision,
-                humanize(window),
+                format_duration(window),
                 if rollout.spec.health.is_some() { "healthy" } else { "running" }
             ),
-            data: json!({"revision": rollout.revision, "window_ms": window.as_millis() as u64, "replicas": total}),
-        })
+        ))
         .await;
 
     let check = rollout.spec.health.as_ref();
@@ -82,7 +84,7 @@ pub(crate) async fn run(
                         "replica {} exited with code {} {} after the rollout, while it was being verified",
                         replica.name(),
                         exit_code.map_or_else(|| "unknown".to_owned(), |code| code.to_string()),
-                        humanize(started.elapsed()),
+                        format_duration(started.elapsed()),
                     );
                     return Err(unhealthy(target, replica, reason).await);
                 }
@@ -112,11 +114,10 @@ pub(crate) async fn run(
                     entry.1 = error.clone();
                     if entry.0 == 1 {
                         progress
-                            .report(TargetEvent {
-                                kind: "replica.unhealthy",
-                                message: format!("{} failed a health check while being verified: {error}", replica.name()),
-                                data: json!({"name": replica.name(), "slot": replica.slot, "revision": replica.revision}),
-                            })
+                            .report(TargetEvent::new(
+                                TargetReport::ReplicaUnhealthy(replica_ref(replica, None)),
+                                format!("{} failed a health check while being verified: {error}", replica.name()),
+                            ))
                             .await;
                     }
                     if entry.0 >= check.unhealthy_threshold {
@@ -124,7 +125,7 @@ pub(crate) async fn run(
                             "replica {} failed its health check {} times in a row {} after the rollout: {error}",
                             replica.name(),
                             entry.0,
-                            humanize(started.elapsed()),
+                            format_duration(started.elapsed()),
                         );
                         return Err(unhealthy(target, replica, reason).await);
                     }
@@ -159,16 +160,18 @@ pub(crate) async fn run(
         }
     }
     progress
-        .report(TargetEvent {
-            kind: "verify.passed",
-            message: format!(
+        .report(TargetEvent::new(
+            TargetReport::VerifyPassed {
+                what: format!("revision {}", rollout.revision),
+                watched_ms: started.elapsed().as_millis() as u64,
+            },
+            format!(
                 "{total}/{total} replicas of revision {} {} for {}",
                 rollout.revision,
                 if check.is_some() { "stayed healthy" } else { "kept running" },
-                humanize(started.elapsed())
+                format_duration(started.elapsed())
             ),
-            data: json!({"running": total, "revision": rollout.revision, "watched_ms": started.elapsed().as_millis() as u64}),
-        })
+        ))
         .await;
     Ok(())
 }

@@ -13,7 +13,7 @@
 
 use launchway_manifest::EcsDefinition;
 use launchway_target::settings::select_container;
-use launchway_target::{Progress, TargetError, TargetEvent};
+use launchway_target::{Progress, TargetError, TargetEvent, TargetReport};
 use serde_json::{Value, json};
 
 use crate::error::sdk_error;
@@ -201,26 +201,31 @@ pub(crate) async fn ensure(
     let family = document["family"].as_str().unwrap_or_default().to_owned();
     if let Some(found) = find_registered(client, &family, app, revision).await? {
         progress
-            .report(TargetEvent {
-                kind: "task_definition.reused",
-                message: format!("task definition {} already holds revision {revision}", found.short()),
-                data: json!({"task_definition": found.arn, "revision": revision}),
-            })
+            .report(TargetEvent::new(
+                TargetReport::TaskDefinitionReused {
+                    task_definition: found.arn.clone(),
+                    revision: revision.to_owned(),
+                },
+                format!("task definition {} already holds revision {revision}", found.short()),
+            ))
             .await;
         return Ok(found.arn);
     }
     set_identity(&mut document, app, revision, current.map(|current| current.arn.as_str()));
     let arn = raw::register_document(client, &document).await?;
     progress
-        .report(TargetEvent {
-            kind: "task_definition.registered",
-            message: format!(
+        .report(TargetEvent::new(
+            TargetReport::TaskDefinitionRegistered {
+                task_definition: arn.clone(),
+                revision: revision.to_owned(),
+                previous: current.map(|current| current.arn.clone()),
+            },
+            format!(
                 "registered task definition {}{}",
                 short(&arn),
                 current.map(|current| format!(" (from {})", current.short())).unwrap_or_default()
             ),
-            data: json!({"task_definition": arn, "revision": revision, "previous": current.map(|c| c.arn.clone())}),
-        })
+        ))
         .await;
     Ok(arn)
 }

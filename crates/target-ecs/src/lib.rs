@@ -10,6 +10,7 @@
 
 mod definitions;
 mod error;
+mod plan;
 mod raw;
 mod schedules;
 mod secrets;
@@ -21,11 +22,12 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_ecs::config::Region;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use launchway_manifest::{AppSpec, EcsTarget};
+use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError,
+    AppPlan, AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError,
 };
 
-pub use secrets::{SecretRef, resolve_secret, resolve_secret_default};
+pub use secrets::SsmParameters;
 pub use services::Polling;
 
 /// Apps observed at once.
@@ -131,6 +133,10 @@ pub async fn sdk_config_with(
 impl Target for Ecs {
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    fn plan(&self, request: PlanRequest<'_>) -> AppPlan {
+        plan::compute(request)
     }
 
     async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_eventbridge::types::Target as RuleTarget;
 use launchway_manifest::{EcsTaskSpec, ScheduleRef};
 use launchway_target::settings::flatten;
-use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent};
-use serde_json::json;
+use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 
 use crate::definitions::{self, Described, TAG_PREVIOUS, short};
 use crate::error::sdk_error;
@@ -170,11 +169,10 @@ async fn point_at(
                 )));
             }
             progress
-                .report(TargetEvent {
-                    kind: "rule.updated",
-                    message: format!("EventBridge rule {rule} now starts {}", short(task_definition)),
-                    data: json!({"rule": rule, "task_definition": task_definition}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::RuleUpdated { rule: rule.to_string(), task_definition: task_definition.to_owned() },
+                    format!("EventBridge rule {rule} now starts {}", short(task_definition)),
+                ))
                 .await;
         }
     }
@@ -204,11 +202,13 @@ async fn point_at(
                 .await
                 .map_err(|error| sdk_error(&format!("update Scheduler schedule {}", reference.name), error))?;
             progress
-                .report(TargetEvent {
-                    kind: "schedule.updated",
-                    message: format!("Scheduler schedule {} now starts {}", reference.name, short(task_definition)),
-                    data: json!({"schedule": reference.name, "task_definition": task_definition}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::ScheduleUpdated {
+                        schedule: reference.name.clone(),
+                        task_definition: task_definition.to_owned(),
+                    },
+                    format!("Scheduler schedule {} now starts {}", reference.name, short(task_definition)),
+                ))
                 .await;
         }
     }
@@ -231,11 +231,10 @@ pub(crate) async fn verify(
             });
         }
         progress
-            .report(TargetEvent {
-                kind: "verify.passed",
-                message: format!("{place} starts {}", described.short()),
-                data: json!({"task_definition": arn, "revision": revision}),
-            })
+            .report(TargetEvent::new(
+                TargetReport::VerifyPassed { what: place.to_string(), watched_ms: 0 },
+                format!("{place} starts {}", described.short()),
+            ))
             .await;
     }
     Ok(())

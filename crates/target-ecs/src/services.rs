@@ -7,10 +7,9 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{
     Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, Service,
 };
-use launchway_manifest::{EcsDeployment, EcsServiceSpec};
+use launchway_manifest::{EcsDeployment, EcsServiceSpec, format_duration};
 use launchway_target::settings::{flatten, select_container};
-use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent};
-use serde_json::json;
+use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 use tokio::time::Instant;
 
 use crate::definitions::{self, Described, TAG_PREVIOUS, short};
@@ -254,11 +253,14 @@ async fn move_service(
         ));
     }
     progress
-        .report(TargetEvent {
-            kind: "service.updated",
-            message: format!("updated ECS service {}: {}", spec.service, changes.join(", ")),
-            data: json!({"service": spec.service, "cluster": spec.cluster, "task_definition": task_definition}),
-        })
+        .report(TargetEvent::new(
+            TargetReport::ServiceUpdated {
+                service: spec.service.clone(),
+                cluster: spec.cluster.clone(),
+                task_definition: task_definition.to_owned(),
+            },
+            format!("updated ECS service {}: {}", spec.service, changes.join(", ")),
+        ))
         .await;
     Ok(())
 }
@@ -365,11 +367,14 @@ async fn watch(
         }
         if status != last_status {
             progress
-                .report(TargetEvent {
-                    kind: "deployment.progress",
-                    message: format!("ECS service {}: {status}", spec.service),
-                    data: json!({"running": service.running_count(), "desired": service.desired_count(), "status": status}),
-                })
+                .report(TargetEvent::new(
+                    TargetReport::DeploymentProgress {
+                        running: service.running_count(),
+                        desired: service.desired_count(),
+                        status: status.clone(),
+                    },
+                    format!("ECS service {}: {status}", spec.service),
+                ))
                 .await;
             last_status = status.clone();
         }
@@ -470,11 +475,13 @@ pub(crate) async fn verify(
     let started = Instant::now();
     let deadline = started + window;
     progress
-        .report(TargetEvent {
-            kind: "verify.watching",
-            message: format!("watching ECS service {} for {}: {status}", spec.service, humanize(window)),
-            data: json!({"service": spec.service, "window_ms": window.as_millis() as u64}),
-        })
+        .report(TargetEvent::new(
+            TargetReport::VerifyWatching {
+                what: format!("ECS service {}", spec.service),
+                window_ms: window.as_millis() as u64,
+            },
+            format!("watching ECS service {} for {}: {status}", spec.service, format_duration(window)),
+        ))
         .await;
     let gap = (window / 10).clamp(polling.max, SETTLE_POLL_MAX);
     while Instant::now() < deadline {
@@ -487,23 +494,25 @@ pub(crate) async fn verify(
                 reason: format!(
                     "ECS service {} {problem} {} after its deployment completed, while it was being verified",
                     spec.service,
-                    humanize(started.elapsed())
+                    format_duration(started.elapsed())
                 ),
                 logs,
             });
         }
     }
     progress
-        .report(TargetEvent {
-            kind: "verify.passed",
-            message: format!(
+        .report(TargetEvent::new(
+            TargetReport::VerifyPassed {
+                what: format!("ECS service {} on {}", spec.service, described.short()),
+                watched_ms: started.elapsed().as_millis() as u64,
+            },
+            format!(
                 "ECS service {} ran {} steadily for {} ({status})",
                 spec.service,
                 described.short(),
-                humanize(started.elapsed())
+                format_duration(started.elapsed())
             ),
-            data: json!({"task_definition": current, "revision": revision, "watched_ms": started.elapsed().as_millis() as u64}),
-        })
+        ))
         .await;
     Ok(())
 }
@@ -559,14 +568,6 @@ impl Watched {
             ));
         }
         None
-    }
-}
-
-fn humanize(duration: Duration) -> String {
-    if duration.subsec_millis() == 0 || duration >= Duration::from_secs(10) {
-        format!("{}s", duration.as_secs())
-    } else {
-        format!("{:.1}s", duration.as_secs_f64())
     }
 }
 

@@ -18,8 +18,9 @@ use launchway_manifest::{
     AppSpec, CircuitBreaker, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, ScheduleRef,
     TaskDefinitionDocument,
 };
-use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent};
-use launchway_target_ecs::{Ecs, Polling, SecretRef, resolve_secret, sdk_config_with};
+use launchway_secrets::{SecretRef, Secrets};
+use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, conformance};
+use launchway_target_ecs::{Ecs, Polling, SsmParameters, sdk_config_with};
 use launchway_testkit::{Moto, MotoAccount};
 use serde_json::{Value, json};
 
@@ -144,7 +145,7 @@ struct Recorded(Mutex<Vec<TargetEvent>>);
 
 impl Recorded {
     fn kinds(&self) -> Vec<&'static str> {
-        self.0.lock().unwrap().iter().map(|event| event.kind).collect()
+        self.0.lock().unwrap().iter().map(|event| event.report.kind()).collect()
     }
 }
 
@@ -746,9 +747,12 @@ async fn secrets_referenced_in_ssm_are_read_decrypted() {
         .await
         .expect("stored");
     let config = sdk_config_with(&EcsTarget::default(), loader(world.moto, &world.account.access_key)).await.unwrap();
-    let secret = resolve_secret(&SecretRef::parse("ssm:/launchway/slack-webhook"), &config).await.expect("resolved");
+    let secrets = Secrets::with_parameter_store(std::sync::Arc::new(SsmParameters::with_config(config)));
+    let secret = secrets.resolve(&SecretRef::parse("ssm:/launchway/slack-webhook")).await.expect("resolved");
     assert_eq!(secret.expose(), "https://hooks.slack.example/services/T0/B0/secret");
     assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+    let missing = secrets.resolve(&SecretRef::parse("ssm:/launchway/never-stored")).await.unwrap_err();
+    assert!(missing.0.contains("ParameterNotFound"), "{missing}");
 }
 
 #[tokio::test]
@@ -842,4 +846,33 @@ async fn a_rollback_returns_to_exactly_the_task_definition_that_ran_before() {
     target.rollout(rollout("web", "rev-1", &v1), &Recorded::default()).await.expect("rolled back");
     assert_eq!(world.running("prod", "web").await.task_definition(), Some(theirs.as_str()), "the very same revision");
     assert_eq!(world.revisions("web").await, revisions, "no copy registered");
+}
+
+/// The target conformance behaviours (`launchway_target::conformance`), on a service
+/// that runs `conf:0` and is moved between `conf:1` and `conf:2`. Moto runs no tasks:
+/// launchway's rollout model completes each deployment as ECS would.
+async fn conformance_check(behaviour: impl AsyncFnOnce(&conformance::Subject<'_>)) {
+    let world = World::new().await;
+    let original =
+        world.register(json!({"family": "conf", "containerDefinitions": [{"name": "conf", "image": "conf:0"}]})).await;
+    world.service("prod", "conf", &original).await;
+    let target = world.target().await;
+    let (v1, v2) = (swap("prod", "conf", &[("conf", "conf:1")]), swap("prod", "conf", &[("conf", "conf:2")]));
+    let subject = conformance::Subject { target: &target, env: "prod", app: "conf", v1: &v1, v2: &v2 };
+    behaviour(&subject).await;
+}
+
+#[tokio::test]
+async fn conformance_rollouts_are_observed_planned_and_verified() {
+    conformance_check(async |subject| conformance::rollouts_are_observed_planned_and_verified(subject).await).await;
+}
+
+#[tokio::test]
+async fn conformance_rolling_out_what_runs_changes_nothing() {
+    conformance_check(async |subject| conformance::rolling_out_what_runs_changes_nothing(subject).await).await;
+}
+
+#[tokio::test]
+async fn conformance_retiring_a_revision_stops_it() {
+    conformance_check(async |subject| conformance::retiring_a_revision_stops_it(subject).await).await;
 }

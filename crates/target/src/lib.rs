@@ -1,11 +1,15 @@
 //! What a deployment target is to the engine: something that reports live state and
 //! moves an app from one revision to another, reporting as it goes.
 //!
-//! Targets implement [`Target`]; the engine knows only this trait. The rolling-update
+//! Targets implement [`Target`]; the engine knows only this trait, and no target's
+//! setting names: each target plans its own ([`Target::plan`]). The rolling-update
 //! arithmetic in [`rolling`] is pure and shared by targets that replace replicas
 //! themselves (Docker), while targets with their own deployment controller (ECS) map
 //! the same strategy onto it.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod planning;
 pub mod rolling;
 pub mod settings;
 
@@ -13,6 +17,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use launchway_manifest::{AppSpec, ContainerSpec, TaskSpec};
+pub use launchway_store::{AppPlan, Change, PlanAction, ReplicaCounts, ReplicaRef, TargetReport};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -192,13 +197,17 @@ pub struct AppRef<'a> {
 }
 
 /// Something that happened on the target during a rollout, for the audit log and the
-/// progress display.
+/// progress display: a line for people and the typed report it stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetEvent {
-    /// Dotted name, like `replica.started`.
-    pub kind: &'static str,
+    pub report: TargetReport,
     pub message: String,
-    pub data: serde_json::Value,
+}
+
+impl TargetEvent {
+    pub fn new(report: TargetReport, message: impl Into<String>) -> TargetEvent {
+        TargetEvent { report, message: message.into() }
+    }
 }
 
 /// Receives [`TargetEvent`]s as they happen; the engine persists them.
@@ -221,6 +230,10 @@ pub trait Target: Send + Sync {
     /// Checks that `spec` can run here without changing anything (the target answers,
     /// images exist…). Returns notes worth showing.
     async fn check(&self, app: &str, env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError>;
+
+    /// What deploying `request.desired` would change, from what [`Target::observe`] saw.
+    /// Pure: each target compares the settings it knows by its own names.
+    fn plan(&self, request: planning::PlanRequest<'_>) -> AppPlan;
 
     /// What runs in `env`: at least the apps named (a target that labels what it runs
     /// may report others, which the manifest no longer declares).

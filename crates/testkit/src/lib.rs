@@ -1,11 +1,14 @@
 //! Fixtures for launchway's tests. Everything here is real: git repos made with the
 //! `git` command as a user would, served over HTTP by `git http-backend`; AWS APIs
-//! served by moto, with an ECS rollout model for what moto does not simulate.
+//! served by moto, with an ECS rollout model for what moto does not simulate. The one
+//! fake is [`FakeTarget`], for tests of the engine's and the server's decisions.
 
+mod fake_target;
 mod git;
 mod git_http;
 mod moto;
 
+pub use fake_target::FakeTarget;
 pub use git::GitRepo;
 pub use git_http::GitHttpServer;
 pub use moto::{MOTO_VERSION, Moto, MotoAccount};

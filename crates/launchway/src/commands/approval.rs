@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use launchway_api::{DecideAnswer, DecideRequest};
 use launchway_store::Decision;
 use serde_json::json;
 
@@ -18,15 +19,15 @@ pub async fn run(context: &Context, args: &DecisionArgs, decision: Decision) -> 
         Decision::Rejected => "reject",
     };
     if let Some(server) = context.server()? {
-        let body = json!({"comment": args.comment});
-        let answer = server.post(&format!("/api/v1/runs/{}/{verb}", args.run), body).await?;
+        let body = DecideRequest { comment: args.comment.clone() };
+        let answer: DecideAnswer = server.post(&format!("/api/v1/runs/{}/{verb}", args.run), &body).await?;
         match context.output() {
             Output::Json => print_json(&answer),
             Output::Text => println!(
                 "run {} {} by {}; the server carries it on (`launchway --server … audit --run {}` to follow)",
                 args.run,
                 decision.as_str(),
-                answer["approval"]["decided_by"].as_str().unwrap_or("you"),
+                answer.approval.decided_by.as_deref().unwrap_or("you"),
                 args.run
             ),
         }

@@ -20,7 +20,7 @@ pub async fn run(context: &Context, scope: &Scope, run: Option<i64>, limit: u32)
         if let Some(run) = run {
             query.push(format!("run={run}"));
         }
-        serde_json::from_value(server.get(&format!("/api/v1/audit?{}", query.join("&"))).await?)?
+        server.get(&format!("/api/v1/audit?{}", query.join("&"))).await?
     } else {
         let engine = context.engine().await?;
         engine

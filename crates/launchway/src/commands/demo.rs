@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use launchway_engine::{Engine, Selection};
+use launchway_manifest::format_duration;
 use launchway_store::RunState;
 use launchway_target::ReplicaState;
 use launchway_target_docker::{ExecutableImage, build_executable_image, label};
@@ -18,7 +19,6 @@ use super::deploy::{DeployReport, deploy};
 use crate::cli::{Global, Output};
 use crate::context::Context;
 use crate::exit;
-use crate::output::seconds;
 
 const APP: &str = "hello";
 const IMAGE: &str = "launchway-demo/hello";
@@ -51,7 +51,10 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         println!("   built {IMAGE}:{version}");
     }
     let build_time = build_started.elapsed();
-    println!("   {} (FROM scratch: the binary and the libraries it links, nothing pulled)", seconds(build_time));
+    println!(
+        "   {} (FROM scratch: the binary and the libraries it links, nothing pulled)",
+        format_duration(build_time)
+    );
 
     heading(&format!("2. a config repo at {}", repo.display()));
     let manifest_v1 = manifest(&env, "v1", None);
@@ -69,7 +72,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         server: None,
         token: None,
     });
-    demo.stopping = context.stopping.clone();
+    demo.stop = context.stop.clone();
     let engine = demo.engine().await?;
     let selection = Selection { env: Some(env.clone()), apps: vec![APP.to_owned()] };
 
@@ -96,7 +99,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
     }
 
     heading("timings");
-    let row = |what: &str, took: Duration| println!("   {what:<28} {:>7}", seconds(took));
+    let row = |what: &str, took: Duration| println!("   {what:<28} {:>7}", format_duration(took));
     row("image build", build_time);
     row("v1: 3 new replicas", Duration::from_millis(first.elapsed_ms));
     row("v2: rolling update", Duration::from_millis(second.elapsed_ms));

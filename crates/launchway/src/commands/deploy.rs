@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use launchway_engine::{Decision, DeployRequest, Engine, EngineError, Selection};
+use launchway_manifest::format_duration;
 use launchway_store::{Run, RunState};
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use super::plan::plan_heading;
 use crate::cli::{Output, Scope};
 use crate::context::{Context, Loaded};
 use crate::exit;
-use crate::output::{LiveProgress, ago, in_time, print_json, seconds, table};
+use crate::output::{LiveProgress, ago, in_time, print_json, table};
 
 pub async fn run(context: &Context, scope: &Scope, retry: bool) -> Result<u8> {
     let loaded = context.load().await?;
@@ -215,7 +216,7 @@ pub fn exit_code(runs: &[Run], decisions: &[Decision]) -> u8 {
 
 pub fn print_summary(runs: &[Run], elapsed: Duration) {
     if runs.is_empty() {
-        println!("nothing to deploy ({})", seconds(elapsed));
+        println!("nothing to deploy ({})", format_duration(elapsed));
         return;
     }
     let rows: Vec<Vec<String>> = runs
@@ -226,7 +227,7 @@ pub fn print_summary(runs: &[Run], elapsed: Duration) {
                 format!("{}@{}", run.app, run.env),
                 run.state.to_string(),
                 run.finished_at
-                    .map(|finished| seconds(Duration::from_millis((finished - run.created_at).max(0) as u64)))
+                    .map(|finished| format_duration(Duration::from_millis((finished - run.created_at).max(0) as u64)))
                     .unwrap_or_default(),
                 run.reason.clone().unwrap_or_default(),
             ]
@@ -240,5 +241,5 @@ pub fn print_summary(runs: &[Run], elapsed: Duration) {
             run.id, run.id, run.id
         );
     }
-    println!("done in {}", seconds(elapsed));
+    println!("done in {}", format_duration(elapsed));
 }

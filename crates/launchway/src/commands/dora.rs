@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use launchway_engine::DoraFigures;
+use launchway_manifest::format_duration;
 
 use crate::cli::{Output, Scope};
 use crate::context::Context;
@@ -17,7 +18,7 @@ pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
         if let Some(app) = scope.apps.first() {
             query.push(format!("app={app}"));
         }
-        serde_json::from_value(server.get(&format!("/api/v1/dora?{}", query.join("&"))).await?)?
+        server.get(&format!("/api/v1/dora?{}", query.join("&"))).await?
     } else {
         let engine = context.engine().await?;
         let local: Vec<DoraFigures> =
@@ -39,13 +40,13 @@ pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
                 f.app.clone(),
                 f.env.clone(),
                 format!("{} ({:.2}/day)", f.deployments, f.deployments_per_day),
-                f.lead_time_median_s.map(duration).unwrap_or_else(|| "-".to_owned()),
+                f.lead_time_median_s.map(seconds).unwrap_or_else(|| "-".to_owned()),
                 f.change_failure_rate
                     .map(|rate| format!("{:.0}% ({})", rate * 100.0, f.failed_changes))
                     .unwrap_or_else(|| "-".to_owned()),
                 match (f.time_to_restore_median_s, f.unrestored_failures) {
-                    (Some(restore), 0) => duration(restore),
-                    (Some(restore), open) => format!("{} ({open} open)", duration(restore)),
+                    (Some(restore), 0) => seconds(restore),
+                    (Some(restore), open) => format!("{} ({open} open)", seconds(restore)),
                     (None, 0) => "-".to_owned(),
                     (None, open) => format!("({open} open)"),
                 },
@@ -57,13 +58,6 @@ pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-/// 95 → "1m35s"; 7200 → "2h0m".
-fn duration(seconds: f64) -> String {
-    let seconds = seconds.round() as u64;
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3600 => format!("{}m{}s", seconds / 60, seconds % 60),
-        3600..86400 => format!("{}h{}m", seconds / 3600, seconds % 3600 / 60),
-        _ => format!("{}d{}h", seconds / 86400, seconds % 86400 / 3600),
-    }
+fn seconds(seconds: f64) -> String {
+    format_duration(std::time::Duration::from_secs_f64(seconds.max(0.0)))
 }

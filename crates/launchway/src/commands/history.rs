@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use launchway_manifest::format_duration;
 use launchway_store::{EventFilter, RunFilter};
 
 use crate::cli::{Output, Scope};
 use crate::context::Context;
 use crate::exit;
-use crate::output::{print_json, seconds, table, timestamp};
+use crate::output::{print_json, table, timestamp};
 
 pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u32) -> Result<u8> {
     let engine = context.engine().await?;
@@ -46,7 +47,9 @@ pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u
                     step.attempt.to_string(),
                     step.outcome.map_or("interrupted".to_owned(), |outcome| outcome.as_str().to_owned()),
                     step.finished_at
-                        .map(|finished| seconds(Duration::from_millis((finished - step.started_at).max(0) as u64)))
+                        .map(|finished| {
+                            format_duration(Duration::from_millis((finished - step.started_at).max(0) as u64))
+                        })
                         .unwrap_or_default(),
                     step.detail.clone().unwrap_or_default(),
                 ]
@@ -56,7 +59,7 @@ pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u
         println!();
         for event in &events {
             println!("{}  {:<18} {}", timestamp(event.at), event.kind, event.message);
-            for line in event.data["logs"].as_array().into_iter().flatten().filter_map(|line| line.as_str()) {
+            for line in event.logs() {
                 println!("{:>20}   | {line}", "");
             }
         }
@@ -91,7 +94,7 @@ pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u
                 run.release_id.to_string(),
                 timestamp(run.created_at),
                 run.finished_at
-                    .map(|finished| seconds(Duration::from_millis((finished - run.created_at).max(0) as u64)))
+                    .map(|finished| format_duration(Duration::from_millis((finished - run.created_at).max(0) as u64)))
                     .unwrap_or_else(|| "running".to_owned()),
                 run.reason.clone().unwrap_or_default(),
             ]

@@ -1,9 +1,10 @@
 //! `launchway release publish`: CI hands over the images it built, and nothing else.
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use launchway_api::{DecisionKind, PublishRequest, ReconcileAnswer, ReconcileStatus};
 use launchway_engine::Selection;
 use launchway_manifest::EnvSource;
-use launchway_store::{NewEvent, Published, now_ms};
+use launchway_store::{AuditKind, EventBody, NewEvent, Published, now_ms};
 use serde_json::{Value, json};
 
 use super::deploy::deploy;
@@ -20,26 +21,26 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
     })?;
 
     if let Some(server) = context.server()? {
-        let body = json!({"app": app, "env": env, "file": parsed, "commit": commit, "author": author, "retry": retry});
-        let answer = server.post("/api/v1/releases", body).await?;
+        let body = PublishRequest { app: app.clone(), env: env.clone(), file: parsed, commit, author, retry };
+        let answer: ReconcileAnswer = server.post("/api/v1/releases", &body).await?;
         match context.output() {
             Output::Json => print_json(&answer),
             Output::Text => {
                 println!("published {} for {app} in {env}", file.display());
-                for run in answer["runs"].as_array().into_iter().flatten() {
-                    let what = match run["decision"].as_str().unwrap_or_default() {
-                        "started" => {
-                            format!("run {} started: {}", run["run"], run["plan"].as_str().unwrap_or_default())
+                if answer.status == ReconcileStatus::Accepted {
+                    println!("  the server is still deciding: `launchway --server … history` shows the runs");
+                }
+                for decision in &answer.runs {
+                    let run = decision.run.unwrap_or_default();
+                    let what = match decision.decision {
+                        DecisionKind::Started => {
+                            format!("run {run} started: {}", decision.plan.as_deref().unwrap_or(""))
                         }
-                        "waiting_for_approval" => format!("run {} waits for approval", run["run"]),
-                        "unchanged" => "already running these images".to_owned(),
-                        other => other.replace('_', " "),
+                        DecisionKind::WaitingForApproval => format!("run {run} waits for approval"),
+                        DecisionKind::Unchanged => "already running these images".to_owned(),
+                        other => other.words().to_owned(),
                     };
-                    println!(
-                        "  {}@{}  {what}",
-                        run["app"].as_str().unwrap_or_default(),
-                        run["env"].as_str().unwrap_or_default()
-                    );
+                    println!("  {}@{}  {what}", decision.app, decision.env);
                 }
             }
         }
@@ -79,14 +80,15 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
         })
         .await?;
     engine
-        .record(NewEvent {
-            run_id: None,
-            app: Some(app.clone()),
-            env: Some(env.clone()),
-            kind: "release.published".to_owned(),
-            message: format!("{by} published {} for {app} in {env} (cli)", file.display()),
-            data: json!({"images": images, "by": by, "commit": commit, "author": author, "retry": retry}),
-        })
+        .record(NewEvent::for_app(
+            &app,
+            &env,
+            EventBody::Audit {
+                kind: AuditKind::ReleasePublished,
+                data: json!({"images": images, "by": by, "commit": commit, "author": author, "retry": retry}),
+            },
+            format!("{by} published {} for {app} in {env} (cli)", file.display()),
+        ))
         .await?;
     let selection = Selection { env: Some(env), apps: vec![app] };
     let report = deploy(context, &engine, &loaded, &selection, retry).await?;

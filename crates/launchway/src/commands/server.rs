@@ -1,10 +1,13 @@
 //! `launchway server`: the controller, until SIGTERM or Ctrl-C.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use launchway_secrets::Secrets;
 use launchway_server::ServerConfig;
 use launchway_source::RepoThread;
+use launchway_target_ecs::SsmParameters;
 
 use crate::cli::ServerArgs;
 use crate::context::{Context, repo_cache_dir};
@@ -36,6 +39,7 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
             max_connections: args.max_connections.max(1),
             header_read_timeout: args.header_timeout,
         },
+        secrets: Secrets::with_parameter_store(Arc::new(SsmParameters::from_default_chain())),
         // Under the 10 s after which a signal handler quits regardless.
         shutdown_grace: Duration::from_secs(8),
         ..ServerConfig::default()
@@ -46,13 +50,13 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
         "launchway server on http://{} following {} (branch {}){}",
         server.addr,
         context.global.repo,
-        server.controller.branch(),
+        server.reconciler.branch(),
         server.metrics_addr.map(|addr| format!(", metrics on http://{addr}/metrics")).unwrap_or_default()
     );
     if !has_secret {
         eprintln!("note: no webhook secret (LAUNCHWAY_WEBHOOK_SECRET): webhooks are refused; polling still works");
     }
-    context.stopping.requested().await;
+    context.stop.cancelled().await;
     eprintln!("shutting down: runs stop at their next step boundary and resume on the next start");
     server.shut_down().await;
     Ok(exit::SUCCESS)

@@ -1,30 +1,42 @@
 //! `launchway token create|list|revoke`.
 
 use anyhow::{Result, anyhow};
+use launchway_api::{IssuedToken, RevokedToken, TokenRequest as ApiTokenRequest};
 use launchway_server::auth::{self, TokenRequest};
-use launchway_store::{Role, Token};
-use serde_json::{Value, json};
+use launchway_store::{AuditKind, Role, Token};
+use serde::Serialize;
 
 use crate::cli::{Output, TokenCommand};
 use crate::context::Context;
 use crate::exit;
 use crate::output::{print_json, table, timestamp};
 
+/// What a token command answers, from the server or the local database alike.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TokenAnswer {
+    Issued(IssuedToken),
+    Listed(Vec<Token>),
+    Revoked(RevokedToken),
+}
+
 pub async fn run(context: &Context, command: TokenCommand) -> Result<u8> {
     if let Some(server) = context.server()? {
         let answer = match &command {
             TokenCommand::Create { name, subject, role, apps, envs } => {
-                server
-                    .post(
-                        "/api/v1/tokens",
-                        json!({"name": name, "subject": subject, "role": role, "apps": apps, "envs": envs}),
-                    )
-                    .await?
+                let request = ApiTokenRequest {
+                    name: name.clone(),
+                    subject: subject.clone(),
+                    role: role.clone(),
+                    apps: apps.clone(),
+                    envs: envs.clone(),
+                };
+                TokenAnswer::Issued(server.post("/api/v1/tokens", &request).await?)
             }
-            TokenCommand::List => server.get("/api/v1/tokens").await?,
-            TokenCommand::Revoke { id } => server.delete(&format!("/api/v1/tokens/{id}")).await?,
+            TokenCommand::List => TokenAnswer::Listed(server.get("/api/v1/tokens").await?),
+            TokenCommand::Revoke { id } => TokenAnswer::Revoked(server.delete(&format!("/api/v1/tokens/{id}")).await?),
         };
-        return print_answer(context, &command, answer);
+        return print_answer(context, &answer);
     }
 
     let engine = context.engine().await?;
@@ -43,39 +55,38 @@ pub async fn run(context: &Context, command: TokenCommand) -> Result<u8> {
                 envs: envs.clone(),
             };
             let issued = auth::issue(store.as_ref(), request).await.map_err(|error| anyhow!("{error}"))?;
-            engine.record(auth::token_event("token.created", &issued.token, &by, "cli")).await?;
-            json!({"token": issued.token, "secret": issued.presented})
+            engine.record(auth::token_event(AuditKind::TokenCreated, &issued.token, &by, "cli")).await?;
+            TokenAnswer::Issued(IssuedToken { token: issued.token, secret: issued.presented })
         }
-        TokenCommand::List => serde_json::to_value(store.tokens().await?)?,
+        TokenCommand::List => TokenAnswer::Listed(store.tokens().await?),
         TokenCommand::Revoke { id } => {
             let token = store.token(id).await?.ok_or_else(|| anyhow!("no token {id}"))?;
             let revoked = store.revoke_token(id).await?;
             if revoked {
-                engine.record(auth::token_event("token.revoked", &token, &by, "cli")).await?;
+                engine.record(auth::token_event(AuditKind::TokenRevoked, &token, &by, "cli")).await?;
             }
-            json!({"id": id, "revoked": revoked})
+            TokenAnswer::Revoked(RevokedToken { id: id.clone(), revoked })
         }
     };
-    print_answer(context, &command, answer)
+    print_answer(context, &answer)
 }
 
-fn print_answer(context: &Context, command: &TokenCommand, answer: Value) -> Result<u8> {
+fn print_answer(context: &Context, answer: &TokenAnswer) -> Result<u8> {
     if context.output() == Output::Json {
-        print_json(&answer);
+        print_json(answer);
         return Ok(exit::SUCCESS);
     }
-    match command {
-        TokenCommand::Create { .. } => {
-            println!("{}", answer["secret"].as_str().unwrap_or_default());
+    match answer {
+        TokenAnswer::Issued(issued) => {
+            println!("{}", issued.secret);
             eprintln!(
                 "created {} token {} for {}: the secret above is shown only now; keep it somewhere safe",
-                answer["token"]["role"].as_str().unwrap_or_default(),
-                answer["token"]["id"].as_str().unwrap_or_default(),
-                answer["token"]["subject"].as_str().unwrap_or_default(),
+                issued.token.role.as_str(),
+                issued.token.id,
+                issued.token.subject,
             );
         }
-        TokenCommand::List => {
-            let tokens: Vec<Token> = serde_json::from_value(answer)?;
+        TokenAnswer::Listed(tokens) => {
             let rows: Vec<Vec<String>> = tokens
                 .iter()
                 .map(|token| {
@@ -97,8 +108,8 @@ fn print_answer(context: &Context, command: &TokenCommand, answer: Value) -> Res
                 .collect();
             println!("{}", table(&["ID", "NAME", "SUBJECT", "ROLE", "SCOPE", "LAST USED", "STATE"], &rows));
         }
-        TokenCommand::Revoke { id } => {
-            if answer["revoked"] == true {
+        TokenAnswer::Revoked(RevokedToken { id, revoked }) => {
+            if *revoked {
                 println!("revoked token {id}");
             } else {
                 println!("token {id} was already revoked");

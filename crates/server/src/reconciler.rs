@@ -1,5 +1,5 @@
-//! The controller: from changes (a poll, a push, a publication, a verified release) to
-//! runs, and runs driven to their end by a bounded set of workers.
+//! The reconciler: from changes (a poll, a push, a publication, a verified release) to
+//! runs, which it hands to the [`Runtime`] to drive.
 //!
 //! Reconciling is idempotent — the engine creates a run only where desired state
 //! differs from what runs and no run is under way — so triggers can overlap, repeat or
@@ -7,18 +7,16 @@
 //! serialised so that two triggers never race to create the same run.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use launchway_engine::{Decision, DeployRequest, Engine, EngineError, ImageOverrides, Selection};
+use launchway_engine::{Decision, DeployRequest, Engine, ImageOverrides, Selection};
 use launchway_manifest::{EnvSource, Manifest, tag_matches, tag_version};
 use launchway_source::{Commit, RepoThread};
-use launchway_store::{NewEvent, Published, ReleaseSource, Run, RunKind, RunState};
-use tokio::sync::{Notify, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use launchway_store::{AuditKind, EventBody, NewEvent, Published, ReleaseSource, Run, RunKind, RunState};
+use tokio::sync::mpsc;
+
+use crate::runtime::Runtime;
 
 /// Manifests kept parsed, by commit: the heads of the branches and tags in use.
 const MANIFEST_CACHE: usize = 2;
@@ -41,8 +39,8 @@ pub struct Snapshot {
     pub manifest: Manifest,
 }
 
-pub struct Controller {
-    engine: Engine,
+pub struct Reconciler {
+    runtime: Arc<Runtime>,
     repo: RepoThread,
     /// The branch environments with the default source follow.
     branch: String,
@@ -56,22 +54,14 @@ pub struct Controller {
     /// Per environment, the desired state last reconciled: a push then only looks at
     /// the apps it changed.
     reconciled: Mutex<BTreeMap<String, Arc<Snapshot>>>,
-    /// Runs this process is driving or about to.
-    driving: Mutex<HashSet<i64>>,
     /// (app, env) with a change that arrived while a run here had the app.
     deferred: Mutex<HashSet<(String, String)>>,
-    workers: Arc<Semaphore>,
-    queued: AtomicI64,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    /// Woken when a run finishes (the scheduler looks for new tasks then).
-    pub(crate) run_finished: Notify,
 }
 
-impl Controller {
-    pub fn new(engine: Engine, repo: RepoThread, branch: String, max_concurrent_runs: usize) -> Controller {
-        Controller {
-            engine,
+impl Reconciler {
+    pub fn new(runtime: Arc<Runtime>, repo: RepoThread, branch: String) -> Reconciler {
+        Reconciler {
+            runtime,
             repo,
             branch,
             reconciling: tokio::sync::Mutex::new(()),
@@ -79,27 +69,20 @@ impl Controller {
             reported_invalid: Mutex::new(HashSet::new()),
             latest: Mutex::new(None),
             reconciled: Mutex::new(BTreeMap::new()),
-            driving: Mutex::new(HashSet::new()),
             deferred: Mutex::new(HashSet::new()),
-            workers: Arc::new(Semaphore::new(max_concurrent_runs.max(1))),
-            queued: AtomicI64::new(0),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            run_finished: Notify::new(),
         }
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.runtime.engine()
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     pub fn branch(&self) -> &str {
         &self.branch
-    }
-
-    /// Runs waiting for a worker.
-    pub fn queue_depth(&self) -> i64 {
-        self.queued.load(Ordering::Relaxed)
     }
 
     /// The default branch's desired state as last read.
@@ -120,7 +103,7 @@ impl Controller {
         };
         *self.latest.lock().expect("not poisoned") = Some(default.clone());
 
-        let published = self.engine.store().published_images().await?;
+        let published = self.engine().store().published_images().await?;
         let mut decisions = Vec::new();
         for (name, environment) in &default.manifest.environments {
             if scope.env.as_ref().is_some_and(|env| env != name) {
@@ -195,14 +178,14 @@ impl Controller {
             retry_failed: scope.retry,
             trigger: trigger.to_owned(),
         };
-        Ok(self.engine.prepare_deploys(&request).await?)
+        Ok(self.engine().prepare_deploys(&request).await?)
     }
 
     /// A release verified in one environment starts a run in each environment that
     /// promotes from it, with the same images and that environment's own settings (and
     /// credentials: each environment names its own target).
     pub async fn promote(self: &Arc<Self>, run: &Run) -> Result<Vec<Decision>> {
-        let store = self.engine.store();
+        let store = self.engine().store();
         let release = store.release(run.release_id).await?;
         let Some(commit_id) = release.source.commit.clone() else {
             return Ok(Vec::new());
@@ -240,19 +223,15 @@ impl Controller {
                 retry_failed: false,
                 trigger,
             };
-            decisions.extend(self.engine.prepare_deploys(&request).await?);
+            decisions.extend(self.engine().prepare_deploys(&request).await?);
         }
         if !decisions.is_empty() {
-            self.engine
-                .record(
-                    NewEvent::for_run(
-                        run,
-                        "promotion.started",
-                        format!("release {} verified in {}: promoting", release.id, run.env),
-                    )
-                    .with_data(serde_json::to_value(&decisions).unwrap_or_default()),
-                )
-                .await?;
+            let started = EventBody::Audit {
+                kind: AuditKind::PromotionStarted,
+                data: serde_json::to_value(&decisions).unwrap_or_default(),
+            };
+            let message = format!("release {} verified in {}: promoting", release.id, run.env);
+            self.engine().record(NewEvent::for_run(run, started, message)).await?;
         }
         self.start(&decisions);
         Ok(decisions)
@@ -264,62 +243,43 @@ impl Controller {
     pub fn start(self: &Arc<Self>, decisions: &[Decision]) {
         for decision in decisions {
             match decision {
-                Decision::Started { run, .. } => self.drive(run.id),
+                Decision::Started { run, .. } => self.runtime.drive(run.id),
                 Decision::Resume { run } => {
-                    if self.driving.lock().expect("not poisoned").contains(&run.id) {
+                    if self.runtime.is_driving(run.id) {
                         self.deferred.lock().expect("not poisoned").insert((run.app.clone(), run.env.clone()));
                     }
-                    self.drive(run.id);
+                    self.runtime.drive(run.id);
                 }
                 _ => {}
             }
         }
     }
 
-    /// Drives a run on a worker, unless this process already is.
-    pub fn drive(self: &Arc<Self>, run_id: i64) {
-        if self.shutdown.is_cancelled() || !self.driving.lock().expect("not poisoned").insert(run_id) {
-            return;
-        }
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        let controller = self.clone();
-        self.tasks.spawn(async move {
-            let permit = controller.workers.clone().acquire_owned().await;
-            controller.queued.fetch_sub(1, Ordering::Relaxed);
-            if permit.is_ok() {
-                controller.drive_now(run_id).await;
-            }
-            controller.driving.lock().expect("not poisoned").remove(&run_id);
-        });
-    }
-
-    async fn drive_now(self: &Arc<Self>, run_id: i64) {
-        let started = Instant::now();
-        match self.engine.drive(run_id).await {
-            Ok(run) => {
-                if run.state.is_terminal() {
-                    crate::metrics::run_finished(&run, started.elapsed());
-                    self.run_finished.notify_waiters();
-                }
-                self.follow_up(&run);
-                let changed = run.reason.as_deref() != Some(launchway_engine::NO_OP_REASON);
-                if run.state == RunState::Succeeded
-                    && run.kind == RunKind::Deploy
-                    && changed
-                    && let Err(error) = self.promote(&run).await
-                {
-                    tracing::error!(run_id, error = format!("{error:#}"), "promotion failed");
-                    let _ = self
-                        .engine
-                        .record(NewEvent::for_run(&run, "promotion.failed", format!("could not promote: {error:#}")))
-                        .await;
-                }
-            }
-            // Another live process drives it; it will finish it.
-            Err(EngineError::Busy { .. }) => {}
-            Err(EngineError::Interrupted { .. }) => tracing::info!(run_id, "stopped at a step boundary for shutdown"),
-            Err(error) => {
-                tracing::error!(run_id, %error, "the run stopped with an error; it resumes at the next sweep")
+    /// Follows runs the runtime saw end or park, until the server stops: a change that
+    /// waited for the app is reconciled, and a release verified in one environment is
+    /// promoted to those that promote from it.
+    pub async fn follow_ended_runs(self: Arc<Self>, mut ended: mpsc::UnboundedReceiver<Run>) {
+        loop {
+            let run = tokio::select! {
+                () = self.runtime.stop().cancelled() => return,
+                run = ended.recv() => match run {
+                    Some(run) => run,
+                    None => return,
+                },
+            };
+            self.follow_up(&run);
+            let changed = run.reason.as_deref() != Some(launchway_engine::NO_OP_REASON);
+            if run.state == RunState::Succeeded && run.kind == RunKind::Deploy && changed {
+                let reconciler = self.clone();
+                self.runtime.spawn(async move {
+                    if let Err(error) = reconciler.promote(&run).await {
+                        tracing::error!(run_id = run.id, error = format!("{error:#}"), "promotion failed");
+                        let failed =
+                            EventBody::Audit { kind: AuditKind::PromotionFailed, data: serde_json::Value::Null };
+                        let event = NewEvent::for_run(&run, failed, format!("could not promote: {error:#}"));
+                        let _ = reconciler.engine().record(event).await;
+                    }
+                });
             }
         }
     }
@@ -328,14 +288,14 @@ impl Controller {
     /// parks, the app is reconciled again.
     fn follow_up(self: &Arc<Self>, run: &Run) {
         let deferred = self.deferred.lock().expect("not poisoned").remove(&(run.app.clone(), run.env.clone()));
-        if !deferred || self.shutdown.is_cancelled() {
+        if !deferred || self.runtime.stop().is_cancelled() {
             return;
         }
-        let controller = self.clone();
+        let reconciler = self.clone();
         let scope = Scope { env: Some(run.env.clone()), apps: vec![run.app.clone()], ..Scope::default() };
         let trigger = format!("follow-up of run {}", run.id);
-        self.tasks.spawn(async move {
-            if let Err(error) = controller.reconcile(&scope, &trigger).await {
+        self.runtime.spawn(async move {
+            if let Err(error) = reconciler.reconcile(&scope, &trigger).await {
                 tracing::warn!(error = format!("{error:#}"), "could not reconcile after a run");
             }
         });
@@ -343,11 +303,11 @@ impl Controller {
 
     /// Runs nobody alive is driving, and approvals decided or expired: driven again.
     pub async fn sweep(self: &Arc<Self>) -> Result<()> {
-        for run in self.engine.orphaned_runs().await? {
-            self.drive(run.id);
+        for run in self.engine().orphaned_runs().await? {
+            self.runtime.drive(run.id);
         }
-        for run_id in self.engine.approvals_due().await? {
-            self.drive(run_id);
+        for run_id in self.engine().approvals_due().await? {
+            self.runtime.drive(run_id);
         }
         Ok(())
     }
@@ -378,19 +338,16 @@ impl Controller {
                 if self.reported_invalid.lock().expect("not poisoned").insert(commit.id.clone()) {
                     let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                     tracing::warn!(commit = %commit.id, "the manifest is invalid; nothing deploys from this commit");
-                    self.engine
-                        .record(NewEvent {
-                            run_id: None,
-                            app: None,
-                            env: None,
-                            kind: "source.invalid".to_owned(),
-                            message: format!(
+                    self.engine()
+                        .record(NewEvent::audit(
+                            AuditKind::SourceInvalid,
+                            format!(
                                 "the manifest at commit {} is invalid ({} problems); nothing was deployed from it",
                                 commit.short_id(),
                                 lines.len()
                             ),
-                            data: serde_json::json!({"commit": commit.id, "diagnostics": lines}),
-                        })
+                            serde_json::json!({"commit": commit.id, "diagnostics": lines}),
+                        ))
                         .await?;
                 }
                 Ok(None)
@@ -425,18 +382,6 @@ impl Controller {
             matching.max_by(|a, b| (a.commit.time, &a.name).cmp(&(b.commit.time, &b.name)))
         };
         Ok(newest.map(|tag| tag.commit))
-    }
-
-    /// Stops taking work, asks runs to stop at their next step boundary, and waits
-    /// (at most `grace`) for them to get there.
-    pub async fn shut_down(&self, grace: Duration) {
-        self.shutdown.cancel();
-        self.engine.stop_at_next_boundary();
-        self.workers.close();
-        self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!("runs did not reach a step boundary in time; they resume on the next start");
-        }
     }
 }
 

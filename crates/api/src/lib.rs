@@ -1,0 +1,262 @@
+//! The HTTP API's wire types: the bodies `launchway server` reads and the answers it
+//! gives, in one place that the server and the CLI (`--server`) share, so that each
+//! thing has one JSON shape. Rows the store keeps (runs, releases, approvals, tokens)
+//! travel as the store serializes them.
+
+use launchway_engine::Decision;
+use launchway_store::{Approval, Pin, Token};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// What a reconcile decided for one (app, environment), the same words as
+/// `launchway deploy --output json` uses for its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Started,
+    Resumed,
+    WaitingForApproval,
+    Unchanged,
+    Skipped,
+    Busy,
+    Pinned,
+    RepairLater,
+}
+
+impl DecisionKind {
+    /// In words: "waiting for approval".
+    pub fn words(self) -> &'static str {
+        match self {
+            DecisionKind::Started => "started",
+            DecisionKind::Resumed => "resumed",
+            DecisionKind::WaitingForApproval => "waiting for approval",
+            DecisionKind::Unchanged => "unchanged",
+            DecisionKind::Skipped => "skipped",
+            DecisionKind::Busy => "busy",
+            DecisionKind::Pinned => "pinned",
+            DecisionKind::RepairLater => "repair later",
+        }
+    }
+}
+
+/// One decision, briefly: which run it started or found, and why not when none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionSummary {
+    pub app: String,
+    pub env: String,
+    pub decision: DecisionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
+    /// The plan's one line, for a started run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
+    /// The revision the repo asks for while a pin holds another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wants: Option<String>,
+    /// When a repair that waits will be tried again (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
+}
+
+impl DecisionSummary {
+    fn new(app: &str, env: &str, decision: DecisionKind) -> DecisionSummary {
+        DecisionSummary {
+            app: app.to_owned(),
+            env: env.to_owned(),
+            decision,
+            run: None,
+            plan: None,
+            revision: None,
+            reason: None,
+            pin: None,
+            wants: None,
+            retry_at: None,
+        }
+    }
+}
+
+impl From<&Decision> for DecisionSummary {
+    fn from(decision: &Decision) -> DecisionSummary {
+        match decision {
+            Decision::Started { run, plan } => DecisionSummary {
+                run: Some(run.id),
+                plan: Some(plan.summary.clone()),
+                ..DecisionSummary::new(&run.app, &run.env, DecisionKind::Started)
+            },
+            Decision::Resume { run } => {
+                DecisionSummary { run: Some(run.id), ..DecisionSummary::new(&run.app, &run.env, DecisionKind::Resumed) }
+            }
+            Decision::Waiting { run } => DecisionSummary {
+                run: Some(run.id),
+                ..DecisionSummary::new(&run.app, &run.env, DecisionKind::WaitingForApproval)
+            },
+            Decision::Unchanged { app, env, revision } => DecisionSummary {
+                revision: Some(revision.clone()),
+                ..DecisionSummary::new(app, env, DecisionKind::Unchanged)
+            },
+            Decision::Skipped { app, env, reason, .. } => DecisionSummary {
+                reason: Some(reason.clone()),
+                ..DecisionSummary::new(app, env, DecisionKind::Skipped)
+            },
+            Decision::Busy { app, env, run_id, .. } => {
+                DecisionSummary { run: Some(*run_id), ..DecisionSummary::new(app, env, DecisionKind::Busy) }
+            }
+            Decision::Pinned { app, env, pin, wants } => DecisionSummary {
+                pin: Some(pin.clone()),
+                wants: wants.clone(),
+                ..DecisionSummary::new(app, env, DecisionKind::Pinned)
+            },
+            Decision::RepairLater { app, env, reason, retry_at } => DecisionSummary {
+                reason: Some(reason.clone()),
+                retry_at: Some(*retry_at),
+                ..DecisionSummary::new(app, env, DecisionKind::RepairLater)
+            },
+        }
+    }
+}
+
+/// Whether a reconcile finished within the answer's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileStatus {
+    /// Finished: `runs` says what it decided.
+    Reconciled,
+    /// Still going when the answer was due (202): runs show up in the runs list.
+    Accepted,
+}
+
+/// The answer of `POST /api/v1/sync`, `/releases` and `/unpin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileAnswer {
+    pub status: ReconcileStatus,
+    #[serde(default)]
+    pub runs: Vec<DecisionSummary>,
+    /// The pin `/unpin` lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unpinned: Option<Pin>,
+}
+
+/// `POST /api/v1/sync`: reconcile now (an empty body: everything).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub env: Option<String>,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Deploy again what failed, was rolled back or rejected (`deploy --retry`).
+    #[serde(default)]
+    pub retry: bool,
+}
+
+/// `POST /api/v1/rollback`: back to a verified release (the last one, or `to`), pinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub app: String,
+    pub env: String,
+    pub to: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/unpin`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnpinRequest {
+    pub app: String,
+    pub env: String,
+}
+
+/// `POST /api/v1/runs/{id}/approve` and `/reject` (an empty body: no comment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecideRequest {
+    pub comment: Option<String>,
+}
+
+/// The answer of a decision: the approval as recorded, and the token that made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecideAnswer {
+    pub approval: Approval,
+    pub token: String,
+}
+
+/// `POST /api/v1/releases`: images CI published for an app in an environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub app: String,
+    pub env: String,
+    /// The contents of `imagedefinitions.json` or `imageDetail.json`, as JSON.
+    pub file: Value,
+    /// The application commit the images were built from, and its author (whom the
+    /// approval author rule is about).
+    pub commit: Option<String>,
+    pub author: Option<String>,
+    /// Deploy these images even though they failed before.
+    #[serde(default)]
+    pub retry: bool,
+}
+
+/// `POST /api/v1/tokens`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub subject: String,
+    /// viewer, deployer, approver, admin or ci-publisher.
+    pub role: String,
+    #[serde(default)]
+    pub apps: Vec<String>,
+    #[serde(default)]
+    pub envs: Vec<String>,
+}
+
+/// A token just issued: its secret is shown this once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub token: Token,
+    pub secret: String,
+}
+
+/// `DELETE /api/v1/tokens/{id}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedToken {
+    pub id: String,
+    pub revoked: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use launchway_engine::Decision;
+
+    use super::*;
+
+    /// The API's brief decisions and `deploy --output json` name decisions alike.
+    fn run() -> Box<launchway_store::Run> {
+        let run = serde_json::json!({
+            "id": 7, "app": "web", "env": "prod", "kind": "deploy", "state": "awaiting_approval",
+            "release_id": 2, "previous_release_id": null, "reason": null, "plan": null,
+            "trigger": "test", "attempt": 1, "lease_owner": null, "lease_expires_at": null,
+            "created_at": 0, "updated_at": 0, "finished_at": null,
+        });
+        Box::new(serde_json::from_value(run).unwrap())
+    }
+
+    #[test]
+    fn a_decision_has_one_name_in_every_answer() {
+        let decisions = [
+            Decision::Resume { run: run() },
+            Decision::Waiting { run: run() },
+            Decision::Unchanged { app: "web".into(), env: "dev".into(), revision: "r1".into() },
+            Decision::Busy { app: "web".into(), env: "dev".into(), run_id: 3, owner: "host:1".into() },
+            Decision::RepairLater { app: "web".into(), env: "dev".into(), reason: "drift".into(), retry_at: 9 },
+        ];
+        for decision in &decisions {
+            let summary = serde_json::to_value(DecisionSummary::from(decision)).unwrap();
+            let full = serde_json::to_value(decision).unwrap();
+            assert_eq!(summary["decision"], full["decision"], "{full}");
+        }
+        let waiting = DecisionSummary::from(&Decision::Waiting { run: run() });
+        assert_eq!(serde_json::to_value(waiting).unwrap()["decision"], "waiting_for_approval");
+    }
+}

@@ -1,0 +1,177 @@
+//! Plans for ECS apps: what would change in a task definition (images, and the whole
+//! document when the manifest gives one) and in a service's settings. Only settings the
+//! manifest states are compared; what it leaves out, ECS keeps. The setting names here
+//! are the ones `services.rs` and `definitions.rs` flatten live state into.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use launchway_manifest::{AppSpec, EcsDefinition, EcsDeployment};
+use launchway_target::planning::PlanRequest;
+use launchway_target::settings::{flatten as flatten_json, select_container};
+use launchway_target::{AppPlan, Change, LiveDefinition, PlanAction};
+
+/// The plan of an ECS service or scheduled task against what runs.
+pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
+    let PlanRequest { app, env, desired, live, .. } = request;
+    let to_revision = desired.revision().0;
+    let live = live.and_then(|live| live.definition.as_ref());
+    match desired {
+        AppSpec::EcsService(service) => plan_definition(
+            EcsPlanInput {
+                app,
+                env,
+                kind: "service",
+                what: format!("ECS service {} in cluster {}", service.service, service.cluster),
+                definition: &service.definition,
+                desired_count: service.desired_count,
+                deployment: service.deployment.as_ref(),
+                grace_period: service.health_check_grace_period,
+                to_revision,
+            },
+            live,
+        ),
+        AppSpec::EcsTask(task) => {
+            let mut targets = Vec::new();
+            if let Some(rule) = &task.rule {
+                targets.push(format!("EventBridge rule {rule}"));
+            }
+            if let Some(schedule) = &task.schedule {
+                targets.push(format!("Scheduler schedule {}", schedule.name));
+            }
+            plan_definition(
+                EcsPlanInput {
+                    app,
+                    env,
+                    kind: "task",
+                    what: targets.join(" and "),
+                    definition: &task.definition,
+                    desired_count: None,
+                    deployment: None,
+                    grace_period: None,
+                    to_revision,
+                },
+                live,
+            )
+        }
+        // Refused by `check`: ECS runs only ECS specs.
+        AppSpec::Service(_) | AppSpec::Task(_) => AppPlan {
+            summary: "a Docker service or task: ECS does not run it".to_owned(),
+            ..AppPlan::new(app, env, "service", PlanAction::Create, to_revision)
+        },
+    }
+}
+
+struct EcsPlanInput<'a> {
+    app: &'a str,
+    env: &'a str,
+    kind: &'a str,
+    /// "ECS service web in cluster prod", "EventBridge rule nightly".
+    what: String,
+    definition: &'a EcsDefinition,
+    desired_count: Option<u32>,
+    deployment: Option<&'a EcsDeployment>,
+    grace_period: Option<Duration>,
+    to_revision: String,
+}
+
+/// A plan for an ECS app: what would change in its task definition and service
+/// settings. Only settings the manifest states are compared; what it leaves out, the
+/// target keeps.
+fn plan_definition(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
+    let EcsPlanInput { app, env, kind, what, definition, desired_count, deployment, grace_period, to_revision } = input;
+    let Some(live) = live else {
+        return AppPlan {
+            summary: format!(
+                "{what} was not found: launchway updates what exists (create it with CloudFormation, Terraform or the console)"
+            ),
+            ..AppPlan::new(app, env, kind, PlanAction::Create, to_revision)
+        };
+    };
+    let mut changes = Vec::new();
+    // The images wanted: a whole document's own, or what runs, with the manifest's set.
+    let mut desired_images: BTreeMap<String, String> = match &definition.document {
+        Some(document) => document.document["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["name"].as_str()?.to_owned(), c["image"].as_str().unwrap_or_default().to_owned())))
+            .collect(),
+        None => live.images.clone(),
+    };
+    let containers: Vec<(String, String)> = desired_images.iter().map(|(n, i)| (n.clone(), i.clone())).collect();
+    for (selector, image) in &definition.images {
+        let name = select_container(selector, &containers).map_or_else(|_| selector.clone(), str::to_owned);
+        desired_images.insert(name, image.clone());
+    }
+    for (name, image) in &desired_images {
+        let from = live.images.get(name).cloned();
+        if from.as_deref() != Some(image.as_str()) {
+            changes.push(Change { path: format!("containers.{name}.image"), from, to: Some(image.clone()) });
+        }
+    }
+    if let Some(document) = &definition.document {
+        let mut wanted = BTreeMap::new();
+        flatten_json("task_definition", &document.document, &mut wanted);
+        for (name, image) in &desired_images {
+            wanted.insert(format!("task_definition.containerDefinitions.{name}.image"), image.clone());
+        }
+        let mut document_changes = 0;
+        for (path, to) in wanted {
+            // Images are shown once, above.
+            if path.ends_with(".image") && path.starts_with("task_definition.containerDefinitions.") {
+                continue;
+            }
+            let from = live.settings.get(&path).cloned();
+            if from.as_ref() != Some(&to) {
+                changes.push(Change { path, from, to: Some(to) });
+                document_changes += 1;
+            }
+        }
+        // Revisions launchway registers are named by their definition's own content.
+        let definition_revision = definition.revision().0;
+        if document_changes == 0 && changes.is_empty() && live.revision.as_deref() != Some(definition_revision.as_str())
+        {
+            changes.push(Change {
+                path: "task_definition".to_owned(),
+                from: Some(live.reference.clone()),
+                to: Some(format!("a new revision from {}", document.path)),
+            });
+        }
+    }
+    let mut setting = |path: &str, to: Option<String>| {
+        if let Some(to) = to {
+            let from = live.settings.get(path).cloned();
+            if from.as_ref() != Some(&to) {
+                changes.push(Change { path: path.to_owned(), from, to: Some(to) });
+            }
+        }
+    };
+    setting("desired_count", desired_count.map(|count| count.to_string()));
+    setting("health_check_grace_period", grace_period.map(|grace| format!("{}s", grace.as_secs())));
+    if let Some(deployment) = deployment {
+        setting("deployment.maximum_percent", deployment.maximum_percent.map(|p| p.to_string()));
+        setting("deployment.minimum_healthy_percent", deployment.minimum_healthy_percent.map(|p| p.to_string()));
+        setting("deployment.circuit_breaker.enable", deployment.circuit_breaker.map(|c| c.enable.to_string()));
+        setting("deployment.circuit_breaker.rollback", deployment.circuit_breaker.map(|c| c.rollback.to_string()));
+    }
+    let from_revision = Some(live.revision.clone().unwrap_or_else(|| short_reference(&live.reference)));
+    let (action, summary) = match (changes.is_empty(), live.steady) {
+        (true, true) => (PlanAction::NoChange, "nothing to change".to_owned()),
+        (true, false) => (PlanAction::Converge, format!("{what} is not steady ({}): wait for it", live.status)),
+        (false, _) => {
+            let registers = changes
+                .iter()
+                .any(|change| change.path.starts_with("containers.") || change.path.starts_with("task_definition"));
+            let verb = if registers { "register a new task definition revision and move" } else { "update" };
+            (PlanAction::Update, format!("{verb} {what} (now {})", live.status))
+        }
+    };
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+    AppPlan { from_revision, changes, summary, ..AppPlan::new(app, env, kind, action, to_revision) }
+}
+
+/// `arn:aws:ecs:…:task-definition/web:7` → `web:7`.
+fn short_reference(reference: &str) -> String {
+    reference.rsplit('/').next().unwrap_or(reference).to_owned()
+}
