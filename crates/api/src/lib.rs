@@ -4,7 +4,7 @@
 //! travel as the store serializes them.
 
 use launchway_engine::Decision;
-use launchway_store::{Approval, Pin, Token};
+use launchway_store::{Approval, Event, Pin, Release, Run, Step, Token};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -216,6 +216,51 @@ pub struct TokenRequest {
 pub struct IssuedToken {
     pub token: Token,
     pub secret: String,
+}
+
+/// `GET /api/v1/runs/{id}`: a run with everything that explains it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub run: Run,
+    pub release: Release,
+    pub approval: Option<Approval>,
+    pub steps: Vec<Step>,
+    pub events: Vec<Event>,
+}
+
+/// Why a webhook was answered without acting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Not a push (a ping, a pull request…).
+    Ignored,
+    /// A redelivery of a push already acted on.
+    Duplicate,
+}
+
+/// The answer to a webhook not acted on (one acted on answers a [`ReconcileAnswer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookSkipped {
+    pub status: WebhookStatus,
+    /// The provider's name for what was sent (`ping`, `pull_request`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<String>,
+}
+
+/// `GET /healthz`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Every answer that is not a success: what went wrong, in words (for a 500, an id to
+/// find the details in the server's log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: String,
 }
 
 /// `DELETE /api/v1/tokens/{id}`

@@ -199,13 +199,9 @@ impl Engine {
     ) -> Result<Next> {
         let store = &self.inner.store;
         tracing::info!(step = name, "step started");
-        store.start_step(lease, name).await?;
-        self.record(NewEvent::for_run(
-            run,
-            EventBody::StepStarted { step: name.to_owned() },
-            format!("{name} started"),
-        ))
-        .await?;
+        let started =
+            NewEvent::for_run(run, EventBody::StepStarted { step: name.to_owned() }, format!("{name} started"));
+        self.announce(&store.start_step(lease, name, started).await?);
         let started = std::time::Instant::now();
         let next = body.await;
         let (outcome, detail) = match &next {
@@ -215,12 +211,12 @@ impl Engine {
             Ok(next) => (StepOutcome::Succeeded, next.message.clone()),
             Err(error) => (StepOutcome::Failed, error.to_string()),
         };
-        store.finish_step(lease, name, outcome, Some(detail.clone())).await?;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         tracing::info!(step = name, outcome = outcome.as_str(), elapsed_ms, "step finished");
         let message = format!("{name} {} in {elapsed_ms} ms: {detail}", outcome.as_str());
-        let finished = StepFinished { step: name.to_owned(), outcome, elapsed_ms, detail };
-        self.record(NewEvent::for_run(run, EventBody::StepFinished(finished), message)).await?;
+        let finished = StepFinished { step: name.to_owned(), outcome, elapsed_ms, detail: detail.clone() };
+        let finished = NewEvent::for_run(run, EventBody::StepFinished(finished), message);
+        self.announce(&store.finish_step(lease, name, outcome, Some(detail), finished).await?);
         next
     }
 

@@ -9,7 +9,8 @@
 //!
 //! 3. `launchway server`: webhook received → run started, for a repo of 10 apps and one
 //!    of 1,000 (each push changes one app), and the server's memory once idle with the
-//!    1,000 apps loaded.
+//!    1,000 apps loaded; for 1,000 apps, also what reading a pushed commit costs in
+//!    process (git, then the manifest load), the part of each push before any decision.
 //!
 //! Needs a Docker engine, like the tests; prints a table, asserts nothing. Sections can
 //! be chosen: `cargo bench -p launchway --bench figures -- deploy apps server`.
@@ -19,6 +20,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use launchway_store::{Event, EventBody, TargetReport};
 use support::World;
 
 const ROUNDS: usize = 5;
@@ -114,24 +116,26 @@ async fn measure_deploy(world: &World) -> Measured {
     let report: serde_json::Value = serde_json::from_str(&deploy.stdout()).expect("deploy prints JSON");
     let run_id = report["runs"][0]["id"].as_i64().expect("a run");
     let details = world.run_details(run_id).await;
-    Measured { wall, engine: engine_time(&details["events"]) }
+    let events: Vec<Event> = serde_json::from_value(details["events"].clone()).expect("events");
+    Measured { wall, engine: engine_time(&events) }
 }
 
 /// The union of the intervals the run's events attribute to Docker and the containers:
-/// each container start and stop call (`took_ms`), and each app's wait from started to
-/// healthy (`after_ms`).
-fn engine_time(events: &serde_json::Value) -> Duration {
+/// each container start and stop call, and each app's wait from started to healthy
+/// (what the replica reports say each took).
+fn engine_time(events: &[Event]) -> Duration {
     let mut intervals: Vec<(i64, i64)> = Vec::new();
-    for event in events.as_array().expect("events") {
-        let at = event["at"].as_i64().expect("time");
-        let data = &event["data"];
-        let span = match event["kind"].as_str() {
-            Some("replica.started" | "replica.stopped") => data["took_ms"].as_i64(),
-            Some("replica.healthy") => data["after_ms"].as_i64(),
+    for event in events {
+        let span = match event.body() {
+            EventBody::Target(
+                TargetReport::ReplicaStarted(replica)
+                | TargetReport::ReplicaStopped(replica)
+                | TargetReport::ReplicaHealthy(replica),
+            ) => replica.took_ms,
             _ => None,
         };
         if let Some(span) = span {
-            intervals.push((at - span, at));
+            intervals.push((event.at - span as i64, event.at));
         }
     }
     intervals.sort();
@@ -207,6 +211,52 @@ async fn thousand_apps() {
     }
 }
 
+/// What the server does with each push before deciding anything, in this process: read
+/// the pushed commit's manifest files (reusing the previous commit's blobs) and the
+/// files they refer to, and load (parse, check, resolve) the manifest. Each round
+/// changes one app in a new commit, as the pushes of the server figures do.
+fn commit_read_figures(world: &World, apps: usize) {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let repo = launchway_source::ConfigRepo::open(&world.repo.path().display().to_string(), cache.path())
+        .expect("the config repo opens");
+    let (mut reads, mut loads, mut incremental) = (Vec::new(), Vec::new(), Vec::new());
+    let mut loader = launchway_manifest::Loader::default();
+    for round in 1..=30 {
+        world.repo.write("apps/app-0000.yaml", &server_app(0, 1000 + round));
+        world.repo.commit(&format!("app-0000 read {round}"));
+        let commit = repo.resolve("HEAD").expect("HEAD");
+        let started = Instant::now();
+        let files = repo.manifest_files(&commit).expect("manifest files");
+        let referenced = repo.files_at(&commit).expect("files");
+        let read = started.elapsed();
+        let started = Instant::now();
+        let loaded = launchway_manifest::load(&files, &referenced);
+        let load = started.elapsed();
+        assert!(loaded.is_ok(), "the manifest is valid");
+        // What the server does: the files the commit did not change are not parsed again.
+        let started = Instant::now();
+        let reloaded = loader.load(&files, &referenced);
+        let reload = started.elapsed();
+        assert_eq!(reloaded.expect("valid").manifest, loaded.expect("valid").manifest);
+        if round > 5 {
+            reads.push(read);
+            loads.push(load);
+            incremental.push(reload);
+        }
+    }
+    for samples in [&mut reads, &mut loads, &mut incremental] {
+        samples.sort();
+    }
+    let median = |samples: &[Duration]| ms(samples[samples.len() / 2]);
+    println!("reading a pushed commit of {apps} apps, in process (median of {}):", reads.len());
+    println!(
+        "  manifest files from git: {:.1}ms   load, every file parsed: {:.1}ms   load, only the changed file parsed: {:.1}ms",
+        median(&reads),
+        median(&loads),
+        median(&incremental)
+    );
+}
+
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
@@ -237,6 +287,9 @@ async fn server_figures(apps: usize) {
         world.repo.write(&format!("apps/app-{index:04}.yaml"), &server_app(index, 0));
     }
     world.repo.commit("apps");
+    if apps >= 1000 {
+        commit_read_figures(&world, apps);
+    }
     let started = Instant::now();
     let server = ServerProcess::start(&world);
     let admin = support::server::token(&world, "viewer", "bench@example.com", &[]).await;

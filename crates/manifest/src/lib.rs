@@ -16,7 +16,10 @@ mod schedule;
 mod schema;
 mod taskdef;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 pub use duration::format_duration;
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
@@ -105,6 +108,70 @@ pub struct Validated {
 /// Every problem found in every file, sorted by file and position. Nothing is returned
 /// for a manifest with any problem: a half-valid manifest must never be deployed.
 pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Validated, Vec<Diagnostic>> {
+    load_with(manifest_files, files, &mut |file, is_root, diagnostics| {
+        read_one(file, is_root, diagnostics).map(Arc::new)
+    })
+}
+
+/// Loads manifests one commit after another, parsing again only the files whose bytes
+/// changed since the last load: what the server does with each push, which usually
+/// changes one file of many. What spans files (environments, promotions, app names
+/// declared twice, the files apps refer to) is checked whole every time, so a load
+/// gives exactly what [`load`] gives.
+#[derive(Default)]
+pub struct Loader {
+    /// By path: the digest of the bytes last read there, and what reading them gave.
+    parsed: HashMap<String, ParsedFile>,
+}
+
+struct ParsedFile {
+    digest: [u8; 32],
+    draft: Option<Arc<FileDraft>>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader").field("files", &self.parsed.len()).finish()
+    }
+}
+
+impl Loader {
+    /// As [`load`].
+    ///
+    /// # Errors
+    /// As [`load`].
+    pub fn load(&mut self, manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Validated, Vec<Diagnostic>> {
+        let validated = load_with(manifest_files, files, &mut |file, is_root, diagnostics| {
+            let digest: [u8; 32] = Sha256::digest(&file.bytes).into();
+            match self.parsed.get(&file.path) {
+                Some(parsed) if parsed.digest == digest => {
+                    diagnostics.extend(parsed.diagnostics.iter().cloned());
+                    parsed.draft.clone()
+                }
+                _ => {
+                    let mut own = Vec::new();
+                    let draft = read_one(file, is_root, &mut own).map(Arc::new);
+                    diagnostics.extend(own.iter().cloned());
+                    self.parsed
+                        .insert(file.path.clone(), ParsedFile { digest, draft: draft.clone(), diagnostics: own });
+                    draft
+                }
+            }
+        });
+        self.parsed.retain(|path, _| manifest_files.iter().any(|file| &file.path == path));
+        validated
+    }
+}
+
+/// How a file is read: parsed, or taken from a cache.
+type ReadFile<'r> = dyn FnMut(&SourceFile, bool, &mut Vec<Diagnostic>) -> Option<Arc<FileDraft>> + 'r;
+
+fn load_with(
+    manifest_files: &[SourceFile],
+    files: &dyn RepoFiles,
+    read_file: &mut ReadFile<'_>,
+) -> Result<Validated, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut warnings = Vec::new();
     let root = manifest_files.iter().find(|file| file.path == ROOT_FILE);
@@ -120,12 +187,12 @@ pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Vali
             )]);
         }
     };
-    let root_draft = read_one(root, true, &mut diagnostics);
+    let root_draft = read_file(root, true, &mut diagnostics);
     let mut app_files: Vec<&SourceFile> =
         manifest_files.iter().filter(|file| file.path != ROOT_FILE && file.path != SAMPLE_FILE).collect();
     app_files.sort_by(|a, b| a.path.cmp(&b.path));
-    let app_drafts: Vec<(&SourceFile, FileDraft)> =
-        app_files.into_iter().filter_map(|file| Some((file, read_one(file, false, &mut diagnostics)?))).collect();
+    let app_drafts: Vec<(&SourceFile, Arc<FileDraft>)> =
+        app_files.into_iter().filter_map(|file| Some((file, read_file(file, false, &mut diagnostics)?))).collect();
 
     let mut environments = BTreeMap::new();
     let mut notifications = Vec::new();
@@ -170,7 +237,8 @@ pub fn load(manifest_files: &[SourceFile], files: &dyn RepoFiles) -> Result<Vali
     let mut apps: BTreeMap<String, App> = BTreeMap::new();
     let mut declared_at: BTreeMap<String, (String, Pos)> = BTreeMap::new();
     let mut read = ReadFiles::default();
-    let drafts = root_draft.iter().map(|draft| (root, draft)).chain(app_drafts.iter().map(|(f, d)| (*f, d)));
+    let drafts =
+        root_draft.iter().map(|draft| (root, draft.as_ref())).chain(app_drafts.iter().map(|(f, d)| (*f, d.as_ref())));
     for (file, draft) in drafts {
         let mut resolver = Resolver {
             reader: Reader { file: &file.path, diagnostics: &mut diagnostics },

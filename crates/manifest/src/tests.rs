@@ -971,3 +971,32 @@ fn published_images_replace_the_manifests_by_container() {
     let unrelated = spec.with_images(&std::collections::BTreeMap::from([("other".to_owned(), "x:1".to_owned())]));
     assert_eq!(unrelated, *spec);
 }
+
+#[test]
+fn a_loader_reparses_only_changed_files_and_agrees_with_a_fresh_load() {
+    let root = file("launchway.yaml", "environments: {dev: {target: docker}}\n");
+    let app = |name: &str, image: &str| {
+        file(&format!("apps/{name}.yaml"), &format!("services: {{{name}: {{image: {image}}}}}\n"))
+    };
+    let mut loader = Loader::default();
+    let first = vec![root.clone(), app("web", "web:1"), app("api", "api:1")];
+    let loaded = loader.load(&first, &first).expect("valid");
+    assert_eq!(loaded.manifest, load_files(&first).expect("valid").manifest);
+
+    // One file changes; the others are taken as they were read.
+    let second = vec![root.clone(), app("web", "web:2"), app("api", "api:1")];
+    let reloaded = loader.load(&second, &second).expect("valid");
+    assert_eq!(reloaded.manifest, load_files(&second).expect("valid").manifest);
+    assert!(format!("{:?}", reloaded.manifest.apps["web"]).contains("web:2"));
+
+    // A file's own problems come back with it while it is unchanged, and go once fixed;
+    // problems across files (an app declared twice) are found whatever was cached.
+    let broken = vec![root.clone(), app("web", "web:2"), file("apps/api.yaml", "services: {api: {imgae: api:1}}\n")];
+    let expected = load_files(&broken).expect_err("invalid");
+    assert_eq!(loader.load(&broken, &broken).expect_err("invalid"), expected);
+    assert_eq!(loader.load(&broken, &broken).expect_err("still invalid"), expected);
+    let twice = vec![root.clone(), app("web", "web:2"), file("apps/api.yaml", "services: {web: {image: web:3}}\n")];
+    assert_eq!(loader.load(&twice, &twice).expect_err("declared twice"), load_files(&twice).expect_err("invalid"));
+    let fixed = vec![root, app("web", "web:2"), app("api", "api:1")];
+    assert_eq!(loader.load(&fixed, &fixed).expect("valid").manifest, reloaded.manifest);
+}

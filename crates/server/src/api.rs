@@ -16,8 +16,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use launchway_api::{
-    self as api, DecideAnswer, DecideRequest, DecisionSummary, IssuedToken, PublishRequest, ReconcileAnswer,
-    ReconcileStatus, RevokedToken, RollbackRequest, SyncRequest, UnpinRequest,
+    self as api, DecideAnswer, DecideRequest, DecisionSummary, ErrorAnswer, Health, IssuedToken, PublishRequest,
+    ReconcileAnswer, ReconcileStatus, RevokedToken, RollbackRequest, RunDetail, SyncRequest, UnpinRequest,
+    WebhookSkipped, WebhookStatus,
 };
 use launchway_engine::EngineError;
 use launchway_store::{
@@ -103,7 +104,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(json!({"error": self.message}))).into_response();
+        let mut response = (self.status, axum::Json(ErrorAnswer { error: self.message })).into_response();
         if let Some(after) = self.retry_after
             && let Ok(value) = axum::http::HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {
@@ -243,7 +244,7 @@ fn actor(action: &str, token: &Token) -> String {
 }
 
 async fn health() -> impl IntoResponse {
-    axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+    axum::Json(Health { status: "ok".to_owned(), version: env!("CARGO_PKG_VERSION").to_owned() })
 }
 
 // ---- webhooks
@@ -291,7 +292,8 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
         Hook::Push { git_ref, commit, delivery } => (git_ref, commit, delivery),
         Hook::Other { event, .. } => {
             crate::metrics::webhook(provider.as_str(), "ignored");
-            return axum::Json(json!({"status": "ignored", "event": event})).into_response();
+            let skipped = WebhookSkipped { status: WebhookStatus::Ignored, event: Some(event), delivery: None };
+            return axum::Json(skipped).into_response();
         }
     };
     let store = state.runtime.engine().store();
@@ -306,7 +308,9 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
                     json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref}),
                 )
                 .await;
-                return axum::Json(json!({"status": "duplicate", "delivery": delivery})).into_response();
+                let skipped =
+                    WebhookSkipped { status: WebhookStatus::Duplicate, event: None, delivery: Some(delivery.clone()) };
+                return axum::Json(skipped).into_response();
             }
             Err(error) => return ApiError::from(error).into_response(),
         }
@@ -393,7 +397,7 @@ async fn show_run(State(state): State<AppState>, caller: Caller, Path(id): Path<
     let steps = store.steps(id).await?;
     let approval = store.approval(id).await?;
     let events = store.events(&EventFilter { run_id: Some(id), ..EventFilter::default() }).await?;
-    ok(json!({"run": run, "release": release, "approval": approval, "steps": steps, "events": events}))
+    ok(RunDetail { run, release, approval, steps, events })
 }
 
 async fn approve(state: State<AppState>, caller: Caller, id: Path<i64>, body: Bytes) -> ApiResult {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 use launchway_engine::{Decision, DeployRequest, Engine, ImageOverrides, Selection};
-use launchway_manifest::{EnvSource, Manifest, tag_matches, tag_version};
+use launchway_manifest::{EnvSource, Loader, Manifest, tag_matches, tag_version};
 use launchway_source::{Commit, RepoThread};
 use launchway_store::{AuditKind, EventBody, NewEvent, Published, ReleaseSource, Run, RunKind, RunState};
 use tokio::sync::mpsc;
@@ -49,6 +49,8 @@ pub struct Reconciler {
     manifests: Mutex<VecDeque<Arc<Snapshot>>>,
     /// Commits whose manifest was found invalid, reported once each.
     reported_invalid: Mutex<HashSet<String>>,
+    /// Parses again only the manifest files a commit changed (a push, usually one).
+    loader: Arc<Mutex<Loader>>,
     /// The default branch's desired state, as last read.
     latest: Mutex<Option<Arc<Snapshot>>>,
     /// Per environment, the desired state last reconciled: a push then only looks at
@@ -67,6 +69,7 @@ impl Reconciler {
             reconciling: tokio::sync::Mutex::new(()),
             manifests: Mutex::new(VecDeque::new()),
             reported_invalid: Mutex::new(HashSet::new()),
+            loader: Arc::new(Mutex::new(Loader::default())),
             latest: Mutex::new(None),
             reconciled: Mutex::new(BTreeMap::new()),
             deferred: Mutex::new(HashSet::new()),
@@ -318,12 +321,13 @@ impl Reconciler {
             return Ok(Some(cached.clone()));
         }
         let for_load = commit.clone();
+        let loader = self.loader.clone();
         let loaded = self
             .repo
             .call(move |repo| -> Result<_> {
                 let files = repo.manifest_files(&for_load)?;
                 let referenced = repo.files_at(&for_load)?;
-                Ok(launchway_manifest::load(&files, &referenced))
+                Ok(loader.lock().expect("not poisoned").load(&files, &referenced))
             })
             .await?;
         match loaded {

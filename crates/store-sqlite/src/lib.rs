@@ -282,7 +282,8 @@ impl Store for SqliteStore {
         Ok((run, event))
     }
 
-    async fn start_step(&self, lease: &Lease, step: &str) -> Result<()> {
+    async fn start_step(&self, lease: &Lease, step: &str, event: NewEvent) -> Result<Event> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO steps (run_id, name, attempt, started_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (run_id, name, attempt) DO NOTHING",
@@ -291,13 +292,23 @@ impl Store for SqliteStore {
         .bind(step)
         .bind(lease.attempt)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        let event = Self::insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(event)
     }
 
-    async fn finish_step(&self, lease: &Lease, step: &str, outcome: StepOutcome, detail: Option<String>) -> Result<()> {
+    async fn finish_step(
+        &self,
+        lease: &Lease,
+        step: &str,
+        outcome: StepOutcome,
+        detail: Option<String>,
+        event: NewEvent,
+    ) -> Result<Event> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "UPDATE steps SET finished_at = ?, outcome = ?, detail = ? WHERE run_id = ? AND name = ? AND attempt = ?",
         )
@@ -307,10 +318,12 @@ impl Store for SqliteStore {
         .bind(lease.run_id)
         .bind(step)
         .bind(lease.attempt)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        Ok(())
+        let event = Self::insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(event)
     }
 
     async fn steps(&self, run: RunId) -> Result<Vec<Step>> {

@@ -336,10 +336,23 @@ pub async fn steps_are_recorded_per_attempt(store: &dyn Store) {
     let web = release(store, "web", "example/web:1").await;
     let created = run(store, &web).await.expect("run");
     let first = store.claim_run(created.id, "a", 30_000, None).await.expect("claim").expect("free");
-    store.start_step(&first, "deploy").await.expect("start");
+    let started = || NewEvent::for_run(&created, EventBody::StepStarted { step: "deploy".into() }, "deploy started");
+    let event = store.start_step(&first, "deploy", started()).await.expect("start");
+    assert_eq!((event.run_id, event.kind.as_str()), (Some(created.id), "step.started"), "written with the step");
     let second = store.claim_run(created.id, "b", 30_000, Some("a")).await.expect("claim").expect("taken");
-    store.start_step(&second, "deploy").await.expect("start again");
-    store.finish_step(&second, "deploy", StepOutcome::Succeeded, Some("3 replicas".into())).await.expect("finish");
+    store.start_step(&second, "deploy", started()).await.expect("start again");
+    let finished = StepFinished {
+        step: "deploy".into(),
+        outcome: StepOutcome::Succeeded,
+        elapsed_ms: 5,
+        detail: "3 replicas".into(),
+    };
+    let finished = NewEvent::for_run(&created, EventBody::StepFinished(finished), "deploy succeeded");
+    let event = store
+        .finish_step(&second, "deploy", StepOutcome::Succeeded, Some("3 replicas".into()), finished)
+        .await
+        .expect("finish");
+    assert!(matches!(event.body(), EventBody::StepFinished(finished) if finished.elapsed_ms == 5), "{event:?}");
     let steps = store.steps(created.id).await.expect("steps");
     assert_eq!(steps.len(), 2);
     assert_eq!((steps[0].attempt, steps[0].outcome), (1, None));

@@ -96,9 +96,18 @@ pub trait Store: Send + Sync {
     /// (app, environment) record, in one transaction.
     async fn transition(&self, lease: &Lease, transition: Transition) -> Result<(Run, Event)>;
 
-    /// Records that a step started (again, after a resume) for the lease's attempt.
-    async fn start_step(&self, lease: &Lease, step: &str) -> Result<()>;
-    async fn finish_step(&self, lease: &Lease, step: &str, outcome: StepOutcome, detail: Option<String>) -> Result<()>;
+    /// Records that a step started (again, after a resume) for the lease's attempt, and
+    /// its event, in one transaction.
+    async fn start_step(&self, lease: &Lease, step: &str, event: NewEvent) -> Result<Event>;
+    /// Records how a step ended, and its event, in one transaction.
+    async fn finish_step(
+        &self,
+        lease: &Lease,
+        step: &str,
+        outcome: StepOutcome,
+        detail: Option<String>,
+        event: NewEvent,
+    ) -> Result<Event>;
     async fn steps(&self, run: RunId) -> Result<Vec<Step>>;
 
     async fn append_event(&self, event: NewEvent) -> Result<Event>;
