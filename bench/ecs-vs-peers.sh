@@ -7,7 +7,8 @@
 # (crates/testkit/moto/ecs_rollouts.py) making every deployment complete
 # DEPLOY_SECONDS after it starts, whoever polls and however often.
 #
-# Usage: bench/ecs-vs-peers.sh        (ROUNDS=5 DEPLOY_SECONDS=2 by default)
+# Usage: bench/ecs-vs-peers.sh        (ROUNDS=5 DEPLOY_SECONDS=2 by default;
+#        LAUNCHWAY_BIN=path/to/launchway measures that build instead of building one)
 # Needs python3 and the network to PyPI the first time (moto, awscli, ecs-deploy go into
 # a virtualenv under ~/.cache/launchway/bench-venv).
 set -euo pipefail
@@ -20,8 +21,12 @@ if [ ! -x "$VENV/bin/ecs" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' awscli ecs-deploy
 fi
-cargo build --release --quiet -p launchway
-LAUNCHWAY="${CARGO_TARGET_DIR:-$PWD/target}/release/launchway"
+if [ -n "${LAUNCHWAY_BIN:-}" ]; then
+    LAUNCHWAY="$LAUNCHWAY_BIN"
+else
+    cargo build --release --quiet -p launchway
+    LAUNCHWAY="${CARGO_TARGET_DIR:-$PWD/target}/release/launchway"
+fi
 
 WORK=$(mktemp -d)
 trap 'kill "$HARNESS_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
