@@ -175,6 +175,25 @@ pub enum Command {
     /// A tiny HTTP server (used as the demo's and the tests' container image).
     #[command(hide = true)]
     SampleApp,
+    /// Run the traffic entry point of a Docker host: route ports to replicas, by weight,
+    /// with drain; routes are kept in --state and changed through the admin API.
+    Proxy(ProxyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The file routes are kept in (read back on start).
+    #[arg(long, env = "LAUNCHWAY_PROXY_STATE")]
+    pub state: PathBuf,
+    /// The address route ports are opened on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub listen_ip: std::net::IpAddr,
+    /// Where the admin API listens (keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:8099")]
+    pub admin: std::net::SocketAddr,
+    /// The bearer token the admin API requires [default: none, for loopback only].
+    #[arg(long, env = "LAUNCHWAY_PROXY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod deploy;
 mod dora;
 mod history;
 mod plan;
+mod proxy;
 mod release;
 mod rollback;
 mod server;
@@ -42,6 +43,7 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Ci { command } => ci::run(context, command).await,
         Command::Audit { scope, run, limit } => audit::run(context, &scope, run, limit).await,
         Command::Dora { scope, days } => dora::run(context, &scope, days).await,
+        Command::Proxy(args) => proxy::run(context, args).await,
         Command::SampleApp => unreachable!("handled before the runtime starts"),
     }
 }

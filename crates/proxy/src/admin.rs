@@ -1,0 +1,88 @@
+//! The proxy's admin API, on its own listener (loopback on the host): what launchway
+//! calls to move traffic. A bearer token, when the proxy has one, is required.
+//!
+//! - `GET /routes`: the route table.
+//! - `PUT /routes`: a [`Route`], added or replacing the one of its name; answers the table.
+//! - `POST /drain`: `{"backend": "127.0.0.1:49153", "grace_ms": 10000}`: no new requests
+//!   to it, then waits for those under way; answers `{"drained": true}` when it went idle.
+//! - `GET /healthz`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::{Proxy, Route, RouteTable};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRequest {
+    pub backend: SocketAddr,
+    pub grace_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainAnswer {
+    pub drained: bool,
+}
+
+#[derive(Clone)]
+struct Admin {
+    proxy: Proxy,
+    token: Option<Arc<str>>,
+}
+
+type Refusal = (StatusCode, String);
+
+/// The admin routes; with `token`, every call but `/healthz` must present it.
+pub fn router(proxy: Proxy, token: Option<String>) -> axum::Router {
+    let admin = Admin { proxy, token: token.filter(|token| !token.is_empty()).map(Into::into) };
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/routes", get(routes).put(set_route))
+        .route("/drain", post(drain))
+        .with_state(admin)
+}
+
+fn check(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = &admin.token else { return Ok(()) };
+    let presented = headers.get("authorization").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let presented = presented.strip_prefix("Bearer ").unwrap_or_default().as_bytes();
+    // Compared in constant time: how much matched is not told by the time taken.
+    let equal: bool = subtle::ConstantTimeEq::ct_eq(presented, token.as_bytes()).into();
+    if equal { Ok(()) } else { Err((StatusCode::UNAUTHORIZED, "a valid admin token is required".into())) }
+}
+
+async fn routes(State(admin): State<Admin>, headers: HeaderMap) -> Result<Json<RouteTable>, Refusal> {
+    check(&admin, &headers)?;
+    Ok(Json(admin.proxy.routes()))
+}
+
+async fn set_route(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Json(route): Json<Route>,
+) -> Result<Json<RouteTable>, Refusal> {
+    check(&admin, &headers)?;
+    admin.proxy.set_route(route).await.map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok(Json(admin.proxy.routes()))
+}
+
+async fn drain(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Json(request): Json<DrainRequest>,
+) -> Result<Json<DrainAnswer>, Refusal> {
+    check(&admin, &headers)?;
+    let grace = Duration::from_millis(request.grace_ms);
+    let drained = admin
+        .proxy
+        .drain(request.backend, grace)
+        .await
+        .map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    Ok(Json(DrainAnswer { drained }))
+}

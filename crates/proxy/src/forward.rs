@@ -1,0 +1,197 @@
+//! Serving a route port: accept connections, find each request's route, and pass it to
+//! a backend, counting it as under way until its response body has been sent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HOST, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::{Proxy, routes};
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, ProxyBody>;
+
+/// Headers that describe one hop, not the request (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+
+pub(crate) fn client() -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
+
+pub(crate) async fn accept(proxy: Proxy, listener: TcpListener, port: u16) {
+    let stop = proxy.inner.config.stop.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, port, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let stop = stop.clone();
+        proxy.inner.tasks.clone().spawn(async move {
+            let service = hyper::service::service_fn(|request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(handle(&proxy, request, port, peer).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = stop.cancelled() => {
+                    // Requests under way finish; the connection closes after them.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(proxy: &Proxy, request: Request<Incoming>, port: u16, peer: SocketAddr) -> Response<ProxyBody> {
+    let host = request.headers().get(HOST).and_then(|host| host.to_str().ok()).map(str::to_owned);
+    let path = request.uri().path().to_owned();
+    let (name, candidates, mut first) = {
+        // The first backend is counted before the table can change: a drain that starts
+        // after this sees the request, and one that came before kept it from the backend.
+        let current = proxy.inner.current.read().expect("not poisoned");
+        let Some(route) = current.table.find(port, host.as_deref(), &path) else {
+            return answer(StatusCode::NOT_FOUND, "no route for this host and path\n");
+        };
+        let nth = proxy.inner.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schedule = current.schedules.get(&route.name).map_or(&[][..], Vec::as_slice);
+        let candidates = routes::candidates(schedule, nth);
+        let first = candidates.first().map(|backend| InFlight::start(proxy, *backend));
+        (route.name.clone(), candidates, first)
+    };
+    if candidates.is_empty() {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "no replica is serving this route\n");
+    }
+    let (mut parts, body) = request.into_parts();
+    for header in HOP_BY_HOP {
+        parts.headers.remove(header);
+    }
+    let forwarded_for = match parts.headers.get("x-forwarded-for").and_then(|value| value.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        parts.headers.insert("x-forwarded-for", value);
+    }
+    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    // A request without a body can go to the next backend when one refuses the
+    // connection: nothing of it has been sent. One with a body goes to one backend.
+    let retryable = body.is_end_stream();
+    let mut body = Some(body.boxed());
+    for backend in candidates.iter().take(if retryable { candidates.len() } else { 1 }) {
+        let mut attempt = Request::from_parts(parts.clone(), ());
+        *attempt.uri_mut() = backend_uri(*backend, &parts.uri);
+        let attempt = attempt.map(|()| body.take().expect("one body per attempt"));
+        let guard = first.take().unwrap_or_else(|| InFlight::start(proxy, *backend));
+        match proxy.inner.client.request(attempt).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                for header in HOP_BY_HOP {
+                    parts.headers.remove(header);
+                }
+                return Response::from_parts(parts, Guarded { body, _guard: guard }.boxed());
+            }
+            Err(error) if error.is_connect() && retryable => {
+                tracing::debug!(route = %name, %backend, %error, "backend refused the connection; trying the next");
+                body = Some(http_body_util::Empty::new().map_err(|never| match never {}).boxed());
+            }
+            Err(error) => {
+                tracing::warn!(route = %name, %backend, %error, "the backend failed");
+                return answer(StatusCode::BAD_GATEWAY, "the replica did not answer\n");
+            }
+        }
+    }
+    answer(StatusCode::BAD_GATEWAY, "no replica accepted the connection\n")
+}
+
+fn backend_uri(backend: SocketAddr, original: &Uri) -> Uri {
+    let path = original.path_and_query().map_or("/", |path| path.as_str());
+    format!("http://{backend}{path}").parse().expect("a socket address and a path make a URI")
+}
+
+fn answer(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from_static(text.as_bytes())).map_err(|never| match never {}).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+/// Counts a request as under way to its backend until dropped.
+struct InFlight {
+    proxy: Proxy,
+    backend: SocketAddr,
+}
+
+impl InFlight {
+    fn start(proxy: &Proxy, backend: SocketAddr) -> Arc<InFlight> {
+        *proxy.inner.in_flight.lock().expect("not poisoned").entry(backend).or_default() += 1;
+        Arc::new(InFlight { proxy: proxy.clone(), backend })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self.proxy.inner.in_flight.lock().expect("not poisoned");
+        if let Some(count) = in_flight.get_mut(&self.backend) {
+            *count = count.saturating_sub(1);
+        }
+        drop(in_flight);
+        self.proxy.inner.request_ended.notify_waiters();
+    }
+}
+
+/// A response body that keeps its request counted as under way until it is sent.
+struct Guarded {
+    body: Incoming,
+    _guard: Arc<InFlight>,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,242 @@
+//! The proxy with real sockets on loopback: backends are small HTTP servers, clients send
+//! requests without pause while routes change under them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use launchway_proxy::admin::{DrainAnswer, DrainRequest};
+use launchway_proxy::{Backend, Proxy, ProxyConfig, Route, RouteTable};
+use tokio_util::sync::CancellationToken;
+
+/// A backend that answers its name after `delay`, and can be stopped.
+struct Replica {
+    address: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Replica {
+    async fn start(name: &'static str, delay: Duration) -> Replica {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let app = axum::Router::new().fallback(move || async move {
+            tokio::time::sleep(delay).await;
+            name
+        });
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await
+        });
+        Replica { address, stop }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn route(port: u16, backends: &[(&Replica, u32)]) -> Route {
+    Route {
+        name: "web@test".into(),
+        port,
+        host: None,
+        path_prefix: None,
+        backends: backends
+            .iter()
+            .map(|(replica, weight)| Backend { weight: *weight, ..Backend::new(replica.address) })
+            .collect(),
+    }
+}
+
+async fn proxy(state_file: Option<std::path::PathBuf>) -> (Proxy, CancellationToken) {
+    let stop = CancellationToken::new();
+    let config = ProxyConfig { listen_ip: [127, 0, 0, 1].into(), state_file, stop: stop.clone() };
+    (Proxy::start(config).await.expect("the proxy starts"), stop)
+}
+
+/// Clients sending requests back to back until told to stop; counts answers by body.
+struct Load {
+    running: Arc<AtomicBool>,
+    failed: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    fn start(url: String, clients: usize) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (url, running, failed) = (url.clone(), running.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+                    let mut answers = Vec::new();
+                    while running.load(Ordering::Relaxed) {
+                        match http.get(&url).send().await {
+                            Ok(response) if response.status().is_success() => {
+                                answers.push(response.text().await.unwrap_or_default())
+                            }
+                            Ok(response) => {
+                                eprintln!("failed: {}", response.status());
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(error) => {
+                                eprintln!("failed: {error}");
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    answers
+                })
+            })
+            .collect();
+        Load { running, failed, tasks }
+    }
+
+    async fn stop(self) -> (Vec<String>, usize) {
+        self.running.store(false, Ordering::Relaxed);
+        let mut answers = Vec::new();
+        for task in self.tasks {
+            answers.extend(task.await.expect("client"));
+        }
+        (answers, self.failed.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_route_to_new_replicas_with_drain_fails_no_request() {
+    let (v1, v2) =
+        (Replica::start("v1", Duration::from_millis(3)).await, Replica::start("v2", Duration::from_millis(3)).await);
+    let port = free_port();
+    let (proxy, _stop) = proxy(None).await;
+    proxy.set_route(route(port, &[(&v1, 1)])).await.expect("routed");
+    let load = Load::start(format!("http://127.0.0.1:{port}/"), 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // What a rolling update does through the proxy: add the new replica, drain the old
+    // one, and stop it only once it is idle.
+    proxy.set_route(route(port, &[(&v1, 1), (&v2, 1)])).await.expect("both");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(proxy.drain(v1.address, Duration::from_secs(5)).await.expect("drained"), "v1 went idle");
+    v1.stop.cancel();
+    proxy.set_route(route(port, &[(&v2, 1)])).await.expect("v2 only");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (answers, failed) = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.len() > 200, "the clients kept sending: {}", answers.len());
+    assert!(answers.iter().any(|answer| answer == "v1") && answers.iter().any(|answer| answer == "v2"));
+    assert_eq!(answers.last().map(String::as_str), Some("v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_the_traffic_as_asked() {
+    let (stable, canary) =
+        (Replica::start("stable", Duration::ZERO).await, Replica::start("canary", Duration::ZERO).await);
+    let port = free_port();
+    let (proxy, _stop) = proxy(None).await;
+    proxy.set_route(route(port, &[(&stable, 80), (&canary, 20)])).await.expect("routed");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let mut canaries = 0;
+    for _ in 0..1000 {
+        let answer = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answered");
+        if answer.text().await.expect("body") == "canary" {
+            canaries += 1;
+        }
+    }
+    assert!((150..=250).contains(&canaries), "20% ± 5 points, got {canaries} of 1000");
+}
+
+#[tokio::test]
+async fn a_replica_that_refuses_connections_is_skipped_and_unknown_hosts_get_404() {
+    let live = Replica::start("live", Duration::ZERO).await;
+    let gone = Replica::start("gone", Duration::ZERO).await;
+    gone.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let port = free_port();
+    let (proxy, _stop) = proxy(None).await;
+    let mut shop = route(port, &[(&gone, 1), (&live, 1)]);
+    shop.host = Some("shop.example".into());
+    proxy.set_route(shop).await.expect("routed");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    for _ in 0..20 {
+        let answer = http
+            .get(format!("http://127.0.0.1:{port}/"))
+            .header("host", "shop.example")
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.text().await.expect("body"), "live");
+    }
+    let other =
+        http.get(format!("http://127.0.0.1:{port}/")).header("host", "other.example").send().await.expect("answered");
+    assert_eq!(other.status(), 404);
+}
+
+#[tokio::test]
+async fn routes_outlive_the_proxy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("routes.json");
+    let replica = Replica::start("kept", Duration::ZERO).await;
+    let port = free_port();
+    let (first, stop) = proxy(Some(state.clone())).await;
+    first.set_route(route(port, &[(&replica, 1)])).await.expect("routed");
+    stop.cancel();
+    first.stopped().await;
+
+    let (second, _stop) = proxy(Some(state)).await;
+    assert_eq!(second.routes().routes.len(), 1, "read back from its state");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let answer = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answered");
+    assert_eq!(answer.text().await.expect("body"), "kept");
+}
+
+#[tokio::test]
+async fn the_admin_api_moves_traffic_and_refuses_callers_without_the_token() {
+    let (old, new) = (Replica::start("old", Duration::ZERO).await, Replica::start("new", Duration::ZERO).await);
+    let port = free_port();
+    let (proxy, stop) = proxy(None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin = format!("http://{}", listener.local_addr().expect("address"));
+    let app = launchway_proxy::admin::router(proxy.clone(), Some("s3cret".into()));
+    tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    });
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+
+    let refused = http.put(format!("{admin}/routes")).json(&route(port, &[(&old, 1)])).send().await.expect("answered");
+    assert_eq!(refused.status(), 401, "no token");
+    let put = |route: Route| http.put(format!("{admin}/routes")).bearer_auth("s3cret").json(&route).send();
+    assert!(put(route(port, &[(&old, 1)])).await.expect("answered").status().is_success());
+    let through = |http: reqwest::Client| async move {
+        http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answered").text().await.expect("body")
+    };
+    assert_eq!(through(http.clone()).await, "old");
+
+    assert!(put(route(port, &[(&old, 1), (&new, 1)])).await.expect("answered").status().is_success());
+    let drain = DrainRequest { backend: old.address, grace_ms: 2000 };
+    let drained: DrainAnswer = http
+        .post(format!("{admin}/drain"))
+        .bearer_auth("s3cret")
+        .json(&drain)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(drained.drained);
+    for _ in 0..10 {
+        assert_eq!(through(http.clone()).await, "new", "a drained replica gets no new request");
+    }
+    let table: RouteTable = http
+        .get(format!("{admin}/routes"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(table.routes[0].backends[0].draining, "{table:?}");
+}
