@@ -88,7 +88,11 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>, port: u16, peer: Sock
         };
         let nth = proxy.inner.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let schedule = current.schedules.get(&route.name).map_or(&[][..], Vec::as_slice);
-        let candidates = routes::candidates(schedule, nth);
+        let out = crate::health::out(proxy);
+        let mut candidates = routes::candidates(schedule, nth);
+        // Backends failing the proxy's own checks go last: tried only when nothing
+        // healthy is left.
+        candidates.sort_by_key(|backend| out.contains(backend));
         let first = candidates.first().map(|backend| InFlight::start(proxy, *backend));
         (route.name.clone(), candidates, first)
     };

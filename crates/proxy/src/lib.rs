@@ -13,6 +13,7 @@
 
 pub mod admin;
 mod forward;
+mod health;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use routes::{Backend, Route, RouteTable};
+pub use routes::{Backend, HealthProbe, Route, RouteTable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -80,6 +81,8 @@ struct Inner {
     /// Woken whenever a request to some backend ends.
     request_ended: Notify,
     listeners: Mutex<HashMap<u16, SocketAddr>>,
+    /// What the proxy's own health checks found of each backend.
+    health: Mutex<HashMap<SocketAddr, health::Standing>>,
     tasks: TaskTracker,
     client: forward::Client,
 }
@@ -116,6 +119,7 @@ impl Proxy {
                 in_flight: Mutex::new(HashMap::new()),
                 request_ended: Notify::new(),
                 listeners: Mutex::new(HashMap::new()),
+                health: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 client: forward::client(),
                 config,
@@ -124,6 +128,7 @@ impl Proxy {
         for port in table.ports() {
             proxy.listen(port).await?;
         }
+        proxy.inner.tasks.spawn(health::run(proxy.clone()));
         Ok(proxy)
     }
 

@@ -19,6 +19,25 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
     pub backends: Vec<Backend>,
+    /// How the proxy checks its backends itself, so that it keeps away from a replica
+    /// that stops answering while launchway is not there to take it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthProbe>,
+}
+
+/// An HTTP check of each backend: healthy while `path` answers 2xx or 3xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthProbe {
+    pub path: String,
+    /// Between checks of one backend.
+    pub interval_ms: u64,
+    /// Failed checks in a row that take a backend out (one success brings it back).
+    #[serde(default = "three")]
+    pub unhealthy_threshold: u32,
+}
+
+fn three() -> u32 {
+    3
 }
 
 /// One replica a route sends requests to.
@@ -159,6 +178,7 @@ mod tests {
                 .iter()
                 .map(|&(port, weight)| Backend { weight, ..Backend::new(address(port)) })
                 .collect(),
+            health: None,
         }
     }
 

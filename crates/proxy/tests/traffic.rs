@@ -33,6 +33,30 @@ impl Replica {
     }
 }
 
+/// A replica whose health check answers 200 while `healthy`, 500 otherwise.
+async fn replica_with_health(name: &'static str, healthy: Arc<AtomicBool>) -> Replica {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(move || async move {
+                if healthy.load(Ordering::Relaxed) {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }),
+        )
+        .fallback(move || async move { name });
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await
+    });
+    Replica { address, stop }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
@@ -43,6 +67,7 @@ fn route(port: u16, backends: &[(&Replica, u32)]) -> Route {
         port,
         host: None,
         path_prefix: None,
+        health: None,
         backends: backends
             .iter()
             .map(|(replica, weight)| Backend { weight: *weight, ..Backend::new(replica.address) })
@@ -239,4 +264,39 @@ async fn the_admin_api_moves_traffic_and_refuses_callers_without_the_token() {
         .await
         .expect("JSON");
     assert!(table.routes[0].backends[0].draining, "{table:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_failing_the_proxys_own_checks_gets_no_requests_until_it_passes_again() {
+    let (sick_flag, fine_flag) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(true)));
+    let sick = replica_with_health("sick", sick_flag.clone()).await;
+    let fine = replica_with_health("fine", fine_flag).await;
+    let port = free_port();
+    let (proxy, _stop) = proxy(None).await;
+    let mut checked = route(port, &[(&sick, 1), (&fine, 1)]);
+    checked.health =
+        Some(launchway_proxy::HealthProbe { path: "/healthz".into(), interval_ms: 50, unhealthy_threshold: 2 });
+    proxy.set_route(checked).await.expect("routed");
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let answers = |count: usize| {
+        let http = http.clone();
+        async move {
+            let mut answers = Vec::new();
+            for _ in 0..count {
+                let answer = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answered");
+                answers.push(answer.text().await.expect("body"));
+            }
+            answers
+        }
+    };
+    assert!(answers(20).await.iter().any(|answer| answer == "sick"), "both serve while both pass");
+
+    // launchway is not there: the proxy's own checks take the replica out.
+    sick_flag.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(answers(40).await.iter().all(|answer| answer == "fine"), "no request for a failing replica");
+
+    sick_flag.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(answers(20).await.iter().any(|answer| answer == "sick"), "back once its check passes");
 }
