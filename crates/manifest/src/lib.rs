@@ -26,8 +26,8 @@ pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;
 pub use model::{
     App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_SETTLE_WINDOW, Deployment, EcsDefinition,
-    EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Manifest, Notification,
-    NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
+    EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Ingress, Manifest,
+    Notification, NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
     TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
 };
 pub use node::{MAX_FILE_BYTES, Pos};

@@ -295,6 +295,20 @@ pub struct ServiceSpec {
     /// existed unchanged.
     #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
     pub settle_window: Option<Duration>,
+    /// Where clients reach it on the Docker host, through launchway's proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Ingress>,
+}
+
+/// A service's stable entry point on a Docker host: a host port, optionally shared with
+/// other services by host name or path prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ingress {
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl ServiceSpec {

@@ -200,6 +200,7 @@ impl Resolver<'_> {
             strategy,
             stop_grace_period: draft.stop_grace_period,
             settle_window: at.overrides.settle_window.or(draft.settle_window),
+            ingress: draft.ingress.as_ref().map(|(_, ingress)| ingress.clone()),
         }))
     }
 
@@ -256,6 +257,17 @@ impl Resolver<'_> {
         environment: &str,
     ) -> Option<AppSpec> {
         if draft.containers_failed {
+            return None;
+        }
+        if let Some((pos, _)) = &draft.ingress {
+            self.reader.error(
+                *pos,
+                &format!("{}.ingress", at.path),
+                format!(
+                    "{} runs on ECS, where traffic comes through its load balancer: `ingress` is for Docker environments",
+                    at.env_path
+                ),
+            );
             return None;
         }
         let ecs = draft.ecs.as_ref();

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::model::{
-    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Notification, NotificationSink, NotifyOn,
-    Schedule, TargetSpec,
+    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Ingress, Notification, NotificationSink,
+    NotifyOn, Schedule, TargetSpec,
 };
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
@@ -61,6 +61,8 @@ pub(crate) struct ServiceDraft {
     pub stop_grace_period: Duration,
     /// How long new replicas must stay healthy before a release counts as verified.
     pub settle_window: Option<Duration>,
+    /// With where it is written: only Docker services have one.
+    pub ingress: Option<(Pos, Ingress)>,
     pub placement: Placement,
     pub ecs: Option<EcsDraft>,
     pub images_from: Option<(Pos, String)>,
@@ -168,11 +170,13 @@ const SERVICE_FIELDS: &[&str] = &[
     "strategy",
     "stop_grace_period",
     "settle_window",
+    "ingress",
     "environments",
     "overrides",
     "ecs",
     "images_from",
 ];
+const INGRESS_FIELDS: &[&str] = &["port", "host", "path"];
 const TASK_FIELDS: &[&str] = &[
     "image",
     "command",
@@ -579,6 +583,10 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         Some(node) => reader.duration(node, &format!("{path}.settle_window")),
         None => None,
     };
+    let ingress = match fields.get("ingress") {
+        Some(node) => read_ingress(reader, node, &format!("{path}.ingress")).map(|ingress| (node.pos, ingress)),
+        None => None,
+    };
     let placement = read_placement(reader, &fields, path, SERVICE_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_SERVICE_FIELDS);
     let images_from = read_images_from(reader, &fields, path);
@@ -595,6 +603,17 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
             format!("the health check needs a port: set `port` on container {container:?} or on the health check"),
         );
     }
+    if let Some((pos, _)) = &ingress
+        && containers.is_some()
+        && primary.is_none_or(|primary| primary.port.is_none())
+    {
+        let container = primary.map_or_else(|| key.name.clone(), |primary| primary.name.clone());
+        reader.error(
+            *pos,
+            &format!("{path}.ingress"),
+            format!("the entry point sends requests to a port: set `port` on container {container:?}"),
+        );
+    }
     Some(ServiceDraft {
         containers_failed: containers.is_none(),
         containers: containers.flatten(),
@@ -604,6 +623,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         strategy_written: fields.has("strategy"),
         stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
         settle_window,
+        ingress,
         placement,
         ecs: ecs.flatten(),
         images_from: images_from.flatten(),
@@ -865,6 +885,30 @@ fn read_env(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<BTreeMap
         }
     }
     ok.then_some(map)
+}
+
+/// `ingress: {port: 80, host: shop.example, path: /api}`; `port` is required.
+fn read_ingress(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ingress> {
+    let fields = reader.fields(node, path, INGRESS_FIELDS)?;
+    let port = match fields.get("port") {
+        Some(node) => reader.integer(node, &format!("{path}.port"), 1, 65535).map(|port| port as u16),
+        None => {
+            reader.error(node.pos, path, "`port` is required: the host port clients connect to".to_owned());
+            None
+        }
+    };
+    let host = fields.get("host").and_then(|node| reader.string(node, &format!("{path}.host")));
+    let prefix = match fields.get("path") {
+        Some(node) => match reader.string(node, &format!("{path}.path")) {
+            Some(value) if !value.starts_with('/') => {
+                reader.error(node.pos, &format!("{path}.path"), format!("{value:?} must start with '/'"));
+                None
+            }
+            other => other,
+        },
+        None => None,
+    };
+    Some(Ingress { port: port?, host, path: prefix })
 }
 
 fn read_health(reader: &mut Reader<'_>, node: &Node, path: &str, key: Option<Pos>) -> Option<HealthDraft> {

@@ -1000,3 +1000,38 @@ fn a_loader_reparses_only_changed_files_and_agrees_with_a_fresh_load() {
     let fixed = vec![root, app("web", "web:2"), app("api", "api:1")];
     assert_eq!(loader.load(&fixed, &fixed).expect("valid").manifest, reloaded.manifest);
 }
+
+#[test]
+fn an_entry_point_needs_a_port_runs_on_docker_and_changes_the_revision_only_when_written() {
+    let plain = "environments: {dev: {target: docker}}\nservices: {web: {image: web:1, port: 8080}}\n";
+    let with = "environments: {dev: {target: docker}}\nservices: {web: {image: web:1, port: 8080, ingress: {port: 80, host: shop.example, path: /api}}}\n";
+    let plain_spec = load_one(plain).expect("valid").manifest.apps["web"].specs["dev"].clone();
+    let spec = load_one(with).expect("valid").manifest.apps["web"].specs["dev"].clone();
+    let AppSpec::Service(service) = spec.as_ref() else { panic!("{spec:?}") };
+    assert_eq!(
+        service.ingress,
+        Some(Ingress { port: 80, host: Some("shop.example".into()), path: Some("/api".into()) })
+    );
+    assert_ne!(spec.revision(), plain_spec.revision());
+    let AppSpec::Service(plain_service) = plain_spec.as_ref() else { panic!() };
+    assert!(plain_service.ingress.is_none());
+
+    assert_eq!(
+        errors_of("environments: {dev: {target: docker}}\nservices: {web: {image: web:1, ingress: {port: 80}}}\n"),
+        [
+            "launchway.yaml:2:41: services.web.ingress: the entry point sends requests to a port: set `port` on container \"web\""
+        ]
+    );
+    assert_eq!(
+        errors_of(
+            "environments: {dev: {target: docker}}\nservices: {web: {image: web:1, port: 80, ingress: {host: a, path: api}}}\n"
+        ),
+        [
+            "launchway.yaml:2:51: services.web.ingress: `port` is required: the host port clients connect to",
+            "launchway.yaml:2:67: services.web.ingress.path: \"api\" must start with '/'",
+        ]
+    );
+    let ecs = "environments: {prod: {target: {ecs: {region: ap-northeast-1, cluster: main}}}}\nservices: {web: {image: web:1, port: 80, ingress: {port: 80}}}\n";
+    let problems = errors_of(ecs);
+    assert!(problems.iter().any(|problem| problem.contains("`ingress` is for Docker environments")), "{problems:?}");
+}

@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
 use launchway_proxy::{Backend, Proxy, ProxyConfig, Route, RouteTable};
+use launchway_testkit::{Load, LoadResult};
 use tokio_util::sync::CancellationToken;
 
 /// A backend that answers its name after `delay`, and can be stopped.
@@ -81,55 +82,6 @@ async fn proxy(state_file: Option<std::path::PathBuf>) -> (Proxy, CancellationTo
     (Proxy::start(config).await.expect("the proxy starts"), stop)
 }
 
-/// Clients sending requests back to back until told to stop; counts answers by body.
-struct Load {
-    running: Arc<AtomicBool>,
-    failed: Arc<AtomicUsize>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
-}
-
-impl Load {
-    fn start(url: String, clients: usize) -> Load {
-        let running = Arc::new(AtomicBool::new(true));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let tasks = (0..clients)
-            .map(|_| {
-                let (url, running, failed) = (url.clone(), running.clone(), failed.clone());
-                tokio::spawn(async move {
-                    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-                    let mut answers = Vec::new();
-                    while running.load(Ordering::Relaxed) {
-                        match http.get(&url).send().await {
-                            Ok(response) if response.status().is_success() => {
-                                answers.push(response.text().await.unwrap_or_default())
-                            }
-                            Ok(response) => {
-                                eprintln!("failed: {}", response.status());
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(error) => {
-                                eprintln!("failed: {error}");
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    answers
-                })
-            })
-            .collect();
-        Load { running, failed, tasks }
-    }
-
-    async fn stop(self) -> (Vec<String>, usize) {
-        self.running.store(false, Ordering::Relaxed);
-        let mut answers = Vec::new();
-        for task in self.tasks {
-            answers.extend(task.await.expect("client"));
-        }
-        (answers, self.failed.load(Ordering::Relaxed))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_a_route_to_new_replicas_with_drain_fails_no_request() {
     let (v1, v2) =
@@ -137,7 +89,7 @@ async fn moving_a_route_to_new_replicas_with_drain_fails_no_request() {
     let port = free_port();
     let (proxy, _stop) = proxy(None).await;
     proxy.set_route(route(port, &[(&v1, 1)])).await.expect("routed");
-    let load = Load::start(format!("http://127.0.0.1:{port}/"), 4);
+    let load = Load::start(&format!("http://127.0.0.1:{port}/"), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // What a rolling update does through the proxy: add the new replica, drain the old
     // one, and stop it only once it is idle.
@@ -147,7 +99,7 @@ async fn moving_a_route_to_new_replicas_with_drain_fails_no_request() {
     v1.stop.cancel();
     proxy.set_route(route(port, &[(&v2, 1)])).await.expect("v2 only");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (answers, failed) = load.stop().await;
+    let LoadResult { answers, failed } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.len() > 200, "the clients kept sending: {}", answers.len());
     assert!(answers.iter().any(|answer| answer == "v1") && answers.iter().any(|answer| answer == "v2"));

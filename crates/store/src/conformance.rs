@@ -23,6 +23,7 @@ fn service(image: &str) -> AppSpec {
         strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(60) },
         stop_grace_period: Duration::from_secs(5),
         settle_window: None,
+        ingress: None,
     })
 }
 

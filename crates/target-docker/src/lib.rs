@@ -7,6 +7,7 @@
 
 mod health;
 mod image;
+mod proxy;
 mod replicas;
 mod rollout;
 mod task;
@@ -262,6 +263,23 @@ impl Target for DockerTarget {
 
     async fn retire(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), TargetError> {
         let replicas = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
+        if let Ok(service) = ServiceRollout::of(&rollout)
+            && service.spec.ingress.is_some()
+        {
+            // The retired replicas leave the route first, and finish what they serve.
+            let proxy = proxy::ProxyClient::ensure(&self.docker, &self.http).await?;
+            let (leaving, staying): (Vec<&replicas::DockerReplica>, Vec<&replicas::DockerReplica>) =
+                replicas.iter().partition(|replica| replica.revision == rollout.revision);
+            let staying: Vec<_> = staying
+                .iter()
+                .filter(|replica| replica.is_running())
+                .filter_map(|replica| proxy::endpoint(&service, replica))
+                .collect();
+            proxy.route(&service, &staying).await?;
+            for address in leaving.iter().filter_map(|replica| proxy::endpoint(&service, replica)) {
+                proxy.drain(address, RETIRE_STOP_GRACE).await?;
+            }
+        }
         for replica in replicas.iter().filter(|replica| replica.revision == rollout.revision) {
             replicas::remove(&self.docker, replica, RETIRE_STOP_GRACE.as_secs() as i32).await?;
             progress

@@ -23,6 +23,7 @@ use launchway_target::{Progress, ReplicaRef, RolloutError, TargetEvent, TargetRe
 use tokio::time::Instant;
 
 use crate::health::{self, HealthTracker, Verdict};
+use crate::proxy::{self, ProxyClient};
 use crate::replicas::{self, DockerReplica};
 use crate::{DockerTarget, ServiceRollout};
 
@@ -55,6 +56,12 @@ pub(crate) async fn run(
     // restarted since they were verified, or not running): replaced with fresh ones,
     // which are watched. Their own deaths meanwhile are expected.
     let broken = broken_replicas(target, &rollout, progress).await?;
+    // With an entry point, the proxy's route follows the replicas that serve.
+    let proxy = match &rollout.spec.ingress {
+        Some(_) => Some(ProxyClient::ensure(&target.docker, &target.http).await?),
+        None => None,
+    };
+    let mut routed: Option<Vec<std::net::SocketAddr>> = None;
 
     loop {
         let replicas = replicas::list(&target.docker, rollout.env, Some(rollout.app)).await?;
@@ -155,6 +162,21 @@ pub(crate) async fn run(
                     .await;
             }
         }
+        if let Some(proxy) = &proxy {
+            // Old replicas serve until stopped; new ones once their checks pass.
+            let serving: Vec<std::net::SocketAddr> = replicas
+                .iter()
+                .filter(|replica| replica.is_running())
+                .filter(|replica| {
+                    replica.revision != rollout.revision || tracker.verdict(&replica.key()) == Some(Verdict::Healthy)
+                })
+                .filter_map(|replica| proxy::endpoint(&rollout, replica))
+                .collect();
+            if routed.as_ref() != Some(&serving) {
+                proxy.route(&rollout, &serving).await?;
+                routed = Some(serving);
+            }
+        }
         let step = rolling::next_step(&snapshot);
         if step.done {
             return Ok(());
@@ -183,6 +205,17 @@ pub(crate) async fn run(
 
         if !step.stop.is_empty() || !step.start.is_empty() {
             let stopping: Vec<&DockerReplica> = replicas.iter().filter(|r| step.stop.contains(&r.key())).collect();
+            if let (Some(proxy), Some(serving)) = (&proxy, &mut routed) {
+                // No new request for them, and those under way finish, before they stop.
+                let leaving: Vec<std::net::SocketAddr> =
+                    stopping.iter().filter_map(|replica| proxy::endpoint(&rollout, replica)).collect();
+                serving.retain(|address| !leaving.contains(address));
+                proxy.route(&rollout, serving).await?;
+                let drains = leaving.iter().map(|address| proxy.drain(*address, rollout.spec.stop_grace_period));
+                for drained in join_all(drains).await {
+                    drained?;
+                }
+            }
             removed.extend(stopping.iter().flat_map(|replica| replica.containers().map(|c| c.id.clone())));
             let removals = stopping.iter().map(|replica| timed(replicas::remove(&target.docker, replica, grace)));
             for (replica, (result, took)) in stopping.iter().zip(join_all(removals).await) {

@@ -29,6 +29,7 @@ fn service(version: &str) -> AppSpec {
         strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(60) },
         stop_grace_period: Duration::from_secs(1),
         settle_window: Some(Duration::from_millis(300)),
+        ingress: None,
     })
 }
 

@@ -213,6 +213,15 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
             flat.insert("strategy.rolling.max_unavailable".into(), max_unavailable.to_string());
             flat.insert("strategy.rolling.timeout".into(), format_duration(timeout));
             flat.insert("stop_grace_period".into(), format_duration(service.stop_grace_period));
+            if let Some(ingress) = &service.ingress {
+                flat.insert("ingress.port".into(), ingress.port.to_string());
+                if let Some(host) = &ingress.host {
+                    flat.insert("ingress.host".into(), host.clone());
+                }
+                if let Some(path) = &ingress.path {
+                    flat.insert("ingress.path".into(), path.clone());
+                }
+            }
         }
         AppSpec::Task(task) => {
             flat.insert("schedule".into(), task.schedule.0.clone());
@@ -282,6 +291,7 @@ mod tests {
             strategy: Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(600) },
             stop_grace_period: Duration::from_secs(10),
             settle_window: None,
+            ingress: None,
         })
     }
 

@@ -6,9 +6,11 @@
 mod fake_target;
 mod git;
 mod git_http;
+mod load;
 mod moto;
 
 pub use fake_target::FakeTarget;
 pub use git::GitRepo;
 pub use git_http::GitHttpServer;
+pub use load::{Load, LoadResult};
 pub use moto::{MOTO_VERSION, Moto, MotoAccount};

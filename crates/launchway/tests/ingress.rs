@@ -1,0 +1,88 @@
+//! A service's stable entry point on the Docker host (`ingress:`), through launchway's
+//! proxy running in a container of its own: clients keep one address while replicas
+//! are replaced under them. Each test has its own proxy (its own admin port), removed
+//! at the end.
+
+mod support;
+
+use std::time::Duration;
+
+use launchway_testkit::{Load, LoadResult};
+use support::World;
+
+const WEB: &str = "
+environments:
+  {env}:
+    target: docker
+services:
+  web:
+    image: {image}
+    port: 8080
+    replicas: 2
+    env:
+      SAMPLE_MESSAGE: {message}
+    health:
+      path: /healthz
+      interval: 1s
+      timeout: 500ms
+      start_interval: 50ms
+    stop_grace_period: 2s
+    settle_window: 500ms
+    ingress:
+      port: {ingress}
+";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// This test's proxy: its admin address, and its container removed at the end.
+struct TestProxy {
+    admin: String,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        let port = self.admin.rsplit(':').next().unwrap_or_default();
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &format!("launchway-proxy-{port}")]).output();
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", &format!("launchway-proxy-state-{port}")])
+            .output();
+    }
+}
+
+async fn deploy(world: &World, proxy: &TestProxy) {
+    let mut command = world.command(&["deploy"]);
+    command.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is_replaced() {
+    let world = World::new().await;
+    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let ingress = free_port();
+    let manifest = |message: &str| WEB.replace("{message}", message).replace("{ingress}", &ingress.to_string());
+    world.commit(&manifest("v1"), "web v1");
+    deploy(&world, &proxy).await;
+
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    world.commit(&manifest("v2"), "web v2");
+    deploy(&world, &proxy).await;
+    // At least 10,000 requests in all (the rollout's own share depends on the build's
+    // speed): the clients go on after it if needed.
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    eprintln!("{} requests through the entry point, before, during and after the rollout", answers.len());
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.len() >= 10_000, "the clients kept sending through the rollout: {}", answers.len());
+    assert!(answers.iter().any(|answer| answer.starts_with("v1 (")), "v1 served first");
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
+}

@@ -1,0 +1,163 @@
+//! The Docker host's traffic entry point: launchway's proxy (`launchway proxy`) in a
+//! container of its own, made from launchway's own executable (nothing is pulled), on
+//! the host's network, its route table in a volume. It keeps serving while launchway is
+//! down; Docker restarts it, and it reads its routes back. launchway sets a service's
+//! route as its replicas turn healthy, and drains a replica before stopping it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use launchway_proxy::admin::{DrainAnswer, DrainRequest};
+use launchway_proxy::{Backend, HealthProbe, Route};
+use launchway_target::TargetError;
+
+use crate::replicas::{self, DockerReplica};
+use crate::{ExecutableImage, ServiceRollout, build_executable_image};
+
+const IMAGE: &str = "launchway/proxy:local";
+
+/// Where the proxy's admin API listens on the host: `LAUNCHWAY_PROXY_ADMIN`, else
+/// 127.0.0.1:8099. A host has one proxy per admin address (tests use their own).
+fn admin_address() -> String {
+    std::env::var("LAUNCHWAY_PROXY_ADMIN")
+        .ok()
+        .filter(|address| !address.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:8099".to_owned())
+}
+
+/// The proxy container's name, and its state volume's: after its admin port.
+fn names() -> (String, String) {
+    let admin = admin_address();
+    let port = admin.rsplit(':').next().unwrap_or("8099").to_owned();
+    (format!("launchway-proxy-{port}"), format!("launchway-proxy-state-{port}"))
+}
+
+/// The proxy's admin API, once the proxy runs.
+pub(crate) struct ProxyClient {
+    http: reqwest::Client,
+    admin: String,
+}
+
+impl ProxyClient {
+    /// Finds the proxy answering, or starts its container (and its image, from this
+    /// executable) and waits for it.
+    pub(crate) async fn ensure(docker: &Docker, http: &reqwest::Client) -> Result<ProxyClient, TargetError> {
+        let client = ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()) };
+        if client.answers().await {
+            return Ok(client);
+        }
+        let executable = std::env::current_exe()
+            .map_err(|error| TargetError::Invalid(format!("cannot find launchway's own executable: {error}")))?;
+        let image = ExecutableImage {
+            tag: IMAGE.to_owned(),
+            executable,
+            args: ["proxy", "--state", "/state/routes.json", "--listen-ip", "0.0.0.0", "--admin", &admin_address()]
+                .map(str::to_owned)
+                .to_vec(),
+            env: Vec::new(),
+        };
+        build_executable_image(docker, &image).await?;
+        let (container, volume) = names();
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.to_owned()),
+            labels: Some([("launchway.role".to_owned(), "proxy".to_owned())].into()),
+            host_config: Some(HostConfig {
+                // Route ports open on the host itself, and replicas' published ports
+                // (127.0.0.1) are reachable from it.
+                network_mode: Some("host".to_owned()),
+                binds: Some(vec![format!("{volume}:/state")]),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        replicas::create_and_start(docker, &container, body).await?;
+        for _ in 0..200 {
+            if client.answers().await {
+                return Ok(client);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(TargetError::Invalid(format!(
+            "the proxy container {container} did not answer on http://{} within 10s (`docker logs {container}`)",
+            admin_address()
+        )))
+    }
+
+    async fn answers(&self) -> bool {
+        let answer = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1)).send().await;
+        answer.is_ok_and(|answer| answer.status().is_success())
+    }
+
+    /// Sends the service's requests to `serving`, and only to them.
+    pub(crate) async fn route(&self, rollout: &ServiceRollout<'_>, serving: &[SocketAddr]) -> Result<(), TargetError> {
+        let Some(ingress) = &rollout.spec.ingress else { return Ok(()) };
+        let primary_port = rollout.spec.primary().port;
+        // The proxy checks replicas itself only where their health check is on the port
+        // it sends requests to.
+        let health =
+            rollout.spec.health.as_ref().filter(|health| Some(health.port) == primary_port).map(|health| HealthProbe {
+                path: health.path.clone(),
+                interval_ms: health.interval.as_millis() as u64,
+                unhealthy_threshold: health.unhealthy_threshold,
+            });
+        let route = Route {
+            name: format!("{}@{}", rollout.app, rollout.env),
+            port: ingress.port,
+            host: ingress.host.clone(),
+            path_prefix: ingress.path.clone(),
+            backends: serving.iter().map(|address| Backend::new(*address)).collect(),
+            health,
+        };
+        let answer = self
+            .http
+            .put(format!("{}/routes", self.admin))
+            .json(&route)
+            .send()
+            .await
+            .map_err(|error| proxy_error("set the route", error))?;
+        if !answer.status().is_success() {
+            let status = answer.status();
+            let text = answer.text().await.unwrap_or_default();
+            return Err(TargetError::Invalid(format!(
+                "the proxy refused the route of {}: {status} {text}",
+                route.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `grace`) for the requests under way to `backend` to end, once no
+    /// new one goes there.
+    pub(crate) async fn drain(&self, backend: SocketAddr, grace: Duration) -> Result<bool, TargetError> {
+        let request = DrainRequest { backend, grace_ms: grace.as_millis() as u64 };
+        let answer: DrainAnswer = self
+            .http
+            .post(format!("{}/drain", self.admin))
+            .json(&request)
+            .timeout(grace + Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|error| proxy_error("drain a replica", error))?
+            .json()
+            .await
+            .map_err(|error| proxy_error("drain a replica", error))?;
+        Ok(answer.drained)
+    }
+}
+
+/// Where the proxy reaches a replica: its primary container's port, published on the
+/// host's loopback.
+pub(crate) fn endpoint(rollout: &ServiceRollout<'_>, replica: &DockerReplica) -> Option<SocketAddr> {
+    let port = replica.host_port(rollout.spec.primary().port?)?;
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn proxy_error(action: &str, error: reqwest::Error) -> TargetError {
+    TargetError::Unreachable { target: format!("the launchway proxy (to {action})"), source: Box::new(error) }
+}
