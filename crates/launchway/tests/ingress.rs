@@ -86,3 +86,67 @@ async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is
     assert!(answers.iter().any(|answer| answer.starts_with("v1 (")), "v1 served first");
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
 }
+
+#[tokio::test]
+async fn the_proxy_keeps_its_routes_when_its_container_restarts() {
+    let world = World::new().await;
+    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let ingress = free_port();
+    world.commit(&WEB.replace("{message}", "v1").replace("{ingress}", &ingress.to_string()), "web v1");
+    deploy(&world, &proxy).await;
+
+    let port = proxy.admin.rsplit(':').next().unwrap_or_default().to_owned();
+    let restarted = std::process::Command::new("docker")
+        .args(["restart", "-t", "1", &format!("launchway-proxy-{port}")])
+        .output()
+        .expect("docker runs");
+    assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    // No launchway process runs now: the routes come back from the proxy's own state.
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("client");
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(response) = http.get(format!("http://127.0.0.1:{ingress}/")).send().await
+            && response.status().is_success()
+        {
+            answer = Some(response.text().await.expect("body"));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.as_deref().is_some_and(|answer| answer.starts_with("v1 (")), "{answer:?}");
+}
+
+#[tokio::test]
+async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
+    let world = World::new().await;
+    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let ingress = free_port();
+    let manifest = |message: &str, delay: &str| {
+        WEB.replace("{message}", message)
+            .replace("{ingress}", &ingress.to_string())
+            .replace("      SAMPLE_MESSAGE:", &format!("      SAMPLE_START_DELAY: {delay}\n      SAMPLE_MESSAGE:"))
+    };
+    world.commit(&manifest("v1", "0s"), "web v1");
+    deploy(&world, &proxy).await;
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+
+    // v2 starts slowly: the rollout is killed while it is under way.
+    world.commit(&manifest("v2", "800ms"), "web v2");
+    let mut command = world.command(&["deploy"]);
+    command
+        .env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut interrupted = command.spawn().expect("launchway starts");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    interrupted.kill().expect("killed");
+    let _ = interrupted.wait();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The next deploy resumes the run and finishes the rollout.
+    deploy(&world, &proxy).await;
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
+}
