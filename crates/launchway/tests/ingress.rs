@@ -36,9 +36,21 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
-/// This test's proxy: its admin address, and its container removed at the end.
+/// This test's proxy: its admin address, and its container removed at the end. The
+/// tests here take turns: each starts a proxy of its own, whose first start imports the
+/// image of the (large, debug) launchway binary.
 struct TestProxy {
     admin: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl TestProxy {
+    async fn new() -> TestProxy {
+        let turn = TURNS.lock().await;
+        TestProxy { admin: format!("127.0.0.1:{}", free_port()), _turn: turn }
+    }
 }
 
 impl Drop for TestProxy {
@@ -66,7 +78,7 @@ async fn deploy(world: &World, proxy: &TestProxy) {
 #[tokio::test]
 async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is_replaced() {
     let world = World::new().await;
-    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let proxy = TestProxy::new().await;
     let ingress = free_port();
     let manifest = |message: &str| WEB.replace("{message}", message).replace("{ingress}", &ingress.to_string());
     world.commit(&manifest("v1"), "web v1");
@@ -90,7 +102,7 @@ async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is
 #[tokio::test]
 async fn the_proxy_keeps_its_routes_when_its_container_restarts() {
     let world = World::new().await;
-    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let proxy = TestProxy::new().await;
     let ingress = free_port();
     world.commit(&WEB.replace("{message}", "v1").replace("{ingress}", &ingress.to_string()), "web v1");
     deploy(&world, &proxy).await;
@@ -119,7 +131,7 @@ async fn the_proxy_keeps_its_routes_when_its_container_restarts() {
 #[tokio::test]
 async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
     let world = World::new().await;
-    let proxy = TestProxy { admin: format!("127.0.0.1:{}", free_port()) };
+    let proxy = TestProxy::new().await;
     let ingress = free_port();
     let manifest = |message: &str, delay: &str| {
         WEB.replace("{message}", message)
@@ -149,4 +161,30 @@ async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
     let LoadResult { answers, failed } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
+}
+
+#[tokio::test]
+async fn a_release_failing_its_health_check_is_rolled_back_without_a_failed_request() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let manifest = |message: &str, extra: &str| {
+        WEB.replace("{message}", message)
+            .replace("{ingress}", &ingress.to_string())
+            .replace("      SAMPLE_MESSAGE:", &format!("{extra}      SAMPLE_MESSAGE:"))
+    };
+    world.commit(&manifest("v1", ""), "web v1");
+    deploy(&world, &proxy).await;
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+
+    world.commit(&manifest("v2", "      SAMPLE_HEALTH: fail\n"), "web v2, unhealthy");
+    let mut command = world.command(&["deploy"]);
+    command.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs");
+    assert_eq!(output.status.code(), Some(5), "rolled back: {}", String::from_utf8_lossy(&output.stdout));
+
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.iter().all(|answer| answer.starts_with("v1 (")), "v2 never got a request");
 }

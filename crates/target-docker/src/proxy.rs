@@ -10,7 +10,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
-use launchway_proxy::{Backend, HealthProbe, Route};
+use launchway_proxy::{Backend, HealthProbe, Route, RouteTable};
 use launchway_target::TargetError;
 
 use crate::replicas::{self, DockerReplica};
@@ -77,14 +77,16 @@ impl ProxyClient {
             ..ContainerCreateBody::default()
         };
         replicas::create_and_start(docker, &container, body).await?;
-        for _ in 0..200 {
+        // A first start imports the image of launchway's own executable: on a busy host
+        // that takes a while.
+        for _ in 0..600 {
             if client.answers().await {
                 return Ok(client);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(TargetError::Invalid(format!(
-            "the proxy container {container} did not answer on http://{} within 10s (`docker logs {container}`)",
+            "the proxy container {container} did not answer on http://{} within 30s (`docker logs {container}`)",
             admin_address()
         )))
     }
@@ -92,6 +94,22 @@ impl ProxyClient {
     async fn answers(&self) -> bool {
         let answer = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1)).send().await;
         answer.is_ok_and(|answer| answer.status().is_success())
+    }
+
+    /// The replicas the service's route sends requests to now (none without a route).
+    pub(crate) async fn serving(&self, rollout: &ServiceRollout<'_>) -> Result<Vec<SocketAddr>, TargetError> {
+        let name = route_name(rollout);
+        let table: RouteTable = self
+            .http
+            .get(format!("{}/routes", self.admin))
+            .send()
+            .await
+            .map_err(|error| proxy_error("read the routes", error))?
+            .json()
+            .await
+            .map_err(|error| proxy_error("read the routes", error))?;
+        let route = table.routes.into_iter().find(|route| route.name == name);
+        Ok(route.map(|route| route.backends.iter().map(|backend| backend.address).collect()).unwrap_or_default())
     }
 
     /// Sends the service's requests to `serving`, and only to them.
@@ -107,7 +125,7 @@ impl ProxyClient {
                 unhealthy_threshold: health.unhealthy_threshold,
             });
         let route = Route {
-            name: format!("{}@{}", rollout.app, rollout.env),
+            name: route_name(rollout),
             port: ingress.port,
             host: ingress.host.clone(),
             path_prefix: ingress.path.clone(),
@@ -149,6 +167,10 @@ impl ProxyClient {
             .map_err(|error| proxy_error("drain a replica", error))?;
         Ok(answer.drained)
     }
+}
+
+fn route_name(rollout: &ServiceRollout<'_>) -> String {
+    format!("{}@{}", rollout.app, rollout.env)
 }
 
 /// Where the proxy reaches a replica: its primary container's port, published on the

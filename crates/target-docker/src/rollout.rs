@@ -61,6 +61,12 @@ pub(crate) async fn run(
         Some(_) => Some(ProxyClient::ensure(&target.docker, &target.http).await?),
         None => None,
     };
+    // Replicas of other revisions keep requests only if the route had them already: a
+    // rollback must not hand traffic to the failed release it is undoing.
+    let serving_before = match &proxy {
+        Some(proxy) => proxy.serving(&rollout).await?,
+        None => Vec::new(),
+    };
     let mut routed: Option<Vec<std::net::SocketAddr>> = None;
 
     loop {
@@ -163,14 +169,21 @@ pub(crate) async fn run(
             }
         }
         if let Some(proxy) = &proxy {
-            // Old replicas serve until stopped; new ones once their checks pass.
+            // Replicas that served keep serving until stopped (or, of this revision,
+            // until a check fails them); others once their checks pass.
             let serving: Vec<std::net::SocketAddr> = replicas
                 .iter()
                 .filter(|replica| replica.is_running())
-                .filter(|replica| {
-                    replica.revision != rollout.revision || tracker.verdict(&replica.key()) == Some(Verdict::Healthy)
+                .filter_map(|replica| Some((replica, proxy::endpoint(&rollout, replica)?)))
+                .filter(|(replica, address)| {
+                    let verdict = tracker.verdict(&replica.key());
+                    match replica.revision == rollout.revision {
+                        true if serving_before.contains(address) => verdict != Some(Verdict::Failed),
+                        true => verdict == Some(Verdict::Healthy),
+                        false => serving_before.contains(address),
+                    }
                 })
-                .filter_map(|replica| proxy::endpoint(&rollout, replica))
+                .map(|(_, address)| address)
                 .collect();
             if routed.as_ref() != Some(&serving) {
                 proxy.route(&rollout, &serving).await?;
