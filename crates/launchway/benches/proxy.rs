@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use launchway_testkit::free_port;
+
 const RATE: u64 = 1000;
 const MEASURED: Duration = Duration::from_secs(5);
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -25,10 +27,6 @@ const WARM_UP: Duration = Duration::from_secs(1);
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(run());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
 /// A child process killed when dropped.

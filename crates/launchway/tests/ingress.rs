@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use launchway_testkit::{Load, LoadResult};
+use launchway_testkit::{Load, LoadResult, free_port};
 use support::World;
 
 const WEB: &str = "
@@ -32,10 +32,6 @@ services:
       port: {ingress}
 ";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
-
 /// This test's proxy: its admin address, and its container removed at the end. The
 /// tests here take turns: each starts a proxy of its own, whose first start imports the
 /// image of the (large, debug) launchway binary.
@@ -51,6 +47,13 @@ impl TestProxy {
         let turn = TURNS.lock().await;
         TestProxy { admin: format!("127.0.0.1:{}", free_port()), _turn: turn }
     }
+
+    /// `launchway deploy` in `world`, with this test's proxy.
+    fn deploy_command(&self, world: &World) -> std::process::Command {
+        let mut command = world.command(&["deploy"]);
+        command.env("LAUNCHWAY_PROXY_ADMIN", &self.admin);
+        command
+    }
 }
 
 impl Drop for TestProxy {
@@ -63,10 +66,12 @@ impl Drop for TestProxy {
     }
 }
 
+async fn output(mut command: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs")
+}
+
 async fn deploy(world: &World, proxy: &TestProxy) {
-    let mut command = world.command(&["deploy"]);
-    command.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
-    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs");
+    let output = output(proxy.deploy_command(world)).await;
     assert!(
         output.status.success(),
         "{}\n{}",
@@ -144,15 +149,13 @@ async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
 
     // v2 starts slowly: the rollout is killed while it is under way.
     world.commit(&manifest("v2", "800ms"), "web v2");
-    let mut command = world.command(&["deploy"]);
-    command
-        .env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+    let mut command = proxy.deploy_command(&world);
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut interrupted = command.spawn().expect("launchway starts");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     interrupted.kill().expect("killed");
     let _ = interrupted.wait();
+    // Half a second of traffic with no launchway process at all, mid-rollout.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The next deploy resumes the run and finishes the rollout.
@@ -178,9 +181,7 @@ async fn a_release_failing_its_health_check_is_rolled_back_without_a_failed_requ
     let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
 
     world.commit(&manifest("v2", "      SAMPLE_HEALTH: fail\n"), "web v2, unhealthy");
-    let mut command = world.command(&["deploy"]);
-    command.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
-    let output = tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs");
+    let output = output(proxy.deploy_command(&world)).await;
     assert_eq!(output.status.code(), Some(5), "rolled back: {}", String::from_utf8_lossy(&output.stdout));
 
     load.until_sent(10_000, Duration::from_secs(60)).await;

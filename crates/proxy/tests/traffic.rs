@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
 use launchway_proxy::{Backend, Proxy, ProxyConfig, Route, RouteTable};
-use launchway_testkit::{Load, LoadResult};
+use launchway_testkit::{Load, LoadResult, free_port};
 use tokio_util::sync::CancellationToken;
 
 /// A backend that answers its name after `delay`, and can be stopped.
@@ -19,12 +19,16 @@ struct Replica {
 
 impl Replica {
     async fn start(name: &'static str, delay: Duration) -> Replica {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let app = axum::Router::new().fallback(move || async move {
+        Replica::serve(axum::Router::new().fallback(move || async move {
             tokio::time::sleep(delay).await;
             name
-        });
+        }))
+        .await
+    }
+
+    async fn serve(app: axum::Router) -> Replica {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         tokio::spawn(async move {
@@ -36,8 +40,6 @@ impl Replica {
 
 /// A replica whose health check answers 200 while `healthy`, 500 otherwise.
 async fn replica_with_health(name: &'static str, healthy: Arc<AtomicBool>) -> Replica {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
     let app = axum::Router::new()
         .route(
             "/healthz",
@@ -50,16 +52,7 @@ async fn replica_with_health(name: &'static str, healthy: Arc<AtomicBool>) -> Re
             }),
         )
         .fallback(move || async move { name });
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { stopped.cancelled().await }).await
-    });
-    Replica { address, stop }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+    Replica::serve(app).await
 }
 
 fn route(port: u16, backends: &[(&Replica, u32)]) -> Route {
@@ -244,11 +237,17 @@ async fn a_replica_failing_the_proxys_own_checks_gets_no_requests_until_it_passe
     assert!(answers(20).await.iter().any(|answer| answer == "sick"), "both serve while both pass");
 
     // launchway is not there: the proxy's own checks take the replica out.
+    // (Two failed checks 50 ms apart: waited for as they happen, at most 5 s.)
     sick_flag.store(false, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while answers(10).await.iter().any(|answer| answer == "sick") && tokio::time::Instant::now() < deadline {}
     assert!(answers(40).await.iter().all(|answer| answer == "fine"), "no request for a failing replica");
 
     sick_flag.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(answers(20).await.iter().any(|answer| answer == "sick"), "back once its check passes");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut back = false;
+    while !back && tokio::time::Instant::now() < deadline {
+        back = answers(20).await.iter().any(|answer| answer == "sick");
+    }
+    assert!(back, "back once its check passes");
 }

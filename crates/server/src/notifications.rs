@@ -230,10 +230,7 @@ impl Dispatcher {
                 event: on.as_str().to_owned(),
                 destination: destination.describe(),
                 attempts: delivery.attempts,
-                error: match delivery.error {
-                    _ if delivery.delivered => None,
-                    error => Some(error.unwrap_or_else(|| "unknown error".into())),
-                },
+                error: (!delivery.delivered).then(|| delivery.error.unwrap_or_else(|| "unknown error".into())),
             };
             self.record(&run, outcome).await;
         }

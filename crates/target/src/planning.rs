@@ -165,7 +165,7 @@ fn converge_summary(counts: &ReplicaCounts, revisions: usize) -> String {
     parts.join(", ")
 }
 
-pub fn plural(count: u32) -> &'static str {
+fn plural(count: u32) -> &'static str {
     if count == 1 { "" } else { "s" }
 }
 

@@ -14,3 +14,9 @@ pub use git::GitRepo;
 pub use git_http::GitHttpServer;
 pub use load::{Load, LoadResult};
 pub use moto::{MOTO_VERSION, Moto, MotoAccount};
+
+/// A TCP port on 127.0.0.1 free a moment ago, for a server a test starts on a fixed
+/// port (a proxy's route port, an admin API).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
