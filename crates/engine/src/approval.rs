@@ -5,7 +5,7 @@ use launchway_store::{
     Approval, ApprovalDecided, Decision, EventBody, NewEvent, Run, RunState, Transition, TransitionDetail, now_ms,
 };
 
-use crate::run::Next;
+use crate::run::{Claim, Next};
 use crate::{Engine, EngineError, Result};
 
 impl Engine {
@@ -56,7 +56,11 @@ impl Engine {
 
     /// Ends a run still waiting for approval because a newer desired state replaces it.
     pub(crate) async fn supersede(&self, run: &Run, revision: &str) -> Result<()> {
-        let lease = self.claim(run.id).await?;
+        let lease = match self.claim(run.id).await? {
+            Claim::Held(lease) => lease,
+            // Decided and driven to its end meanwhile: nothing left to supersede.
+            Claim::Finished(_) => return Ok(()),
+        };
         let reason = format!("superseded by revision {revision}");
         let rejected = EventBody::RunEntered {
             state: RunState::Rejected,

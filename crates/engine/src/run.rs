@@ -63,6 +63,12 @@ impl Next {
     }
 }
 
+/// What claiming a run gives: its lease, or the run already finished by someone else.
+pub(crate) enum Claim {
+    Held(Lease),
+    Finished(Run),
+}
+
 impl Engine {
     /// Drives a run until it finishes, and returns it finished.
     ///
@@ -71,7 +77,12 @@ impl Engine {
     /// when asked to stop (the run resumes where it stopped); store errors, and
     /// [`StoreError::LeaseLost`] when another process took the run over.
     pub async fn drive(&self, run_id: i64) -> Result<Run> {
-        let lease = self.claim(run_id).await?;
+        let lease = match self.claim(run_id).await? {
+            Claim::Held(lease) => lease,
+            // Another process drove it to the end between our decision and our claim
+            // (two deploys of the same change started together): its outcome is ours.
+            Claim::Finished(run) => return Ok(run),
+        };
         let run = self.inner.store.run(run_id).await?;
         let span = tracing::info_span!("run", run_id, app = %run.app, env = %run.env);
         let result = tokio::select! {
@@ -90,7 +101,7 @@ impl Engine {
         result
     }
 
-    pub(crate) async fn claim(&self, run_id: i64) -> Result<Lease> {
+    pub(crate) async fn claim(&self, run_id: i64) -> Result<Claim> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
         let ttl = self.inner.config.lease_ttl.as_millis() as i64;
@@ -112,12 +123,12 @@ impl Engine {
                     ))
                     .await?;
                 }
-                Ok(lease)
+                Ok(Claim::Held(lease))
             }
             None => {
                 let run = store.run(run_id).await?;
                 if run.state.is_terminal() {
-                    return Err(EngineError::Invalid(format!("run {run_id} has already finished ({})", run.state)));
+                    return Ok(Claim::Finished(run));
                 }
                 Err(EngineError::Busy {
                     run_id,

@@ -235,6 +235,19 @@ async fn a_run_held_by_a_live_engine_is_not_driven_twice() {
     assert_eq!(setup.target.calls().iter().filter(|call| call.starts_with("rollout")).count(), 1);
 }
 
+#[tokio::test]
+async fn driving_a_run_another_process_finished_returns_its_outcome_without_acting() {
+    // Two deploys of one change started together: the second may reach the run only
+    // after the first drove it to the end. It reports that end; it does not fail.
+    let setup = setup(Duration::from_secs(15)).await;
+    let run_id = start(&setup.engine, "example/web:1").await;
+    assert_eq!(setup.engine.drive(run_id).await.unwrap().state, RunState::Succeeded);
+    let calls = setup.target.calls().len();
+    let other = engine(&setup.store, &setup.target, Duration::from_secs(15));
+    assert_eq!(other.drive(run_id).await.expect("the finished run").state, RunState::Succeeded);
+    assert_eq!(setup.target.calls().len(), calls, "nothing acted a second time");
+}
+
 // ---- approvals
 
 fn gated_manifest(image: &str, approval: &str) -> Manifest {
