@@ -182,6 +182,14 @@ pub struct DecideAnswer {
     pub token: String,
 }
 
+/// The answer of `POST /api/v1/runs/{id}/promote` and `/abort`: the request as the audit
+/// log holds it; the process driving the run acts on it within a moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlAnswer {
+    pub event: Event,
+    pub token: String,
+}
+
 /// `POST /api/v1/releases`: images CI published for an app in an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PublishRequest {

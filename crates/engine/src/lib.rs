@@ -9,10 +9,12 @@
 //!
 //! The engine knows only traits: [`Store`], [`Target`] (through [`TargetProvider`]).
 
+mod analysis;
 mod approval;
 pub mod dora;
 mod owner;
 mod plan;
+mod progressive;
 mod run;
 mod status;
 mod sync;
@@ -89,12 +91,15 @@ struct Inner {
     owner: Owner,
     config: EngineConfig,
     events: broadcast::Sender<Event>,
+    /// For analyses: HTTP checks of new replicas, Prometheus queries.
+    http: reqwest::Client,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, targets: Arc<dyn TargetProvider>, config: EngineConfig) -> Engine {
         let (events, _) = broadcast::channel(1024);
-        Engine { inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events }) }
+        let http = reqwest::Client::builder().build().unwrap_or_default();
+        Engine { inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events, http }) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

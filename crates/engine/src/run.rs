@@ -17,6 +17,7 @@ use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEv
 use tracing::Instrument;
 
 use crate::plan::Observed;
+use crate::progressive::{NextTrafficStep, progressive_strategy};
 use crate::{Engine, EngineError, Result};
 
 /// What a step decided.
@@ -48,12 +49,12 @@ impl Next {
         self
     }
 
-    fn with_detail(mut self, detail: TransitionDetail) -> Next {
+    pub(crate) fn with_detail(mut self, detail: TransitionDetail) -> Next {
         self.detail = detail;
         self
     }
 
-    fn with_logs(self, logs: impl Into<Vec<String>>) -> Next {
+    pub(crate) fn with_logs(self, logs: impl Into<Vec<String>>) -> Next {
         self.with_detail(TransitionDetail { logs: logs.into(), ..TransitionDetail::default() })
     }
 
@@ -66,7 +67,7 @@ impl Next {
 /// What claiming a run gives: its lease, or the run already finished by someone else.
 pub(crate) enum Claim {
     Held(Lease),
-    Finished(Run),
+    Finished(Box<Run>),
 }
 
 impl Engine {
@@ -81,7 +82,7 @@ impl Engine {
             Claim::Held(lease) => lease,
             // Another process drove it to the end between our decision and our claim
             // (two deploys of the same change started together): its outcome is ours.
-            Claim::Finished(run) => return Ok(run),
+            Claim::Finished(run) => return Ok(*run),
         };
         let run = self.inner.store.run(run_id).await?;
         let span = tracing::info_span!("run", run_id, app = %run.app, env = %run.env);
@@ -128,7 +129,7 @@ impl Engine {
             None => {
                 let run = store.run(run_id).await?;
                 if run.state.is_terminal() {
-                    return Ok(Claim::Finished(run));
+                    return Ok(Claim::Finished(Box::new(run)));
                 }
                 Err(EngineError::Busy {
                     run_id,
@@ -172,6 +173,14 @@ impl Engine {
                     }
                 },
                 RunState::Deploying => self.step(lease, &run, "deploy", self.deploy(&run)).await?,
+                RunState::Progressing => match self.next_traffic_step(&run).await? {
+                    step @ NextTrafficStep::Shift(index) => {
+                        self.step(lease, &run, &step.name(), self.traffic_step(&run, index)).await?
+                    }
+                    step @ NextTrafficStep::Promote => {
+                        self.step(lease, &run, &step.name(), self.promote_step(&run)).await?
+                    }
+                },
                 RunState::Verifying => self.step(lease, &run, "verify", self.verify(&run)).await?,
                 RunState::RollingBack => self.step(lease, &run, "rollback", self.roll_back(&run)).await?,
                 RunState::Succeeded | RunState::RolledBack | RunState::Failed | RunState::Rejected => {
@@ -231,7 +240,7 @@ impl Engine {
         next
     }
 
-    async fn release_and_target(&self, release_id: i64) -> Result<(Release, Arc<dyn Target>)> {
+    pub(crate) async fn release_and_target(&self, release_id: i64) -> Result<(Release, Arc<dyn Target>)> {
         let release = self.inner.store.release(release_id).await?;
         let target = self.target(&release.target).await?;
         Ok((release, target))
@@ -314,7 +323,30 @@ impl Engine {
             return Ok(Next::to(RunState::Verifying, "the task definition takes effect at its next scheduled run"));
         }
         let progress = RunProgress { engine: self, run };
-        match target.rollout(rollout(run, &release), &progress).await {
+        if let Err(error) = target.rollout(rollout(run, &release), &progress).await {
+            return self.after_failure(run, &release, target.as_ref(), error).await;
+        }
+        let Some(strategy) = progressive_strategy(&release.spec) else {
+            return Ok(Next::to(RunState::Verifying, rolled_out(&release)));
+        };
+        // A first release has no traffic to take from anyone (Argo Rollouts skips its
+        // steps too): it takes everything at once, and verification watches it.
+        if run.kind == RunKind::Deploy && run.previous_release_id.is_some() {
+            let steps = strategy.traffic_steps();
+            return Ok(Next::to(
+                RunState::Progressing,
+                format!(
+                    "revision {} runs beside the release that serves; moving traffic to it in {} step{} ({})",
+                    release.revision,
+                    steps.len(),
+                    plural(steps.len() as u32),
+                    strategy.name()
+                ),
+            ));
+        }
+        // Rollbacks and repairs are asked for now: the set that runs takes everything.
+        // So does a first release.
+        match target.promote(rollout(run, &release), &progress).await {
             Ok(()) => Ok(Next::to(RunState::Verifying, rolled_out(&release))),
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
@@ -400,7 +432,7 @@ impl Engine {
 
     /// A release that failed to roll out or verify: roll back to the last good one, or,
     /// when there is none, remove what was started so nothing half-deployed is left.
-    async fn after_failure(
+    pub(crate) async fn after_failure(
         &self,
         run: &Run,
         release: &Release,
@@ -448,7 +480,9 @@ impl Engine {
         }
         let progress = RunProgress { engine: self, run };
         let rollout = rollout(run, &previous);
-        let result = match target.rollout(rollout, &progress).await {
+        // Straight back to the set that served (still running during a blue/green's
+        // bake or a canary), starting what is missing of it.
+        let result = match target.promote(rollout, &progress).await {
             Ok(()) => target.verify(rollout, &progress).await,
             Err(error) => Err(error),
         };
@@ -477,7 +511,7 @@ fn plan_was_no_op(run: &Run) -> bool {
     run.plan.as_ref().is_some_and(|plan| plan.action == PlanAction::NoChange)
 }
 
-fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
+pub(crate) fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
     Rollout { app: &run.app, env: &run.env, release_id: release.id, revision: &release.revision, spec: &release.spec }
 }
 
@@ -508,9 +542,9 @@ fn plural(count: u32) -> &'static str {
 }
 
 /// Records what a target reports during a step as events of the run.
-struct RunProgress<'a> {
-    engine: &'a Engine,
-    run: &'a Run,
+pub(crate) struct RunProgress<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) run: &'a Run,
 }
 
 #[async_trait]

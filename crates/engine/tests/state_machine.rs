@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, EngineError, Selection, TargetProvider};
 use launchway_manifest::{Manifest, SourceFile, TargetSpec};
-use launchway_store::{EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
+use launchway_store::{ControlAction, EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
 use launchway_store_sqlite::SqliteStore;
 use launchway_target::{Target, TargetError};
 use launchway_testkit::FakeTarget;
@@ -365,4 +365,164 @@ async fn a_newer_change_supersedes_a_run_still_waiting_for_approval() {
     assert!(superseded.reason.as_deref().unwrap().starts_with("superseded by revision"), "{:?}", superseded.reason);
     assert_ne!(second.id, first);
     assert_eq!(setup.target.calls(), ["check web"], "nothing rolled out meanwhile");
+}
+
+// ---- progressive delivery
+
+fn canary_manifest(image: &str, analysis: &str) -> Manifest {
+    let text = format!(
+        "environments: {{dev: {{target: docker}}}}
+services:
+  web:
+    image: {image}
+    port: 8080
+    ingress: {{port: 8000}}
+    strategy:
+      canary:
+        steps: [{{weight: 20, pause: 300ms}}, {{weight: 60}}]
+{analysis}"
+    );
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+    launchway_manifest::load(&files, &files).expect("valid").manifest
+}
+
+/// A first release, deployed, then a second one with the canary strategy.
+async fn start_canary(setup: &Setup, analysis: &str) -> (i64, String, String) {
+    let first =
+        start_manifest(&setup.engine, &canary_manifest("example/web:1", analysis), ReleaseSource::default()).await;
+    assert_eq!(setup.engine.drive(first).await.unwrap().state, RunState::Succeeded);
+    let second =
+        start_manifest(&setup.engine, &canary_manifest("example/web:2", analysis), ReleaseSource::default()).await;
+    let revision = |image: &str| canary_manifest(image, analysis).apps["web"].specs["dev"].revision().0;
+    (second, revision("example/web:1"), revision("example/web:2"))
+}
+
+/// An HTTP server on loopback answering every request with `status`.
+async fn answering(status: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    address
+}
+
+async fn step_names(setup: &Setup, run_id: i64) -> Vec<String> {
+    setup.store.steps(run_id).await.unwrap().into_iter().map(|step| step.name).collect()
+}
+
+#[tokio::test]
+async fn a_canary_moves_traffic_step_by_step_then_takes_everything() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let (run_id, _, v2) = start_canary(&setup, "").await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+    let calls = setup.target.calls();
+    let from_second = &calls[calls.iter().rposition(|call| call == "check web").unwrap() + 1..];
+    assert_eq!(
+        from_second,
+        [
+            format!("rollout web {v2}"),
+            format!("shift web {v2} 20"),
+            format!("shift web {v2} 60"),
+            format!("rollout web {v2}"),
+            format!("verify web {v2}")
+        ]
+    );
+    assert_eq!(
+        step_names(&setup, run_id).await,
+        ["validate", "plan", "deploy", "traffic 1", "traffic 2", "promote", "verify"]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_analysis_sends_the_traffic_back_and_rolls_back() {
+    let setup = setup(Duration::from_secs(15)).await;
+    setup.target.set_endpoints(vec![answering(500).await]);
+    let analysis = "        analysis: {interval: 100ms, http: {path: /work}}\n";
+    let (run_id, v1, v2) = start_canary(&setup, analysis).await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::RolledBack);
+    let reason = run.reason.unwrap();
+    assert!(reason.contains("the analysis failed at step 1: 1 of 1 measurements failed"), "{reason}");
+    let calls = setup.target.calls();
+    assert_eq!(
+        calls[calls.len() - 3..],
+        [format!("shift web {v2} 20"), format!("rollout web {v1}"), format!("verify web {v1}")]
+    );
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    let measured: Vec<_> = events.iter().filter(|event| event.kind == "analysis.measured").collect();
+    assert_eq!(measured.len(), 1);
+    assert!(measured[0].message.contains("500"), "{}", measured[0].message);
+}
+
+#[tokio::test]
+async fn a_passing_analysis_measures_each_step_and_lets_it_go_on() {
+    let setup = setup(Duration::from_secs(15)).await;
+    setup.target.set_endpoints(vec![answering(200).await]);
+    let analysis = "        analysis: {interval: 100ms, http: {path: /work, status: 200}}\n";
+    let (run_id, _, _) = start_canary(&setup, analysis).await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    let measured = events.iter().filter(|event| event.kind == "analysis.measured").count();
+    // About three during step 1's 300 ms, at least one during step 2 (no pause).
+    assert!(measured >= 3, "{measured} measurements");
+}
+
+#[tokio::test]
+async fn promote_ends_a_pause_and_abort_rolls_back_at_once() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let long = |image: &str| {
+        let text = format!(
+            "environments: {{dev: {{target: docker}}}}
+services:
+  web: {{image: {image}, port: 8080, ingress: {{port: 8000}}, strategy: {{canary: {{steps: [{{weight: 20, pause: 1h}}, {{weight: 50, pause: 1h}}]}}}}}}
+"
+        );
+        let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+        launchway_manifest::load(&files, &files).expect("valid").manifest
+    };
+    let first = start_manifest(&setup.engine, &long("example/web:1"), ReleaseSource::default()).await;
+    assert_eq!(setup.engine.drive(first).await.unwrap().state, RunState::Succeeded);
+    let second = start_manifest(&setup.engine, &long("example/web:2"), ReleaseSource::default()).await;
+    assert!(
+        matches!(setup.engine.control(second, ControlAction::Promote, "ann").await, Err(EngineError::Invalid(_))),
+        "not progressing yet"
+    );
+    let engine = setup.engine.clone();
+    let driving = tokio::spawn(async move { engine.drive(second).await });
+    let waiting_at = |step: &'static str| {
+        let store = setup.store.clone();
+        async move {
+            loop {
+                let steps = store.steps(second).await.unwrap();
+                if steps.iter().any(|s| s.name == step && s.finished_at.is_none()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), waiting_at("traffic 1")).await.expect("reached step 1");
+    // Another process (another engine on the same store) asks to go on.
+    let other = engine_for(&setup);
+    other.control(second, ControlAction::Promote, "ann").await.expect("asked");
+    tokio::time::timeout(Duration::from_secs(10), waiting_at("traffic 2")).await.expect("step 1 ended early");
+    other.control(second, ControlAction::Abort, "bob").await.expect("asked");
+    let run = tokio::time::timeout(Duration::from_secs(10), driving).await.expect("ended at once").unwrap().unwrap();
+    assert_eq!(run.state, RunState::RolledBack);
+    assert_eq!(run.reason.as_deref(), Some("aborted by bob at step 2"));
+}
+
+fn engine_for(setup: &Setup) -> Engine {
+    engine(&setup.store, &setup.target, Duration::from_secs(15))
 }

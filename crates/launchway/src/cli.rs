@@ -127,6 +127,12 @@ pub enum Command {
     Approve(DecisionArgs),
     /// Reject a run waiting for approval; nothing is changed.
     Reject(DecisionArgs),
+    /// End the pause of a run moving traffic step by step (blue/green, canary): it goes
+    /// on to its next step now.
+    Promote(ControlArgs),
+    /// Send the traffic of a run moving it step by step back to the release that served,
+    /// and roll back, now.
+    Abort(ControlArgs),
     /// Manage API tokens (local database: how the first admin token is made).
     Token {
         #[command(subcommand)]
@@ -242,6 +248,16 @@ pub struct DecisionArgs {
     #[arg(long, short)]
     pub comment: Option<String>,
     /// Who decides, when using the local database [default: LAUNCHWAY_USER, else git's
+    /// user.email, else $USER@host]. With --server, the token's subject is used.
+    #[arg(long = "as", value_name = "IDENTITY")]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The run (state `progressing`).
+    pub run: i64,
+    /// Who asks, when using the local database [default: LAUNCHWAY_USER, else git's
     /// user.email, else $USER@host]. With --server, the token's subject is used.
     #[arg(long = "as", value_name = "IDENTITY")]
     pub identity: Option<String>,

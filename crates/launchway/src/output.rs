@@ -106,7 +106,11 @@ fn event_line(event: &Event) -> Option<String> {
         ),
         EventBody::RunEntered { state, .. } => match state {
             // Entering a step is shown by the step's own line when it finishes.
-            RunState::Validating | RunState::Planning | RunState::Deploying | RunState::Verifying => return None,
+            RunState::Validating
+            | RunState::Planning
+            | RunState::Deploying
+            | RunState::Progressing
+            | RunState::Verifying => return None,
             RunState::RollingBack => "▸ rolling back".to_owned(),
             state => format!("▸ {state}: {}", event.message),
         },

@@ -5,8 +5,10 @@
 //! `PORT` (8080), `SAMPLE_MESSAGE`, `SAMPLE_HEALTH=fail` (health checks answer 500),
 //! `SAMPLE_START_DELAY=2s` (slow start), `SAMPLE_EXIT_AFTER=1s` (crash, with exit code
 //! `SAMPLE_EXIT_CODE`, 3 by default: 0 makes it a task that finishes).
-//! `GET /` answers the message and the container's hostname; `GET /healthz` answers
-//! "ok". It exits at once on SIGTERM: as PID 1 in a container nothing else would.
+//! `SAMPLE_ERRORS=1` makes its work fail while its health check passes (what only an
+//! analysis catches). `GET /` answers the message and the container's hostname; `GET
+//! /healthz` answers "ok"; `GET /work` answers 200, or 500 with `SAMPLE_ERRORS=1`;
+//! `GET /metrics` gives Prometheus the gauge `sample_app_errors` (0 or 1). It exits at once on SIGTERM: as PID 1 in a container nothing else would.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -30,6 +32,7 @@ async fn serve() -> ExitCode {
     let port: u16 = setting("PORT").and_then(|port| port.parse().ok()).unwrap_or(8080);
     let message = setting("SAMPLE_MESSAGE").unwrap_or_else(|| "hello from launchway".to_owned());
     let healthy = setting("SAMPLE_HEALTH").as_deref() != Some("fail");
+    let failing = setting("SAMPLE_ERRORS").as_deref() == Some("1");
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();
 
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -65,17 +68,29 @@ async fn serve() -> ExitCode {
     };
     println!("sample-app: listening on port {port} ({message}), health {}", if healthy { "ok" } else { "failing" });
     let body = format!("{message} ({hostname})\n");
-    let app = Router::new().route("/", get(move || async move { body })).route(
-        "/healthz",
-        get(move || async move {
-            if healthy {
-                (StatusCode::OK, "ok\n")
-            } else {
-                eprintln!("sample-app: health check failing on purpose (SAMPLE_HEALTH=fail)");
-                (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
-            }
-        }),
-    );
+    let work = move || async move {
+        match failing {
+            true => (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose (SAMPLE_ERRORS=1)\n"),
+            false => (StatusCode::OK, "done\n"),
+        }
+    };
+    let metrics =
+        move || async move { format!("# TYPE sample_app_errors gauge\nsample_app_errors {}\n", u8::from(failing)) };
+    let app = Router::new()
+        .route("/", get(move || async move { body }))
+        .route("/work", get(work))
+        .route("/metrics", get(metrics))
+        .route(
+            "/healthz",
+            get(move || async move {
+                if healthy {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    eprintln!("sample-app: health check failing on purpose (SAMPLE_HEALTH=fail)");
+                    (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n")
+                }
+            }),
+        );
     tokio::select! {
         result = axum::serve(listener, app) => {
             if let Err(error) = result {

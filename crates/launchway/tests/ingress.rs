@@ -189,3 +189,137 @@ async fn a_release_failing_its_health_check_is_rolled_back_without_a_failed_requ
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.iter().all(|answer| answer.starts_with("v1 (")), "v2 never got a request");
 }
+
+// ---- progressive delivery through the entry point
+
+/// `WEB` with `strategy` in place of the rolling update, and `extra` environment lines.
+fn progressive(ingress: u16, message: &str, extra: &str, strategy: &str) -> String {
+    WEB.replace("{message}", message)
+        .replace("{ingress}", &ingress.to_string())
+        .replace("      SAMPLE_MESSAGE:", &format!("{extra}      SAMPLE_MESSAGE:"))
+        .replace("    stop_grace_period: 2s\n", &format!("    stop_grace_period: 2s\n    strategy:\n{strategy}"))
+}
+
+#[tokio::test]
+async fn blue_green_moves_all_traffic_at_once_without_a_failed_request() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let strategy = "      blue_green: {bake: 1s}\n";
+    world.commit(&progressive(ingress, "v1", "", strategy), "web v1");
+    deploy(&world, &proxy).await;
+    let url = format!("http://127.0.0.1:{ingress}/");
+    let load = Load::start(&url, 3);
+    // One client on its own: what it sees is in the order things happened.
+    let in_order = Load::start(&url, 1);
+
+    world.commit(&progressive(ingress, "v2", "", strategy), "web v2, blue/green");
+    let started = std::time::Instant::now();
+    deploy(&world, &proxy).await;
+    eprintln!("blue/green deploy took {:?}", started.elapsed());
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers: sequence, failed: failed_in_order } = in_order.stop().await;
+    assert_eq!(failed + failed_in_order, 0, "no request failed out of {}", answers.len() + sequence.len());
+    let first_v2 = sequence.iter().position(|answer| answer.starts_with("v2 (")).expect("v2 served");
+    assert!(sequence[..first_v2].iter().all(|answer| answer.starts_with("v1 (")));
+    // All at once: after its first answer from v2, the client never hears from v1 again.
+    assert!(sequence[first_v2..].iter().all(|answer| answer.starts_with("v2 (")), "v1 answered after the switch");
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")));
+}
+
+#[tokio::test]
+async fn a_canary_gives_the_new_release_its_weight_then_everything() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let strategy = "      canary: {steps: [{weight: 20, pause: 8s}]}\n";
+    world.commit(&progressive(ingress, "v1", "", strategy), "web v1");
+    deploy(&world, &proxy).await;
+    let url = format!("http://127.0.0.1:{ingress}/");
+    let load = Load::start(&url, 3);
+
+    world.commit(&progressive(ingress, "v2", "", strategy), "web v2, canary");
+    let deploying = tokio::spawn(output(proxy.deploy_command(&world)));
+    // Once v2 answers, the canary's step holds 20% for 8 s: 1,000 requests in a row
+    // sent then must split 20/80, within 5 points.
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
+    let ask = async || http.get(&url).send().await.expect("answer").text().await.expect("body");
+    let mut first = String::new();
+    for _ in 0..2_000 {
+        first = ask().await;
+        if first.starts_with("v2 (") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(first.starts_with("v2 ("), "v2 never answered");
+    let mut v2 = 0;
+    for _ in 0..1_000 {
+        v2 += usize::from(ask().await.starts_with("v2 ("));
+    }
+    let share = v2 as f64 / 10.0;
+    eprintln!("v2 took {share}% of 1,000 requests during the 20% step");
+    assert!((15.0..=25.0).contains(&share), "v2 took {share}%, not 20% ± 5");
+
+    let done = deploying.await.expect("deploy ran");
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 takes everything at the end");
+}
+
+#[tokio::test]
+async fn a_canary_whose_work_fails_the_analysis_is_rolled_back_without_a_failed_request() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let strategy = "      canary:\n        steps: [{weight: 25, pause: 3s}]\n        analysis: {interval: 500ms, http: {path: /work}}\n";
+    world.commit(&progressive(ingress, "v1", "", strategy), "web v1");
+    deploy(&world, &proxy).await;
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+
+    // Healthy by its health check, failing at its work: only the analysis sees it.
+    world.commit(&progressive(ingress, "v2", "      SAMPLE_ERRORS: '1'\n", strategy), "web v2, failing work");
+    let result = output(proxy.deploy_command(&world)).await;
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(result.status.code(), Some(5), "rolled back: {stdout}");
+    assert!(stdout.contains("the analysis failed at step 1"), "{stdout}");
+
+    load.until_sent(10_000, Duration::from_secs(60)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v1 (")), "v1 serves again");
+}
+
+#[tokio::test]
+async fn a_prometheus_query_decides_whether_a_canary_goes_on() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    // Prometheus scrapes the service through its entry point, so it sees each release
+    // in proportion to its traffic.
+    let prometheus = launchway_testkit::Prometheus::start(&format!("127.0.0.1:{ingress}")).await;
+    let strategy = format!(
+        "      canary:\n        steps: [{{weight: 50, pause: 4s}}]\n        analysis:\n          interval: 500ms\n          prometheus: {{address: '{}', query: 'max(max_over_time(sample_app_errors[3s]))', max: 0}}\n",
+        prometheus.address
+    );
+    world.commit(&progressive(ingress, "v1", "", &strategy), "web v1");
+    deploy(&world, &proxy).await;
+    prometheus.wait_for("sample_app_errors").await;
+
+    world.commit(&progressive(ingress, "v2", "      SAMPLE_ERRORS: '1'\n", &strategy), "web v2, erring");
+    let failing = output(proxy.deploy_command(&world)).await;
+    let stdout = String::from_utf8_lossy(&failing.stdout);
+    assert_eq!(failing.status.code(), Some(5), "a failing query rolls the canary back: {stdout}");
+    assert!(stdout.contains("above the maximum 0"), "{stdout}");
+
+    // Past the query's window, so v2's errors no longer count.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    world.commit(&progressive(ingress, "v3", "", &strategy), "web v3, fixed");
+    let passing = output(proxy.deploy_command(&world)).await;
+    let stdout = String::from_utf8_lossy(&passing.stdout);
+    assert!(passing.status.success(), "a passing query promotes the canary: {stdout}");
+    assert!(stdout.contains("within bounds"), "{stdout}");
+}

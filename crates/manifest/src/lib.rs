@@ -10,6 +10,7 @@ mod image;
 mod image_files;
 mod model;
 mod node;
+mod progressive;
 mod reader;
 mod resolve;
 mod schedule;
@@ -25,10 +26,11 @@ pub use duration::format_duration;
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;
 pub use model::{
-    App, AppSpec, ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_SETTLE_WINDOW, Deployment, EcsDefinition,
-    EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment, HealthCheck, Ingress, Manifest,
-    Notification, NotificationSink, NotifyOn, Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
-    TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
+    Analysis, App, AppSpec, ApprovalPolicy, CanaryStep, CircuitBreaker, ContainerSpec, DEFAULT_SETTLE_WINDOW,
+    Deployment, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment,
+    HealthCheck, HttpAnalysis, Ingress, Manifest, Notification, NotificationSink, NotifyOn, PrometheusAnalysis,
+    Revision, Schedule, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec, tag_matches,
+    tag_version,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;

@@ -360,7 +360,7 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Strategy {
     /// Replace replicas a few at a time. Counts are resolved from percentages
@@ -371,6 +371,119 @@ pub enum Strategy {
         #[serde(with = "millis")]
         timeout: Duration,
     },
+    /// The whole new set started and checked beside the serving one, then all traffic
+    /// moved at once; the old set is kept for `bake` (an instant way back), then removed.
+    BlueGreen {
+        #[serde(with = "millis")]
+        bake: Duration,
+        #[serde(with = "millis")]
+        timeout: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<Box<Analysis>>,
+    },
+    /// The whole new set started beside the serving one, then given a growing share of
+    /// the traffic, step by step, each step held for its pause and checked by the
+    /// analysis; after the last step it takes everything.
+    Canary {
+        steps: Vec<CanaryStep>,
+        #[serde(with = "millis")]
+        timeout: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<Box<Analysis>>,
+    },
+}
+
+/// One step of a progressive delivery: the new release's share of the traffic, held
+/// for `pause` while the analysis measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryStep {
+    /// Percent of requests, 1 to 100.
+    pub weight: u8,
+    #[serde(with = "millis")]
+    pub pause: Duration,
+}
+
+impl Strategy {
+    /// How long starting the new set may take.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Strategy::Rolling { timeout, .. }
+            | Strategy::BlueGreen { timeout, .. }
+            | Strategy::Canary { timeout, .. } => *timeout,
+        }
+    }
+
+    /// The traffic steps of a progressive strategy (blue/green: all at once, held for
+    /// its bake); empty for a rolling update, whose traffic follows its replicas.
+    pub fn traffic_steps(&self) -> Vec<CanaryStep> {
+        match self {
+            Strategy::Rolling { .. } => Vec::new(),
+            Strategy::BlueGreen { bake, .. } => vec![CanaryStep { weight: 100, pause: *bake }],
+            Strategy::Canary { steps, .. } => steps.clone(),
+        }
+    }
+
+    /// Whether the new set starts beside the serving one and takes traffic in steps.
+    pub fn is_progressive(&self) -> bool {
+        !matches!(self, Strategy::Rolling { .. })
+    }
+
+    pub fn analysis(&self) -> Option<&Analysis> {
+        match self {
+            Strategy::Rolling { .. } => None,
+            Strategy::BlueGreen { analysis, .. } | Strategy::Canary { analysis, .. } => analysis.as_deref(),
+        }
+    }
+
+    /// The name a manifest gives it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Rolling { .. } => "rolling",
+            Strategy::BlueGreen { .. } => "blue_green",
+            Strategy::Canary { .. } => "canary",
+        }
+    }
+}
+
+/// What decides, at each traffic step, whether the new release goes on (Argo Rollouts'
+/// AnalysisTemplate, in short): a measurement every `interval` during each pause (at
+/// least one per step), failing the release once more than `failure_limit` failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    #[serde(with = "millis")]
+    pub interval: Duration,
+    pub failure_limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAnalysis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusAnalysis>,
+}
+
+/// An HTTP request to every replica of the new release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpAnalysis {
+    pub path: String,
+    /// The container port asked; the primary container's port when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The status expected; any 2xx when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<Duration>,
+}
+
+/// A PromQL query through Prometheus' HTTP API; every value it returns must lie within
+/// the bounds given. A query that returns nothing fails: nothing was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrometheusAnalysis {
+    /// Like `http://127.0.0.1:9090`.
+    pub address: String,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

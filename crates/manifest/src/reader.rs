@@ -162,6 +162,29 @@ impl Reader<'_> {
         }
     }
 
+    /// An HTTP path, which must start with '/'.
+    pub fn url_path(&mut self, node: &Node, path: &str) -> Option<String> {
+        match self.string(node, path) {
+            Some(value) if !value.starts_with('/') => {
+                self.error(node.pos, path, format!("{value:?} must start with '/'"));
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// A number, integer or not (a threshold).
+    pub fn number(&mut self, node: &Node, path: &str) -> Option<f64> {
+        match &node.value {
+            Value::Int(number) => Some(*number as f64),
+            Value::Float(number) if number.is_finite() => Some(*number),
+            _ => {
+                self.wrong_type(node, path, "a number");
+                None
+            }
+        }
+    }
+
     pub fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
         let Value::Str(text) = &node.value else {
             self.wrong_type(node, path, "a duration like \"10s\", \"500ms\" or \"2m\"");

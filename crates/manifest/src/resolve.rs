@@ -191,7 +191,21 @@ impl Resolver<'_> {
         }
         let containers = self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())?;
         let replicas = at.overrides.replicas.or(draft.replicas).unwrap_or(1);
-        let strategy = self.rolling(draft.strategy, replicas, at.env_path)?;
+        let strategy = match &draft.progressive {
+            Some((pos, strategy)) if draft.ingress.is_none() => {
+                self.reader.error(
+                    *pos,
+                    &format!("{}.strategy", at.path),
+                    format!(
+                        "{} moves traffic between releases through launchway's proxy: declare `ingress:` (the host port clients use)",
+                        strategy.name()
+                    ),
+                );
+                return None;
+            }
+            Some((_, strategy)) => strategy.clone(),
+            None => self.rolling(draft.strategy, replicas, at.env_path)?,
+        };
         let health = draft.health.as_ref().map(|health| health_check(health, &containers[0]));
         Some(AppSpec::Service(ServiceSpec {
             containers,
@@ -266,6 +280,20 @@ impl Resolver<'_> {
                 format!(
                     "{} runs on ECS, where traffic comes through its load balancer: `ingress` is for Docker environments",
                     at.env_path
+                ),
+            );
+            return None;
+        }
+        if let Some((pos, strategy)) = &draft.progressive {
+            // ECS runs blue/green, canary and linear deployments itself; launchway does
+            // not drive them yet, and will not imitate them with a rolling update.
+            self.reader.error(
+                *pos,
+                &format!("{}.strategy", at.path),
+                format!(
+                    "{} runs on ECS, whose own deployment strategies launchway does not drive yet: `{}` is for Docker environments",
+                    at.env_path,
+                    strategy.name()
                 ),
             );
             return None;

@@ -58,6 +58,8 @@ pub(crate) struct ServiceDraft {
     pub strategy: RollingDraft,
     /// Whether `strategy` was written (ECS keeps its live settings otherwise).
     pub strategy_written: bool,
+    /// `blue_green` or `canary`, in place of `strategy` (which then holds the defaults).
+    pub progressive: Option<(Pos, crate::model::Strategy)>,
     pub stop_grace_period: Duration,
     /// How long new replicas must stay healthy before a release counts as verified.
     pub settle_window: Option<Duration>,
@@ -117,6 +119,13 @@ pub(crate) struct HealthDraft {
     pub start_period: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+}
+
+/// A strategy as read: rolling (resolved per environment, as its percentages depend on
+/// the replicas), or progressive (whole already), with where it is written.
+pub(crate) enum StrategyDraft {
+    Rolling(RollingDraft),
+    Progressive(Pos, crate::model::Strategy),
 }
 
 #[derive(Clone, Copy)]
@@ -200,7 +209,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "healthy_threshold",
     "unhealthy_threshold",
 ];
-const STRATEGY_KINDS: &[&str] = &["rolling"];
+const STRATEGY_KINDS: &[&str] = &["rolling", "blue_green", "canary"];
 const ROLLING_FIELDS: &[&str] = &["max_surge", "max_unavailable", "timeout"];
 const SERVICE_OVERRIDE_FIELDS: &[&str] = &["replicas", "image", "images", "env", "settle_window"];
 const TASK_OVERRIDE_FIELDS: &[&str] = &["image", "images", "env", "schedule"];
@@ -575,10 +584,12 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         Some(node) => read_health(reader, node, &format!("{path}.health"), fields.key_pos("health")),
         None => None,
     };
-    let strategy = match fields.get("strategy") {
-        Some(node) => read_strategy(reader, node, &format!("{path}.strategy")),
-        None => None,
-    };
+    let (strategy, progressive) =
+        match fields.get("strategy").and_then(|node| read_strategy(reader, node, &format!("{path}.strategy"))) {
+            Some(StrategyDraft::Rolling(rolling)) => (Some(rolling), None),
+            Some(StrategyDraft::Progressive(pos, strategy)) => (None, Some((pos, strategy))),
+            None => (None, None),
+        };
     let settle_window = match fields.get("settle_window") {
         Some(node) => reader.duration(node, &format!("{path}.settle_window")),
         None => None,
@@ -621,6 +632,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         health,
         strategy: strategy.unwrap_or_else(|| RollingDraft::default_at(fields.pos())),
         strategy_written: fields.has("strategy"),
+        progressive,
         stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
         settle_window,
         ingress,
@@ -898,16 +910,7 @@ fn read_ingress(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ingr
         }
     };
     let host = fields.get("host").and_then(|node| reader.string(node, &format!("{path}.host")));
-    let prefix = match fields.get("path") {
-        Some(node) => match reader.string(node, &format!("{path}.path")) {
-            Some(value) if !value.starts_with('/') => {
-                reader.error(node.pos, &format!("{path}.path"), format!("{value:?} must start with '/'"));
-                None
-            }
-            other => other,
-        },
-        None => None,
-    };
+    let prefix = fields.get("path").and_then(|node| reader.url_path(node, &format!("{path}.path")));
     Some(Ingress { port: port?, host, path: prefix })
 }
 
@@ -915,16 +918,7 @@ fn read_health(reader: &mut Reader<'_>, node: &Node, path: &str, key: Option<Pos
     let fields = reader.fields(node, path, HEALTH_FIELDS)?;
     let fields = fields.owned_by(key.unwrap_or(node.pos));
     let health_path = match fields.get("path") {
-        Some(node) => {
-            let value = reader.string(node, &format!("{path}.path"));
-            match value {
-                Some(value) if !value.starts_with('/') => {
-                    reader.error(node.pos, &format!("{path}.path"), format!("{value:?} must start with '/'"));
-                    None
-                }
-                other => other,
-            }
-        }
+        Some(node) => reader.url_path(node, &format!("{path}.path")),
         None => {
             reader.error(fields.pos(), path, "missing field \"path\" (the HTTP path to probe, like \"/healthz\")");
             None
@@ -982,16 +976,38 @@ impl RollingDraft {
     }
 }
 
-fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<RollingDraft> {
+/// `strategy: rolling`, `strategy: {rolling: {..}}`, `{blue_green: {..}}` or
+/// `{canary: {..}}`; progressive ones are read whole by [`crate::progressive`].
+fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<StrategyDraft> {
     // `strategy: rolling` takes every default.
     if let Value::Str(kind) = &node.value {
         if kind == "rolling" {
-            return Some(RollingDraft::default_at(node.pos));
+            return Some(StrategyDraft::Rolling(RollingDraft::default_at(node.pos)));
         }
-        unknown_kind(reader, node.pos, path, "strategy", kind, STRATEGY_KINDS);
+        if STRATEGY_KINDS.contains(&kind.as_str()) {
+            reader.error(node.pos, path, format!("{kind} needs its settings: `strategy: {{{kind}: {{..}}}}`"));
+        } else {
+            unknown_kind(reader, node.pos, path, "strategy", kind, STRATEGY_KINDS);
+        }
         return None;
     }
     let kinds = reader.fields(node, path, STRATEGY_KINDS)?;
+    if kinds.get("rolling").is_some() as u8
+        + kinds.get("blue_green").is_some() as u8
+        + kinds.get("canary").is_some() as u8
+        > 1
+    {
+        reader.error(node.pos, path, "one strategy only: rolling, blue_green or canary");
+        return None;
+    }
+    if let Some(settings) = kinds.get("blue_green") {
+        let strategy = crate::progressive::read_blue_green(reader, settings, &format!("{path}.blue_green"))?;
+        return Some(StrategyDraft::Progressive(kinds.key_pos("blue_green").unwrap_or(settings.pos), strategy));
+    }
+    if let Some(settings) = kinds.get("canary") {
+        let strategy = crate::progressive::read_canary(reader, settings, &format!("{path}.canary"))?;
+        return Some(StrategyDraft::Progressive(kinds.key_pos("canary").unwrap_or(settings.pos), strategy));
+    }
     let Some(rolling) = kinds.get("rolling") else {
         if is_empty(node) {
             reader.error(node.pos, path, format!("expected a strategy: {}", STRATEGY_KINDS.join(", ")));
@@ -1013,7 +1029,12 @@ fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Rol
         Some(node) => reader.duration(node, &format!("{rolling_path}.timeout")),
         None => Some(defaults.timeout),
     };
-    Some(RollingDraft { pos: rolling.pos, max_surge: max_surge?, max_unavailable: max_unavailable?, timeout: timeout? })
+    Some(StrategyDraft::Rolling(RollingDraft {
+        pos: rolling.pos,
+        max_surge: max_surge?,
+        max_unavailable: max_unavailable?,
+        timeout: timeout?,
+    }))
 }
 
 fn read_amount(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Amount> {

@@ -1035,3 +1035,114 @@ fn an_entry_point_needs_a_port_runs_on_docker_and_changes_the_revision_only_when
     let problems = errors_of(ecs);
     assert!(problems.iter().any(|problem| problem.contains("`ingress` is for Docker environments")), "{problems:?}");
 }
+
+const PROGRESSIVE: &str = "\
+environments:
+  dev: {target: docker}
+services:
+  web:
+    image: example/web:1.0
+    port: 8080
+    replicas: 2
+    ingress: {port: 8000}
+    strategy:
+      canary:
+        steps:
+          - {weight: 20, pause: 2s}
+          - {weight: 60}
+        analysis:
+          interval: 500ms
+          failure_limit: 1
+          http: {path: /work, status: 200, max_latency: 250ms}
+          prometheus: {address: 'http://127.0.0.1:9090', query: max(errors), max: 0.5}
+";
+
+#[test]
+fn a_canary_reads_its_steps_and_its_analysis() {
+    let manifest = load_one(PROGRESSIVE).expect("valid").manifest;
+    let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
+    assert_eq!(
+        spec.strategy.traffic_steps(),
+        [CanaryStep { weight: 20, pause: Duration::from_secs(2) }, CanaryStep { weight: 60, pause: Duration::ZERO }]
+    );
+    assert_eq!(spec.strategy.timeout(), Duration::from_secs(600));
+    let analysis = spec.strategy.analysis().expect("an analysis");
+    assert_eq!((analysis.interval, analysis.failure_limit), (Duration::from_millis(500), 1));
+    assert_eq!(
+        analysis.http,
+        Some(HttpAnalysis {
+            path: "/work".into(),
+            port: None,
+            status: Some(200),
+            max_latency: Some(Duration::from_millis(250))
+        })
+    );
+    let prometheus = analysis.prometheus.as_ref().expect("a query");
+    assert_eq!((prometheus.query.as_str(), prometheus.max, prometheus.min), ("max(errors)", Some(0.5), None));
+}
+
+#[test]
+fn blue_green_moves_all_traffic_in_one_step_held_for_its_bake() {
+    let text = PROGRESSIVE.replace(
+        "      canary:\n        steps:\n          - {weight: 20, pause: 2s}\n          - {weight: 60}\n        analysis:",
+        "      blue_green:\n        bake: 5s\n        analysis:",
+    );
+    let manifest = load_one(&text).expect("valid").manifest;
+    let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
+    assert!(matches!(spec.strategy, Strategy::BlueGreen { .. }));
+    assert_eq!(spec.strategy.traffic_steps(), [CanaryStep { weight: 100, pause: Duration::from_secs(5) }]);
+}
+
+#[test]
+fn progressive_strategies_are_refused_where_no_traffic_can_be_moved_and_when_written_wrong() {
+    // Without an entry point there is no traffic for launchway to move.
+    let without_ingress = PROGRESSIVE.replace("    ingress: {port: 8000}\n", "");
+    assert_eq!(
+        errors_of(&without_ingress),
+        vec![
+            "launchway.yaml:9:7: services.web.strategy: canary moves traffic between releases through launchway's proxy: declare `ingress:` (the host port clients use)"
+        ]
+    );
+    let wrong = "\
+environments: {dev: {target: docker}}
+services:
+  web:
+    image: example/web:1.0
+    port: 8080
+    ingress: {port: 8000}
+    strategy:
+      canary:
+        steps: [{weight: 0}, {wieght: 5}]
+        analysis: {interval: 0s, prometheus: {address: '127.0.0.1:9090', query: up}}
+";
+    assert_eq!(
+        errors_of(wrong),
+        vec![
+            "launchway.yaml:9:26: services.web.strategy.canary.steps[0].weight: 0 is out of range, expected 1 to 100",
+            "launchway.yaml:9:30: services.web.strategy.canary.steps[1]: `weight` is required: the percent of requests, 1 to 100",
+            "launchway.yaml:9:31: services.web.strategy.canary.steps[1]: unknown field \"wieght\", did you mean \"weight\"?",
+            "launchway.yaml:10:30: services.web.strategy.canary.analysis.interval: must be greater than zero",
+            "launchway.yaml:10:46: services.web.strategy.canary.analysis.prometheus: a query needs a threshold: `max`, `min` or both",
+            "launchway.yaml:10:56: services.web.strategy.canary.analysis.prometheus.address: \"127.0.0.1:9090\" is not an address like \"http://127.0.0.1:9090\"",
+        ]
+    );
+    let on_ecs = PROGRESSIVE
+        .replace("dev: {target: docker}", "dev: {target: {ecs: {cluster: main}}}")
+        .replace("    ingress: {port: 8000}\n", "");
+    let problems = errors_of(&on_ecs);
+    assert!(
+        problems.iter().any(|problem| problem.contains("whose own deployment strategies launchway does not drive yet")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn a_rolling_spec_keeps_its_revision_now_that_other_strategies_exist() {
+    // Revisions are content hashes: a change in how `Rolling` is written would redeploy
+    // every service on upgrade.
+    let spec = Strategy::Rolling { max_surge: 1, max_unavailable: 0, timeout: Duration::from_secs(600) };
+    assert_eq!(
+        serde_json::to_string(&spec).unwrap(),
+        r#"{"type":"rolling","max_surge":1,"max_unavailable":0,"timeout":600000}"#
+    );
+}

@@ -16,14 +16,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use launchway_api::{
-    self as api, DecideAnswer, DecideRequest, DecisionSummary, ErrorAnswer, Health, IssuedToken, PublishRequest,
-    ReconcileAnswer, ReconcileStatus, RevokedToken, RollbackRequest, RunDetail, SyncRequest, UnpinRequest,
-    WebhookSkipped, WebhookStatus,
+    self as api, ControlAnswer, DecideAnswer, DecideRequest, DecisionSummary, ErrorAnswer, Health, IssuedToken,
+    PublishRequest, ReconcileAnswer, ReconcileStatus, RevokedToken, RollbackRequest, RunDetail, SyncRequest,
+    UnpinRequest, WebhookSkipped, WebhookStatus,
 };
 use launchway_engine::EngineError;
 use launchway_store::{
-    AuditKind, Decision as ApprovalDecision, EventBody, EventFilter, NewEvent, Published, Role, RunFilter, RunState,
-    StoreError, Token, now_ms,
+    AuditKind, ControlAction, Decision as ApprovalDecision, EventBody, EventFilter, NewEvent, Published, Role,
+    RunFilter, RunState, StoreError, Token, now_ms,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runs/{id}/reject", post(reject))
+        .route("/api/v1/runs/{id}/promote", post(promote))
+        .route("/api/v1/runs/{id}/abort", post(abort))
         .route("/api/v1/sync", post(sync))
         .route("/api/v1/rollback", post(rollback))
         .route("/api/v1/unpin", post(unpin))
@@ -422,6 +424,26 @@ async fn decide(
     let approval = engine.decide(id, decision, &token.subject, comment).await?;
     state.runtime.drive(id);
     ok(DecideAnswer { approval, token: token.id })
+}
+
+async fn promote(state: State<AppState>, caller: Caller, id: Path<i64>) -> ApiResult {
+    control(state, caller, id, ControlAction::Promote).await
+}
+
+async fn abort(state: State<AppState>, caller: Caller, id: Path<i64>) -> ApiResult {
+    control(state, caller, id, ControlAction::Abort).await
+}
+
+/// Moves a progressing run on now, or sends it back now: a deployer's call, as a deploy is.
+async fn control(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    action: ControlAction,
+) -> ApiResult {
+    let token = authorize(&state, &caller, Permission::Deploy).await?;
+    let event = state.runtime.engine().control(id, action, &token.subject).await?;
+    ok(ControlAnswer { event, token: token.id })
 }
 
 fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8]) -> Result<T, ApiError> {

@@ -34,6 +34,11 @@ pub enum EventBody {
     Target(TargetReport),
     /// `notification.sent` / `notification.failed`
     Notification(NotificationOutcome),
+    /// `analysis.measured`: one measurement of a progressive delivery's analysis.
+    Measured(Measurement),
+    /// `control.promote` / `control.abort`: someone asked a progressing run to move on
+    /// now, or to roll back now.
+    Control(ControlRequest),
     /// Events read by people and shown by the API, never interpreted (publications,
     /// tokens, refused callers, promotions), so their data stays as written.
     Audit { kind: AuditKind, data: Value },
@@ -106,6 +111,47 @@ pub struct NotificationOutcome {
     pub error: Option<String>,
 }
 
+/// The data of `analysis.measured`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The traffic step it was taken at, from 1.
+    pub step: u32,
+    /// `http` or `prometheus`.
+    pub metric: String,
+    pub passed: bool,
+    /// The number measured: a query's worst value, a request's latency in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// What was seen, for people: `GET /work on 127.0.0.1:49153: 500 in 3 ms`.
+    pub detail: String,
+}
+
+/// What `launchway promote` and `launchway abort` ask of a progressing run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlAction {
+    /// End the current pause: go to the next traffic step.
+    Promote,
+    /// Send all traffic back and roll back now.
+    Abort,
+}
+
+impl ControlAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlAction::Promote => "promote",
+            ControlAction::Abort => "abort",
+        }
+    }
+}
+
+/// The data of `control.promote` and `control.abort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    pub action: ControlAction,
+    pub by: String,
+}
+
 /// One replica named in a target's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaRef {
@@ -163,6 +209,9 @@ pub enum TargetReport {
     /// Verification saw `what` settle and stay healthy.
     #[serde(rename = "verify.passed")]
     VerifyPassed { what: String, watched_ms: u64 },
+    /// The entry point now sends `weight` percent of requests to `revision`'s replicas.
+    #[serde(rename = "traffic.shifted")]
+    TrafficShifted { revision: String, weight: u8, replicas: u32, others: u32 },
 }
 
 impl TargetReport {
@@ -187,6 +236,7 @@ impl TargetReport {
             TargetReport::ScheduleUpdated { .. } => "schedule.updated",
             TargetReport::VerifyWatching { .. } => "verify.watching",
             TargetReport::VerifyPassed { .. } => "verify.passed",
+            TargetReport::TrafficShifted { .. } => "traffic.shifted",
         }
     }
 }
@@ -274,6 +324,8 @@ impl EventBody {
             EventBody::Target(report) => report.kind().into(),
             EventBody::Notification(outcome) if outcome.error.is_none() => "notification.sent".into(),
             EventBody::Notification(_) => "notification.failed".into(),
+            EventBody::Measured(_) => "analysis.measured".into(),
+            EventBody::Control(request) => format!("control.{}", request.action.as_str()).into(),
             EventBody::Audit { kind, .. } => kind.as_str().into(),
             EventBody::Other { kind, .. } => kind.clone().into(),
         }
@@ -290,6 +342,8 @@ impl EventBody {
             EventBody::StepFinished(finished) => serde_json::to_value(finished),
             EventBody::ApprovalDecided(decided) => serde_json::to_value(decided),
             EventBody::Notification(outcome) => serde_json::to_value(outcome),
+            EventBody::Measured(measurement) => serde_json::to_value(measurement),
+            EventBody::Control(request) => serde_json::to_value(request),
             EventBody::Target(report) => serde_json::to_value(report)
                 .map(|mut tagged| tagged.get_mut("data").map(Value::take).unwrap_or_default()),
             EventBody::Audit { data, .. } | EventBody::Other { data, .. } => Ok(data.clone()),
@@ -310,6 +364,8 @@ impl EventBody {
             "step.finished" => parse(data).map(EventBody::StepFinished),
             "approval.granted" | "approval.refused" => parse(data).map(EventBody::ApprovalDecided),
             "notification.sent" | "notification.failed" => parse(data).map(EventBody::Notification),
+            "analysis.measured" => parse(data).map(EventBody::Measured),
+            "control.promote" | "control.abort" => parse(data).map(EventBody::Control),
             _ => {
                 if let Some(state) = kind.strip_prefix("run.").and_then(RunState::parse) {
                     let detail = if data.is_null() { Some(TransitionDetail::default()) } else { parse(data) };
@@ -400,6 +456,20 @@ mod tests {
             took_ms: None,
         })));
         round_trip(EventBody::Target(TargetReport::VerifyPassed { what: "web".into(), watched_ms: 10_000 }));
+        round_trip(EventBody::Target(TargetReport::TrafficShifted {
+            revision: "abc".into(),
+            weight: 20,
+            replicas: 2,
+            others: 2,
+        }));
+        round_trip(EventBody::Measured(Measurement {
+            step: 1,
+            metric: "prometheus".into(),
+            passed: false,
+            value: Some(1.5),
+            detail: "max(errors) = 1.5, above 0".into(),
+        }));
+        round_trip(EventBody::Control(ControlRequest { action: ControlAction::Abort, by: "ann".into() }));
         round_trip(EventBody::Audit { kind: AuditKind::TokenRefused, data: serde_json::json!({"source": "1.2.3.4"}) });
     }
 

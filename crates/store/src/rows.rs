@@ -68,6 +68,8 @@ pub enum RunState {
     /// Waiting for someone to approve the plan (parked: nobody drives it meanwhile).
     AwaitingApproval,
     Deploying,
+    /// A progressive delivery moving traffic to the new release step by step.
+    Progressing,
     Verifying,
     RollingBack,
     Succeeded,
@@ -78,12 +80,13 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 11] = [
+    pub const ALL: [RunState; 12] = [
         RunState::Pending,
         RunState::Validating,
         RunState::Planning,
         RunState::AwaitingApproval,
         RunState::Deploying,
+        RunState::Progressing,
         RunState::Verifying,
         RunState::RollingBack,
         RunState::Succeeded,
@@ -108,6 +111,7 @@ impl RunState {
             RunState::Planning => "planning",
             RunState::AwaitingApproval => "awaiting_approval",
             RunState::Deploying => "deploying",
+            RunState::Progressing => "progressing",
             RunState::Verifying => "verifying",
             RunState::RollingBack => "rolling_back",
             RunState::Succeeded => "succeeded",

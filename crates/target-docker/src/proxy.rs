@@ -96,8 +96,19 @@ impl ProxyClient {
         answer.is_ok_and(|answer| answer.status().is_success())
     }
 
-    /// The replicas the service's route sends requests to now (none without a route).
+    /// The replicas the service's route sends new requests to now (none without a
+    /// route; not those kept idle at weight 0).
     pub(crate) async fn serving(&self, rollout: &ServiceRollout<'_>) -> Result<Vec<SocketAddr>, TargetError> {
+        let backends = self.backends(rollout).await?;
+        Ok(backends
+            .iter()
+            .filter(|backend| backend.weight > 0 && !backend.draining)
+            .map(|backend| backend.address)
+            .collect())
+    }
+
+    /// Every backend of the service's route, with its weight.
+    pub(crate) async fn backends(&self, rollout: &ServiceRollout<'_>) -> Result<Vec<Backend>, TargetError> {
         let name = route_name(rollout);
         let table: RouteTable = self
             .http
@@ -109,11 +120,20 @@ impl ProxyClient {
             .await
             .map_err(|error| proxy_error("read the routes", error))?;
         let route = table.routes.into_iter().find(|route| route.name == name);
-        Ok(route.map(|route| route.backends.iter().map(|backend| backend.address).collect()).unwrap_or_default())
+        Ok(route.map(|route| route.backends).unwrap_or_default())
     }
 
-    /// Sends the service's requests to `serving`, and only to them.
+    /// Sends the service's requests to `serving`, evenly, and only to them.
     pub(crate) async fn route(&self, rollout: &ServiceRollout<'_>, serving: &[SocketAddr]) -> Result<(), TargetError> {
+        self.route_weighted(rollout, serving.iter().map(|address| Backend::new(*address)).collect()).await
+    }
+
+    /// Sends the service's requests to `backends`, each its weight's share.
+    pub(crate) async fn route_weighted(
+        &self,
+        rollout: &ServiceRollout<'_>,
+        backends: Vec<Backend>,
+    ) -> Result<(), TargetError> {
         let Some(ingress) = &rollout.spec.ingress else { return Ok(()) };
         let primary_port = rollout.spec.primary().port;
         // The proxy checks replicas itself only where their health check is on the port
@@ -129,7 +149,7 @@ impl ProxyClient {
             port: ingress.port,
             host: ingress.host.clone(),
             path_prefix: ingress.path.clone(),
-            backends: serving.iter().map(|address| Backend::new(*address)).collect(),
+            backends,
             health,
         };
         let answer = self
@@ -169,6 +189,24 @@ impl ProxyClient {
     }
 }
 
+/// The weights that give `revision`'s replicas (`ours`) `weight` percent of the
+/// requests and the replicas that served before (`others`) the rest, each set sharing
+/// its part evenly. At 100 the others stay in the route at weight 0: idle, and ready to
+/// take everything back at once.
+pub(crate) fn weighted(ours: &[SocketAddr], others: &[SocketAddr], weight: u8) -> Vec<Backend> {
+    let weight = u32::from(weight.min(100));
+    let (ours_each, others_each) = match (ours.len() as u32, others.len() as u32) {
+        (_, 0) => (1, 0),
+        (0, _) => (0, 1),
+        (ours_count, others_count) => (weight * others_count, (100 - weight) * ours_count),
+    };
+    let backend = |address: &SocketAddr, weight: u32| Backend { weight, ..Backend::new(*address) };
+    ours.iter()
+        .map(|address| backend(address, ours_each))
+        .chain(others.iter().map(|address| backend(address, others_each)))
+        .collect()
+}
+
 fn route_name(rollout: &ServiceRollout<'_>) -> String {
     format!("{}@{}", rollout.app, rollout.env)
 }
@@ -182,4 +220,39 @@ pub(crate) fn endpoint(rollout: &ServiceRollout<'_>, replica: &DockerReplica) ->
 
 fn proxy_error(action: &str, error: reqwest::Error) -> TargetError {
     TargetError::Unreachable { target: format!("the launchway proxy (to {action})"), source: Box::new(error) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(ports: &[u16]) -> Vec<SocketAddr> {
+        ports.iter().map(|port| SocketAddr::from(([127, 0, 0, 1], *port))).collect()
+    }
+
+    fn share(backends: &[Backend], ports: &[u16]) -> f64 {
+        let total: u32 = backends.iter().map(|backend| backend.weight).sum();
+        let ours: u32 = backends
+            .iter()
+            .filter(|backend| ports.contains(&backend.address.port()))
+            .map(|backend| backend.weight)
+            .sum();
+        f64::from(ours) / f64::from(total)
+    }
+
+    #[test]
+    fn weights_give_each_set_its_share_whatever_the_sizes() {
+        let backends = weighted(&addresses(&[1, 2, 3]), &addresses(&[4, 5]), 20);
+        assert!((share(&backends, &[1, 2, 3]) - 0.20).abs() < 1e-9);
+        let backends = weighted(&addresses(&[1]), &addresses(&[4, 5, 6]), 60);
+        assert!((share(&backends, &[1]) - 0.60).abs() < 1e-9);
+    }
+
+    #[test]
+    fn at_a_hundred_the_others_stay_idle_and_alone_the_new_set_takes_everything() {
+        let backends = weighted(&addresses(&[1]), &addresses(&[4]), 100);
+        assert_eq!(backends.iter().map(|backend| backend.weight).collect::<Vec<_>>(), [100, 0]);
+        let backends = weighted(&addresses(&[1, 2]), &[], 20);
+        assert!(backends.iter().all(|backend| backend.weight == 1));
+    }
 }

@@ -30,12 +30,43 @@ use crate::{DockerTarget, ServiceRollout};
 /// How many log lines of a failing replica are kept for the report.
 const LOG_LINES: usize = 20;
 
+/// What a rollout is asked to reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The revision replaces every other replica, a batch at a time, per the strategy.
+    Rolling,
+    /// The revision's whole set runs, healthy, beside the others, which keep every
+    /// request (a progressive strategy's start; with nothing else serving, the new set
+    /// takes the requests).
+    Preview,
+    /// The revision takes all requests and every other replica is removed: its missing
+    /// replicas start first, then the others leave at once (a progressive strategy's
+    /// end, and a rollback to the set that served).
+    Takeover,
+}
+
+impl Mode {
+    pub(crate) fn start(strategy: &Strategy) -> Mode {
+        if strategy.is_progressive() { Mode::Preview } else { Mode::Rolling }
+    }
+
+    pub(crate) fn finish(strategy: &Strategy) -> Mode {
+        if strategy.is_progressive() { Mode::Takeover } else { Mode::Rolling }
+    }
+}
+
 pub(crate) async fn run(
     target: &DockerTarget,
     rollout: ServiceRollout<'_>,
+    mode: Mode,
     progress: &dyn Progress,
 ) -> Result<(), RolloutError> {
-    let Strategy::Rolling { max_surge, max_unavailable, timeout } = rollout.spec.strategy;
+    let timeout = rollout.spec.strategy.timeout();
+    let (max_surge, max_unavailable) = match (&rollout.spec.strategy, mode) {
+        (Strategy::Rolling { max_surge, max_unavailable, .. }, Mode::Rolling) => (*max_surge, *max_unavailable),
+        // The whole new set beside the old one, which stays until the new one is ready.
+        _ => (rollout.spec.replicas, 0),
+    };
     let network_id = target.ensure_network(rollout.env).await?;
     let started = Instant::now();
     let deadline = started + timeout;
@@ -85,7 +116,9 @@ pub(crate) async fn run(
             let key = replica.key();
             if replica.revision != rollout.revision {
                 let health = if replica.is_running() { Health::Healthy } else { Health::Down };
-                snapshot.old.push(view(replica, health));
+                if mode != Mode::Preview {
+                    snapshot.old.push(view(replica, health));
+                }
                 continue;
             }
             if is_broken(replica) && (!replica.is_running() || may_replace) {
@@ -146,8 +179,10 @@ pub(crate) async fn run(
 
         if settled.is_none() {
             // With nothing to protect, or no window asked, the snapshot stands as built.
+            // A preview stops nothing; a takeover follows a preview that was watched
+            // (or goes back to a set that served).
             let old_serving = snapshot.old.iter().any(|replica| replica.health == Health::Healthy);
-            let hold = old_serving && !window.is_zero();
+            let hold = old_serving && !window.is_zero() && mode == Mode::Rolling;
             settled = Some(!hold);
             if hold {
                 // Built before the decision: healthy new replicas start their watch now.
@@ -168,10 +203,19 @@ pub(crate) async fn run(
                     .await;
             }
         }
-        if let Some(proxy) = &proxy {
+        // A preview beside replicas that serve leaves the route (and its weights) as it
+        // is: traffic moves only when asked.
+        let route_untouched = mode == Mode::Preview
+            && replicas.iter().any(|replica| {
+                replica.revision != rollout.revision
+                    && replica.is_running()
+                    && proxy::endpoint(&rollout, replica).is_some_and(|address| serving_before.contains(&address))
+            });
+        if let Some(proxy) = proxy.as_ref().filter(|_| !route_untouched) {
             // Replicas that served keep serving until stopped (or, of this revision,
-            // until a check fails them); others once their checks pass.
-            let serving: Vec<std::net::SocketAddr> = replicas
+            // until a check fails them); others once their checks pass. Once the whole
+            // revision qualifies, it serves alone.
+            let (ours, others): (Vec<_>, Vec<_>) = replicas
                 .iter()
                 .filter(|replica| replica.is_running())
                 .filter_map(|replica| Some((replica, proxy::endpoint(&rollout, replica)?)))
@@ -183,8 +227,10 @@ pub(crate) async fn run(
                         false => serving_before.contains(address),
                     }
                 })
-                .map(|(_, address)| address)
-                .collect();
+                .partition(|(replica, _)| replica.revision == rollout.revision);
+            let complete = ours.len() >= desired as usize;
+            let serving: Vec<std::net::SocketAddr> =
+                ours.into_iter().chain(others.into_iter().filter(|_| !complete)).map(|(_, address)| address).collect();
             if routed.as_ref() != Some(&serving) {
                 proxy.route(&rollout, &serving).await?;
                 routed = Some(serving);

@@ -241,7 +241,46 @@ pub trait Target: Send + Sync {
 
     /// Replaces whatever runs for the app with `rollout.revision`, per its strategy, and
     /// returns once every replica of it is healthy and no other is left.
+    ///
+    /// With a progressive strategy (blue/green, canary) it only brings the revision's
+    /// whole set up, healthy, beside what serves, and gives it no traffic (all of it when
+    /// nothing else serves); [`Target::shift_traffic`] and [`Target::promote`] go on.
     async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
+
+    /// Sends `weight` percent of the app's requests to `rollout.revision`'s replicas and
+    /// the rest to those that served before it (100: all to it, the others kept, idle,
+    /// for an instant way back).
+    async fn shift_traffic(
+        &self,
+        rollout: Rollout<'_>,
+        weight: u8,
+        _progress: &dyn Progress,
+    ) -> Result<(), RolloutError> {
+        Err(RolloutError::Target(TargetError::Invalid(format!(
+            "{} cannot move {}'s traffic by weight (asked {weight}%)",
+            self.describe(),
+            rollout.app
+        ))))
+    }
+
+    /// Ends a rollout: `rollout.revision` takes all the traffic and no other replica is
+    /// left, starting whatever of it is missing first. For a rolling update this is
+    /// [`Target::rollout`] again (which has nothing left to do); a rollback uses it to
+    /// go back to the set that served, at once.
+    async fn promote(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        self.rollout(rollout, progress).await
+    }
+
+    /// Where an analysis reaches each running replica of `rollout.revision` on `port`
+    /// (the primary container's when `None`): `127.0.0.1:49153`…
+    async fn analysis_endpoints(&self, rollout: Rollout<'_>, port: Option<u16>) -> Result<Vec<String>, TargetError> {
+        let _ = port;
+        Err(TargetError::Invalid(format!(
+            "{} cannot say where {}'s replicas answer for an analysis",
+            self.describe(),
+            rollout.app
+        )))
+    }
 
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;

@@ -93,15 +93,7 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
             let (action, summary) = if from == to_revision {
                 (PlanAction::Converge, converge_summary(&counts, running_by_revision.len()))
             } else {
-                let Strategy::Rolling { max_surge, max_unavailable, .. } = service.strategy;
-                (
-                    PlanAction::Update,
-                    format!(
-                        "rolling update of {} replica{} (max surge {max_surge}, max unavailable {max_unavailable})",
-                        service.replicas,
-                        plural(service.replicas)
-                    ),
-                )
+                (PlanAction::Update, update_summary(service.replicas, &service.strategy))
             };
             AppPlan {
                 from_revision,
@@ -208,10 +200,7 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
             if let Some(health) = &service.health {
                 flatten_health(health, &mut flat);
             }
-            let Strategy::Rolling { max_surge, max_unavailable, timeout } = service.strategy;
-            flat.insert("strategy.rolling.max_surge".into(), max_surge.to_string());
-            flat.insert("strategy.rolling.max_unavailable".into(), max_unavailable.to_string());
-            flat.insert("strategy.rolling.timeout".into(), format_duration(timeout));
+            flatten_strategy(&service.strategy, &mut flat);
             flat.insert("stop_grace_period".into(), format_duration(service.stop_grace_period));
             if let Some(ingress) = &service.ingress {
                 flat.insert("ingress.port".into(), ingress.port.to_string());
@@ -232,6 +221,78 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
         AppSpec::EcsService(_) | AppSpec::EcsTask(_) => {}
     }
     flat
+}
+
+/// How an update of `replicas` goes, in one line.
+fn update_summary(replicas: u32, strategy: &Strategy) -> String {
+    let set = format!("{replicas} replica{}", plural(replicas));
+    match strategy {
+        Strategy::Rolling { max_surge, max_unavailable, .. } => {
+            format!("rolling update of {set} (max surge {max_surge}, max unavailable {max_unavailable})")
+        }
+        Strategy::BlueGreen { bake, .. } => format!(
+            "blue/green: start {set} beside those serving, move all traffic at once, keep the old set for {}",
+            format_duration(*bake)
+        ),
+        Strategy::Canary { steps, .. } => {
+            format!("canary of {set}: {}, then 100%", canary_steps(steps))
+        }
+    }
+}
+
+/// `20% for 2s, 60%`.
+fn canary_steps(steps: &[launchway_manifest::CanaryStep]) -> String {
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|step| match step.pause.is_zero() {
+            true => format!("{}%", step.weight),
+            false => format!("{}% for {}", step.weight, format_duration(step.pause)),
+        })
+        .collect();
+    steps.join(", ")
+}
+
+fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
+    let prefix = format!("strategy.{}", strategy.name());
+    match strategy {
+        Strategy::Rolling { max_surge, max_unavailable, .. } => {
+            flat.insert(format!("{prefix}.max_surge"), max_surge.to_string());
+            flat.insert(format!("{prefix}.max_unavailable"), max_unavailable.to_string());
+        }
+        Strategy::BlueGreen { bake, .. } => {
+            flat.insert(format!("{prefix}.bake"), format_duration(*bake));
+        }
+        Strategy::Canary { steps, .. } => {
+            flat.insert(format!("{prefix}.steps"), canary_steps(steps));
+        }
+    }
+    flat.insert(format!("{prefix}.timeout"), format_duration(strategy.timeout()));
+    let Some(analysis) = strategy.analysis() else { return };
+    let prefix = format!("{prefix}.analysis");
+    flat.insert(format!("{prefix}.interval"), format_duration(analysis.interval));
+    flat.insert(format!("{prefix}.failure_limit"), analysis.failure_limit.to_string());
+    if let Some(http) = &analysis.http {
+        flat.insert(format!("{prefix}.http.path"), http.path.clone());
+        let optional = [
+            ("port", http.port.map(|port| port.to_string())),
+            ("status", http.status.map(|status| status.to_string())),
+            ("max_latency", http.max_latency.map(format_duration)),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                flat.insert(format!("{prefix}.http.{name}"), value);
+            }
+        }
+    }
+    if let Some(prometheus) = &analysis.prometheus {
+        flat.insert(format!("{prefix}.prometheus.address"), prometheus.address.clone());
+        flat.insert(format!("{prefix}.prometheus.query"), prometheus.query.clone());
+        for (name, bound) in [("max", prometheus.max), ("min", prometheus.min)] {
+            if let Some(bound) = bound {
+                flat.insert(format!("{prefix}.prometheus.{name}"), bound.to_string());
+            }
+        }
+    }
 }
 
 fn flatten_containers(containers: &[ContainerSpec]) -> BTreeMap<String, String> {

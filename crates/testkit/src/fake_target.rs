@@ -28,11 +28,12 @@ pub struct FakeTarget {
     hold_rollouts: Mutex<Option<Arc<Notify>>>,
     observed: Mutex<Vec<Vec<String>>>,
     executions: Mutex<Vec<i64>>,
+    endpoints: Mutex<Vec<String>>,
 }
 
 impl FakeTarget {
-    /// Every call so far, as `check web`, `rollout web <revision>`, `verify …`,
-    /// `retire …`, `run_task <run id>`.
+    /// Every call so far, as `check web`, `rollout web <revision>`, `shift web
+    /// <revision> <weight>`, `verify …`, `retire …`, `run_task <run id>`.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
@@ -63,6 +64,11 @@ impl FakeTarget {
         let hold = Arc::new(Notify::new());
         *self.hold_rollouts.lock().unwrap() = Some(hold.clone());
         hold
+    }
+
+    /// Where analyses find the new release's replicas (`127.0.0.1:port`).
+    pub fn set_endpoints(&self, endpoints: Vec<String>) {
+        *self.endpoints.lock().unwrap() = endpoints;
     }
 
     /// The revision it runs for `app`, if any.
@@ -135,6 +141,20 @@ impl Target for FakeTarget {
         }
         self.live.lock().unwrap().insert(rollout.app.to_owned(), rollout.revision.to_owned());
         Ok(())
+    }
+
+    async fn shift_traffic(
+        &self,
+        rollout: Rollout<'_>,
+        weight: u8,
+        _progress: &dyn Progress,
+    ) -> Result<(), RolloutError> {
+        self.call(format!("shift {} {} {weight}", rollout.app, rollout.revision));
+        Ok(())
+    }
+
+    async fn analysis_endpoints(&self, _rollout: Rollout<'_>, _port: Option<u16>) -> Result<Vec<String>, TargetError> {
+        Ok(self.endpoints.lock().unwrap().clone())
     }
 
     async fn verify(&self, rollout: Rollout<'_>, _progress: &dyn Progress) -> Result<(), RolloutError> {

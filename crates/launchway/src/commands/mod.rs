@@ -3,6 +3,7 @@
 mod approval;
 mod audit;
 mod ci;
+mod control;
 mod demo;
 mod deploy;
 mod dora;
@@ -36,6 +37,8 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Unpin { app, env } => unpin::run(context, &app, env.as_deref()).await,
         Command::Demo { keep, with_failure } => demo::run(context, keep, with_failure).await,
         Command::Server(args) => server::run(context, args).await,
+        Command::Promote(args) => control::run(context, &args, launchway_store::ControlAction::Promote).await,
+        Command::Abort(args) => control::run(context, &args, launchway_store::ControlAction::Abort).await,
         Command::Approve(args) => approval::run(context, &args, launchway_store::Decision::Approved).await,
         Command::Reject(args) => approval::run(context, &args, launchway_store::Decision::Rejected).await,
         Command::Token { command } => token::run(context, command).await,

@@ -1,0 +1,208 @@
+//! Progressive strategies as a manifest writes them: `blue_green:` and `canary:` under
+//! `strategy:`, with the `analysis:` that checks each traffic step.
+//!
+//! ```yaml
+//! strategy:
+//!   canary:
+//!     steps:
+//!       - {weight: 20, pause: 30s}
+//!       - {weight: 60, pause: 30s}
+//!     analysis:
+//!       interval: 10s
+//!       http: {path: /healthz, max_latency: 250ms}
+//!       prometheus: {address: "http://127.0.0.1:9090", query: "…", max: 0.01}
+//! ```
+
+use std::time::Duration;
+
+use crate::model::{Analysis, CanaryStep, HttpAnalysis, PrometheusAnalysis, Strategy};
+use crate::node::{Node, Value};
+use crate::reader::Reader;
+
+const BLUE_GREEN_FIELDS: &[&str] = &["bake", "timeout", "analysis"];
+const CANARY_FIELDS: &[&str] = &["steps", "timeout", "analysis"];
+const STEP_FIELDS: &[&str] = &["weight", "pause"];
+const ANALYSIS_FIELDS: &[&str] = &["interval", "failure_limit", "http", "prometheus"];
+const HTTP_FIELDS: &[&str] = &["path", "port", "status", "max_latency"];
+const PROMETHEUS_FIELDS: &[&str] = &["address", "query", "max", "min"];
+
+/// How long the new set may take to start, as for a rolling update.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the old set of a blue/green deployment is kept once traffic has moved.
+const DEFAULT_BAKE: Duration = Duration::from_secs(30);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// More canary steps than this is a mistake, not a plan.
+const MAX_STEPS: usize = 20;
+
+pub(crate) fn read_blue_green(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Strategy> {
+    let fields = reader.fields(node, path, BLUE_GREEN_FIELDS)?;
+    let bake = match fields.get("bake") {
+        Some(node) => reader.duration(node, &format!("{path}.bake")),
+        None => Some(DEFAULT_BAKE),
+    };
+    let timeout = read_timeout(reader, fields.get("timeout"), path);
+    let analysis = read_optional_analysis(reader, fields.get("analysis"), path);
+    Some(Strategy::BlueGreen { bake: bake?, timeout: timeout?, analysis: analysis? })
+}
+
+pub(crate) fn read_canary(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Strategy> {
+    let fields = reader.fields(node, path, CANARY_FIELDS)?;
+    let steps = match fields.get("steps") {
+        Some(node) => read_steps(reader, node, &format!("{path}.steps")),
+        None => {
+            reader.error(
+                fields.pos(),
+                path,
+                "`steps` is required: the traffic weights, like [{weight: 20, pause: 30s}]",
+            );
+            None
+        }
+    };
+    let timeout = read_timeout(reader, fields.get("timeout"), path);
+    let analysis = read_optional_analysis(reader, fields.get("analysis"), path);
+    Some(Strategy::Canary { steps: steps?, timeout: timeout?, analysis: analysis? })
+}
+
+fn read_timeout(reader: &mut Reader<'_>, node: Option<&Node>, path: &str) -> Option<Duration> {
+    match node {
+        Some(node) => reader.duration(node, &format!("{path}.timeout")),
+        None => Some(DEFAULT_TIMEOUT),
+    }
+}
+
+fn read_steps(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Vec<CanaryStep>> {
+    let Value::Seq(items) = &node.value else {
+        reader.error(node.pos, path, "expected a list of steps, like [{weight: 20, pause: 30s}, {weight: 60}]");
+        return None;
+    };
+    if items.is_empty() || items.len() > MAX_STEPS {
+        reader.error(node.pos, path, format!("expected 1 to {MAX_STEPS} steps, found {}", items.len()));
+        return None;
+    }
+    let mut steps = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        let step_path = format!("{path}[{index}]");
+        let Some(fields) = reader.fields(item, &step_path, STEP_FIELDS) else {
+            ok = false;
+            continue;
+        };
+        let weight = match fields.get("weight") {
+            Some(node) => reader.integer(node, &format!("{step_path}.weight"), 1, 100).map(|weight| weight as u8),
+            None => {
+                reader.error(fields.pos(), &step_path, "`weight` is required: the percent of requests, 1 to 100");
+                None
+            }
+        };
+        let pause = match fields.get("pause") {
+            Some(node) => reader.duration(node, &format!("{step_path}.pause")),
+            None => Some(Duration::ZERO),
+        };
+        match (weight, pause) {
+            (Some(weight), Some(pause)) => steps.push(CanaryStep { weight, pause }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(steps)
+}
+
+/// `Some(None)`: no analysis written; `None`: one written wrong (reported).
+fn read_optional_analysis(reader: &mut Reader<'_>, node: Option<&Node>, path: &str) -> Option<Option<Box<Analysis>>> {
+    match node {
+        Some(node) => read_analysis(reader, node, &format!("{path}.analysis")).map(|analysis| Some(Box::new(analysis))),
+        None => Some(None),
+    }
+}
+
+fn read_analysis(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Analysis> {
+    let fields = reader.fields(node, path, ANALYSIS_FIELDS)?;
+    let interval = match fields.get("interval") {
+        Some(node) => match reader.duration(node, &format!("{path}.interval")) {
+            Some(interval) if interval.is_zero() => {
+                reader.error(node.pos, &format!("{path}.interval"), "must be greater than zero");
+                None
+            }
+            other => other,
+        },
+        None => Some(DEFAULT_INTERVAL),
+    };
+    let failure_limit = match fields.get("failure_limit") {
+        Some(node) => reader.integer(node, &format!("{path}.failure_limit"), 0, 1000).map(|limit| limit as u32),
+        None => Some(0),
+    };
+    let http = match fields.get("http") {
+        Some(node) => read_http(reader, node, &format!("{path}.http")).map(Some),
+        None => Some(None),
+    };
+    let prometheus = match fields.get("prometheus") {
+        Some(node) => read_prometheus(reader, node, &format!("{path}.prometheus")).map(Some),
+        None => Some(None),
+    };
+    if !fields.has("http") && !fields.has("prometheus") {
+        reader.error(fields.pos(), path, "an analysis measures something: add `http` or `prometheus`");
+        return None;
+    }
+    Some(Analysis { interval: interval?, failure_limit: failure_limit?, http: http?, prometheus: prometheus? })
+}
+
+fn read_http(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<HttpAnalysis> {
+    let fields = reader.fields(node, path, HTTP_FIELDS)?;
+    let request_path = match fields.get("path") {
+        Some(node) => reader.url_path(node, &format!("{path}.path")),
+        None => {
+            reader.error(fields.pos(), path, "`path` is required: the HTTP path to request, like \"/healthz\"");
+            None
+        }
+    };
+    let port = match fields.get("port") {
+        Some(node) => reader.integer(node, &format!("{path}.port"), 1, 65535).map(|port| Some(port as u16)),
+        None => Some(None),
+    };
+    let status = match fields.get("status") {
+        Some(node) => reader.integer(node, &format!("{path}.status"), 100, 599).map(|status| Some(status as u16)),
+        None => Some(None),
+    };
+    let max_latency = match fields.get("max_latency") {
+        Some(node) => reader.duration(node, &format!("{path}.max_latency")).map(Some),
+        None => Some(None),
+    };
+    Some(HttpAnalysis { path: request_path?, port: port?, status: status?, max_latency: max_latency? })
+}
+
+fn read_prometheus(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<PrometheusAnalysis> {
+    let fields = reader.fields(node, path, PROMETHEUS_FIELDS)?;
+    let address = match fields.get("address") {
+        Some(node) => match reader.string(node, &format!("{path}.address")) {
+            Some(value) if !(value.starts_with("http://") || value.starts_with("https://")) => {
+                reader.error(
+                    node.pos,
+                    &format!("{path}.address"),
+                    format!("{value:?} is not an address like \"http://127.0.0.1:9090\""),
+                );
+                None
+            }
+            other => other,
+        },
+        None => {
+            reader.error(fields.pos(), path, "`address` is required: Prometheus' URL, like \"http://127.0.0.1:9090\"");
+            None
+        }
+    };
+    let query = match fields.get("query") {
+        Some(node) => reader.string(node, &format!("{path}.query")),
+        None => {
+            reader.error(fields.pos(), path, "`query` is required: the PromQL expression to evaluate");
+            None
+        }
+    };
+    let mut bound = |name: &str| match fields.get(name) {
+        Some(node) => reader.number(node, &format!("{path}.{name}")).map(Some),
+        None => Some(None),
+    };
+    let (max, min) = (bound("max"), bound("min"));
+    if !fields.has("max") && !fields.has("min") {
+        reader.error(fields.pos(), path, "a query needs a threshold: `max`, `min` or both");
+        return None;
+    }
+    Some(PrometheusAnalysis { address: address?, query: query?, max: max?, min: min? })
+}
