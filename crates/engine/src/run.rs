@@ -336,11 +336,14 @@ impl Engine {
             return Ok(Next::to(
                 RunState::Progressing,
                 format!(
-                    "revision {} runs beside the release that serves; moving traffic to it in {} step{} ({})",
+                    "revision {} runs beside the release that serves; moving traffic to it in {} step{} ({}): \
+                     `launchway promote {}` ends a pause, `launchway abort {}` rolls back",
                     release.revision,
                     steps.len(),
                     plural(steps.len() as u32),
-                    strategy.name()
+                    strategy.name(),
+                    run.id,
+                    run.id
                 ),
             ));
         }
