@@ -1,7 +1,8 @@
 //! Runs: turning desired state into durable pipeline executions, and executing them.
 //!
-//! A run moves pending → validating → planning → deploying → verifying → succeeded, or
-//! from deploying/verifying → rolling back → rolled back (or failed). Every transition
+//! A run moves pending → validating → planning → deploying → verifying → succeeded
+//! (with progressing between deploying and verifying for blue/green and canary), or from
+//! deploying/progressing/verifying → rolling back → rolled back (or failed). Every transition
 //! is written to the store, with its event, *before* the step it starts acts; each step
 //! is idempotent over live state. So a run interrupted anywhere, even by SIGKILL, is
 //! resumed by calling [`Engine::drive`] again: the step that was under way simply runs

@@ -265,50 +265,7 @@ impl Target for DockerTarget {
         weight: u8,
         progress: &dyn Progress,
     ) -> Result<(), RolloutError> {
-        let service = ServiceRollout::of(&rollout)?;
-        if service.spec.ingress.is_none() {
-            return Err(TargetError::Invalid(format!(
-                "{} has no `ingress:`, so no traffic of its own to move",
-                rollout.app
-            ))
-            .into());
-        }
-        let proxy = proxy::ProxyClient::ensure(&self.docker, &self.http).await?;
-        let routed: Vec<_> = proxy.backends(&service).await?.into_iter().map(|backend| backend.address).collect();
-        let running = replicas::list(&self.docker, rollout.env, Some(rollout.app)).await?;
-        let running = running.iter().filter(|replica| replica.is_running());
-        let (ours, others): (Vec<_>, Vec<_>) = running.partition(|replica| replica.revision == rollout.revision);
-        let ours: Vec<_> = ours.iter().filter_map(|replica| proxy::endpoint(&service, replica)).collect();
-        // Only replicas that were serving get the rest: never one that never passed.
-        let others: Vec<_> = others
-            .iter()
-            .filter_map(|replica| proxy::endpoint(&service, replica))
-            .filter(|address| routed.contains(address))
-            .collect();
-        if ours.is_empty() {
-            return Err(RolloutError::Unhealthy {
-                reason: format!("no replica of revision {} runs to take {weight}% of the traffic", rollout.revision),
-                logs: Vec::new(),
-            });
-        }
-        proxy.route_weighted(&service, proxy::weighted(&ours, &others, weight)).await?;
-        let report = TargetReport::TrafficShifted {
-            revision: rollout.revision.to_owned(),
-            weight,
-            replicas: ours.len() as u32,
-            others: others.len() as u32,
-        };
-        let message = match others.len() {
-            0 => format!("all traffic goes to revision {} ({} replicas)", rollout.revision, ours.len()),
-            count => format!(
-                "{weight}% of traffic goes to revision {} ({} replicas), {}% to the {count} serving before",
-                rollout.revision,
-                ours.len(),
-                100 - u32::from(weight)
-            ),
-        };
-        progress.report(TargetEvent::new(report, message)).await;
-        Ok(())
+        proxy::shift_traffic(self, ServiceRollout::of(&rollout)?, weight, progress).await
     }
 
     async fn analysis_endpoints(&self, rollout: Rollout<'_>, port: Option<u16>) -> Result<Vec<String>, TargetError> {

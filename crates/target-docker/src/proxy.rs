@@ -11,10 +11,10 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
 use launchway_proxy::{Backend, HealthProbe, Route, RouteTable};
-use launchway_target::TargetError;
+use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 
 use crate::replicas::{self, DockerReplica};
-use crate::{ExecutableImage, ServiceRollout, build_executable_image};
+use crate::{DockerTarget, ExecutableImage, ServiceRollout, build_executable_image};
 
 const IMAGE: &str = "launchway/proxy:local";
 
@@ -205,6 +205,59 @@ pub(crate) fn weighted(ours: &[SocketAddr], others: &[SocketAddr], weight: u8) -
         .map(|address| backend(address, ours_each))
         .chain(others.iter().map(|address| backend(address, others_each)))
         .collect()
+}
+
+/// Gives `weight` percent of the service's requests to its revision's replicas and the
+/// rest to those that served before (never to a replica the route never had).
+pub(crate) async fn shift_traffic(
+    target: &DockerTarget,
+    service: ServiceRollout<'_>,
+    weight: u8,
+    progress: &dyn Progress,
+) -> Result<(), RolloutError> {
+    if service.spec.ingress.is_none() {
+        return Err(TargetError::Invalid(format!(
+            "{} has no `ingress:`, so no traffic of its own to move",
+            service.app
+        ))
+        .into());
+    }
+    let proxy = ProxyClient::ensure(&target.docker, &target.http).await?;
+    let routed: Vec<_> = proxy.backends(&service).await?.into_iter().map(|backend| backend.address).collect();
+    let running = replicas::list(&target.docker, service.env, Some(service.app)).await?;
+    let running = running.iter().filter(|replica| replica.is_running());
+    let (ours, others): (Vec<_>, Vec<_>) = running.partition(|replica| replica.revision == service.revision);
+    let ours: Vec<_> = ours.iter().filter_map(|replica| endpoint(&service, replica)).collect();
+    // Only replicas that were serving get the rest: never one that never passed.
+    let others: Vec<_> = others
+        .iter()
+        .filter_map(|replica| endpoint(&service, replica))
+        .filter(|address| routed.contains(address))
+        .collect();
+    if ours.is_empty() {
+        return Err(RolloutError::Unhealthy {
+            reason: format!("no replica of revision {} runs to take {weight}% of the traffic", service.revision),
+            logs: Vec::new(),
+        });
+    }
+    proxy.route_weighted(&service, weighted(&ours, &others, weight)).await?;
+    let report = TargetReport::TrafficShifted {
+        revision: service.revision.to_owned(),
+        weight,
+        replicas: ours.len() as u32,
+        others: others.len() as u32,
+    };
+    let message = match others.len() {
+        0 => format!("all traffic goes to revision {} ({} replicas)", service.revision, ours.len()),
+        count => format!(
+            "{weight}% of traffic goes to revision {} ({} replicas), {}% to the {count} serving before",
+            service.revision,
+            ours.len(),
+            100 - u32::from(weight)
+        ),
+    };
+    progress.report(TargetEvent::new(report, message)).await;
+    Ok(())
 }
 
 fn route_name(rollout: &ServiceRollout<'_>) -> String {
