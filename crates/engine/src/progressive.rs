@@ -13,12 +13,12 @@
 
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, CanaryStep, Strategy, format_duration};
+use launchway_manifest::{ProgressStep, Strategy, format_duration};
 use launchway_store::{
-    ControlAction, ControlRequest, Event, EventBody, EventFilter, Measurement, NewEvent, Release, Run, RunState,
-    StepOutcome, now_ms,
+    Awaiting, ControlAction, ControlRequest, Event, EventBody, EventFilter, Measurement, NewEvent, Release, Run,
+    RunState, StepOutcome, now_ms,
 };
-use launchway_target::{RolloutError, Target};
+use launchway_target::{Advance, RolloutError, Target};
 
 use crate::run::{Next, RunProgress, rollout};
 use crate::{Engine, EngineError, Result, analysis};
@@ -28,78 +28,125 @@ const CONTROL_POLL: Duration = Duration::from_millis(250);
 
 /// The step a progressing run takes next.
 pub(crate) enum NextTrafficStep {
-    /// The traffic step at this index (from 0).
-    Shift(usize),
-    /// Every traffic step passed: the new release takes everything.
+    /// The step at this index (from 0), named as the run's step row is.
+    Hold(usize, String),
+    /// Every step passed: the new release takes everything.
     Promote,
 }
 
 impl NextTrafficStep {
     pub(crate) fn name(&self) -> String {
         match self {
-            NextTrafficStep::Shift(index) => format!("traffic {}", index + 1),
+            NextTrafficStep::Hold(_, name) => name.clone(),
             NextTrafficStep::Promote => "promote".to_owned(),
         }
     }
 }
 
-/// A release's progressive strategy, when it has one.
-pub(crate) fn progressive_strategy(spec: &AppSpec) -> Option<&Strategy> {
-    match spec {
-        AppSpec::Service(service) if service.strategy.is_progressive() => Some(&service.strategy),
-        _ => None,
-    }
-}
+/// How often a step being reached is looked at (an ECS deployment on its way to a
+/// gate): soon, then less often, so a long wait stays well inside ECS's API rate limits
+/// (each look is a few Describe calls).
+const ADVANCE_POLL_FIRST: Duration = Duration::from_millis(100);
+const ADVANCE_POLL_MAX: Duration = Duration::from_secs(1);
 
 impl Engine {
-    /// Which step a progressing run is at: traffic steps that passed are not taken again.
+    /// Which step a progressing run is at: steps that passed are not taken again.
     pub(crate) async fn next_traffic_step(&self, run: &Run) -> Result<NextTrafficStep> {
         let release = self.inner.store.release(run.release_id).await?;
-        let total = progressive_strategy(&release.spec).map_or(0, |strategy| strategy.traffic_steps().len());
-        let steps = self.inner.store.steps(run.id).await?;
-        let passed = (0..total)
-            .take_while(|index| {
-                let name = NextTrafficStep::Shift(*index).name();
-                steps.iter().any(|step| step.name == name && step.outcome == Some(StepOutcome::Succeeded))
+        let steps = release.spec.progressive().map(|(_, steps)| steps).unwrap_or_default();
+        let rows = self.inner.store.steps(run.id).await?;
+        let passed = steps
+            .iter()
+            .take_while(|step| {
+                rows.iter().any(|row| row.name == step.name && row.outcome == Some(StepOutcome::Succeeded))
             })
             .count();
-        Ok(if passed < total { NextTrafficStep::Shift(passed) } else { NextTrafficStep::Promote })
+        Ok(match steps.get(passed) {
+            Some(step) => NextTrafficStep::Hold(passed, step.name.clone()),
+            None => NextTrafficStep::Promote,
+        })
     }
 
-    /// One traffic step: the new release's share set, then held for the pause while
-    /// the analysis measures (at least once), unless someone promotes or aborts.
+    /// One step: reached (traffic set on Docker; on ECS, the deployment waiting at the
+    /// step's gate), then held for the pause while the analysis measures (at least
+    /// once) and, at an approval gate, until someone promotes, unless someone aborts.
     pub(crate) async fn traffic_step(&self, run: &Run, index: usize) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        let Some(strategy) = progressive_strategy(&release.spec) else {
+        let Some((strategy, steps)) = release.spec.progressive() else {
             return Err(EngineError::Invalid(format!("release {} moves no traffic in steps", release.id)));
         };
-        let steps = strategy.traffic_steps();
-        let step = steps[index];
+        let step = &steps[index];
         let number = index as u32 + 1;
-        let progress = RunProgress { engine: self, run };
-        if let Err(error) = target.shift_traffic(rollout(run, &release), step.weight, &progress).await {
-            return self.after_failure(run, &release, target.as_ref(), error).await;
-        }
         // Timed from the step's first attempt: a restart does not lengthen the pause.
-        let name = NextTrafficStep::Shift(index).name();
-        let began =
-            self.inner.store.steps(run.id).await?.iter().find(|s| s.name == name).map_or_else(now_ms, |s| s.started_at);
+        let began = self
+            .inner
+            .store
+            .steps(run.id)
+            .await?
+            .iter()
+            .find(|row| row.name == step.name)
+            .map_or_else(now_ms, |row| row.started_at);
+        match self.reach(run, &release, target.as_ref(), strategy, index, began).await? {
+            Reach::Reached => {}
+            Reach::Failed(reason) => return self.give_up(run, &release, target.as_ref(), reason).await,
+            Reach::Error(error) => return self.after_failure(run, &release, target.as_ref(), error).await,
+        }
         let held = match self.hold(run, &release, target.as_ref(), strategy, step, number, began).await? {
             Held::Passed(how) => how,
             Held::Failed(reason) => return self.give_up(run, &release, target.as_ref(), reason).await,
         };
-        let share = match step.weight {
-            100 => "all traffic".to_owned(),
-            weight => format!("{weight}% of traffic"),
-        };
         Ok(Next::to(
             RunState::Progressing,
-            format!("step {number} of {}: {share} on release {} {held}", steps.len(), release.id),
+            format!("step {number} of {}: {} on release {} {held}", steps.len(), step.what, release.id)
+                .trim_end()
+                .to_owned(),
         ))
     }
 
+    /// Asks the target to move on to step `index` until it is there, within the
+    /// strategy's timeout from the step's first attempt; `abort` stops the wait.
+    async fn reach(
+        &self,
+        run: &Run,
+        release: &Release,
+        target: &dyn Target,
+        strategy: &Strategy,
+        index: usize,
+        began: i64,
+    ) -> Result<Reach> {
+        let progress = RunProgress { engine: self, run };
+        let deadline = began + strategy.timeout().as_millis() as i64;
+        let mut wait = ADVANCE_POLL_FIRST;
+        loop {
+            match target.advance(rollout(run, release), index, &progress).await {
+                Ok(Advance::Reached) => return Ok(Reach::Reached),
+                Ok(Advance::Moving) => {}
+                Err(error) => return Ok(Reach::Error(error)),
+            }
+            if let Some(ControlRequest { action: ControlAction::Abort, by }) = self.control_since(run, began).await? {
+                return Ok(Reach::Failed(format!("aborted by {by} before step {} was reached", index + 1)));
+            }
+            if self.stopping() {
+                return Err(EngineError::Interrupted { run_id: run.id });
+            }
+            if now_ms() >= deadline {
+                return Ok(Reach::Failed(format!(
+                    "step {} was not reached within {} (the strategy's timeout)",
+                    index + 1,
+                    format_duration(strategy.timeout())
+                )));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.inner.config.stop.cancelled() => {}
+            }
+            wait = (wait * 2).min(ADVANCE_POLL_MAX);
+        }
+    }
+
     /// Holds a step for its pause: measures every interval, and listens for promote and
-    /// abort. Says how the hold ended.
+    /// abort. At an approval gate, the pause over, it waits for a promote. Says how
+    /// the hold ended.
     #[allow(clippy::too_many_arguments)]
     async fn hold(
         &self,
@@ -107,7 +154,7 @@ impl Engine {
         release: &Release,
         target: &dyn Target,
         strategy: &Strategy,
-        step: CanaryStep,
+        step: &ProgressStep,
         number: u32,
         began: i64,
     ) -> Result<Held> {
@@ -115,10 +162,14 @@ impl Engine {
         let analysis = strategy.analysis();
         let (mut measured, mut failed) = (0u32, 0u32);
         let mut next_measurement = now_ms();
+        let mut announced = false;
         loop {
             match self.control_since(run, began).await? {
                 Some(ControlRequest { action: ControlAction::Abort, by }) => {
                     return Ok(Held::Failed(format!("aborted by {by} at step {number}")));
+                }
+                Some(ControlRequest { action: ControlAction::Promote, by }) if step.approval => {
+                    return Ok(Held::Passed(format!("(approved by {by})")));
                 }
                 Some(ControlRequest { action: ControlAction::Promote, by }) => {
                     return Ok(Held::Passed(format!("(promoted by {by} before the pause ended)")));
@@ -151,7 +202,8 @@ impl Engine {
                 }
                 next_measurement = now + analysis.interval.as_millis() as i64;
             }
-            if now >= deadline && (analysis.is_none() || measured > 0) {
+            let paused = now >= deadline && (analysis.is_none() || measured > 0);
+            if paused && !step.approval {
                 let pause = match step.pause.is_zero() {
                     true => String::new(),
                     false => format!("for {}", format_duration(step.pause)),
@@ -162,9 +214,25 @@ impl Engine {
                 };
                 return Ok(Held::Passed(format!("{pause}{analysis}").trim().to_owned()));
             }
-            let wake = match analysis {
-                Some(_) => deadline.min(next_measurement),
-                None => deadline,
+            if paused && !announced {
+                // Once per step, whoever drives it: chat hears of it once.
+                announced = true;
+                if self.awaiting_announced(run, number, began).await? {
+                    continue;
+                }
+                let awaiting = Awaiting { step: number, what: step.what.clone() };
+                let message = format!(
+                    "step {number} waits for approval ({}): `launchway promote {}` goes on, `launchway abort {}` rolls back",
+                    step.what, run.id, run.id
+                );
+                self.record(NewEvent::for_run(run, EventBody::Awaiting(awaiting), message)).await?;
+            }
+            // Once paused, an approval gate measures on, and nothing else wakes it.
+            let wake = match (analysis, paused) {
+                (Some(_), true) => next_measurement,
+                (Some(_), false) => deadline.min(next_measurement),
+                (None, true) => now + CONTROL_POLL.as_millis() as i64,
+                (None, false) => deadline,
             };
             let wait = Duration::from_millis((wake - now).max(0) as u64).min(CONTROL_POLL);
             tokio::select! {
@@ -223,6 +291,16 @@ impl Engine {
         self.after_failure(run, release, target, RolloutError::Unhealthy { reason, logs: Vec::new() }).await
     }
 
+    /// Whether the run already said that step `number` (begun at `since`) waits.
+    async fn awaiting_announced(&self, run: &Run, number: u32, since: i64) -> Result<bool> {
+        let filter = EventFilter { run_id: Some(run.id), ..EventFilter::default() };
+        let events = self.inner.store.events(&filter).await?;
+        Ok(events
+            .iter()
+            .filter(|event| event.at >= since)
+            .any(|event| matches!(event.body(), EventBody::Awaiting(awaiting) if awaiting.step == number)))
+    }
+
     /// The first promote or abort asked since `since` (Unix ms), if any.
     async fn control_since(&self, run: &Run, since: i64) -> Result<Option<ControlRequest>> {
         let filter = EventFilter { run_id: Some(run.id), ..EventFilter::default() };
@@ -255,6 +333,15 @@ impl Engine {
         self.record(NewEvent::for_run(&run, EventBody::Control(ControlRequest { action, by: by.to_owned() }), message))
             .await
     }
+}
+
+/// How reaching a step ended.
+enum Reach {
+    Reached,
+    /// Must roll back, because of this.
+    Failed(String),
+    /// The target failed (an ECS deployment that failed or was rolled back).
+    Error(RolloutError),
 }
 
 /// How holding a traffic step ended.

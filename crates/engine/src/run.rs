@@ -17,7 +17,7 @@ use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEv
 use tracing::Instrument;
 
 use crate::plan::Observed;
-use crate::progressive::{NextTrafficStep, progressive_strategy};
+use crate::progressive::NextTrafficStep;
 use crate::{Engine, EngineError, Result};
 
 /// What a step decided.
@@ -174,8 +174,8 @@ impl Engine {
                 },
                 RunState::Deploying => self.step(lease, &run, "deploy", self.deploy(&run)).await?,
                 RunState::Progressing => match self.next_traffic_step(&run).await? {
-                    step @ NextTrafficStep::Shift(index) => {
-                        self.step(lease, &run, &step.name(), self.traffic_step(&run, index)).await?
+                    NextTrafficStep::Hold(index, name) => {
+                        self.step(lease, &run, &name, self.traffic_step(&run, index)).await?
                     }
                     step @ NextTrafficStep::Promote => {
                         self.step(lease, &run, &step.name(), self.promote_step(&run)).await?
@@ -326,25 +326,31 @@ impl Engine {
         if let Err(error) = target.rollout(rollout(run, &release), &progress).await {
             return self.after_failure(run, &release, target.as_ref(), error).await;
         }
-        let Some(strategy) = progressive_strategy(&release.spec) else {
+        let Some((strategy, steps)) = release.spec.progressive() else {
             return Ok(Next::to(RunState::Verifying, rolled_out(&release)));
         };
         // A first release has no traffic to take from anyone (Argo Rollouts skips its
-        // steps too): it takes everything at once, and verification watches it.
-        if run.kind == RunKind::Deploy && run.previous_release_id.is_some() {
-            let steps = strategy.traffic_steps();
+        // steps too): it takes everything at once, and verification watches it. Not on
+        // ECS, whose service served something before launchway's first release, and
+        // whose deployment pauses at its gates either way.
+        let gated = run.previous_release_id.is_some() || matches!(release.spec, AppSpec::EcsService(_));
+        if run.kind == RunKind::Deploy && gated && !steps.is_empty() {
+            let count = format!("{} step{}", steps.len(), plural(steps.len() as u32));
+            let what = match &release.spec {
+                AppSpec::EcsService(_) => format!(
+                    "revision {} is being deployed by ECS ({}), pausing at {count} where launchway decides",
+                    release.revision,
+                    strategy.name()
+                ),
+                _ => format!(
+                    "revision {} runs beside the release that serves; moving traffic to it in {count} ({})",
+                    release.revision,
+                    strategy.name()
+                ),
+            };
             return Ok(Next::to(
                 RunState::Progressing,
-                format!(
-                    "revision {} runs beside the release that serves; moving traffic to it in {} step{} ({}): \
-                     `launchway promote {}` ends a pause, `launchway abort {}` rolls back",
-                    release.revision,
-                    steps.len(),
-                    plural(steps.len() as u32),
-                    strategy.name(),
-                    run.id,
-                    run.id
-                ),
+                format!("{what}: `launchway promote {}` ends a pause, `launchway abort {}` rolls back", run.id, run.id),
             ));
         }
         // Rollbacks and repairs are asked for now: the set that runs takes everything.

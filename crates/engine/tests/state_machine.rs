@@ -526,3 +526,79 @@ services:
 fn engine_for(setup: &Setup) -> Engine {
     engine(&setup.store, &setup.target, Duration::from_secs(15))
 }
+
+/// An ECS service on its own blue/green strategy, with an approval gate where ECS's
+/// deployment pauses (the fake target answers `Moving` a few times before each gate, as
+/// ECS does while it scales up and shifts test traffic).
+fn gated_ecs_manifest(image: &str) -> Manifest {
+    let text = format!(
+        "environments: {{prod: {{target: {{ecs: {{cluster: main}}}}}}}}
+services:
+  web:
+    image: {image}
+    strategy:
+      blue_green:
+        bake: 1m
+        gates: [{{at: post_test_traffic_shift, approval: true}}]
+"
+    );
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+    launchway_manifest::load(&files, &files).expect("valid").manifest
+}
+
+#[tokio::test]
+async fn an_approval_gate_holds_until_someone_promotes_and_survives_a_restart() {
+    let setup = setup(Duration::from_secs(15)).await;
+    setup.target.set_looks_per_step(3);
+    let run_id = start_manifest(&setup.engine, &gated_ecs_manifest("example/web:2"), ReleaseSource::default()).await;
+    let awaiting = |count: usize| {
+        let store = setup.store.clone();
+        async move {
+            loop {
+                let events =
+                    store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+                if events.iter().filter(|event| event.kind == "gate.awaiting").count() >= count {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The first driver reaches the gate and waits; it stops (a restart) while waiting.
+    let first = engine_for(&setup);
+    let stop = first.stop_token().clone();
+    let driving = tokio::spawn(async move { first.drive(run_id).await });
+    tokio::time::timeout(Duration::from_secs(10), awaiting(1)).await.expect("waits at the gate");
+    assert_eq!(setup.store.run(run_id).await.unwrap().state, RunState::Progressing);
+    stop.cancel();
+    assert!(matches!(driving.await.unwrap(), Err(EngineError::Interrupted { .. })));
+    // A second driver picks the run up at the same gate (announced once: chat hears of
+    // it once) and goes on once someone promotes the run.
+    let second = engine_for(&setup);
+    let driving = tokio::spawn(async move { second.drive(run_id).await });
+    let gate_attempts = || {
+        let store = setup.store.clone();
+        async move {
+            loop {
+                let steps = store.steps(run_id).await.unwrap();
+                if steps.iter().filter(|step| step.name == "gate 1").count() == 2 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gate_attempts()).await.expect("at the gate again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!driving.is_finished(), "an approval gate has no end of its own");
+    engine_for(&setup).control(run_id, ControlAction::Promote, "ann").await.expect("asked");
+    let run = tokio::time::timeout(Duration::from_secs(10), driving).await.expect("went on").unwrap().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+    let names = step_names(&setup, run_id).await;
+    assert_eq!(names.iter().filter(|name| *name == "gate 1").count(), 2, "one attempt per driver: {names:?}");
+    assert!(names.ends_with(&["promote".to_owned(), "verify".to_owned()]), "{names:?}");
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    let passed = events.iter().find(|event| event.kind == "step.finished" && event.message.contains("approved by ann"));
+    assert!(passed.is_some(), "the gate says who approved it");
+    assert_eq!(events.iter().filter(|event| event.kind == "gate.awaiting").count(), 1);
+}

@@ -570,3 +570,209 @@ async fn a_fresh_database_adopts_what_runs_without_redeploying_it() {
     assert_eq!(aws.deployment_ids("prod", "shop").await, deployments, "nothing redeployed");
     assert_eq!(aws.revisions("shop").await, 2);
 }
+
+/// ECS's own strategies (BLUE_GREEN, CANARY, LINEAR) on the rollout model: moto does not
+/// implement them, so crates/testkit/moto/ecs_rollouts.py moves each native deployment
+/// through its lifecycle stages, pauses it at PAUSE hooks until ContinueServiceDeployment,
+/// bakes (a minute lasts half a second there) and rolls back. What launchway asks of ECS
+/// and how it follows and gates the deployment is real SDK traffic.
+impl Aws {
+    /// The shop on a rolling service behind a load balancer, deployed once by launchway;
+    /// then the manifest switched to `strategy` (YAML under `strategy:`) with `image`.
+    async fn shop_switched_to(&self, strategy: &str, image: &str, rollout: &str) -> String {
+        self.shop_switched_with(strategy, "", image, rollout).await
+    }
+
+    /// As [`Aws::shop_switched_to`], with more lines in the `ecs:` block.
+    async fn shop_switched_with(&self, strategy: &str, ecs: &str, image: &str, rollout: &str) -> String {
+        let seed = self.register("shop", &[("shop", "shop:0")], "complete").await;
+        self.ecs.create_cluster().cluster_name("prod").send().await.expect("cluster");
+        self.ecs
+            .create_service()
+            .cluster("prod")
+            .service_name("shop")
+            .task_definition(&seed)
+            .desired_count(2)
+            .load_balancers(
+                aws_sdk_ecs::types::LoadBalancer::builder()
+                    .target_group_arn("arn:aws:elasticloadbalancing:ap-northeast-1:1:targetgroup/blue/1")
+                    .container_name("shop")
+                    .container_port(80)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("service");
+        let manifest = |strategy: &str| {
+            format!(
+                "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\nservices:\n  shop:\n    ecs:\n{ecs}      task_definition: ecs/shop.json\n      load_balancer:\n        alternate_target_group: arn:aws:elasticloadbalancing:ap-northeast-1:1:targetgroup/green/2\n        production_listener_rule: arn:aws:elasticloadbalancing:ap-northeast-1:1:listener-rule/app/shop/1/2/3\n        role: arn:aws:iam::1:role/ecs-traffic\n    settle_window: 300ms\n{strategy}"
+            )
+        };
+        self.repo.write("launchway.yaml", &manifest(""));
+        self.repo.write("ecs/shop.json", &shop_definition("shop:1", "complete"));
+        self.repo.commit("shop 1");
+        self.launchway(&["deploy"]).await.assert_exit(0);
+        let good = self.task_definition_of("prod", "shop").await;
+        self.repo.write("launchway.yaml", &manifest(&format!("    strategy:\n{strategy}")));
+        self.repo.write("ecs/shop.json", &shop_definition(image, rollout));
+        self.repo.commit("shop 2, natively");
+        good
+    }
+
+    /// The service's current native deployment, as DescribeServiceDeployments tells it.
+    async fn native_deployment(&self) -> Option<aws_sdk_ecs::types::ServiceDeployment> {
+        let output = self.ecs.describe_services().cluster("prod").services("shop").send().await.unwrap();
+        let arn = output.services.unwrap().remove(0).current_service_deployment?;
+        let described = self.ecs.describe_service_deployments().service_deployment_arns(arn).send().await.unwrap();
+        described.service_deployments.unwrap_or_default().into_iter().next()
+    }
+
+    /// Starts `launchway deploy` and waits until ECS's deployment waits at a pause hook.
+    async fn deploy_until_paused(&self) -> std::process::Child {
+        let mut command = Command::new(support::binary());
+        command
+            .arg("deploy")
+            .env("LAUNCHWAY_REPO", self.repo.path())
+            .env("LAUNCHWAY_DB", self.db.path().join("launchway.db"))
+            .env_remove("LAUNCHWAY_OUTPUT")
+            .stdout(std::process::Stdio::piped());
+        for (name, value) in self.account.env(self.moto.endpoint(), REGION) {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("launchway runs");
+        for _ in 0..300 {
+            // Only launchway looks at the deployment: each of our looks would move it on.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let runs = self.runs().await;
+            if runs.first().is_some_and(|run| run["state"] == "progressing") {
+                let events = self.launchway(&["audit", "--output", "json", "--limit", "1000"]).await;
+                if events.stdout().contains("deployment.paused") {
+                    return child;
+                }
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the deployment never paused");
+    }
+}
+
+#[tokio::test]
+async fn an_ecs_blue_green_deployment_waits_at_its_gate_until_someone_promotes_it() {
+    let aws = Aws::new().await;
+    let good = aws
+        .shop_switched_to(
+            "      blue_green:\n        bake: 1m\n        gates: [{at: post_test_traffic_shift, approval: true}]\n",
+            "shop:2",
+            "complete",
+        )
+        .await;
+    let plan = aws.launchway(&["plan"]).await;
+    plan.assert_exit(0);
+    let stdout = plan.stdout();
+    // (The load balancer's advanced configuration was set by the first deploy.)
+    for change in [
+        "+ deployment.strategy: blue_green",
+        "+ deployment.bake: 1m",
+        "+ deployment.gates: post_test_traffic_shift (ECS rolls back after 1day)",
+    ] {
+        assert!(stdout.contains(change), "the plan shows {change:?}: {stdout}");
+    }
+
+    let child = aws.deploy_until_paused().await;
+    let paused = aws.native_deployment().await.expect("a native deployment");
+    assert_eq!(paused.lifecycle_stage().map(|stage| stage.as_str()), Some("POST_TEST_TRAFFIC_SHIFT"));
+    let hook = &paused.lifecycle_hook_details()[0];
+    assert_eq!(hook.status().map(|status| status.as_str()), Some("AWAITING_ACTION"));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let still = aws.native_deployment().await.unwrap();
+    assert_eq!(still.status().map(|status| status.as_str()), Some("IN_PROGRESS"), "nobody approved: it waits");
+    let green = still.target_service_revision().expect("a target revision");
+    assert_eq!(green.requested_production_traffic_weight(), Some(0.0), "production traffic stays on blue");
+
+    let run_id = aws.runs().await[0]["id"].as_i64().unwrap().to_string();
+    aws.launchway(&["promote", &run_id]).await.assert_exit(0);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("told ECS to go on from its pause at post_test_traffic_shift"), "{stdout}");
+    let done = aws.native_deployment().await.unwrap();
+    assert_eq!(done.status().map(|status| status.as_str()), Some("SUCCESSFUL"));
+    assert_ne!(aws.task_definition_of("prod", "shop").await, good);
+    let runs = aws.runs().await;
+    assert_eq!(runs[0]["state"], "succeeded", "{}", runs[0]);
+    let configuration = aws.ecs.describe_services().cluster("prod").services("shop").send().await.unwrap();
+    let service = configuration.services.unwrap().remove(0);
+    let deployment = service.deployment_configuration().unwrap();
+    assert_eq!(deployment.strategy().map(|strategy| strategy.as_str()), Some("BLUE_GREEN"));
+    assert_eq!(deployment.bake_time_in_minutes(), Some(1));
+    let advanced = service.load_balancers()[0].advanced_configuration().expect("advanced configuration set");
+    assert_eq!(advanced.role_arn(), Some("arn:aws:iam::1:role/ecs-traffic"));
+}
+
+#[tokio::test]
+async fn a_failing_analysis_at_an_ecs_gate_rolls_the_deployment_back_through_ecs() {
+    let aws = Aws::new().await;
+    // A query whose answer is over its limit: the analysis fails at its first measurement.
+    let prometheus = launchway_testkit::Prometheus::start("127.0.0.1:9").await;
+    let strategy = format!(
+        "      blue_green:\n        gates: [{{at: post_test_traffic_shift, hold: 2s}}]\n        analysis:\n          interval: 500ms\n          prometheus: {{address: '{}', query: 'vector(3)', max: 1}}\n",
+        prometheus.address
+    );
+    let good = aws.shop_switched_to(&strategy, "shop:2", "complete").await;
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("analysis at step 1: prometheus failed"), "{stdout}");
+    assert!(stdout.contains("told ECS to roll back from its pause at post_test_traffic_shift"), "{stdout}");
+    let rolled_back = aws.native_deployment().await.unwrap();
+    assert_eq!(rolled_back.status().map(|status| status.as_str()), Some("ROLLBACK_SUCCESSFUL"));
+    assert_eq!(aws.task_definition_of("prod", "shop").await, good, "ECS put the service back");
+    let runs = aws.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back", "{}", runs[0]);
+}
+
+#[tokio::test]
+async fn ecs_canary_and_linear_deployments_shift_production_traffic_in_their_steps() {
+    for (strategy, weights) in [
+        ("      canary:\n        steps: [{weight: 10, pause: 1m}, {weight: 100, pause: 1m}]\n", vec![10.0, 100.0]),
+        ("      linear: {step: 25, pause: 1m}\n", vec![25.0, 50.0, 75.0, 100.0]),
+    ] {
+        let aws = Aws::new().await;
+        let good = aws.shop_switched_to(strategy, "shop:2", "complete").await;
+        let deploy = aws.launchway(&["deploy", "--output", "json"]).await;
+        deploy.assert_exit(0);
+        assert_ne!(aws.task_definition_of("prod", "shop").await, good);
+        let events = aws.launchway(&["audit", "--output", "json", "--limit", "1000"]).await;
+        let mut events: Vec<Value> = serde_json::from_str(&events.stdout()).expect("JSON");
+        events.sort_by_key(|event| event["id"].as_i64());
+        let mut seen: Vec<f64> = Vec::new();
+        for event in events.iter().filter(|event| event["kind"] == "deployment.stage") {
+            if event["data"]["stage"] == "production_traffic_shift"
+                && let Some(weight) = event["data"]["production_weight"].as_f64()
+                && seen.last() != Some(&weight)
+            {
+                seen.push(weight);
+            }
+        }
+        assert_eq!(seen, weights, "{strategy}: the production weights ECS went through, in order");
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_that_goes_off_mid_deployment_is_a_rollback_by_ecs_and_a_failed_release() {
+    let aws = Aws::new().await;
+    let good = aws
+        .shop_switched_with("      linear: {step: 50, pause: 1m}\n", "      alarms: [shop-5xx]\n", "shop:2", "alarm")
+        .await;
+    let deploy = aws.launchway(&["deploy"]).await;
+    deploy.assert_exit(5);
+    let stdout = deploy.stdout();
+    assert!(stdout.contains("is ROLLBACK_IN_PROGRESS: alarm shop-5xx went off"), "{stdout}");
+    assert_eq!(aws.task_definition_of("prod", "shop").await, good, "ECS put the service back");
+    let runs = aws.runs().await;
+    assert_eq!(runs[0]["state"], "rolled_back", "{}", runs[0]);
+    let configuration = aws.ecs.describe_services().cluster("prod").services("shop").send().await.unwrap();
+    let alarms = configuration.services.unwrap().remove(0).deployment_configuration.unwrap().alarms.unwrap();
+    assert_eq!((alarms.alarm_names(), alarms.enable(), alarms.rollback()), (&["shop-5xx".to_owned()][..], true, true));
+}

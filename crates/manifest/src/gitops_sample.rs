@@ -128,6 +128,9 @@ pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> SampleDraft {
             timeout,
             settle_window,
             health_check_grace_period: None,
+            strategy: None,
+            alarms: None,
+            load_balancer: None,
         });
         push_unique(reader, &mut apps, key, spec);
     }

@@ -218,6 +218,37 @@ pub enum AppSpec {
 }
 
 impl AppSpec {
+    /// A progressive delivery's strategy and the steps a run holds, one by one: on
+    /// Docker its traffic steps, on ECS the gates where ECS's own deployment pauses.
+    /// `None` for rolling updates and tasks.
+    pub fn progressive(&self) -> Option<(&Strategy, Vec<ProgressStep>)> {
+        match self {
+            AppSpec::Service(service) if service.strategy.is_progressive() => {
+                let steps =
+                    service.strategy.traffic_steps().into_iter().enumerate().map(|(index, step)| ProgressStep {
+                        name: format!("traffic {}", index + 1),
+                        what: match step.weight {
+                            100 => "all traffic".to_owned(),
+                            weight => format!("{weight}% of traffic"),
+                        },
+                        pause: step.pause,
+                        approval: false,
+                    });
+                Some((&service.strategy, steps.collect()))
+            }
+            AppSpec::EcsService(EcsServiceSpec { strategy: Some(strategy), .. }) => {
+                let steps = strategy.gates().iter().enumerate().map(|(index, gate)| ProgressStep {
+                    name: format!("gate {}", index + 1),
+                    what: format!("the ECS deployment paused at {}", gate.at.as_str()),
+                    pause: gate.hold,
+                    approval: gate.approval,
+                });
+                Some((strategy, steps.collect()))
+            }
+            _ => None,
+        }
+    }
+
     /// A short content hash: two specs with the same revision deploy the same thing.
     pub fn revision(&self) -> Revision {
         // serde_json writes struct fields in declaration order and BTreeMaps sorted,
@@ -380,6 +411,9 @@ pub enum Strategy {
         timeout: Duration,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<Box<Analysis>>,
+        /// ECS only: where its deployment pauses for launchway to decide.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<Gate>,
     },
     /// The whole new set started beside the serving one, then given a growing share of
     /// the traffic, step by step, each step held for its pause and checked by the
@@ -390,7 +424,90 @@ pub enum Strategy {
         timeout: Duration,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<Box<Analysis>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<Gate>,
     },
+    /// A canary in equal steps: `step` percent more traffic every `pause`, then, once
+    /// everything has moved, the old set kept for `bake`.
+    Linear {
+        step: u8,
+        #[serde(with = "millis")]
+        pause: Duration,
+        #[serde(with = "millis")]
+        bake: Duration,
+        #[serde(with = "millis")]
+        timeout: Duration,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<Box<Analysis>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<Gate>,
+    },
+}
+
+/// One step a progressive run holds: reached, then held for `pause` while the
+/// analysis measures, and, with `approval`, until someone promotes the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressStep {
+    /// The run's step: `traffic 1`, `gate 2`.
+    pub name: String,
+    /// What holds, for people: `20% of traffic`, `the ECS deployment paused at …`.
+    pub what: String,
+    pub pause: Duration,
+    pub approval: bool,
+}
+
+/// A point of an ECS deployment where ECS pauses (a PAUSE lifecycle hook) until
+/// launchway continues it or rolls it back: after `hold`, with the analysis measuring
+/// meanwhile, and, with `approval`, once someone promotes the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    pub at: GateStage,
+    #[serde(with = "millis")]
+    pub hold: Duration,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
+    /// ECS's own limit (whole minutes): past it, ECS rolls the deployment back.
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+}
+
+/// The lifecycle stages of an ECS deployment where a PAUSE hook can wait and
+/// DescribeServiceDeployments names the stage it waits at, in the order they come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStage {
+    PreScaleUp,
+    PostScaleUp,
+    PostTestTrafficShift,
+    PostProductionTrafficShift,
+}
+
+impl GateStage {
+    pub const ALL: [GateStage; 4] = [
+        GateStage::PreScaleUp,
+        GateStage::PostScaleUp,
+        GateStage::PostTestTrafficShift,
+        GateStage::PostProductionTrafficShift,
+    ];
+
+    /// As a manifest writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateStage::PreScaleUp => "pre_scale_up",
+            GateStage::PostScaleUp => "post_scale_up",
+            GateStage::PostTestTrafficShift => "post_test_traffic_shift",
+            GateStage::PostProductionTrafficShift => "post_production_traffic_shift",
+        }
+    }
+
+    /// As ECS writes it.
+    pub fn ecs_name(self) -> String {
+        self.as_str().to_uppercase()
+    }
+
+    pub fn parse(text: &str) -> Option<GateStage> {
+        GateStage::ALL.into_iter().find(|stage| stage.as_str() == text)
+    }
 }
 
 /// One step of a progressive delivery: the new release's share of the traffic, held
@@ -409,7 +526,18 @@ impl Strategy {
         match self {
             Strategy::Rolling { timeout, .. }
             | Strategy::BlueGreen { timeout, .. }
-            | Strategy::Canary { timeout, .. } => *timeout,
+            | Strategy::Canary { timeout, .. }
+            | Strategy::Linear { timeout, .. } => *timeout,
+        }
+    }
+
+    /// Where an ECS deployment pauses for launchway, in the order ECS reaches them.
+    pub fn gates(&self) -> &[Gate] {
+        match self {
+            Strategy::Rolling { .. } => &[],
+            Strategy::BlueGreen { gates, .. } | Strategy::Canary { gates, .. } | Strategy::Linear { gates, .. } => {
+                gates
+            }
         }
     }
 
@@ -420,6 +548,17 @@ impl Strategy {
             Strategy::Rolling { .. } => Vec::new(),
             Strategy::BlueGreen { bake, .. } => vec![CanaryStep { weight: 100, pause: *bake }],
             Strategy::Canary { steps, .. } => steps.clone(),
+            Strategy::Linear { step, pause, bake, .. } => {
+                let mut steps: Vec<CanaryStep> = (1..)
+                    .map(|k| u32::from(*step) * k)
+                    .take_while(|weight| *weight < 100)
+                    .map(|weight| CanaryStep { weight: weight as u8, pause: *pause })
+                    .collect();
+                if !bake.is_zero() {
+                    steps.push(CanaryStep { weight: 100, pause: *bake });
+                }
+                steps
+            }
         }
     }
 
@@ -431,7 +570,9 @@ impl Strategy {
     pub fn analysis(&self) -> Option<&Analysis> {
         match self {
             Strategy::Rolling { .. } => None,
-            Strategy::BlueGreen { analysis, .. } | Strategy::Canary { analysis, .. } => analysis.as_deref(),
+            Strategy::BlueGreen { analysis, .. }
+            | Strategy::Canary { analysis, .. }
+            | Strategy::Linear { analysis, .. } => analysis.as_deref(),
         }
     }
 
@@ -441,6 +582,7 @@ impl Strategy {
             Strategy::Rolling { .. } => "rolling",
             Strategy::BlueGreen { .. } => "blue_green",
             Strategy::Canary { .. } => "canary",
+            Strategy::Linear { .. } => "linear",
         }
     }
 }
@@ -514,6 +656,40 @@ pub struct EcsServiceSpec {
     /// Left out: the service keeps its own. Whole seconds, as ECS keeps it.
     #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
     pub health_check_grace_period: Option<Duration>,
+    /// ECS's own blue/green, canary or linear deployment, which launchway follows and
+    /// gates; never `Rolling` (a rolling update is `deployment`'s percentages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// CloudWatch alarms that fail a deployment while ECS rolls it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<EcsAlarms>,
+    /// The load balancer's advanced configuration, which ECS's blue/green, canary and
+    /// linear deployments shift traffic with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<EcsLoadBalancer>,
+}
+
+/// CloudWatch alarms watched during an ECS deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsAlarms {
+    pub names: Vec<String>,
+    /// Whether ECS rolls back by itself when one goes off (launchway sees the deployment
+    /// fail either way).
+    pub rollback: bool,
+}
+
+/// How ECS moves traffic between the blue and green task sets behind a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsLoadBalancer {
+    /// Which of the service's load balancers, by target group; left out when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
+    pub alternate_target_group: String,
+    pub production_listener_rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule: Option<String>,
+    /// The role ECS assumes to change the listener rules.
+    pub role: String,
 }
 
 impl EcsServiceSpec {

@@ -1,5 +1,6 @@
-//! Progressive strategies as a manifest writes them: `blue_green:` and `canary:` under
-//! `strategy:`, with the `analysis:` that checks each traffic step.
+//! Progressive strategies as a manifest writes them: `blue_green:`, `canary:` and
+//! `linear:` under `strategy:`, with the `analysis:` that checks each traffic step and,
+//! on ECS, the `gates:` where ECS's own deployment pauses for launchway to decide.
 //!
 //! ```yaml
 //! strategy:
@@ -15,12 +16,14 @@
 
 use std::time::Duration;
 
-use crate::model::{Analysis, CanaryStep, HttpAnalysis, PrometheusAnalysis, Strategy};
+use crate::model::{Analysis, CanaryStep, Gate, GateStage, HttpAnalysis, PrometheusAnalysis, Strategy};
 use crate::node::{Node, Value};
 use crate::reader::Reader;
 
-const BLUE_GREEN_FIELDS: &[&str] = &["bake", "timeout", "analysis"];
-const CANARY_FIELDS: &[&str] = &["steps", "timeout", "analysis"];
+const BLUE_GREEN_FIELDS: &[&str] = &["bake", "timeout", "analysis", "gates"];
+const CANARY_FIELDS: &[&str] = &["steps", "timeout", "analysis", "gates"];
+const LINEAR_FIELDS: &[&str] = &["step", "pause", "bake", "timeout", "analysis", "gates"];
+const GATE_FIELDS: &[&str] = &["at", "hold", "approval", "timeout"];
 const STEP_FIELDS: &[&str] = &["weight", "pause"];
 const ANALYSIS_FIELDS: &[&str] = &["interval", "failure_limit", "http", "prometheus"];
 const HTTP_FIELDS: &[&str] = &["path", "port", "status", "max_latency"];
@@ -31,6 +34,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the old set of a blue/green deployment is kept once traffic has moved.
 const DEFAULT_BAKE: Duration = Duration::from_secs(30);
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// How long ECS waits at a gate before it rolls back by itself (ECS's own default).
+const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// More canary steps than this is a mistake, not a plan.
 const MAX_STEPS: usize = 20;
 
@@ -42,7 +47,98 @@ pub(crate) fn read_blue_green(reader: &mut Reader<'_>, node: &Node, path: &str) 
     };
     let timeout = read_timeout(reader, fields.get("timeout"), path);
     let analysis = read_optional_analysis(reader, fields.get("analysis"), path);
-    Some(Strategy::BlueGreen { bake: bake?, timeout: timeout?, analysis: analysis? })
+    let gates = read_optional_gates(reader, fields.get("gates"), path);
+    Some(Strategy::BlueGreen { bake: bake?, timeout: timeout?, analysis: analysis?, gates: gates? })
+}
+
+pub(crate) fn read_linear(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Strategy> {
+    let fields = reader.fields(node, path, LINEAR_FIELDS)?;
+    let step = match fields.get("step") {
+        Some(node) => reader.integer(node, &format!("{path}.step"), 1, 99).map(|step| step as u8),
+        None => {
+            reader.error(fields.pos(), path, "`step` is required: the percent of traffic each step adds, like 25");
+            None
+        }
+    };
+    let mut duration = |name: &str| match fields.get(name) {
+        Some(node) => reader.duration(node, &format!("{path}.{name}")),
+        None => Some(Duration::ZERO),
+    };
+    let (pause, bake) = (duration("pause"), duration("bake"));
+    let timeout = read_timeout(reader, fields.get("timeout"), path);
+    let analysis = read_optional_analysis(reader, fields.get("analysis"), path);
+    let gates = read_optional_gates(reader, fields.get("gates"), path);
+    Some(Strategy::Linear {
+        step: step?,
+        pause: pause?,
+        bake: bake?,
+        timeout: timeout?,
+        analysis: analysis?,
+        gates: gates?,
+    })
+}
+
+/// `Some(vec![])`: no gates written; `None`: some written wrong (reported).
+fn read_optional_gates(reader: &mut Reader<'_>, node: Option<&Node>, path: &str) -> Option<Vec<Gate>> {
+    let Some(node) = node else { return Some(Vec::new()) };
+    let path = format!("{path}.gates");
+    let Value::Seq(items) = &node.value else {
+        reader.error(node.pos, &path, "expected a list of gates, like [{at: post_test_traffic_shift, hold: 1m}]");
+        return None;
+    };
+    let mut gates: Vec<Gate> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        let gate_path = format!("{path}[{index}]");
+        match read_gate(reader, item, &gate_path) {
+            Some(gate) if gates.iter().any(|other| other.at == gate.at) => {
+                reader.error(item.pos, &gate_path, format!("a second gate at {}: one per stage", gate.at.as_str()));
+                ok = false;
+            }
+            Some(gate) => gates.push(gate),
+            None => ok = false,
+        }
+    }
+    gates.sort_by_key(|gate| gate.at);
+    ok.then_some(gates)
+}
+
+fn read_gate(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Gate> {
+    let fields = reader.fields(node, path, GATE_FIELDS)?;
+    let stages = || GateStage::ALL.map(GateStage::as_str).join(", ");
+    let at = match fields.get("at") {
+        Some(node) => match reader.string(node, &format!("{path}.at")) {
+            Some(text) => match GateStage::parse(&text) {
+                Some(stage) => Some(stage),
+                None => {
+                    let mut message = format!("{text:?} is not a stage an ECS deployment pauses at ({})", stages());
+                    if let Some(suggestion) = crate::reader::closest(&text, &GateStage::ALL.map(GateStage::as_str)) {
+                        message.push_str(&format!("; did you mean {suggestion:?}?"));
+                    }
+                    reader.error(node.pos, &format!("{path}.at"), message);
+                    None
+                }
+            },
+            None => None,
+        },
+        None => {
+            reader.error(fields.pos(), path, format!("`at` is required: the stage to pause at ({})", stages()));
+            None
+        }
+    };
+    let hold = match fields.get("hold") {
+        Some(node) => reader.duration(node, &format!("{path}.hold")),
+        None => Some(Duration::ZERO),
+    };
+    let approval = match fields.get("approval") {
+        Some(node) => reader.boolean(node, &format!("{path}.approval")),
+        None => Some(false),
+    };
+    let timeout = match fields.get("timeout") {
+        Some(node) => reader.duration(node, &format!("{path}.timeout")),
+        None => Some(DEFAULT_GATE_TIMEOUT),
+    };
+    Some(Gate { at: at?, hold: hold?, approval: approval?, timeout: timeout? })
 }
 
 pub(crate) fn read_canary(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Strategy> {
@@ -60,7 +156,8 @@ pub(crate) fn read_canary(reader: &mut Reader<'_>, node: &Node, path: &str) -> O
     };
     let timeout = read_timeout(reader, fields.get("timeout"), path);
     let analysis = read_optional_analysis(reader, fields.get("analysis"), path);
-    Some(Strategy::Canary { steps: steps?, timeout: timeout?, analysis: analysis? })
+    let gates = read_optional_gates(reader, fields.get("gates"), path);
+    Some(Strategy::Canary { steps: steps?, timeout: timeout?, analysis: analysis?, gates: gates? })
 }
 
 fn read_timeout(reader: &mut Reader<'_>, node: Option<&Node>, path: &str) -> Option<Duration> {

@@ -173,6 +173,16 @@ impl Reader<'_> {
         }
     }
 
+    pub fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(value) => Some(value),
+            _ => {
+                self.error(node.pos, path, "expected true or false");
+                None
+            }
+        }
+    }
+
     /// A number, integer or not (a threshold).
     pub fn number(&mut self, node: &Node, path: &str) -> Option<f64> {
         match &node.value {

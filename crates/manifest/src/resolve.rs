@@ -4,6 +4,7 @@
 //! named in overrides, rolling arithmetic) or files the manifest refers to.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -203,6 +204,14 @@ impl Resolver<'_> {
                 );
                 return None;
             }
+            Some((pos, strategy)) if !strategy.gates().is_empty() => {
+                self.reader.error(
+                    *pos,
+                    &format!("{}.strategy", at.path),
+                    "`gates` are the pauses of ECS's own deployments; on Docker each traffic step's pause is its gate",
+                );
+                return None;
+            }
             Some((_, strategy)) => strategy.clone(),
             None => self.rolling(draft.strategy, replicas, at.env_path)?,
         };
@@ -284,20 +293,20 @@ impl Resolver<'_> {
             );
             return None;
         }
-        if let Some((pos, strategy)) = &draft.progressive {
-            // ECS runs blue/green, canary and linear deployments itself; launchway does
-            // not drive them yet, and will not imitate them with a rolling update.
-            self.reader.error(
-                *pos,
-                &format!("{}.strategy", at.path),
-                format!(
-                    "{} runs on ECS, whose own deployment strategies launchway does not drive yet: `{}` is for Docker environments",
-                    at.env_path,
-                    strategy.name()
-                ),
-            );
-            return None;
-        }
+        let strategy = match &draft.progressive {
+            // Docker's default bake (for its instant way back) is not ECS's to take.
+            Some((pos, Strategy::BlueGreen { timeout, analysis, gates, .. })) if !draft.bake_written => {
+                let strategy = Strategy::BlueGreen {
+                    bake: Duration::ZERO,
+                    timeout: *timeout,
+                    analysis: analysis.clone(),
+                    gates: gates.clone(),
+                };
+                Some(self.ecs_strategy(*pos, &strategy, &format!("{}.strategy", at.path))?)
+            }
+            Some((pos, strategy)) => Some(self.ecs_strategy(*pos, strategy, &format!("{}.strategy", at.path))?),
+            None => None,
+        };
         let ecs = draft.ecs.as_ref();
         let definition = self.ecs_definition(at, draft.containers.as_deref(), draft.images_from.as_ref(), ecs);
         let cluster = self.ecs_cluster(at, ecs, target, environment);
@@ -312,7 +321,97 @@ impl Resolver<'_> {
             timeout: draft.strategy.timeout,
             settle_window: at.overrides.settle_window.or(draft.settle_window),
             health_check_grace_period: ecs.and_then(|ecs| ecs.health_check_grace_period),
+            strategy,
+            alarms: ecs.and_then(|ecs| ecs.alarms.clone()),
+            load_balancer: ecs.and_then(|ecs| ecs.load_balancer.clone()),
         }))
+    }
+
+    /// A progressive strategy as ECS runs it natively: ECS counts bake times in whole
+    /// minutes, shifts a canary once and a linear deployment in steps of at least 3%.
+    /// launchway checks through the deployment's pauses (`gates`), not through replicas.
+    fn ecs_strategy(&mut self, pos: Pos, strategy: &Strategy, path: &str) -> Option<Strategy> {
+        let mut ok = true;
+        let minutes = |reader: &mut Reader<'_>, what: &str, duration: Duration, max: u64| {
+            let whole = duration.as_secs().is_multiple_of(60) && duration.subsec_nanos() == 0;
+            if !whole || duration.as_secs() / 60 > max {
+                reader.error(
+                    pos,
+                    path,
+                    format!(
+                        "ECS counts {what} in whole minutes, up to {max}: {} is not",
+                        crate::duration::format_duration(duration)
+                    ),
+                );
+                return false;
+            }
+            true
+        };
+        match strategy {
+            Strategy::Rolling { .. } => {}
+            Strategy::BlueGreen { bake, .. } => ok &= minutes(&mut self.reader, "bake", *bake, 1440),
+            Strategy::Canary { steps, .. } => {
+                let shape_ok = match steps.as_slice() {
+                    [canary] => canary.weight < 100,
+                    [canary, all] => canary.weight < 100 && all.weight == 100,
+                    _ => false,
+                };
+                if !shape_ok {
+                    self.reader.error(
+                        pos,
+                        path,
+                        "ECS shifts a canary once: one step (its weight under 100, its pause ECS's canary bake time), \
+                         optionally followed by {weight: 100, pause: <bake>}; for more steps, use linear",
+                    );
+                    return None;
+                }
+                for step in steps {
+                    ok &= minutes(&mut self.reader, "a canary's pause", step.pause, 1440);
+                }
+            }
+            Strategy::Linear { step, pause, bake, .. } => {
+                if *step < 3 {
+                    self.reader.error(
+                        pos,
+                        path,
+                        format!("ECS moves linear traffic in steps of 3% to 99%, not {step}%"),
+                    );
+                    ok = false;
+                }
+                ok &= minutes(&mut self.reader, "a linear step's pause", *pause, 1440);
+                ok &= minutes(&mut self.reader, "bake", *bake, 1440);
+            }
+        }
+        for gate in strategy.gates() {
+            if gate.timeout.is_zero() {
+                self.reader.error(
+                    pos,
+                    path,
+                    format!("the gate at {} needs a timeout of a minute or more", gate.at.as_str()),
+                );
+                ok = false;
+            }
+            ok &= minutes(&mut self.reader, "a gate's timeout", gate.timeout, 20160);
+        }
+        if strategy.analysis().is_some_and(|analysis| analysis.http.is_some()) {
+            self.reader.error(
+                pos,
+                path,
+                "on ECS, analysis measures through Prometheus (`analysis.prometheus`): an `http` check of each task \
+                 is for Docker environments",
+            );
+            ok = false;
+        }
+        if strategy.analysis().is_some() && strategy.gates().is_empty() {
+            self.reader.error(
+                pos,
+                path,
+                "on ECS the analysis runs while the deployment waits at its gates: add `gates:`, \
+                 like [{at: post_production_traffic_shift, hold: 5m}]",
+            );
+            ok = false;
+        }
+        ok.then(|| strategy.clone())
     }
 
     fn ecs_task(&mut self, at: AppAt<'_>, draft: &TaskDraft, target: &EcsTarget) -> Option<AppSpec> {

@@ -56,10 +56,12 @@ pub(crate) struct ServiceDraft {
     pub replicas: Option<u32>,
     pub health: Option<HealthDraft>,
     pub strategy: RollingDraft,
-    /// Whether `strategy` was written (ECS keeps its live settings otherwise).
+    /// Whether a rolling `strategy` was written and read (ECS keeps its live settings otherwise).
     pub strategy_written: bool,
-    /// `blue_green` or `canary`, in place of `strategy` (which then holds the defaults).
+    /// `blue_green`, `canary` or `linear`, in place of `strategy` (which then holds the defaults).
     pub progressive: Option<(Pos, crate::model::Strategy)>,
+    /// Whether a blue/green's `bake` was written (on ECS, one not written is ECS's own).
+    pub bake_written: bool,
     pub stop_grace_period: Duration,
     /// How long new replicas must stay healthy before a release counts as verified.
     pub settle_window: Option<Duration>,
@@ -104,6 +106,8 @@ pub(crate) struct EcsDraft {
     pub circuit_breaker: Option<crate::model::CircuitBreaker>,
     /// How long ECS ignores failing load balancer health checks of a new task.
     pub health_check_grace_period: Option<Duration>,
+    pub alarms: Option<crate::model::EcsAlarms>,
+    pub load_balancer: Option<crate::model::EcsLoadBalancer>,
     pub rule: Option<String>,
     pub schedule: Option<String>,
     pub schedule_group: Option<String>,
@@ -162,8 +166,18 @@ const NOTIFICATION_FIELDS: &[&str] = &["slack", "webhook", "events", "environmen
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
-const ECS_SERVICE_FIELDS: &[&str] =
-    &["service", "cluster", "task_definition", "circuit_breaker", "health_check_grace_period"];
+const ECS_SERVICE_FIELDS: &[&str] = &[
+    "service",
+    "cluster",
+    "task_definition",
+    "circuit_breaker",
+    "health_check_grace_period",
+    "alarms",
+    "load_balancer",
+];
+const ALARMS_FIELDS: &[&str] = &["names", "rollback"];
+const LOAD_BALANCER_FIELDS: &[&str] =
+    &["target_group", "alternate_target_group", "production_listener_rule", "test_listener_rule", "role"];
 const ECS_TASK_FIELDS: &[&str] = &["rule", "schedule", "schedule_group", "task_definition", "cluster"];
 const CIRCUIT_BREAKER_FIELDS: &[&str] = &["rollback"];
 const CONTAINER_FIELDS: &[&str] = &["image", "command", "entrypoint", "env", "port"];
@@ -209,7 +223,7 @@ const HEALTH_FIELDS: &[&str] = &[
     "healthy_threshold",
     "unhealthy_threshold",
 ];
-const STRATEGY_KINDS: &[&str] = &["rolling", "blue_green", "canary"];
+const STRATEGY_KINDS: &[&str] = &["rolling", "blue_green", "canary", "linear"];
 const ROLLING_FIELDS: &[&str] = &["max_surge", "max_unavailable", "timeout"];
 const SERVICE_OVERRIDE_FIELDS: &[&str] = &["replicas", "image", "images", "env", "settle_window"];
 const TASK_OVERRIDE_FIELDS: &[&str] = &["image", "images", "env", "schedule"];
@@ -594,6 +608,11 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         Some(node) => reader.duration(node, &format!("{path}.settle_window")),
         None => None,
     };
+    let rolling_written = strategy.is_some();
+    let bake_written = fields
+        .get("strategy")
+        .and_then(|strategy| entry(strategy, "blue_green"))
+        .is_some_and(|blue_green| entry(blue_green, "bake").is_some());
     let ingress = match fields.get("ingress") {
         Some(node) => read_ingress(reader, node, &format!("{path}.ingress")).map(|ingress| (node.pos, ingress)),
         None => None,
@@ -631,7 +650,8 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         replicas,
         health,
         strategy: strategy.unwrap_or_else(|| RollingDraft::default_at(fields.pos())),
-        strategy_written: fields.has("strategy"),
+        strategy_written: rolling_written,
+        bake_written,
         progressive,
         stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
         settle_window,
@@ -714,13 +734,7 @@ fn read_ecs_block(
             Value::Bool(enable) => Some(CircuitBreaker { enable: *enable, rollback: false }),
             _ => reader.fields(node, &breaker_path, CIRCUIT_BREAKER_FIELDS).and_then(|breaker| {
                 let rollback = match breaker.get("rollback") {
-                    Some(node) => match node.value {
-                        Value::Bool(rollback) => rollback,
-                        _ => {
-                            reader.error(node.pos, &format!("{breaker_path}.rollback"), "expected true or false");
-                            return None;
-                        }
-                    },
+                    Some(node) => reader.boolean(node, &format!("{breaker_path}.rollback"))?,
                     None => false,
                 };
                 Some(CircuitBreaker { enable: true, rollback })
@@ -728,11 +742,88 @@ fn read_ecs_block(
         };
         ok &= draft.circuit_breaker.is_some();
     }
+    if let Some(node) = block.get("alarms") {
+        draft.alarms = read_alarms(reader, node, &format!("{path}.alarms"));
+        ok &= draft.alarms.is_some();
+    }
+    if let Some(node) = block.get("load_balancer") {
+        draft.load_balancer = read_load_balancer(reader, node, &format!("{path}.load_balancer"));
+        ok &= draft.load_balancer.is_some();
+    }
     if draft.schedule_group.is_some() && draft.schedule.is_none() {
         reader.error(draft.pos, &path, "schedule_group needs schedule (the EventBridge Scheduler schedule's name)");
         ok = false;
     }
     ok.then_some(Some(draft))
+}
+
+/// The value under `key` in a mapping node.
+fn entry<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    let Value::Map(entries) = &node.value else { return None };
+    entries.iter().find(|(name, _)| matches!(&name.value, Value::Str(name) if name == key)).map(|(_, value)| value)
+}
+
+/// `alarms: {names: [..], rollback: true}`, or just the list of names (ECS rolls back).
+fn read_alarms(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<crate::model::EcsAlarms> {
+    if let Value::Seq(_) = &node.value {
+        let names = reader.string_list(node, path)?;
+        return Some(crate::model::EcsAlarms { names, rollback: true });
+    }
+    let fields = reader.fields(node, path, ALARMS_FIELDS)?;
+    let names = match fields.get("names") {
+        Some(node) => reader.string_list(node, &format!("{path}.names")),
+        None => {
+            reader.error(fields.pos(), path, "`names` is required: the CloudWatch alarms to watch");
+            None
+        }
+    };
+    let rollback = match fields.get("rollback") {
+        Some(node) => reader.boolean(node, &format!("{path}.rollback")),
+        None => Some(true),
+    };
+    match names? {
+        names if names.is_empty() => {
+            reader.error(fields.pos(), path, "name at least one alarm");
+            None
+        }
+        names => Some(crate::model::EcsAlarms { names, rollback: rollback? }),
+    }
+}
+
+fn read_load_balancer(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<crate::model::EcsLoadBalancer> {
+    let fields = reader.fields(node, path, LOAD_BALANCER_FIELDS)?;
+    let mut ok = true;
+    let mut text = |name: &str, required: &str| -> Option<String> {
+        match fields.get(name) {
+            Some(node) => {
+                let value = reader.string(node, &format!("{path}.{name}"));
+                ok &= value.is_some();
+                value
+            }
+            None if !required.is_empty() => {
+                reader.error(fields.pos(), path, format!("`{name}` is required: {required}"));
+                ok = false;
+                None
+            }
+            None => None,
+        }
+    };
+    let target_group = text("target_group", "");
+    let alternate_target_group = text("alternate_target_group", "the ARN of the target group the new set starts in");
+    let production_listener_rule =
+        text("production_listener_rule", "the ARN of the listener rule that carries production traffic");
+    let test_listener_rule = text("test_listener_rule", "");
+    let role = text("role", "the ARN of the role ECS assumes to change the listener rules");
+    if !ok {
+        return None;
+    }
+    Some(crate::model::EcsLoadBalancer {
+        target_group,
+        alternate_target_group: alternate_target_group?,
+        production_listener_rule: production_listener_rule?,
+        test_listener_rule,
+        role: role?,
+    })
 }
 
 fn read_images_from(
@@ -995,9 +1086,10 @@ fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Str
     if kinds.get("rolling").is_some() as u8
         + kinds.get("blue_green").is_some() as u8
         + kinds.get("canary").is_some() as u8
+        + kinds.get("linear").is_some() as u8
         > 1
     {
-        reader.error(node.pos, path, "one strategy only: rolling, blue_green or canary");
+        reader.error(node.pos, path, "one strategy only: rolling, blue_green, canary or linear");
         return None;
     }
     if let Some(settings) = kinds.get("blue_green") {
@@ -1007,6 +1099,10 @@ fn read_strategy(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Str
     if let Some(settings) = kinds.get("canary") {
         let strategy = crate::progressive::read_canary(reader, settings, &format!("{path}.canary"))?;
         return Some(StrategyDraft::Progressive(kinds.key_pos("canary").unwrap_or(settings.pos), strategy));
+    }
+    if let Some(settings) = kinds.get("linear") {
+        let strategy = crate::progressive::read_linear(reader, settings, &format!("{path}.linear"))?;
+        return Some(StrategyDraft::Progressive(kinds.key_pos("linear").unwrap_or(settings.pos), strategy));
     }
     let Some(rolling) = kinds.get("rolling") else {
         if is_empty(node) {

@@ -1126,13 +1126,140 @@ services:
             "launchway.yaml:10:56: services.web.strategy.canary.analysis.prometheus.address: \"127.0.0.1:9090\" is not an address like \"http://127.0.0.1:9090\"",
         ]
     );
+    // ECS shifts a canary once, and measures at its gates through Prometheus only.
     let on_ecs = PROGRESSIVE
         .replace("dev: {target: docker}", "dev: {target: {ecs: {cluster: main}}}")
         .replace("    ingress: {port: 8000}\n", "");
-    let problems = errors_of(&on_ecs);
-    assert!(
-        problems.iter().any(|problem| problem.contains("whose own deployment strategies launchway does not drive yet")),
-        "{problems:?}"
+    assert_eq!(
+        errors_of(&on_ecs),
+        vec![
+            "launchway.yaml:9:7: services.web.strategy: ECS shifts a canary once: one step (its weight under 100, its pause ECS's canary bake time), optionally followed by {weight: 100, pause: <bake>}; for more steps, use linear"
+        ]
+    );
+}
+
+const ECS_NATIVE: &str = "\
+environments:
+  prod: {target: {ecs: {cluster: main}}}
+services:
+  web:
+    image: example/web:1.0
+    ecs:
+      alarms: [web-5xx, web-latency]
+      load_balancer:
+        alternate_target_group: arn:tg/green
+        production_listener_rule: arn:rule/prod
+        test_listener_rule: arn:rule/test
+        role: arn:role/ecs
+    strategy:
+      blue_green:
+        bake: 10m
+        gates:
+          - {at: post_production_traffic_shift, hold: 1m}
+          - {at: post_test_traffic_shift, approval: true, timeout: 2h}
+        analysis:
+          prometheus: {address: 'http://127.0.0.1:9090', query: max(errors), max: 0.5}
+";
+
+#[test]
+fn an_ecs_service_asks_for_ecss_own_blue_green_with_gates_alarms_and_load_balancer() {
+    let manifest = load_one(ECS_NATIVE).expect("valid").manifest;
+    let AppSpec::EcsService(spec) = &*manifest.apps["web"].specs["prod"] else { panic!("web is an ECS service") };
+    let strategy = spec.strategy.as_ref().expect("a native strategy");
+    assert!(matches!(strategy, Strategy::BlueGreen { bake, .. } if *bake == Duration::from_secs(600)));
+    // Gates come in the order ECS reaches them, whatever order they were written in.
+    assert_eq!(
+        strategy.gates(),
+        [
+            Gate {
+                at: GateStage::PostTestTrafficShift,
+                hold: Duration::ZERO,
+                approval: true,
+                timeout: Duration::from_secs(7200)
+            },
+            Gate {
+                at: GateStage::PostProductionTrafficShift,
+                hold: Duration::from_secs(60),
+                approval: false,
+                timeout: Duration::from_secs(86400)
+            },
+        ]
+    );
+    assert_eq!(spec.alarms, Some(EcsAlarms { names: vec!["web-5xx".into(), "web-latency".into()], rollback: true }));
+    let balancer = spec.load_balancer.as_ref().expect("advanced configuration");
+    assert_eq!(
+        (balancer.role.as_str(), balancer.test_listener_rule.as_deref()),
+        ("arn:role/ecs", Some("arn:rule/test"))
+    );
+    let (_, steps) = manifest.apps["web"].specs["prod"].progressive().expect("progressive");
+    let names: Vec<&str> = steps.iter().map(|step| step.name.as_str()).collect();
+    assert_eq!(names, ["gate 1", "gate 2"]);
+    assert!(steps[0].approval && !steps[1].approval);
+}
+
+#[test]
+fn ecs_strategies_are_checked_against_what_ecs_can_do() {
+    let broken = ECS_NATIVE
+        .replace("bake: 10m", "bake: 90s")
+        .replace("at: post_test_traffic_shift", "at: post_test_trafic_shift")
+        .replace("query: max(errors), max: 0.5}", "query: max(errors), max: 0.5}\n          http: {path: /}");
+    assert_eq!(
+        errors_of(&broken),
+        vec![
+            "launchway.yaml:18:18: services.web.strategy.blue_green.gates[1].at: \"post_test_trafic_shift\" is not a stage an ECS deployment pauses at (pre_scale_up, post_scale_up, post_test_traffic_shift, post_production_traffic_shift); did you mean \"post_test_traffic_shift\"?",
+        ]
+    );
+    let broken = ECS_NATIVE
+        .replace("bake: 10m", "bake: 90s")
+        .replace("query: max(errors), max: 0.5}", "query: max(errors), max: 0.5}\n          http: {path: /}");
+    assert_eq!(
+        errors_of(&broken),
+        vec![
+            "launchway.yaml:14:7: services.web.strategy: ECS counts bake in whole minutes, up to 1440: 1m 30s is not",
+            "launchway.yaml:14:7: services.web.strategy: on ECS, analysis measures through Prometheus (`analysis.prometheus`): an `http` check of each task is for Docker environments",
+        ]
+    );
+    let without_gates = ECS_NATIVE.replace(
+        "        gates:\n          - {at: post_production_traffic_shift, hold: 1m}\n          - {at: post_test_traffic_shift, approval: true, timeout: 2h}\n",
+        "",
+    );
+    assert_eq!(
+        errors_of(&without_gates),
+        vec![
+            "launchway.yaml:14:7: services.web.strategy: on ECS the analysis runs while the deployment waits at its gates: add `gates:`, like [{at: post_production_traffic_shift, hold: 5m}]"
+        ]
+    );
+    let gates_on_docker = PROGRESSIVE
+        .replace("          - {weight: 60}\n", "          - {weight: 60}\n        gates: [{at: post_scale_up}]\n");
+    assert_eq!(
+        errors_of(&gates_on_docker),
+        vec![
+            "launchway.yaml:10:7: services.web.strategy: `gates` are the pauses of ECS's own deployments; on Docker each traffic step's pause is its gate"
+        ]
+    );
+}
+
+#[test]
+fn a_linear_strategy_moves_equal_steps_then_bakes() {
+    let text = PROGRESSIVE.replace(
+        "      canary:\n        steps:\n          - {weight: 20, pause: 2s}\n          - {weight: 60}\n        analysis:",
+        "      linear: {step: 30, pause: 1s, bake: 5s}\n      x:",
+    );
+    let text = text.replace("      x:\n", "").replace(
+        "          interval: 500ms\n          failure_limit: 1\n          http: {path: /work, status: 200, max_latency: 250ms}\n          prometheus: {address: 'http://127.0.0.1:9090', query: max(errors), max: 0.5}\n",
+        "",
+    );
+    let manifest = load_one(&text).expect("valid").manifest;
+    let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
+    let second = Duration::from_secs(1);
+    assert_eq!(
+        spec.strategy.traffic_steps(),
+        [
+            CanaryStep { weight: 30, pause: second },
+            CanaryStep { weight: 60, pause: second },
+            CanaryStep { weight: 90, pause: second },
+            CanaryStep { weight: 100, pause: Duration::from_secs(5) },
+        ]
     );
 }
 

@@ -204,7 +204,11 @@ impl Dispatcher {
                 EventBody::RunEntered { detail, .. } => detail.changes,
                 _ => Vec::new(),
             },
-            reason: (on != NotifyOn::ApprovalNeeded).then(|| run.reason.clone()).flatten(),
+            reason: match event.body() {
+                // What the gate holds, and how to go on.
+                EventBody::Awaiting(_) => Some(event.message.clone()),
+                _ => (on != NotifyOn::ApprovalNeeded).then(|| run.reason.clone()).flatten(),
+            },
             logs,
             approve_url: (on == NotifyOn::ApprovalNeeded).then(|| run_url.clone()),
             run_url: Some(run_url),
@@ -266,6 +270,10 @@ impl Dispatcher {
 }
 
 fn notify_on(body: &EventBody) -> Option<NotifyOn> {
+    // A progressing run held at an approval gate needs someone as a parked one does.
+    if let EventBody::Awaiting(_) = body {
+        return Some(NotifyOn::ApprovalNeeded);
+    }
     let EventBody::RunEntered { state, .. } = body else { return None };
     Some(match state {
         RunState::AwaitingApproval => NotifyOn::ApprovalNeeded,

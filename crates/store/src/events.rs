@@ -39,6 +39,9 @@ pub enum EventBody {
     /// `control.promote` / `control.abort`: someone asked a progressing run to move on
     /// now, or to roll back now.
     Control(ControlRequest),
+    /// `gate.awaiting`: a progressing run holds a step until someone promotes it (an
+    /// approval at an ECS deployment's gate).
+    Awaiting(Awaiting),
     /// Events read by people and shown by the API, never interpreted (publications,
     /// tokens, refused callers, promotions), so their data stays as written.
     Audit { kind: AuditKind, data: Value },
@@ -152,6 +155,15 @@ pub struct ControlRequest {
     pub by: String,
 }
 
+/// The data of `gate.awaiting`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    /// The step held, from 1.
+    pub step: u32,
+    /// What is held, for people: `ECS deployment paused at post_test_traffic_shift`.
+    pub what: String,
+}
+
 /// One replica named in a target's report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaRef {
@@ -212,6 +224,20 @@ pub enum TargetReport {
     /// The entry point now sends `weight` percent of requests to `revision`'s replicas.
     #[serde(rename = "traffic.shifted")]
     TrafficShifted { revision: String, weight: u8, replicas: u32, others: u32 },
+    /// An ECS deployment of a native strategy reached a lifecycle stage.
+    #[serde(rename = "deployment.stage")]
+    DeploymentStage {
+        stage: String,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        production_weight: Option<f64>,
+    },
+    /// An ECS deployment waits at a pause hook for launchway to decide.
+    #[serde(rename = "deployment.paused")]
+    DeploymentPaused { stage: String, hook: String },
+    /// launchway told ECS to go on from a pause hook (`CONTINUE`) or to roll back.
+    #[serde(rename = "deployment.continued")]
+    DeploymentContinued { stage: String, action: String },
 }
 
 impl TargetReport {
@@ -237,6 +263,9 @@ impl TargetReport {
             TargetReport::VerifyWatching { .. } => "verify.watching",
             TargetReport::VerifyPassed { .. } => "verify.passed",
             TargetReport::TrafficShifted { .. } => "traffic.shifted",
+            TargetReport::DeploymentStage { .. } => "deployment.stage",
+            TargetReport::DeploymentPaused { .. } => "deployment.paused",
+            TargetReport::DeploymentContinued { .. } => "deployment.continued",
         }
     }
 }
@@ -326,6 +355,7 @@ impl EventBody {
             EventBody::Notification(_) => "notification.failed".into(),
             EventBody::Measured(_) => "analysis.measured".into(),
             EventBody::Control(request) => format!("control.{}", request.action.as_str()).into(),
+            EventBody::Awaiting(_) => "gate.awaiting".into(),
             EventBody::Audit { kind, .. } => kind.as_str().into(),
             EventBody::Other { kind, .. } => kind.clone().into(),
         }
@@ -344,6 +374,7 @@ impl EventBody {
             EventBody::Notification(outcome) => serde_json::to_value(outcome),
             EventBody::Measured(measurement) => serde_json::to_value(measurement),
             EventBody::Control(request) => serde_json::to_value(request),
+            EventBody::Awaiting(awaiting) => serde_json::to_value(awaiting),
             EventBody::Target(report) => serde_json::to_value(report)
                 .map(|mut tagged| tagged.get_mut("data").map(Value::take).unwrap_or_default()),
             EventBody::Audit { data, .. } | EventBody::Other { data, .. } => Ok(data.clone()),
@@ -366,6 +397,7 @@ impl EventBody {
             "notification.sent" | "notification.failed" => parse(data).map(EventBody::Notification),
             "analysis.measured" => parse(data).map(EventBody::Measured),
             "control.promote" | "control.abort" => parse(data).map(EventBody::Control),
+            "gate.awaiting" => parse(data).map(EventBody::Awaiting),
             _ => {
                 if let Some(state) = kind.strip_prefix("run.").and_then(RunState::parse) {
                     let detail = if data.is_null() { Some(TransitionDetail::default()) } else { parse(data) };

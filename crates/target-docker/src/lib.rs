@@ -26,8 +26,8 @@ use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    AppPlan, AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent, TargetReport,
-    TaskExecution, TaskOutcome,
+    Advance, AppPlan, AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent,
+    TargetReport, TaskExecution, TaskOutcome,
 };
 
 pub use image::{ExecutableImage, build_executable_image};
@@ -259,13 +259,22 @@ impl Target for DockerTarget {
         rollout::run(self, service, Mode::finish(&service.spec.strategy), progress).await
     }
 
-    async fn shift_traffic(
+    async fn advance(
         &self,
         rollout: Rollout<'_>,
-        weight: u8,
+        step: usize,
         progress: &dyn Progress,
-    ) -> Result<(), RolloutError> {
-        proxy::shift_traffic(self, ServiceRollout::of(&rollout)?, weight, progress).await
+    ) -> Result<Advance, RolloutError> {
+        let service = ServiceRollout::of(&rollout)?;
+        let Some(traffic) = service.spec.strategy.traffic_steps().get(step).copied() else {
+            return Err(RolloutError::Target(TargetError::Invalid(format!(
+                "{} has no traffic step {}",
+                rollout.app,
+                step + 1
+            ))));
+        };
+        proxy::shift_traffic(self, service, traffic.weight, progress).await?;
+        Ok(Advance::Reached)
     }
 
     async fn analysis_endpoints(&self, rollout: Rollout<'_>, port: Option<u16>) -> Result<Vec<String>, TargetError> {

@@ -10,6 +10,7 @@
 
 mod definitions;
 mod error;
+mod native;
 mod plan;
 mod raw;
 mod schedules;
@@ -24,7 +25,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use launchway_manifest::{AppSpec, EcsTarget};
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    AppPlan, AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError,
+    Advance, AppPlan, AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target,
+    TargetError,
 };
 
 pub use secrets::SsmParameters;
@@ -182,6 +184,34 @@ impl Target for Ecs {
                 rollout.app
             ))
             .into()),
+        }
+    }
+
+    async fn advance(
+        &self,
+        rollout: Rollout<'_>,
+        step: usize,
+        progress: &dyn Progress,
+    ) -> Result<Advance, RolloutError> {
+        let AppSpec::EcsService(service) = rollout.spec else {
+            return Err(TargetError::Invalid(format!("{} has no deployment to follow in steps", rollout.app)).into());
+        };
+        let revision = service.definition.revision().0;
+        match services::advance(&self.ecs, rollout.app, &revision, service, step, progress).await? {
+            true => Ok(Advance::Reached),
+            false => Ok(Advance::Moving),
+        }
+    }
+
+    /// A native deployment goes on to its end; the release a rollback returns to is
+    /// reached by ECS's own rollback of what it is deploying.
+    async fn promote(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
+        match rollout.spec {
+            AppSpec::EcsService(service) => {
+                let revision = service.definition.revision().0;
+                services::promote(&self.ecs, rollout.app, &revision, service, progress, self.polling).await
+            }
+            _ => self.rollout(rollout, progress).await,
         }
     }
 

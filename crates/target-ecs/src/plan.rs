@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, EcsDefinition, EcsDeployment};
+use launchway_manifest::{AppSpec, EcsDefinition};
 use launchway_target::planning::PlanRequest;
 use launchway_target::settings::{flatten as flatten_json, select_container};
 use launchway_target::{AppPlan, Change, LiveDefinition, PlanAction};
@@ -25,7 +25,7 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
                 what: format!("ECS service {} in cluster {}", service.service, service.cluster),
                 definition: &service.definition,
                 desired_count: service.desired_count,
-                deployment: service.deployment.as_ref(),
+                stated: crate::native::stated_settings(service),
                 grace_period: service.health_check_grace_period,
                 to_revision,
             },
@@ -47,7 +47,7 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
                     what: targets.join(" and "),
                     definition: &task.definition,
                     desired_count: None,
-                    deployment: None,
+                    stated: BTreeMap::new(),
                     grace_period: None,
                     to_revision,
                 },
@@ -70,7 +70,8 @@ struct EcsPlanInput<'a> {
     what: String,
     definition: &'a EcsDefinition,
     desired_count: Option<u32>,
-    deployment: Option<&'a EcsDeployment>,
+    /// The service settings the manifest states, by name.
+    stated: BTreeMap<String, String>,
     grace_period: Option<Duration>,
     to_revision: String,
 }
@@ -79,7 +80,7 @@ struct EcsPlanInput<'a> {
 /// settings. Only settings the manifest states are compared; what it leaves out, the
 /// target keeps.
 fn plan_definition(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
-    let EcsPlanInput { app, env, kind, what, definition, desired_count, deployment, grace_period, to_revision } = input;
+    let EcsPlanInput { app, env, kind, what, definition, desired_count, stated, grace_period, to_revision } = input;
     let Some(live) = live else {
         return AppPlan {
             summary: format!(
@@ -149,11 +150,8 @@ fn plan_definition(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> Ap
     };
     setting("desired_count", desired_count.map(|count| count.to_string()));
     setting("health_check_grace_period", grace_period.map(|grace| format!("{}s", grace.as_secs())));
-    if let Some(deployment) = deployment {
-        setting("deployment.maximum_percent", deployment.maximum_percent.map(|p| p.to_string()));
-        setting("deployment.minimum_healthy_percent", deployment.minimum_healthy_percent.map(|p| p.to_string()));
-        setting("deployment.circuit_breaker.enable", deployment.circuit_breaker.map(|c| c.enable.to_string()));
-        setting("deployment.circuit_breaker.rollback", deployment.circuit_breaker.map(|c| c.rollback.to_string()));
+    for (path, value) in stated {
+        setting(&path, Some(value));
     }
     let from_revision = Some(live.revision.clone().unwrap_or_else(|| short_reference(&live.reference)));
     let (action, summary) = match (changes.is_empty(), live.steady) {

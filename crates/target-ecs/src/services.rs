@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, Service,
+    Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentRolloutState, DesiredStatus, LoadBalancer,
+    Service,
 };
 use launchway_manifest::{EcsDeployment, EcsServiceSpec, format_duration};
 use launchway_target::settings::{flatten, select_container};
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::definitions::{self, Described, TAG_PREVIOUS, short};
 use crate::error::sdk_error;
+use crate::native;
 
 /// How often a deployment is looked at: soon after it starts, then less often, up to
 /// `max`, which bounds how late launchway notices that ECS is done; after `slow_after`
@@ -52,7 +54,7 @@ pub(crate) async fn describe(
     Ok(output.services.unwrap_or_default().into_iter().find(|service| service.status() == Some("ACTIVE")))
 }
 
-async fn require(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Service, TargetError> {
+pub(crate) async fn require(client: &aws_sdk_ecs::Client, spec: &EcsServiceSpec) -> Result<Service, TargetError> {
     describe(client, spec).await?.ok_or_else(|| {
         TargetError::Invalid(format!(
             "ECS service {} was not found in cluster {}: launchway updates existing services",
@@ -79,18 +81,7 @@ pub(crate) async fn observe(
     if let Some(grace) = service.health_check_grace_period_seconds() {
         settings.insert("health_check_grace_period".to_owned(), format!("{grace}s"));
     }
-    if let Some(configuration) = service.deployment_configuration() {
-        if let Some(maximum) = configuration.maximum_percent() {
-            settings.insert("deployment.maximum_percent".to_owned(), maximum.to_string());
-        }
-        if let Some(minimum) = configuration.minimum_healthy_percent() {
-            settings.insert("deployment.minimum_healthy_percent".to_owned(), minimum.to_string());
-        }
-        if let Some(breaker) = configuration.deployment_circuit_breaker() {
-            settings.insert("deployment.circuit_breaker.enable".to_owned(), breaker.enable().to_string());
-            settings.insert("deployment.circuit_breaker.rollback".to_owned(), breaker.rollback().to_string());
-        }
-    }
+    native::live_settings(spec, &service, &mut settings);
     let (steady, status) = steadiness(&service, current);
     let primary = primary_deployment(&service);
     Ok(Some(LiveDefinition {
@@ -172,26 +163,146 @@ pub(crate) async fn rollout(
         None => None,
     };
     let target = definitions::ensure(client, app, revision, &spec.definition, current.as_ref(), progress).await?;
-    move_service(client, spec, &service, &target, Settings::of(spec), progress).await?;
-    watch(client, spec, &target, started + spec.timeout, progress, polling).await
+    move_service(client, spec, &service, &target, Settings::of(spec, &service)?, progress).await?;
+    let Some(strategy) = &spec.strategy else {
+        return watch(client, spec, &target, started + spec.timeout, progress, polling).await;
+    };
+    // ECS runs the strategy; launchway follows it to its first gate (or its end).
+    let until = strategy.gates().first().map_or(native::Until::Done, |gate| native::Until::Gate(gate.at));
+    let deadline = started + spec.timeout + native::baking(strategy);
+    native::follow(client, spec, &target, until, deadline, progress, polling).await
 }
 
-/// What the manifest states about a service besides its task definition; what it
-/// leaves out, the service keeps.
-#[derive(Debug, Clone, Copy, Default)]
-struct Settings<'a> {
+/// The task definition of the app's revision, when the service runs it now.
+async fn running_revision(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+) -> Result<Option<String>, TargetError> {
+    let service = require(client, spec).await?;
+    let Some(current) = service.task_definition() else { return Ok(None) };
+    let described = Described::fetch(client, current).await?;
+    Ok(definitions::runs_revision(&described, app, revision, &spec.definition)?.then(|| current.to_owned()))
+}
+
+/// One look on the way to a progressive rollout's step `step` (an index into the
+/// strategy's gates): ECS goes on from the gates before it, and the step is reached
+/// once the deployment waits at its gate, or has finished.
+pub(crate) async fn advance(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+    step: usize,
+    progress: &dyn Progress,
+) -> Result<bool, RolloutError> {
+    let gate = spec.strategy.as_ref().and_then(|strategy| strategy.gates().get(step)).ok_or_else(|| {
+        TargetError::Invalid(format!("ECS service {} has no gate {} in its strategy", spec.service, step + 1))
+    })?;
+    let Some(task_definition) = running_revision(client, app, revision, spec).await? else {
+        return Err(RolloutError::Unhealthy {
+            reason: format!("ECS service {} no longer runs revision {revision}: ECS rolled it back", spec.service),
+            logs: Vec::new(),
+        });
+    };
+    match native::look(client, spec, &task_definition, native::Until::Gate(gate.at), progress).await? {
+        native::Look::Reached => {
+            native::report_pause(spec, gate.at, progress).await;
+            Ok(true)
+        }
+        native::Look::Finished => Ok(true),
+        native::Look::Moving(line) => {
+            native::report_stage(spec, &line, progress).await;
+            Ok(false)
+        }
+    }
+}
+
+/// Ends a rollout: the revision's deployment goes on from every gate to its end. For
+/// the release a rollback returns to, a native deployment still under way is rolled
+/// back by ECS first (straight back to what served); if the service is still not on
+/// it, it is rolled out again.
+pub(crate) async fn promote(
+    client: &aws_sdk_ecs::Client,
+    app: &str,
+    revision: &str,
+    spec: &EcsServiceSpec,
+    progress: &dyn Progress,
+    polling: Polling,
+) -> Result<(), RolloutError> {
+    let started = Instant::now();
+    if let Some(task_definition) = running_revision(client, app, revision, spec).await? {
+        if native::roll_back_in_progress(client, spec, &task_definition, progress, polling).await? {
+            progress
+                .report(TargetEvent::new(
+                    TargetReport::DeploymentProgress { running: 0, desired: 0, status: "rolled back".to_owned() },
+                    format!("ECS rolled service {} back to {}", spec.service, short(&task_definition)),
+                ))
+                .await;
+        }
+        return finish(client, spec, &task_definition, started, progress, polling).await;
+    }
+    // Not on it: roll back whatever ECS is deploying (that is where a rollback goes),
+    // then see again.
+    native::roll_back_in_progress(client, spec, "", progress, polling).await?;
+    if running_revision(client, app, revision, spec).await?.is_some() {
+        return Box::pin(promote(client, app, revision, spec, progress, polling)).await;
+    }
+    rollout(client, app, revision, spec, progress, polling).await?;
+    match running_revision(client, app, revision, spec).await? {
+        Some(task_definition) if spec.strategy.is_some() => {
+            finish(client, spec, &task_definition, Instant::now(), progress, polling).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Follows a native deployment to its end (going on from every gate), allowing the
+/// rollout's timeout and every bake time from `started`.
+async fn finish(
+    client: &aws_sdk_ecs::Client,
+    spec: &EcsServiceSpec,
+    task_definition: &str,
+    started: Instant,
+    progress: &dyn Progress,
+    polling: Polling,
+) -> Result<(), RolloutError> {
+    let baking = spec.strategy.as_ref().map_or(Duration::ZERO, native::baking);
+    let deadline = started + spec.timeout + baking;
+    native::follow(client, spec, task_definition, native::Until::Done, deadline, progress, polling).await
+}
+
+/// What the manifest states about a service besides its task definition, where it
+/// differs from what the service has; what it leaves out, the service keeps.
+#[derive(Debug, Clone, Default)]
+struct Settings {
     desired_count: Option<u32>,
-    deployment: Option<&'a EcsDeployment>,
+    configuration: Option<DeploymentConfiguration>,
+    load_balancers: Option<Vec<LoadBalancer>>,
     grace_period: Option<Duration>,
 }
 
-impl Settings<'_> {
-    fn of(spec: &EcsServiceSpec) -> Settings<'_> {
-        Settings {
+impl Settings {
+    fn of(spec: &EcsServiceSpec, service: &Service) -> Result<Settings, TargetError> {
+        let stated = native::stated_settings(spec);
+        let mut live = BTreeMap::new();
+        native::live_settings(spec, service, &mut live);
+        let configuration_differs =
+            stated.iter().any(|(name, value)| name.starts_with("deployment.") && live.get(name) != Some(value));
+        let configuration = configuration_differs.then(|| {
+            let base = match &spec.deployment {
+                Some(deployment) => Some(rolling_configuration(deployment, service.deployment_configuration())),
+                None => service.deployment_configuration().cloned(),
+            };
+            native::wanted_native(spec, base.as_ref())
+        });
+        Ok(Settings {
             desired_count: spec.desired_count,
-            deployment: spec.deployment.as_ref(),
+            configuration,
+            load_balancers: native::wanted_load_balancers(spec, service)?,
             grace_period: spec.health_check_grace_period,
-        }
+        })
     }
 }
 
@@ -201,21 +312,25 @@ async fn move_service(
     spec: &EcsServiceSpec,
     service: &Service,
     task_definition: &str,
-    settings: Settings<'_>,
+    settings: Settings,
     progress: &dyn Progress,
 ) -> Result<(), TargetError> {
-    let Settings { desired_count, deployment, grace_period } = settings;
+    let Settings { desired_count, configuration: new_configuration, load_balancers, grace_period } = settings;
     let new_definition = service.task_definition() != Some(task_definition);
     let new_count = desired_count.filter(|count| i64::from(*count) != i64::from(service.desired_count()));
-    let new_configuration =
-        deployment.and_then(|wanted| deployment_configuration(wanted, service.deployment_configuration()));
     let new_grace = grace_period
         .map(|grace| grace.as_secs() as i32)
         .filter(|grace| Some(*grace) != service.health_check_grace_period_seconds());
-    if !new_definition && new_count.is_none() && new_configuration.is_none() && new_grace.is_none() {
+    if !new_definition
+        && new_count.is_none()
+        && new_configuration.is_none()
+        && new_grace.is_none()
+        && load_balancers.is_none()
+    {
         return Ok(());
     }
     let configuration_changed = new_configuration.is_some();
+    let balancers_changed = load_balancers.is_some();
     // The task definition is named only when it changes: naming the same one again
     // would be harmless on ECS, but says nothing.
     let mut update = client.update_service().cluster(&spec.cluster).service(&spec.service);
@@ -231,6 +346,9 @@ async fn move_service(
     if let Some(configuration) = new_configuration {
         update = update.deployment_configuration(configuration);
     }
+    if let Some(balancers) = load_balancers {
+        update = update.set_load_balancers(Some(balancers));
+    }
     update.send().await.map_err(|error| sdk_error(&format!("update ECS service {}", spec.service), error))?;
     let mut changes = Vec::new();
     if new_definition {
@@ -245,6 +363,9 @@ async fn move_service(
     }
     if configuration_changed {
         changes.push("deployment configuration".to_owned());
+    }
+    if balancers_changed {
+        changes.push("load balancer".to_owned());
     }
     if let Some(grace) = new_grace {
         changes.push(format!(
@@ -265,12 +386,9 @@ async fn move_service(
     Ok(())
 }
 
-/// The service's deployment configuration with what the manifest states, or `None`
-/// when that is what it has already.
-fn deployment_configuration(
-    wanted: &EcsDeployment,
-    live: Option<&DeploymentConfiguration>,
-) -> Option<DeploymentConfiguration> {
+/// The service's deployment configuration with the rolling settings the manifest
+/// states.
+fn rolling_configuration(wanted: &EcsDeployment, live: Option<&DeploymentConfiguration>) -> DeploymentConfiguration {
     let live_breaker = live.and_then(|live| live.deployment_circuit_breaker());
     let maximum = wanted.maximum_percent.map(|p| p as i32).or(live.and_then(|live| live.maximum_percent()));
     let minimum =
@@ -279,22 +397,14 @@ fn deployment_configuration(
         .circuit_breaker
         .map(|breaker| (breaker.enable, breaker.rollback))
         .or(live_breaker.map(|breaker| (breaker.enable(), breaker.rollback())));
-    let unchanged = maximum == live.and_then(|live| live.maximum_percent())
-        && minimum == live.and_then(|live| live.minimum_healthy_percent())
-        && breaker == live_breaker.map(|breaker| (breaker.enable(), breaker.rollback()));
-    if unchanged {
-        return None;
-    }
-    let mut configuration =
-        DeploymentConfiguration::builder().set_maximum_percent(maximum).set_minimum_healthy_percent(minimum);
+    let mut configuration = live.cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
+    configuration.maximum_percent = maximum;
+    configuration.minimum_healthy_percent = minimum;
     if let Some((enable, rollback)) = breaker {
-        configuration = configuration
-            .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
+        configuration.deployment_circuit_breaker =
+            Some(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
     }
-    if let Some(alarms) = live.and_then(|live| live.alarms()) {
-        configuration = configuration.alarms(alarms.clone());
-    }
-    Some(configuration.build())
+    configuration
 }
 
 /// Follows the deployment to `task_definition` until it completes, fails, or the
@@ -591,13 +701,38 @@ pub(crate) async fn retire(
     let Some(previous) = described.tag(TAG_PREVIOUS).map(str::to_owned) else {
         return Err(TargetError::Invalid(format!("{} does not record what it replaced", described.short())));
     };
-    move_service(client, spec, &service, &previous, Settings::default(), progress).await?;
-    watch(client, spec, &previous, Instant::now() + spec.timeout, progress, polling).await.map_err(
+    // A native deployment under way goes back by ECS's own rollback.
+    let rolled_back = native::roll_back_in_progress(client, spec, &previous, progress, polling).await.map_err(
         |error| match error {
             RolloutError::Target(error) => error,
-            other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
+            other => TargetError::Invalid(format!("rolling back ECS's deployment failed: {other}")),
         },
-    )
+    )?;
+    let service = if rolled_back { require(client, spec).await? } else { service };
+    if service.task_definition() == Some(previous.as_str()) {
+        return Ok(());
+    }
+    move_service(client, spec, &service, &previous, Settings::default(), progress).await?;
+    let deadline = Instant::now() + spec.timeout;
+    let moved = match &spec.strategy {
+        Some(strategy) => {
+            native::follow(
+                client,
+                spec,
+                &previous,
+                native::Until::Done,
+                deadline + native::baking(strategy),
+                progress,
+                polling,
+            )
+            .await
+        }
+        None => watch(client, spec, &previous, deadline, progress, polling).await,
+    };
+    moved.map_err(|error| match error {
+        RolloutError::Target(error) => error,
+        other => TargetError::Invalid(format!("moving back to {} failed too: {other}", short(&previous))),
+    })
 }
 
 #[cfg(test)]

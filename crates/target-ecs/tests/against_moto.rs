@@ -169,6 +169,9 @@ fn swap(cluster: &str, service: &str, images: &[(&str, &str)]) -> AppSpec {
         timeout: Duration::from_secs(30),
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     })
 }
 
@@ -372,6 +375,9 @@ fn behaving(service: &str, image: &str, rollout: &str, timeout: Duration) -> App
         timeout,
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     })
 }
 
@@ -464,6 +470,9 @@ async fn a_whole_definition_from_the_repo_is_registered_as_written_with_service_
         timeout: Duration::from_secs(30),
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     });
     let target = world.target().await;
     target.rollout(rollout("worker", "rev-w", &spec), &Recorded::default()).await.expect("rolled out");
@@ -503,6 +512,9 @@ async fn a_failed_deployment_is_reported_with_the_stopped_tasks_reasons() {
         timeout: Duration::from_secs(30),
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     });
     let target = world.target().await;
     let error = target.rollout(rollout("pay", "rev-bad", &spec), &Recorded::default()).await.expect_err("fails");
@@ -559,6 +571,9 @@ async fn a_circuit_breaker_rollback_by_ecs_is_a_failure_not_a_success() {
         timeout: Duration::from_secs(30),
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     });
     let error =
         world.target().await.rollout(rollout("cart", "rev-c", &spec), &Recorded::default()).await.expect_err("fails");
@@ -590,6 +605,9 @@ async fn a_deployment_that_never_settles_times_out_with_what_ecs_said() {
         timeout: Duration::from_millis(700),
         settle_window: Some(SETTLE),
         health_check_grace_period: None,
+        strategy: None,
+        alarms: None,
+        load_balancer: None,
     });
     let error = world
         .target()

@@ -196,6 +196,15 @@ pub struct AppRef<'a> {
     pub spec: &'a AppSpec,
 }
 
+/// Where a progressive rollout stands after [`Target::advance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// The step is in place: the run holds it.
+    Reached,
+    /// The target is still getting there (an ECS deployment between two gates).
+    Moving,
+}
+
 /// Something that happened on the target during a rollout, for the audit log and the
 /// progress display: a line for people and the typed report it stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,22 +253,27 @@ pub trait Target: Send + Sync {
     ///
     /// With a progressive strategy (blue/green, canary) it only brings the revision's
     /// whole set up, healthy, beside what serves, and gives it no traffic (all of it when
-    /// nothing else serves); [`Target::shift_traffic`] and [`Target::promote`] go on.
+    /// nothing else serves); [`Target::advance`] and [`Target::promote`] go on.
     async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
 
-    /// Sends `weight` percent of the app's requests to `rollout.revision`'s replicas and
-    /// the rest to those that served before it (100: all to it, the others kept, idle,
-    /// for an instant way back).
-    async fn shift_traffic(
+    /// Moves a progressive rollout on to its step `step` (from 0, in the order of
+    /// [`AppSpec::progressive`]): on Docker, sends that step's share of requests to
+    /// `rollout.revision`'s replicas and the rest to those that served before (at 100%
+    /// the others are kept, idle, for an instant way back) and answers `Reached`; on
+    /// ECS, lets the deployment go on from the gate before and answers `Reached` once
+    /// it waits at this step's gate (or has finished), `Moving` meanwhile. Returns
+    /// promptly either way: the caller asks again.
+    async fn advance(
         &self,
         rollout: Rollout<'_>,
-        weight: u8,
+        step: usize,
         _progress: &dyn Progress,
-    ) -> Result<(), RolloutError> {
+    ) -> Result<Advance, RolloutError> {
         Err(RolloutError::Target(TargetError::Invalid(format!(
-            "{} cannot move {}'s traffic by weight (asked {weight}%)",
+            "{} cannot move {}'s traffic in steps (asked for step {})",
             self.describe(),
-            rollout.app
+            rollout.app,
+            step + 1
         ))))
     }
 

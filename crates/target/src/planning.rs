@@ -237,6 +237,9 @@ fn update_summary(replicas: u32, strategy: &Strategy) -> String {
         Strategy::Canary { steps, .. } => {
             format!("canary of {set}: {}, then 100%", canary_steps(steps))
         }
+        Strategy::Linear { .. } => {
+            format!("linear canary of {set}: {}, then 100%", canary_steps(&strategy.traffic_steps()))
+        }
     }
 }
 
@@ -264,6 +267,11 @@ fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
         }
         Strategy::Canary { steps, .. } => {
             flat.insert(format!("{prefix}.steps"), canary_steps(steps));
+        }
+        Strategy::Linear { step, pause, bake, .. } => {
+            flat.insert(format!("{prefix}.step"), format!("{step}%"));
+            flat.insert(format!("{prefix}.pause"), format_duration(*pause));
+            flat.insert(format!("{prefix}.bake"), format_duration(*bake));
         }
     }
     flat.insert(format!("{prefix}.timeout"), format_duration(strategy.timeout()));

@@ -30,6 +30,19 @@ with its ECS backend extended so that:
     lose-after-complete     it completes, and at the third look after that one of its
                             tasks stops (exit code 137) and the running count drops,
                             as when a release dies soon after it turned healthy;
+- a service whose deployment configuration has a native `strategy` (BLUE_GREEN, CANARY,
+  LINEAR) deploys as ECS's own strategies do, followed through DescribeServiceDeployments
+  and DescribeServiceRevisions: each look (DescribeServiceDeployments) moves the deployment one lifecycle stage on (PRE_SCALE_UP,
+  SCALE_UP, POST_SCALE_UP, TEST_TRAFFIC_SHIFT, POST_TEST_TRAFFIC_SHIFT, then
+  PRODUCTION_TRAFFIC_SHIFT once per traffic step with its production weight, then
+  POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME, CLEAN_UP) to SUCCESSFUL; bake times last
+  MINUTE seconds per minute; at a stage with a PAUSE lifecycle hook it waits, its hook
+  AWAITING_ACTION, until ContinueServiceDeployment (CONTINUE goes on, ROLLBACK rolls
+  back) or its timeout (then its timeout action); StopServiceDeployment with ROLLBACK
+  rolls back; a rollback ends ROLLBACK_SUCCESSFUL with the service on the source
+  revision's task definition. LAUNCHWAY_TEST_ROLLOUT=fail fails it at SCALE_UP (ECS rolls
+  back); =alarm rolls it back as a CloudWatch alarm would, once production traffic
+  has shifted, when the configuration's alarms ask for rollbacks;
 - an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
   keys only), so that a test can set up resources in the account of a role that
   launchway assumes, or keep its resources apart from other tests'.
@@ -40,8 +53,11 @@ when its standard input closes (when the test process that started it ends).
 
 import sys
 import threading
+from datetime import timedelta
 
+from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
+from moto.ecs.exceptions import EcsClientException as ClientException
 from moto.ecs import models
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.iam import models as iam_models
@@ -59,6 +75,12 @@ DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
 }
 LOCK = threading.Lock()
+# How long a minute of a native strategy's bake time lasts here, in seconds.
+MINUTE = 0.5
+NATIVE_STRATEGIES = ("BLUE_GREEN", "CANARY", "LINEAR")
+# Service revisions and native deployments, by ARN.
+REVISIONS = {}
+NATIVE = {}
 
 
 def behaviour(backend, task_definition_arn):
@@ -230,6 +252,236 @@ def advance(backend, service):
     event(service, "has reached a steady state.")
 
 
+def service_revision(service, task_definition):
+    """A service revision for the task definition (one per deployment, as ECS makes)."""
+    arn = f"{service.arn.replace(':service/', ':service-revision/')}/{mock_random.randint(0, 10**18)}"
+    REVISIONS[arn] = {
+        "serviceRevisionArn": arn,
+        "serviceArn": service.arn,
+        "clusterArn": service.cluster_arn,
+        "taskDefinition": task_definition,
+        "createdAt": utcnow(),
+        "loadBalancers": service.load_balancers,
+    }
+    return arn
+
+
+def native_plan(configuration):
+    """The stages a native deployment goes through: (stage, production weight, bake s)."""
+    strategy = configuration.get("strategy")
+    stages = [("PRE_SCALE_UP", 0, 0), ("SCALE_UP", 0, 0), ("POST_SCALE_UP", 0, 0),
+              ("TEST_TRAFFIC_SHIFT", 0, 0), ("POST_TEST_TRAFFIC_SHIFT", 0, 0)]
+    if strategy == "CANARY":
+        canary = configuration.get("canaryConfiguration") or {}
+        stages.append(("PRODUCTION_TRAFFIC_SHIFT", float(canary.get("canaryPercent", 5)),
+                       MINUTE * canary.get("canaryBakeTimeInMinutes", 0)))
+    elif strategy == "LINEAR":
+        linear = configuration.get("linearConfiguration") or {}
+        step = float(linear.get("stepPercent", 10))
+        weight = step
+        while weight < 100:
+            stages.append(("PRODUCTION_TRAFFIC_SHIFT", weight, MINUTE * linear.get("stepBakeTimeInMinutes", 0)))
+            weight += step
+    stages += [("PRODUCTION_TRAFFIC_SHIFT", 100.0, 0), ("POST_PRODUCTION_TRAFFIC_SHIFT", 100.0, 0),
+               ("BAKE_TIME", 100.0, MINUTE * configuration.get("bakeTimeInMinutes", 0)), ("CLEAN_UP", 100.0, 0)]
+    return stages
+
+
+def pause_hooks(configuration, stage):
+    return [hook for hook in configuration.get("lifecycleHooks") or []
+            if hook.get("targetType") == "PAUSE" and stage in (hook.get("lifecycleStages") or [])]
+
+
+def start_native(backend, service, source_task_definition):
+    configuration = service.deployment_configuration or {}
+    arn = f"{service.arn.replace(':service/', ':service-deployment/')}/{mock_random.randint(0, 10**18)}"
+    now = utcnow()
+    source = service_revision(service, source_task_definition) if source_task_definition else None
+    target = service_revision(service, service.task_definition)
+    for other in NATIVE.values():
+        if other["serviceArn"] == service.arn and other["status"] in ("PENDING", "IN_PROGRESS"):
+            other["status"], other["statusReason"] = "STOPPED", "superseded by a newer deployment"
+    NATIVE[arn] = {
+        "serviceDeploymentArn": arn,
+        "serviceArn": service.arn,
+        "clusterArn": service.cluster_arn,
+        "createdAt": now,
+        "startedAt": now,
+        "updatedAt": now,
+        "sourceServiceRevisions": [{"arn": source, "requestedTaskCount": service.desired_count,
+                                    "runningTaskCount": service.desired_count, "pendingTaskCount": 0,
+                                    "requestedProductionTrafficWeight": 100.0}] if source else [],
+        "targetServiceRevision": {"arn": target, "requestedTaskCount": service.desired_count,
+                                  "runningTaskCount": 0, "pendingTaskCount": service.desired_count,
+                                  "requestedProductionTrafficWeight": 0.0, "requestedTestTrafficWeight": 0.0},
+        "status": "IN_PROGRESS",
+        "statusReason": "",
+        "lifecycleStage": "RECONCILE_SERVICE",
+        "lifecycleHookDetails": [],
+        "deploymentConfiguration": configuration,
+        "launchway": {"plan": native_plan(configuration), "at": -1, "bake_until": None,
+                      "source_task_definition": source_task_definition, "service": service},
+    }
+    service.current_service_deployment = arn
+
+
+def begin_rollback(deployment, reason, status="ROLLBACK_IN_PROGRESS"):
+    deployment["launchway"]["rollback_reason"] = reason
+    deployment["status"], deployment["statusReason"] = status, reason
+    deployment["updatedAt"] = utcnow()
+
+
+def native_rolled_back(backend, deployment, reason):
+    model = deployment["launchway"]
+    service = model["service"]
+    deployment["status"] = "ROLLBACK_SUCCESSFUL"
+    deployment["statusReason"] = reason
+    deployment["finishedAt"] = deployment["updatedAt"] = utcnow()
+    sources = deployment["sourceServiceRevisions"]
+    deployment["rollback"] = {"reason": reason, "startedAt": utcnow(),
+                              "serviceRevisionArn": sources[0]["arn"] if sources else None}
+    deployment["targetServiceRevision"]["requestedProductionTrafficWeight"] = 0.0
+    for hook in deployment["lifecycleHookDetails"]:
+        if hook["status"] == "AWAITING_ACTION":
+            hook["status"] = "SUCCEEDED"
+    if model["source_task_definition"]:
+        service.task_definition = model["source_task_definition"]
+        event(service, f"rolled back deployment {deployment['serviceDeploymentArn']}: {reason}")
+        start_deployment(backend, service, model["source_task_definition"], completed=True)
+
+
+def advance_native(backend, deployment):
+    model = deployment["launchway"]
+    service = model["service"]
+    status = deployment["status"]
+    now = utcnow()
+    if status in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"):
+        if status == "ROLLBACK_REQUESTED":
+            deployment["status"] = "ROLLBACK_IN_PROGRESS"
+        else:
+            native_rolled_back(backend, deployment, model.get("rollback_reason", "rolled back"))
+        return
+    if status != "IN_PROGRESS":
+        return
+    deployment["updatedAt"] = now
+    for hook in deployment["lifecycleHookDetails"]:
+        if hook["status"] == "AWAITING_ACTION":
+            if now < hook["expiresAt"]:
+                return
+            hook["status"] = "TIMED_OUT"
+            if hook["timeoutAction"] == "ROLLBACK":
+                begin_rollback(deployment, "the pause hook timed out")
+                return
+    if model["bake_until"] is not None and now < model["bake_until"]:
+        return
+    model["bake_until"] = None
+    chosen = behaviour(backend, service.task_definition)
+    stage = deployment["lifecycleStage"]
+    if chosen == "stuck" and stage == "SCALE_UP":
+        return
+    if chosen == "fail" and stage == "SCALE_UP":
+        deployment["targetServiceRevision"]["runningTaskCount"] = 0
+        begin_rollback(deployment, "tasks failed to start")
+        stop_tasks(backend, service, service.deployments[0], 1, "Essential container in task exited (exit code 1)")
+        return
+    alarms = (deployment["deploymentConfiguration"].get("alarms") or {})
+    if chosen == "alarm" and stage == "PRODUCTION_TRAFFIC_SHIFT" and alarms.get("enable") and alarms.get("rollback"):
+        begin_rollback(deployment, f"alarm {','.join(alarms.get('alarmNames') or [])} went off")
+        return
+    model["at"] += 1
+    if model["at"] >= len(model["plan"]):
+        deployment["status"] = "SUCCESSFUL"
+        deployment["statusReason"] = "completed"
+        deployment["finishedAt"] = now
+        target = deployment["targetServiceRevision"]
+        target["runningTaskCount"], target["pendingTaskCount"] = service.desired_count, 0
+        for source in deployment["sourceServiceRevisions"]:
+            source["runningTaskCount"], source["requestedProductionTrafficWeight"] = 0, 0.0
+        primary = service.deployments[0]
+        primary["rolloutState"], primary["rolloutStateReason"] = "COMPLETED", "completed"
+        primary["runningCount"], primary["pendingCount"] = service.desired_count, 0
+        service.deployments[1:] = []
+        service.running_count, service.pending_count = service.desired_count, 0
+        run_tasks(backend, service, primary)
+        event(service, "has reached a steady state.")
+        return
+    stage, weight, bake = model["plan"][model["at"]]
+    deployment["lifecycleStage"] = stage
+    target = deployment["targetServiceRevision"]
+    if stage == "SCALE_UP":
+        target["runningTaskCount"], target["pendingTaskCount"] = service.desired_count, 0
+    if stage.startswith("TEST_TRAFFIC") or stage == "POST_TEST_TRAFFIC_SHIFT":
+        target["requestedTestTrafficWeight"] = 100.0
+    target["requestedProductionTrafficWeight"] = weight
+    for source in deployment["sourceServiceRevisions"]:
+        source["requestedProductionTrafficWeight"] = 100.0 - weight
+    if bake:
+        model["bake_until"] = now + timedelta(seconds=bake)
+    for hook in pause_hooks(deployment["deploymentConfiguration"], stage):
+        timeout = hook.get("timeoutConfiguration") or {}
+        deployment["lifecycleHookDetails"].append({
+            "hookId": f"ecs-pause-{mock_random.randint(0, 10**18)}",
+            "targetType": "PAUSE",
+            "status": "AWAITING_ACTION",
+            "expiresAt": now + timedelta(seconds=60 * timeout.get("timeoutInMinutes", 1440)),
+            "timeoutAction": timeout.get("action", "ROLLBACK"),
+        })
+
+
+def public(deployment):
+    return {key: value for key, value in deployment.items() if key != "launchway"}
+
+
+def describe_service_deployments(self):
+    with LOCK:
+        found = []
+        for arn in self._get_param("serviceDeploymentArns") or []:
+            deployment = NATIVE.get(arn)
+            if deployment is not None:
+                advance_native(self.ecs_backend, deployment)
+                found.append(public(deployment))
+        return ActionResult({"serviceDeployments": found, "failures": []})
+
+
+def describe_service_revisions(self):
+    with LOCK:
+        found = [REVISIONS[arn] for arn in self._get_param("serviceRevisionArns") or [] if arn in REVISIONS]
+        return ActionResult({"serviceRevisions": found, "failures": []})
+
+
+def waiting_hook(deployment, hook_id):
+    if deployment is None or deployment["status"] != "IN_PROGRESS":
+        raise ClientException("the service deployment is not in progress")
+    for hook in deployment["lifecycleHookDetails"]:
+        if hook["hookId"] == hook_id and hook["status"] == "AWAITING_ACTION":
+            return hook
+    raise ClientException(f"no pause hook {hook_id} awaits action")
+
+
+def continue_service_deployment(self):
+    with LOCK:
+        arn = self._get_param("serviceDeploymentArn")
+        deployment = NATIVE.get(arn)
+        hook = waiting_hook(deployment, self._get_param("hookId"))
+        hook["status"] = "SUCCEEDED"
+        if self._get_param("action", "CONTINUE") == "ROLLBACK":
+            begin_rollback(deployment, "rolled back at a pause hook")
+        return ActionResult({"serviceDeploymentArn": arn})
+
+
+def stop_service_deployment(self):
+    with LOCK:
+        arn = self._get_param("serviceDeploymentArn")
+        deployment = NATIVE.get(arn)
+        if deployment is None or deployment["status"] not in ("PENDING", "IN_PROGRESS"):
+            raise ClientException("the service deployment is not in progress")
+        if self._get_param("stopType", "ABORT") == "ROLLBACK":
+            begin_rollback(deployment, "stopped with a rollback", "ROLLBACK_REQUESTED")
+        else:
+            deployment["status"] = "STOPPED"
+        return ActionResult({"serviceDeploymentArn": arn})
+
+
 original_create_service = EC2ContainerServiceResponse.create_service
 original_update_service = models.EC2ContainerServiceBackend.update_service
 original_describe_services = models.EC2ContainerServiceBackend.describe_services
@@ -261,6 +513,8 @@ def update_service(self, properties):
             updated.task_definition = self.describe_task_definition(task_definition).arn
         if updated.task_definition != before or force:
             start_deployment(self, updated, updated.task_definition)
+            if (updated.deployment_configuration or {}).get("strategy") in NATIVE_STRATEGIES:
+                start_native(self, updated, before)
         for deployment in updated.deployments:
             deployment["desiredCount"] = updated.desired_count
         return updated
@@ -271,7 +525,10 @@ def describe_services(self, *args, **kwargs):
         result = original_describe_services(self, *args, **kwargs)
         services = result[0] if isinstance(result, tuple) else result
         for service in services:
-            if isinstance(service, models.Service):
+            # A native deployment moves as DescribeServiceDeployments looks at it.
+            native = NATIVE.get(getattr(service, "current_service_deployment", None)) or {}
+            moving = native.get("status") in ("PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
+            if isinstance(service, models.Service) and not moving:
                 advance(self, service)
         return result
 
@@ -284,6 +541,10 @@ def account_from_key(access_key):
 
 
 EC2ContainerServiceResponse.create_service = create_service
+EC2ContainerServiceResponse.describe_service_deployments = describe_service_deployments
+EC2ContainerServiceResponse.describe_service_revisions = describe_service_revisions
+EC2ContainerServiceResponse.continue_service_deployment = continue_service_deployment
+EC2ContainerServiceResponse.stop_service_deployment = stop_service_deployment
 models.EC2ContainerServiceBackend.update_service = update_service
 models.EC2ContainerServiceBackend.describe_services = describe_services
 iam_models.get_account_id_from = account_from_key

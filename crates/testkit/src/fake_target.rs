@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_target::planning::{self, PlanRequest};
 use launchway_target::{
-    AppPlan, AppRef, LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError, Target,
-    TargetError, TaskExecution, TaskOutcome,
+    Advance, AppPlan, AppRef, LiveApp, LiveEnvironment, LiveReplica, Progress, ReplicaState, Rollout, RolloutError,
+    Target, TargetError, TaskExecution, TaskOutcome,
 };
 use tokio::sync::Notify;
 
@@ -29,11 +29,14 @@ pub struct FakeTarget {
     observed: Mutex<Vec<Vec<String>>>,
     executions: Mutex<Vec<i64>>,
     endpoints: Mutex<Vec<String>>,
+    /// (revision, step) → looks left before `advance` reaches it.
+    moving_looks: Mutex<BTreeMap<(String, usize), u32>>,
+    looks_per_step: Mutex<u32>,
 }
 
 impl FakeTarget {
     /// Every call so far, as `check web`, `rollout web <revision>`, `shift web
-    /// <revision> <weight>`, `verify …`, `retire …`, `run_task <run id>`.
+    /// <revision> <weight or gate N>`, `verify …`, `retire …`, `run_task <run id>`.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
@@ -64,6 +67,12 @@ impl FakeTarget {
         let hold = Arc::new(Notify::new());
         *self.hold_rollouts.lock().unwrap() = Some(hold.clone());
         hold
+    }
+
+    /// `advance` answers `Moving` this many times at each step before reaching it, as
+    /// an ECS deployment does between its gates.
+    pub fn set_looks_per_step(&self, looks: u32) {
+        *self.looks_per_step.lock().unwrap() = looks;
     }
 
     /// Where analyses find the new release's replicas (`127.0.0.1:port`).
@@ -143,14 +152,28 @@ impl Target for FakeTarget {
         Ok(())
     }
 
-    async fn shift_traffic(
+    async fn advance(
         &self,
         rollout: Rollout<'_>,
-        weight: u8,
+        step: usize,
         _progress: &dyn Progress,
-    ) -> Result<(), RolloutError> {
-        self.call(format!("shift {} {} {weight}", rollout.app, rollout.revision));
-        Ok(())
+    ) -> Result<Advance, RolloutError> {
+        // Like ECS between two gates: still moving for the first looks at a step.
+        {
+            let mut moving = self.moving_looks.lock().unwrap();
+            let left =
+                moving.entry((rollout.revision.to_owned(), step)).or_insert(*self.looks_per_step.lock().unwrap());
+            if *left > 0 {
+                *left -= 1;
+                return Ok(Advance::Moving);
+            }
+        }
+        let what = match rollout.spec {
+            AppSpec::Service(service) => service.strategy.traffic_steps()[step].weight.to_string(),
+            _ => format!("gate {}", step + 1),
+        };
+        self.call(format!("shift {} {} {what}", rollout.app, rollout.revision));
+        Ok(Advance::Reached)
     }
 
     async fn analysis_endpoints(&self, _rollout: Rollout<'_>, _port: Option<u16>) -> Result<Vec<String>, TargetError> {
