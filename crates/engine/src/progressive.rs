@@ -254,8 +254,14 @@ impl Engine {
         let http = &self.inner.http;
         let mut measurements = Vec::new();
         if let Some(check) = &analysis.http {
-            let measurement = match target.analysis_endpoints(rollout(run, release), check.port).await {
-                Ok(endpoints) => analysis::http(http, number, check, &endpoints).await,
+            let urls = match &check.url {
+                Some(url) => Ok(vec![url.clone()]),
+                None => target.analysis_endpoints(rollout(run, release), check.port).await.map(|endpoints| {
+                    endpoints.iter().map(|endpoint| format!("http://{endpoint}{}", check.path)).collect()
+                }),
+            };
+            let measurement = match urls {
+                Ok(urls) => analysis::http(http, number, check, &urls).await,
                 Err(error) => Measurement {
                     step: number,
                     metric: "http".to_owned(),
@@ -268,6 +274,14 @@ impl Engine {
         }
         if let Some(check) = &analysis.prometheus {
             measurements.push(analysis::prometheus(http, number, check).await);
+        }
+        if let Some(check) = &analysis.cloudwatch {
+            let value = target.cloudwatch_metric(check).await;
+            measurements.push(analysis::cloudwatch(number, check, value));
+        }
+        if !analysis.alarms.is_empty() {
+            let firing = target.firing_alarms(&analysis.alarms).await;
+            measurements.push(analysis::alarms(number, &analysis.alarms, firing));
         }
         measurements
     }

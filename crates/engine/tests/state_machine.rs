@@ -602,3 +602,52 @@ async fn an_approval_gate_holds_until_someone_promotes_and_survives_a_restart() 
     assert!(passed.is_some(), "the gate says who approved it");
     assert_eq!(events.iter().filter(|event| event.kind == "gate.awaiting").count(), 1);
 }
+
+#[tokio::test]
+async fn a_canary_step_with_approval_holds_until_promoted_and_an_http_url_is_asked_as_it_is() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let good = answering(200).await;
+    let manifest = |image: &str| {
+        let text = format!(
+            "environments: {{dev: {{target: docker}}}}
+services:
+  web:
+    image: {image}
+    port: 8080
+    ingress: {{port: 8000}}
+    strategy:
+      canary:
+        steps: [{{weight: 20, approval: true}}]
+        analysis: {{interval: 100ms, http: {{url: 'http://{good}/ready', status: 200}}}}
+"
+        );
+        let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.into_bytes() }];
+        launchway_manifest::load(&files, &files).expect("valid").manifest
+    };
+    let first = start_manifest(&setup.engine, &manifest("example/web:1"), ReleaseSource::default()).await;
+    assert_eq!(setup.engine.drive(first).await.unwrap().state, RunState::Succeeded);
+    let second = start_manifest(&setup.engine, &manifest("example/web:2"), ReleaseSource::default()).await;
+    let engine = setup.engine.clone();
+    let driving = tokio::spawn(async move { engine.drive(second).await });
+    let store = setup.store.clone();
+    let awaiting = async move {
+        loop {
+            let events = store.events(&EventFilter { run_id: Some(second), ..EventFilter::default() }).await.unwrap();
+            if events.iter().any(|event| event.kind == "gate.awaiting") {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let Ok(events) = tokio::time::timeout(Duration::from_secs(10), awaiting).await else {
+        let events = setup.store.events(&EventFilter { run_id: Some(second), ..EventFilter::default() }).await.unwrap();
+        panic!("never waited: {:#?}", events.iter().map(|event| &event.message).collect::<Vec<_>>());
+    };
+    let measured = events.iter().find(|event| event.kind == "analysis.measured").expect("measured before waiting");
+    assert!(measured.message.contains(&format!("GET http://{good}/ready answered")), "{}", measured.message);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!driving.is_finished(), "the step has no end of its own");
+    engine_for(&setup).control(second, ControlAction::Promote, "ann").await.expect("asked");
+    let run = tokio::time::timeout(Duration::from_secs(10), driving).await.expect("went on").unwrap().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+}

@@ -24,6 +24,7 @@ struct Aws {
     account: MotoAccount,
     ecs: aws_sdk_ecs::Client,
     events: aws_sdk_eventbridge::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Aws {
@@ -42,6 +43,7 @@ impl Aws {
             moto,
             ecs: aws_sdk_ecs::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             account,
         }
     }
@@ -775,4 +777,64 @@ async fn an_alarm_that_goes_off_mid_deployment_is_a_rollback_by_ecs_and_a_failed
     let configuration = aws.ecs.describe_services().cluster("prod").services("shop").send().await.unwrap();
     let alarms = configuration.services.unwrap().remove(0).deployment_configuration.unwrap().alarms.unwrap();
     assert_eq!((alarms.alarm_names(), alarms.enable(), alarms.rollback()), (&["shop-5xx".to_owned()][..], true, true));
+}
+
+#[tokio::test]
+async fn cloudwatch_metrics_and_alarms_decide_at_an_ecs_gate() {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic};
+    let aws = Aws::new().await;
+    let green = Dimension::builder().name("TargetGroup").value("targetgroup/green/2").build();
+    aws.cloudwatch
+        .put_metric_data()
+        .namespace("AWS/ApplicationELB")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("HTTPCode_Target_5XX_Count")
+                .dimensions(green.clone())
+                .value(0.0)
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("metric data");
+    aws.cloudwatch
+        .put_metric_alarm()
+        .alarm_name("shop-5xx-green")
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .dimensions(green)
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .expect("alarm");
+    let alarm_state = |state: StateValue| {
+        aws.cloudwatch.set_alarm_state().alarm_name("shop-5xx-green").state_value(state).state_reason("test").send()
+    };
+    alarm_state(StateValue::Ok).await.expect("alarm state");
+    let strategy = "      blue_green:\n        gates: [{at: post_test_traffic_shift, hold: 1s}]\n        analysis:\n          interval: 300ms\n          cloudwatch: {namespace: AWS/ApplicationELB, metric: HTTPCode_Target_5XX_Count, dimensions: {TargetGroup: targetgroup/green/2}, statistic: Sum, max: 0}\n          alarms: [shop-5xx-green]\n";
+    aws.shop_switched_to(strategy, "shop:2", "complete").await;
+    let deploy = aws.launchway(&["deploy"]).await;
+    let stdout = deploy.stdout();
+    deploy.assert_exit(0);
+    assert!(
+        stdout.contains("cloudwatch passed — Sum(AWS/ApplicationELB/HTTPCode_Target_5XX_Count) = 0, within bounds"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("alarms passed — no alarm in ALARM (shop-5xx-green)"), "{stdout}");
+    let promoted = aws.task_definition_of("prod", "shop").await;
+
+    // The same alarm in ALARM at the next release's gate sends ECS back.
+    alarm_state(StateValue::Alarm).await.expect("alarm state");
+    aws.repo.write("ecs/shop.json", &shop_definition("shop:3", "complete"));
+    aws.repo.commit("shop 3");
+    let deploy = aws.launchway(&["deploy"]).await;
+    let stdout = deploy.stdout();
+    deploy.assert_exit(5);
+    assert!(stdout.contains("alarms failed — in ALARM: shop-5xx-green"), "{stdout}");
+    assert_eq!(aws.task_definition_of("prod", "shop").await, promoted, "ECS put the service back");
 }

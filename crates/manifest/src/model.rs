@@ -232,7 +232,7 @@ impl AppSpec {
                             weight => format!("{weight}% of traffic"),
                         },
                         pause: step.pause,
-                        approval: false,
+                        approval: step.approval,
                     });
                 Some((&service.strategy, steps.collect()))
             }
@@ -518,6 +518,17 @@ pub struct CanaryStep {
     pub weight: u8,
     #[serde(with = "millis")]
     pub pause: Duration,
+    /// Once the pause is over, held until someone promotes the run (`pause` alone is
+    /// timed; Argo Rollouts' `pause: {}`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
+}
+
+impl CanaryStep {
+    /// A step held for `pause`, then passed.
+    pub fn timed(weight: u8, pause: Duration) -> CanaryStep {
+        CanaryStep { weight, pause, approval: false }
+    }
 }
 
 impl Strategy {
@@ -546,16 +557,16 @@ impl Strategy {
     pub fn traffic_steps(&self) -> Vec<CanaryStep> {
         match self {
             Strategy::Rolling { .. } => Vec::new(),
-            Strategy::BlueGreen { bake, .. } => vec![CanaryStep { weight: 100, pause: *bake }],
+            Strategy::BlueGreen { bake, .. } => vec![CanaryStep::timed(100, *bake)],
             Strategy::Canary { steps, .. } => steps.clone(),
             Strategy::Linear { step, pause, bake, .. } => {
                 let mut steps: Vec<CanaryStep> = (1..)
                     .map(|k| u32::from(*step) * k)
                     .take_while(|weight| *weight < 100)
-                    .map(|weight| CanaryStep { weight: weight as u8, pause: *pause })
+                    .map(|weight| CanaryStep::timed(weight as u8, *pause))
                     .collect();
                 if !bake.is_zero() {
-                    steps.push(CanaryStep { weight: 100, pause: *bake });
+                    steps.push(CanaryStep::timed(100, *bake));
                 }
                 steps
             }
@@ -599,12 +610,40 @@ pub struct Analysis {
     pub http: Option<HttpAnalysis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusAnalysis>,
+    /// ECS only: a CloudWatch metric, read with the environment's AWS credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudwatch: Option<CloudWatchAnalysis>,
+    /// ECS only: CloudWatch alarms none of which may be in ALARM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+}
+
+/// The latest datapoint of a CloudWatch metric, against a threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudWatchAnalysis {
+    pub namespace: String,
+    pub metric: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: BTreeMap<String, String>,
+    /// `Average`, `Sum`, `Minimum`, `Maximum` or `SampleCount`.
+    pub statistic: String,
+    #[serde(with = "millis")]
+    pub period: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
 }
 
 /// An HTTP request to every replica of the new release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpAnalysis {
+    /// Asked of each replica of the new release (empty with `url`).
     pub path: String,
+    /// One address asked instead: the load balancer's test listener on ECS, or any
+    /// route that reaches the new release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// The container port asked; the primary container's port when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,

@@ -14,9 +14,12 @@
 //!       prometheus: {address: "http://127.0.0.1:9090", query: "…", max: 0.01}
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::model::{Analysis, CanaryStep, Gate, GateStage, HttpAnalysis, PrometheusAnalysis, Strategy};
+use crate::model::{
+    Analysis, CanaryStep, CloudWatchAnalysis, Gate, GateStage, HttpAnalysis, PrometheusAnalysis, Strategy,
+};
 use crate::node::{Node, Value};
 use crate::reader::Reader;
 
@@ -24,9 +27,11 @@ const BLUE_GREEN_FIELDS: &[&str] = &["bake", "timeout", "analysis", "gates"];
 const CANARY_FIELDS: &[&str] = &["steps", "timeout", "analysis", "gates"];
 const LINEAR_FIELDS: &[&str] = &["step", "pause", "bake", "timeout", "analysis", "gates"];
 const GATE_FIELDS: &[&str] = &["at", "hold", "approval", "timeout"];
-const STEP_FIELDS: &[&str] = &["weight", "pause"];
-const ANALYSIS_FIELDS: &[&str] = &["interval", "failure_limit", "http", "prometheus"];
-const HTTP_FIELDS: &[&str] = &["path", "port", "status", "max_latency"];
+const STEP_FIELDS: &[&str] = &["weight", "pause", "approval"];
+const ANALYSIS_FIELDS: &[&str] = &["interval", "failure_limit", "http", "prometheus", "cloudwatch", "alarms"];
+const CLOUDWATCH_FIELDS: &[&str] = &["namespace", "metric", "dimensions", "statistic", "period", "max", "min"];
+const STATISTICS: &[&str] = &["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
+const HTTP_FIELDS: &[&str] = &["path", "url", "port", "status", "max_latency"];
 const PROMETHEUS_FIELDS: &[&str] = &["address", "query", "max", "min"];
 
 /// How long the new set may take to start, as for a rolling update.
@@ -195,8 +200,12 @@ fn read_steps(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Vec<Ca
             Some(node) => reader.duration(node, &format!("{step_path}.pause")),
             None => Some(Duration::ZERO),
         };
-        match (weight, pause) {
-            (Some(weight), Some(pause)) => steps.push(CanaryStep { weight, pause }),
+        let approval = match fields.get("approval") {
+            Some(node) => reader.boolean(node, &format!("{step_path}.approval")),
+            None => Some(false),
+        };
+        match (weight, pause, approval) {
+            (Some(weight), Some(pause), Some(approval)) => steps.push(CanaryStep { weight, pause, approval }),
             _ => ok = false,
         }
     }
@@ -235,19 +244,68 @@ fn read_analysis(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ana
         Some(node) => read_prometheus(reader, node, &format!("{path}.prometheus")).map(Some),
         None => Some(None),
     };
-    if !fields.has("http") && !fields.has("prometheus") {
-        reader.error(fields.pos(), path, "an analysis measures something: add `http` or `prometheus`");
+    let cloudwatch = match fields.get("cloudwatch") {
+        Some(node) => read_cloudwatch(reader, node, &format!("{path}.cloudwatch")).map(Some),
+        None => Some(None),
+    };
+    let alarms = match fields.get("alarms") {
+        Some(node) => reader.string_list(node, &format!("{path}.alarms")),
+        None => Some(Vec::new()),
+    };
+    if !["http", "prometheus", "cloudwatch", "alarms"].iter().any(|name| fields.has(name)) {
+        reader.error(
+            fields.pos(),
+            path,
+            "an analysis measures something: add `http`, `prometheus`, `cloudwatch` or `alarms`",
+        );
         return None;
     }
-    Some(Analysis { interval: interval?, failure_limit: failure_limit?, http: http?, prometheus: prometheus? })
+    Some(Analysis {
+        interval: interval?,
+        failure_limit: failure_limit?,
+        http: http?,
+        prometheus: prometheus?,
+        cloudwatch: cloudwatch?,
+        alarms: alarms?,
+    })
 }
 
 fn read_http(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<HttpAnalysis> {
     let fields = reader.fields(node, path, HTTP_FIELDS)?;
-    let request_path = match fields.get("path") {
-        Some(node) => reader.url_path(node, &format!("{path}.path")),
-        None => {
-            reader.error(fields.pos(), path, "`path` is required: the HTTP path to request, like \"/healthz\"");
+    let url = match fields.get("url") {
+        Some(node) => match reader.string(node, &format!("{path}.url")) {
+            Some(value) if url::Url::parse(&value).is_ok_and(|url| matches!(url.scheme(), "http" | "https")) => {
+                Some(Some(value))
+            }
+            Some(value) => {
+                reader.error(
+                    node.pos,
+                    &format!("{path}.url"),
+                    format!("{value:?} is not an address like \"https://test.example.com:8443/healthz\""),
+                );
+                None
+            }
+            None => None,
+        },
+        None => Some(None),
+    };
+    let request_path = match (fields.get("path"), fields.get("url")) {
+        (Some(node), None) => reader.url_path(node, &format!("{path}.path")),
+        (None, Some(_)) => Some(String::new()),
+        (Some(node), Some(_)) => {
+            reader.error(
+                node.pos,
+                &format!("{path}.path"),
+                "give `path` (each replica) or `url` (one address), not both",
+            );
+            None
+        }
+        (None, None) => {
+            reader.error(
+                fields.pos(),
+                path,
+                "`path` is required: the HTTP path to ask each replica for, like \"/healthz\" (or `url`, one address)",
+            );
             None
         }
     };
@@ -263,7 +321,7 @@ fn read_http(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<HttpAna
         Some(node) => reader.duration(node, &format!("{path}.max_latency")).map(Some),
         None => Some(None),
     };
-    Some(HttpAnalysis { path: request_path?, port: port?, status: status?, max_latency: max_latency? })
+    Some(HttpAnalysis { path: request_path?, url: url?, port: port?, status: status?, max_latency: max_latency? })
 }
 
 fn read_prometheus(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<PrometheusAnalysis> {
@@ -292,14 +350,89 @@ fn read_prometheus(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<P
             None
         }
     };
+    let (max, min) = read_bounds(reader, &fields, path, "a query")?;
+    Some(PrometheusAnalysis { address: address?, query: query?, max, min })
+}
+
+fn read_cloudwatch(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<CloudWatchAnalysis> {
+    let fields = reader.fields(node, path, CLOUDWATCH_FIELDS)?;
+    let mut required = |name: &str, what: &str| match fields.get(name) {
+        Some(node) => reader.string(node, &format!("{path}.{name}")),
+        None => {
+            reader.error(fields.pos(), path, format!("`{name}` is required: {what}"));
+            None
+        }
+    };
+    let namespace = required("namespace", "the metric's namespace, like \"AWS/ApplicationELB\"");
+    let metric = required("metric", "the metric's name, like \"HTTPCode_Target_5XX_Count\"");
+    let dimensions = match fields.get("dimensions") {
+        Some(node) => reader.string_map(node, &format!("{path}.dimensions")),
+        None => Some(BTreeMap::new()),
+    };
+    let statistic = match fields.get("statistic") {
+        Some(node) => match reader.string(node, &format!("{path}.statistic")) {
+            Some(statistic) if STATISTICS.contains(&statistic.as_str()) => Some(statistic),
+            Some(statistic) => {
+                reader.error(
+                    node.pos,
+                    &format!("{path}.statistic"),
+                    format!("{statistic:?} is not a CloudWatch statistic ({})", STATISTICS.join(", ")),
+                );
+                None
+            }
+            None => None,
+        },
+        None => Some("Average".to_owned()),
+    };
+    let period = match fields.get("period") {
+        Some(node) => match reader.duration(node, &format!("{path}.period")) {
+            Some(period) if cloudwatch_period(period) => Some(period),
+            Some(_) => {
+                reader.error(
+                    node.pos,
+                    &format!("{path}.period"),
+                    "CloudWatch periods are 1s, 5s, 10s, 30s or whole minutes",
+                );
+                None
+            }
+            None => None,
+        },
+        None => Some(Duration::from_secs(60)),
+    };
+    let (max, min) = read_bounds(reader, &fields, path, "a metric")?;
+    Some(CloudWatchAnalysis {
+        namespace: namespace?,
+        metric: metric?,
+        dimensions: dimensions?,
+        statistic: statistic?,
+        period: period?,
+        max,
+        min,
+    })
+}
+
+/// `max` and `min`, at least one of them: what `what` is judged by.
+fn read_bounds(
+    reader: &mut Reader<'_>,
+    fields: &crate::reader::Fields<'_>,
+    path: &str,
+    what: &str,
+) -> Option<(Option<f64>, Option<f64>)> {
     let mut bound = |name: &str| match fields.get(name) {
         Some(node) => reader.number(node, &format!("{path}.{name}")).map(Some),
         None => Some(None),
     };
     let (max, min) = (bound("max"), bound("min"));
     if !fields.has("max") && !fields.has("min") {
-        reader.error(fields.pos(), path, "a query needs a threshold: `max`, `min` or both");
+        reader.error(fields.pos(), path, format!("{what} needs a threshold: `max`, `min` or both"));
         return None;
     }
-    Some(PrometheusAnalysis { address: address?, query: query?, max: max?, min: min? })
+    Some((max?, min?))
+}
+
+/// Whether CloudWatch keeps statistics at this period: 1, 5, 10 or 30 seconds (high
+/// resolution metrics) or whole minutes.
+fn cloudwatch_period(period: Duration) -> bool {
+    let seconds = period.as_secs();
+    period.subsec_nanos() == 0 && ([1, 5, 10, 30].contains(&seconds) || (seconds >= 60 && seconds.is_multiple_of(60)))
 }

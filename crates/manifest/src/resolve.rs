@@ -212,6 +212,19 @@ impl Resolver<'_> {
                 );
                 return None;
             }
+            Some((pos, strategy))
+                if strategy
+                    .analysis()
+                    .is_some_and(|analysis| analysis.cloudwatch.is_some() || !analysis.alarms.is_empty()) =>
+            {
+                self.reader.error(
+                    *pos,
+                    &format!("{}.strategy", at.path),
+                    "CloudWatch metrics and alarms are read with an ECS environment's AWS credentials: \
+                     on Docker, measure through `prometheus` or `http`",
+                );
+                return None;
+            }
             Some((_, strategy)) => strategy.clone(),
             None => self.rolling(draft.strategy, replicas, at.env_path)?,
         };
@@ -368,6 +381,15 @@ impl Resolver<'_> {
                 for step in steps {
                     ok &= minutes(&mut self.reader, "a canary's pause", step.pause, 1440);
                 }
+                if steps.iter().any(|step| step.approval) {
+                    self.reader.error(
+                        pos,
+                        path,
+                        "ECS times its canary itself: wait for an approval at a gate instead, \
+                         like gates: [{at: post_production_traffic_shift, approval: true}]",
+                    );
+                    ok = false;
+                }
             }
             Strategy::Linear { step, pause, bake, .. } => {
                 if *step < 3 {
@@ -393,12 +415,12 @@ impl Resolver<'_> {
             }
             ok &= minutes(&mut self.reader, "a gate's timeout", gate.timeout, 20160);
         }
-        if strategy.analysis().is_some_and(|analysis| analysis.http.is_some()) {
+        if strategy.analysis().and_then(|analysis| analysis.http.as_ref()).is_some_and(|http| http.url.is_none()) {
             self.reader.error(
                 pos,
                 path,
-                "on ECS, analysis measures through Prometheus (`analysis.prometheus`): an `http` check of each task \
-                 is for Docker environments",
+                "on ECS, an `http` analysis asks one address, the load balancer's test listener: give `url`, \
+                 like \"https://test.example.com:8443/healthz\" (`path` alone asks each replica, on Docker)",
             );
             ok = false;
         }

@@ -1063,7 +1063,7 @@ fn a_canary_reads_its_steps_and_its_analysis() {
     let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
     assert_eq!(
         spec.strategy.traffic_steps(),
-        [CanaryStep { weight: 20, pause: Duration::from_secs(2) }, CanaryStep { weight: 60, pause: Duration::ZERO }]
+        [CanaryStep::timed(20, Duration::from_secs(2)), CanaryStep::timed(60, Duration::ZERO)]
     );
     assert_eq!(spec.strategy.timeout(), Duration::from_secs(600));
     let analysis = spec.strategy.analysis().expect("an analysis");
@@ -1072,6 +1072,7 @@ fn a_canary_reads_its_steps_and_its_analysis() {
         analysis.http,
         Some(HttpAnalysis {
             path: "/work".into(),
+            url: None,
             port: None,
             status: Some(200),
             max_latency: Some(Duration::from_millis(250))
@@ -1090,7 +1091,7 @@ fn blue_green_moves_all_traffic_in_one_step_held_for_its_bake() {
     let manifest = load_one(&text).expect("valid").manifest;
     let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
     assert!(matches!(spec.strategy, Strategy::BlueGreen { .. }));
-    assert_eq!(spec.strategy.traffic_steps(), [CanaryStep { weight: 100, pause: Duration::from_secs(5) }]);
+    assert_eq!(spec.strategy.traffic_steps(), [CanaryStep::timed(100, Duration::from_secs(5))]);
 }
 
 #[test]
@@ -1216,7 +1217,7 @@ fn ecs_strategies_are_checked_against_what_ecs_can_do() {
         errors_of(&broken),
         vec![
             "launchway.yaml:14:7: services.web.strategy: ECS counts bake in whole minutes, up to 1440: 1m 30s is not",
-            "launchway.yaml:14:7: services.web.strategy: on ECS, analysis measures through Prometheus (`analysis.prometheus`): an `http` check of each task is for Docker environments",
+            "launchway.yaml:14:7: services.web.strategy: on ECS, an `http` analysis asks one address, the load balancer's test listener: give `url`, like \"https://test.example.com:8443/healthz\" (`path` alone asks each replica, on Docker)",
         ]
     );
     let without_gates = ECS_NATIVE.replace(
@@ -1255,10 +1256,10 @@ fn a_linear_strategy_moves_equal_steps_then_bakes() {
     assert_eq!(
         spec.strategy.traffic_steps(),
         [
-            CanaryStep { weight: 30, pause: second },
-            CanaryStep { weight: 60, pause: second },
-            CanaryStep { weight: 90, pause: second },
-            CanaryStep { weight: 100, pause: Duration::from_secs(5) },
+            CanaryStep::timed(30, second),
+            CanaryStep::timed(60, second),
+            CanaryStep::timed(90, second),
+            CanaryStep::timed(100, Duration::from_secs(5)),
         ]
     );
 }
@@ -1271,5 +1272,84 @@ fn a_rolling_spec_keeps_its_revision_now_that_other_strategies_exist() {
     assert_eq!(
         serde_json::to_string(&spec).unwrap(),
         r#"{"type":"rolling","max_surge":1,"max_unavailable":0,"timeout":600000}"#
+    );
+}
+
+#[test]
+fn a_canary_step_can_wait_for_someone_to_promote_it() {
+    let text = PROGRESSIVE.replace("          - {weight: 60}\n", "          - {weight: 60, approval: true}\n");
+    let manifest = load_one(&text).expect("valid").manifest;
+    let (_, steps) = manifest.apps["web"].specs["dev"].progressive().expect("progressive");
+    assert_eq!(steps.iter().map(|step| step.approval).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(steps[1].what, "60% of traffic");
+}
+
+#[test]
+fn an_http_analysis_asks_each_replica_or_one_address() {
+    // On ECS, one address: the load balancer's test listener.
+    let with_url = ECS_NATIVE.replace(
+        "query: max(errors), max: 0.5}",
+        "query: max(errors), max: 0.5}\n          http: {url: 'https://test.example.com:8443/healthz', status: 200}",
+    );
+    let manifest = load_one(&with_url).expect("valid").manifest;
+    let (strategy, _) = manifest.apps["web"].specs["prod"].progressive().expect("progressive");
+    let http = strategy.analysis().and_then(|analysis| analysis.http.as_ref()).expect("an http check");
+    assert_eq!(http.url.as_deref(), Some("https://test.example.com:8443/healthz"));
+    let per_replica = ECS_NATIVE
+        .replace("query: max(errors), max: 0.5}", "query: max(errors), max: 0.5}\n          http: {path: /healthz}");
+    assert_eq!(
+        errors_of(&per_replica),
+        vec![
+            "launchway.yaml:14:7: services.web.strategy: on ECS, an `http` analysis asks one address, the load balancer's test listener: give `url`, like \"https://test.example.com:8443/healthz\" (`path` alone asks each replica, on Docker)"
+        ]
+    );
+    let both = PROGRESSIVE.replace("http: {path: /work,", "http: {path: /work, url: 'ftp://x',");
+    assert_eq!(
+        errors_of(&both),
+        vec![
+            "launchway.yaml:17:24: services.web.strategy.canary.analysis.http.path: give `path` (each replica) or `url` (one address), not both",
+            "launchway.yaml:17:36: services.web.strategy.canary.analysis.http.url: \"ftp://x\" is not an address like \"https://test.example.com:8443/healthz\"",
+        ]
+    );
+    let ecs_canary_approval = ECS_NATIVE.replace(
+        "      blue_green:\n        bake: 10m\n",
+        "      canary:\n        steps: [{weight: 10, pause: 1m, approval: true}]\n",
+    );
+    assert_eq!(
+        errors_of(&ecs_canary_approval),
+        vec![
+            "launchway.yaml:14:7: services.web.strategy: ECS times its canary itself: wait for an approval at a gate instead, like gates: [{at: post_production_traffic_shift, approval: true}]"
+        ]
+    );
+}
+
+#[test]
+fn cloudwatch_analyses_are_read_on_ecs_and_refused_on_docker() {
+    let with_cloudwatch = ECS_NATIVE.replace(
+        "          prometheus: {address: 'http://127.0.0.1:9090', query: max(errors), max: 0.5}\n",
+        "          cloudwatch: {namespace: AWS/ApplicationELB, metric: HTTPCode_Target_5XX_Count, dimensions: {TargetGroup: tg/green}, statistic: Sum, period: 5m, max: 0}\n          alarms: [web-5xx]\n",
+    );
+    let manifest = load_one(&with_cloudwatch).expect("valid").manifest;
+    let (strategy, _) = manifest.apps["web"].specs["prod"].progressive().expect("progressive");
+    let analysis = strategy.analysis().expect("an analysis");
+    let metric = analysis.cloudwatch.as_ref().expect("a metric");
+    assert_eq!((metric.statistic.as_str(), metric.period, metric.max), ("Sum", Duration::from_secs(300), Some(0.0)));
+    assert_eq!(metric.dimensions["TargetGroup"], "tg/green");
+    assert_eq!(analysis.alarms, ["web-5xx"]);
+    let wrong = with_cloudwatch.replace("statistic: Sum, period: 5m", "statistic: P99, period: 90s");
+    assert_eq!(
+        errors_of(&wrong),
+        vec![
+            "launchway.yaml:20:138: services.web.strategy.blue_green.analysis.cloudwatch.statistic: \"P99\" is not a CloudWatch statistic (Average, Sum, Minimum, Maximum, SampleCount)",
+            "launchway.yaml:20:151: services.web.strategy.blue_green.analysis.cloudwatch.period: CloudWatch periods are 1s, 5s, 10s, 30s or whole minutes",
+        ]
+    );
+    let on_docker = PROGRESSIVE
+        .replace("          http: {path: /work, status: 200, max_latency: 250ms}\n", "          alarms: [web-5xx]\n");
+    assert_eq!(
+        errors_of(&on_docker),
+        vec![
+            "launchway.yaml:10:7: services.web.strategy: CloudWatch metrics and alarms are read with an ECS environment's AWS credentials: on Docker, measure through `prometheus` or `http`"
+        ]
     );
 }

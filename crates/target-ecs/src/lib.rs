@@ -5,9 +5,12 @@
 //! EventBridge rule or Scheduler schedule starts). It never creates or deletes services,
 //! rules or schedules, and never deregisters a task definition revision.
 //!
+//! Analyses of its deployments may read CloudWatch metrics and alarms.
+//!
 //! Credentials come from the standard AWS chain, optionally through a role assumed per
 //! environment (another account); launchway stores none of them.
 
+mod cloudwatch;
 mod definitions;
 mod error;
 mod native;
@@ -22,7 +25,7 @@ use aws_config::BehaviorVersion;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_ecs::config::Region;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use launchway_manifest::{AppSpec, EcsTarget};
+use launchway_manifest::{AppSpec, CloudWatchAnalysis, EcsTarget};
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
     Advance, AppPlan, AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target,
@@ -39,6 +42,7 @@ const OBSERVE_CONCURRENCY: usize = 8;
 /// cluster.
 pub struct Ecs {
     ecs: aws_sdk_ecs::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
     events: aws_sdk_eventbridge::Client,
     scheduler: aws_sdk_scheduler::Client,
     description: String,
@@ -74,6 +78,7 @@ impl Ecs {
         };
         Ok(Ecs {
             ecs: aws_sdk_ecs::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
             scheduler: aws_sdk_scheduler::Client::new(&config),
             description,
@@ -213,6 +218,14 @@ impl Target for Ecs {
             }
             _ => self.rollout(rollout, progress).await,
         }
+    }
+
+    async fn cloudwatch_metric(&self, query: &CloudWatchAnalysis) -> Result<Option<f64>, TargetError> {
+        cloudwatch::latest(&self.cloudwatch, query).await
+    }
+
+    async fn firing_alarms(&self, names: &[String]) -> Result<Vec<String>, TargetError> {
+        cloudwatch::firing(&self.cloudwatch, names).await
     }
 
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {

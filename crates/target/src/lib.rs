@@ -16,7 +16,7 @@ pub mod settings;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use launchway_manifest::{AppSpec, ContainerSpec, TaskSpec};
+use launchway_manifest::{AppSpec, CloudWatchAnalysis, ContainerSpec, TaskSpec};
 pub use launchway_store::{AppPlan, Change, PlanAction, ReplicaCounts, ReplicaRef, TargetReport};
 use serde::{Deserialize, Serialize};
 
@@ -283,6 +283,23 @@ pub trait Target: Send + Sync {
     /// go back to the set that served, at once.
     async fn promote(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
         self.rollout(rollout, progress).await
+    }
+
+    /// The latest value of a CloudWatch metric (`None`: no datapoint in its period), read
+    /// with the environment's credentials.
+    async fn cloudwatch_metric(&self, query: &CloudWatchAnalysis) -> Result<Option<f64>, TargetError> {
+        Err(TargetError::Invalid(format!(
+            "{} cannot read CloudWatch metric {}/{}",
+            self.describe(),
+            query.namespace,
+            query.metric
+        )))
+    }
+
+    /// Which of these CloudWatch alarms are in ALARM (an alarm that does not exist is an
+    /// error: nothing would ever be seen).
+    async fn firing_alarms(&self, names: &[String]) -> Result<Vec<String>, TargetError> {
+        Err(TargetError::Invalid(format!("{} cannot read CloudWatch alarms {}", self.describe(), names.join(", "))))
     }
 
     /// Where an analysis reaches each running replica of `rollout.revision` on `port`

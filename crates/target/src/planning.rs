@@ -247,9 +247,15 @@ fn update_summary(replicas: u32, strategy: &Strategy) -> String {
 fn canary_steps(steps: &[launchway_manifest::CanaryStep]) -> String {
     let steps: Vec<String> = steps
         .iter()
-        .map(|step| match step.pause.is_zero() {
-            true => format!("{}%", step.weight),
-            false => format!("{}% for {}", step.weight, format_duration(step.pause)),
+        .map(|step| {
+            let held = match step.pause.is_zero() {
+                true => format!("{}%", step.weight),
+                false => format!("{}% for {}", step.weight, format_duration(step.pause)),
+            };
+            match step.approval {
+                true => format!("{held} until promoted"),
+                false => held,
+            }
         })
         .collect();
     steps.join(", ")
@@ -280,7 +286,11 @@ fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
     flat.insert(format!("{prefix}.interval"), format_duration(analysis.interval));
     flat.insert(format!("{prefix}.failure_limit"), analysis.failure_limit.to_string());
     if let Some(http) = &analysis.http {
-        flat.insert(format!("{prefix}.http.path"), http.path.clone());
+        if let Some(url) = &http.url {
+            flat.insert(format!("{prefix}.http.url"), url.clone());
+        } else {
+            flat.insert(format!("{prefix}.http.path"), http.path.clone());
+        }
         let optional = [
             ("port", http.port.map(|port| port.to_string())),
             ("status", http.status.map(|status| status.to_string())),
