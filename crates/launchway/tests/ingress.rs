@@ -7,78 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use launchway_testkit::{Load, LoadResult, free_port};
+use launchway_testkit::{Load, LoadResult, TestCertificate, free_port};
 use support::World;
-
-const WEB: &str = "
-environments:
-  {env}:
-    target: docker
-services:
-  web:
-    image: {image}
-    port: 8080
-    replicas: 2
-    env:
-      SAMPLE_MESSAGE: {message}
-    health:
-      path: /healthz
-      interval: 1s
-      timeout: 500ms
-      start_interval: 50ms
-    stop_grace_period: 2s
-    settle_window: 500ms
-    ingress:
-      port: {ingress}
-";
-
-/// This test's proxy: its admin address, and its container removed at the end. The
-/// tests here take turns: each starts a proxy of its own, whose first start imports the
-/// image of the (large, debug) launchway binary.
-struct TestProxy {
-    admin: String,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
-static TURNS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-impl TestProxy {
-    async fn new() -> TestProxy {
-        let turn = TURNS.lock().await;
-        TestProxy { admin: format!("127.0.0.1:{}", free_port()), _turn: turn }
-    }
-
-    /// `launchway deploy` in `world`, with this test's proxy.
-    fn deploy_command(&self, world: &World) -> std::process::Command {
-        let mut command = world.command(&["deploy"]);
-        command.env("LAUNCHWAY_PROXY_ADMIN", &self.admin);
-        command
-    }
-}
-
-impl Drop for TestProxy {
-    fn drop(&mut self) {
-        let port = self.admin.rsplit(':').next().unwrap_or_default();
-        let _ = std::process::Command::new("docker").args(["rm", "-f", &format!("launchway-proxy-{port}")]).output();
-        let _ = std::process::Command::new("docker")
-            .args(["volume", "rm", &format!("launchway-proxy-state-{port}")])
-            .output();
-    }
-}
-
-async fn output(mut command: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || command.output()).await.expect("thread").expect("runs")
-}
-
-async fn deploy(world: &World, proxy: &TestProxy) {
-    let output = output(proxy.deploy_command(world)).await;
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use support::ingress::{TestProxy, WEB, deploy, output, progressive};
 
 #[tokio::test]
 async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is_replaced() {
@@ -191,14 +122,6 @@ async fn a_release_failing_its_health_check_is_rolled_back_without_a_failed_requ
 }
 
 // ---- progressive delivery through the entry point
-
-/// `WEB` with `strategy` in place of the rolling update, and `extra` environment lines.
-fn progressive(ingress: u16, message: &str, extra: &str, strategy: &str) -> String {
-    WEB.replace("{message}", message)
-        .replace("{ingress}", &ingress.to_string())
-        .replace("      SAMPLE_MESSAGE:", &format!("{extra}      SAMPLE_MESSAGE:"))
-        .replace("    stop_grace_period: 2s\n", &format!("    stop_grace_period: 2s\n    strategy:\n{strategy}"))
-}
 
 #[tokio::test]
 async fn blue_green_moves_all_traffic_at_once_without_a_failed_request() {
@@ -322,4 +245,48 @@ async fn a_prometheus_query_decides_whether_a_canary_goes_on() {
     let stdout = String::from_utf8_lossy(&passing.stdout);
     assert!(passing.status.success(), "a passing query promotes the canary: {stdout}");
     assert!(stdout.contains("within bounds"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_entry_point_serves_tls_with_the_certificate_files_the_manifest_names() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    // A certificate for web.test, signed by a CA of the test's own, in files outside the repo.
+    let files = tempfile::tempdir().expect("dir");
+    let issued = TestCertificate::for_host("web.test");
+    let (certificate, key_file) = (files.path().join("web.pem"), files.path().join("web.key"));
+    std::fs::write(&certificate, &issued.certificate_pem).unwrap();
+    std::fs::write(&key_file, &issued.key_pem).unwrap();
+    let tls = format!(
+        "      host: web.test\n      tls: {{certificate: {}, key: {}}}\n",
+        certificate.display(),
+        key_file.display()
+    );
+    let manifest = |message: &str| {
+        WEB.replace("{message}", message)
+            .replace("{ingress}", &ingress.to_string())
+            .replace(&format!("      port: {ingress}\n"), &format!("      port: {ingress}\n{tls}"))
+    };
+    world.commit(&manifest("v1"), "web v1, over TLS");
+    deploy(&world, &proxy).await;
+
+    let http = issued.client("web.test", format!("127.0.0.1:{ingress}").parse().unwrap());
+    let answer = http.get(format!("https://web.test:{ingress}/")).send().await.expect("a TLS answer");
+    assert!(answer.text().await.expect("body").starts_with("v1 ("));
+    // The proxy's admin API (which holds the key) answers only launchway, which finds
+    // the token in the proxy container's environment.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let refused = plain.get(format!("http://{}/routes", proxy.admin)).send().await.expect("answered");
+    assert_eq!(refused.status(), 401);
+
+    // A key file that cannot be read stops the next run before anything changes.
+    std::fs::remove_file(&key_file).unwrap();
+    world.commit(&manifest("v2"), "web v2");
+    let refused = output(proxy.deploy_command(&world)).await;
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(4), "{stdout}");
+    assert!(stdout.contains("cannot read the entry point's TLS key"), "{stdout}");
+    let answer = http.get(format!("https://web.test:{ingress}/")).send().await.expect("still served");
+    assert!(answer.text().await.expect("body").starts_with("v1 ("), "v1 still serves");
 }

@@ -340,6 +340,18 @@ pub struct Ingress {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<IngressTls>,
+}
+
+/// TLS on the entry point: PEM files on the machine launchway runs on, read each time
+/// the route is set (a renewed certificate at the same path is served from the next
+/// rollout on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressTls {
+    /// The certificate chain, leaf first.
+    pub certificate: String,
+    pub key: String,
 }
 
 impl ServiceSpec {

@@ -193,6 +193,8 @@ impl Resolver<'_> {
         let containers = self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())?;
         let replicas = at.overrides.replicas.or(draft.replicas).unwrap_or(1);
         let strategy = match &draft.progressive {
+            // An ingress written wrong was reported as it is.
+            Some(_) if draft.ingress.is_none() && draft.ingress_written => return None,
             Some((pos, strategy)) if draft.ingress.is_none() => {
                 self.reader.error(
                     *pos,

@@ -62,6 +62,8 @@ pub(crate) struct ServiceDraft {
     pub progressive: Option<(Pos, crate::model::Strategy)>,
     /// Whether a blue/green's `bake` was written (on ECS, one not written is ECS's own).
     pub bake_written: bool,
+    /// Whether `ingress` was written (read or not: one with errors was reported).
+    pub ingress_written: bool,
     pub stop_grace_period: Duration,
     /// How long new replicas must stay healthy before a release counts as verified.
     pub settle_window: Option<Duration>,
@@ -199,7 +201,8 @@ const SERVICE_FIELDS: &[&str] = &[
     "ecs",
     "images_from",
 ];
-const INGRESS_FIELDS: &[&str] = &["port", "host", "path"];
+const INGRESS_FIELDS: &[&str] = &["port", "host", "path", "tls"];
+const INGRESS_TLS_FIELDS: &[&str] = &["certificate", "key"];
 const TASK_FIELDS: &[&str] = &[
     "image",
     "command",
@@ -652,6 +655,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         strategy: strategy.unwrap_or_else(|| RollingDraft::default_at(fields.pos())),
         strategy_written: rolling_written,
         bake_written,
+        ingress_written: fields.has("ingress"),
         progressive,
         stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
         settle_window,
@@ -1002,7 +1006,40 @@ fn read_ingress(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ingr
     };
     let host = fields.get("host").and_then(|node| reader.string(node, &format!("{path}.host")));
     let prefix = fields.get("path").and_then(|node| reader.url_path(node, &format!("{path}.path")));
-    Some(Ingress { port: port?, host, path: prefix })
+    let tls = match fields.get("tls") {
+        Some(node) => read_ingress_tls(reader, node, &format!("{path}.tls")).map(Some),
+        None => Some(None),
+    };
+    Some(Ingress { port: port?, host, path: prefix, tls: tls? })
+}
+
+/// `tls: {certificate: /etc/…/fullchain.pem, key: /etc/…/privkey.pem}`: absolute paths on
+/// the machine launchway runs on (never in the repo: a key does not belong in git).
+fn read_ingress_tls(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<crate::model::IngressTls> {
+    let fields = reader.fields(node, path, INGRESS_TLS_FIELDS)?;
+    let mut file = |name: &str, what: &str| match fields.get(name) {
+        Some(node) => {
+            match reader.string(node, &format!("{path}.{name}")) {
+                Some(file) if file.starts_with('/') => Some(file),
+                Some(file) => {
+                    reader.error(
+                    node.pos,
+                    &format!("{path}.{name}"),
+                    format!("{file:?} is not an absolute path: give where the {what} is on the machine launchway runs on"),
+                );
+                    None
+                }
+                None => None,
+            }
+        }
+        None => {
+            reader.error(fields.pos(), path, format!("`{name}` is required: the {what}'s PEM file"));
+            None
+        }
+    };
+    let certificate = file("certificate", "certificate chain");
+    let key = file("key", "private key");
+    Some(crate::model::IngressTls { certificate: certificate?, key: key? })
 }
 
 fn read_health(reader: &mut Reader<'_>, node: &Node, path: &str, key: Option<Pos>) -> Option<HealthDraft> {

@@ -1010,7 +1010,7 @@ fn an_entry_point_needs_a_port_runs_on_docker_and_changes_the_revision_only_when
     let AppSpec::Service(service) = spec.as_ref() else { panic!("{spec:?}") };
     assert_eq!(
         service.ingress,
-        Some(Ingress { port: 80, host: Some("shop.example".into()), path: Some("/api".into()) })
+        Some(Ingress { port: 80, host: Some("shop.example".into()), path: Some("/api".into()), tls: None })
     );
     assert_ne!(spec.revision(), plain_spec.revision());
     let AppSpec::Service(plain_service) = plain_spec.as_ref() else { panic!() };
@@ -1350,6 +1350,27 @@ fn cloudwatch_analyses_are_read_on_ecs_and_refused_on_docker() {
         errors_of(&on_docker),
         vec![
             "launchway.yaml:10:7: services.web.strategy: CloudWatch metrics and alarms are read with an ECS environment's AWS credentials: on Docker, measure through `prometheus` or `http`"
+        ]
+    );
+}
+
+#[test]
+fn an_entry_point_serves_tls_from_absolute_paths_only() {
+    let with_tls = PROGRESSIVE.replace(
+        "    ingress: {port: 8000}\n",
+        "    ingress: {port: 8443, tls: {certificate: /etc/launchway/web.pem, key: /etc/launchway/web.key}}\n",
+    );
+    let manifest = load_one(&with_tls).expect("valid").manifest;
+    let AppSpec::Service(spec) = &*manifest.apps["web"].specs["dev"] else { panic!("web is a service") };
+    let tls = spec.ingress.as_ref().and_then(|ingress| ingress.tls.as_ref()).expect("TLS");
+    assert_eq!((tls.certificate.as_str(), tls.key.as_str()), ("/etc/launchway/web.pem", "/etc/launchway/web.key"));
+    let relative =
+        PROGRESSIVE.replace("    ingress: {port: 8000}\n", "    ingress: {port: 8443, tls: {certificate: web.pem}}\n");
+    assert_eq!(
+        errors_of(&relative),
+        vec![
+            "launchway.yaml:8:32: services.web.ingress.tls: `key` is required: the private key's PEM file",
+            "launchway.yaml:8:46: services.web.ingress.tls.certificate: \"web.pem\" is not an absolute path: give where the certificate chain is on the machine launchway runs on",
         ]
     );
 }

@@ -1,7 +1,7 @@
 //! The proxy's admin API, on its own listener (loopback on the host): what launchway
 //! calls to move traffic. A bearer token, when the proxy has one, is required.
 //!
-//! - `GET /routes`: the route table.
+//! - `GET /routes`: the route table (TLS keys left out: they go in, never out).
 //! - `PUT /routes`: a [`Route`], added or replacing the one of its name; answers the table.
 //! - `POST /drain`: `{"backend": "127.0.0.1:49153", "grace_ms": 10000}`: no new requests
 //!   to it, then waits for those under way; answers `{"drained": true}` when it went idle.
@@ -59,7 +59,17 @@ fn check(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
 
 async fn routes(State(admin): State<Admin>, headers: HeaderMap) -> Result<Json<RouteTable>, Refusal> {
     check(&admin, &headers)?;
-    Ok(Json(admin.proxy.routes()))
+    Ok(Json(without_keys(admin.proxy.routes())))
+}
+
+/// The table as answered: TLS keys go in, never out.
+fn without_keys(mut table: RouteTable) -> RouteTable {
+    for route in &mut table.routes {
+        if let Some(tls) = &mut route.tls {
+            tls.key_pem.clear();
+        }
+    }
+    table
 }
 
 async fn set_route(
@@ -68,8 +78,11 @@ async fn set_route(
     Json(route): Json<Route>,
 ) -> Result<Json<RouteTable>, Refusal> {
     check(&admin, &headers)?;
-    admin.proxy.set_route(route).await.map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
-    Ok(Json(admin.proxy.routes()))
+    admin.proxy.set_route(route).await.map_err(|error| match error {
+        crate::ProxyError::Tls(problem) => (StatusCode::BAD_REQUEST, problem),
+        error => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    })?;
+    Ok(Json(without_keys(admin.proxy.routes())))
 }
 
 async fn drain(

@@ -17,6 +17,7 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Proxy, routes};
 
@@ -55,28 +56,52 @@ pub(crate) async fn accept(proxy: Proxy, listener: TcpListener, port: u16) {
         let proxy = proxy.clone();
         let stop = stop.clone();
         proxy.inner.tasks.clone().spawn(async move {
-            let service = hyper::service::service_fn(|request| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, request, port, peer).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    // Requests under way finish; the connection closes after them.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match proxy.tls(port) {
+                None => serve(proxy, stream, port, peer, false, stop).await,
+                Some(config) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+                    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                        Ok(Ok(stream)) => serve(proxy, stream, port, peer, true, stop).await,
+                        Ok(Err(error)) => tracing::debug!(%error, %peer, port, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, port, "TLS handshake timed out"),
+                    }
                 }
             }
         });
     }
 }
 
-async fn handle(proxy: &Proxy, request: Request<Incoming>, port: u16, peer: SocketAddr) -> Response<ProxyBody> {
+/// Serves HTTP/1 on one connection (plain or TLS) until it ends or the proxy stops.
+async fn serve<S>(proxy: Proxy, stream: S, port: u16, peer: SocketAddr, tls: bool, stop: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(|request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(handle(&proxy, request, port, peer, tls).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = stop.cancelled() => {
+            // Requests under way finish; the connection closes after them.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+async fn handle(
+    proxy: &Proxy,
+    request: Request<Incoming>,
+    port: u16,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<ProxyBody> {
     let host = request.headers().get(HOST).and_then(|host| host.to_str().ok()).map(str::to_owned);
     let path = request.uri().path().to_owned();
     let (name, candidates, mut first) = {
@@ -110,7 +135,7 @@ async fn handle(proxy: &Proxy, request: Request<Incoming>, port: u16, peer: Sock
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         parts.headers.insert("x-forwarded-for", value);
     }
-    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static(if tls { "https" } else { "http" }));
     // A request without a body can go to the next backend when one refuses the
     // connection: nothing of it has been sent. One with a body goes to one backend.
     let retryable = body.is_end_stream();

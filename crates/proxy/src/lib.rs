@@ -15,6 +15,7 @@ pub mod admin;
 mod forward;
 mod health;
 pub mod routes;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use routes::{Backend, HealthProbe, Route, RouteTable};
+pub use routes::{Backend, HealthProbe, Route, RouteTable, RouteTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -44,6 +45,8 @@ pub enum ProxyError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("could not write the proxy's state to {path}")]
     WriteState {
         path: PathBuf,
@@ -91,12 +94,17 @@ struct Inner {
 struct Compiled {
     table: RouteTable,
     schedules: HashMap<String, Vec<SocketAddr>>,
+    /// The ports that serve TLS, with their configuration.
+    tls: tls::PortConfigs,
 }
 
 impl Compiled {
-    fn new(table: RouteTable) -> Compiled {
+    /// # Errors
+    /// A route's certificate or key cannot be used (the table is then not served).
+    fn new(table: RouteTable) -> Result<Compiled, ProxyError> {
         let schedules = table.routes.iter().map(|route| (route.name.clone(), route.schedule())).collect();
-        Compiled { table, schedules }
+        let tls = tls::configs(&table).map_err(ProxyError::Tls)?;
+        Ok(Compiled { table, schedules, tls })
     }
 }
 
@@ -113,7 +121,7 @@ impl Proxy {
         };
         let proxy = Proxy {
             inner: Arc::new(Inner {
-                current: RwLock::new(Arc::new(Compiled::new(table.clone()))),
+                current: RwLock::new(Arc::new(Compiled::new(table.clone())?)),
                 changing: tokio::sync::Mutex::new(()),
                 sent: AtomicU64::new(0),
                 in_flight: Mutex::new(HashMap::new()),
@@ -146,15 +154,19 @@ impl Proxy {
     /// table to the state file before it serves from it.
     ///
     /// # Errors
-    /// The port cannot be opened, or the state cannot be written; the table is unchanged.
+    /// A certificate that cannot be used, a port that cannot be opened, state that cannot
+    /// be written; the table is unchanged.
     pub async fn set_route(&self, route: Route) -> Result<(), ProxyError> {
         let _one_at_a_time = self.inner.changing.lock().await;
-        if self.listening_on(route.port).is_none() {
-            self.listen(route.port).await?;
-        }
+        let port = route.port;
         let mut table = self.routes();
         table.set(route);
-        self.replace(table)
+        // Checked whole (certificates included) before anything opens or changes.
+        let compiled = Compiled::new(table)?;
+        if self.listening_on(port).is_none() {
+            self.listen(port).await?;
+        }
+        self.install(compiled)
     }
 
     /// Stops sending new requests to `backend` in every route, and waits (at most
@@ -195,11 +207,21 @@ impl Proxy {
     }
 
     fn replace(&self, table: RouteTable) -> Result<(), ProxyError> {
+        self.install(Compiled::new(table)?)
+    }
+
+    /// Writes the table to the state file, then serves from it.
+    fn install(&self, compiled: Compiled) -> Result<(), ProxyError> {
         if let Some(path) = &self.inner.config.state_file {
-            write_state(path, &table)?;
+            write_state(path, &compiled.table)?;
         }
-        *self.inner.current.write().expect("not poisoned") = Arc::new(Compiled::new(table));
+        *self.inner.current.write().expect("not poisoned") = Arc::new(compiled);
         Ok(())
+    }
+
+    /// The TLS configuration of `port`, when it serves TLS.
+    fn tls(&self, port: u16) -> Option<Arc<rustls::ServerConfig>> {
+        self.inner.current.read().expect("not poisoned").tls.get(&port).cloned()
     }
 
     async fn listen(&self, port: u16) -> Result<(), ProxyError> {
@@ -221,11 +243,22 @@ fn read_state(path: &PathBuf) -> Result<RouteTable, ProxyError> {
     }
 }
 
-/// Written beside and renamed over, so that a crash leaves the old table or the new.
+/// Written beside and renamed over, so that a crash leaves the old table or the new;
+/// readable by its owner only (it holds TLS keys).
 fn write_state(path: &PathBuf, table: &RouteTable) -> Result<(), ProxyError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let error = |source| ProxyError::WriteState { path: path.clone(), source };
     let partial = path.with_extension("partial");
     let bytes = serde_json::to_vec_pretty(table).expect("routes serialize");
-    std::fs::write(&partial, bytes).map_err(error)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(error)?;
+    file.write_all(&bytes).map_err(error)?;
+    file.sync_all().map_err(error)?;
     std::fs::rename(&partial, path).map_err(error)
 }

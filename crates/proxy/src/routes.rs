@@ -23,6 +23,23 @@ pub struct Route {
     /// that stops answering while launchway is not there to take it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthProbe>,
+    /// Served over TLS with this certificate (every route on the port must have one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RouteTls>,
+}
+
+/// A route's certificate chain and private key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTls {
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for RouteTls {
+    // The key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteTls").field("certificate_pem", &format!("{} bytes", self.certificate_pem.len())).finish()
+    }
 }
 
 /// An HTTP check of each backend: healthy while `path` answers 2xx or 3xx.
@@ -179,6 +196,7 @@ mod tests {
                 .map(|&(port, weight)| Backend { weight, ..Backend::new(address(port)) })
                 .collect(),
             health: None,
+            tls: None,
         }
     }
 

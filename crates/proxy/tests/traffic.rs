@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
-use launchway_proxy::{Backend, Proxy, ProxyConfig, Route, RouteTable};
-use launchway_testkit::{Load, LoadResult, free_port};
+use launchway_proxy::{Backend, Proxy, ProxyConfig, Route, RouteTable, RouteTls};
+use launchway_testkit::{Load, LoadResult, TestCertificate, free_port};
 use tokio_util::sync::CancellationToken;
 
 /// A backend that answers its name after `delay`, and can be stopped.
@@ -62,6 +62,7 @@ fn route(port: u16, backends: &[(&Replica, u32)]) -> Route {
         host: None,
         path_prefix: None,
         health: None,
+        tls: None,
         backends: backends
             .iter()
             .map(|(replica, weight)| Backend { weight: *weight, ..Backend::new(replica.address) })
@@ -250,4 +251,71 @@ async fn a_replica_failing_the_proxys_own_checks_gets_no_requests_until_it_passe
         back = answers(20).await.iter().any(|answer| answer == "sick");
     }
     assert!(back, "back once its check passes");
+}
+
+/// A certificate for `host` from a CA of its own: what clients trust, and the route's TLS.
+fn certificate_for(host: &str) -> (TestCertificate, RouteTls) {
+    let certificate = TestCertificate::for_host(host);
+    let tls = RouteTls { certificate_pem: certificate.certificate_pem.clone(), key_pem: certificate.key_pem.clone() };
+    (certificate, tls)
+}
+
+#[tokio::test]
+async fn a_tls_port_serves_each_host_its_own_certificate_and_keys_never_leave_the_proxy() {
+    let (shop, blog) = (Replica::start("shop", Duration::ZERO).await, Replica::start("blog", Duration::ZERO).await);
+    let port = free_port();
+    let (proxy, stop) = proxy(None).await;
+    let (shop_ca, shop_tls) = certificate_for("shop.test");
+    let (blog_ca, blog_tls) = certificate_for("blog.test");
+    let mut shop_route = Route {
+        name: "shop@test".into(),
+        host: Some("shop.test".into()),
+        tls: Some(shop_tls),
+        ..route(port, &[(&shop, 1)])
+    };
+    proxy.set_route(shop_route.clone()).await.expect("routed");
+    let blog_route = Route {
+        name: "blog@test".into(),
+        host: Some("blog.test".into()),
+        tls: Some(blog_tls),
+        ..route(port, &[(&blog, 1)])
+    };
+    proxy.set_route(blog_route).await.expect("routed");
+
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = |host: &str, ca: &TestCertificate| ca.client(host, address);
+    let ask = |http: reqwest::Client, host: &'static str| async move {
+        http.get(format!("https://{host}:{port}/")).send().await.map(|answer| answer.status())
+    };
+    let shop_answer = client("shop.test", &shop_ca).get(format!("https://shop.test:{port}/")).send().await;
+    assert_eq!(shop_answer.expect("TLS with the shop's certificate").text().await.expect("body"), "shop");
+    let blog_answer = client("blog.test", &blog_ca).get(format!("https://blog.test:{port}/")).send().await;
+    assert_eq!(blog_answer.expect("TLS with the blog's certificate").text().await.expect("body"), "blog");
+    // The shop's certificate is not the blog's: a client trusting only the shop's CA
+    // refuses what the blog's name is served with.
+    assert!(ask(client("blog.test", &shop_ca), "blog.test").await.is_err(), "each host its own certificate");
+    // Plain HTTP on a TLS port gets no answer.
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(plain.get(format!("http://127.0.0.1:{port}/")).send().await.is_err());
+
+    // A route without a certificate cannot join a TLS port, and a key that does not
+    // match its certificate is refused; neither changes the table.
+    let plain_route =
+        Route { name: "plain@test".into(), host: Some("plain.test".into()), ..route(port, &[(&shop, 1)]) };
+    let refused = proxy.set_route(plain_route).await.expect_err("no certificate on a TLS port");
+    assert!(refused.to_string().contains("route plain@test has no certificate"), "{refused}");
+    let (_, other) = certificate_for("shop.test");
+    shop_route.tls.as_mut().unwrap().key_pem = other.key_pem;
+    let refused = proxy.set_route(shop_route).await.expect_err("a key that does not match");
+    assert!(refused.to_string().contains("does not match"), "{refused}");
+    assert_eq!(proxy.routes().routes.len(), 2);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin = format!("http://{}", listener.local_addr().expect("address"));
+    let app = launchway_proxy::admin::router(proxy.clone(), None);
+    tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    });
+    let table: RouteTable = plain.get(format!("{admin}/routes")).send().await.unwrap().json().await.unwrap();
+    assert!(table.routes.iter().all(|route| route.tls.as_ref().is_some_and(|tls| tls.key_pem.is_empty())));
 }

@@ -221,6 +221,14 @@ impl Target for DockerTarget {
             return Err(TargetError::Invalid("a Docker environment runs Docker services and tasks only".to_owned()));
         }
         let mut notes = Vec::new();
+        // The entry point's certificate and key are read when its route is set: unreadable
+        // ones stop the run before anything changes.
+        if let AppSpec::Service(service) = spec
+            && let Some(tls) = service.ingress.as_ref().and_then(|ingress| ingress.tls.as_ref())
+        {
+            proxy::read_tls(tls)?;
+            notes.push(format!("the entry point serves TLS with {}", tls.certificate));
+        }
         for image in spec.images().into_values() {
             if let Some(note) = self.ensure_image(image, None).await? {
                 notes.push(note);

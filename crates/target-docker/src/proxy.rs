@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use launchway_manifest::IngressTls;
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
-use launchway_proxy::{Backend, HealthProbe, Route, RouteTable};
+use launchway_proxy::{Backend, HealthProbe, Route, RouteTable, RouteTls};
 use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 
 use crate::replicas::{self, DockerReplica};
@@ -38,13 +39,30 @@ fn names() -> (String, String) {
 pub(crate) struct ProxyClient {
     http: reqwest::Client,
     admin: String,
+    /// The admin token the proxy's container was created with (none for a proxy
+    /// created before launchway made one).
+    token: Option<String>,
 }
+
+/// The environment variable `launchway proxy` reads its admin token from.
+const TOKEN_VARIABLE: &str = "LAUNCHWAY_PROXY_TOKEN";
 
 impl ProxyClient {
     /// Finds the proxy answering, or starts its container (and its image, from this
     /// executable) and waits for it.
     pub(crate) async fn ensure(docker: &Docker, http: &reqwest::Client) -> Result<ProxyClient, TargetError> {
-        let client = ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()) };
+        let (container, volume) = names();
+        // The token lives in the container's own environment: whoever may inspect
+        // containers on this host may also run them, so it tells them nothing new, and
+        // every launchway process finds it there.
+        let existing = docker.inspect_container(&container, None).await.ok();
+        let token = match existing.as_ref().and_then(|inspected| inspected.config.as_ref()) {
+            Some(config) => config.env.iter().flatten().find_map(|variable| {
+                variable.strip_prefix(TOKEN_VARIABLE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
+            }),
+            None => Some(new_token()),
+        };
+        let client = ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()), token };
         if client.answers().await {
             return Ok(client);
         }
@@ -59,9 +77,9 @@ impl ProxyClient {
             env: Vec::new(),
         };
         build_executable_image(docker, &image).await?;
-        let (container, volume) = names();
         let body = ContainerCreateBody {
             image: Some(IMAGE.to_owned()),
+            env: client.token.as_ref().map(|token| vec![format!("{TOKEN_VARIABLE}={token}")]),
             labels: Some([("launchway.role".to_owned(), "proxy".to_owned())].into()),
             host_config: Some(HostConfig {
                 // Route ports open on the host itself, and replicas' published ports
@@ -91,6 +109,13 @@ impl ProxyClient {
         )))
     }
 
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     async fn answers(&self) -> bool {
         let answer = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1)).send().await;
         answer.is_ok_and(|answer| answer.status().is_success())
@@ -111,8 +136,7 @@ impl ProxyClient {
     pub(crate) async fn backends(&self, rollout: &ServiceRollout<'_>) -> Result<Vec<Backend>, TargetError> {
         let name = route_name(rollout);
         let table: RouteTable = self
-            .http
-            .get(format!("{}/routes", self.admin))
+            .authorized(self.http.get(format!("{}/routes", self.admin)))
             .send()
             .await
             .map_err(|error| proxy_error("read the routes", error))?
@@ -144,6 +168,10 @@ impl ProxyClient {
                 interval_ms: health.interval.as_millis() as u64,
                 unhealthy_threshold: health.unhealthy_threshold,
             });
+        let tls = match &ingress.tls {
+            Some(tls) => Some(read_tls(tls)?),
+            None => None,
+        };
         let route = Route {
             name: route_name(rollout),
             port: ingress.port,
@@ -151,10 +179,10 @@ impl ProxyClient {
             path_prefix: ingress.path.clone(),
             backends,
             health,
+            tls,
         };
         let answer = self
-            .http
-            .put(format!("{}/routes", self.admin))
+            .authorized(self.http.put(format!("{}/routes", self.admin)))
             .json(&route)
             .send()
             .await
@@ -175,8 +203,7 @@ impl ProxyClient {
     pub(crate) async fn drain(&self, backend: SocketAddr, grace: Duration) -> Result<bool, TargetError> {
         let request = DrainRequest { backend, grace_ms: grace.as_millis() as u64 };
         let answer: DrainAnswer = self
-            .http
-            .post(format!("{}/drain", self.admin))
+            .authorized(self.http.post(format!("{}/drain", self.admin)))
             .json(&request)
             .timeout(grace + Duration::from_secs(5))
             .send()
@@ -258,6 +285,22 @@ pub(crate) async fn shift_traffic(
     };
     progress.report(TargetEvent::new(report, message)).await;
     Ok(())
+}
+
+/// The certificate and key an ingress names, read from the machine launchway runs on.
+pub(crate) fn read_tls(tls: &IngressTls) -> Result<RouteTls, TargetError> {
+    let read = |path: &str, what: &str| {
+        std::fs::read_to_string(path)
+            .map_err(|error| TargetError::Invalid(format!("cannot read the entry point's {what} {path}: {error}")))
+    };
+    Ok(RouteTls { certificate_pem: read(&tls.certificate, "TLS certificate")?, key_pem: read(&tls.key, "TLS key")? })
+}
+
+/// A fresh admin token: 32 random bytes, hex.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn route_name(rollout: &ServiceRollout<'_>) -> String {

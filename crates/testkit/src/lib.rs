@@ -9,6 +9,7 @@ mod git_http;
 mod load;
 mod moto;
 mod prometheus;
+mod tls;
 
 pub use fake_target::FakeTarget;
 pub use git::GitRepo;
@@ -16,6 +17,7 @@ pub use git_http::GitHttpServer;
 pub use load::{Load, LoadResult};
 pub use moto::{MOTO_VERSION, Moto, MotoAccount};
 pub use prometheus::Prometheus;
+pub use tls::TestCertificate;
 
 /// A TCP port on 127.0.0.1 free a moment ago, for a server a test starts on a fixed
 /// port (a proxy's route port, an admin API).
