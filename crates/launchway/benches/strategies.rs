@@ -6,7 +6,8 @@
 //! that fails its health check, which rolls back); the clients go on until 10,000
 //! requests have been sent. Printed per strategy: requests and failed requests, how long
 //! `launchway deploy` took, and when v2 had all the traffic (the run's `traffic.shifted`
-//! event at 100%, or, for a rolling update, the run's end), from the deploy's start.
+//! event at 100% or its `promote` step's end, or, for a rolling update, the run's end),
+//! from the deploy's start.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -83,7 +84,11 @@ async fn run(scenario: &Scenario) {
         .filter(|event| event["at"].as_i64().is_some_and(|at| at >= since))
         .filter(|event| match scenario.strategy {
             "" => event["kind"] == "run.succeeded",
-            _ => event["kind"] == "traffic.shifted" && event["data"]["weight"] == 100,
+            // Blue/green gives it everything at its step; a canary when it is promoted.
+            _ => {
+                (event["kind"] == "traffic.shifted" && event["data"]["weight"] == 100)
+                    || (event["kind"] == "step.finished" && event["data"]["step"] == "promote")
+            }
         })
         .filter_map(|event| event["at"].as_i64())
         .min();
