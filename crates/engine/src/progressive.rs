@@ -161,6 +161,7 @@ impl Engine {
         let deadline = began + step.pause.as_millis() as i64;
         let analysis = strategy.analysis();
         let (mut measured, mut failed) = (0u32, 0u32);
+        let mut last_failure: Option<String> = None;
         let mut next_measurement = now_ms();
         let mut announced = false;
         loop {
@@ -186,6 +187,9 @@ impl Engine {
                 for measurement in self.measure(run, release, target, analysis, number).await {
                     measured += 1;
                     failed += u32::from(!measurement.passed);
+                    if !measurement.passed {
+                        last_failure = Some(format!("{} {}", measurement.metric, measurement.detail));
+                    }
                     let message = format!(
                         "analysis at step {number}: {} {} — {}",
                         measurement.metric,
@@ -195,14 +199,17 @@ impl Engine {
                     self.record(NewEvent::for_run(run, EventBody::Measured(measurement), message)).await?;
                 }
                 if failed > analysis.failure_limit {
+                    // The last failure says what was seen: the line chat and the run show.
+                    let seen = last_failure.map(|detail| format!(": {detail}")).unwrap_or_default();
                     return Ok(Held::Failed(format!(
-                        "the analysis failed at step {number}: {failed} of {measured} measurements failed (limit {})",
+                        "the analysis failed at step {number}: {failed} of {measured} measurements failed (limit {}){seen}",
                         analysis.failure_limit
                     )));
                 }
                 next_measurement = now + analysis.interval.as_millis() as i64;
             }
-            let paused = now >= deadline && (analysis.is_none() || measured > 0);
+            let enough = analysis.is_none_or(|analysis| measured >= analysis.count.unwrap_or(1).max(1));
+            let paused = now >= deadline && enough;
             if paused && !step.approval {
                 let pause = match step.pause.is_zero() {
                     true => String::new(),

@@ -452,7 +452,10 @@ async fn a_failing_analysis_sends_the_traffic_back_and_rolls_back() {
     let run = setup.engine.drive(run_id).await.expect("driven");
     assert_eq!(run.state, RunState::RolledBack);
     let reason = run.reason.unwrap();
-    assert!(reason.contains("the analysis failed at step 1: 1 of 1 measurements failed"), "{reason}");
+    assert!(
+        reason.contains("the analysis failed at step 1: 1 of 1 measurements failed (limit 0): http GET http://"),
+        "{reason}"
+    );
     let calls = setup.target.calls();
     assert_eq!(
         calls[calls.len() - 3..],
@@ -650,4 +653,23 @@ services:
     engine_for(&setup).control(second, ControlAction::Promote, "ann").await.expect("asked");
     let run = tokio::time::timeout(Duration::from_secs(10), driving).await.expect("went on").unwrap().unwrap();
     assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+}
+
+#[tokio::test]
+async fn an_analysis_count_holds_a_step_until_that_many_measurements_were_taken() {
+    let setup = setup(Duration::from_secs(15)).await;
+    setup.target.set_endpoints(vec![answering(200).await]);
+    // Step 1 pauses 300 ms, step 2 not at all: each still takes four measurements.
+    let analysis = "        analysis: {interval: 50ms, count: 4, http: {path: /work}}\n";
+    let (run_id, _, _) = start_canary(&setup, analysis).await;
+    let run = setup.engine.drive(run_id).await.expect("driven");
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.reason);
+    let events = setup.store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await.unwrap();
+    let at_step = |step: u64| {
+        events
+            .iter()
+            .filter(|event| event.kind == "analysis.measured" && event.data["step"].as_u64() == Some(step))
+            .count()
+    };
+    assert!(at_step(1) >= 4 && at_step(2) >= 4, "step 1: {}, step 2: {}", at_step(1), at_step(2));
 }

@@ -618,6 +618,10 @@ pub struct Analysis {
     #[serde(with = "millis")]
     pub interval: Duration,
     pub failure_limit: u32,
+    /// Measurements each step takes at least (its pause is held until then); 1 when
+    /// left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpAnalysis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,7 +28,7 @@ const CANARY_FIELDS: &[&str] = &["steps", "timeout", "analysis", "gates"];
 const LINEAR_FIELDS: &[&str] = &["step", "pause", "bake", "timeout", "analysis", "gates"];
 const GATE_FIELDS: &[&str] = &["at", "hold", "approval", "timeout"];
 const STEP_FIELDS: &[&str] = &["weight", "pause", "approval"];
-const ANALYSIS_FIELDS: &[&str] = &["interval", "failure_limit", "http", "prometheus", "cloudwatch", "alarms"];
+const ANALYSIS_FIELDS: &[&str] = &["interval", "count", "failure_limit", "http", "prometheus", "cloudwatch", "alarms"];
 const CLOUDWATCH_FIELDS: &[&str] = &["namespace", "metric", "dimensions", "statistic", "period", "max", "min"];
 const STATISTICS: &[&str] = &["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
 const HTTP_FIELDS: &[&str] = &["path", "url", "port", "status", "max_latency"];
@@ -236,6 +236,10 @@ fn read_analysis(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ana
         Some(node) => reader.integer(node, &format!("{path}.failure_limit"), 0, 1000).map(|limit| limit as u32),
         None => Some(0),
     };
+    let count = match fields.get("count") {
+        Some(node) => reader.integer(node, &format!("{path}.count"), 1, 1000).map(|count| Some(count as u32)),
+        None => Some(None),
+    };
     let http = match fields.get("http") {
         Some(node) => read_http(reader, node, &format!("{path}.http")).map(Some),
         None => Some(None),
@@ -263,6 +267,7 @@ fn read_analysis(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<Ana
     Some(Analysis {
         interval: interval?,
         failure_limit: failure_limit?,
+        count: count?,
         http: http?,
         prometheus: prometheus?,
         cloudwatch: cloudwatch?,

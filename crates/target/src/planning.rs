@@ -285,6 +285,9 @@ fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
     let prefix = format!("{prefix}.analysis");
     flat.insert(format!("{prefix}.interval"), format_duration(analysis.interval));
     flat.insert(format!("{prefix}.failure_limit"), analysis.failure_limit.to_string());
+    if let Some(count) = analysis.count {
+        flat.insert(format!("{prefix}.count"), count.to_string());
+    }
     if let Some(http) = &analysis.http {
         if let Some(url) = &http.url {
             flat.insert(format!("{prefix}.http.url"), url.clone());
