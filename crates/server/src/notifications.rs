@@ -283,3 +283,24 @@ fn notify_on(body: &EventBody) -> Option<NotifyOn> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use launchway_manifest::NotifyOn;
+    use launchway_store::{Awaiting, EventBody, RunState, TransitionDetail};
+
+    use super::notify_on;
+
+    #[test]
+    fn a_step_held_for_approval_is_announced_as_a_parked_run_is() {
+        let held = EventBody::Awaiting(Awaiting {
+            step: 1,
+            what: "the ECS deployment paused at post_test_traffic_shift".into(),
+        });
+        assert_eq!(notify_on(&held), Some(NotifyOn::ApprovalNeeded));
+        let parked = EventBody::RunEntered { state: RunState::AwaitingApproval, detail: TransitionDetail::default() };
+        assert_eq!(notify_on(&parked), Some(NotifyOn::ApprovalNeeded));
+        let progressing = EventBody::RunEntered { state: RunState::Progressing, detail: TransitionDetail::default() };
+        assert_eq!(notify_on(&progressing), None, "moving traffic is not news for chat; a held step is");
+    }
+}
