@@ -47,6 +47,9 @@ pub struct Ecs {
     scheduler: aws_sdk_scheduler::Client,
     description: String,
     polling: Polling,
+    /// The last stage reported of each service's native deployment, so that a stage is
+    /// reported once however often the engine looks.
+    reported: std::sync::Mutex<std::collections::BTreeMap<String, native::Stage>>,
 }
 
 impl Ecs {
@@ -83,6 +86,7 @@ impl Ecs {
             scheduler: aws_sdk_scheduler::Client::new(&config),
             description,
             polling: Polling::default(),
+            reported: std::sync::Mutex::default(),
         })
     }
 
@@ -202,7 +206,7 @@ impl Target for Ecs {
             return Err(TargetError::Invalid(format!("{} has no deployment to follow in steps", rollout.app)).into());
         };
         let revision = service.definition.revision().0;
-        match services::advance(&self.ecs, rollout.app, &revision, service, step, progress).await? {
+        match services::advance(&self.ecs, rollout.app, &revision, service, step, progress, &self.reported).await? {
             true => Ok(Advance::Reached),
             false => Ok(Advance::Moving),
         }

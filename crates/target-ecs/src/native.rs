@@ -283,14 +283,37 @@ pub(crate) enum Until {
 }
 
 /// What one look at a native deployment found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Look {
     /// Waiting at the gate asked for.
     Reached,
     /// Finished: nothing is left to wait for.
     Finished,
-    /// Still going; the line says where it is.
-    Moving(String),
+    /// Still going, and where it is.
+    Moving(Stage),
+}
+
+/// Where a native deployment is: what `deployment.stage` events report.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stage {
+    /// ECS's status of the deployment (`IN_PROGRESS`), or `STARTING` before ECS names it.
+    pub status: String,
+    /// Its lifecycle stage, as a manifest writes stages (`post_test_traffic_shift`).
+    pub stage: String,
+    /// The new revision's share of production traffic, in percent.
+    pub production_weight: Option<f64>,
+    /// The task definition deployed, short (`web:7`).
+    pub to: String,
+}
+
+impl Stage {
+    fn line(&self) -> String {
+        let weight = self
+            .production_weight
+            .map(|weight| format!(", {weight}% of production traffic on {}", self.to))
+            .unwrap_or_default();
+        format!("{} {}{weight}", self.status, self.stage)
+    }
 }
 
 /// The deployment ECS runs for the service, when it runs one of a native strategy.
@@ -342,6 +365,17 @@ pub(crate) async fn look(
         if service.task_definition() == Some(task_definition) && !moving && primary_done(&service, task_definition) {
             return Ok(Look::Finished);
         }
+        // Just updated: ECS may name the deployment it finished before as current for a
+        // moment, while the primary one, ours, starts.
+        if service.task_definition() == Some(task_definition) && !moving && primary_starting(&service, task_definition)
+        {
+            return Ok(Look::Moving(Stage {
+                status: "STARTING".to_owned(),
+                stage: "waiting for ECS to start the deployment".to_owned(),
+                production_weight: None,
+                to: short(task_definition).to_owned(),
+            }));
+        }
         return Err(RolloutError::Unhealthy {
             reason: format!(
                 "ECS service {} is not deploying {} (it runs {}): ECS rolled it back or someone moved it",
@@ -356,14 +390,12 @@ pub(crate) async fn look(
     let stage = deployment.lifecycle_stage().map(|stage| stage.as_str().to_lowercase()).unwrap_or_default();
     let weight =
         deployment.target_service_revision().and_then(|revision| revision.requested_production_traffic_weight());
-    let line = format!(
-        "{} {}{}",
-        status.as_ref().map_or("unknown", |status| status.as_str()),
+    let where_it_is = Stage {
+        status: status.as_ref().map_or("UNKNOWN", |status| status.as_str()).to_owned(),
         stage,
-        weight
-            .map(|weight| format!(", {weight}% of production traffic on {}", short(task_definition)))
-            .unwrap_or_default()
-    );
+        production_weight: weight,
+        to: short(task_definition).to_owned(),
+    };
     match status {
         Some(ServiceDeploymentStatus::Successful) => return Ok(Look::Finished),
         Some(ServiceDeploymentStatus::InProgress | ServiceDeploymentStatus::Pending) => {}
@@ -380,12 +412,12 @@ pub(crate) async fn look(
         }
         None => {}
     }
-    let Some((hook, at)) = awaiting(&deployment) else { return Ok(Look::Moving(line)) };
+    let Some((hook, at)) = awaiting(&deployment) else { return Ok(Look::Moving(where_it_is)) };
     match until {
         Until::Gate(gate) if at >= gate => Ok(Look::Reached),
         _ => {
             decide(client, &deployment, &hook, at, DeploymentLifecycleHookAction::Continue, progress).await?;
-            Ok(Look::Moving(line))
+            Ok(Look::Moving(where_it_is))
         }
     }
 }
@@ -396,6 +428,15 @@ fn primary_done(service: &Service, task_definition: &str) -> bool {
         deployment.status() == Some("PRIMARY")
             && deployment.task_definition() == Some(task_definition)
             && deployment.rollout_state() == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed)
+    })
+}
+
+/// Whether the service's primary deployment runs `task_definition` and is still going.
+fn primary_starting(service: &Service, task_definition: &str) -> bool {
+    service.deployments().iter().any(|deployment| {
+        deployment.status() == Some("PRIMARY")
+            && deployment.task_definition() == Some(task_definition)
+            && deployment.rollout_state() == Some(&aws_sdk_ecs::types::DeploymentRolloutState::InProgress)
     })
 }
 
@@ -456,7 +497,7 @@ pub(crate) async fn follow(
     polling: Polling,
 ) -> Result<(), RolloutError> {
     let mut wait = polling.first;
-    let mut last = String::new();
+    let mut last: Option<Stage> = None;
     loop {
         match look(client, spec, task_definition, until, progress).await? {
             Look::Finished => return Ok(()),
@@ -466,17 +507,21 @@ pub(crate) async fn follow(
                 }
                 return Ok(());
             }
-            Look::Moving(line) => {
-                if line != last {
-                    report_stage(spec, &line, progress).await;
-                    last = line;
+            Look::Moving(stage) => {
+                if last.as_ref() != Some(&stage) {
+                    report_stage(spec, &stage, progress).await;
+                    last = Some(stage);
                 }
             }
         }
         let now = Instant::now();
         if now >= deadline {
             return Err(RolloutError::TimedOut {
-                reason: format!("ECS's deployment of {} did not get there in time: {last}", short(task_definition)),
+                reason: format!(
+                    "ECS's deployment of {} did not get there in time: {}",
+                    short(task_definition),
+                    last.as_ref().map_or_else(|| "nothing seen yet".to_owned(), Stage::line)
+                ),
                 logs: Vec::new(),
             });
         }
@@ -485,22 +530,13 @@ pub(crate) async fn follow(
     }
 }
 
-pub(crate) async fn report_stage(spec: &EcsServiceSpec, line: &str, progress: &dyn Progress) {
-    let mut words = line.splitn(2, ' ');
-    let status = words.next().unwrap_or_default().to_owned();
-    let rest = words.next().unwrap_or_default();
-    let stage = rest.split(',').next().unwrap_or_default().to_owned();
-    let production_weight = rest
-        .split(", ")
-        .nth(1)
-        .and_then(|weight| weight.split('%').next())
-        .and_then(|weight| weight.parse::<f64>().ok());
-    progress
-        .report(TargetEvent::new(
-            TargetReport::DeploymentStage { stage, status, production_weight },
-            format!("ECS service {}: {line}", spec.service),
-        ))
-        .await;
+pub(crate) async fn report_stage(spec: &EcsServiceSpec, stage: &Stage, progress: &dyn Progress) {
+    let report = TargetReport::DeploymentStage {
+        stage: stage.stage.clone(),
+        status: stage.status.clone(),
+        production_weight: stage.production_weight,
+    };
+    progress.report(TargetEvent::new(report, format!("ECS service {}: {}", spec.service, stage.line()))).await;
 }
 
 pub(crate) async fn report_pause(spec: &EcsServiceSpec, gate: GateStage, progress: &dyn Progress) {

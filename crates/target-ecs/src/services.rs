@@ -196,6 +196,7 @@ pub(crate) async fn advance(
     spec: &EcsServiceSpec,
     step: usize,
     progress: &dyn Progress,
+    reported: &std::sync::Mutex<BTreeMap<String, native::Stage>>,
 ) -> Result<bool, RolloutError> {
     let gate = spec.strategy.as_ref().and_then(|strategy| strategy.gates().get(step)).ok_or_else(|| {
         TargetError::Invalid(format!("ECS service {} has no gate {} in its strategy", spec.service, step + 1))
@@ -212,8 +213,15 @@ pub(crate) async fn advance(
             Ok(true)
         }
         native::Look::Finished => Ok(true),
-        native::Look::Moving(line) => {
-            native::report_stage(spec, &line, progress).await;
+        native::Look::Moving(stage) => {
+            // Reported when it changes: the engine asks again and again.
+            let changed = {
+                let mut reported = reported.lock().expect("not poisoned");
+                reported.insert(spec.service.clone(), stage.clone()).as_ref() != Some(&stage)
+            };
+            if changed {
+                native::report_stage(spec, &stage, progress).await;
+            }
             Ok(false)
         }
     }
