@@ -59,18 +59,29 @@ async fn wait_for(url: &str) {
 
 /// How a proxy is told to move traffic from a to b.
 enum Switch {
-    Launchway { admin: u16, port: u16, b: u16 },
-    HaProxy { socket: std::path::PathBuf },
-    Nginx { pid: u32, config: std::path::PathBuf, text: String },
+    /// (The admin API's client is made beforehand, as launchway's is.)
+    Launchway {
+        admin: u16,
+        port: u16,
+        b: u16,
+        http: reqwest::Client,
+    },
+    HaProxy {
+        socket: std::path::PathBuf,
+    },
+    Nginx {
+        pid: u32,
+        config: std::path::PathBuf,
+        text: String,
+    },
 }
 
 impl Switch {
     async fn apply(&self) {
         match self {
-            Switch::Launchway { admin, port, b } => {
+            Switch::Launchway { admin, port, b, http } => {
                 let route = serde_json::json!({"name": "bench", "port": port,
                     "backends": [{"address": format!("127.0.0.1:{b}")}]});
-                let http = reqwest::Client::builder().no_proxy().build().expect("client");
                 let answer =
                     http.put(format!("http://127.0.0.1:{admin}/routes")).json(&route).send().await.expect("answered");
                 assert!(answer.status().is_success());
@@ -244,8 +255,12 @@ async fn run() {
     let route = serde_json::json!({"name": "bench", "port": port, "backends": [{"address": format!("127.0.0.1:{a}")}]});
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     http.put(format!("http://127.0.0.1:{admin}/routes")).json(&route).send().await.expect("routed");
-    let mut proxies: Vec<(&str, u16, Process, std::sync::Arc<Switch>)> =
-        vec![("launchway proxy", port, launchway, std::sync::Arc::new(Switch::Launchway { admin, port, b }))];
+    let mut proxies: Vec<(&str, u16, Process, std::sync::Arc<Switch>)> = vec![(
+        "launchway proxy",
+        port,
+        launchway,
+        std::sync::Arc::new(Switch::Launchway { admin, port, b, http: http.clone() }),
+    )];
     let haproxy_port = free_port();
     match haproxy(dir.path(), haproxy_port, a, b) {
         Some((process, switch)) => {
