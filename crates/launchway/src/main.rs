@@ -117,5 +117,7 @@ fn report_resources() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAUNCHWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a terminal: logs sent to a file or a journal stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

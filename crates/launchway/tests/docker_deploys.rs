@@ -217,6 +217,12 @@ async fn an_invalid_manifest_is_reported_with_positions_and_changes_nothing() {
     assert_eq!(report["valid"], false);
     assert_eq!(report["diagnostics"].as_array().expect("diagnostics").len(), 2);
     assert_eq!(report["diagnostics"][0]["line"], 9);
+
+    // A path that does not exist is not an invalid manifest: nothing was there to read.
+    let missing = world.launchway(&["validate", "/nonexistent/config"]).await;
+    missing.assert_exit(1);
+    assert!(missing.stderr().contains("/nonexistent/config does not exist"), "{}", missing.stderr());
+    assert!(!missing.stderr().contains("launchway.yaml:1:1"), "{}", missing.stderr());
 }
 
 #[tokio::test]
@@ -259,8 +265,14 @@ services:
     assert_eq!(actions, [("api", "update"), ("web", "no_change")]);
     assert_eq!(plan["plans"][0]["changes"][0]["path"], "containers.api.env.SAMPLE_MESSAGE");
 
-    let second = world.launchway(&["deploy"]).await;
+    // Its log, sent to a pipe as to a file or a journal, is plain text.
+    let mut command = world.command(&["deploy"]);
+    command.env("LAUNCHWAY_LOG", "info");
+    let second = support::Run { output: tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap() };
     second.assert_exit(0);
+    let log = second.stderr();
+    assert!(log.contains("step started"), "the engine logged its steps: {log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in {log}");
     assert!(second.stdout().contains("web@"), "{}", second.stdout());
     assert!(second.stdout().contains("unchanged"), "{}", second.stdout());
     let runs = world.runs().await;

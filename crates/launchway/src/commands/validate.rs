@@ -14,6 +14,10 @@ pub async fn run(context: &Context, path: Option<PathBuf>) -> Result<u8> {
         let repo = &context.global.repo;
         if repo.contains("://") { PathBuf::from(".") } else { PathBuf::from(repo) }
     });
+    if !path.exists() {
+        // Not a manifest problem (exit 3 would say so): there is nothing to read.
+        anyhow::bail!("{} does not exist: give the config repo's directory or its launchway.yaml", path.display());
+    }
     let files =
         launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
     // Files the manifest refers to (task definitions, image files) are read from the
