@@ -146,6 +146,19 @@ impl Engine {
         loop {
             tokio::time::sleep(ttl / 3).await;
             if let Err(error) = self.inner.store.renew_lease(lease, ttl.as_millis() as i64).await {
+                // The run's own last transition (or its parking for an approval) gives
+                // the lease up: a renewal at that moment finds it gone, but nobody took
+                // it, and the driver is about to return. Only a lease someone else holds
+                // is lost.
+                let released = self
+                    .inner
+                    .store
+                    .run(lease.run_id)
+                    .await
+                    .is_ok_and(|run| run.lease_owner.is_none() || run.state.is_terminal());
+                if released {
+                    std::future::pending::<()>().await;
+                }
                 return error.into();
             }
         }
