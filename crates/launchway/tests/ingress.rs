@@ -156,7 +156,9 @@ async fn a_canary_gives_the_new_release_its_weight_then_everything() {
     let world = World::new().await;
     let proxy = TestProxy::new().await;
     let ingress = free_port();
-    let strategy = "      canary: {steps: [{weight: 20, pause: 8s}]}\n";
+    // A long pause, ended by `launchway promote` once sampled: however slow the machine,
+    // every sampled request is sent while the 20% step holds.
+    let strategy = "      canary: {steps: [{weight: 20, pause: 5m}]}\n";
     world.commit(&progressive(ingress, "v1", "", strategy), "web v1");
     deploy(&world, &proxy).await;
     let url = format!("http://127.0.0.1:{ingress}/");
@@ -164,8 +166,8 @@ async fn a_canary_gives_the_new_release_its_weight_then_everything() {
 
     world.commit(&progressive(ingress, "v2", "", strategy), "web v2, canary");
     let deploying = tokio::spawn(output(proxy.deploy_command(&world)));
-    // Once v2 answers, the canary's step holds 20% for 8 s: 1,000 requests in a row
-    // sent then must split 20/80, within 5 points.
+    // Once v2 answers, the canary's step holds 20%: 1,000 requests in a row sent then
+    // must split 20/80, within 5 points.
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().expect("client");
     let ask = async || http.get(&url).send().await.expect("answer").text().await.expect("body");
     let mut first = String::new();
@@ -184,6 +186,8 @@ async fn a_canary_gives_the_new_release_its_weight_then_everything() {
     let share = v2 as f64 / 10.0;
     eprintln!("v2 took {share}% of 1,000 requests during the 20% step");
     assert!((15.0..=25.0).contains(&share), "v2 took {share}%, not 20% ± 5");
+    let run = world.runs().await[0]["id"].as_i64().expect("a run").to_string();
+    world.launchway(&["promote", &run]).await.assert_exit(0);
 
     let done = deploying.await.expect("deploy ran");
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
