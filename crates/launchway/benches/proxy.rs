@@ -12,12 +12,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Process, spawn, wait_for};
 use launchway_testkit::free_port;
 
 const RATE: u64 = 1000;
@@ -27,16 +30,6 @@ const WARM_UP: Duration = Duration::from_secs(1);
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(run());
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 impl Process {
@@ -58,21 +51,6 @@ impl Process {
             .sum();
         kib as f64 / 1024.0
     }
-}
-
-fn spawn(command: &mut Command) -> Process {
-    Process(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts"))
-}
-
-async fn wait_for(url: &str) {
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    for _ in 0..200 {
-        if http.get(url).send().await.is_ok_and(|answer| answer.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{url} never answered");
 }
 
 fn nginx(dir: &Path, port: u16, backend: u16) -> Option<Process> {

@@ -15,12 +15,15 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Process, spawn, wait_for};
 use launchway_testkit::free_port;
 
 const RATE: u64 = 1000;
@@ -30,31 +33,6 @@ const SWITCH_AT: Duration = Duration::from_millis(1500);
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(run());
-}
-
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(command: &mut Command) -> Process {
-    Process(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts"))
-}
-
-async fn wait_for(url: &str) {
-    let http = reqwest::Client::builder().no_proxy().build().expect("client");
-    for _ in 0..200 {
-        if http.get(url).send().await.is_ok_and(|answer| answer.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{url} never answered");
 }
 
 /// How a proxy is told to move traffic from a to b.
