@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use launchway_manifest::{AppSpec, Manifest};
 use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState};
 use launchway_target::{AppRef, LiveApp, ReplicaState, describe};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Result, Selection};
 
 /// How an app is doing where it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     /// Everything it should run runs, as verified.
@@ -42,7 +42,7 @@ impl HealthState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppHealth {
     pub state: HealthState,
     /// "3/3 running", "2/3 running; web-dev-1f2e-1 exited (code 3)", "cannot reach …".
@@ -50,7 +50,7 @@ pub struct AppHealth {
 }
 
 /// Whether what runs is what the repo asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncState {
     InSync,
@@ -73,7 +73,7 @@ impl SyncState {
 }
 
 /// One (app, environment) as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppStatus {
     pub app: String,
     pub env: String,
@@ -84,7 +84,7 @@ pub struct AppStatus {
     /// The desired revision, when the config repo was read.
     pub desired_revision: Option<String>,
     /// Why live state could not be read, when it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_error: Option<String>,
     pub health: AppHealth,
     pub sync: SyncState,

@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Desired state lives in a git repository (launchway.yaml, apps/*.yaml); every change
 /// becomes a durable run: validate, plan, deploy, verify, with automatic rollback.
 ///
-/// Exit codes: 0 success; 1 could not run; 2 usage error; 3 invalid manifest;
-/// 4 a run failed; 5 a run was rolled back; 6 a run waits for approval.
+/// Exit codes: 0 success; 1 could not run; 2 usage error (and, for `plan
+/// --detailed-exitcode`, changes to make); 3 invalid manifest; 4 a run failed; 5 a run
+/// was rolled back; 6 a run waits for approval.
 #[derive(Debug, Parser)]
 #[command(name = "launchway", version, propagate_version = true)]
 pub struct Cli {
@@ -35,13 +36,23 @@ pub struct Global {
     /// How to print results.
     #[arg(long, global = true, env = "LAUNCHWAY_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// A launchway server to talk to instead of the local database (approve, reject,
-    /// release publish, audit, dora, token).
+    /// A launchway server to talk to instead of the local database (status, history,
+    /// rollback, unpin, approve, reject, promote, abort, release publish, audit, dora,
+    /// token). validate, plan, deploy and demo work on this machine and say so.
     #[arg(long, global = true, env = "LAUNCHWAY_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// The API token for --server.
     #[arg(long, global = true, env = "LAUNCHWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// How `launchway server` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per entry, for people and journald.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,6 +82,14 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         scope: Scope,
+        /// Exit 2 when something would change and 0 when nothing would (1 when the plan
+        /// could not be made), as `terraform plan -detailed-exitcode` does: a CI job can
+        /// gate on it.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Plan the manifest files on disk, uncommitted edits included, instead of --ref.
+        #[arg(long)]
+        work_tree: bool,
     },
     /// Deploy the desired state at --ref: a run for each app whose state differs.
     Deploy {
@@ -178,6 +197,14 @@ pub enum Command {
         #[arg(long)]
         with_failure: bool,
     },
+    /// Print a shell completion script, for example
+    /// `launchway completion bash > /etc/bash_completion.d/launchway`.
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print launchway's version.
+    Version,
     /// A tiny HTTP server (used as the demo's and the tests' container image).
     #[command(hide = true)]
     SampleApp,
@@ -238,6 +265,10 @@ pub struct ServerArgs {
     /// never a link-local address such as the cloud metadata service].
     #[arg(long = "notify-allow", env = "LAUNCHWAY_NOTIFY_ALLOW", value_delimiter = ',', value_name = "HOST")]
     pub notify_allow: Vec<String>,
+    /// How log lines are written (to stderr): one per run transition, and warnings;
+    /// LAUNCHWAY_LOG (an env-filter such as `info` or `launchway=debug`) shows more.
+    #[arg(long, env = "LAUNCHWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]

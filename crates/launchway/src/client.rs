@@ -1,11 +1,17 @@
 //! Talking to a launchway server (`--server`, `--token`) instead of the local database,
 //! with the API's own wire types (`launchway-api`).
 
+use std::time::Instant;
+
 use anyhow::{Context as _, Result, anyhow, bail};
+use launchway_api::RunDetail;
+use launchway_store::{Run, RunState};
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::cli::Output;
 
 pub struct Client {
     base: String,
@@ -13,7 +19,27 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// How often a followed run is looked at again: a person is watching, not a pipeline.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Client {
+    /// Follows a run the server drives, printing its events as they come, until it ends
+    /// or waits for someone (approval).
+    pub async fn follow_run(&self, run_id: i64, output: Output, started: Instant) -> Result<Run> {
+        let mut shown = 0;
+        loop {
+            let detail: RunDetail = self.get(&format!("/api/v1/runs/{run_id}")).await?;
+            for event in detail.events.iter().skip(shown) {
+                crate::output::print_event(event, output, started);
+            }
+            shown = detail.events.len();
+            if detail.run.state.is_terminal() || detail.run.state == RunState::AwaitingApproval {
+                return Ok(detail.run);
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+        }
+    }
+
     pub fn new(base: &str, token: Option<&str>) -> Result<Client> {
         let token = token
             .filter(|token| !token.is_empty())
@@ -26,20 +52,37 @@ impl Client {
     }
 
     pub async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
-        self.call(Method::GET, path, None::<&()>).await
+        self.call(Method::GET, path, &[], None::<&()>).await
+    }
+
+    /// GET with query parameters (those without a value are left out).
+    pub async fn get_query<A: DeserializeOwned>(&self, path: &str, query: &[(&str, Option<String>)]) -> Result<A> {
+        self.call(Method::GET, path, query, None::<&()>).await
     }
 
     pub async fn post<B: Serialize, A: DeserializeOwned>(&self, path: &str, body: &B) -> Result<A> {
-        self.call(Method::POST, path, Some(body)).await
+        self.call(Method::POST, path, &[], Some(body)).await
     }
 
     pub async fn delete<A: DeserializeOwned>(&self, path: &str) -> Result<A> {
-        self.call(Method::DELETE, path, None::<&()>).await
+        self.call(Method::DELETE, path, &[], None::<&()>).await
     }
 
-    async fn call<B: Serialize, A: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> Result<A> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+    async fn call<B: Serialize, A: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, Option<String>)],
+        body: Option<&B>,
+    ) -> Result<A> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .with_context(|| format!("--server {} is not a URL", self.base))?;
+        for (name, value) in query {
+            if let Some(value) = value {
+                url.query_pairs_mut().append_pair(name, value);
+            }
+        }
+        let mut request = self.http.request(method.clone(), url).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -31,6 +31,15 @@ pub struct InvalidManifest {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Desired state read from the files on disk of a local config repo (`plan --work-tree`).
+pub struct WorkTreeLoaded {
+    /// The commit checked out, if the repo has one yet.
+    pub head: Option<Commit>,
+    pub root: PathBuf,
+    pub manifest: Manifest,
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// Desired state read from the config repo.
 pub struct Loaded {
     pub commit: Commit,
@@ -64,6 +73,14 @@ impl Context {
         match &self.global.server {
             Some(server) => Ok(Some(crate::client::Client::new(server, self.global.token.as_deref())?)),
             None => Ok(None),
+        }
+    }
+
+    /// For commands that work on this machine only: says so when `--server` (or
+    /// `LAUNCHWAY_SERVER`) is given, rather than ignoring it silently.
+    pub fn note_server_unused(&self, command: &str, why: &str) {
+        if let Some(server) = &self.global.server {
+            eprintln!("note: {command} does not use --server {server}: {why}");
         }
     }
 
@@ -134,6 +151,62 @@ impl Context {
         })
         .await
         .context("reading the config repo was interrupted")?
+    }
+
+    /// Reads and validates the manifest files on disk of the local repo at `--repo`,
+    /// uncommitted edits included.
+    pub async fn load_work_tree(&self) -> Result<WorkTreeLoaded> {
+        let repo = self.global.repo.clone();
+        let cache = repo_cache_dir();
+        tokio::task::spawn_blocking(move || -> Result<WorkTreeLoaded> {
+            let config =
+                ConfigRepo::open(&repo, &cache).with_context(|| format!("could not open the config repo {repo}"))?;
+            let root = config.work_dir().ok_or_else(|| {
+                anyhow!("{repo} has no files on disk to plan (a URL or a bare repo); drop --work-tree")
+            })?;
+            let head = match config.resolve("HEAD") {
+                Ok(commit) => Some(commit),
+                Err(launchway_source::SourceError::NoCommits { .. }) => None,
+                Err(error) => return Err(error.into()),
+            };
+            let files = launchway_source::read_work_tree(&root)
+                .with_context(|| format!("could not read the files in {}", root.display()))?;
+            let referenced = launchway_source::WorkTreeFiles { root: root.clone() };
+            match launchway_manifest::load(&files, &referenced) {
+                Ok(validated) => {
+                    Ok(WorkTreeLoaded { head, root, manifest: validated.manifest, warnings: validated.warnings })
+                }
+                Err(diagnostics) => Err(InvalidManifest { location: root.display().to_string(), diagnostics }.into()),
+            }
+        })
+        .await
+        .context("reading the work tree was interrupted")?
+    }
+
+    /// The manifest files whose copy on disk differs from `commit`'s (edited, added or
+    /// deleted), when `--repo` is a local repo read at `HEAD`: what a plan of `HEAD` does
+    /// not show. Empty when that cannot be known (a URL, another ref).
+    pub async fn uncommitted_edits(&self, commit: &Commit) -> Vec<String> {
+        if self.global.git_ref != "HEAD" {
+            return Vec::new();
+        }
+        let repo = self.global.repo.clone();
+        let commit = commit.clone();
+        let cache = repo_cache_dir();
+        let compare = move || -> Option<Vec<String>> {
+            let config = ConfigRepo::open(&repo, &cache).ok()?;
+            let root = config.work_dir()?;
+            let on_disk = launchway_source::read_work_tree(&root).ok()?;
+            let committed = config.manifest_files(&commit).ok()?;
+            let index = |files: Vec<launchway_manifest::SourceFile>| {
+                files.into_iter().map(|file| (file.path, file.bytes)).collect::<std::collections::BTreeMap<_, _>>()
+            };
+            let (on_disk, committed) = (index(on_disk), index(committed));
+            let mut paths: std::collections::BTreeSet<&String> = on_disk.keys().collect();
+            paths.extend(committed.keys());
+            Some(paths.into_iter().filter(|path| on_disk.get(*path) != committed.get(*path)).cloned().collect())
+        };
+        tokio::task::spawn_blocking(compare).await.ok().flatten().unwrap_or_default()
     }
 
     /// Turns `--env`/`--app` into a selection, checking the names against the manifest.

@@ -11,9 +11,9 @@ mod targets;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, Output};
+use crate::cli::{Cli, Command, LogFormat, Output};
 use crate::context::{Context, InvalidManifest};
 
 /// jemalloc rather than glibc's allocator: `launchway server` runs for months and goes
@@ -29,6 +29,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub mod exit {
     pub const SUCCESS: u8 = 0;
     pub const ERROR: u8 = 1;
+    /// `plan --detailed-exitcode`: something would change.
+    pub const CHANGES: u8 = 2;
     pub const INVALID_MANIFEST: u8 = 3;
     pub const RUN_FAILED: u8 = 4;
     pub const ROLLED_BACK: u8 = 5;
@@ -36,13 +38,26 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::SampleApp) {
+    match cli.command {
         // The sample app runs as PID 1 in a scratch container: no logging set-up, no
         // data directory, nothing but the server.
-        return sample_app::main();
+        Command::SampleApp => return sample_app::main(),
+        Command::Completion { shell } => {
+            // Written whole, through println!'s closed-pipe handling (clap_complete
+            // panics with a message of its own on a write error).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "launchway", &mut script);
+            print!("{}", String::from_utf8_lossy(&script));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
-    init_logging();
+    match &cli.command {
+        Command::Server(args) => init_logging(RUN_TRANSITIONS, args.log_format),
+        _ => init_logging("", LogFormat::Text),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -97,6 +112,27 @@ async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
     std::process::exit(i32::from(exit::ERROR));
 }
 
+/// `launchway history | head -1`: once the reader has gone, printing more fails, and
+/// Rust's `println!` panics on that (a stack trace, exit 101). Like `ls` or `git log`,
+/// launchway then ends quietly with the status a process killed by SIGPIPE has (141);
+/// the runs it drives are not affected by what happens to its output (progress lines
+/// ignore write errors), only the final printing ends early. Resetting SIGPIPE instead
+/// would also kill the process for a write to a closed Docker socket.
+fn end_quietly_on_a_closed_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message
+            .is_some_and(|message| message.starts_with("failed printing to std") && message.contains("Broken pipe"))
+        {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}
+
 /// With `LAUNCHWAY_REPORT_RESOURCES=1`, prints the process's peak memory to stderr
 /// (`launchway: peak-rss-kib=…`): how the benchmarks measure memory without tools.
 fn report_resources() {
@@ -113,11 +149,19 @@ fn report_resources() {
     }
 }
 
-/// Logs go to stderr, quiet unless `LAUNCHWAY_LOG` (an env-filter string) asks.
-fn init_logging() {
+/// What the server logs by default beside warnings: a line per run transition.
+const RUN_TRANSITIONS: &str = "launchway::runs=info";
+
+/// Logs go to stderr: warnings, and `also` (an env-filter directive), unless
+/// `LAUNCHWAY_LOG` (an env-filter string) says otherwise.
+fn init_logging(also: &str, format: LogFormat) {
+    let default = if also.is_empty() { "warn".to_owned() } else { format!("warn,{also}") };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAUNCHWAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Colour only for a terminal: logs sent to a file or a journal stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        // Colour only for a terminal: logs sent to a file or a journal stay plain text.
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
 }

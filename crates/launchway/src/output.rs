@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use launchway_engine::Engine;
+use anstyle::{AnsiColor, Style};
+use launchway_engine::{AppPlan, Change, Engine, PlanAction};
 use launchway_manifest::format_duration;
 use launchway_store::{Event, EventBody, RunState, StepOutcome};
 use serde::Serialize;
@@ -11,6 +12,78 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::cli::Output;
 use crate::context::InvalidManifest;
+
+/// Colours for text output. Lines are written with them and printed through
+/// `anstream`, which drops them unless the stream is a terminal (and `NO_COLOR` is not
+/// set; `CLICOLOR_FORCE` keeps them in a pipe).
+pub mod paint {
+    use super::*;
+
+    pub const ADDED: Style = AnsiColor::Green.on_default();
+    pub const CHANGED: Style = AnsiColor::Yellow.on_default();
+    pub const REMOVED: Style = AnsiColor::Red.on_default();
+    pub const QUIET: Style = Style::new().dimmed();
+    pub const GOOD: Style = AnsiColor::Green.on_default().bold();
+    pub const BAD: Style = AnsiColor::Red.on_default().bold();
+
+    /// `text` in `style`.
+    pub fn styled(style: Style, text: impl std::fmt::Display) -> String {
+        format!("{style}{text}{style:#}")
+    }
+}
+
+/// A line to stdout (text output) or stderr (JSON output, whose stdout is one document),
+/// with colour only where the stream is a terminal.
+pub fn say(output: Output, line: &str) {
+    match output {
+        Output::Text => anstream::println!("{line}"),
+        Output::Json => anstream::eprintln!("{line}"),
+    }
+}
+
+/// A plan's heading and its changes, coloured by what they do: the lines `plan`, `deploy`
+/// and a run's page show.
+pub fn plan_lines(plan: &AppPlan) -> Vec<String> {
+    let mut lines = vec![plan_heading(plan)];
+    lines.extend(plan.changes.iter().map(|change| format!("      {}", change_line(change))));
+    lines
+}
+
+fn change_line(change: &Change) -> String {
+    let style = match (&change.from, &change.to) {
+        (Some(_), Some(_)) => paint::CHANGED,
+        (None, Some(_)) => paint::ADDED,
+        (Some(_), None) => paint::REMOVED,
+        (None, None) => Style::new(),
+    };
+    paint::styled(style, change)
+}
+
+pub fn plan_heading(plan: &AppPlan) -> String {
+    let who = format!("{}@{}", plan.app, plan.env);
+    match plan.action {
+        PlanAction::NoChange => {
+            paint::styled(paint::QUIET, format!("  = {who}  no change (revision {})", plan.to_revision))
+        }
+        PlanAction::Create => format!(
+            "  {} {who}  create revision {}: {}",
+            paint::styled(paint::ADDED, "+"),
+            plan.to_revision,
+            plan.summary
+        ),
+        PlanAction::Update => format!(
+            "  {} {who}  revision {} → {}: {}",
+            paint::styled(paint::CHANGED, "~"),
+            plan.from_revision.as_deref().unwrap_or("none"),
+            plan.to_revision,
+            plan.summary
+        ),
+        PlanAction::Converge => {
+            format!("  {} {who}  revision {}: {}", paint::styled(paint::CHANGED, "~"), plan.to_revision, plan.summary)
+        }
+        PlanAction::Unmanaged => format!("  ? {who}  {}", plan.summary),
+    }
+}
 
 /// Prints JSON to stdout, pretty.
 pub fn print_json<T: Serialize>(value: &T) {
@@ -70,7 +143,7 @@ impl LiveProgress {
     }
 }
 
-fn print_event(event: &Event, output: Output, started: Instant) {
+pub fn print_event(event: &Event, output: Output, started: Instant) {
     let Some(line) = event_line(event) else {
         return;
     };
@@ -81,8 +154,8 @@ fn print_event(event: &Event, output: Output, started: Instant) {
     let text = format!("{:>8}  {who:<16} {line}", format_duration(started.elapsed()));
     let logs: Vec<String> = event.logs().iter().map(|line| format!("{:>8}  {:<16}   | {line}", "", "")).collect();
     let mut sink: Box<dyn Write> = match output {
-        Output::Text => Box::new(std::io::stdout().lock()),
-        Output::Json => Box::new(std::io::stderr().lock()),
+        Output::Text => Box::new(anstream::AutoStream::auto(std::io::stdout().lock())),
+        Output::Json => Box::new(anstream::AutoStream::auto(std::io::stderr().lock())),
     };
     let _ = writeln!(sink, "{text}");
     for log in logs {
@@ -99,7 +172,11 @@ fn event_line(event: &Event) -> Option<String> {
         EventBody::RunResumed { .. } => format!("↻ {}", event.message),
         EventBody::StepFinished(finished) => format!(
             "{} {} ({} ms): {}",
-            if finished.outcome == StepOutcome::Succeeded { "✓" } else { "✗" },
+            if finished.outcome == StepOutcome::Succeeded {
+                paint::styled(paint::GOOD, "✓")
+            } else {
+                paint::styled(paint::BAD, "✗")
+            },
             finished.step,
             finished.elapsed_ms,
             finished.detail

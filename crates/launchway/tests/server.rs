@@ -546,3 +546,64 @@ services:
     assert_eq!(approved.status, 200, "{}", approved.body);
     bob.wait_for_run(run, &["succeeded"]).await;
 }
+
+/// Issue 11: `--server` was silently ignored by status, history and rollback, which read
+/// the local database. Here the local database is empty: what they show comes from the
+/// server, and the rollback and unpin are the server's runs.
+#[tokio::test]
+async fn status_history_rollback_and_unpin_go_through_the_server_when_one_is_given() {
+    let world = World::new().await;
+    world.commit(&web(""), "v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    world.commit(&web("").replace("replicas: 1", "replicas: 2"), "v2");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let server = ServerProcess::start_with(&world, &["--log-format", "json"]);
+    let secret = token(&world, "deployer", "deployer@example.com", &[]).await;
+    let empty = tempfile::tempdir().unwrap();
+    let empty_db = empty.path().join("elsewhere.db");
+    let url = format!("http://{}", server.addr);
+    let remote = |args: &[&str]| {
+        let mut full = vec!["--server", &url, "--token", &secret, "--db", empty_db.to_str().unwrap()];
+        full.extend_from_slice(args);
+        full.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let through = async |args: &[&str]| {
+        let args = remote(args);
+        world.launchway(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
+    };
+
+    let status = through(&["status"]).await;
+    status.assert_exit(0);
+    assert!(status.stdout().contains("healthy: 2/2"), "{}", status.stdout());
+    let history = through(&["history"]).await;
+    history.assert_exit(0);
+    assert_eq!(history.stdout().lines().count(), 3, "a heading and two runs:\n{}", history.stdout());
+    let detail = through(&["history", "2"]).await;
+    detail.assert_exit(0);
+    assert!(detail.stdout().contains("\"v2\""), "{}", detail.stdout());
+
+    let rollback = through(&["rollback", "--app", "web", "--reason", "v2 is slow"]).await;
+    rollback.assert_exit(0);
+    assert!(rollback.stdout().contains("following it"), "{}", rollback.stdout());
+    assert_eq!(world.live("web").await.replicas.len(), 1, "back at v1's one replica");
+    let runs = world.runs().await;
+    assert_eq!((&runs[0]["kind"], &runs[0]["state"]), (&json!("rollback"), &json!("succeeded")));
+    assert!(runs[0]["trigger"].as_str().unwrap().contains("deployer@example.com"), "{}", runs[0]);
+    // The server logged the run's transitions, one JSON object per line.
+    let transitions: Vec<Value> = server
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["target"] == "launchway::runs" && line["fields"]["run"] == runs[0]["id"])
+        .collect();
+    let states: Vec<&str> = transitions.iter().filter_map(|line| line["fields"]["state"].as_str()).collect();
+    assert_eq!(states.first(), Some(&"created"), "{transitions:?}");
+    assert_eq!(states.last(), Some(&"succeeded"), "{transitions:?}");
+    assert!(transitions.iter().all(|line| line["fields"]["app"] == "web"), "{transitions:?}");
+
+    let unpin = through(&["unpin", "--app", "web"]).await;
+    unpin.assert_exit(0);
+    assert!(unpin.stdout().contains("no longer pinned"), "{}", unpin.stdout());
+    let local = world.launchway(&["--db", empty_db.to_str().unwrap(), "history"]).await;
+    assert!(local.stdout().contains("no runs yet"), "the local database was never used: {}", local.stdout());
+}

@@ -202,11 +202,15 @@ impl Reader<'_> {
         };
         match humantime::parse_duration(text) {
             Ok(duration) => Some(duration),
-            Err(error) => {
+            // humantime's own wording ("expected number at 0", "unknown time unit") is
+            // about its parser; the user needs to know what to write.
+            Err(_) => {
                 self.error(
                     node.pos,
                     path,
-                    format!("{text:?} is not a duration ({error}); write it like \"10s\", \"500ms\" or \"2m\""),
+                    format!(
+                        "{text:?} is not a duration: write a number and a unit, like \"10s\", \"500ms\", \"2m\" or \"1h 30m\""
+                    ),
                 );
                 None
             }

@@ -286,7 +286,7 @@ tasks:
             r#"launchway.yaml:7:5: services.web: unknown field "replica", did you mean "replicas"?"#,
             "launchway.yaml:8:11: services.web.port: 80800 is out of range, expected 1 to 65535",
             r#"launchway.yaml:10:13: services.web.health.path: "healthz" must start with '/'"#,
-            r#"launchway.yaml:11:17: services.web.health.interval: "soon" is not a duration (expected number at 0); write it like "10s", "500ms" or "2m""#,
+            r#"launchway.yaml:11:17: services.web.health.interval: "soon" is not a duration: write a number and a unit, like "10s", "500ms", "2m" or "1h 30m""#,
             r#"launchway.yaml:13:12: services.worker.image: invalid image reference "Example/Worker": repository names must be lowercase"#,
             r#"launchway.yaml:14:14: services.worker.command: expected a list of strings, like ["serve", "--port", "8080"], found the string "run --fast""#,
             r#"launchway.yaml:15:24: services.worker.stop_grace_period: expected a duration like "10s", "500ms" or "2m", found an integer"#,

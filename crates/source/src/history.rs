@@ -58,6 +58,9 @@ impl ConfigRepo {
 /// what is at `path`: the image tag that changes only when that folder does.
 pub fn last_change(path: &Path, reference: &str) -> Result<Commit> {
     let location = path.display().to_string();
+    if !path.exists() {
+        return Err(SourceError::NoSuchPath { path: location });
+    }
     // A file is looked up from its folder.
     let folder = if path.is_file() { path.parent().unwrap_or(path) } else { path };
     let repo = gix::discover(folder).map_err(|source| not_a_repo(&location, source))?;

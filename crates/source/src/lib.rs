@@ -43,6 +43,12 @@ pub enum SourceError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(
+        "{location} has no commits yet: commit launchway.yaml first (`launchway validate` checks the files on disk, `launchway plan --work-tree` plans them)"
+    )]
+    NoCommits { location: String },
+    #[error("{path} does not exist: give the folder (or file) the image is built from")]
+    NoSuchPath { path: String },
     #[error("{reference:?} does not name a commit in {location}")]
     UnknownRef {
         reference: String,
@@ -133,6 +139,14 @@ impl ConfigRepo {
         &self.location
     }
 
+    /// The folder a local repo is checked out in (none for a mirror or a bare repo).
+    pub fn work_dir(&self) -> Option<PathBuf> {
+        if self.remote_url.is_some() {
+            return None;
+        }
+        self.repo.to_thread_local().workdir().map(Path::to_path_buf)
+    }
+
     /// Brings a mirrored remote up to date (branches, tags and the remote's HEAD).
     /// Does nothing for a local repo, which is always current.
     pub fn fetch(&self) -> Result<()> {
@@ -171,6 +185,9 @@ impl ConfigRepo {
             location: self.location.clone(),
             source: Box::new(source),
         };
+        if reference == "HEAD" && repo.head().is_ok_and(|head| head.is_unborn()) {
+            return Err(SourceError::NoCommits { location: self.location.clone() });
+        }
         let id = repo.rev_parse_single(spec).map_err(unknown)?;
         let commit = id.object().map_err(unknown)?.peel_to_commit().map_err(unknown)?;
         describe_commit(&commit)

@@ -222,4 +222,21 @@ fn finds_the_last_commit_that_changed_a_folder() {
     let file = last_change(&repo.path().join("services/web/main.rs"), "HEAD").expect("a file works too");
     assert_eq!(file.id, first);
     assert!(last_change(&repo.path().join("services"), "no-such-ref").is_err());
+    let missing = last_change(&repo.path().join("never/existed"), "HEAD").expect_err("no such folder");
+    assert!(matches!(missing, SourceError::NoSuchPath { .. }), "{missing}");
+}
+
+#[test]
+fn a_repo_without_commits_says_so_instead_of_failing_to_peel_head() {
+    let repo = GitRepo::init();
+    repo.write(ROOT_FILE, ROOT);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+    let error = config.resolve("HEAD").expect_err("nothing to resolve");
+    assert!(matches!(error, SourceError::NoCommits { .. }), "{error}");
+    assert!(error.to_string().contains("has no commits yet"), "{error}");
+    assert_eq!(
+        config.work_dir().map(|dir| dir.canonicalize().expect("exists")),
+        Some(repo.path().canonicalize().expect("exists"))
+    );
 }

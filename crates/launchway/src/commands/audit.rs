@@ -10,17 +10,13 @@ use crate::output::{print_json, timestamp};
 
 pub async fn run(context: &Context, scope: &Scope, run: Option<i64>, limit: u32) -> Result<u8> {
     let events: Vec<Event> = if let Some(server) = context.server()? {
-        let mut query = vec![format!("limit={limit}")];
-        if let Some(env) = &scope.env {
-            query.push(format!("env={env}"));
-        }
-        if let Some(app) = scope.apps.first() {
-            query.push(format!("app={app}"));
-        }
-        if let Some(run) = run {
-            query.push(format!("run={run}"));
-        }
-        server.get(&format!("/api/v1/audit?{}", query.join("&"))).await?
+        let query = [
+            ("limit", Some(limit.to_string())),
+            ("env", scope.env.clone()),
+            ("app", scope.apps.first().cloned()),
+            ("run", run.map(|run| run.to_string())),
+        ];
+        server.get_query("/api/v1/audit", &query).await?
     } else {
         let engine = context.engine().await?;
         engine

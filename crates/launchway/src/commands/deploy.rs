@@ -10,11 +10,10 @@ use launchway_manifest::format_duration;
 use launchway_store::{Run, RunState};
 use serde::Serialize;
 
-use super::plan::plan_heading;
 use crate::cli::{Output, Scope};
 use crate::context::{Context, Loaded};
 use crate::exit;
-use crate::output::{LiveProgress, ago, in_time, print_json, table};
+use crate::output::{LiveProgress, ago, in_time, plan_lines, print_json, table};
 
 pub async fn run(context: &Context, scope: &Scope, retry: bool) -> Result<u8> {
     let loaded = context.load().await?;
@@ -49,10 +48,7 @@ pub async fn deploy(
 ) -> Result<DeployReport> {
     let started = Instant::now();
     let output = context.output();
-    let say = |line: String| match output {
-        Output::Text => println!("{line}"),
-        Output::Json => eprintln!("{line}"),
-    };
+    let say = |line: String| crate::output::say(output, &line);
     say(format!("deploying commit {} \"{}\"", loaded.commit.short_id(), loaded.commit.summary));
     for warning in &loaded.warnings {
         eprintln!("warning: {warning}");
@@ -91,10 +87,7 @@ pub async fn deploy(
         for decision in &decisions {
             match decision {
                 Decision::Started { run, plan } => {
-                    say(plan_heading(plan));
-                    for change in &plan.changes {
-                        say(format!("      {change}"));
-                    }
+                    plan_lines(plan).into_iter().for_each(say);
                     to_drive.push(run.id);
                 }
                 Decision::Resume { run } => {

@@ -11,14 +11,9 @@ use crate::output::{print_json, table};
 
 pub async fn run(context: &Context, scope: &Scope, days: u32) -> Result<u8> {
     let figures: Vec<DoraFigures> = if let Some(server) = context.server()? {
-        let mut query = vec![format!("days={days}")];
-        if let Some(env) = &scope.env {
-            query.push(format!("env={env}"));
-        }
-        if let Some(app) = scope.apps.first() {
-            query.push(format!("app={app}"));
-        }
-        server.get(&format!("/api/v1/dora?{}", query.join("&"))).await?
+        let query =
+            [("days", Some(days.to_string())), ("env", scope.env.clone()), ("app", scope.apps.first().cloned())];
+        server.get_query("/api/v1/dora", &query).await?
     } else {
         let engine = context.engine().await?;
         let local: Vec<DoraFigures> =

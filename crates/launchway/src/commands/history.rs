@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use launchway_api::RunDetail;
 use launchway_manifest::format_duration;
-use launchway_store::{EventFilter, RunFilter};
+use launchway_store::{EventFilter, Run, RunFilter};
 
 use crate::cli::{Output, Scope};
 use crate::context::Context;
@@ -12,68 +13,88 @@ use crate::exit;
 use crate::output::{print_json, table, timestamp};
 
 pub async fn run(context: &Context, run_id: Option<i64>, scope: &Scope, limit: u32) -> Result<u8> {
+    match run_id {
+        Some(run_id) => show_run(context, run_id).await,
+        None => list_runs(context, scope, limit).await,
+    }
+}
+
+/// One run with its release, steps and audit trail, from the server or the database.
+async fn run_detail(context: &Context, run_id: i64) -> Result<RunDetail> {
+    if let Some(server) = context.server()? {
+        return server.get(&format!("/api/v1/runs/{run_id}")).await;
+    }
     let engine = context.engine().await?;
     let store = engine.store();
-    if let Some(run_id) = run_id {
-        let run = store.run(run_id).await?;
-        let release = store.release(run.release_id).await?;
-        let steps = store.steps(run_id).await?;
-        let events = store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await?;
-        if context.output() == Output::Json {
-            print_json(&serde_json::json!({"run": run, "release": release, "steps": steps, "events": events}));
-            return Ok(exit::SUCCESS);
-        }
-        println!("run {} — {} {}@{}: {}", run.id, run.kind.as_str(), run.app, run.env, run.state);
-        println!("  release   {} (revision {})", release.id, release.revision);
-        if let Some(commit) = &release.source.commit {
-            println!(
-                "  commit    {} \"{}\" by {}",
-                &commit[..commit.len().min(10)],
-                release.source.summary.as_deref().unwrap_or_default(),
-                release.source.author.as_deref().unwrap_or("unknown")
-            );
-        }
-        println!("  trigger   {}", run.trigger);
-        println!("  attempts  {}", run.attempt);
-        if let Some(reason) = &run.reason {
-            println!("  result    {reason}");
-        }
-        println!();
-        let step_rows: Vec<Vec<String>> = steps
-            .iter()
-            .map(|step| {
-                vec![
-                    step.name.clone(),
-                    step.attempt.to_string(),
-                    step.outcome.map_or("interrupted".to_owned(), |outcome| outcome.as_str().to_owned()),
-                    step.finished_at
-                        .map(|finished| {
-                            format_duration(Duration::from_millis((finished - step.started_at).max(0) as u64))
-                        })
-                        .unwrap_or_default(),
-                    step.detail.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        println!("{}", table(&["STEP", "ATTEMPT", "OUTCOME", "TOOK", "DETAIL"], &step_rows));
-        println!();
-        for event in &events {
-            println!("{}  {:<18} {}", timestamp(event.at), event.kind, event.message);
-            for line in event.logs() {
-                println!("{:>20}   | {line}", "");
-            }
-        }
+    let run = store.run(run_id).await?;
+    Ok(RunDetail {
+        release: store.release(run.release_id).await?,
+        approval: store.approval(run_id).await?,
+        steps: store.steps(run_id).await?,
+        events: store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await?,
+        run,
+    })
+}
+
+async fn show_run(context: &Context, run_id: i64) -> Result<u8> {
+    let RunDetail { run, release, steps, events, .. } = run_detail(context, run_id).await?;
+    if context.output() == Output::Json {
+        print_json(&serde_json::json!({"run": run, "release": release, "steps": steps, "events": events}));
         return Ok(exit::SUCCESS);
     }
-
-    let runs = store
-        .runs(&RunFilter {
-            app: scope.apps.first().cloned(),
-            env: scope.env.clone(),
-            limit: Some(limit),
-            ..RunFilter::default()
+    println!("run {} — {} {}@{}: {}", run.id, run.kind.as_str(), run.app, run.env, run.state);
+    println!("  release   {} (revision {})", release.id, release.revision);
+    if let Some(commit) = &release.source.commit {
+        println!(
+            "  commit    {} \"{}\" by {}",
+            &commit[..commit.len().min(10)],
+            release.source.summary.as_deref().unwrap_or_default(),
+            release.source.author.as_deref().unwrap_or("unknown")
+        );
+    }
+    println!("  trigger   {}", run.trigger);
+    println!("  attempts  {}", run.attempt);
+    if let Some(reason) = &run.reason {
+        println!("  result    {reason}");
+    }
+    println!();
+    let step_rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|step| {
+            vec![
+                step.name.clone(),
+                step.attempt.to_string(),
+                step.outcome.map_or("interrupted".to_owned(), |outcome| outcome.as_str().to_owned()),
+                step.finished_at
+                    .map(|finished| format_duration(Duration::from_millis((finished - step.started_at).max(0) as u64)))
+                    .unwrap_or_default(),
+                step.detail.clone().unwrap_or_default(),
+            ]
         })
-        .await?;
+        .collect();
+    println!("{}", table(&["STEP", "ATTEMPT", "OUTCOME", "TOOK", "DETAIL"], &step_rows));
+    println!();
+    for event in &events {
+        println!("{}  {:<18} {}", timestamp(event.at), event.kind, event.message);
+        for line in event.logs() {
+            println!("{:>20}   | {line}", "");
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn list_runs(context: &Context, scope: &Scope, limit: u32) -> Result<u8> {
+    let (app, env) = (scope.apps.first().cloned(), scope.env.clone());
+    let runs: Vec<Run> = match context.server()? {
+        Some(server) => {
+            let query = [("app", app), ("env", env), ("limit", Some(limit.to_string()))];
+            server.get_query("/api/v1/runs", &query).await?
+        }
+        None => {
+            let filter = RunFilter { app, env, limit: Some(limit), ..RunFilter::default() };
+            context.engine().await?.store().runs(&filter).await?
+        }
+    };
     if context.output() == Output::Json {
         print_json(&runs);
         return Ok(exit::SUCCESS);

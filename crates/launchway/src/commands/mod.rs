@@ -19,7 +19,7 @@ mod unpin;
 mod validate;
 
 use anyhow::{Result, anyhow};
-use launchway_engine::Engine;
+use launchway_engine::AppStatus;
 use launchway_store::DeploymentRecord;
 
 use crate::cli::Command;
@@ -27,9 +27,23 @@ use crate::context::Context;
 
 /// Runs a command; returns the process exit code.
 pub async fn run(context: &Context, command: Command) -> Result<u8> {
+    let local_only = match &command {
+        Command::Validate { .. } => Some(("validate", "it checks the files on disk")),
+        Command::Plan { .. } => Some(("plan", "it reads the config repo and the targets from this machine")),
+        Command::Deploy { .. } => {
+            Some(("deploy", "it drives the runs from this machine (the server deploys what the repo says by itself)"))
+        }
+        Command::Demo { .. } => Some(("demo", "it runs everything on this machine")),
+        _ => None,
+    };
+    if let Some((name, why)) = local_only {
+        context.note_server_unused(name, why);
+    }
     match command {
         Command::Validate { path } => validate::run(context, path).await,
-        Command::Plan { scope } => plan::run(context, &scope).await,
+        Command::Plan { scope, detailed_exitcode, work_tree } => {
+            plan::run(context, &scope, &plan::PlanOptions { detailed_exitcode, work_tree }).await
+        }
         Command::Deploy { scope, retry } => deploy::run(context, &scope, retry).await,
         Command::Status { scope } => status::run(context, &scope).await,
         Command::History { run, scope, limit } => history::run(context, run, &scope, limit).await,
@@ -47,26 +61,38 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Audit { scope, run, limit } => audit::run(context, &scope, run, limit).await,
         Command::Dora { scope, days } => dora::run(context, &scope, days).await,
         Command::Proxy(args) => proxy::run(context, args).await,
-        Command::SampleApp => unreachable!("handled before the runtime starts"),
+        Command::Version => {
+            match context.output() {
+                crate::cli::Output::Json => crate::output::print_json(&serde_json::json!({
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "target": std::env::consts::ARCH.to_owned() + "-" + std::env::consts::OS,
+                })),
+                crate::cli::Output::Text => println!("launchway {}", env!("CARGO_PKG_VERSION")),
+            }
+            Ok(crate::exit::SUCCESS)
+        }
+        Command::SampleApp | Command::Completion { .. } => unreachable!("handled before the runtime starts"),
     }
 }
 
 /// The one environment `app` is `what` in (its deployment records that `keep`), for
-/// commands whose `--env` may be left out when there is no choice.
+/// commands whose `--env` may be left out when there is no choice: from the server
+/// when there is one, else from the local database.
 async fn sole_environment(
-    engine: &Engine,
+    context: &Context,
     app: &str,
     what: &str,
     keep: impl Fn(&DeploymentRecord) -> bool,
 ) -> Result<String> {
-    let envs: Vec<String> = engine
-        .store()
-        .deployments()
-        .await?
-        .into_iter()
-        .filter(|record| record.app == app && keep(record))
-        .map(|record| record.env)
-        .collect();
+    let records: Vec<DeploymentRecord> = match context.server()? {
+        Some(server) => {
+            let statuses: Vec<AppStatus> = server.get("/api/v1/status").await?;
+            statuses.into_iter().filter_map(|status| status.deployment).collect()
+        }
+        None => context.engine().await?.store().deployments().await?,
+    };
+    let envs: Vec<String> =
+        records.into_iter().filter(|record| record.app == app && keep(record)).map(|record| record.env).collect();
     match envs.as_slice() {
         [only] => Ok(only.clone()),
         [] => Err(anyhow!("{app} is not {what} anywhere")),

@@ -7,7 +7,9 @@ use anyhow::{Context as _, Result};
 use launchway_secrets::Secrets;
 use launchway_server::ServerConfig;
 use launchway_source::RepoThread;
+use launchway_store::{Event, EventBody};
 use launchway_target_ecs::SsmParameters;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::cli::ServerArgs;
 use crate::context::{Context, repo_cache_dir};
@@ -45,6 +47,7 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
         ..ServerConfig::default()
     };
     let has_secret = config.webhook_secret.is_some();
+    tokio::spawn(log_run_transitions(engine.subscribe()));
     let server = launchway_server::start(config, engine, repo).await?;
     eprintln!(
         "launchway server on http://{} following {} (branch {}){}",
@@ -60,4 +63,35 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
     eprintln!("shutting down: runs stop at their next step boundary and resume on the next start");
     server.shut_down().await;
     Ok(exit::SUCCESS)
+}
+
+/// One log line per run transition (`launchway::runs`, on by default): an operator
+/// watching the server sees every run go by, and a log pipeline gets them as fields
+/// with `--log-format json`.
+async fn log_run_transitions(mut events: tokio::sync::broadcast::Receiver<Event>) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(target: "launchway::runs", missed, "run transitions were not logged; the audit log has them");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let state = match event.body() {
+            EventBody::RunCreated(_) => "created".to_owned(),
+            EventBody::RunResumed { state, .. } => format!("resumed at {state}"),
+            EventBody::RunEntered { state, .. } => state.to_string(),
+            _ => continue,
+        };
+        tracing::info!(
+            target: "launchway::runs",
+            run = event.run_id,
+            app = event.app.as_deref().unwrap_or_default(),
+            env = event.env.as_deref().unwrap_or_default(),
+            state,
+            "{}",
+            event.message
+        );
+    }
 }

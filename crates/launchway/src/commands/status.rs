@@ -11,22 +11,15 @@ use crate::exit;
 use crate::output::{ago, print_json, table};
 
 pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
-    // Status works from the store alone; the config repo, when readable, adds whether
-    // each app is at its desired revision.
-    let loaded = match context.load().await {
-        Ok(loaded) => Some(loaded),
-        Err(error) if error.downcast_ref::<InvalidManifest>().is_some() => {
-            eprintln!("note: the manifest at {} is invalid; showing what is deployed only", context.global.repo);
-            None
+    let statuses = match context.server()? {
+        Some(server) => {
+            // The server's view: its latest read of the repo, its targets.
+            let all: Vec<AppStatus> = server.get("/api/v1/status").await?;
+            let selection = Selection { env: scope.env.clone(), apps: scope.apps.clone() };
+            all.into_iter().filter(|status| selection.includes(&status.app, &status.env)).collect()
         }
-        Err(_) => None,
+        None => local_statuses(context, scope).await?,
     };
-    let selection = match &loaded {
-        Some(loaded) => context.selection(scope, &loaded.manifest, false)?,
-        None => Selection { env: scope.env.clone(), apps: scope.apps.clone() },
-    };
-    let engine = context.engine().await?;
-    let statuses = engine.status(loaded.as_ref().map(|loaded| &loaded.manifest), &selection).await?;
     let unknown: Vec<&AppStatus> = statuses.iter().filter(|status| status.live_error.is_some()).collect();
     let code = if unknown.is_empty() { exit::SUCCESS } else { exit::ERROR };
     if context.output() == Output::Json {
@@ -66,6 +59,25 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
         );
     }
     Ok(code)
+}
+
+async fn local_statuses(context: &Context, scope: &Scope) -> Result<Vec<AppStatus>> {
+    // Status works from the store alone; the config repo, when readable, adds whether
+    // each app is at its desired revision.
+    let loaded = match context.load().await {
+        Ok(loaded) => Some(loaded),
+        Err(error) if error.downcast_ref::<InvalidManifest>().is_some() => {
+            eprintln!("note: the manifest at {} is invalid; showing what is deployed only", context.global.repo);
+            None
+        }
+        Err(_) => None,
+    };
+    let selection = match &loaded {
+        Some(loaded) => context.selection(scope, &loaded.manifest, false)?,
+        None => Selection { env: scope.env.clone(), apps: scope.apps.clone() },
+    };
+    let engine = context.engine().await?;
+    Ok(engine.status(loaded.as_ref().map(|loaded| &loaded.manifest), &selection).await?)
 }
 
 fn row(status: &AppStatus) -> Vec<String> {
