@@ -21,7 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Options every command accepts, listed apart from each command's own in its help.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The config repo: a path (the repo or a folder in it) or a URL (file://, http(s)://, ssh://).
     #[arg(long, global = true, env = "LAUNCHWAY_REPO", default_value = ".")]

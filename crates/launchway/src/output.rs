@@ -45,7 +45,15 @@ pub fn say(output: Output, line: &str) {
 /// and a run's page show.
 pub fn plan_lines(plan: &AppPlan) -> Vec<String> {
     let mut lines = vec![plan_heading(plan)];
-    lines.extend(plan.changes.iter().map(|change| format!("      {}", change_line(change))));
+    lines.extend(plan.written_changes().map(|change| format!("      {}", change_line(change))));
+    let defaults: Vec<String> = plan
+        .default_changes()
+        .map(|change| format!("{} {}", change.path, change.to.as_deref().unwrap_or("-")))
+        .collect();
+    if !defaults.is_empty() {
+        let folded = format!("      ({} more at their defaults: {})", defaults.len(), defaults.join(", "));
+        lines.push(paint::styled(paint::QUIET, folded));
+    }
     lines
 }
 

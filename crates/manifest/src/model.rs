@@ -313,6 +313,19 @@ impl std::fmt::Display for Revision {
 /// How long a release is watched after its rollout, when the manifest does not say.
 pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(10);
 
+/// What a service runs with when its manifest leaves a setting out (plans fold settings
+/// equal to these, so that a new app's plan shows what its author wrote).
+pub const DEFAULT_REPLICAS: u32 = 1;
+pub const DEFAULT_STOP_GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub const DEFAULT_ROLLING_MAX_SURGE: u32 = 1;
+pub const DEFAULT_ROLLING_MAX_UNAVAILABLE: u32 = 0;
+pub const DEFAULT_ROLLING_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_STRATEGY: Strategy = Strategy::Rolling {
+    max_surge: DEFAULT_ROLLING_MAX_SURGE,
+    max_unavailable: DEFAULT_ROLLING_MAX_UNAVAILABLE,
+    timeout: DEFAULT_ROLLING_TIMEOUT,
+};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub containers: Vec<ContainerSpec>,

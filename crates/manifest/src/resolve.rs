@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::image_files::{self, ImageFile};
 use crate::model::{
-    AppSpec, ContainerSpec, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource,
-    Environment, HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec,
+    AppSpec, ContainerSpec, DEFAULT_REPLICAS, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec,
+    EnvSource, Environment, HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument,
+    TaskSpec,
 };
 use crate::node::Pos;
 use crate::reader::{self, Key, Reader};
@@ -191,7 +192,7 @@ impl Resolver<'_> {
             return None;
         }
         let containers = self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())?;
-        let replicas = at.overrides.replicas.or(draft.replicas).unwrap_or(1);
+        let replicas = at.overrides.replicas.or(draft.replicas).unwrap_or(DEFAULT_REPLICAS);
         let strategy = match &draft.progressive {
             // An ingress written wrong was reported as it is.
             Some(_) if draft.ingress.is_none() && draft.ingress_written => return None,

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::model::{
-    ApprovalPolicy, CircuitBreaker, ContainerSpec, EcsTarget, EnvSource, Ingress, Notification, NotificationSink,
+    ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_ROLLING_MAX_SURGE, DEFAULT_ROLLING_MAX_UNAVAILABLE,
+    DEFAULT_ROLLING_TIMEOUT, DEFAULT_STOP_GRACE_PERIOD, EcsTarget, EnvSource, Ingress, Notification, NotificationSink,
     NotifyOn, Schedule, TargetSpec,
 };
 use crate::node::{Node, Pos, Value};
@@ -657,7 +658,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         bake_written,
         ingress_written: fields.has("ingress"),
         progressive,
-        stop_grace_period: stop_grace_period.unwrap_or(Duration::from_secs(10)),
+        stop_grace_period: stop_grace_period.unwrap_or(DEFAULT_STOP_GRACE_PERIOD),
         settle_window,
         ingress,
         placement,
@@ -1097,9 +1098,9 @@ impl RollingDraft {
     fn default_at(pos: Pos) -> RollingDraft {
         RollingDraft {
             pos,
-            max_surge: Amount::Count(1),
-            max_unavailable: Amount::Count(0),
-            timeout: Duration::from_secs(600),
+            max_surge: Amount::Count(DEFAULT_ROLLING_MAX_SURGE),
+            max_unavailable: Amount::Count(DEFAULT_ROLLING_MAX_UNAVAILABLE),
+            timeout: DEFAULT_ROLLING_TIMEOUT,
         }
     }
 }

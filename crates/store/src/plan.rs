@@ -66,6 +66,10 @@ pub struct AppPlan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<ReplicaCounts>,
     pub changes: Vec<Change>,
+    /// The paths of `changes` that set a setting the manifest left out to its default:
+    /// listed whole in `changes`, folded where people read plans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defaults: Vec<String>,
     /// One line saying what deploying would do.
     pub summary: String,
     /// A manual rollback holds the app where it is: deploying changes nothing there
@@ -86,6 +90,7 @@ impl AppPlan {
             to_revision,
             replicas: None,
             changes: Vec::new(),
+            defaults: Vec::new(),
             summary: String::new(),
             pinned: None,
         }
@@ -98,6 +103,16 @@ impl AppPlan {
             summary: "nothing to change".to_owned(),
             ..AppPlan::new(app, env, kind, PlanAction::NoChange, revision)
         }
+    }
+
+    /// The changes to show first and whole: those not at their default.
+    pub fn written_changes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|change| !self.defaults.contains(&change.path))
+    }
+
+    /// The changes that only set defaults, to show folded.
+    pub fn default_changes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|change| self.defaults.contains(&change.path))
     }
 
     pub fn is_no_op(&self) -> bool {

@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use launchway_manifest::{AppSpec, ContainerSpec, HealthCheck, Strategy, format_duration};
+use launchway_manifest::{
+    AppSpec, ContainerSpec, DEFAULT_REPLICAS, DEFAULT_STOP_GRACE_PERIOD, DEFAULT_STRATEGY, HealthCheck, ServiceSpec,
+    Strategy, format_duration,
+};
 use launchway_store::{AppPlan, Change, PlanAction, ReplicaCounts};
 
 use crate::{LiveApp, ReplicaState};
@@ -67,6 +70,7 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
                     summary: format!("start {} replica{}", service.replicas, plural(service.replicas)),
                     replicas: Some(counts),
                     changes: additions(desired),
+                    defaults: at_defaults(desired),
                     ..AppPlan::new(app, env, "service", PlanAction::Create, to_revision)
                 };
             };
@@ -122,6 +126,26 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
             ..AppPlan::new(app, env, "service", PlanAction::Create, to_revision)
         },
     }
+}
+
+/// The settings of a service that are what it gets when its manifest leaves them out
+/// (its containers' settings are always its own).
+fn at_defaults(desired: &AppSpec) -> Vec<String> {
+    let defaults = ServiceSpec {
+        containers: Vec::new(),
+        replicas: DEFAULT_REPLICAS,
+        health: None,
+        strategy: DEFAULT_STRATEGY,
+        stop_grace_period: DEFAULT_STOP_GRACE_PERIOD,
+        settle_window: None,
+        ingress: None,
+    };
+    let defaults = flatten(&AppSpec::Service(defaults));
+    flatten(desired)
+        .into_iter()
+        .filter(|(path, value)| defaults.get(path) == Some(value))
+        .map(|(path, _)| path)
+        .collect()
 }
 
 /// Every setting of a new app, as additions.
@@ -423,6 +447,18 @@ mod tests {
         assert_eq!(plan.summary, "start 3 replicas");
         assert!(plan.changes.iter().any(|c| c.to_string() == "+ containers.web.image: web:1"));
         assert!(plan.changes.iter().any(|c| c.to_string() == "+ strategy.rolling.timeout: 10m"), "as written");
+        // What the manifest did not change from the defaults is folded; replicas: 3 is not.
+        let written: Vec<&str> = plan.written_changes().map(|change| change.path.as_str()).collect();
+        assert_eq!(written, ["containers.web.image", "containers.web.port", "replicas"]);
+        assert_eq!(
+            plan.defaults,
+            [
+                "stop_grace_period",
+                "strategy.rolling.max_surge",
+                "strategy.rolling.max_unavailable",
+                "strategy.rolling.timeout"
+            ]
+        );
     }
 
     #[test]
