@@ -6,23 +6,13 @@ mod support;
 use launchway_target::Target;
 use serde_json::{Value, json};
 use support::World;
-use support::server::{Api, Receiver, ServerProcess, WEBHOOK_SECRET, github_push, token, unused_local_address};
+use support::server::{
+    Api, Receiver, ServerProcess, WEBHOOK_SECRET, github_push, token, unused_local_address, web_manifest,
+};
 
 /// One service in one environment, fed by `source` (`branch: dev`, `approval: true`…).
 fn web(source: &str) -> String {
-    format!(
-        "
-environments:
-  {{env}}: {{target: docker, {source}}}
-services:
-  web:
-    image: {{image}}
-    port: 8080
-    replicas: 1
-    stop_grace_period: 1s
-    settle_window: 300ms
-"
-    )
+    web_manifest(source, 1)
 }
 
 fn run_ids(runs: &[Value]) -> Vec<i64> {
@@ -606,4 +596,105 @@ async fn status_history_rollback_and_unpin_go_through_the_server_when_one_is_giv
     assert!(unpin.stdout().contains("no longer pinned"), "{}", unpin.stdout());
     let local = world.launchway(&["--db", empty_db.to_str().unwrap(), "history"]).await;
     assert!(local.stdout().contains("no runs yet"), "the local database was never used: {}", local.stdout());
+}
+
+/// The web page's sign-in: a token becomes an HttpOnly, SameSite=Strict cookie; reads
+/// work with it, a change needs the session's CSRF token as well, and bearer tokens
+/// need none. A run's events stream over server-sent events until the run ends.
+#[tokio::test]
+async fn a_session_cookie_reads_and_changes_only_with_its_csrf_token_and_runs_stream_live() {
+    let world = World::new().await;
+    world.commit(&web("approval: true"), "web");
+    let server = ServerProcess::start(&world);
+    let secret = token(&world, "approver", "approver@example.com", &[]).await;
+    let api = Api::new(&server, Some(&secret));
+    let runs = api.wait_for_runs("", |runs| runs.iter().any(|run| run["state"] == "awaiting_approval")).await;
+    let waiting = runs[0]["id"].as_i64().unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let page = http.get(server.url("/")).send().await.unwrap();
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
+    assert_eq!(page.headers()["referrer-policy"], "same-origin");
+
+    // Not a JSON body: a plain form from another site cannot sign anyone in.
+    let form = http.post(server.url("/api/v1/session")).body(format!("token={secret}")).send().await.unwrap();
+    assert_eq!(form.status(), 415);
+    let wrong = http.post(server.url("/api/v1/session")).json(&json!({"token": "lw_0000_0000"})).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let signed_in = http.post(server.url("/api/v1/session")).json(&json!({"token": secret})).send().await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in ["lw_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let session: Value = signed_in.json().await.unwrap();
+    assert_eq!(
+        (session["subject"].as_str(), session["role"].as_str()),
+        (Some("approver@example.com"), Some("approver"))
+    );
+    let csrf = session["csrf"].as_str().unwrap().to_owned();
+    assert!(!secret.contains(&csrf), "the CSRF token is not part of the token");
+    let session_cookie = cookie.split(';').next().unwrap().to_owned();
+
+    let read = http.get(server.url("/api/v1/runs")).header("cookie", &session_cookie).send().await.unwrap();
+    assert_eq!(read.status(), 200, "the cookie reads");
+    let approve = format!("/api/v1/runs/{waiting}/approve");
+    let without =
+        http.post(server.url(&approve)).header("cookie", &session_cookie).json(&json!({})).send().await.unwrap();
+    assert_eq!(without.status(), 403, "no CSRF token, no change");
+    let forged = http
+        .post(server.url(&approve))
+        .header("cookie", &session_cookie)
+        .header("x-csrf-token", "0".repeat(40))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(api.get(&format!("/api/v1/runs/{waiting}")).await.body["run"]["state"], "awaiting_approval");
+
+    // The stream, opened before the approval, carries the run to its end.
+    let stream = http
+        .get(server.url(&format!("/api/v1/runs/{waiting}/events")))
+        .header("cookie", &session_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let approved = http
+        .post(server.url(&approve))
+        .header("cookie", &session_cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"comment": "from the page"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{:?}", approved.text().await);
+    let body = tokio::time::timeout(std::time::Duration::from_secs(90), stream.text()).await.expect("the stream ends");
+    let body = body.unwrap();
+    let kinds: Vec<String> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|event| event["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("run.created"), "{body}");
+    for kind in ["approval.granted", "run.succeeded"] {
+        assert!(kinds.iter().any(|seen| seen == kind), "{kind} not streamed: {kinds:?}");
+    }
+    assert!(body.trim_end().ends_with("event: end\ndata: succeeded"), "{body}");
+
+    // Bearer tokens need no CSRF token; signing out forgets the cookie.
+    assert_eq!(api.post("/api/v1/sync", json!({})).await.status, 200);
+    let out = http
+        .delete(server.url("/api/v1/session"))
+        .header("cookie", &session_cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 }

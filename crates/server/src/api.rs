@@ -33,6 +33,7 @@ use crate::hooks::{self, Hook, Provider};
 use crate::limits::{Audit, Failure, FailureLimiter, Standing};
 use crate::reconciler::{Reconciler, Scope};
 use crate::runtime::Runtime;
+use crate::session;
 
 /// How long a webhook or publication waits for its reconcile before answering 202.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -44,6 +45,8 @@ pub struct AppState {
     pub webhook_secret: Option<String>,
     /// Failed authentication per source: refused webhooks and wrong tokens.
     pub limiter: Arc<FailureLimiter>,
+    /// Session cookies are marked Secure (people reach the server over HTTPS).
+    pub secure_cookies: bool,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -53,6 +56,11 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/gitlab", post(gitlab_hook))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/events", get(crate::live::run_events))
+        .route(
+            "/api/v1/session",
+            get(crate::session::current).post(crate::session::sign_in).delete(crate::session::sign_out),
+        )
         .route("/api/v1/runs/{id}/approve", post(approve))
         .route("/api/v1/runs/{id}/reject", post(reject))
         .route("/api/v1/runs/{id}/promote", post(promote))
@@ -68,7 +76,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .merge(crate::ui::routes())
+        .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
+}
+
+/// On every answer: no page's address leaks to other sites through the Referer header,
+/// and no answer is read as another type than it says.
+async fn common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(axum::http::header::REFERRER_POLICY, axum::http::HeaderValue::from_static("same-origin"));
+    headers.insert(axum::http::header::X_CONTENT_TYPE_OPTIONS, axum::http::HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// An API error: a status and a message, as `{"error": …}`. Messages are about the
@@ -82,7 +100,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, message: message.into(), retry_after: None }
     }
 
@@ -148,17 +166,18 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn ok(value: impl serde::Serialize) -> ApiResult {
+pub(crate) fn ok(value: impl serde::Serialize) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
 /// Who is calling: the request's headers and the address it came from (given by the
 /// server's edge; unspecified when a request did not come through it, as in tests).
 pub struct Caller {
-    headers: HeaderMap,
-    source: IpAddr,
+    pub(crate) headers: HeaderMap,
+    pub(crate) source: IpAddr,
+    method: axum::http::Method,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -169,13 +188,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
-        Ok(Caller { headers: parts.headers.clone(), source })
+        Ok(Caller { headers: parts.headers.clone(), source, method: parts.method.clone() })
     }
 }
 
 /// The caller's token, if it may do `permission`: 401 without a valid token, 403 when
 /// its role does not allow the call, 429 after too many wrong tokens from its address.
-async fn authorize(state: &AppState, caller: &Caller, permission: Permission) -> Result<Token, ApiError> {
+pub(crate) async fn authorize(state: &AppState, caller: &Caller, permission: Permission) -> Result<Token, ApiError> {
     let token = authenticate(state, caller).await?;
     allow(state, &token, &permission).await?;
     Ok(token)
@@ -183,31 +202,47 @@ async fn authorize(state: &AppState, caller: &Caller, permission: Permission) ->
 
 /// The caller's token, whatever it may do. Checked before a request's body is even
 /// read, so that a caller without a token learns nothing from how its body is parsed.
-async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiError> {
-    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Token, caller.source, Instant::now()) {
+pub(crate) async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiError> {
+    let credential = session::credential(&caller.headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (Authorization: Bearer lw_…), or signing in on the web page",
+        )
+    })?;
+    let token = verify_token(state, caller.source, credential.token()).await?;
+    // A change asked for with the session cookie must show the page's CSRF token: a
+    // browser sends the cookie by itself, never that header.
+    if matches!(credential, session::Credential::Cookie(_))
+        && !caller.method.is_safe()
+        && !session::csrf_matches(&caller.headers, credential.token())
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a change made with the session cookie needs the page's CSRF token (X-CSRF-Token); reload the page",
+        ));
+    }
+    Ok(token)
+}
+
+/// The live token `presented` stands for: 401 when it is unknown, revoked or wrong
+/// (audited, up to a limit per source), 429 after too many wrong ones from `source`.
+pub(crate) async fn verify_token(state: &AppState, source: IpAddr, presented: &str) -> Result<Token, ApiError> {
+    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Token, source, Instant::now()) {
         return Err(too_many(Failure::Token, retry_after));
     }
-    let presented = caller
-        .headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required (Authorization: Bearer lw_…)")
-        })?;
     let store = state.runtime.engine().store();
     match auth::verify(store.as_ref(), presented.trim()).await? {
         Some(token) => Ok(token),
         None => {
-            if state.limiter.failed(Failure::Token, caller.source, Instant::now()) == Audit::Each {
+            if state.limiter.failed(Failure::Token, source, Instant::now()) == Audit::Each {
                 // The token's public id when it has one; never anything of its secret.
                 let id = presented.trim().strip_prefix("lw_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
                 let message = format!(
                     "refused an API call from {} with {}",
-                    caller.source,
+                    source,
                     id.map_or("a malformed token".to_owned(), |id| format!("a wrong, unknown or revoked token ({id})"))
                 );
-                let data = json!({"source": caller.source, "token": id});
+                let data = json!({"source": source, "token": id});
                 let event = NewEvent::audit(AuditKind::TokenRefused, message, data);
                 if let Err(error) = state.runtime.engine().record(event).await {
                     tracing::warn!(%error, "could not record a refused token");
@@ -369,6 +404,8 @@ struct RunsQuery {
     app: Option<String>,
     env: Option<String>,
     state: Option<String>,
+    /// The next page: runs older than this one.
+    before: Option<i64>,
     limit: Option<u32>,
 }
 
@@ -385,6 +422,7 @@ async fn list_runs(State(state): State<AppState>, caller: Caller, Query(query): 
         app: query.app,
         env: query.env,
         state: run_state,
+        before_id: query.before,
         limit: Some(query.limit.unwrap_or(50).min(1000)),
         ..RunFilter::default()
     };
@@ -583,11 +621,18 @@ async fn list_published(State(state): State<AppState>, caller: Caller) -> ApiRes
 
 // ---- reading
 
-async fn status(State(state): State<AppState>, caller: Caller) -> ApiResult {
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    app: Option<String>,
+    env: Option<String>,
+}
+
+async fn status(State(state): State<AppState>, caller: Caller, Query(query): Query<StatusQuery>) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
     let latest = state.reconciler.latest();
     let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
-    ok(state.runtime.engine().status(manifest, &launchway_engine::Selection::default()).await?)
+    let selection = launchway_engine::Selection { env: query.env, apps: query.app.into_iter().collect() };
+    ok(state.runtime.engine().status(manifest, &selection).await?)
 }
 
 #[derive(Debug, Deserialize)]

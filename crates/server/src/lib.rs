@@ -15,11 +15,13 @@ pub mod auth;
 pub mod edge;
 pub mod hooks;
 pub mod limits;
+mod live;
 pub mod metrics;
 mod notifications;
 pub mod reconciler;
 pub mod runtime;
 mod scheduler;
+pub mod session;
 mod ui;
 
 use std::net::SocketAddr;
@@ -152,6 +154,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         runtime: runtime.clone(),
         webhook_secret: config.webhook_secret.clone(),
         limiter,
+        secure_cookies: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
     };
     let shutdown = runtime.stop().clone();
     let app = api::router(state);

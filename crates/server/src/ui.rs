@@ -1,6 +1,6 @@
-//! The web page: three static files compiled into the binary. The page asks for a
-//! token and reads the JSON API itself, so serving it needs no authentication and
-//! gives nothing away.
+//! The web page: three static files compiled into the binary. The page signs in with
+//! a token (which becomes a session cookie, see `session.rs`) and reads the JSON API
+//! itself, so serving it needs no authentication and gives nothing away.
 
 use axum::Router;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
@@ -16,12 +16,19 @@ const STYLE: &str = include_str!("ui/app.css");
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
      form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `/` (recent runs), `/runs/{id}` (one run, where chat links point) and the page's
-/// script and style.
+/// The page's addresses (the script draws each from the API): `/` the board of apps
+/// and environments, `/apps/{app}/{env}` one of them, `/runs` and `/runs/{id}` (where
+/// chat links point), `/audit`, `/dora` and `/tokens`; and the script and style.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let page = || asset("text/html; charset=utf-8", PAGE);
     Router::new()
-        .route("/", get(|| asset("text/html; charset=utf-8", PAGE)))
-        .route("/runs/{id}", get(|| asset("text/html; charset=utf-8", PAGE)))
+        .route("/", get(page))
+        .route("/apps/{app}/{env}", get(page))
+        .route("/runs", get(page))
+        .route("/runs/{id}", get(page))
+        .route("/audit", get(page))
+        .route("/dora", get(page))
+        .route("/tokens", get(page))
         .route("/ui/app.js", get(|| asset("text/javascript; charset=utf-8", SCRIPT)))
         .route("/ui/app.css", get(|| asset("text/css; charset=utf-8", STYLE)))
 }

@@ -164,6 +164,9 @@ impl Store for SqliteStore {
         if let Some(since) = filter.since {
             query.push(" AND created_at >= ").push_bind(since);
         }
+        if let Some(before) = filter.before_id {
+            query.push(" AND id < ").push_bind(before);
+        }
         if filter.exclude_parked {
             query.push(" AND state != 'awaiting_approval'");
         }

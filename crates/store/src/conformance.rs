@@ -104,6 +104,25 @@ pub async fn releases_and_runs_round_trip(store: &dyn Store) {
     assert!(matches!(store.run(9999).await, Err(StoreError::NotFound { what: "run", id: 9999 })));
 }
 
+/// Runs list newest first, a page at a time: each page goes on below the last one's
+/// oldest run, so a run created meanwhile never shifts a page.
+pub async fn runs_are_listed_newest_first_a_page_at_a_time(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for app in ["a1", "a2", "a3", "a4", "a5"] {
+        let release = release(store, app, "example/web:1").await;
+        ids.push(run(store, &release).await.expect("run").id);
+    }
+    ids.reverse();
+    let page = |before_id| RunFilter { before_id, limit: Some(2), ..Default::default() };
+    let listed = |runs: Vec<Run>| runs.iter().map(|run| run.id).collect::<Vec<_>>();
+    let first = listed(store.runs(&page(None)).await.expect("runs"));
+    assert_eq!(first, ids[..2]);
+    let second = listed(store.runs(&page(first.last().copied())).await.expect("runs"));
+    assert_eq!(second, ids[2..4]);
+    let last = listed(store.runs(&page(second.last().copied())).await.expect("runs"));
+    assert_eq!(last, ids[4..]);
+}
+
 /// Two runs never act on the same (app, environment) at once.
 pub async fn one_unfinished_run_per_app_and_environment(store: &dyn Store) {
     let web = release(store, "web", "example/web:1").await;

@@ -470,6 +470,8 @@ pub struct RunFilter {
     pub kind: Option<RunKind>,
     /// Only runs created at or after this time (Unix ms).
     pub since: Option<i64>,
+    /// Only runs older than this one (the next page after a page ending with it).
+    pub before_id: Option<RunId>,
     pub limit: Option<u32>,
 }
 

@@ -270,6 +270,24 @@ impl Receiver {
     }
 }
 
+/// One web service with `replicas` in one environment, fed by `source` (`branch: dev`,
+/// `approval: true`…): the manifest most server tests deploy.
+pub fn web_manifest(source: &str, replicas: u32) -> String {
+    format!(
+        "
+environments:
+  {{env}}: {{target: docker, {source}}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    replicas: {replicas}
+    stop_grace_period: 1s
+    settle_window: 300ms
+"
+    )
+}
+
 /// A loopback address nothing listens on (until a test starts something there).
 pub fn unused_local_address() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
