@@ -535,6 +535,34 @@ services:
     let approved = bob.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
     assert_eq!(approved.status, 200, "{}", approved.body);
     bob.wait_for_run(run, &["succeeded"]).await;
+
+    // Published from the CLI through the server: the answer says the run waits for an
+    // approval (it said "started" before it had planned).
+    let again = format!("{built}-2");
+    let (repo, tag) = again.split_once(':').unwrap();
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+    world.docker.client().tag_image(support::IMAGE, Some(options)).await.expect("tagged");
+    let file = world.db.path().join("imagedefinitions.json");
+    std::fs::write(&file, format!(r#"[{{"name": "web", "imageUri": "{again}"}}]"#)).unwrap();
+    let ci_secret = token(&world, "ci-publisher", "ci-web", &[("--app", "web"), ("--env", &world.env)]).await;
+    let url = format!("http://{}", server.addr);
+    let publish = [
+        "--server",
+        &url,
+        "--token",
+        &ci_secret,
+        "release",
+        "publish",
+        "--app",
+        "web",
+        "--env",
+        &world.env,
+        "--file",
+        file.to_str().unwrap(),
+    ];
+    let published = world.launchway(&publish).await;
+    published.assert_exit(0);
+    assert!(published.stdout().contains("waits for approval: `launchway approve"), "{}", published.stdout());
 }
 
 /// Issue 11: `--server` was silently ignored by status, history and rollback, which read

@@ -16,6 +16,15 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notification {
     pub event: NotifyOn,
+    /// What the run is, in words: "deploy", "rollback", "promotion", "drift repair",
+    /// "scheduled task".
+    pub kind: String,
+    /// What started it ("push to main", "api rollback by alice@example.com (token …)").
+    pub trigger: String,
+    /// Who made it happen, when a person did: who rolled back, who approved.
+    pub actor: Option<String>,
+    /// When the event happened (Unix ms).
+    pub at: i64,
     pub app: String,
     pub env: String,
     pub run_id: i64,
@@ -27,16 +36,17 @@ pub struct Notification {
     pub author: Option<String>,
     /// "published by ci-web", "promoted from stg (run 12)".
     pub origin: Option<String>,
-    /// The plan's one-line summary and its changes.
+    /// The plan's one-line summary and its changes, images and environment first.
     pub plan_summary: Option<String>,
     pub changes: Vec<String>,
     /// Why it failed or was rolled back; who approved; how long it took.
     pub reason: Option<String>,
     /// The last log lines, or the stopped tasks' reasons.
     pub logs: Vec<String>,
-    /// Where to see the run, and to approve it (when approval is needed).
+    /// Where to see the run, and to approve or reject it (when approval is needed).
     pub run_url: Option<String>,
     pub approve_url: Option<String>,
+    pub reject_url: Option<String>,
     /// When an approval expires (Unix ms).
     pub expires_at: Option<i64>,
 }
@@ -45,15 +55,39 @@ impl Notification {
     /// One line for chat clients that show no blocks, and for logs.
     pub fn headline(&self) -> String {
         let who = format!("{}@{}", self.app, self.env);
-        match self.event {
-            NotifyOn::ApprovalNeeded => {
-                format!("⏸ {who} waits for approval: run {} (revision {})", self.run_id, self.revision)
+        let by = self.actor.as_deref().map(|actor| format!(" by {actor}")).unwrap_or_default();
+        match (self.event, self.kind.as_str()) {
+            (NotifyOn::ApprovalNeeded, kind) => {
+                format!("⏸ {who} {kind} waits for approval: run {} (revision {})", self.run_id, self.revision)
             }
-            NotifyOn::Succeeded => format!("✅ {who} deployed: run {} (revision {})", self.run_id, self.revision),
-            NotifyOn::Failed => format!("❌ {who} failed: run {}", self.run_id),
-            NotifyOn::RolledBack => format!("↩️ {who} rolled back: run {}", self.run_id),
+            (NotifyOn::Succeeded, "rollback") => {
+                format!("↩️ {who} rolled back to release {}{by}: run {}", self.release_id, self.run_id)
+            }
+            (NotifyOn::Succeeded, "promotion") => {
+                format!("✅ {who} promoted: run {} (revision {})", self.run_id, self.revision)
+            }
+            (NotifyOn::Succeeded, "drift repair") => {
+                format!("🔧 {who} repaired: run {} (revision {})", self.run_id, self.revision)
+            }
+            (NotifyOn::Succeeded, "scheduled task") => format!("✅ {who} scheduled task ran: run {}", self.run_id),
+            (NotifyOn::Succeeded, _) => format!("✅ {who} deployed: run {} (revision {})", self.run_id, self.revision),
+            (NotifyOn::Failed, kind) => format!("❌ {who} {kind} failed: run {}", self.run_id),
+            (NotifyOn::RolledBack, kind) => format!("↩️ {who} {kind} rolled back: run {}", self.run_id),
         }
     }
+}
+
+/// Consecutive identical lines as one, with how many there were: a crash loop's twenty
+/// identical lines read as one line "(×20)".
+pub fn fold_repeats(lines: &[String]) -> Vec<String> {
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    for line in lines {
+        match folded.last_mut() {
+            Some((last, count)) if last == line => *count += 1,
+            _ => folded.push((line.clone(), 1)),
+        }
+    }
+    folded.into_iter().map(|(line, count)| if count > 1 { format!("{line}   (×{count})") } else { line }).collect()
 }
 
 /// A Slack Block Kit message.
@@ -73,8 +107,15 @@ pub fn slack_message(notification: &Notification) -> Value {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Commit*\n`{commit}`{summary}")}));
     }
     if let Some(author) = &notification.author {
-        fields.push(field("Author", author));
+        // A rollback's news is who rolled back, not who wrote the release it returns to.
+        let name = if notification.kind == "rollback" { "Release author" } else { "Author" };
+        fields.push(field(name, author));
     }
+    if let Some(actor) = &notification.actor {
+        fields.push(field("By", actor));
+    }
+    fields.push(field("Kind", &notification.kind));
+    fields.push(field("Trigger", &notification.trigger));
     if let Some(origin) = &notification.origin {
         fields.push(field("Origin", origin));
     }
@@ -82,7 +123,8 @@ pub fn slack_message(notification: &Notification) -> Value {
     if let Some(plan) = &notification.plan_summary {
         let mut text = format!("*Plan*: {}", escape(plan));
         if !notification.changes.is_empty() {
-            text.push_str(&format!("\n```{}```", escape(&limit_lines(&notification.changes, 15))));
+            // The first changes are the ones that matter (images, then environment).
+            text.push_str(&format!("\n```{}```", escape(&first_lines(&notification.changes, 15))));
         }
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}));
     }
@@ -91,9 +133,10 @@ pub fn slack_message(notification: &Notification) -> Value {
             .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Why*: {}", escape(reason))}}));
     }
     if !notification.logs.is_empty() {
+        let logs = fold_repeats(&notification.logs);
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": format!("*Recent logs*\n```{}```", escape(&limit_lines(&notification.logs, 20)))},
+            "text": {"type": "mrkdwn", "text": format!("*Last log lines*\n```{}```", escape(&last_lines(&logs, 20)))},
         }));
     }
     let mut buttons = Vec::new();
@@ -101,6 +144,12 @@ pub fn slack_message(notification: &Notification) -> Value {
         buttons.push(json!({
             "type": "button", "style": "primary", "url": url,
             "text": {"type": "plain_text", "text": "Review and approve"},
+        }));
+    }
+    if let Some(url) = &notification.reject_url {
+        buttons.push(json!({
+            "type": "button", "style": "danger", "url": url,
+            "text": {"type": "plain_text", "text": "Reject"},
         }));
     }
     if let Some(url) = &notification.run_url {
@@ -124,6 +173,10 @@ pub fn slack_message(notification: &Notification) -> Value {
 pub fn webhook_payload(notification: &Notification) -> Value {
     json!({
         "event": notification.event.as_str(),
+        "kind": notification.kind,
+        "trigger": notification.trigger,
+        "actor": notification.actor,
+        "at": notification.at,
         "headline": notification.headline(),
         "notification": notification,
     })
@@ -138,13 +191,24 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn limit_lines(lines: &[String], most: usize) -> String {
+/// The last `most` lines (a log's end is where it failed).
+fn last_lines(lines: &[String], most: usize) -> String {
     let skipped = lines.len().saturating_sub(most);
     let mut text = String::new();
     if skipped > 0 {
         text.push_str(&format!("… {skipped} earlier lines\n"));
     }
     text.push_str(&lines[skipped..].join("\n"));
+    text
+}
+
+/// The first `most` lines (a plan's first changes are the ones that matter).
+fn first_lines(lines: &[String], most: usize) -> String {
+    let kept = lines.len().min(most);
+    let mut text = lines[..kept].join("\n");
+    if lines.len() > kept {
+        text.push_str(&format!("\n… {} more", lines.len() - kept));
+    }
     text
 }
 

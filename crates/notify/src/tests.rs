@@ -13,6 +13,10 @@ use super::*;
 fn approval_needed() -> Notification {
     Notification {
         event: NotifyOn::ApprovalNeeded,
+        kind: "deploy".into(),
+        trigger: "push to main".into(),
+        actor: None,
+        at: 1_780_000_000_000,
         app: "web".into(),
         env: "prod".into(),
         run_id: 12,
@@ -26,8 +30,9 @@ fn approval_needed() -> Notification {
         changes: vec!["~ image: example/web:1.3 → example/web:1.4".into()],
         reason: None,
         logs: Vec::new(),
-        run_url: Some("http://launchway.internal/api/v1/runs/12".into()),
-        approve_url: Some("http://launchway.internal/api/v1/runs/12".into()),
+        run_url: Some("http://launchway.internal/runs/12".into()),
+        approve_url: Some("http://launchway.internal/runs/12#approve".into()),
+        reject_url: Some("http://launchway.internal/runs/12#reject".into()),
         expires_at: None,
     }
 }
@@ -35,7 +40,7 @@ fn approval_needed() -> Notification {
 #[test]
 fn an_approval_message_has_the_release_the_plan_and_a_link() {
     let message = slack_message(&approval_needed());
-    assert_eq!(message["text"], "⏸ web@prod waits for approval: run 12 (revision 3f9a1c2b4d5e)");
+    assert_eq!(message["text"], "⏸ web@prod deploy waits for approval: run 12 (revision 3f9a1c2b4d5e)");
     let text = message["blocks"].to_string();
     for expected in
         ["*App*\\nweb", "*Environment*\\nprod", "revision `3f9a1c2b4d5e`", "example/web:1.4", "promoted from stg"]
@@ -44,7 +49,16 @@ fn an_approval_message_has_the_release_the_plan_and_a_link() {
     }
     assert!(text.contains("&lt;b&gt;bump&lt;/b&gt;"), "mrkdwn is escaped: {text}");
     let actions = message["blocks"].as_array().unwrap().iter().find(|block| block["type"] == "actions").unwrap();
-    assert_eq!(actions["elements"][0]["url"], "http://launchway.internal/api/v1/runs/12");
+    let urls: Vec<&str> = actions["elements"].as_array().unwrap().iter().filter_map(|b| b["url"].as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "http://launchway.internal/runs/12#approve",
+            "http://launchway.internal/runs/12#reject",
+            "http://launchway.internal/runs/12"
+        ],
+        "each action has its own link"
+    );
     assert!(text.contains("launchway approve 12"));
 }
 
@@ -61,11 +75,60 @@ fn a_failure_message_carries_the_reason_and_the_last_log_lines() {
     let message = slack_message(&failed);
     let text = message["blocks"].to_string();
     assert!(text.contains("exited with code 3"));
+    assert!(text.contains("*Last log lines*"), "{text}");
     assert!(text.contains("… 10 earlier lines"), "{text}");
     assert!(text.contains("line 30") && !text.contains("line 10\\n"));
     let payload = webhook_payload(&failed);
     assert_eq!(payload["event"], "failed");
     assert_eq!(payload["notification"]["logs"].as_array().unwrap().len(), 30, "webhooks get every line");
+}
+
+#[test]
+fn a_crash_loops_identical_lines_are_folded_and_counted() {
+    let mut logs: Vec<String> = vec!["starting".into()];
+    logs.extend(std::iter::repeat_n("panic: no DATABASE_URL".to_owned(), 20));
+    logs.push("exited".into());
+    assert_eq!(fold_repeats(&logs), ["starting", "panic: no DATABASE_URL   (×20)", "exited"]);
+    let failed = Notification { event: NotifyOn::Failed, logs, ..approval_needed() };
+    let text = slack_message(&failed)["blocks"].to_string();
+    assert_eq!(text.matches("panic: no DATABASE_URL").count(), 1, "{text}");
+}
+
+#[test]
+fn a_long_plan_keeps_its_first_changes_the_images() {
+    let mut changes = vec!["~ containers.web.image: example/web:1.3 → example/web:1.4".to_owned()];
+    changes.extend((1..=30).map(|n| format!("+ containers.web.env.VAR_{n}: x")));
+    let asking = Notification { changes, ..approval_needed() };
+    let text = slack_message(&asking)["blocks"].to_string();
+    assert!(text.contains("example/web:1.4"), "the image change is kept: {text}");
+    assert!(text.contains("… 16 more"), "{text}");
+}
+
+#[test]
+fn a_manual_rollback_names_who_rolled_back_and_webhooks_say_what_and_when() {
+    let rollback = Notification {
+        event: NotifyOn::Succeeded,
+        kind: "rollback".into(),
+        trigger: "api rollback by carol@example.com (token 3f9a)".into(),
+        actor: Some("carol@example.com".into()),
+        approve_url: None,
+        reject_url: None,
+        ..approval_needed()
+    };
+    let message = slack_message(&rollback);
+    assert_eq!(message["text"], "↩️ web@prod rolled back to release 7 by carol@example.com: run 12");
+    let text = message["blocks"].to_string();
+    assert!(text.contains("*Release author*\\nAlice") && text.contains("*By*\\ncarol@example.com"), "{text}");
+    let payload = webhook_payload(&rollback);
+    assert_eq!(
+        (&payload["kind"], &payload["trigger"], &payload["actor"], &payload["at"]),
+        (
+            &json!("rollback"),
+            &json!("api rollback by carol@example.com (token 3f9a)"),
+            &json!("carol@example.com"),
+            &json!(1_780_000_000_000_i64)
+        )
+    );
 }
 
 #[test]

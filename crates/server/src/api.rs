@@ -383,18 +383,47 @@ async fn reconcile_within(
     scope: Scope,
     trigger: String,
 ) -> Result<(StatusCode, ReconcileAnswer), ApiError> {
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    let engine = reconciler.engine().clone();
     let reconciler = reconciler.clone();
     let work = tokio::spawn(async move { reconciler.reconcile(&scope, &trigger).await });
     let answer = |status, runs| ReconcileAnswer { status, runs, unpinned: None };
     match tokio::time::timeout(ANSWER_WITHIN, work).await {
-        Ok(Ok(Ok(decisions))) => Ok((
-            StatusCode::OK,
-            answer(ReconcileStatus::Reconciled, decisions.iter().map(DecisionSummary::from).collect()),
-        )),
+        Ok(Ok(Ok(decisions))) => {
+            let mut runs: Vec<DecisionSummary> = decisions.iter().map(DecisionSummary::from).collect();
+            settle_started(&engine, &mut runs, deadline).await?;
+            Ok((StatusCode::OK, answer(ReconcileStatus::Reconciled, runs)))
+        }
         Ok(Ok(Err(error))) => Err(error.into()),
         Ok(Err(join)) => Err(ApiError::internal(&join.to_string())),
         Err(_) => Ok((StatusCode::ACCEPTED, answer(ReconcileStatus::Accepted, Vec::new()))),
     }
+}
+
+/// A run just started may park for approval once it has planned (a moment later): the
+/// answer says which it did, rather than "started" for a run that waits. Runs still
+/// planning at the deadline are answered as started.
+async fn settle_started(
+    engine: &launchway_engine::Engine,
+    runs: &mut [DecisionSummary],
+    deadline: Instant,
+) -> Result<(), ApiError> {
+    for summary in runs.iter_mut().filter(|summary| summary.decision == api::DecisionKind::Started) {
+        let Some(id) = summary.run else { continue };
+        loop {
+            let run = engine.store().run(id).await?;
+            match run.state {
+                RunState::AwaitingApproval => summary.decision = api::DecisionKind::WaitingForApproval,
+                RunState::Pending | RunState::Validating | RunState::Planning if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                _ => {}
+            }
+            break;
+        }
+    }
+    Ok(())
 }
 
 // ---- runs

@@ -16,7 +16,9 @@ use std::time::Duration;
 use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
 use launchway_secrets::{SecretRef, Secrets};
-use launchway_store::{Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState};
+use launchway_store::{
+    AppPlan, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState,
+};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::mpsc;
 
@@ -177,18 +179,43 @@ impl Dispatcher {
         if wanted.is_empty() {
             return Ok(());
         }
-        let plan = run.plan.as_ref();
         let logs = if matches!(on, NotifyOn::Failed | NotifyOn::RolledBack) {
             let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
             events.iter().rev().map(Event::logs).find(|logs| !logs.is_empty()).unwrap_or_default()
         } else {
             Vec::new()
         };
-        // The run's web page, where an approver can approve or reject.
+        let approval = store.approval(run.id).await?;
+        // The run's web page; approving and rejecting have links of their own.
         let run_url = format!("{}/runs/{}", self.public_url.trim_end_matches('/'), run.id);
-        let approval = if on == NotifyOn::ApprovalNeeded { store.approval(run.id).await? } else { None };
+        let asking = on == NotifyOn::ApprovalNeeded;
+        let kind = match (run.kind, release.source.origin.as_deref()) {
+            (RunKind::Deploy, Some(origin)) if origin.starts_with("promoted") => "promotion",
+            (RunKind::Deploy, _) => "deploy",
+            (RunKind::Rollback, _) => "rollback",
+            (RunKind::Repair, _) => "drift repair",
+            (RunKind::Scheduled, _) => "scheduled task",
+        };
+        let actor = match run.kind {
+            RunKind::Rollback => actor_of(&run.trigger),
+            _ => approval
+                .as_ref()
+                .filter(|approval| approval.decision.is_some())
+                .and_then(|approval| approval.decided_by.clone()),
+        };
+        let changes = match run.plan.as_ref() {
+            Some(plan) => change_lines(plan),
+            None => match event.body() {
+                EventBody::RunEntered { detail, .. } => detail.changes,
+                _ => Vec::new(),
+            },
+        };
         let notification = Notification {
             event: on,
+            kind: kind.to_owned(),
+            trigger: run.trigger.clone(),
+            actor,
+            at: event.at,
             app: run.app.clone(),
             env: run.env.clone(),
             run_id: run.id,
@@ -198,21 +225,18 @@ impl Dispatcher {
             summary: release.source.summary.clone(),
             author: release.source.author.clone(),
             origin: release.source.origin.clone(),
-            plan_summary: plan.map(|plan| plan.summary.clone()),
-            // The event that parks a run lists the plan's changes as lines.
-            changes: match event.body() {
-                EventBody::RunEntered { detail, .. } => detail.changes,
-                _ => Vec::new(),
-            },
+            plan_summary: run.plan.as_ref().map(|plan| plan.summary.clone()),
+            changes,
             reason: match event.body() {
                 // What the gate holds, and how to go on.
                 EventBody::Awaiting(_) => Some(event.message.clone()),
-                _ => (on != NotifyOn::ApprovalNeeded).then(|| run.reason.clone()).flatten(),
+                _ => (!asking).then(|| run.reason.clone()).flatten(),
             },
             logs,
-            approve_url: (on == NotifyOn::ApprovalNeeded).then(|| run_url.clone()),
+            approve_url: asking.then(|| format!("{run_url}#approve")),
+            reject_url: asking.then(|| format!("{run_url}#reject")),
             run_url: Some(run_url),
-            expires_at: approval.and_then(|approval| approval.expires_at),
+            expires_at: if asking { approval.and_then(|approval| approval.expires_at) } else { None },
         };
         for sink in wanted {
             let destination = match self.destination(sink).await {
@@ -269,6 +293,36 @@ impl Dispatcher {
     }
 }
 
+/// Who a trigger names, outside its parenthesis: the API's "api rollback by
+/// alice@example.com (token 3f9a)" and the CLI's "alice@example.com (cli rollback by
+/// root@host)" both name alice.
+fn actor_of(trigger: &str) -> Option<String> {
+    let head = trigger.split(" (").next().unwrap_or(trigger).trim();
+    let actor = match head.split_once(" by ") {
+        Some((_, actor)) => actor.trim(),
+        None if !head.contains(' ') => head,
+        None => return None,
+    };
+    (!actor.is_empty()).then(|| actor.to_owned())
+}
+
+/// A plan's changes as lines, what matters first: images, then the environment, then
+/// the rest; settings at their defaults left out.
+fn change_lines(plan: &AppPlan) -> Vec<String> {
+    let rank = |path: &str| {
+        if path.ends_with(".image") || path == "image" || path.contains(".images.") {
+            0
+        } else if path.contains(".env.") {
+            1
+        } else {
+            2
+        }
+    };
+    let mut changes: Vec<&Change> = plan.written_changes().collect();
+    changes.sort_by_key(|change| rank(&change.path));
+    changes.into_iter().map(ToString::to_string).collect()
+}
+
 fn notify_on(body: &EventBody) -> Option<NotifyOn> {
     // A progressing run held at an approval gate needs someone as a parked one does.
     if let EventBody::Awaiting(_) = body {
@@ -289,7 +343,7 @@ mod tests {
     use launchway_manifest::NotifyOn;
     use launchway_store::{Awaiting, EventBody, RunState, TransitionDetail};
 
-    use super::notify_on;
+    use super::{actor_of, notify_on};
 
     #[test]
     fn a_step_held_for_approval_is_announced_as_a_parked_run_is() {
@@ -302,5 +356,12 @@ mod tests {
         assert_eq!(notify_on(&parked), Some(NotifyOn::ApprovalNeeded));
         let progressing = EventBody::RunEntered { state: RunState::Progressing, detail: TransitionDetail::default() };
         assert_eq!(notify_on(&progressing), None, "moving traffic is not news for chat; a held step is");
+    }
+
+    #[test]
+    fn the_actor_is_who_the_trigger_names() {
+        assert_eq!(actor_of("api rollback by alice@example.com (token 3f9a)").as_deref(), Some("alice@example.com"));
+        assert_eq!(actor_of("carol@example.com (cli rollback by root@box)").as_deref(), Some("carol@example.com"));
+        assert_eq!(actor_of("server start"), None);
     }
 }

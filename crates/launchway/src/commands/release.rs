@@ -36,7 +36,9 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
                         DecisionKind::Started => {
                             format!("run {run} started: {}", decision.plan.as_deref().unwrap_or(""))
                         }
-                        DecisionKind::WaitingForApproval => format!("run {run} waits for approval"),
+                        DecisionKind::WaitingForApproval => {
+                            format!("run {run} waits for approval: `launchway approve {run}`")
+                        }
                         DecisionKind::Unchanged => "already running these images".to_owned(),
                         other => other.words().to_owned(),
                     };

@@ -626,6 +626,10 @@ async function runPage(id) {
     el("h2", {}, "Steps"), steps,
     el("h2", {}, "Events and logs"), events);
 
+  // Chat's Approve and Reject links land on their button.
+  const wanted = location.hash.slice(1);
+  if (wanted === "approve" || wanted === "reject") document.getElementById(wanted)?.focus();
+
   if (TERMINAL.has(detail.run.state)) return;
   // Live: the run's events as they are written; each one that moves the run redraws
   // the parts above (once per burst).
