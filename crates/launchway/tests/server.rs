@@ -273,6 +273,7 @@ services:
 async fn chat_hears_about_approvals_successes_and_rollbacks_and_a_failing_receiver_fails_nothing() {
     let world = World::new().await;
     let slack = Receiver::start(200).await;
+    let discord = Receiver::start(204).await;
     let broken = Receiver::start(500).await;
     let manifest = |health: &str| {
         format!(
@@ -292,8 +293,10 @@ notifications:
   - slack: {}
   - webhook: {}
     events: [succeeded, failed]
+  - discord: {}
+    events: [rolled_back]
 ",
-            slack.url, broken.url
+            slack.url, broken.url, discord.url
         )
     };
     world.commit(&manifest("ok"), "web v1");
@@ -341,6 +344,10 @@ notifications:
     let text = rolled_back["blocks"].to_string();
     assert!(text.contains("health check"), "the reason: {text}");
     assert!(text.contains("health check failing on purpose"), "the app's own log lines: {text}");
+    let embed =
+        discord.wait_for(|body| body["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("rolled back"))).await;
+    assert!(embed["embeds"][0]["description"].as_str().unwrap().contains("health check"), "{embed}");
+    assert_eq!(discord.bodies().len(), 1, "Discord wants rollbacks only");
 
     // DORA from this history: one good deploy, one failed change restored by its rollback.
     let dora = api.get(&format!("/api/v1/dora?env={}", world.env)).await.body;

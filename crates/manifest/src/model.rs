@@ -138,6 +138,8 @@ pub enum NotificationSink {
     Slack { url: String },
     /// Any HTTP endpoint taking launchway's JSON.
     Webhook { url: String },
+    /// A Discord channel's webhook (embeds).
+    Discord { url: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -165,7 +165,7 @@ const ROOT_FIELDS: &[&str] = &["version", "environments", "notifications", "serv
 const APPS_FILE_FIELDS: &[&str] = &["services", "tasks"];
 const ENVIRONMENT_FIELDS: &[&str] = &["target", "branch", "tags", "promote_from", "approval"];
 const APPROVAL_FIELDS: &[&str] = &["required", "forbid_author", "expires"];
-const NOTIFICATION_FIELDS: &[&str] = &["slack", "webhook", "events", "environments"];
+const NOTIFICATION_FIELDS: &[&str] = &["slack", "discord", "webhook", "events", "environments"];
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
@@ -428,11 +428,16 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
         }
         Some(url)
     };
-    let sink = match (fields.has("slack"), fields.has("webhook")) {
-        (true, false) => NotificationSink::Slack { url: url(reader, "slack")? },
-        (false, true) => NotificationSink::Webhook { url: url(reader, "webhook")? },
+    let sink = match (fields.has("slack"), fields.has("discord"), fields.has("webhook")) {
+        (true, false, false) => NotificationSink::Slack { url: url(reader, "slack")? },
+        (false, true, false) => NotificationSink::Discord { url: url(reader, "discord")? },
+        (false, false, true) => NotificationSink::Webhook { url: url(reader, "webhook")? },
         _ => {
-            reader.error(fields.pos(), path, "name one destination: slack (an incoming webhook) or webhook");
+            reader.error(
+                fields.pos(),
+                path,
+                "name one destination: slack (an incoming webhook), discord (a channel webhook) or webhook",
+            );
             return None;
         }
     };

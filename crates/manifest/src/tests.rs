@@ -876,6 +876,8 @@ notifications:
     events: [approval_needed, failed, rolled_back]
     environments: [prod]
   - webhook: https://ops.example.com/launchway
+  - discord: env:DISCORD_WEBHOOK
+    events: [failed]
 services:
   web: {image: example/web:1}
 ";
@@ -903,7 +905,8 @@ fn environments_say_which_changes_feed_them_and_who_must_approve() {
     assert!(!env("hotfix").source.accepts("refs/tags/nightly", "main"));
     assert!(!env("prod").source.accepts("refs/heads/main", "main"), "prod takes promotions only");
 
-    assert_eq!(manifest.notifications.len(), 2);
+    assert_eq!(manifest.notifications.len(), 3);
+    assert_eq!(manifest.notifications[2].sink, NotificationSink::Discord { url: "env:DISCORD_WEBHOOK".into() });
     let slack = &manifest.notifications[0];
     assert_eq!(slack.sink, NotificationSink::Slack { url: "ssm:/launchway/slack-webhook".into() });
     assert!(slack.wants(NotifyOn::Failed, "prod"));
@@ -955,7 +958,7 @@ services:
             r#"launchway.yaml:5:58: environments.qa.approval: unknown field "requierd", did you mean "required"?"#,
             "launchway.yaml:7:12: notifications[0].slack: expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
             r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "approval_needed", "succeeded", "failed", "rolled_back""#,
-            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook) or webhook",
+            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook), discord (a channel webhook) or webhook",
         ]
     );
 }

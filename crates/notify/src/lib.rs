@@ -169,6 +169,69 @@ pub fn slack_message(notification: &Notification) -> Value {
     json!({"text": notification.headline(), "blocks": blocks})
 }
 
+/// A Discord webhook message: the headline, and one embed with the details (within
+/// Discord's limits: 4096 characters of description, 1024 per field).
+pub fn discord_message(notification: &Notification) -> Value {
+    let colour = match notification.event {
+        NotifyOn::ApprovalNeeded => 0xB4_53_09,
+        NotifyOn::Succeeded => 0x15_80_3D,
+        NotifyOn::Failed | NotifyOn::RolledBack => 0xB9_1C_1C,
+    };
+    let mut description = String::new();
+    if let Some(plan) = &notification.plan_summary {
+        description.push_str(&format!("**Plan**: {plan}\n"));
+        if !notification.changes.is_empty() {
+            description.push_str(&format!("```\n{}\n```\n", first_lines(&notification.changes, 15)));
+        }
+    }
+    if let Some(reason) = &notification.reason {
+        description.push_str(&format!("**Why**: {reason}\n"));
+    }
+    if !notification.logs.is_empty() {
+        let logs = fold_repeats(&notification.logs);
+        description.push_str(&format!("**Last log lines**\n```\n{}\n```\n", last_lines(&logs, 20)));
+    }
+    if let Some(url) = &notification.approve_url {
+        description.push_str(&format!("[Review and approve]({url})"));
+        if let Some(reject) = &notification.reject_url {
+            description.push_str(&format!(" · [Reject]({reject})"));
+        }
+        description.push_str(&format!(" · or `launchway approve {}`\n", notification.run_id));
+    }
+    let mut fields = vec![
+        json!({"name": "Release", "value": format!("{} (revision `{}`)", notification.release_id, notification.revision), "inline": true}),
+        json!({"name": "Kind", "value": notification.kind, "inline": true}),
+        json!({"name": "Trigger", "value": clip(&notification.trigger, 1024), "inline": false}),
+    ];
+    if let Some(commit) = &notification.commit {
+        let summary = notification.summary.as_deref().unwrap_or_default();
+        fields.push(json!({"name": "Commit", "value": clip(&format!("`{commit}` {summary}"), 1024), "inline": false}));
+    }
+    if let Some(actor) = &notification.actor {
+        fields.push(json!({"name": "By", "value": clip(actor, 1024), "inline": true}));
+    }
+    let mut embed = json!({
+        "title": clip(&notification.headline(), 256),
+        "description": clip(&description, 4096),
+        "color": colour,
+        "fields": fields,
+    });
+    if let Some(url) = &notification.run_url {
+        embed["url"] = json!(url);
+    }
+    json!({"content": clip(&notification.headline(), 2000), "embeds": [embed], "allowed_mentions": {"parse": []}})
+}
+
+/// At most `most` characters, cut on a character boundary.
+fn clip(text: &str, most: usize) -> String {
+    if text.chars().count() <= most {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(most.saturating_sub(1)).collect();
+    clipped.push('…');
+    clipped
+}
+
 /// launchway's JSON for generic webhooks.
 pub fn webhook_payload(notification: &Notification) -> Value {
     json!({
@@ -216,6 +279,7 @@ fn first_lines(lines: &[String], most: usize) -> String {
 #[derive(Clone, PartialEq, Eq)]
 pub enum Destination {
     Slack { url: String },
+    Discord { url: String },
     Webhook { url: String },
 }
 
@@ -229,7 +293,7 @@ impl std::fmt::Debug for Destination {
 impl Destination {
     fn url(&self) -> &str {
         match self {
-            Destination::Slack { url } | Destination::Webhook { url } => url,
+            Destination::Slack { url } | Destination::Discord { url } | Destination::Webhook { url } => url,
         }
     }
 
@@ -237,6 +301,7 @@ impl Destination {
     pub fn describe(&self) -> String {
         let kind = match self {
             Destination::Slack { .. } => "slack webhook",
+            Destination::Discord { .. } => "discord webhook",
             Destination::Webhook { .. } => "webhook",
         };
         let host = reqwest::Url::parse(self.url())
@@ -305,17 +370,27 @@ impl Notifier {
     /// Delivers one notification, retrying transient failures. Never returns an error:
     /// a notification that cannot be sent is reported, not raised.
     pub async fn send(&self, destination: &Destination, notification: &Notification) -> Delivery {
-        let refusal = match reqwest::Url::parse(destination.url()) {
-            Ok(url) => self.outbound.refuse(&url),
+        let body = match destination {
+            Destination::Slack { .. } => slack_message(notification),
+            Destination::Discord { .. } => discord_message(notification),
+            Destination::Webhook { .. } => webhook_payload(notification),
+        };
+        self.post(destination.url(), &body).await
+    }
+
+    /// Posts `body` as JSON to `url`, retrying transient failures, within the outbound
+    /// policy (a chat service's reply address, for one).
+    pub async fn post(&self, url: &str, body: &Value) -> Delivery {
+        let parsed = reqwest::Url::parse(url);
+        let refusal = match &parsed {
+            Ok(parsed) => self.outbound.refuse(parsed),
             Err(_) => Some("the URL is not valid".to_owned()),
         };
+        // The URL may be a secret (a chat webhook's): only its host is ever logged.
+        let host = parsed.ok().and_then(|parsed| parsed.host_str().map(str::to_owned)).unwrap_or_default();
         if let Some(refusal) = refusal {
             return Delivery { delivered: false, attempts: 0, error: Some(format!("not sent: {refusal}")) };
         }
-        let body = match destination {
-            Destination::Slack { .. } => slack_message(notification),
-            Destination::Webhook { .. } => webhook_payload(notification),
-        };
         let mut delay = self.retry.first_delay;
         let mut last_error = None;
         for attempt in 1..=self.retry.attempts.max(1) {
@@ -323,7 +398,7 @@ impl Notifier {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(self.retry.max_delay);
             }
-            let outcome = self.http.post(destination.url()).json(&body).send().await;
+            let outcome = self.http.post(url).json(body).send().await;
             let retryable = match outcome {
                 Ok(response) if response.status().is_success() => {
                     return Delivery { delivered: true, attempts: attempt, error: None };
@@ -339,7 +414,7 @@ impl Notifier {
                     true
                 }
             };
-            tracing::debug!(destination = %destination.describe(), attempt, error = ?last_error, "notification not delivered");
+            tracing::debug!(%host, attempt, error = ?last_error, "notification not delivered");
             if !retryable {
                 return Delivery { delivered: false, attempts: attempt, error: last_error };
             }

@@ -132,6 +132,27 @@ fn a_manual_rollback_names_who_rolled_back_and_webhooks_say_what_and_when() {
 }
 
 #[test]
+fn a_discord_message_is_an_embed_within_discords_limits() {
+    let logs: Vec<String> = (0..400).map(|n| format!("a long log line number {n} {}", "x".repeat(40))).collect();
+    let failed =
+        Notification { event: NotifyOn::Failed, logs, approve_url: None, reject_url: None, ..approval_needed() };
+    let message = discord_message(&failed);
+    assert_eq!(message["content"], "❌ web@prod deploy failed: run 12");
+    let embed = &message["embeds"][0];
+    assert_eq!(embed["url"], "http://launchway.internal/runs/12");
+    assert!(embed["description"].as_str().unwrap().chars().count() <= 4096);
+    assert!(
+        embed["description"].as_str().unwrap().contains("a long log line number 399"),
+        "the end of the log is kept"
+    );
+    assert_eq!(message["allowed_mentions"]["parse"], json!([]), "a log line cannot ping @everyone");
+    let asking = discord_message(&approval_needed());
+    let text = asking["embeds"][0]["description"].as_str().unwrap();
+    assert!(text.contains("[Review and approve](http://launchway.internal/runs/12#approve)"), "{text}");
+    assert!(text.contains("[Reject](http://launchway.internal/runs/12#reject)"), "{text}");
+}
+
+#[test]
 fn destinations_never_show_their_url() {
     let slack = Destination::Slack { url: "https://hooks.slack.com/services/T000/B000/SECRET".into() };
     assert_eq!(slack.describe(), "slack webhook at hooks.slack.com");

@@ -266,9 +266,10 @@ impl Dispatcher {
     }
 
     async fn destination(&self, sink: &NotificationSink) -> Result<Destination, String> {
-        let (reference, slack) = match sink {
-            NotificationSink::Slack { url } => (url, true),
-            NotificationSink::Webhook { url } => (url, false),
+        let reference = match sink {
+            NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => {
+                url
+            }
         };
         let reference = SecretRef::parse(reference);
         let url = self
@@ -278,7 +279,11 @@ impl Dispatcher {
             .map_err(|error| format!("could not resolve {reference:?}: {error}"))?
             .expose()
             .to_owned();
-        Ok(if slack { Destination::Slack { url } } else { Destination::Webhook { url } })
+        Ok(match sink {
+            NotificationSink::Slack { .. } => Destination::Slack { url },
+            NotificationSink::Discord { .. } => Destination::Discord { url },
+            NotificationSink::Webhook { .. } => Destination::Webhook { url },
+        })
     }
 
     async fn record(&self, run: &launchway_store::Run, outcome: NotificationOutcome) {
