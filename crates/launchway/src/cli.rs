@@ -267,6 +267,15 @@ pub struct ServerArgs {
     /// never a link-local address such as the cloud metadata service].
     #[arg(long = "notify-allow", env = "LAUNCHWAY_NOTIFY_ALLOW", value_delimiter = ',', value_name = "HOST")]
     pub notify_allow: Vec<String>,
+    /// Slack's signing secret for the app whose messages carry Approve, Reject and Roll
+    /// back buttons (Slack posts them to /hooks/slack/interactions); without it, chat
+    /// messages link to the web page instead.
+    #[arg(long, env = "LAUNCHWAY_SLACK_SIGNING_SECRET", hide_env_values = true)]
+    pub slack_signing_secret: Option<String>,
+    /// Who a Slack user is in launchway: `U024BE7LH=alice@example.com` (repeatable, or
+    /// comma-separated). The identity's role is the highest of its live tokens.
+    #[arg(long = "slack-user", env = "LAUNCHWAY_SLACK_USERS", value_delimiter = ',', value_name = "SLACK_ID=IDENTITY")]
+    pub slack_users: Vec<String>,
     /// How log lines are written (to stderr): one per run transition, and warnings;
     /// LAUNCHWAY_LOG (an env-filter such as `info` or `launchway=debug`) shows more.
     #[arg(long, env = "LAUNCHWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

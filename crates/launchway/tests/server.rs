@@ -733,3 +733,79 @@ async fn a_session_cookie_reads_and_changes_only_with_its_csrf_token_and_runs_st
     assert_eq!(out.status(), 204);
     assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 }
+
+/// Slack's buttons act (issue 11): a signed press by a Slack user mapped to an
+/// approver approves the run and replaces the message with who did it; a forged
+/// signature, a replay of an old request, an unmapped user and a viewer change nothing.
+#[tokio::test]
+async fn slack_buttons_act_for_a_mapped_approver_and_nothing_else() {
+    const SIGNING_SECRET: &str = "slack-signing-secret";
+    let world = World::new().await;
+    let slack = Receiver::start(200).await;
+    let replies = Receiver::start(200).await;
+    world.commit(&format!("{}notifications:\n  - slack: {}\n", web("approval: true"), slack.url), "web");
+    let server = ServerProcess::start_with(
+        &world,
+        &[
+            "--slack-signing-secret",
+            SIGNING_SECRET,
+            "--slack-user",
+            "UAPPROVER=approver@example.com,UVIEWER=viewer@example.com",
+        ],
+    );
+    token(&world, "approver", "approver@example.com", &[]).await;
+    token(&world, "viewer", "viewer@example.com", &[]).await;
+    let api = Api::new(&server, Some(&token(&world, "viewer", "watcher@example.com", &[]).await));
+
+    let asks =
+        slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("waits for approval"))).await;
+    let actions = asks["blocks"].as_array().unwrap().iter().find(|block| block["type"] == "actions").unwrap().clone();
+    let approve = actions["elements"].as_array().unwrap().iter().find(|b| b["action_id"] == "approve").unwrap().clone();
+    assert!(actions["elements"].as_array().unwrap().iter().any(|b| b["action_id"] == "reject"), "{actions}");
+    let run: i64 = approve["value"].as_str().unwrap().parse().unwrap();
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let press = |user: &str, action: &str| {
+        let payload = json!({
+            "type": "block_actions", "user": {"id": user}, "response_url": replies.url,
+            "actions": [{"action_id": action, "value": run.to_string()}], "message": asks,
+        });
+        format!("payload={}", url::form_urlencoded::byte_serialize(payload.to_string().as_bytes()).collect::<String>())
+    };
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let send = async |body: String, timestamp: i64, secret: &str| {
+        let signature = launchway_server::slack::sign(secret, &timestamp.to_string(), body.as_bytes());
+        http.post(server.url("/hooks/slack/interactions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp.to_string())
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+
+    assert_eq!(send(press("UAPPROVER", "approve"), now(), "not-the-secret").await, 401, "a forged signature");
+    assert_eq!(send(press("UAPPROVER", "approve"), now() - 600, SIGNING_SECRET).await, 401, "a replay");
+    assert_eq!(send(press("UVIEWER", "approve"), now(), SIGNING_SECRET).await, 200);
+    let refused = replies.wait_for(|body| body["response_type"] == "ephemeral").await;
+    assert!(refused["text"].as_str().unwrap().contains("needs the approver role"), "{refused}");
+    assert_eq!(send(press("USTRANGER", "reject"), now(), SIGNING_SECRET).await, 200);
+    replies.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("not mapped"))).await;
+    assert_eq!(api.get(&format!("/api/v1/runs/{run}")).await.body["run"]["state"], "awaiting_approval");
+    let refusals = api.get("/api/v1/audit?limit=100").await.body.to_string();
+    assert!(refusals.contains("refused a Slack interaction"), "refusals are audited: {refusals}");
+
+    assert_eq!(send(press("UAPPROVER", "approve"), now(), SIGNING_SECRET).await, 200);
+    let replaced = replies.wait_for(|body| body["replace_original"] == true).await;
+    let blocks = replaced["blocks"].to_string();
+    assert!(blocks.contains("Approved by approver@example.com (Slack UAPPROVER)"), "{blocks}");
+    assert!(!blocks.contains("\"actions\""), "the buttons are gone: {blocks}");
+    let approved = api.wait_for_run(run, &["succeeded"]).await;
+    assert_eq!(approved["approval"]["decided_by"], "approver@example.com");
+    // The success message offers a rollback button.
+    let done = slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("deployed: run"))).await;
+    assert!(done["blocks"].to_string().contains("\"action_id\":\"rollback\""), "{done}");
+}

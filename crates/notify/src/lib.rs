@@ -49,6 +49,10 @@ pub struct Notification {
     pub reject_url: Option<String>,
     /// When an approval expires (Unix ms).
     pub expires_at: Option<i64>,
+    /// Slack messages carry buttons that act (Approve, Reject, Roll back) rather than
+    /// links: the server takes Slack's interactivity requests.
+    #[serde(skip)]
+    pub interactive: bool,
 }
 
 impl Notification {
@@ -140,13 +144,25 @@ pub fn slack_message(notification: &Notification) -> Value {
         }));
     }
     let mut buttons = Vec::new();
-    if let Some(url) = &notification.approve_url {
+    let run = notification.run_id.to_string();
+    let action = |id: &str, label: &str, style: Option<&str>| {
+        let mut button =
+            json!({"type": "button", "action_id": id, "value": run, "text": {"type": "plain_text", "text": label}});
+        if let Some(style) = style {
+            button["style"] = json!(style);
+        }
+        button
+    };
+    if notification.interactive && notification.event == NotifyOn::ApprovalNeeded {
+        buttons.push(action("approve", "Approve", Some("primary")));
+        buttons.push(action("reject", "Reject", Some("danger")));
+    } else if let Some(url) = &notification.approve_url {
         buttons.push(json!({
             "type": "button", "style": "primary", "url": url,
             "text": {"type": "plain_text", "text": "Review and approve"},
         }));
     }
-    if let Some(url) = &notification.reject_url {
+    if let Some(url) = notification.reject_url.as_ref().filter(|_| !notification.interactive) {
         buttons.push(json!({
             "type": "button", "style": "danger", "url": url,
             "text": {"type": "plain_text", "text": "Reject"},
@@ -154,6 +170,19 @@ pub fn slack_message(notification: &Notification) -> Value {
     }
     if let Some(url) = &notification.run_url {
         buttons.push(json!({"type": "button", "url": url, "text": {"type": "plain_text", "text": "View run"}}));
+    }
+    if notification.interactive && notification.event == NotifyOn::Succeeded && notification.kind != "rollback" {
+        let mut roll_back = action("rollback", "Roll back", Some("danger"));
+        roll_back["confirm"] = json!({
+            "title": {"type": "plain_text", "text": "Roll back?"},
+            "text": {"type": "mrkdwn", "text": format!(
+                "{}@{} goes back to its last verified release before this one, and stays there until unpinned.",
+                escape(&notification.app), escape(&notification.env)
+            )},
+            "confirm": {"type": "plain_text", "text": "Roll back"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+        });
+        buttons.push(roll_back);
     }
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));

@@ -34,6 +34,7 @@ fn approval_needed() -> Notification {
         approve_url: Some("http://launchway.internal/runs/12#approve".into()),
         reject_url: Some("http://launchway.internal/runs/12#reject".into()),
         expires_at: None,
+        interactive: false,
     }
 }
 

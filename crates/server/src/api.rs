@@ -47,6 +47,8 @@ pub struct AppState {
     pub limiter: Arc<FailureLimiter>,
     /// Session cookies are marked Secure (people reach the server over HTTPS).
     pub secure_cookies: bool,
+    /// Slack's buttons, when the server has a signing secret.
+    pub slack: Option<Arc<crate::slack::SlackInteractivity>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/hooks/github", post(github_hook))
         .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/hooks/slack/interactions", post(crate::slack::interactions))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/events", get(crate::live::run_events))

@@ -22,6 +22,7 @@ pub mod reconciler;
 pub mod runtime;
 mod scheduler;
 pub mod session;
+pub mod slack;
 mod ui;
 
 use std::net::SocketAddr;
@@ -64,6 +65,16 @@ pub struct ServerConfig {
     pub edge: edge::EdgeLimits,
     /// Resolves `ssm:` / `env:` references in notification URLs.
     pub secrets: Secrets,
+    /// Slack's signing secret and who each Slack user is: with it, chat messages carry
+    /// buttons that act (`POST /hooks/slack/interactions`).
+    pub slack: Option<SlackConfig>,
+}
+
+/// Slack interactivity: the app's signing secret, and Slack user id → launchway identity.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub signing_secret: String,
+    pub users: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +92,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             edge: edge::EdgeLimits::default(),
             secrets: Secrets::without_parameter_store(),
+            slack: None,
         }
     }
 }
@@ -134,6 +146,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
         public_url,
         secrets: config.secrets.clone(),
+        interactive_slack: config.slack.is_some(),
     });
     let notify_from = dispatcher.starting_point().await.context("could not read where notifications got to")?;
     runtime.spawn(dispatcher.run(notify_from));
@@ -155,6 +168,13 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         webhook_secret: config.webhook_secret.clone(),
         limiter,
         secure_cookies: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+        slack: config.slack.as_ref().map(|slack| {
+            Arc::new(slack::SlackInteractivity {
+                signing_secret: slack.signing_secret.clone(),
+                users: slack.users.clone(),
+                notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
+            })
+        }),
     };
     let shutdown = runtime.stop().clone();
     let app = api::router(state);

@@ -40,6 +40,8 @@ pub struct Dispatcher {
     /// Where links in messages point: the server's public URL.
     pub public_url: String,
     pub secrets: Secrets,
+    /// Slack messages carry buttons that act (the server verifies what Slack sends).
+    pub interactive_slack: bool,
 }
 
 /// Where the dispatcher is in the log.
@@ -237,6 +239,7 @@ impl Dispatcher {
             reject_url: asking.then(|| format!("{run_url}#reject")),
             run_url: Some(run_url),
             expires_at: if asking { approval.and_then(|approval| approval.expires_at) } else { None },
+            interactive: self.interactive_slack,
         };
         for sink in wanted {
             let destination = match self.destination(sink).await {

@@ -42,6 +42,7 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
             header_read_timeout: args.header_timeout,
         },
         secrets: Secrets::with_parameter_store(Arc::new(SsmParameters::from_default_chain())),
+        slack: slack_config(args.slack_signing_secret, &args.slack_users)?,
         // Under the 10 s after which a signal handler quits regardless.
         shutdown_grace: Duration::from_secs(8),
         ..ServerConfig::default()
@@ -63,6 +64,25 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
     eprintln!("shutting down: runs stop at their next step boundary and resume on the next start");
     server.shut_down().await;
     Ok(exit::SUCCESS)
+}
+
+/// Slack interactivity from `--slack-signing-secret` and `--slack-user ID=IDENTITY`.
+fn slack_config(secret: Option<String>, users: &[String]) -> Result<Option<launchway_server::SlackConfig>> {
+    let mut mapped = std::collections::BTreeMap::new();
+    for pair in users.iter().map(|pair| pair.trim()).filter(|pair| !pair.is_empty()) {
+        let (id, identity) = pair
+            .split_once('=')
+            .filter(|(id, identity)| !id.trim().is_empty() && !identity.trim().is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--slack-user {pair:?}: expected SLACK_ID=IDENTITY"))?;
+        mapped.insert(id.trim().to_owned(), identity.trim().to_owned());
+    }
+    match secret.filter(|secret| !secret.is_empty()) {
+        Some(signing_secret) => Ok(Some(launchway_server::SlackConfig { signing_secret, users: mapped })),
+        None if !mapped.is_empty() => {
+            anyhow::bail!("--slack-user needs --slack-signing-secret (LAUNCHWAY_SLACK_SIGNING_SECRET)")
+        }
+        None => Ok(None),
+    }
 }
 
 /// One log line per run transition (`launchway::runs`, on by default): an operator
