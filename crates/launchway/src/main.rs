@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod commands;
 mod context;
+mod notify;
 mod output;
 mod sample_app;
 mod targets;

@@ -809,3 +809,38 @@ async fn slack_buttons_act_for_a_mapped_approver_and_nothing_else() {
     let done = slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("deployed: run"))).await;
     assert!(done["blocks"].to_string().contains("\"action_id\":\"rollback\""), "{done}");
 }
+
+/// Issue 11: a deploy from the CLI notified nobody unless a server happened to share
+/// its database. Now the CLI sends what its runs are due; with a server on the same
+/// database the server sends, and each message goes out once.
+#[tokio::test]
+async fn a_cli_deploy_notifies_as_the_server_does_and_once_when_a_server_shares_the_database() {
+    let world = World::new().await;
+    let chat = Receiver::start(200).await;
+    let with_chat = |replicas| format!("{}notifications:\n  - webhook: {}\n", web_manifest("", replicas), chat.url);
+    world.commit(&with_chat(1), "v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let first = chat.wait_for(|body| body["event"] == "succeeded").await;
+    assert_eq!(first["kind"], "deploy");
+    assert!(first["trigger"].as_str().unwrap().starts_with("cli deploy"), "{first}");
+    assert!(first["at"].as_i64().unwrap() > 0, "{first}");
+    let changes = first["notification"]["changes"].as_array().unwrap();
+    assert!(changes[0].as_str().unwrap().contains("containers.web.image"), "images first, and not empty: {changes:?}");
+    assert_eq!(chat.bodies().len(), 1, "sent once: {:?}", chat.bodies());
+
+    // A server now shares the database: a CLI deploy leaves the sending to it.
+    let server = ServerProcess::start(&world);
+    let api = Api::new(&server, Some(&token(&world, "viewer", "viewer@example.com", &[]).await));
+    world.commit(&with_chat(2), "v2");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    let second = api.wait_for_runs("", |runs| runs.len() == 2 && runs[0]["state"] == "succeeded").await;
+    let run = second[0]["id"].as_i64().unwrap();
+    chat.wait_for(|body| body["notification"]["run_id"] == run).await;
+    let sent = api.wait_for_event(run, "notification.sent").await;
+    assert_eq!(sent["data"]["event"], "succeeded");
+    let about_it = chat.bodies().into_iter().filter(|body| body["notification"]["run_id"] == run).count();
+    assert_eq!(about_it, 1, "once, by the server: {:?}", chat.bodies());
+    let audit = api.get(&format!("/api/v1/audit?run={run}&limit=100")).await.body;
+    let sends = audit.as_array().unwrap().iter().filter(|event| event["kind"] == "notification.sent").count();
+    assert_eq!(sends, 1, "{audit}");
+}

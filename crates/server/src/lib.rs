@@ -17,7 +17,7 @@ pub mod hooks;
 pub mod limits;
 mod live;
 pub mod metrics;
-mod notifications;
+pub mod notifications;
 pub mod reconciler;
 pub mod runtime;
 mod scheduler;
@@ -141,15 +141,17 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     runtime.spawn(reconciler.clone().follow_ended_runs(ended_runs));
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let dispatcher = Arc::new(notifications::Dispatcher {
-        runtime: runtime.clone(),
-        reconciler: reconciler.clone(),
+        engine: runtime.engine().clone(),
+        rules: reconciler.clone(),
         notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
-        public_url,
+        public_url: Some(public_url),
         secrets: config.secrets.clone(),
         interactive_slack: config.slack.is_some(),
+        sending: tokio_util::task::TaskTracker::new(),
     });
-    let notify_from = dispatcher.starting_point().await.context("could not read where notifications got to")?;
-    runtime.spawn(dispatcher.run(notify_from));
+    // Before anything is recorded: none of this start's events is missed.
+    dispatcher.starting_point().await.context("could not read where notifications got to")?;
+    runtime.spawn(dispatcher.run(runtime.stop().clone()));
 
     // What a previous process left: interrupted runs, approvals decided meanwhile.
     reconciler.sweep().await.context("could not read unfinished runs")?;

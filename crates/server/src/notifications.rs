@@ -1,18 +1,26 @@
 //! Turns the events in the log into chat messages and webhook calls, and step metrics.
 //!
-//! Follows the event log (every process's events: a CLI deploy on the same database is
-//! announced too) from where it last got to, kept in the store, so a message that was
-//! due when the server stopped or crashed is sent when it starts again: delivery is at
-//! least once. For a run that needs approval, succeeded, failed or was rolled back, it
-//! reads the manifest the release came from, and sends to each destination that wants
-//! that event for that environment. Sending happens off the run's path: a slow or
-//! failing receiver delays and fails nothing but its own message, whose outcome goes to
-//! the audit log.
+//! Follows the event log (every process's events) from where it last got to, kept in
+//! the store, so a message that was due when its sender stopped or crashed is sent when
+//! one starts again: delivery is at least once. One process at a time sends: the
+//! dispatcher holds the store's `notifications` reader lease while it reads. The server
+//! holds it for as long as it runs; a CLI command that drove runs (`deploy`, `rollback`,
+//! `approve`…) takes it once its runs are done, sends what is due and gives it up — and
+//! when a server holds it, leaves the sending to the server. So a deploy from the CLI
+//! notifies as one from the server does, and nothing is sent twice when both share a
+//! database.
+//!
+//! For a run that needs approval, succeeded, failed or was rolled back, it reads the
+//! manifest the release came from ([`NotificationRules`]), and sends to each destination
+//! that wants that event for that environment. Sending happens off the run's path: a
+//! slow or failing receiver delays and fails nothing but its own message, whose outcome
+//! goes to the audit log.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use launchway_engine::Engine;
 use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
 use launchway_secrets::{SecretRef, Secrets};
@@ -21,27 +29,58 @@ use launchway_store::{
 };
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::reconciler::Reconciler;
-use crate::runtime::Runtime;
 
-/// The dispatcher's cursor in the store.
+/// The dispatcher's cursor, and its lease, in the store.
 const CURSOR: &str = "notifications";
 /// Events read from the log at a time.
 const BATCH: u32 = 500;
 /// How often the log is read when this process records nothing (other processes'
-/// events, and retrying after a store error).
+/// events, and retrying after a store error); how often a dispatcher without the
+/// lease tries for it.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
+/// How long the lease lasts unless renewed, and how often its holder renews it.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The notifications a manifest asks for, found for the commit a release came from.
+#[async_trait::async_trait]
+pub trait NotificationRules: Send + Sync {
+    /// The manifest's `notifications:` at `commit` (else the latest known manifest's);
+    /// `None` when no manifest can be read.
+    async fn notifications_for(&self, commit: Option<&str>) -> Option<Vec<launchway_manifest::Notification>>;
+}
+
+#[async_trait::async_trait]
+impl NotificationRules for Reconciler {
+    async fn notifications_for(&self, commit: Option<&str>) -> Option<Vec<launchway_manifest::Notification>> {
+        self.snapshot_for_commit(commit).await.map(|snapshot| snapshot.manifest.notifications.clone())
+    }
+}
 
 pub struct Dispatcher {
-    pub runtime: Arc<Runtime>,
-    pub reconciler: Arc<Reconciler>,
+    pub engine: Engine,
+    pub rules: Arc<dyn NotificationRules>,
     pub notifier: Notifier,
-    /// Where links in messages point: the server's public URL.
-    pub public_url: String,
+    /// Where links in messages point: the server's public URL (none: no links).
+    pub public_url: Option<String>,
     pub secrets: Secrets,
     /// Slack messages carry buttons that act (the server verifies what Slack sends).
     pub interactive_slack: bool,
+    /// Messages under way.
+    pub sending: TaskTracker,
+}
+
+/// What [`Dispatcher::send_due`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Everything due was sent (or tried and recorded as failed).
+    Caught,
+    /// Another process holds the lease (a server): it sends them.
+    LeftTo,
 }
 
 /// Where the dispatcher is in the log.
@@ -62,11 +101,11 @@ impl LogPosition {
 }
 
 impl Dispatcher {
-    /// Where to start reading: the saved cursor, or on a database the dispatcher has
-    /// never seen, its last event (a first start announces nothing from its history).
-    /// Called before the server records anything, so no event of this start is missed.
+    /// Where to start reading: the saved cursor, or on a database no dispatcher has
+    /// read yet, its last event (a first start announces nothing from its history).
+    /// Called before this process records anything, so none of its events is missed.
     pub async fn starting_point(&self) -> anyhow::Result<i64> {
-        let store = self.runtime.engine().store();
+        let store = self.engine.store();
         if let Some(event_id) = store.cursor(CURSOR).await? {
             return Ok(event_id);
         }
@@ -76,36 +115,112 @@ impl Dispatcher {
         Ok(event_id)
     }
 
-    pub async fn run(self: Arc<Self>, start: i64) {
-        let mut log = LogPosition { read: start, in_flight: BTreeSet::new(), saved: start };
+    /// Takes or renews the lease; whether this process holds it.
+    async fn lease(&self) -> anyhow::Result<bool> {
+        let store = self.engine.store();
+        let owner = &self.engine.owner().id;
+        let ttl = LEASE_TTL.as_millis() as i64;
+        let holder = store.lease_reader(CURSOR, owner, ttl, None).await?;
+        if holder == *owner {
+            return Ok(true);
+        }
+        // A holder that died (a CLI killed mid-send) is not waited for.
+        if self.engine.owner().sees_dead(&holder) {
+            return Ok(store.lease_reader(CURSOR, owner, ttl, Some(&holder)).await? == *owner);
+        }
+        Ok(false)
+    }
+
+    async fn give_up_lease(&self) {
+        if let Err(error) = self.engine.store().release_reader(CURSOR, &self.engine.owner().id).await {
+            tracing::warn!(%error, "could not give up the notifications lease");
+        }
+    }
+
+    /// The server's loop: sends what is due while it holds the lease (and tries for it
+    /// while another process does), until `stop`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let (finished_tx, mut finished) = mpsc::unbounded_channel();
         // This process's events wake the dispatcher at once; the log is the truth.
-        let mut recorded = self.runtime.engine().subscribe();
-        let shutdown = self.runtime.stop().clone();
-        while !shutdown.is_cancelled() {
-            let caught_up = self.dispatch_new_events(&mut log, &finished_tx).await;
-            self.save(&mut log).await;
+        let mut recorded = self.engine.subscribe();
+        let mut log: Option<LogPosition> = None;
+        let mut renewed = Instant::now();
+        while !stop.is_cancelled() {
+            if log.is_none() || renewed.elapsed() >= RENEW_EVERY {
+                match self.lease().await {
+                    Ok(true) if log.is_none() => match self.starting_point().await {
+                        // Another process may have moved the cursor while it held the lease.
+                        Ok(start) => {
+                            log = Some(LogPosition { read: start, in_flight: BTreeSet::new(), saved: start });
+                            renewed = Instant::now();
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = format!("{error:#}"), "could not read where notifications got to")
+                        }
+                    },
+                    Ok(true) => renewed = Instant::now(),
+                    Ok(false) => {
+                        if log.take().is_some() {
+                            tracing::warn!("another process took over sending notifications");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "could not take the notifications lease")
+                    }
+                }
+            }
+            let caught_up = match log.as_mut() {
+                Some(position) => {
+                    let caught_up = self.dispatch_new_events(position, &finished_tx).await;
+                    self.save(position).await;
+                    caught_up
+                }
+                None => true,
+            };
             if !caught_up {
                 continue;
             }
             tokio::select! {
-                () = shutdown.cancelled() => {}
-                Some(event_id) = finished.recv() => { log.in_flight.remove(&event_id); }
+                () = stop.cancelled() => {}
+                Some(event_id) = finished.recv() => forget(&mut log, event_id),
                 _ = recorded.recv() => {}
                 () = tokio::time::sleep(LOOK_EVERY) => {}
             }
             while let Ok(event_id) = finished.try_recv() {
-                log.in_flight.remove(&event_id);
+                forget(&mut log, event_id);
             }
             while !matches!(recorded.try_recv(), Err(TryRecvError::Empty | TryRecvError::Closed)) {}
         }
         // Messages under way get the shutdown's grace period; those that do not finish
-        // are sent again at the next start.
+        // are sent again by the next process to hold the lease.
+        drop(finished_tx);
+        while let Some(event_id) = finished.recv().await {
+            forget(&mut log, event_id);
+        }
+        if let Some(position) = log.as_mut() {
+            self.save(position).await;
+            self.give_up_lease().await;
+        }
+    }
+
+    /// A CLI command's turn, once its runs are done: unless a server holds the lease
+    /// (it sends them), sends everything due in the log, waits for the messages, and
+    /// gives the lease up.
+    pub async fn send_due(self: Arc<Self>) -> anyhow::Result<Sent> {
+        if !self.lease().await? {
+            return Ok(Sent::LeftTo);
+        }
+        let start = self.starting_point().await?;
+        let mut log = LogPosition { read: start, in_flight: BTreeSet::new(), saved: start };
+        let (finished_tx, mut finished) = mpsc::unbounded_channel();
+        while !self.dispatch_new_events(&mut log, &finished_tx).await {}
         drop(finished_tx);
         while let Some(event_id) = finished.recv().await {
             log.in_flight.remove(&event_id);
         }
         self.save(&mut log).await;
+        self.give_up_lease().await;
+        Ok(Sent::Caught)
     }
 
     /// Reads the next events and starts their notifications; true when nothing more is
@@ -116,7 +231,7 @@ impl Dispatcher {
         finished: &mpsc::UnboundedSender<i64>,
     ) -> bool {
         let filter = EventFilter { after_id: Some(log.read), limit: Some(BATCH), ..EventFilter::default() };
-        let events = match self.runtime.engine().store().events(&filter).await {
+        let events = match self.engine.store().events(&filter).await {
             Ok(events) => events,
             Err(error) => {
                 tracing::warn!(%error, "could not read the event log for notifications");
@@ -136,7 +251,7 @@ impl Dispatcher {
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
             let finished = finished.clone();
-            self.runtime.spawn(async move {
+            self.sending.spawn(async move {
                 if let Err(error) = dispatcher.notify(on, &event).await {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
@@ -151,7 +266,7 @@ impl Dispatcher {
         if done == log.saved {
             return;
         }
-        match self.runtime.engine().store().set_cursor(CURSOR, done).await {
+        match self.engine.store().set_cursor(CURSOR, done).await {
             Ok(()) => log.saved = done,
             Err(error) => tracing::warn!(%error, "could not save how far notifications got"),
         }
@@ -159,7 +274,7 @@ impl Dispatcher {
 
     async fn notify(&self, on: NotifyOn, event: &Event) -> anyhow::Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
-        let store = self.runtime.engine().store();
+        let store = self.engine.store();
         let run = store.run(run_id).await?;
         // A scheduled execution that went fine, or a deploy that changed nothing, is noise.
         let noise = on == NotifyOn::Succeeded
@@ -168,12 +283,10 @@ impl Dispatcher {
             return Ok(());
         }
         let release = store.release(run.release_id).await?;
-        let Some(snapshot) = self.reconciler.snapshot_for_commit(release.source.commit.as_deref()).await else {
+        let Some(rules) = self.rules.notifications_for(release.source.commit.as_deref()).await else {
             return Ok(());
         };
-        let wanted: Vec<&NotificationSink> = snapshot
-            .manifest
-            .notifications
+        let wanted: Vec<&NotificationSink> = rules
             .iter()
             .filter(|notification| notification.wants(on, &run.env))
             .map(|notification| &notification.sink)
@@ -189,7 +302,7 @@ impl Dispatcher {
         };
         let approval = store.approval(run.id).await?;
         // The run's web page; approving and rejecting have links of their own.
-        let run_url = format!("{}/runs/{}", self.public_url.trim_end_matches('/'), run.id);
+        let run_url = self.public_url.as_deref().map(|base| format!("{}/runs/{}", base.trim_end_matches('/'), run.id));
         let asking = on == NotifyOn::ApprovalNeeded;
         let kind = match (run.kind, release.source.origin.as_deref()) {
             (RunKind::Deploy, Some(origin)) if origin.starts_with("promoted") => "promotion",
@@ -235,9 +348,9 @@ impl Dispatcher {
                 _ => (!asking).then(|| run.reason.clone()).flatten(),
             },
             logs,
-            approve_url: asking.then(|| format!("{run_url}#approve")),
-            reject_url: asking.then(|| format!("{run_url}#reject")),
-            run_url: Some(run_url),
+            approve_url: run_url.as_ref().filter(|_| asking).map(|url| format!("{url}#approve")),
+            reject_url: run_url.as_ref().filter(|_| asking).map(|url| format!("{url}#reject")),
+            run_url,
             expires_at: if asking { approval.and_then(|approval| approval.expires_at) } else { None },
             interactive: self.interactive_slack,
         };
@@ -295,7 +408,7 @@ impl Dispatcher {
             Some(error) => format!("could not notify {}: {error}", outcome.destination),
         };
         let event = NewEvent::for_run(run, EventBody::Notification(outcome), message);
-        if let Err(error) = self.runtime.engine().record(event).await {
+        if let Err(error) = self.engine.record(event).await {
             tracing::warn!(%error, "could not record a notification's outcome");
         }
     }
@@ -329,6 +442,13 @@ fn change_lines(plan: &AppPlan) -> Vec<String> {
     let mut changes: Vec<&Change> = plan.written_changes().collect();
     changes.sort_by_key(|change| rank(&change.path));
     changes.into_iter().map(ToString::to_string).collect()
+}
+
+/// The event's notifications are done.
+fn forget(log: &mut Option<LogPosition>, event_id: i64) {
+    if let Some(position) = log.as_mut() {
+        position.in_flight.remove(&event_id);
+    }
 }
 
 fn notify_on(body: &EventBody) -> Option<NotifyOn> {

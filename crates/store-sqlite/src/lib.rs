@@ -608,6 +608,38 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn lease_reader(&self, name: &str, owner: &str, ttl_ms: i64, dead_owner: Option<&str>) -> Result<String> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO reader_leases (name, owner, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+             WHERE reader_leases.owner = excluded.owner OR reader_leases.expires_at < ? OR reader_leases.owner = ?",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .bind(dead_owner.unwrap_or_default())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query_scalar("SELECT owner FROM reader_leases WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn release_reader(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM reader_leases WHERE name = ? AND owner = ?")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn publish_images(&self, published: Published) -> Result<()> {
         sqlx::query(
             "INSERT INTO published_images (app, env, images, published_by, published_at, commit_id, author)

@@ -36,6 +36,7 @@ conformance_tests!(
     tokens_are_kept_hashed_and_revocable,
     webhook_deliveries_are_seen_once,
     cursors_remember_where_each_reader_is,
+    reader_leases_admit_one_holder,
     published_images_replace_earlier_ones,
 );
 

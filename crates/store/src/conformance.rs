@@ -489,6 +489,24 @@ pub async fn tokens_are_kept_hashed_and_revocable(store: &dyn Store) {
     assert!(listed[0].revoked_at.is_some());
 }
 
+/// One reader of a kind at a time: a lease held is renewed by its holder, refused to
+/// others until it expires or is given up, and taken from a holder seen dead.
+pub async fn reader_leases_admit_one_holder(store: &dyn Store) {
+    let lease = |owner: &'static str, ttl_ms: i64, dead: Option<&'static str>| async move {
+        store.lease_reader("notifications", owner, ttl_ms, dead).await.expect("lease")
+    };
+    assert_eq!(lease("server", 30_000, None).await, "server");
+    assert_eq!(lease("cli", 30_000, None).await, "server", "held by the server");
+    assert_eq!(lease("server", 30_000, None).await, "server", "renewed by its holder");
+    assert_eq!(lease("cli", 30_000, Some("server")).await, "cli", "taken from a dead holder");
+    store.release_reader("notifications", "server").await.expect("not the holder: nothing happens");
+    assert_eq!(lease("server", 30_000, None).await, "cli");
+    store.release_reader("notifications", "cli").await.expect("released");
+    assert_eq!(lease("server", -1, None).await, "server", "free again");
+    assert_eq!(lease("cli", 30_000, None).await, "cli", "an expired lease is taken over");
+    assert_eq!(store.lease_reader("other", "server", 30_000, None).await.expect("lease"), "server", "per name");
+}
+
 /// A webhook delivery is accepted once per provider.
 pub async fn webhook_deliveries_are_seen_once(store: &dyn Store) {
     assert!(store.record_delivery("github", "d-1").await.expect("recorded"));

@@ -157,4 +157,11 @@ pub trait Store: Send + Sync {
     /// event it is done with. `None` before it first says.
     async fn cursor(&self, name: &str) -> Result<Option<i64>>;
     async fn set_cursor(&self, name: &str, event_id: i64) -> Result<()>;
+
+    /// Holds the reader `name`'s lease for `owner` until `ttl_ms` from now — taking it,
+    /// or renewing it — unless another owner holds it unexpired (and is not
+    /// `dead_owner`, a holder seen dead). Returns who holds it now: `owner` when it does.
+    async fn lease_reader(&self, name: &str, owner: &str, ttl_ms: i64, dead_owner: Option<&str>) -> Result<String>;
+    /// Gives the lease up, if `owner` holds it.
+    async fn release_reader(&self, name: &str, owner: &str) -> Result<()>;
 }

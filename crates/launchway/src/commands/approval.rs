@@ -35,6 +35,7 @@ pub async fn run(context: &Context, args: &DecisionArgs, decision: Decision) -> 
     }
 
     let engine = context.engine().await?;
+    crate::notify::before_runs(&engine).await;
     let identity = context.identity(args.identity.as_deref());
     let approval = engine.decide(args.run, decision, &identity, args.comment.clone()).await?;
     let started = Instant::now();
@@ -44,6 +45,7 @@ pub async fn run(context: &Context, args: &DecisionArgs, decision: Decision) -> 
     // Carry the run on from here, as a server would.
     let progress = LiveProgress::start(&engine, context.output(), started);
     let runs = drive_all(&engine, &[args.run]).await?;
+    crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;
     match context.output() {
         Output::Json => print_json(&json!({"approval": approval, "run": runs.first()})),

@@ -29,6 +29,7 @@ pub async fn run(context: &Context, args: &ControlArgs, action: ControlAction) -
     }
 
     let engine = context.engine().await?;
+    crate::notify::before_runs(&engine).await;
     let identity = context.identity(args.identity.as_deref());
     let event = engine.control(args.run, action, &identity).await?;
     let started = Instant::now();
@@ -37,6 +38,7 @@ pub async fn run(context: &Context, args: &ControlArgs, action: ControlAction) -
     }
     let progress = LiveProgress::start(&engine, context.output(), started);
     let driven = engine.drive(args.run).await;
+    crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;
     match driven {
         Err(EngineError::Busy { owner, .. }) => {

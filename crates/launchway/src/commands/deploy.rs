@@ -62,6 +62,7 @@ pub async fn deploy(
             ));
         }
     }
+    crate::notify::before_runs(engine).await;
     let progress = LiveProgress::start(engine, output, started);
     let mut all_decisions = Vec::new();
     let mut finished: Vec<Run> = Vec::new();
@@ -147,6 +148,7 @@ pub async fn deploy(
         }
         selection.apps = revisit;
     }
+    crate::notify::after_runs(context, engine, Some(loaded.manifest.notifications.clone())).await;
     progress.finish().await;
 
     let exit_code = exit_code(&finished, &all_decisions);

@@ -30,10 +30,12 @@ pub async fn run(
         return through_server(context, &server, app, &env, to, reason, started).await;
     }
     let engine = context.engine().await?;
+    crate::notify::before_runs(&engine).await;
     let progress = LiveProgress::start(&engine, context.output(), started);
     let by = format!("{} ({})", context.identity(None), context.trigger("rollback"));
     let run = engine.prepare_rollback(app, &env, to, &by, reason).await?;
     let finished = drive_all(&engine, &[run.id]).await?;
+    crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;
     report(context, app, &env, &run, &finished, started)
 }
