@@ -3,8 +3,8 @@
 //! thing has one JSON shape. Rows the store keeps (runs, releases, approvals, tokens)
 //! travel as the store serializes them.
 
-use launchway_engine::Decision;
-use launchway_store::{Approval, Event, Pin, Release, Run, Step, Token};
+use launchway_engine::{AppHealth, AppStatus, Decision, SyncState};
+use launchway_store::{Approval, Event, Pin, Release, Run, RunState, Step, Token};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -234,6 +234,52 @@ pub struct RunDetail {
     pub approval: Option<Approval>,
     pub steps: Vec<Step>,
     pub events: Vec<Event>,
+}
+
+/// `GET /api/v1/status?brief=true`: an (app, environment) as the web page's board
+/// shows it, without the release's spec, the live replicas and the last run whole
+/// (a board of a thousand apps is a few hundred kilobytes, not megabytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusBrief {
+    pub app: String,
+    pub env: String,
+    pub health: AppHealth,
+    pub sync: SyncState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_error: Option<String>,
+    /// The release that runs there.
+    pub release: Option<i64>,
+    /// The release a manual rollback holds it at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_to: Option<i64>,
+    /// The run changing it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunBrief>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBrief {
+    pub id: i64,
+    pub state: RunState,
+}
+
+impl From<&AppStatus> for StatusBrief {
+    fn from(status: &AppStatus) -> StatusBrief {
+        StatusBrief {
+            app: status.app.clone(),
+            env: status.env.clone(),
+            health: status.health.clone(),
+            sync: status.sync,
+            live_error: status.live_error.clone(),
+            release: status.current_release.as_ref().map(|release| release.id),
+            pinned_to: status.deployment.as_ref().and_then(|record| record.pin.as_ref()).map(|pin| pin.release_id),
+            run: status
+                .last_run
+                .as_ref()
+                .filter(|run| !run.state.is_terminal())
+                .map(|run| RunBrief { id: run.id, state: run.state }),
+        }
+    }
 }
 
 /// Why a webhook was answered without acting on it.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use launchway_manifest::{AppSpec, Manifest};
+use launchway_manifest::{AppSpec, Manifest, TargetSpec};
 use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState};
 use launchway_target::{AppRef, LiveApp, ReplicaState, describe};
 use serde::{Deserialize, Serialize};
@@ -96,10 +96,12 @@ impl Engine {
     /// cannot be read makes health and sync "unknown", never a guess.
     pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
         let store = &self.inner.store;
-        let mut pairs: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+        let mut records: BTreeMap<(String, String), DeploymentRecord> = BTreeMap::new();
         for record in store.deployments().await? {
-            pairs.insert((record.app, record.env), None);
+            records.insert((record.app.clone(), record.env.clone()), record);
         }
+        let mut pairs: BTreeMap<(String, String), Option<String>> =
+            records.keys().map(|pair| (pair.clone(), None)).collect();
         if let Some(manifest) = manifest {
             for deployment in manifest.deployments() {
                 pairs.insert(
@@ -108,49 +110,101 @@ impl Engine {
                 );
             }
         }
-        let mut statuses = Vec::new();
+        pairs.retain(|(app, env), _| selection.includes(app, env));
+
+        // What each pair runs and where, before anything is looked at.
+        struct Pending {
+            app: String,
+            env: String,
+            desired_revision: Option<String>,
+            deployment: Option<DeploymentRecord>,
+            current_release: Option<Release>,
+            target: Option<TargetSpec>,
+        }
+        let wanted: Vec<i64> =
+            pairs.keys().filter_map(|pair| records.get(pair).map(|record| record.current_release_id)).collect();
+        let mut releases: BTreeMap<i64, Release> =
+            store.releases(&wanted).await?.into_iter().map(|release| (release.id, release)).collect();
+        let mut latest_runs: BTreeMap<(String, String), Run> =
+            store.latest_runs().await?.into_iter().map(|run| ((run.app.clone(), run.env.clone()), run)).collect();
+        let mut pending = Vec::with_capacity(pairs.len());
         for ((app, env), desired_revision) in pairs {
-            if !selection.includes(&app, &env) {
-                continue;
-            }
-            let deployment = store.deployment(&app, &env).await?;
-            let current_release =
-                self.release_if_any(deployment.as_ref().map(|record| record.current_release_id)).await?;
+            let deployment = records.remove(&(app.clone(), env.clone()));
+            let current_release = match deployment.as_ref() {
+                Some(record) => Some(match releases.remove(&record.current_release_id) {
+                    Some(release) => release,
+                    // Two pairs never share a release; read again rather than guess.
+                    None => store.release(record.current_release_id).await?,
+                }),
+                None => None,
+            };
             let target = manifest
                 .and_then(|manifest| manifest.environments.get(&env))
                 .map(|environment| environment.target.clone())
                 .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
-            let spec = current_release
-                .as_ref()
-                .map(|release| &release.spec)
-                .or_else(|| manifest.and_then(|manifest| manifest.apps.get(&app)?.specs.get(&env).map(|spec| &**spec)));
-            let (live, live_error) = match (&target, spec) {
-                (Some(target), Some(spec)) => match self.target(target).await {
-                    Ok(target) => match target.observe(&env, &[AppRef { app: &app, spec }]).await {
-                        Ok(mut live) => (live.apps.remove(&app), None),
-                        Err(error) => (None, Some(describe(&error))),
-                    },
-                    Err(error) => (None, Some(describe(&error))),
-                },
-                _ => (None, None),
+            pending.push(Pending { app, env, desired_revision, deployment, current_release, target });
+        }
+
+        // Live state: one look per environment and target, for all of its apps (a board
+        // of a thousand apps asks the Docker engine three times, not three thousand).
+        let spec_of = |item: &Pending| -> Option<AppSpec> {
+            item.current_release.as_ref().map(|release| release.spec.clone()).or_else(|| {
+                manifest.and_then(|manifest| {
+                    manifest.apps.get(&item.app)?.specs.get(&item.env).map(|spec| (**spec).clone())
+                })
+            })
+        };
+        let specs: Vec<Option<AppSpec>> = pending.iter().map(spec_of).collect();
+        let mut groups: BTreeMap<(String, String), (TargetSpec, Vec<usize>)> = BTreeMap::new();
+        for (index, item) in pending.iter().enumerate() {
+            if let (Some(target), Some(_)) = (&item.target, &specs[index]) {
+                let key = (item.env.clone(), serde_json::to_string(target).unwrap_or_default());
+                groups.entry(key).or_insert_with(|| (target.clone(), Vec::new())).1.push(index);
+            }
+        }
+        let mut looked: Vec<(Option<LiveApp>, Option<String>)> = vec![(None, None); pending.len()];
+        for ((env, _), (target, members)) in groups {
+            let apps: Vec<AppRef<'_>> = members
+                .iter()
+                .filter_map(|&index| Some(AppRef { app: &pending[index].app, spec: specs[index].as_ref()? }))
+                .collect();
+            let observed = match self.target(&target).await {
+                Ok(target) => target.observe(&env, &apps).await.map_err(|error| describe(&error)),
+                Err(error) => Err(describe(&error)),
             };
-            let last_run = self.latest_run(&app, &env).await?;
-            let health = health(current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
+            match observed {
+                Ok(mut live) => {
+                    for &index in &members {
+                        looked[index].0 = live.apps.remove(&pending[index].app);
+                    }
+                }
+                Err(error) => {
+                    for &index in &members {
+                        looked[index].1 = Some(error.clone());
+                    }
+                }
+            }
+        }
+
+        let mut statuses = Vec::with_capacity(pending.len());
+        for (item, (live, live_error)) in pending.into_iter().zip(looked) {
+            let last_run = latest_runs.remove(&(item.app.clone(), item.env.clone()));
+            let health = health(item.current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
             let sync = sync_state(
-                deployment.as_ref(),
-                current_release.as_ref(),
-                desired_revision.as_deref(),
+                item.deployment.as_ref(),
+                item.current_release.as_ref(),
+                item.desired_revision.as_deref(),
                 live.as_ref(),
                 live_error.is_some(),
             );
             statuses.push(AppStatus {
-                app,
-                env,
-                deployment,
-                current_release,
+                app: item.app,
+                env: item.env,
+                deployment: item.deployment,
+                current_release: item.current_release,
                 live,
                 last_run,
-                desired_revision,
+                desired_revision: item.desired_revision,
                 live_error,
                 health,
                 sync,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Process, spawn, wait_for};
+use common::{Process, ms, percentile, spawn, wait_for};
 use launchway_testkit::free_port;
 
 const RATE: u64 = 1000;
@@ -156,14 +156,6 @@ async fn throughput(url: &str) -> f64 {
         let _ = client.await;
     }
     done.load(Ordering::Relaxed) as f64 / 3.0
-}
-
-fn percentile(latencies: &[Duration], p: usize) -> Duration {
-    latencies[(p * latencies.len()).div_ceil(100).max(1) - 1]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }
 
 async fn run() {

@@ -657,6 +657,9 @@ async fn list_published(State(state): State<AppState>, caller: Caller) -> ApiRes
 struct StatusQuery {
     app: Option<String>,
     env: Option<String>,
+    /// What the board needs only ([`api::StatusBrief`]).
+    #[serde(default)]
+    brief: bool,
 }
 
 async fn status(State(state): State<AppState>, caller: Caller, Query(query): Query<StatusQuery>) -> ApiResult {
@@ -664,7 +667,11 @@ async fn status(State(state): State<AppState>, caller: Caller, Query(query): Que
     let latest = state.reconciler.latest();
     let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
     let selection = launchway_engine::Selection { env: query.env, apps: query.app.into_iter().collect() };
-    ok(state.runtime.engine().status(manifest, &selection).await?)
+    let statuses = state.runtime.engine().status(manifest, &selection).await?;
+    if query.brief {
+        return ok(statuses.iter().map(api::StatusBrief::from).collect::<Vec<_>>());
+    }
+    ok(statuses)
 }
 
 #[derive(Debug, Deserialize)]

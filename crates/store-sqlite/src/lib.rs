@@ -111,6 +111,24 @@ impl Store for SqliteStore {
         release_from_row(&row)
     }
 
+    async fn releases(&self, ids: &[ReleaseId]) -> Result<Vec<Release>> {
+        let mut releases = Vec::with_capacity(ids.len());
+        // Within SQLite's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM releases WHERE id IN (");
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+            for row in &rows {
+                releases.push(release_from_row(row)?);
+            }
+        }
+        Ok(releases)
+    }
+
     async fn create_run(&self, run: NewRun, event: NewEvent) -> Result<(Run, Event)> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let inserted = Self::insert_run(&mut tx, run, event).await?;
@@ -175,6 +193,15 @@ impl Store for SqliteStore {
         }
         query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit.map_or(-1, i64::from));
         let rows = query.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn latest_runs(&self) -> Result<Vec<Run>> {
+        // MAX(id) per (app, env) is read from the runs_by_app_env index.
+        let rows = sqlx::query("SELECT * FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY app, env)")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         rows.iter().map(run_from_row).collect()
     }
 

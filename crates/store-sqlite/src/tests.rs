@@ -25,6 +25,7 @@ macro_rules! conformance_tests {
 conformance_tests!(
     releases_and_runs_round_trip,
     runs_are_listed_newest_first_a_page_at_a_time,
+    releases_and_latest_runs_are_read_in_one_go,
     one_unfinished_run_per_app_and_environment,
     leases_are_exclusive_and_fence_out_stale_holders,
     finished_runs_record_the_deployment,

@@ -123,6 +123,25 @@ pub async fn runs_are_listed_newest_first_a_page_at_a_time(store: &dyn Store) {
     assert_eq!(last, ids[4..]);
 }
 
+/// What a board reads at once: releases by their ids, and each pair's newest run.
+pub async fn releases_and_latest_runs_are_read_in_one_go(store: &dyn Store) {
+    let web = release(store, "web", "example/web:1").await;
+    let api = release(store, "api", "example/api:1").await;
+    let mut found = store.releases(&[api.id, web.id, 9999]).await.expect("releases");
+    found.sort_by_key(|release| release.id);
+    assert_eq!(found, [web.clone(), api.clone()], "the unknown id is left out");
+    assert!(store.releases(&[]).await.expect("none").is_empty());
+
+    let first = run(store, &web).await.expect("run");
+    let lease = store.claim_run(first.id, "w", 30_000, None).await.expect("claim").expect("free");
+    store.transition(&lease, to(RunState::Failed, &first)).await.expect("finished");
+    let newer = run(store, &web).await.expect("run");
+    let only = run(store, &api).await.expect("run");
+    let mut latest: Vec<i64> = store.latest_runs().await.expect("latest").iter().map(|run| run.id).collect();
+    latest.sort();
+    assert_eq!(latest, [newer.id, only.id]);
+}
+
 /// Two runs never act on the same (app, environment) at once.
 pub async fn one_unfinished_run_per_app_and_environment(store: &dyn Store) {
     let web = release(store, "web", "example/web:1").await;

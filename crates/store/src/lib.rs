@@ -59,6 +59,9 @@ pub trait Store: Send + Sync {
     /// Records an immutable release.
     async fn create_release(&self, release: NewRelease) -> Result<Release>;
     async fn release(&self, id: ReleaseId) -> Result<Release>;
+    /// The releases with these ids (those that exist), in no particular order: one read
+    /// for a board of a thousand apps, not a thousand.
+    async fn releases(&self, ids: &[ReleaseId]) -> Result<Vec<Release>>;
 
     /// Creates a pending run and its `run.created` event.
     ///
@@ -81,6 +84,8 @@ pub trait Store: Send + Sync {
     async fn run(&self, id: RunId) -> Result<Run>;
     /// Runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// The newest run of each (app, environment) that has one.
+    async fn latest_runs(&self) -> Result<Vec<Run>>;
 
     /// Claims an unfinished run for `owner` for `ttl_ms`, when nobody holds it, its lease
     /// has expired, `owner` holds it already, or its holder is `dead_owner` (a process

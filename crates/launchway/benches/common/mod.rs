@@ -1,5 +1,7 @@
-//! What the proxy benchmarks share: child processes killed when dropped, and waiting
-//! for an address to answer.
+//! What the benchmarks share: child processes killed when dropped, waiting for an
+//! address to answer, and percentiles. Each benchmark uses some of it.
+
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,4 +29,13 @@ pub async fn wait_for(url: &str) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{url} never answered");
+}
+
+/// The `p`th percentile of sorted latencies (nearest rank).
+pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(p * sorted.len()).div_ceil(100).max(1) - 1]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
