@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use launchway_manifest::{AppSpec, Manifest, TargetSpec};
 use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState};
-use launchway_target::{AppRef, LiveApp, ReplicaState, describe};
+use launchway_target::{AppRef, ContainerLogs, LiveApp, ReplicaState, describe};
 use serde::{Deserialize, Serialize};
 
 use crate::{Engine, Result, Selection};
@@ -91,6 +91,31 @@ pub struct AppStatus {
 }
 
 impl Engine {
+    /// The last `lines` lines of each container of an app where it runs: on the target
+    /// of its environment in `manifest`, else of the release it runs.
+    pub async fn recent_logs(
+        &self,
+        manifest: Option<&Manifest>,
+        app: &str,
+        env: &str,
+        lines: usize,
+    ) -> Result<Vec<ContainerLogs>> {
+        let store = &self.inner.store;
+        let target = match manifest.and_then(|manifest| manifest.environments.get(env)) {
+            Some(environment) => environment.target.clone(),
+            None => {
+                let record = store.deployment(app, env).await?.ok_or_else(|| {
+                    crate::EngineError::Invalid(format!(
+                        "{app} is not deployed in {env}, and the manifest has no {env}"
+                    ))
+                })?;
+                store.release(record.current_release_id).await?.target
+            }
+        };
+        let target = self.target(&target).await?;
+        Ok(target.recent_logs(env, app, lines).await?)
+    }
+
     /// Status of every (app, environment) deployed or, with a manifest, declared: what
     /// runs, how healthy it is and whether it is what the repo asks for. Live state that
     /// cannot be read makes health and sync "unknown", never a guess.

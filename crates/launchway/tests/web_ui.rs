@@ -62,6 +62,11 @@ async fn an_approver_signs_in_approves_a_run_watches_it_live_and_rolls_back() {
 
     browser.open(&server.url(&format!("/apps/web/{}", world.env))).await;
     browser.wait_for_text("#release", "2").await;
+    // What the replicas wrote, read from the Docker engine.
+    browser.wait_for_text("#recent-logs", "sample-app: listening on port 8080").await;
+    let logs = api.get(&format!("/api/v1/apps/web/{}/logs?lines=5", world.env)).await;
+    assert_eq!(logs.body.as_array().map(Vec::len), Some(2), "two replicas: {:?}", logs.body);
+    assert!(logs.body[0]["lines"].to_string().contains("listening on port"), "{:?}", logs.body);
     let first_release = api.get(&format!("/api/v1/runs/{first}")).await.body["run"]["release_id"].clone();
     browser.click(&format!("[data-rollback='{first_release}']")).await;
     browser.click(&format!("[data-confirm-rollback='{first_release}']")).await;

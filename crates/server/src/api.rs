@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/releases", post(publish).get(list_published))
         .route("/api/v1/tasks/{app}/{env}/run", post(run_task))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/apps/{app}/{env}/logs", get(recent_logs))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/dora", get(dora))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -672,6 +673,25 @@ async fn status(State(state): State<AppState>, caller: Caller, Query(query): Que
         return ok(statuses.iter().map(api::StatusBrief::from).collect::<Vec<_>>());
     }
     ok(statuses)
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    lines: Option<usize>,
+}
+
+/// The last lines each container of an app wrote where it runs (100, at most 1,000).
+async fn recent_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((app, env)): Path<(String, String)>,
+    Query(query): Query<LogsQuery>,
+) -> ApiResult {
+    authorize(&state, &caller, Permission::Read).await?;
+    let latest = state.reconciler.latest();
+    let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
+    let lines = query.lines.unwrap_or(100).clamp(1, 1000);
+    ok(state.runtime.engine().recent_logs(manifest, &app, &env, lines).await?)
 }
 
 #[derive(Debug, Deserialize)]

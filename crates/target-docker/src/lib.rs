@@ -26,8 +26,8 @@ use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    Advance, AppPlan, AppRef, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError, TargetEvent,
-    TargetReport, TaskExecution, TaskOutcome,
+    Advance, AppPlan, AppRef, ContainerLogs, LiveEnvironment, Progress, Rollout, RolloutError, Target, TargetError,
+    TargetEvent, TargetReport, TaskExecution, TaskOutcome,
 };
 
 pub use image::{ExecutableImage, build_executable_image};
@@ -260,6 +260,22 @@ impl Target for DockerTarget {
     async fn rollout(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {
         let service = ServiceRollout::of(&rollout)?;
         rollout::run(self, service, Mode::start(&service.spec.strategy), progress).await
+    }
+
+    async fn recent_logs(&self, env: &str, app: &str, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
+        let replicas = replicas::list(&self.docker, env, Some(app)).await?;
+        let mut logs = Vec::new();
+        for replica in &replicas {
+            for container in replica.containers() {
+                logs.push(ContainerLogs {
+                    replica: replica.name(),
+                    container: container.name.clone(),
+                    running: container.running,
+                    lines: replicas::log_tail(&self.docker, &container.id, lines).await,
+                });
+            }
+        }
+        Ok(logs)
     }
 
     async fn promote(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {

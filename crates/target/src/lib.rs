@@ -189,6 +189,16 @@ pub struct TaskOutcome {
     pub logs: Vec<String>,
 }
 
+/// What one container of a replica wrote last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerLogs {
+    /// The replica's name, and the container's within it.
+    pub replica: String,
+    pub container: String,
+    pub running: bool,
+    pub lines: Vec<String>,
+}
+
 /// An app a target is asked about, with the spec that says where to look.
 #[derive(Debug, Clone, Copy)]
 pub struct AppRef<'a> {
@@ -311,6 +321,13 @@ pub trait Target: Send + Sync {
             self.describe(),
             rollout.app
         )))
+    }
+
+    /// The last `lines` lines each container of the app's replicas wrote, for people
+    /// (the web page's app view). Targets whose logs launchway cannot read say so.
+    async fn recent_logs(&self, env: &str, app: &str, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
+        let _ = (env, lines);
+        Err(TargetError::Invalid(format!("{} keeps no logs launchway can read for {app}", self.describe())))
     }
 
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.

@@ -351,7 +351,8 @@ async function appPage(app, env) {
     }
   }
   const last = runs[0];
-  const logs = el("div", { id: "recent-logs" }, el("p", { class: "muted" }, "Loading…"));
+  const logs = el("div", { id: "run-logs" }, el("p", { class: "muted" }, "Loading…"));
+  const containerLogs = el("div", { id: "recent-logs" }, el("p", { class: "muted" }, "Loading…"));
   show(
     el("h1", {}, `${app} in ${env} `, healthLabel(status.health)),
     el("dl", {},
@@ -368,9 +369,18 @@ async function appPage(app, env) {
     runs.length === 0 ? el("p", { class: "muted" }, "No runs yet.") : el("table", { id: "history" },
       el("thead", {}, el("tr", {}, ["run", "kind", "state", "release", "started", "took", "result", "actions"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, history)),
+    el("h2", {}, "Recent logs"),
+    containerLogs,
     el("h2", {}, "Logs of the last run"),
     logs,
   );
+  api(`/api/v1/apps/${encodeURIComponent(app)}/${encodeURIComponent(env)}/logs?lines=100`).then((found) => {
+    containerLogs.replaceChildren(...(found.length === 0
+      ? [el("p", { class: "muted" }, "No containers run there.")]
+      : found.map((container) => el("details", { open: true },
+        el("summary", {}, `${container.replica} · ${container.container}${container.running ? "" : " (stopped)"}`),
+        container.lines.length ? el("pre", {}, foldLines(container.lines).join("\n")) : el("p", { class: "muted" }, "Nothing written.")))));
+  }, (error) => containerLogs.replaceChildren(el("p", { class: "muted" }, error.message)));
   if (!last) {
     logs.replaceChildren(el("p", { class: "muted" }, "No runs yet."));
     return;
