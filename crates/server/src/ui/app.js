@@ -378,7 +378,8 @@ async function appPage(app, env) {
     containerLogs.replaceChildren(...(found.length === 0
       ? [el("p", { class: "muted" }, "No containers run there.")]
       : found.map((container) => el("details", { open: true },
-        el("summary", {}, `${container.replica} · ${container.container}${container.running ? "" : " (stopped)"}`),
+        el("summary", {}, container.container === container.replica ? container.replica : `${container.replica} · ${container.container}`,
+          container.running ? "" : " (stopped)"),
         container.lines.length ? el("pre", {}, foldLines(container.lines).join("\n")) : el("p", { class: "muted" }, "Nothing written.")))));
   }, (error) => containerLogs.replaceChildren(el("p", { class: "muted" }, error.message)));
   if (!last) {
