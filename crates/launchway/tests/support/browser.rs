@@ -2,6 +2,7 @@
 //! `chromium-driver` (installed by `.ci/run`), each test with a driver and a browser
 //! profile of its own. Nothing is downloaded.
 
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,10 @@ impl Browser {
             );
         };
         let port = unused_local_address().port();
+        // In a process group of its own, with the browser it starts: a test that fails
+        // before closing its session leaves no browser behind (see Drop).
         let driver = Command::new(driver_path)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -133,6 +137,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
