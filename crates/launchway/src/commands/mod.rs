@@ -86,7 +86,7 @@ async fn sole_environment(
 ) -> Result<String> {
     let records: Vec<DeploymentRecord> = match context.server()? {
         Some(server) => {
-            let statuses: Vec<AppStatus> = server.get("/api/v1/status").await?;
+            let statuses: Vec<AppStatus> = server.get_query("/api/v1/status", &[("app", Some(app.to_owned()))]).await?;
             statuses.into_iter().filter_map(|status| status.deployment).collect()
         }
         None => context.engine().await?.store().deployments().await?,
