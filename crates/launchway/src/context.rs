@@ -1,11 +1,11 @@
 //! What commands share: the global options, the store, the engine, the config repo.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
 use launchway_engine::{Engine, EngineConfig, Selection};
-use launchway_manifest::{Diagnostic, Manifest};
+use launchway_manifest::{Diagnostic, Manifest, SourceFile, Validated};
 use launchway_source::{Commit, ConfigRepo};
 use launchway_store::ReleaseSource;
 use launchway_store_sqlite::SqliteStore;
@@ -169,15 +169,8 @@ impl Context {
                 Err(launchway_source::SourceError::NoCommits { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
-            let files = launchway_source::read_work_tree(&root)
-                .with_context(|| format!("could not read the files in {}", root.display()))?;
-            let referenced = launchway_source::WorkTreeFiles { root: root.clone() };
-            match launchway_manifest::load(&files, &referenced) {
-                Ok(validated) => {
-                    Ok(WorkTreeLoaded { head, root, manifest: validated.manifest, warnings: validated.warnings })
-                }
-                Err(diagnostics) => Err(InvalidManifest { location: root.display().to_string(), diagnostics }.into()),
-            }
+            let (_, validated) = load_from_disk(&root)?;
+            Ok(WorkTreeLoaded { head, root, manifest: validated.manifest, warnings: validated.warnings })
         })
         .await
         .context("reading the work tree was interrupted")?
@@ -245,6 +238,18 @@ impl Context {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("cli {command} by {user}@{}", host.trim())
     }
+}
+
+/// Reads and validates the manifest files on disk at `path` (a config repo's folder, or
+/// its launchway.yaml), with the files they refer to read from beside them; the files
+/// read, and what they say.
+pub fn load_from_disk(path: &Path) -> Result<(Vec<SourceFile>, Validated)> {
+    let files = launchway_source::read_work_tree(path).with_context(|| format!("could not read {}", path.display()))?;
+    let root = if path.is_file() { path.parent().map(PathBuf::from).unwrap_or_default() } else { path.to_path_buf() };
+    let referenced = launchway_source::WorkTreeFiles { root };
+    let validated = launchway_manifest::load(&files, &referenced)
+        .map_err(|diagnostics| InvalidManifest { location: path.display().to_string(), diagnostics })?;
+    Ok((files, validated))
 }
 
 /// Where mirrors of remote config repos are kept.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use launchway_engine::Engine;
 use launchway_notify::{Notifier, OutboundPolicy, RetryPolicy};
 use launchway_secrets::Secrets;
-use launchway_server::notifications::{Dispatcher, NotificationRules, Sent};
+use launchway_server::notifications::{self, Dispatcher, NotificationRules, Sent};
 use launchway_source::ConfigRepo;
 use launchway_target_ecs::SsmParameters;
 
@@ -45,7 +45,7 @@ impl NotificationRules for FromConfigRepo {
 /// notifications from yet, marks the log's end, so that this command's events are
 /// announced and earlier history is not.
 pub async fn before_runs(engine: &Engine) {
-    if let Err(error) = dispatcher(engine, None, None).starting_point().await {
+    if let Err(error) = notifications::starting_point(engine.store().as_ref()).await {
         tracing::warn!(error = format!("{error:#}"), "could not mark where notifications start");
     }
 }
@@ -55,28 +55,23 @@ pub async fn before_runs(engine: &Engine) {
 /// one.
 pub async fn after_runs(context: &Context, engine: &Engine, loaded: Option<Vec<launchway_manifest::Notification>>) {
     let rules = FromConfigRepo { repo: context.global.repo.clone(), cache: repo_cache_dir(), loaded };
-    let dispatcher = Arc::new(dispatcher(engine, Some(Arc::new(rules)), std::env::var("LAUNCHWAY_PUBLIC_URL").ok()));
-    match dispatcher.send_due().await {
-        Ok(Sent::Caught) => {}
-        Ok(Sent::LeftTo) => tracing::info!("a launchway server sends this database's notifications"),
-        Err(error) => eprintln!("warning: notifications could not be sent: {error:#}"),
-    }
-}
-
-fn dispatcher(engine: &Engine, rules: Option<Arc<dyn NotificationRules>>, public_url: Option<String>) -> Dispatcher {
     let allow = std::env::var("LAUNCHWAY_NOTIFY_ALLOW").unwrap_or_default();
     let outbound = OutboundPolicy {
         allow: allow.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect(),
     };
-    Dispatcher {
+    let dispatcher = Arc::new(Dispatcher {
         engine: engine.clone(),
-        rules: rules
-            .unwrap_or_else(|| Arc::new(FromConfigRepo { repo: String::new(), cache: PathBuf::new(), loaded: None })),
+        rules: Arc::new(rules),
         notifier: Notifier::new(RetryPolicy::default(), outbound),
-        public_url: public_url.filter(|url| !url.is_empty()),
+        public_url: std::env::var("LAUNCHWAY_PUBLIC_URL").ok().filter(|url| !url.is_empty()),
         secrets: Secrets::with_parameter_store(Arc::new(SsmParameters::from_default_chain())),
         // Slack's buttons need a server to answer them; the CLI sends only when none runs.
         interactive_slack: false,
         sending: tokio_util::task::TaskTracker::new(),
+    });
+    match dispatcher.send_due().await {
+        Ok(Sent::Caught) => {}
+        Ok(Sent::LeftTo) => tracing::info!("a launchway server sends this database's notifications"),
+        Err(error) => eprintln!("warning: notifications could not be sent: {error:#}"),
     }
 }

@@ -41,8 +41,8 @@ pub fn say(output: Output, line: &str) {
     }
 }
 
-/// A plan's heading and its changes, coloured by what they do: the lines `plan`, `deploy`
-/// and a run's page show.
+/// A plan's heading and its changes, coloured by what they do: the lines `plan` and
+/// `deploy` show.
 pub fn plan_lines(plan: &AppPlan) -> Vec<String> {
     let mut lines = vec![plan_heading(plan)];
     lines.extend(plan.written_changes().map(|change| format!("      {}", change_line(change))));
@@ -67,7 +67,7 @@ fn change_line(change: &Change) -> String {
     paint::styled(style, change)
 }
 
-pub fn plan_heading(plan: &AppPlan) -> String {
+fn plan_heading(plan: &AppPlan) -> String {
     let who = format!("{}@{}", plan.app, plan.env);
     match plan.action {
         PlanAction::NoChange => {

@@ -6,18 +6,13 @@ mod support;
 
 use std::process::{Command, Stdio};
 
+use support::server::web_manifest;
 use support::{World, binary};
 
-const WEB: &str = "
-environments:
-  {env}: {target: docker}
-services:
-  web:
-    image: {image}
-    port: 8080
-    stop_grace_period: 1s
-    settle_window: 300ms
-";
+/// One web service of one replica in the test's environment.
+fn web() -> String {
+    web_manifest("", 1)
+}
 
 #[test]
 fn completions_generate_for_bash_zsh_and_fish() {
@@ -66,7 +61,7 @@ fn a_closed_pipe_ends_the_command_quietly() {
 #[tokio::test]
 async fn plan_with_detailed_exitcode_says_whether_anything_would_change() {
     let world = World::new().await;
-    world.commit(WEB, "web");
+    world.commit(&web(), "web");
     let before = world.launchway(&["plan", "--detailed-exitcode"]).await;
     before.assert_exit(2);
     assert!(before.stdout().contains("1 of 1 app would change"), "{}", before.stdout());
@@ -79,12 +74,7 @@ async fn plan_with_detailed_exitcode_says_whether_anything_would_change() {
     assert!(after.stdout().contains("0 of 1 app would change"), "{}", after.stdout());
 
     // Colour when asked for in a pipe, and never with NO_COLOR.
-    world.repo.write(
-        "launchway.yaml",
-        &WEB.replace("{env}", &world.env)
-            .replace("{image}", support::IMAGE)
-            .replace("port: 8080", "port: 8080\n    replicas: 2"),
-    );
+    world.write(&web_manifest("", 2));
     let mut forced = world.command(&["plan", "--work-tree"]);
     forced.env("CLICOLOR_FORCE", "1").env_remove("NO_COLOR");
     let coloured = String::from_utf8(forced.output().unwrap().stdout).unwrap();
@@ -97,11 +87,9 @@ async fn plan_with_detailed_exitcode_says_whether_anything_would_change() {
 #[tokio::test]
 async fn plan_warns_about_uncommitted_edits_and_plans_them_with_work_tree() {
     let world = World::new().await;
-    world.commit(WEB, "web");
+    world.commit(&web(), "web");
     world.launchway(&["deploy"]).await.assert_exit(0);
-    let edited =
-        WEB.replace("{env}", &world.env).replace("{image}", support::IMAGE).replace("port: 8080", "port: 8081");
-    world.repo.write("launchway.yaml", &edited);
+    world.write(&web().replace("port: 8080", "port: 8081"));
 
     let of_head = world.launchway(&["plan"]).await;
     of_head.assert_exit(0);

@@ -267,7 +267,7 @@ async fn allow(state: &AppState, token: &Token, permission: &Permission) -> Resu
 }
 
 /// 429 for a source with too many failures of one kind lately.
-fn too_many(failure: Failure, retry_after: Duration) -> ApiError {
+pub(crate) fn too_many(failure: Failure, retry_after: Duration) -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         format!(

@@ -140,10 +140,13 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     let reconciler = Arc::new(Reconciler::new(runtime.clone(), repo, branch));
     runtime.spawn(reconciler.clone().follow_ended_runs(ended_runs));
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    // Chat messages and the answers to Slack's buttons go out through one client, under
+    // one outbound policy.
+    let notifier = Notifier::new(config.notify_retry, config.notify_outbound.clone());
     let dispatcher = Arc::new(notifications::Dispatcher {
         engine: runtime.engine().clone(),
         rules: reconciler.clone(),
-        notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
+        notifier: notifier.clone(),
         public_url: Some(public_url),
         secrets: config.secrets.clone(),
         interactive_slack: config.slack.is_some(),
@@ -174,7 +177,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
             Arc::new(slack::SlackInteractivity {
                 signing_secret: slack.signing_secret.clone(),
                 users: slack.users.clone(),
-                notifier: Notifier::new(config.notify_retry, config.notify_outbound.clone()),
+                notifier: notifier.clone(),
             })
         }),
     };

@@ -25,7 +25,7 @@ use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
 use launchway_secrets::{SecretRef, Secrets};
 use launchway_store::{
-    AppPlan, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState,
+    AppPlan, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState, Store,
 };
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::mpsc;
@@ -101,18 +101,9 @@ impl LogPosition {
 }
 
 impl Dispatcher {
-    /// Where to start reading: the saved cursor, or on a database no dispatcher has
-    /// read yet, its last event (a first start announces nothing from its history).
-    /// Called before this process records anything, so none of its events is missed.
+    /// Where to start reading (see [`starting_point`]).
     pub async fn starting_point(&self) -> anyhow::Result<i64> {
-        let store = self.engine.store();
-        if let Some(event_id) = store.cursor(CURSOR).await? {
-            return Ok(event_id);
-        }
-        let last = store.events(&EventFilter { last: Some(1), ..EventFilter::default() }).await?;
-        let event_id = last.last().map_or(0, |event| event.id);
-        store.set_cursor(CURSOR, event_id).await?;
-        Ok(event_id)
+        starting_point(self.engine.store().as_ref()).await
     }
 
     /// Takes or renews the lease; whether this process holds it.
@@ -442,6 +433,19 @@ fn change_lines(plan: &AppPlan) -> Vec<String> {
     let mut changes: Vec<&Change> = plan.written_changes().collect();
     changes.sort_by_key(|change| rank(&change.path));
     changes.into_iter().map(ToString::to_string).collect()
+}
+
+/// Where a dispatcher starts reading: the saved cursor, or on a database no dispatcher
+/// has read yet, its last event (a first start announces nothing from its history).
+/// Called before a process records anything, so none of its events is missed.
+pub async fn starting_point(store: &dyn Store) -> anyhow::Result<i64> {
+    if let Some(event_id) = store.cursor(CURSOR).await? {
+        return Ok(event_id);
+    }
+    let last = store.events(&EventFilter { last: Some(1), ..EventFilter::default() }).await?;
+    let event_id = last.last().map_or(0, |event| event.id);
+    store.set_cursor(CURSOR, event_id).await?;
+    Ok(event_id)
 }
 
 /// The event's notifications are done.

@@ -24,7 +24,7 @@ use launchway_store::{AuditKind, Decision, NewEvent, Role, RunId, Token};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::api::{AppState, Caller};
+use crate::api::{AppState, Caller, too_many};
 use crate::auth::constant_time_eq;
 use crate::limits::{Audit, Failure, Standing};
 
@@ -125,8 +125,8 @@ pub async fn interactions(State(state): State<AppState>, caller: Caller, body: B
         return (StatusCode::NOT_FOUND, "Slack interactivity is off: the server has no Slack signing secret")
             .into_response();
     };
-    if let Standing::Limited { .. } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
-        return StatusCode::TOO_MANY_REQUESTS.into_response();
+    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
+        return too_many(Failure::Webhook, retry_after).into_response();
     }
     if let Err(refusal) = verify(&slack.signing_secret, &caller.headers, &body, now_secs()) {
         if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {

@@ -13,8 +13,8 @@ use crate::output::{ago, print_json, table};
 pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
     let statuses = match context.server()? {
         Some(server) => {
-            // The server's view: its latest read of the repo, its targets.
-            // The server narrows to one app and environment when asked for one of each.
+            // The server's view (its latest read of the repo, its targets), narrowed by
+            // the server when one app or environment is asked for.
             let query = [("app", (scope.apps.len() == 1).then(|| scope.apps[0].clone())), ("env", scope.env.clone())];
             let all: Vec<AppStatus> = server.get_query("/api/v1/status", &query).await?;
             let selection = Selection { env: scope.env.clone(), apps: scope.apps.clone() };

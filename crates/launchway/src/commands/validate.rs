@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::cli::Output;
-use crate::context::{Context, InvalidManifest};
+use crate::context::{Context, load_from_disk};
 use crate::exit;
 use crate::output::print_json;
 
@@ -18,14 +18,7 @@ pub async fn run(context: &Context, path: Option<PathBuf>) -> Result<u8> {
         // Not a manifest problem (exit 3 would say so): there is nothing to read.
         anyhow::bail!("{} does not exist: give the config repo's directory or its launchway.yaml", path.display());
     }
-    let files =
-        launchway_source::read_work_tree(&path).with_context(|| format!("could not read {}", path.display()))?;
-    // Files the manifest refers to (task definitions, image files) are read from the
-    // same work tree.
-    let root = if path.is_file() { path.parent().map(PathBuf::from).unwrap_or_default() } else { path.clone() };
-    let referenced = launchway_source::WorkTreeFiles { root };
-    let validated = launchway_manifest::load(&files, &referenced)
-        .map_err(|diagnostics| InvalidManifest { location: path.display().to_string(), diagnostics })?;
+    let (files, validated) = load_from_disk(&path)?;
     let manifest = &validated.manifest;
     let services = manifest.apps.values().filter(|app| app.specs.values().any(|spec| spec.kind() == "service")).count();
     let tasks = manifest.apps.len() - services;

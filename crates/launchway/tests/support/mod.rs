@@ -71,10 +71,16 @@ impl World {
         name
     }
 
-    /// Commits a manifest; `{env}` and `{image}` in it are filled in.
-    pub fn commit(&self, manifest: &str, message: &str) -> String {
+    /// Writes a manifest to the work tree, not committed; `{env}` and `{image}` in it
+    /// are filled in.
+    pub fn write(&self, manifest: &str) {
         let text = manifest.replace("{env}", &self.env).replace("{image}", IMAGE);
         self.repo.write("launchway.yaml", &text);
+    }
+
+    /// Commits a manifest; `{env}` and `{image}` in it are filled in.
+    pub fn commit(&self, manifest: &str, message: &str) -> String {
+        self.write(manifest);
         self.repo.commit(message)
     }
 

@@ -115,7 +115,7 @@ function foldLines(lines) {
 }
 
 function eventLogs(event) {
-  const logs = event.data?.logs || event.data?.log_tail || [];
+  const logs = event.data?.logs || [];
   return Array.isArray(logs) ? logs.map(String) : [];
 }
 
