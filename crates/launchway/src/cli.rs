@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// GitOps continuous delivery for container services.
 ///
@@ -21,7 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts, listed apart from each command's own in its help.
+/// Options every command accepts (so `launchway --db X history` works), listed apart
+/// from each command's own in its help, and only in the help of the commands they change
+/// (see [`command`]).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
@@ -46,6 +48,66 @@ pub struct Global {
     /// The API token for --server.
     #[arg(long, global = true, env = "LAUNCHWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// The global options each command uses, by the id clap knows them by; the others are
+/// accepted (a script may set `LAUNCHWAY_SERVER` for every call) but left out of the
+/// command's help and completions. A group (`token`, `release`, `ci`) covers its commands.
+const GLOBAL_OPTIONS_USED: &[(&str, &[&str])] = &[
+    ("validate", &["repo", "output"]),
+    ("plan", &["repo", "git_ref", "db", "output"]),
+    ("deploy", &["repo", "git_ref", "db", "output"]),
+    ("status", &["repo", "git_ref", "db", "output", "server", "token"]),
+    ("history", &["db", "output", "server", "token"]),
+    ("rollback", &["repo", "db", "output", "server", "token"]),
+    ("unpin", &["db", "output", "server", "token"]),
+    ("server", &["repo", "db"]),
+    ("approve", &["repo", "db", "output", "server", "token"]),
+    ("reject", &["repo", "db", "output", "server", "token"]),
+    ("promote", &["repo", "db", "output", "server", "token"]),
+    ("abort", &["repo", "db", "output", "server", "token"]),
+    ("token", &["db", "output", "server", "token"]),
+    ("release", &["repo", "git_ref", "db", "output", "server", "token"]),
+    ("ci", &["output"]),
+    ("audit", &["db", "output", "server", "token"]),
+    ("dora", &["db", "output", "server", "token"]),
+    ("demo", &[]),
+    ("completion", &[]),
+    ("version", &["output"]),
+    ("sample-app", &[]),
+    ("proxy", &[]),
+];
+
+/// The command line as parsed and completed: [`Cli`] with each global option hidden from
+/// the help of the commands that do not use it. A hidden copy of the option is placed on
+/// the command, which clap then does not propagate over; values given there still reach
+/// [`Global`].
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    let globals: Vec<clap::Arg> = command.get_arguments().filter(|arg| arg.is_global_set()).cloned().collect();
+    for (name, used) in GLOBAL_OPTIONS_USED {
+        let hidden: Vec<clap::Arg> = globals
+            .iter()
+            .filter(|arg| !used.contains(&arg.get_id().as_str()))
+            .map(|arg| arg.clone().hide(true))
+            .collect();
+        command = command.mut_subcommand(*name, |subcommand| {
+            // An option of the command's own by the same name (proxy's --token) wins, as
+            // it does without this.
+            let own: Vec<clap::Arg> = hidden
+                .into_iter()
+                .filter(|arg| subcommand.get_arguments().all(|own| own.get_id() != arg.get_id()))
+                .collect();
+            subcommand.args(own)
+        });
+    }
+    command
+}
+
+/// Parses the process's arguments (exits with clap's message and status 2 on a usage error).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit())
 }
 
 /// How `launchway server` writes its log lines.
@@ -378,4 +440,51 @@ pub enum CiCommand {
         #[arg(long, default_value_t = 12)]
         length: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_says_which_global_options_it_uses() {
+        let command = command();
+        command.clone().debug_assert();
+        for subcommand in command.get_subcommands() {
+            assert!(
+                GLOBAL_OPTIONS_USED.iter().any(|(name, _)| *name == subcommand.get_name()),
+                "{} is missing from GLOBAL_OPTIONS_USED",
+                subcommand.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_option_and_argument_is_described() {
+        fn undescribed(command: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version") {
+                    found.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for subcommand in command.get_subcommands() {
+                undescribed(subcommand, &format!("{path} {}", subcommand.get_name()), found);
+            }
+        }
+        let mut found = Vec::new();
+        let mut command = command();
+        command.build();
+        undescribed(&command, "launchway", &mut found);
+        assert!(found.is_empty(), "undescribed: {found:?}");
+    }
+
+    #[test]
+    fn a_global_option_hidden_from_a_command_still_reaches_it() {
+        let matches = command().try_get_matches_from(["launchway", "history", "--repo", "/r", "--db", "x.db"]).unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
+        assert_eq!((cli.global.repo.as_str(), cli.global.db.as_deref()), ("/r", Some("x.db")));
+        let matches = command().try_get_matches_from(["launchway", "--db", "y.db", "history"]).unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.global.db.as_deref(), Some("y.db"));
+    }
 }

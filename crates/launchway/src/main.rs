@@ -12,9 +12,7 @@ mod targets;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
-
-use crate::cli::{Cli, Command, LogFormat, Output};
+use crate::cli::{Command, LogFormat, Output};
 use crate::context::{Context, InvalidManifest};
 
 /// jemalloc rather than glibc's allocator: `launchway server` runs for months and goes
@@ -40,7 +38,7 @@ pub mod exit {
 
 fn main() -> ExitCode {
     end_quietly_on_a_closed_pipe();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     match cli.command {
         // The sample app runs as PID 1 in a scratch container: no logging set-up, no
         // data directory, nothing but the server.
@@ -49,7 +47,7 @@ fn main() -> ExitCode {
             // Written whole, through println!'s closed-pipe handling (clap_complete
             // panics with a message of its own on a write error).
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "launchway", &mut script);
+            clap_complete::generate(shell, &mut cli::command(), "launchway", &mut script);
             print!("{}", String::from_utf8_lossy(&script));
             return ExitCode::SUCCESS;
         }
