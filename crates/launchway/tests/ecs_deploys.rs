@@ -691,6 +691,18 @@ async fn an_ecs_blue_green_deployment_waits_at_its_gate_until_someone_promotes_i
     assert_eq!(still.status().map(|status| status.as_str()), Some("IN_PROGRESS"), "nobody approved: it waits");
     let green = still.target_service_revision().expect("a target revision");
     assert_eq!(green.requested_production_traffic_weight(), Some(0.0), "production traffic stays on blue");
+    // What the app page and `status` show meanwhile: the deployment's lifecycle stage
+    // and the service's deployments (looking at a paused deployment moves nothing).
+    let status = aws.launchway(&["status", "--app", "shop", "--output", "json"]).await;
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).expect("status JSON");
+    let definition = &status[0]["live"]["definition"];
+    assert_eq!(
+        definition["lifecycle"],
+        serde_json::json!({"status": "IN_PROGRESS", "stage": "post_test_traffic_shift", "production_weight": 0.0,
+            "to": "shop:3", "paused": true}),
+        "{definition}"
+    );
+    assert!(!definition["deployments"].as_array().expect("deployments").is_empty(), "{definition}");
 
     let run_id = aws.runs().await[0]["id"].as_i64().unwrap().to_string();
     aws.launchway(&["promote", &run_id]).await.assert_exit(0);

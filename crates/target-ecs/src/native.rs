@@ -16,7 +16,7 @@ use aws_sdk_ecs::types::{
     StopServiceDeploymentStopType,
 };
 use launchway_manifest::{EcsServiceSpec, GateStage, Strategy, format_duration};
-use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport};
+use launchway_target::{LiveLifecycle, Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 use tokio::time::Instant;
 
 use crate::definitions::short;
@@ -314,6 +314,48 @@ impl Stage {
             .unwrap_or_default();
         format!("{} {}{weight}", self.status, self.stage)
     }
+}
+
+/// Where the service's native deployment is, while one is under way (the app page's
+/// "lifecycle stage"); nothing for a rolling service, or once the deployment ended.
+/// Looks only: it continues no hook (the run that waits at it decides).
+pub(crate) async fn lifecycle(
+    client: &aws_sdk_ecs::Client,
+    service: &Service,
+) -> Result<Option<LiveLifecycle>, TargetError> {
+    let native = service
+        .deployment_configuration()
+        .and_then(|configuration| configuration.strategy())
+        .is_some_and(|strategy| *strategy != DeploymentStrategy::Rolling);
+    if !native {
+        return Ok(None);
+    }
+    let Some(deployment) = current(client, service).await? else { return Ok(None) };
+    let under_way = matches!(
+        deployment.status(),
+        Some(
+            ServiceDeploymentStatus::Pending
+                | ServiceDeploymentStatus::InProgress
+                | ServiceDeploymentStatus::StopRequested
+                | ServiceDeploymentStatus::RollbackRequested
+                | ServiceDeploymentStatus::RollbackInProgress
+        )
+    );
+    if !under_way {
+        return Ok(None);
+    }
+    let target = deployment.target_service_revision();
+    let to = match target.and_then(|revision| revision.arn()) {
+        Some(arn) => revision_task_definition(client, arn).await?.map(|definition| short(&definition).to_owned()),
+        None => None,
+    };
+    Ok(Some(LiveLifecycle {
+        status: deployment.status().map_or("UNKNOWN", |status| status.as_str()).to_owned(),
+        stage: deployment.lifecycle_stage().map(|stage| stage.as_str().to_lowercase()).unwrap_or_default(),
+        production_weight: target.and_then(|revision| revision.requested_production_traffic_weight()),
+        to: to.unwrap_or_default(),
+        paused: awaiting(&deployment).is_some(),
+    }))
 }
 
 /// The deployment ECS runs for the service, when it runs one of a native strategy.

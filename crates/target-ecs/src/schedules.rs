@@ -100,6 +100,8 @@ pub(crate) async fn observe(clients: &Clients<'_>, spec: &EcsTaskSpec) -> Result
         running: None,
         desired: None,
         failed: false,
+        deployments: Vec::new(),
+        lifecycle: None,
     }))
 }
 

@@ -10,7 +10,9 @@ use aws_sdk_ecs::types::{
 };
 use launchway_manifest::{EcsDeployment, EcsServiceSpec, format_duration};
 use launchway_target::settings::{flatten, select_container};
-use launchway_target::{LiveDefinition, Progress, RolloutError, TargetError, TargetEvent, TargetReport};
+use launchway_target::{
+    LiveDefinition, LiveDeployment, Progress, RolloutError, TargetError, TargetEvent, TargetReport,
+};
 use tokio::time::Instant;
 
 use crate::definitions::{self, Described, TAG_PREVIOUS, short};
@@ -84,6 +86,7 @@ pub(crate) async fn observe(
     native::live_settings(spec, &service, &mut settings);
     let (steady, status) = steadiness(&service, current);
     let primary = primary_deployment(&service);
+    let lifecycle = native::lifecycle(client, &service).await?;
     Ok(Some(LiveDefinition {
         reference: current.to_owned(),
         revision: described.tag(definitions::TAG_REVISION).map(str::to_owned),
@@ -94,7 +97,23 @@ pub(crate) async fn observe(
         running: Some(service.running_count().max(0) as u32),
         desired: Some(service.desired_count().max(0) as u32),
         failed: primary.is_some_and(|primary| primary.rollout_state() == Some(&DeploymentRolloutState::Failed)),
+        deployments: service.deployments().iter().map(live_deployment).collect(),
+        lifecycle,
     }))
+}
+
+/// One of the service's deployments (PRIMARY, ACTIVE) as the app page and API show it.
+fn live_deployment(deployment: &Deployment) -> LiveDeployment {
+    let count = |count: i32| count.max(0) as u32;
+    LiveDeployment {
+        role: deployment.status().unwrap_or("UNKNOWN").to_owned(),
+        definition: short(deployment.task_definition().unwrap_or("none")).to_owned(),
+        rollout_state: deployment.rollout_state().map(|state| state.as_str().to_owned()),
+        running: count(deployment.running_count()),
+        desired: count(deployment.desired_count()),
+        pending: count(deployment.pending_count()),
+        created_at: deployment.created_at().and_then(|at| at.to_millis().ok()),
+    }
 }
 
 /// The deployment ECS is moving the service to (or keeps it on).

@@ -115,6 +115,49 @@ pub struct LiveDefinition {
     /// The current deployment failed (ECS rolled it back, or its circuit breaker did).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed: bool,
+    /// The deployments the target keeps for it (ECS services: the PRIMARY one and the
+    /// ACTIVE ones it replaces), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<LiveDeployment>,
+    /// Where the target's own blue/green, canary or linear deployment is, while one
+    /// moves (ECS's lifecycle stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<LiveLifecycle>,
+}
+
+/// One deployment of a definition-based target, as it reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveDeployment {
+    /// PRIMARY (what the service moves to) or ACTIVE (what it moves from).
+    pub role: String,
+    /// The definition it runs, short (`web:7`).
+    pub definition: String,
+    /// IN_PROGRESS, COMPLETED or FAILED, when the target says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state: Option<String>,
+    pub running: u32,
+    pub desired: u32,
+    pub pending: u32,
+    /// Milliseconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<i64>,
+}
+
+/// A native deployment's lifecycle stage and traffic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveLifecycle {
+    /// The target's status of it: IN_PROGRESS, PENDING, STOP_REQUESTED…
+    pub status: String,
+    /// Its stage, as a manifest writes stages (`post_test_traffic_shift`).
+    pub stage: String,
+    /// The new revision's share of production traffic, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_weight: Option<f64>,
+    /// The definition it deploys, short.
+    pub to: String,
+    /// A pause it waits at for someone (or launchway) to continue it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl LiveApp {

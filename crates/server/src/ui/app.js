@@ -268,7 +268,10 @@ function liveView(status) {
       el("dt", {}, "status"), el("dd", {}, definition.status),
       definition.running !== undefined ? [el("dt", {}, "tasks"), el("dd", {}, `${definition.running} of ${definition.desired}`)] : null,
       el("dt", {}, "images"), el("dd", {}, Object.entries(definition.images).map(([name, image]) => el("div", {}, `${name}: ${image}`))),
-      el("dt", {}, "steady"), el("dd", {}, definition.steady ? "yes" : "no"));
+      el("dt", {}, "steady"), el("dd", {}, definition.steady ? "yes" : "no"),
+      definition.lifecycle ? [el("dt", {}, "lifecycle stage"), el("dd", { id: "lifecycle" }, lifecycleLine(definition.lifecycle))] : null,
+      definition.deployments && definition.deployments.length > 0
+        ? [el("dt", {}, "deployments"), el("dd", {}, deploymentsTable(definition.deployments))] : null);
   }
   if (live.replicas.length === 0) return el("p", { class: "muted" }, "No replicas.");
   return el("table", { id: "live" },
@@ -280,6 +283,28 @@ function liveView(status) {
       el("td", {}, replica.release_id ?? ""),
       el("td", {}, replica.restarts),
       el("td", { class: "muted" }, replica.endpoints.join(" "))))));
+}
+
+// ECS's own blue/green, canary or linear deployment, while one moves: "IN_PROGRESS at
+// post_test_traffic_shift (paused), 0% of production traffic on web:7".
+function lifecycleLine(lifecycle) {
+  const paused = lifecycle.paused ? " (paused)" : "";
+  const weight = lifecycle.production_weight !== undefined ? `, ${lifecycle.production_weight}% of production traffic` : "";
+  const to = lifecycle.to ? ` on ${lifecycle.to}` : "";
+  return `${lifecycle.status} at ${lifecycle.stage}${paused}${weight}${to}`;
+}
+
+function deploymentsTable(deployments) {
+  return el("table", { id: "deployments" },
+    el("thead", {}, el("tr", {}, ["deployment", "task definition", "rollout", "running", "pending", "desired", "started"].map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, deployments.map((deployment) => el("tr", {},
+      el("td", {}, deployment.role),
+      el("td", {}, el("code", {}, deployment.definition)),
+      el("td", {}, deployment.rollout_state ?? ""),
+      el("td", {}, deployment.running),
+      el("td", {}, deployment.pending),
+      el("td", {}, deployment.desired),
+      el("td", { class: "muted" }, deployment.created_at ? new Date(deployment.created_at).toLocaleString() : "")))));
 }
 
 function rollbackControl(app, env, releaseId, outcome) {
