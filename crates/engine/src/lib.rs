@@ -94,13 +94,19 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// For analyses: HTTP checks of new replicas, Prometheus queries.
     http: reqwest::Client,
+    /// Releases already read, by id: a release never changes once written, and `status`
+    /// asks for thousands of them on every board load.
+    releases: status::ReleaseCache,
 }
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, targets: Arc<dyn TargetProvider>, config: EngineConfig) -> Engine {
         let (events, _) = broadcast::channel(1024);
         let http = reqwest::Client::builder().build().unwrap_or_default();
-        Engine { inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events, http }) }
+        let releases = status::ReleaseCache::default();
+        Engine {
+            inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events, http, releases }),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

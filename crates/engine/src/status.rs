@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use launchway_manifest::{AppSpec, Manifest, TargetSpec};
-use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState};
+use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState, Store};
 use launchway_target::{AppRef, ContainerLogs, LiveApp, ReplicaState, describe};
 use serde::{Deserialize, Serialize};
 
@@ -121,19 +121,33 @@ impl Engine {
     /// cannot be read makes health and sync "unknown", never a guess.
     pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
         let store = &self.inner.store;
+        // The store's answers come from its own threads: asked first (`biased`: in this
+        // order), they arrive while this task hashes the manifest's specs (thousands on a
+        // big board).
+        let desired = async {
+            let mut desired: BTreeMap<(String, String), String> = BTreeMap::new();
+            if let Some(manifest) = manifest {
+                for deployment in manifest.deployments() {
+                    if selection.includes(deployment.app, deployment.environment) {
+                        desired.insert(
+                            (deployment.app.to_owned(), deployment.environment.to_owned()),
+                            deployment.spec.revision().0,
+                        );
+                    }
+                }
+            }
+            desired
+        };
+        let (deployments, latest_runs, desired) =
+            tokio::join!(biased; store.deployments(), store.latest_runs(), desired);
         let mut records: BTreeMap<(String, String), DeploymentRecord> = BTreeMap::new();
-        for record in store.deployments().await? {
+        for record in deployments? {
             records.insert((record.app.clone(), record.env.clone()), record);
         }
         let mut pairs: BTreeMap<(String, String), Option<String>> =
             records.keys().map(|pair| (pair.clone(), None)).collect();
-        if let Some(manifest) = manifest {
-            for deployment in manifest.deployments() {
-                pairs.insert(
-                    (deployment.app.to_owned(), deployment.environment.to_owned()),
-                    Some(deployment.spec.revision().0),
-                );
-            }
+        for (pair, revision) in desired {
+            pairs.insert(pair, Some(revision));
         }
         pairs.retain(|(app, env), _| selection.includes(app, env));
 
@@ -148,10 +162,9 @@ impl Engine {
         }
         let wanted: Vec<i64> =
             pairs.keys().filter_map(|pair| records.get(pair).map(|record| record.current_release_id)).collect();
-        let mut releases: BTreeMap<i64, Release> =
-            store.releases(&wanted).await?.into_iter().map(|release| (release.id, release)).collect();
+        let mut releases: BTreeMap<i64, Release> = self.inner.releases.read(store.as_ref(), &wanted).await?;
         let mut latest_runs: BTreeMap<(String, String), Run> =
-            store.latest_runs().await?.into_iter().map(|run| ((run.app.clone(), run.env.clone()), run)).collect();
+            latest_runs?.into_iter().map(|run| ((run.app.clone(), run.env.clone()), run)).collect();
         let mut pending = Vec::with_capacity(pairs.len());
         for ((app, env), desired_revision) in pairs {
             let deployment = records.remove(&(app.clone(), env.clone()));
@@ -342,4 +355,46 @@ fn sync_state(
     // Replicas of another revision still running (Docker) are not what the repo says.
     let stray = live.is_some_and(|live| live.replicas.iter().any(|replica| replica.revision != current.revision));
     if stray { SyncState::OutOfSync } else { SyncState::InSync }
+}
+
+/// Releases by id, kept once read (they are immutable). Bounded: past [`Self::CAPACITY`]
+/// entries it starts again empty, which costs one slower call.
+#[derive(Default)]
+pub(crate) struct ReleaseCache {
+    by_id: std::sync::Mutex<std::collections::HashMap<i64, Release>>,
+}
+
+impl ReleaseCache {
+    const CAPACITY: usize = 50_000;
+
+    /// The releases with these ids, from memory where it can and from the store in one
+    /// query for the rest.
+    pub(crate) async fn read(&self, store: &dyn Store, ids: &[i64]) -> Result<BTreeMap<i64, Release>> {
+        let mut found = BTreeMap::new();
+        let mut missing = Vec::new();
+        {
+            let by_id = self.by_id.lock().expect("release cache");
+            for id in ids {
+                match by_id.get(id) {
+                    Some(release) => {
+                        found.insert(*id, release.clone());
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let read = store.releases(&missing).await?;
+        let mut by_id = self.by_id.lock().expect("release cache");
+        if by_id.len() + read.len() > Self::CAPACITY {
+            by_id.clear();
+        }
+        for release in read {
+            by_id.insert(release.id, release.clone());
+            found.insert(release.id, release);
+        }
+        Ok(found)
+    }
 }
