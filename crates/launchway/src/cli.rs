@@ -439,6 +439,10 @@ pub enum CiCommand {
         /// How many hex digits to print (40 for the full id).
         #[arg(long, default_value_t = 12)]
         length: usize,
+        /// Put an environment first: `ENV-<commit>`, the `${env}-${sha}` tags of pipelines
+        /// that build an image per environment.
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
     },
 }
 

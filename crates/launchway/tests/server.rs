@@ -467,8 +467,14 @@ async fn approvals_publications_audit_and_dora_work_from_the_cli_alone() {
     let (repo, tag) = ci_image.split_once(':').unwrap();
     let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
     world.docker.client().tag_image(support::IMAGE, Some(options)).await.expect("tagged");
-    let file = world.db.path().join("imageDetail.json");
-    std::fs::write(&file, format!(r#"{{"ImageURI": "{ci_image}"}}"#)).unwrap();
+    // As CodePipeline's S3 source action carries it: a zip holding imagedefinitions.json.
+    let file = world.db.path().join("web-images.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("imagedefinitions.json", deflated).unwrap();
+    std::io::Write::write_all(&mut zip, format!(r#"[{{"name": "web", "imageUri": "{ci_image}"}}]"#).as_bytes())
+        .unwrap();
+    zip.finish().unwrap();
     let published = world
         .launchway(&["release", "publish", "--app", "web", "--env", &world.env, "--file", file.to_str().unwrap()])
         .await;
@@ -493,6 +499,9 @@ async fn approvals_publications_audit_and_dora_work_from_the_cli_alone() {
     let tag = world.launchway(&["ci", "tag", "--path", world.repo.path().to_str().unwrap(), "--length", "40"]).await;
     tag.assert_exit(0);
     assert_eq!(tag.stdout().trim(), world.repo.git(&["rev-parse", "HEAD"]).trim());
+    let path = world.repo.path().to_str().unwrap();
+    let tag = world.launchway(&["ci", "tag", "--path", path, "--env", "prod", "--length", "7"]).await;
+    assert_eq!(tag.stdout().trim(), format!("prod-{}", &world.repo.git(&["rev-parse", "HEAD"]).trim()[..7]));
 }
 
 /// Regression (issue 8): approvals applied the author rule to whoever last committed to

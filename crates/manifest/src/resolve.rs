@@ -268,11 +268,34 @@ impl Resolver<'_> {
         containers: Option<&[ContainerSpec]>,
         images_from: Option<&(Pos, String)>,
     ) -> Option<Vec<ContainerSpec>> {
-        let Some(containers) = containers else {
-            self.reader.error(at.key.pos, at.path, "missing field \"image\" (or a `containers` mapping)");
-            return None;
+        let mut containers = match (containers, images_from) {
+            (Some(containers), _) => containers.to_vec(),
+            // Only `images_from`: its containers, as CodePipeline's file names them (one
+            // named as the app for an imageDetail.json).
+            (None, Some((pos, file))) => {
+                let named = self.images_from_file(*pos, file, &[], at.path)?;
+                named
+                    .into_keys()
+                    .map(|name| ContainerSpec {
+                        // "": an imageDetail.json's one image, for no container in particular.
+                        name: if name.is_empty() { at.key.name.clone() } else { name },
+                        image: String::new(),
+                        command: None,
+                        entrypoint: None,
+                        env: BTreeMap::new(),
+                        port: None,
+                    })
+                    .collect()
+            }
+            (None, None) => {
+                self.reader.error(
+                    at.key.pos,
+                    at.path,
+                    "missing field \"image\" (or a `containers` mapping, or `images_from`)",
+                );
+                return None;
+            }
         };
-        let mut containers = containers.to_vec();
         let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
         let mut images = BTreeMap::new();
         if let Some((pos, file)) = images_from {
@@ -285,7 +308,28 @@ impl Resolver<'_> {
             }
             container.env.extend(at.overrides.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        self.every_container_has_an_image(at, &containers, images_from)?;
         Some(containers)
+    }
+
+    /// A container that left out `image` for `images_from` to set, which it did not.
+    fn every_container_has_an_image(
+        &mut self,
+        at: AppAt<'_>,
+        containers: &[ContainerSpec],
+        images_from: Option<&(Pos, String)>,
+    ) -> Option<()> {
+        let mut ok = true;
+        for container in containers.iter().filter(|container| container.image.is_empty()) {
+            let (pos, file) = images_from.map_or((at.key.pos, ""), |(pos, file)| (*pos, file.as_str()));
+            self.reader.error(
+                pos,
+                &format!("{}.images_from", at.path),
+                format!("{file} sets no image for container {:?}, which declares no `image`", container.name),
+            );
+            ok = false;
+        }
+        ok.then_some(())
     }
 
     fn ecs_service(
@@ -505,12 +549,23 @@ impl Resolver<'_> {
         {
             names = taskdef::container_names(document).into_iter().map(str::to_owned).collect();
         }
-        let mut images: BTreeMap<String, String> =
-            containers.unwrap_or_default().iter().map(|c| (c.name.clone(), c.image.clone())).collect();
+        let mut images: BTreeMap<String, String> = containers
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| !c.image.is_empty())
+            .map(|c| (c.name.clone(), c.image.clone()))
+            .collect();
         if let Some((pos, file)) = images_from {
             images.extend(self.images_from_file(*pos, file, &names, path)?);
         }
         images.extend(self.override_images(overrides, &names, override_path)?);
+        let unset: Vec<ContainerSpec> = containers
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| !images.contains_key(&c.name))
+            .map(|c| ContainerSpec { image: String::new(), ..c.clone() })
+            .collect();
+        self.every_container_has_an_image(at, &unset, images_from)?;
         match &document {
             Some((file, document)) => {
                 let in_document = taskdef::container_names(document);

@@ -883,6 +883,9 @@ fn read_containers(
     ports_allowed: bool,
 ) -> Option<Option<Vec<ContainerSpec>>> {
     let shorthand_fields: Vec<&str> = CONTAINER_FIELDS.iter().copied().filter(|field| fields.has(field)).collect();
+    // With `images_from`, the images come from that file: a container may leave out
+    // `image` (the resolver checks that the file sets it).
+    let image_optional = fields.has("images_from");
     match (fields.get("containers"), shorthand_fields.is_empty()) {
         (Some(containers), true) => {
             let mut specs = Vec::new();
@@ -893,9 +896,9 @@ fn read_containers(
                 let container_fields = reader
                     .fields(entry.value, &container_path, CONTAINER_FIELDS)
                     .map(|fields| fields.owned_by(entry.key.pos));
-                match container_fields
-                    .and_then(|f| read_container(reader, &f, &container_path, &entry.key.name, ports_allowed))
-                {
+                match container_fields.and_then(|f| {
+                    read_container(reader, &f, &container_path, &entry.key.name, ports_allowed, image_optional)
+                }) {
                     Some(spec) if name_ok => specs.push(spec),
                     _ => ok = false,
                 }
@@ -917,8 +920,8 @@ fn read_containers(
             );
             None
         }
-        (None, _) if fields.has("image") => {
-            read_container(reader, fields, path, app_name, ports_allowed).map(|spec| Some(vec![spec]))
+        (None, false) if fields.has("image") || image_optional => {
+            read_container(reader, fields, path, app_name, ports_allowed, image_optional).map(|spec| Some(vec![spec]))
         }
         (None, true) => Some(None),
         (None, false) => {
@@ -934,9 +937,12 @@ fn read_container(
     path: &str,
     name: &str,
     ports_allowed: bool,
+    image_optional: bool,
 ) -> Option<ContainerSpec> {
     let image = match fields.get("image") {
         Some(node) => read_image(reader, node, &format!("{path}.image")),
+        // Left empty for `images_from` to set.
+        None if image_optional => Some(String::new()),
         None => {
             reader.error(fields.pos(), path, "missing field \"image\"");
             None

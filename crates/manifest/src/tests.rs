@@ -384,7 +384,7 @@ services:
             r#"launchway.yaml:3:19: environments.prod.target: unknown field "kubernetes", expected one of "docker", "ecs""#,
             r#"launchway.yaml:4:32: environments.qa.target.docker.host: "nowhere" is not a Docker host; expected unix:///path/to/docker.sock or tcp://host:port"#,
             r#"launchway.yaml:5:3: environments.ci: missing field "target" (for example `target: docker`)"#,
-            r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping)"#,
+            r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping, or `images_from`)"#,
             r#"launchway.yaml:8:15: services.web.replicas: expected an integer, found the string "3""#,
             r#"launchway.yaml:11:5: services.both: use either `containers` or the single-container fields (image), not both"#,
             r#"launchway.yaml:18:19: services.multi.overrides.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
@@ -691,6 +691,77 @@ services:
         ]
     );
     assert_eq!(images("api")[0].1, "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/api:dev-77aa01");
+}
+
+#[test]
+fn a_docker_app_may_take_every_image_from_images_from() {
+    let manifest = "\
+environments:
+  dev: {target: docker}
+services:
+  web:
+    images_from: release/imagedefinitions.json
+  api:
+    port: 8080
+    env: {MODE: api}
+    images_from: release/api/imageDetail.json
+  worker:
+    containers:
+      worker: {command: [work]}
+      log: {image: fluent-bit:3.1}
+    images_from: release/worker.json
+";
+    let definitions =
+        r#"[{"name":"web","imageUri":"registry.example/web:dev-3f9a1c2"},{"name":"log","imageUri":"fluent-bit:3.1"}]"#;
+    let detail = r#"{"ImageURI": "registry.example/api:dev-77aa01"}"#;
+    let worker = r#"[{"name":"worker","imageUri":"registry.example/worker:9"}]"#;
+    let manifest = load_files(&[
+        file(ROOT_FILE, manifest),
+        file("release/imagedefinitions.json", definitions),
+        file("release/api/imageDetail.json", detail),
+        file("release/worker.json", worker),
+    ])
+    .expect("valid")
+    .manifest;
+    let containers = |app: &str| match manifest.apps[app].specs["dev"].as_ref() {
+        AppSpec::Service(service) => service.containers.clone(),
+        other => panic!("{app} is a Docker service: {other:?}"),
+    };
+    let web: Vec<(String, String)> = containers("web").into_iter().map(|c| (c.name, c.image)).collect();
+    assert_eq!(
+        web,
+        [("log".into(), "fluent-bit:3.1".into()), ("web".into(), "registry.example/web:dev-3f9a1c2".into())],
+        "one container per entry of the file"
+    );
+    let api = containers("api");
+    assert_eq!(
+        (api[0].name.as_str(), api[0].image.as_str(), api[0].port),
+        ("api", "registry.example/api:dev-77aa01", Some(8080))
+    );
+    assert_eq!(api[0].env["MODE"], "api");
+    let workers = containers("worker");
+    assert_eq!(
+        workers.iter().map(|c| c.image.as_str()).collect::<Vec<_>>(),
+        ["registry.example/worker:9", "fluent-bit:3.1"]
+    );
+
+    // A container left without an image by the file is refused where images_from is written.
+    let unset = "\
+environments:
+  dev: {target: docker}
+services:
+  worker:
+    containers:
+      worker: {command: [work]}
+      sidecar: {port: 9000}
+    images_from: release/worker.json
+";
+    assert_eq!(
+        errors(&[file(ROOT_FILE, unset), file("release/worker.json", worker)]),
+        [
+            r#"launchway.yaml:8:18: services.worker.images_from: release/worker.json sets no image for container "sidecar", which declares no `image`"#
+        ]
+    );
 }
 
 #[test]

@@ -9,12 +9,16 @@ use crate::exit;
 use crate::output::print_json;
 
 pub async fn run(context: &Context, command: CiCommand) -> Result<u8> {
-    let CiCommand::Tag { path, git_ref, length } = command;
+    let CiCommand::Tag { path, git_ref, length, env } = command;
     let lookup = (path.clone(), git_ref.clone());
     let commit = tokio::task::spawn_blocking(move || launchway_source::last_change(&lookup.0, &lookup.1))
         .await?
         .with_context(|| format!("could not find the last change to {} at {git_ref}", path.display()))?;
-    let tag = &commit.id[..length.clamp(4, commit.id.len())];
+    let short = &commit.id[..length.clamp(4, commit.id.len())];
+    let tag = match &env {
+        Some(env) => format!("{env}-{short}"),
+        None => short.to_owned(),
+    };
     match context.output() {
         Output::Json => print_json(&json!({
             "tag": tag, "commit": commit.id, "summary": commit.summary, "author": commit.author,
