@@ -92,7 +92,8 @@ pub struct AppStatus {
 
 impl Engine {
     /// The last `lines` lines of each container of an app where it runs: on the target
-    /// of its environment in `manifest`, else of the release it runs.
+    /// of its environment in `manifest`, else of the release it runs; found by the spec of
+    /// the release it runs, else the manifest's.
     pub async fn recent_logs(
         &self,
         manifest: Option<&Manifest>,
@@ -101,19 +102,23 @@ impl Engine {
         lines: usize,
     ) -> Result<Vec<ContainerLogs>> {
         let store = &self.inner.store;
-        let target = match manifest.and_then(|manifest| manifest.environments.get(env)) {
-            Some(environment) => environment.target.clone(),
-            None => {
-                let record = store.deployment(app, env).await?.ok_or_else(|| {
-                    crate::EngineError::Invalid(format!(
-                        "{app} is not deployed in {env}, and the manifest has no {env}"
-                    ))
-                })?;
-                store.release(record.current_release_id).await?.target
+        let running = match store.deployment(app, env).await? {
+            Some(record) => Some(store.release(record.current_release_id).await?),
+            None => None,
+        };
+        let declared_target = manifest.and_then(|manifest| Some(manifest.environments.get(env)?.target.clone()));
+        let declared_spec = manifest.and_then(|manifest| Some((**manifest.apps.get(app)?.specs.get(env)?).clone()));
+        let (target, spec) = match (running, declared_target, declared_spec) {
+            (Some(release), target, _) => (target.unwrap_or(release.target), release.spec),
+            (None, Some(target), Some(spec)) => (target, spec),
+            _ => {
+                return Err(crate::EngineError::Invalid(format!(
+                    "{app} is not deployed in {env}, and the manifest does not declare it there"
+                )));
             }
         };
         let target = self.target(&target).await?;
-        Ok(target.recent_logs(env, app, lines).await?)
+        Ok(target.recent_logs(env, AppRef { app, spec: &spec }, lines).await?)
     }
 
     /// Status of every (app, environment) deployed or, with a manifest, declared: what

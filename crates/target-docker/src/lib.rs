@@ -262,8 +262,8 @@ impl Target for DockerTarget {
         rollout::run(self, service, Mode::start(&service.spec.strategy), progress).await
     }
 
-    async fn recent_logs(&self, env: &str, app: &str, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
-        let replicas = replicas::list(&self.docker, env, Some(app)).await?;
+    async fn recent_logs(&self, env: &str, app: AppRef<'_>, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
+        let replicas = replicas::list(&self.docker, env, Some(app.app)).await?;
         let mut logs = Vec::new();
         for replica in &replicas {
             for container in replica.containers() {

@@ -13,6 +13,7 @@
 mod cloudwatch;
 mod definitions;
 mod error;
+mod logs;
 mod native;
 mod plan;
 mod raw;
@@ -28,8 +29,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use launchway_manifest::{AppSpec, CloudWatchAnalysis, EcsTarget};
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
-    Advance, AppPlan, AppRef, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError, Target,
-    TargetError,
+    Advance, AppPlan, AppRef, ContainerLogs, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError,
+    Target, TargetError,
 };
 
 pub use secrets::SsmParameters;
@@ -43,6 +44,8 @@ const OBSERVE_CONCURRENCY: usize = 8;
 pub struct Ecs {
     ecs: aws_sdk_ecs::Client,
     cloudwatch: aws_sdk_cloudwatch::Client,
+    /// CloudWatch Logs, where awslogs containers write (the app page's recent logs).
+    logs: aws_sdk_cloudwatchlogs::Client,
     events: aws_sdk_eventbridge::Client,
     scheduler: aws_sdk_scheduler::Client,
     description: String,
@@ -82,6 +85,7 @@ impl Ecs {
         Ok(Ecs {
             ecs: aws_sdk_ecs::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
             scheduler: aws_sdk_scheduler::Client::new(&config),
             description,
@@ -230,6 +234,18 @@ impl Target for Ecs {
 
     async fn firing_alarms(&self, names: &[String]) -> Result<Vec<String>, TargetError> {
         cloudwatch::firing(&self.cloudwatch, names).await
+    }
+
+    /// A service's awslogs containers, from CloudWatch Logs; scheduled tasks run and end,
+    /// and their logs are read with the run that ran them.
+    async fn recent_logs(&self, _env: &str, app: AppRef<'_>, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
+        match app.spec {
+            AppSpec::EcsService(service) => logs::recent(&self.ecs, &self.logs, service, lines).await,
+            _ => Err(TargetError::Invalid(format!(
+                "{} is not an ECS service: launchway reads recent logs of services only",
+                app.app
+            ))),
+        }
     }
 
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError> {

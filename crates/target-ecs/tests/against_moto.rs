@@ -381,6 +381,69 @@ fn behaving(service: &str, image: &str, rollout: &str, timeout: Duration) -> App
     })
 }
 
+/// moto runs no container, so nothing writes logs: the test writes the lines the awslogs
+/// driver would have written into the streams it would have named
+/// (`<prefix>/<container>/<task id>`), for the tasks the fake deployment leaves running
+/// (crates/testkit/moto/ecs_rollouts.py). Which tasks and streams launchway reads, and
+/// how, is real SDK traffic against moto's CloudWatch Logs.
+#[tokio::test]
+async fn recent_logs_are_read_from_the_awslogs_stream_of_each_running_task() {
+    let world = World::new().await;
+    let seed = world
+        .register(json!({"family": "ledger", "containerDefinitions": [{"name": "ledger", "image": "ledger:1"}]}))
+        .await;
+    world.service("prod", "ledger", &seed).await;
+    let mut spec = behaving("ledger", "ledger:2", "complete", Duration::from_secs(30));
+    let AppSpec::EcsService(service) = &mut spec else { unreachable!() };
+    let document = &mut service.definition.document.as_mut().expect("a document").document;
+    document["containerDefinitions"][0]["logConfiguration"] = json!({"logDriver": "awslogs",
+        "options": {"awslogs-group": "/ecs/ledger", "awslogs-region": REGION, "awslogs-stream-prefix": "ecs"}});
+    let target = world.target().await;
+    target.rollout(rollout("ledger", "rev-l", &spec), &Recorded::default()).await.expect("deployed");
+
+    let listed = world
+        .ecs
+        .list_tasks()
+        .cluster("prod")
+        .service_name("ledger")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .send()
+        .await
+        .expect("tasks listed");
+    let tasks: Vec<String> =
+        listed.task_arns().iter().map(|arn| arn.rsplit('/').next().unwrap().to_owned()).collect();
+    assert_eq!(tasks.len(), 2, "the service's desired count");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&loader(world.moto, &world.account.access_key).load().await);
+    logs.create_log_group().log_group_name("/ecs/ledger").send().await.expect("group");
+    let stream = format!("ecs/ledger/{}", tasks[0]);
+    logs.create_log_stream().log_group_name("/ecs/ledger").log_stream_name(&stream).send().await.expect("stream");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut put = logs.put_log_events().log_group_name("/ecs/ledger").log_stream_name(&stream);
+    for (offset, line) in ["starting", "ready", "GET / 200\n"].into_iter().enumerate() {
+        put = put.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now + offset as i64)
+                .message(line)
+                .build()
+                .unwrap(),
+        );
+    }
+    put.send().await.expect("events written");
+
+    let read = target.recent_logs("prod", AppRef { app: "ledger", spec: &spec }, 2).await.expect("logs read");
+    let by_task: BTreeMap<&str, (&str, &[String])> =
+        read.iter().map(|logs| (logs.replica.as_str(), (logs.container.as_str(), logs.lines.as_slice()))).collect();
+    assert_eq!(by_task.len(), 2, "every running task: {read:?}");
+    assert_eq!(by_task[tasks[0].as_str()], ("ledger", &["ready".to_owned(), "GET / 200".to_owned()][..]), "the last 2");
+    assert_eq!(by_task[tasks[1].as_str()], ("ledger", &[][..]), "a task that wrote nothing has no stream yet");
+
+    // Without the awslogs driver there is nothing launchway can read, and it says so.
+    let plain = behaving("ledger", "ledger:3", "complete", Duration::from_secs(30));
+    target.rollout(rollout("ledger", "rev-m", &plain), &Recorded::default()).await.expect("deployed");
+    let error = target.recent_logs("prod", AppRef { app: "ledger", spec: &plain }, 2).await.expect_err("no logs");
+    assert!(error.to_string().contains("logs to CloudWatch Logs"), "{error}");
+}
+
 #[tokio::test]
 async fn a_deployment_that_completes_and_then_loses_a_task_inside_the_settle_window_fails_verification() {
     let world = World::new().await;

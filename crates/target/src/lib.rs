@@ -368,9 +368,9 @@ pub trait Target: Send + Sync {
 
     /// The last `lines` lines each container of the app's replicas wrote, for people
     /// (the web page's app view). Targets whose logs launchway cannot read say so.
-    async fn recent_logs(&self, env: &str, app: &str, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
+    async fn recent_logs(&self, env: &str, app: AppRef<'_>, lines: usize) -> Result<Vec<ContainerLogs>, TargetError> {
         let _ = (env, lines);
-        Err(TargetError::Invalid(format!("{} keeps no logs launchway can read for {app}", self.describe())))
+        Err(TargetError::Invalid(format!("{} keeps no logs launchway can read for {}", self.describe(), app.app)))
     }
 
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
