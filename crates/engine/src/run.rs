@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
-    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, Lease, NewEvent, PlanAction, Release, Run, RunKind,
-    RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
+    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, EventFilter, Lease, NewEvent, PlanAction, Release, Run,
+    RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
 use tracing::Instrument;
@@ -65,6 +65,15 @@ impl Next {
 }
 
 /// What claiming a run gives: its lease, or the run already finished by someone else.
+/// What a pending run does about the runs it waits for.
+enum DependenciesGate {
+    Go,
+    /// Why the run fails.
+    Stop(String),
+    Wait(String),
+    Park(String),
+}
+
 pub(crate) enum Claim {
     Held(Lease),
     Finished(Box<Run>),
@@ -165,6 +174,8 @@ impl Engine {
     }
 
     async fn drive_claimed(&self, lease: &Lease) -> Result<Run> {
+        let mut waiting_said = false;
+        let mut wait = std::time::Duration::from_millis(50);
         loop {
             let run = self.inner.store.run(lease.run_id).await?;
             if run.state.is_terminal() {
@@ -174,7 +185,31 @@ impl Engine {
                 return Err(EngineError::Interrupted { run_id: run.id });
             }
             let next = match run.state {
-                RunState::Pending => Next::to(RunState::Validating, "validating"),
+                RunState::Pending => match self.dependencies_gate(&run).await? {
+                    DependenciesGate::Go => Next::to(RunState::Validating, "validating"),
+                    DependenciesGate::Stop(reason) => {
+                        Next::to(RunState::Failed, format!("{reason}; nothing was changed")).because(reason)
+                    }
+                    DependenciesGate::Wait(what) => {
+                        if !waiting_said {
+                            waiting_said = true;
+                            self.say_waiting(&run, &what).await?;
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => {}
+                            () = self.inner.config.stop.cancelled() => {}
+                        }
+                        wait = (wait * 2).min(std::time::Duration::from_secs(1));
+                        continue;
+                    }
+                    DependenciesGate::Park(what) => {
+                        // Nobody should hold a run for as long as an approval may take:
+                        // whoever resumes runs (the server, the next deploy) starts it.
+                        self.say_waiting(&run, &what).await?;
+                        self.inner.store.release_lease(lease).await?;
+                        return Ok(self.inner.store.run(run.id).await?);
+                    }
+                },
                 RunState::Validating => self.step(lease, &run, "validate", self.validate(&run)).await?,
                 RunState::Planning => self.step(lease, &run, "plan", self.plan_step(&run)).await?,
                 RunState::AwaitingApproval => match self.approval_gate(&run).await? {
@@ -220,6 +255,58 @@ impl Engine {
                 .await?;
             self.announce(&event);
         }
+    }
+
+    /// Whether the runs of the apps this one depends on let it start: all succeeded
+    /// (go), one did not (the run fails, having changed nothing), some still going (wait),
+    /// or one waits for an approval (park).
+    async fn dependencies_gate(&self, run: &Run) -> Result<DependenciesGate> {
+        let mut going = Vec::new();
+        for id in &run.waits_for {
+            let dependency = self.inner.store.run(*id).await?;
+            let named = format!("{}'s run {}", dependency.app, dependency.id);
+            match dependency.state {
+                RunState::Succeeded => {}
+                RunState::Failed | RunState::RolledBack | RunState::Rejected => {
+                    let reason = format!(
+                        "not deployed: {} depends on {}, whose run {} {}{}",
+                        run.app,
+                        dependency.app,
+                        dependency.id,
+                        match dependency.state {
+                            RunState::RolledBack => "was rolled back",
+                            RunState::Rejected => "was rejected",
+                            _ => "failed",
+                        },
+                        dependency.reason.as_deref().map(|why| format!(" ({why})")).unwrap_or_default()
+                    );
+                    return Ok(DependenciesGate::Stop(reason));
+                }
+                RunState::AwaitingApproval => {
+                    return Ok(DependenciesGate::Park(format!("{named}, which waits for approval")));
+                }
+                state => going.push(format!("{named} ({state})")),
+            }
+        }
+        Ok(match going.is_empty() {
+            true => DependenciesGate::Go,
+            false => DependenciesGate::Wait(going.join(", ")),
+        })
+    }
+
+    /// Records what a pending run waits for, unless its last event says so already (a
+    /// parked run is looked at again by every sweep of the server).
+    async fn say_waiting(&self, run: &Run, what: &str) -> Result<()> {
+        let message = format!("waits for {what}");
+        let filter = EventFilter { run_id: Some(run.id), last: Some(1), ..EventFilter::default() };
+        let events = self.inner.store.events(&filter).await?;
+        if events.last().is_some_and(|last| last.kind == "run.waiting" && last.message == message) {
+            return Ok(());
+        }
+        let body =
+            EventBody::Other { kind: "run.waiting".to_owned(), data: serde_json::json!({ "runs": run.waits_for }) };
+        self.record(NewEvent::for_run(run, body, message)).await?;
+        Ok(())
     }
 
     /// Runs one step with its start and finish recorded.

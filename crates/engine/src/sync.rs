@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, ApprovalPolicy, Manifest, TargetSpec};
+use launchway_manifest::{AppSpec, ApprovalPolicy, Deployment, Manifest, TargetSpec};
 use launchway_store::{
     AppPlan, AuditKind, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published, Release,
-    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunKind, RunState, StoreError, now_ms,
+    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError, now_ms,
 };
 use launchway_target::AppRef;
 use launchway_target::planning;
@@ -128,6 +128,8 @@ struct RunRequest<'a> {
     summary: &'a str,
     approval: Option<ApprovalPolicy>,
     pin: Option<NewPin>,
+    /// Unfinished runs of the apps it depends on: it starts once they succeed.
+    waits_for: Vec<RunId>,
 }
 
 impl Engine {
@@ -169,7 +171,18 @@ impl Engine {
         let store = &self.inner.store;
         let mut live_by_env: BTreeMap<String, Observed> = BTreeMap::new();
         let mut decisions = Vec::new();
-        let selected = request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment));
+        // Within an environment, an app comes after the apps it depends on, so that its
+        // run is created knowing theirs.
+        let mut selected: Vec<Deployment<'_>> =
+            request.manifest.deployments().filter(|d| request.selection.includes(d.app, d.environment)).collect();
+        let mut order: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for env in request.manifest.environments.keys() {
+            let apps: Vec<&str> = selected.iter().filter(|d| d.environment == env).map(|d| d.app).collect();
+            for (index, app) in request.manifest.in_dependency_order(env, &apps).into_iter().enumerate() {
+                order.insert((app, env.as_str()), index);
+            }
+        }
+        selected.sort_by_key(|d| (d.environment, order.get(&(d.app, d.environment)).copied().unwrap_or(usize::MAX)));
         for deployment in selected {
             let (app, env) = (deployment.app, deployment.environment);
             let key = (app.to_owned(), env.to_owned());
@@ -270,6 +283,7 @@ impl Engine {
             let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
             let new_release =
                 NewRelease { app: app.to_owned(), env: env.to_owned(), spec: spec.clone(), target, source };
+            let waits_for = self.unfinished_dependencies(request.manifest, app, env).await?;
             let run = RunRequest {
                 kind: RunKind::Deploy,
                 decided_after: Some(&latest),
@@ -278,6 +292,7 @@ impl Engine {
                 summary: &plan.summary,
                 approval,
                 pin: None,
+                waits_for,
             };
             match self.create_release_and_run(new_release, run).await {
                 Ok(run) => decisions.push(Decision::Started { run: Box::new(run), plan: Box::new(plan) }),
@@ -406,6 +421,7 @@ impl Engine {
             summary: &summary,
             approval: None,
             pin: None,
+            waits_for: Vec::new(),
         };
         match self.create_run(release, run).await {
             Ok(run) => Ok(Decision::Started { run: Box::new(run), plan: Box::new(plan) }),
@@ -510,6 +526,7 @@ impl Engine {
             summary: &summary,
             approval: None,
             pin: Some(NewPin { by: by.to_owned(), reason }),
+            waits_for: Vec::new(),
         };
         self.create_run(&target, run).await
     }
@@ -555,6 +572,7 @@ impl Engine {
             summary: "scheduled run",
             approval: None,
             pin: None,
+            waits_for: Vec::new(),
         };
         self.create_run(&release, run).await
     }
@@ -655,6 +673,18 @@ impl Engine {
             Some(id) => Some(self.inner.store.release(id).await?),
             None => None,
         })
+    }
+
+    /// The unfinished runs of the apps `app` depends on in `env` (created just before,
+    /// in dependency order, or still going from earlier): what its new run waits for.
+    async fn unfinished_dependencies(&self, manifest: &Manifest, app: &str, env: &str) -> Result<Vec<RunId>> {
+        let mut waits_for = Vec::new();
+        for dependency in manifest.dependencies_in(app, env) {
+            if let Some(run) = self.latest_run(dependency, env).await?.filter(|run| !run.state.is_terminal()) {
+                waits_for.push(run.id);
+            }
+        }
+        Ok(waits_for)
     }
 
     pub(crate) async fn latest_run(&self, app: &str, env: &str) -> Result<Option<Run>> {
@@ -765,6 +795,7 @@ fn new_run(release: &Release, request: &RunRequest<'_>) -> NewRun {
         approval_policy: request.approval,
         pin: request.pin.clone(),
         decided_after: request.decided_after.map(|latest| latest.as_ref().map_or(0, |run| run.id)),
+        waits_for: request.waits_for.clone(),
     }
 }
 

@@ -103,6 +103,7 @@ async fn populate(store: &SqliteStore, env_prefix: &str) {
             approval_policy: None,
             pin: None,
             decided_after: None,
+            waits_for: Vec::new(),
         };
         let (run, _) = store.create_run(new_run, NewEvent::for_app(&app, &env, created, "created")).await.expect("run");
         let lease = store.claim_run(run.id, "benchmark", 30_000, None).await.expect("claim").expect("free");

@@ -228,31 +228,14 @@ async fn an_invalid_manifest_is_reported_with_positions_and_changes_nothing() {
 #[tokio::test]
 async fn a_commit_changing_one_app_deploys_only_that_app() {
     let world = World::new().await;
-    let two_apps = "
-environments:
-  {env}: {target: docker}
-services:
-  web:
-    image: {image}
-    port: 8080
-    env: {SAMPLE_MESSAGE: web-WEB}
-    health: {path: /healthz}
-    settle_window: 300ms
-  api:
-    image: {image}
-    port: 8080
-    env: {SAMPLE_MESSAGE: api-API}
-    health: {path: /healthz}
-    settle_window: 300ms
-";
-    world.commit(&two_apps.replace("WEB", "1").replace("API", "1"), "two apps");
+    world.commit(&two_apps("1", "1", "", ""), "two apps");
     let first = world.launchway(&["deploy"]).await;
     first.assert_exit(0);
     assert_eq!(world.runs().await.len(), 2, "{}", first.stdout());
     let web_before = world.running_ids("web").await;
     let api_before = world.running_ids("api").await;
 
-    world.commit(&two_apps.replace("WEB", "1").replace("API", "2"), "change api only");
+    world.commit(&two_apps("1", "2", "", ""), "change api only");
     let plan = world.launchway(&["plan", "--output", "json"]).await;
     plan.assert_exit(0);
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).expect("JSON");
@@ -287,6 +270,78 @@ services:
     third.assert_exit(0);
     assert!(third.stdout().contains("nothing to deploy"), "{}", third.stdout());
     assert_eq!(world.runs().await.len(), 3);
+}
+
+/// `depends_on` (issue 12): web's run starts only once api's has succeeded; when api's
+/// fails, web's fails too, saying why, and nothing of web changes.
+#[tokio::test]
+async fn an_app_deploys_after_the_app_it_depends_on_and_not_when_that_one_fails() {
+    let world = World::new().await;
+    // api starts slowly: were web not waiting, it would be done first.
+    let version = |web: &str, api: &str, api_env: &str| {
+        two_apps(web, api, "    depends_on: [api]\n", &format!(", SAMPLE_START_DELAY: 500ms{api_env}"))
+    };
+    world.commit(&version("1", "1", ""), "web and api");
+    let first = world.launchway(&["deploy"]).await;
+    first.assert_exit(0);
+    assert!(first.stdout().contains("waits for api's run"), "{}", first.stdout());
+    let runs = world.runs().await;
+    let run_of = |app: &str| runs.iter().find(|run| run["app"] == app).expect("a run").clone();
+    let (web, api) = (run_of("web"), run_of("api"));
+    assert_eq!(web["waits_for"], serde_json::json!([api["id"]]), "{web}");
+    let events = world.run_details(web["id"].as_i64().unwrap()).await["events"].clone();
+    let validating =
+        events.as_array().unwrap().iter().find(|event| event["kind"] == "run.validating").expect("web validated");
+    assert!(
+        validating["at"].as_i64().unwrap() >= api["finished_at"].as_i64().unwrap(),
+        "web started after api finished: {validating} {api}"
+    );
+    let web_before = world.running_ids("web").await;
+
+    // api's next release fails its health check: web's change waits, then is not deployed.
+    world.commit(&version("2", "2", ", SAMPLE_HEALTH: fail"), "both change, api broken");
+    let second = world.launchway(&["deploy"]).await;
+    second.assert_exit(4);
+    assert!(second.stdout().contains("not deployed: web depends on api"), "{}", second.stdout());
+    let runs = world.runs().await;
+    let (web, api) = (run_of_in(&runs, "web"), run_of_in(&runs, "api"));
+    assert_eq!(api["state"], "rolled_back");
+    assert_eq!(web["state"], "failed");
+    let reason = web["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("not deployed: web depends on api, whose run {} was rolled back", api["id"])),
+        "{reason}"
+    );
+    assert_eq!(world.running_ids("web").await, web_before, "web untouched");
+    assert!(world.answers("web").await.iter().all(|answer| answer.starts_with("web-1")));
+}
+
+/// Two services, web and api, answering `web-<web>` and `api-<api>`; `web_lines` are
+/// more lines of web's (indented), `api_env` more entries of api's env (`, NAME: value`).
+fn two_apps(web: &str, api: &str, web_lines: &str, api_env: &str) -> String {
+    format!(
+        "
+environments:
+  {{env}}: {{target: docker}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    env: {{SAMPLE_MESSAGE: web-{web}}}
+    health: {{path: /healthz}}
+    settle_window: 300ms
+{web_lines}  api:
+    image: {{image}}
+    port: 8080
+    env: {{SAMPLE_MESSAGE: api-{api}{api_env}}}
+    health: {{path: /healthz}}
+    settle_window: 300ms
+"
+    )
+}
+
+fn run_of_in(runs: &[serde_json::Value], app: &str) -> serde_json::Value {
+    runs.iter().find(|run| run["app"] == app).expect("a run").clone()
 }
 
 #[tokio::test]

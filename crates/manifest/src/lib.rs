@@ -4,6 +4,7 @@
 //! the files a manifest refers to) and get back either a [`Manifest`] or every problem
 //! found, each as `file:line:col: message`.
 
+mod dependencies;
 mod duration;
 mod gitops_sample;
 mod image;
@@ -37,6 +38,7 @@ pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;
 pub use taskdef::READ_ONLY_TASK_DEFINITION_FIELDS;
 
+use dependencies::DependencyDraft;
 use reader::Reader;
 use resolve::{Draft, ReadFiles, Resolver};
 use schema::FileDraft;
@@ -239,6 +241,7 @@ fn load_with(
         root_draft.iter().flat_map(|draft| draft.attempted_targets.iter().cloned()).collect();
     let mut apps: BTreeMap<String, App> = BTreeMap::new();
     let mut declared_at: BTreeMap<String, (String, Pos)> = BTreeMap::new();
+    let mut dependencies: Vec<DependencyDraft> = Vec::new();
     let mut read = ReadFiles::default();
     let drafts =
         root_draft.iter().map(|draft| (root, draft.as_ref())).chain(app_drafts.iter().map(|(f, d)| (*f, d.as_ref())));
@@ -267,11 +270,26 @@ fn load_with(
                 continue;
             }
             declared_at.insert(key.name.clone(), (file.path.clone(), key.pos));
+            let (kind, placement) = match &app_draft {
+                Draft::Service(service) => ("services", &service.placement),
+                Draft::Task(task) => ("tasks", &task.placement),
+            };
+            let depends_on: Vec<String> = placement.depends_on.iter().map(|key| key.name.clone()).collect();
+            dependencies.push(DependencyDraft {
+                app: key.name.clone(),
+                file: file.path.clone(),
+                path: format!("{kind}.{}.depends_on", key.name),
+                on: placement.depends_on.clone(),
+            });
             if let Some(specs) = resolver.resolve(key, app_draft) {
-                apps.insert(key.name.clone(), App { name: key.name.clone(), file: file.path.clone(), specs });
+                apps.insert(
+                    key.name.clone(),
+                    App { name: key.name.clone(), file: file.path.clone(), specs, depends_on },
+                );
             }
         }
     }
+    dependencies::check(&dependencies, &declared_at, &mut diagnostics);
     if let Some(sample) = sample {
         let context = SampleContext { environments: &environments, attempted: &attempted, declared: &declared };
         add_sample_apps(sample, &context, &mut apps, &declared_at, &mut diagnostics, &mut warnings);
@@ -367,7 +385,7 @@ fn add_sample_apps(
         let specs: BTreeMap<String, Box<AppSpec>> =
             targets.iter().map(|name| (name.clone(), Box::new(spec.clone()))).collect();
         resolve::warn_about_floating_images(warnings, &file.path, &key, &key.name, &specs);
-        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });
+        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs, depends_on: Vec::new() });
     }
 }
 
@@ -445,7 +463,7 @@ fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
     for (key, spec) in draft.apps {
         let specs = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), Box::new(spec))]);
         resolve::warn_about_floating_images(&mut warnings, &file.path, &key, &key.name, &specs);
-        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs });
+        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs, depends_on: Vec::new() });
     }
     let environment = Environment::new(SAMPLE_ENVIRONMENT, TargetSpec::Ecs(EcsTarget::default()));
     let environments = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), environment)]);

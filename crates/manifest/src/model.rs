@@ -5,7 +5,7 @@
 //! field added later must be `Option` with `skip_serializing_if`, or every app would
 //! look changed after an upgrade.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,49 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The apps `app` waits for in `env`: those it depends on that run there too.
+    pub fn dependencies_in(&self, app: &str, env: &str) -> Vec<&str> {
+        let Some(declared) = self.apps.get(app) else { return Vec::new() };
+        declared
+            .depends_on
+            .iter()
+            .filter(|dependency| self.apps.get(*dependency).is_some_and(|other| other.specs.contains_key(env)))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// `apps` in an order in which each comes after every app of `apps` it depends on in
+    /// `env`, directly or through others; otherwise by name. (A valid manifest has no
+    /// cycle; were there one, its apps would come by name.)
+    pub fn in_dependency_order<'a>(&self, env: &str, apps: &[&'a str]) -> Vec<&'a str> {
+        fn visit<'m>(
+            manifest: &'m Manifest,
+            env: &str,
+            app: &'m str,
+            visiting: &mut BTreeSet<&'m str>,
+            done: &mut Vec<&'m str>,
+        ) {
+            if done.contains(&app) || !visiting.insert(app) {
+                return;
+            }
+            for dependency in manifest.dependencies_in(app, env) {
+                visit(manifest, env, dependency, visiting, done);
+            }
+            done.push(app);
+        }
+        let mut names: Vec<&str> = apps.to_vec();
+        names.sort_unstable();
+        let (mut visiting, mut done) = (BTreeSet::new(), Vec::new());
+        for app in names.iter().filter_map(|app| self.apps.get_key_value(*app).map(|(name, _)| name.as_str())) {
+            visit(self, env, app, &mut visiting, &mut done);
+        }
+        let mut ordered: Vec<&'a str> =
+            done.iter().filter_map(|app| names.iter().find(|name| **name == *app).copied()).collect();
+        // Apps the manifest does not declare (deployed before, removed since) keep no order.
+        ordered.extend(names.iter().filter(|name| !self.apps.contains_key(**name)));
+        ordered
+    }
+
     /// Every (app, environment) pair the manifest deploys, with its resolved spec.
     pub fn deployments(&self) -> impl Iterator<Item = Deployment<'_>> {
         self.apps.values().flat_map(|app| {
@@ -208,6 +251,8 @@ pub struct App {
     pub file: String,
     /// The resolved spec for each environment the app is deployed to.
     pub specs: BTreeMap<String, Box<AppSpec>>,
+    /// The apps whose changes deploy before its own (`depends_on:`), where both run.
+    pub depends_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

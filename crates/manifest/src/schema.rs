@@ -86,6 +86,8 @@ pub(crate) struct Placement {
     /// Where `environments:` is written, for problems about the list as a whole.
     pub runs_in_pos: Option<Pos>,
     pub overrides: Vec<(Key, OverrideDraft)>,
+    /// The apps it deploys after (`depends_on:`), each where it is written.
+    pub depends_on: Vec<Key>,
 }
 
 pub(crate) struct TaskDraft {
@@ -201,6 +203,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "overrides",
     "ecs",
     "images_from",
+    "depends_on",
 ];
 const INGRESS_FIELDS: &[&str] = &["port", "host", "path", "tls"];
 const INGRESS_TLS_FIELDS: &[&str] = &["certificate", "key"];
@@ -216,6 +219,7 @@ const TASK_FIELDS: &[&str] = &[
     "overrides",
     "ecs",
     "images_from",
+    "depends_on",
 ];
 const HEALTH_FIELDS: &[&str] = &[
     "path",
@@ -1247,6 +1251,19 @@ fn read_placement(
                 reader.error(node.pos, &list_path, "expected a list of environments, like [stg, prod]");
                 placement.runs_in = Some(Vec::new());
             }
+        }
+    }
+    if let Some(node) = fields.get("depends_on") {
+        let list_path = format!("{path}.depends_on");
+        match &node.value {
+            Value::Seq(items) => {
+                for item in items {
+                    if let Some(name) = reader.string(item, &list_path) {
+                        placement.depends_on.push(Key { name, pos: item.pos });
+                    }
+                }
+            }
+            _ => reader.error(node.pos, &list_path, "expected a list of apps, like [api, migrate]"),
         }
     }
     if let Some(node) = fields.get("overrides") {

@@ -765,6 +765,54 @@ services:
 }
 
 #[test]
+fn apps_deploy_after_what_they_depend_on_where_both_run() {
+    let manifest = "\
+environments:
+  stg: {target: docker}
+  prod: {target: docker}
+services:
+  web: {image: web:1, depends_on: [api]}
+  api: {image: api:1, depends_on: [migrate]}
+  admin: {image: admin:1, environments: [stg], depends_on: [api, web]}
+tasks:
+  migrate: {image: api:1, schedule: \"0 3 * * *\", environments: [stg]}
+";
+    let manifest = load_one(manifest).expect("valid").manifest;
+    assert_eq!(manifest.apps["web"].depends_on, ["api"]);
+    assert_eq!(manifest.dependencies_in("api", "stg"), ["migrate"]);
+    assert!(manifest.dependencies_in("api", "prod").is_empty(), "migrate does not run in prod");
+    assert_eq!(
+        manifest.in_dependency_order("stg", &["web", "admin", "migrate", "api"]),
+        ["migrate", "api", "web", "admin"]
+    );
+    // Through an app that does not change: web still waits for migrate.
+    assert_eq!(manifest.in_dependency_order("stg", &["web", "migrate"]), ["migrate", "web"]);
+    assert_eq!(manifest.in_dependency_order("prod", &["web", "api", "gone"]), ["api", "web", "gone"]);
+}
+
+#[test]
+fn a_dependency_cycle_an_unknown_app_and_a_self_dependency_are_reported_where_written() {
+    let manifest = "\
+environments:
+  prod: {target: docker}
+services:
+  web: {image: web:1, depends_on: [api]}
+  api: {image: api:1, depends_on: [worker]}
+  worker: {image: worker:1, depends_on: [web, apj, worker]}
+  solo: {image: solo:1, depends_on: api}
+";
+    assert_eq!(
+        errors_of(manifest),
+        [
+            r#"launchway.yaml:6:42: services.worker.depends_on: a cycle: web → api → worker → web (each waits for the next to deploy first)"#,
+            r#"launchway.yaml:6:47: services.worker.depends_on: app "apj" is not declared, did you mean "api"?"#,
+            r#"launchway.yaml:6:52: services.worker.depends_on: worker cannot depend on itself"#,
+            r#"launchway.yaml:7:37: services.solo.depends_on: expected a list of apps, like [api, migrate]"#,
+        ]
+    );
+}
+
+#[test]
 fn the_gitops_sample_deployment_file_is_a_config_repo_of_its_own() {
     // aws-samples/gitops-amazon-ecs-sample's deployment.yaml, as it is published.
     let sample = r#"release: 4.0

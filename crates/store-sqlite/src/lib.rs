@@ -758,8 +758,8 @@ impl SqliteStore {
         // slip in between.
         let inserted = sqlx::query(
             "INSERT INTO runs (app, env, kind, state, release_id, previous_release_id, trigger, approval_policy,
-                created_at, updated_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9
+                created_at, updated_at, waits_for)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?11
              WHERE ?10 IS NULL OR COALESCE((SELECT MAX(id) FROM runs WHERE app = ?1 AND env = ?2), 0) = ?10
              RETURNING *",
         )
@@ -773,6 +773,7 @@ impl SqliteStore {
         .bind(run.approval_policy.map(|policy| serde_json::to_string(&policy)).transpose().map_err(corrupt)?)
         .bind(now)
         .bind(run.decided_after)
+        .bind((!run.waits_for.is_empty()).then(|| serde_json::to_string(&run.waits_for)).transpose().map_err(corrupt)?)
         .fetch_optional(&mut *executor)
         .await;
         let row = match inserted {
@@ -962,6 +963,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
     let state: String = row.get("state");
     let plan: Option<String> = row.get("plan");
     let approval_policy: Option<String> = row.get("approval_policy");
+    let waits_for: Option<String> = row.get("waits_for");
     Ok(Run {
         id: row.get("id"),
         app: row.get("app"),
@@ -976,6 +978,7 @@ fn run_from_row(row: &SqliteRow) -> Result<Run> {
         plan: plan.and_then(|plan| serde_json::from_str(&plan).ok()),
         trigger: row.get("trigger"),
         approval_policy: approval_policy.map(|policy| serde_json::from_str(&policy)).transpose().map_err(corrupt)?,
+        waits_for: waits_for.map(|ids| serde_json::from_str(&ids)).transpose().map_err(corrupt)?.unwrap_or_default(),
         attempt: row.get("attempt"),
         lease_owner: row.get("lease_owner"),
         lease_expires_at: row.get("lease_expires_at"),

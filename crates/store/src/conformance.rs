@@ -47,6 +47,10 @@ async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
 }
 
 async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
+    run_waiting_for(store, release, Vec::new()).await
+}
+
+async fn run_waiting_for(store: &dyn Store, release: &Release, waits_for: Vec<RunId>) -> Result<Run> {
     let (run, event) = store
         .create_run(
             NewRun {
@@ -59,6 +63,7 @@ async fn run(store: &dyn Store, release: &Release) -> Result<Run> {
                 approval_policy: None,
                 pin: None,
                 decided_after: None,
+                waits_for,
             },
             NewEvent::for_app(&release.app, &release.env, created(release.id), "created"),
         )
@@ -102,6 +107,12 @@ pub async fn releases_and_runs_round_trip(store: &dyn Store) {
     assert_eq!(events[0].kind, "run.created");
     assert_eq!(events[0].data["release"], created.id);
     assert!(matches!(store.run(9999).await, Err(StoreError::NotFound { what: "run", id: 9999 })));
+
+    // A run of an app that depends on web's keeps which runs it waits for.
+    let api = release(store, "api", "example/api:1").await;
+    let waiting = run_waiting_for(store, &api, vec![run.id]).await.expect("run is created");
+    assert_eq!(waiting.waits_for, [run.id]);
+    assert_eq!(store.run(waiting.id).await.expect("run is read").waits_for, [run.id]);
 }
 
 /// Runs list newest first, a page at a time: each page goes on below the last one's
@@ -222,6 +233,7 @@ pub async fn a_release_and_its_run_are_created_together_or_not_at_all(store: &dy
         approval_policy: None,
         pin: None,
         decided_after: Some(0),
+        waits_for: Vec::new(),
     };
     let event = NewEvent::for_app("web", "dev", created(0), "created");
     let (release, run, created) = store
@@ -320,6 +332,7 @@ pub async fn rollbacks_pin_and_unpin_lifts_the_pin(store: &dyn Store) {
                 approval_policy: None,
                 pin: Some(NewPin { by: "alice".into(), reason: Some("v2 leaks memory".into()) }),
                 decided_after: None,
+                waits_for: Vec::new(),
             },
             created.clone(),
         )
@@ -362,6 +375,7 @@ pub async fn rollbacks_pin_and_unpin_lifts_the_pin(store: &dyn Store) {
                 approval_policy: None,
                 pin: Some(NewPin { by: "alice".into(), reason: None }),
                 decided_after: None,
+                waits_for: Vec::new(),
             },
             NewEvent { app: Some("api".into()), ..created },
         )

@@ -184,6 +184,10 @@ pub struct Run {
     /// Whether, and how, the run waits for approval before deploying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_policy: Option<ApprovalPolicy>,
+    /// Runs of the apps it depends on, created with it: it starts once they succeed,
+    /// and fails without changing anything when one does not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits_for: Vec<RunId>,
     /// How many times the run has been claimed; the fencing token of its lease.
     pub attempt: i64,
     pub lease_owner: Option<String>,
@@ -208,6 +212,8 @@ pub struct NewRun {
     /// Create the run only if the newest run of (app, environment) is still this one
     /// (0: none): the decision to create it was made from what that run left.
     pub decided_after: Option<RunId>,
+    /// See [`Run::waits_for`].
+    pub waits_for: Vec<RunId>,
 }
 
 /// Who pins an app to a release, and why.

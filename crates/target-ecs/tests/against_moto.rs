@@ -410,8 +410,7 @@ async fn recent_logs_are_read_from_the_awslogs_stream_of_each_running_task() {
         .send()
         .await
         .expect("tasks listed");
-    let tasks: Vec<String> =
-        listed.task_arns().iter().map(|arn| arn.rsplit('/').next().unwrap().to_owned()).collect();
+    let tasks: Vec<String> = listed.task_arns().iter().map(|arn| arn.rsplit('/').next().unwrap().to_owned()).collect();
     assert_eq!(tasks.len(), 2, "the service's desired count");
     let logs = aws_sdk_cloudwatchlogs::Client::new(&loader(world.moto, &world.account.access_key).load().await);
     logs.create_log_group().log_group_name("/ecs/ledger").send().await.expect("group");
