@@ -64,7 +64,6 @@ impl Next {
     }
 }
 
-/// What claiming a run gives: its lease, or the run already finished by someone else.
 /// What a pending run does about the runs it waits for.
 enum DependenciesGate {
     Go,
@@ -74,6 +73,7 @@ enum DependenciesGate {
     Park(String),
 }
 
+/// What claiming a run gives: its lease, or the run already finished by someone else.
 pub(crate) enum Claim {
     Held(Lease),
     Finished(Box<Run>),
@@ -417,6 +417,9 @@ impl Engine {
         if run.kind == RunKind::Scheduled {
             return self.execute_task(run, &release, target.as_ref()).await;
         }
+        if runs_on_deploy(&release.spec) {
+            return self.execute_task(run, &release, target.as_ref()).await;
+        }
         if recorded_only(&release.spec) {
             // Docker runs scheduled tasks from `launchway server`, which reads the
             // current release when each run is due: recording it is the deploy.
@@ -506,11 +509,13 @@ impl Engine {
         }
     }
 
-    /// One execution of a scheduled task: it ends the run, succeeded or failed; nothing
-    /// is rolled back (the task's definition did not change).
+    /// One execution of a task: it ends the run, succeeded or failed; nothing is rolled
+    /// back (a scheduled task's definition did not change; what a task run on deploy,
+    /// such as a migration, changed is its own to undo). A task run on deploy that exits
+    /// 0 makes its release the deployed one, verified: its exit was watched.
     async fn execute_task(&self, run: &Run, release: &Release, target: &dyn Target) -> Result<Next> {
         let AppSpec::Task(spec) = &release.spec else {
-            return Ok(Next::to(RunState::Failed, "only scheduled tasks can have scheduled runs").because("not a task"));
+            return Ok(Next::to(RunState::Failed, "only tasks can be run once").because("not a task"));
         };
         let execution = TaskExecution {
             app: &run.app,
@@ -524,13 +529,17 @@ impl Engine {
         match target.run_task(execution, &progress).await {
             Ok(outcome) => {
                 let took = format!("{:.1}s", outcome.elapsed.as_secs_f64());
-                Ok(Next::to(RunState::Succeeded, format!("task exited with code 0 after {took}"))
+                let next = Next::to(RunState::Succeeded, format!("task exited with code 0 after {took}"))
                     .because(format!("exited 0 after {took}"))
                     .with_detail(TransitionDetail {
                         exit_code: Some(outcome.exit_code),
                         logs: outcome.logs,
                         ..TransitionDetail::default()
-                    }))
+                    });
+                Ok(match run.kind {
+                    RunKind::Scheduled => next,
+                    _ => next.deploying(release.id, true),
+                })
             }
             Err(error) => {
                 let reason = describe(&error);
@@ -627,7 +636,13 @@ pub(crate) fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
 /// Docker's scheduled tasks have nothing to roll out: the server runs the current
 /// release's definition when each run is due.
 fn recorded_only(spec: &AppSpec) -> bool {
-    matches!(spec, AppSpec::Task(_))
+    matches!(spec, AppSpec::Task(task) if task.schedule.is_some())
+}
+
+/// A task run once when a change to it deploys (`run: on_deploy`): running it is the
+/// deploy, and its exit code the verification.
+fn runs_on_deploy(spec: &AppSpec) -> bool {
+    matches!(spec, AppSpec::Task(task) if task.schedule.is_none())
 }
 
 fn rolled_out(release: &Release) -> String {

@@ -316,6 +316,13 @@ fn health(
             };
             said(state, summary)
         }
+        AppSpec::Task(task) if task.schedule.is_none() => match last_run {
+            Some(run) if run.state == RunState::Failed => said(
+                HealthState::Degraded,
+                format!("its last run ({}) failed: {}", run.id, run.reason.as_deref().unwrap_or("")),
+            ),
+            _ => said(HealthState::Healthy, format!("ran once for release {}", current.id)),
+        },
         AppSpec::Task(_) => match last_run.filter(|run| run.kind == RunKind::Scheduled) {
             Some(run) if run.state == RunState::Failed => said(
                 HealthState::Degraded,

@@ -487,6 +487,12 @@ impl Engine {
             return Err(EngineError::Invalid(format!("nothing has been deployed for {app} in {env}")));
         };
         let current = store.release(record.current_release_id).await?;
+        if matches!(&current.spec, AppSpec::Task(task) if task.schedule.is_none()) {
+            // Running an older migration again would not undo the newer one.
+            return Err(EngineError::Invalid(format!(
+                "{app} runs once on deploy (`run: on_deploy`): rolling it back would run an older release of it again, which undoes nothing; deploy a change that does what is needed"
+            )));
+        }
         let target = match to {
             Some(id) => {
                 let release = store.release(id).await?;

@@ -340,6 +340,56 @@ services:
     )
 }
 
+/// A migration: a task run once each time it changes (`run: on_deploy`), which the
+/// service depends on. Its exit code is what is watched: 0 lets the service deploy, any
+/// other stops the service's run, which changes nothing.
+#[tokio::test]
+async fn a_failing_migration_task_stops_the_service_that_depends_on_it() {
+    let world = World::new().await;
+    let version = |migration: &str, exit_code: &str| {
+        two_apps("1", "1", "    depends_on: [migrate]\n", "")
+            + &format!(
+                "tasks:
+  migrate:
+    image: {{image}}
+    run: on_deploy
+    env: {{SAMPLE_MESSAGE: migration-{migration}, SAMPLE_EXIT_AFTER: 100ms, SAMPLE_EXIT_CODE: '{exit_code}'}}
+"
+            )
+    };
+    world.commit(&version("1", "0"), "web after its migration");
+    let first = world.launchway(&["deploy"]).await;
+    first.assert_exit(0);
+    let runs = world.runs().await;
+    let (migrate, web) = (run_of_in(&runs, "migrate"), run_of_in(&runs, "web"));
+    assert_eq!(migrate["state"], "succeeded", "{migrate}");
+    assert!(migrate["reason"].as_str().unwrap().starts_with("exited 0"), "{migrate}");
+    assert_eq!(web["waits_for"], serde_json::json!([migrate["id"]]));
+    assert_eq!(web["state"], "succeeded");
+    assert!(world.live("migrate").await.replicas.is_empty(), "the task ran and is gone");
+    let status = world.launchway(&["status", "--app", "migrate", "--output", "json"]).await;
+    assert!(status.stdout().contains("ran once for release"), "{}", status.stdout());
+    let rollback = world.launchway(&["rollback", "--app", "migrate"]).await;
+    rollback.assert_exit(1);
+    assert!(rollback.stderr().contains("runs once on deploy"), "{}", rollback.stderr());
+
+    // The next migration fails: web's change is not deployed.
+    let web_before = world.running_ids("web").await;
+    world.commit(&version("2", "1").replace("web-1", "web-2"), "web 2 and a broken migration");
+    let second = world.launchway(&["deploy"]).await;
+    second.assert_exit(4);
+    let runs = world.runs().await;
+    let (migrate, web) = (run_of_in(&runs, "migrate"), run_of_in(&runs, "web"));
+    assert_eq!(migrate["state"], "failed", "{migrate}");
+    assert_eq!(web["state"], "failed");
+    let reason = web["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("not deployed: web depends on migrate, whose run {} failed", migrate["id"])),
+        "{reason}"
+    );
+    assert_eq!(world.running_ids("web").await, web_before, "web untouched");
+}
+
 fn run_of_in(runs: &[serde_json::Value], app: &str) -> serde_json::Value {
     runs.iter().find(|run| run["app"] == app).expect("a run").clone()
 }

@@ -745,7 +745,10 @@ pub struct PrometheusAnalysis {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
-    pub schedule: Schedule,
+    /// When it runs: on this schedule, or, without one (`run: on_deploy`), once each time
+    /// a change to it deploys, before the apps that depend on it (a database migration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     pub containers: Vec<ContainerSpec>,
     #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,

@@ -250,14 +250,28 @@ impl Resolver<'_> {
             self.docker_containers(at, draft.containers.as_deref(), draft.images_from.as_ref())
         };
         let schedule = at.overrides.schedule.clone().or_else(|| draft.schedule.clone());
+        if draft.on_deploy == Some(false) {
+            return None;
+        }
+        if draft.on_deploy == Some(true) {
+            if at.overrides.schedule.is_some() {
+                self.reader.error(
+                    at.key.pos,
+                    at.override_path,
+                    "the task runs on deploy (`run: on_deploy`): it takes no schedule",
+                );
+                return None;
+            }
+            return Some(AppSpec::Task(TaskSpec { schedule: None, containers: containers?, timeout: draft.timeout }));
+        }
         if schedule.is_none() {
             self.reader.error(
                 at.key.pos,
                 at.path,
-                "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\")",
+                "missing field \"schedule\" (for example \"0 3 * * *\" or \"rate(5 minutes)\"), or `run: on_deploy` for a task run once each time it changes, such as a migration",
             );
         }
-        Some(AppSpec::Task(TaskSpec { schedule: schedule?, containers: containers?, timeout: draft.timeout }))
+        Some(AppSpec::Task(TaskSpec { schedule: Some(schedule?), containers: containers?, timeout: draft.timeout }))
     }
 
     /// A Docker app's containers with images from `images_from` and the environment's
@@ -485,6 +499,15 @@ impl Resolver<'_> {
 
     fn ecs_task(&mut self, at: AppAt<'_>, draft: &TaskDraft, target: &EcsTarget) -> Option<AppSpec> {
         if draft.containers_failed {
+            return None;
+        }
+        if draft.on_deploy.is_some() {
+            // Running a task once on ECS (RunTask, waiting for it to stop) is not built yet.
+            self.reader.error(
+                at.key.pos,
+                &format!("{}.run", at.path),
+                format!("{} runs on ECS, where `run: on_deploy` is not supported yet (Docker only)", at.env_path),
+            );
             return None;
         }
         let ecs = draft.ecs.as_ref();

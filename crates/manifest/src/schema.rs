@@ -93,8 +93,12 @@ pub(crate) struct Placement {
 pub(crate) struct TaskDraft {
     pub containers: Option<Vec<ContainerSpec>>,
     pub containers_failed: bool,
-    /// Required on Docker; on ECS the rule or schedule keeps its own expression.
+    /// Required on Docker (unless `run: on_deploy`); on ECS the rule or schedule keeps
+    /// its own expression.
     pub schedule: Option<Schedule>,
+    /// `run: on_deploy`: run once each time a change to it deploys (`Some(false)`: a
+    /// `run:` that was refused).
+    pub on_deploy: Option<bool>,
     pub timeout: Option<Duration>,
     pub placement: Placement,
     pub ecs: Option<EcsDraft>,
@@ -214,6 +218,7 @@ const TASK_FIELDS: &[&str] = &[
     "env",
     "containers",
     "schedule",
+    "run",
     "timeout",
     "environments",
     "overrides",
@@ -680,6 +685,22 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
     let fields = reader.fields(node, path, TASK_FIELDS)?.owned_by(key.pos);
     let containers = read_containers(reader, &fields, path, &key.name, false);
     let schedule = fields.get("schedule").and_then(|node| read_schedule(reader, node, &format!("{path}.schedule")));
+    // `Some(false)`: a `run:` with an error (reported), so no schedule is asked for either.
+    let on_deploy = match fields.get("run") {
+        Some(node) => match reader.string(node, &format!("{path}.run")).as_deref() {
+            Some("on_deploy") if fields.has("schedule") => {
+                reader.error(node.pos, &format!("{path}.run"), "a task runs on its schedule or on deploy, not both");
+                Some(false)
+            }
+            Some("on_deploy") => Some(true),
+            Some(other) => {
+                unknown_kind(reader, node.pos, &format!("{path}.run"), "run", other, &["on_deploy"]);
+                Some(false)
+            }
+            None => Some(false),
+        },
+        None => None,
+    };
     let timeout = fields.get("timeout").and_then(|node| reader.duration(node, &format!("{path}.timeout")));
     let placement = read_placement(reader, &fields, path, TASK_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_TASK_FIELDS);
@@ -689,6 +710,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
         containers: containers.flatten(),
         // A schedule with an error (reported) is not also reported missing.
         schedule: schedule.or_else(|| fields.has("schedule").then(|| Schedule(String::new()))),
+        on_deploy,
         timeout,
         placement,
         ecs: ecs.flatten(),

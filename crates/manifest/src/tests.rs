@@ -791,6 +791,33 @@ tasks:
 }
 
 #[test]
+fn a_task_runs_on_its_schedule_or_on_deploy_but_not_both() {
+    let manifest = "\
+environments:
+  dev: {target: docker}
+  aws: {target: ecs}
+tasks:
+  migrate: {image: api:1, run: on_deploy, environments: [dev]}
+  both: {image: api:1, run: on_deploy, schedule: \"0 3 * * *\", environments: [dev]}
+  neither: {image: api:1, environments: [dev]}
+  later: {image: api:1, run: later, environments: [dev]}
+  on-ecs: {image: api:1, run: on_deploy, environments: [aws]}
+";
+    assert_eq!(
+        errors_of(manifest),
+        [
+            r#"launchway.yaml:6:29: tasks.both.run: a task runs on its schedule or on deploy, not both"#,
+            r#"launchway.yaml:7:3: tasks.neither: missing field "schedule" (for example "0 3 * * *" or "rate(5 minutes)"), or `run: on_deploy` for a task run once each time it changes, such as a migration"#,
+            r#"launchway.yaml:8:30: tasks.later.run: unknown run "later", expected "on_deploy""#,
+            r#"launchway.yaml:9:3: tasks.on-ecs.run: tasks.on-ecs in aws runs on ECS, where `run: on_deploy` is not supported yet (Docker only)"#,
+        ]
+    );
+    let valid = load_one(&manifest.lines().take(5).collect::<Vec<_>>().join("\n")).expect("valid").manifest;
+    let AppSpec::Task(task) = valid.apps["migrate"].specs["dev"].as_ref() else { panic!("a Docker task") };
+    assert_eq!(task.schedule, None, "run on deploy");
+}
+
+#[test]
 fn a_dependency_cycle_an_unknown_app_and_a_self_dependency_are_reported_where_written() {
     let manifest = "\
 environments:

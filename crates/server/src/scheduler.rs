@@ -39,9 +39,11 @@ impl Scheduler {
             let (AppSpec::Task(task), TargetSpec::Docker { .. }) = (&release.spec, &release.target) else {
                 continue;
             };
+            // A task run on deploy ran with its deploy run.
+            let Some(schedule) = &task.schedule else { continue };
             let key = (record.app.clone(), record.env.clone());
             seen.push(key.clone());
-            let schedule = task.schedule.0.clone();
+            let schedule = schedule.0.clone();
             let entry = self.next.entry(key.clone()).or_insert_with(|| {
                 let first = next_scheduled_after(&schedule, now - 1, record.updated_at).unwrap_or(i64::MAX);
                 (schedule.clone(), first)

@@ -237,7 +237,10 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
             }
         }
         AppSpec::Task(task) => {
-            flat.insert("schedule".into(), task.schedule.0.clone());
+            match &task.schedule {
+                Some(schedule) => flat.insert("schedule".into(), schedule.0.clone()),
+                None => flat.insert("run".into(), "on_deploy".into()),
+            };
             if let Some(timeout) = task.timeout {
                 flat.insert("timeout".into(), format_duration(timeout));
             }
