@@ -68,6 +68,7 @@ pub async fn after_runs(context: &Context, engine: &Engine, loaded: Option<Vec<l
         // Slack's buttons need a server to answer them; the CLI sends only when none runs.
         interactive_slack: false,
         sending: tokio_util::task::TaskTracker::new(),
+        in_order: Default::default(),
     });
     match dispatcher.send_due().await {
         Ok(Sent::Caught) => {}

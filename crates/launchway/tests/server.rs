@@ -822,6 +822,72 @@ async fn slack_buttons_act_for_a_mapped_approver_and_nothing_else() {
 /// Issue 11: a deploy from the CLI notified nobody unless a server happened to share
 /// its database. Now the CLI sends what its runs are due; with a server on the same
 /// database the server sends, and each message goes out once.
+/// Commit statuses (issue 12): every deploy marks the config commit it deploys, pending
+/// when its run starts and then its outcome, linking to the run's page, on GitHub and on
+/// GitLab (a fake of each on loopback, recording what it receives).
+#[tokio::test]
+async fn a_deploy_sets_commit_statuses_on_the_commit_it_deploys_on_github_and_gitlab() {
+    let world = World::new().await;
+    let forge = launchway_testkit::FakeForge::start().await;
+    let manifest = |image: &str| {
+        format!(
+            "{}notifications:\n  - github: {{repo: shop/config, token: env:LW_TEST_GITHUB_TOKEN, api_url: {}}}\n  - gitlab: {{repo: shop/config, token: env:LW_TEST_GITLAB_TOKEN, api_url: {}/api/v4}}\n",
+            web_manifest("", 1).replace("image: {image}", &format!("image: {image}")),
+            forge.url,
+            forge.url
+        )
+    };
+    let deploy = async || {
+        let mut command = world.command(&["deploy"]);
+        command
+            .env("LW_TEST_GITHUB_TOKEN", "ghp_test_secret")
+            .env("LW_TEST_GITLAB_TOKEN", "glpat-test-secret")
+            .env("LAUNCHWAY_PUBLIC_URL", "https://launchway.example.com");
+        support::Run { output: tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap() }
+    };
+    world.commit(&manifest("{image}"), "v1");
+    let head = world.repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    deploy().await.assert_exit(0);
+    let github_path = format!("/repos/shop/config/statuses/{head}");
+    let gitlab_path = format!("/api/v4/projects/shop%2Fconfig/statuses/{head}");
+    let requests = forge.wait_for(|requests| requests.len() >= 4).await;
+    let states = |path: &str| -> Vec<String> {
+        forge
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.body["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(states(&github_path), ["pending", "success"], "{requests:#?}");
+    assert_eq!(states(&gitlab_path), ["running", "success"], "{requests:#?}");
+    let github = requests.iter().find(|r| r.path == github_path).unwrap();
+    assert_eq!(github.method, "POST");
+    assert_eq!(github.headers["authorization"], "Bearer ghp_test_secret");
+    assert_eq!(github.body["context"], format!("launchway/{}/web", world.env));
+    assert_eq!(github.body["target_url"], "https://launchway.example.com/runs/1");
+    let gitlab = requests.iter().find(|r| r.path == gitlab_path).unwrap();
+    assert_eq!(gitlab.headers["private-token"], "glpat-test-secret");
+    assert_eq!(gitlab.body["name"], format!("launchway/{}/web", world.env));
+
+    // A release whose image does not exist: its commit goes from pending to failure,
+    // saying why.
+    world.commit(&manifest("launchway-test/never-built:1"), "v2, an image nobody built");
+    let broken = world.repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    deploy().await.assert_exit(4);
+    let github_path = format!("/repos/shop/config/statuses/{broken}");
+    forge.wait_for(|requests| requests.iter().filter(|r| r.path == github_path).count() >= 2).await;
+    let outcome = forge.requests().into_iter().rfind(|r| r.path == github_path).unwrap();
+    assert_eq!(states(&github_path), ["pending", "failure"]);
+    let description = outcome.body["description"].as_str().unwrap();
+    assert!(
+        description.starts_with("failed: image launchway-test/never-built:1 is not on the engine"),
+        "{description}"
+    );
+    let tokens_in_store = world.launchway(&["audit", "--output", "json", "--limit", "500"]).await.stdout();
+    assert!(!tokens_in_store.contains("ghp_test_secret"), "tokens are never recorded");
+}
+
 #[tokio::test]
 async fn a_cli_deploy_notifies_as_the_server_does_and_once_when_a_server_shares_the_database() {
     let world = World::new().await;

@@ -168,7 +168,15 @@ pub struct Notification {
 
 impl Notification {
     pub fn wants(&self, event: NotifyOn, environment: &str) -> bool {
-        (self.events.is_empty() || self.events.contains(&event))
+        // A commit status follows a deploy from its start; chat hears about starts only
+        // when asked to. GitLab refuses a status going back from running to pending, so
+        // its statuses skip the wait for an approval.
+        let by_default = match (&self.sink, event) {
+            (NotificationSink::GitLab(_), NotifyOn::ApprovalNeeded) => false,
+            (sink, NotifyOn::Started) => sink.is_commit_status(),
+            _ => true,
+        };
+        (if self.events.is_empty() { by_default } else { self.events.contains(&event) })
             && (self.environments.is_empty() || self.environments.iter().any(|e| e == environment))
     }
 }
@@ -183,11 +191,38 @@ pub enum NotificationSink {
     Webhook { url: String },
     /// A Discord channel's webhook (embeds).
     Discord { url: String },
+    /// Commit statuses on GitHub: each deploy's state on the config commit it deploys.
+    #[serde(rename = "github")]
+    GitHub(ForgeStatuses),
+    /// Commit statuses on GitLab (the project is its path or numeric id).
+    #[serde(rename = "gitlab")]
+    GitLab(ForgeStatuses),
+}
+
+impl NotificationSink {
+    /// Commit statuses on a forge, rather than a message.
+    pub fn is_commit_status(&self) -> bool {
+        matches!(self, NotificationSink::GitHub(_) | NotificationSink::GitLab(_))
+    }
+}
+
+/// Where a forge keeps commit statuses, and the token that may write them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeStatuses {
+    /// `owner/name` on GitHub; `group/name` (or the numeric id) on GitLab.
+    pub repo: String,
+    /// A reference to the token (`env:GITHUB_TOKEN`, `ssm:/launchway/github-token`).
+    pub token: String,
+    /// The API's base URL: `https://api.github.com`, `https://gitlab.com/api/v4`, or a
+    /// server of one's own.
+    pub api_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyOn {
+    /// A run was created (commit statuses go pending; chat only when asked).
+    Started,
     ApprovalNeeded,
     Succeeded,
     Failed,
@@ -195,11 +230,12 @@ pub enum NotifyOn {
 }
 
 impl NotifyOn {
-    pub const ALL: [NotifyOn; 4] =
-        [NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
+    pub const ALL: [NotifyOn; 5] =
+        [NotifyOn::Started, NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            NotifyOn::Started => "started",
             NotifyOn::ApprovalNeeded => "approval_needed",
             NotifyOn::Succeeded => "succeeded",
             NotifyOn::Failed => "failed",

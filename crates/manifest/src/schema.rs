@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::model::{
     ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_ROLLING_MAX_SURGE, DEFAULT_ROLLING_MAX_UNAVAILABLE,
-    DEFAULT_ROLLING_TIMEOUT, DEFAULT_STOP_GRACE_PERIOD, EcsTarget, EnvSource, Ingress, Notification, NotificationSink,
-    NotifyOn, Schedule, TargetSpec,
+    DEFAULT_ROLLING_TIMEOUT, DEFAULT_STOP_GRACE_PERIOD, EcsTarget, EnvSource, ForgeStatuses, Ingress, Notification,
+    NotificationSink, NotifyOn, Schedule, TargetSpec,
 };
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
@@ -171,7 +171,8 @@ const ROOT_FIELDS: &[&str] = &["version", "environments", "notifications", "serv
 const APPS_FILE_FIELDS: &[&str] = &["services", "tasks"];
 const ENVIRONMENT_FIELDS: &[&str] = &["target", "branch", "tags", "promote_from", "approval"];
 const APPROVAL_FIELDS: &[&str] = &["required", "forbid_author", "expires"];
-const NOTIFICATION_FIELDS: &[&str] = &["slack", "discord", "webhook", "events", "environments"];
+const NOTIFICATION_FIELDS: &[&str] = &["slack", "discord", "webhook", "github", "gitlab", "events", "environments"];
+const FORGE_FIELDS: &[&str] = &["repo", "token", "api_url"];
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
@@ -437,15 +438,19 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
         }
         Some(url)
     };
-    let sink = match (fields.has("slack"), fields.has("discord"), fields.has("webhook")) {
-        (true, false, false) => NotificationSink::Slack { url: url(reader, "slack")? },
-        (false, true, false) => NotificationSink::Discord { url: url(reader, "discord")? },
-        (false, false, true) => NotificationSink::Webhook { url: url(reader, "webhook")? },
+    let named: Vec<&str> =
+        ["slack", "discord", "webhook", "github", "gitlab"].into_iter().filter(|name| fields.has(name)).collect();
+    let sink = match named.as_slice() {
+        ["slack"] => NotificationSink::Slack { url: url(reader, "slack")? },
+        ["discord"] => NotificationSink::Discord { url: url(reader, "discord")? },
+        ["webhook"] => NotificationSink::Webhook { url: url(reader, "webhook")? },
+        ["github"] => NotificationSink::GitHub(read_forge(reader, fields.get("github")?, path, "github")?),
+        ["gitlab"] => NotificationSink::GitLab(read_forge(reader, fields.get("gitlab")?, path, "gitlab")?),
         _ => {
             reader.error(
                 fields.pos(),
                 path,
-                "name one destination: slack (an incoming webhook), discord (a channel webhook) or webhook",
+                "name one destination: slack (an incoming webhook), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
             );
             return None;
         }
@@ -471,6 +476,46 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
         notification: Notification { sink, events, environments },
         environments_pos: fields.get("environments").map(|node| node.pos),
     })
+}
+
+/// `github: {repo: owner/name, token: env:GITHUB_TOKEN}` (or gitlab's).
+fn read_forge(reader: &mut Reader<'_>, node: &Node, path: &str, forge: &str) -> Option<ForgeStatuses> {
+    let path = format!("{path}.{forge}");
+    let fields = reader.fields(node, &path, FORGE_FIELDS)?;
+    let text = |reader: &mut Reader<'_>, name: &str| -> Option<String> {
+        match fields.get(name) {
+            Some(node) => reader.string(node, &format!("{path}.{name}")),
+            None => {
+                reader.error(fields.pos(), &path, format!("missing field {name:?}"));
+                None
+            }
+        }
+    };
+    let repo = text(reader, "repo");
+    let token = text(reader, "token");
+    if let (Some(token), Some(node)) = (&token, fields.get("token"))
+        && !(token.starts_with("env:") || token.starts_with("ssm:"))
+    {
+        reader.error(
+            node.pos,
+            &format!("{path}.token"),
+            "a token is a secret: write a reference to it, env:VARIABLE or ssm:/parameter/name",
+        );
+        return None;
+    }
+    let api_url = match fields.get("api_url") {
+        Some(node) => {
+            let url = reader.string(node, &format!("{path}.api_url"))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                reader.error(node.pos, &format!("{path}.api_url"), "expected an http(s) URL");
+                return None;
+            }
+            url
+        }
+        None if forge == "github" => "https://api.github.com".to_owned(),
+        None => "https://gitlab.com/api/v4".to_owned(),
+    };
+    Some(ForgeStatuses { repo: repo?, token: token?, api_url })
 }
 
 fn read_target(reader: &mut Reader<'_>, target: &Node, path: &str) -> Option<TargetSpec> {

@@ -1059,6 +1059,40 @@ fn environments_say_which_changes_feed_them_and_who_must_approve() {
     assert!(!slack.wants(NotifyOn::Succeeded, "prod"));
     assert!(!slack.wants(NotifyOn::Failed, "dev"));
     assert!(manifest.notifications[1].wants(NotifyOn::Succeeded, "dev"), "no filter: everything");
+    assert!(!manifest.notifications[1].wants(NotifyOn::Started, "dev"), "…but starts only when asked for");
+}
+
+#[test]
+fn commit_statuses_go_to_github_or_gitlab_with_a_token_kept_secret() {
+    let with = |notifications: &str| {
+        format!(
+            "environments:\n  dev: {{target: docker}}\nservices:\n  web: {{image: web:1}}\nnotifications:\n{notifications}"
+        )
+    };
+    let manifest = with(
+        "  - github: {repo: shop/config, token: env:GITHUB_TOKEN}
+  - gitlab: {repo: shop/config, token: ssm:/launchway/gitlab, api_url: https://git.example.com/api/v4}
+",
+    );
+    let manifest = load_one(&manifest).expect("valid").manifest;
+    let github = &manifest.notifications[0];
+    let expected = ForgeStatuses {
+        repo: "shop/config".into(),
+        token: "env:GITHUB_TOKEN".into(),
+        api_url: "https://api.github.com".into(),
+    };
+    assert_eq!(github.sink, NotificationSink::GitHub(expected));
+    assert!(github.wants(NotifyOn::Started, "dev") && github.wants(NotifyOn::ApprovalNeeded, "dev"));
+    let gitlab = &manifest.notifications[1];
+    assert!(!gitlab.wants(NotifyOn::ApprovalNeeded, "dev"), "GitLab takes no step back from running to pending");
+
+    let plain = with("  - github: {repo: shop/config, token: ghp_0123456789}\n");
+    assert_eq!(
+        errors_of(&plain),
+        [
+            "launchway.yaml:6:40: notifications[0].github.token: a token is a secret: write a reference to it, env:VARIABLE or ssm:/parameter/name"
+        ]
+    );
 }
 
 #[test]
@@ -1103,8 +1137,8 @@ services:
             r#"launchway.yaml:5:38: environments.qa.promote_from: environment "staging" is not declared, did you mean "stg"?"#,
             r#"launchway.yaml:5:58: environments.qa.approval: unknown field "requierd", did you mean "required"?"#,
             "launchway.yaml:7:12: notifications[0].slack: expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
-            r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "approval_needed", "succeeded", "failed", "rolled_back""#,
-            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook), discord (a channel webhook) or webhook",
+            r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "started", "approval_needed", "succeeded", "failed", "rolled_back""#,
+            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
         ]
     );
 }

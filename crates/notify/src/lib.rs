@@ -32,6 +32,9 @@ pub struct Notification {
     pub revision: String,
     /// The config commit (short id), its first line and author, when known.
     pub commit: Option<String>,
+    /// The config commit's full id: where commit statuses go.
+    #[serde(skip)]
+    pub commit_id: Option<String>,
     pub summary: Option<String>,
     pub author: Option<String>,
     /// "published by ci-web", "promoted from stg (run 12)".
@@ -61,6 +64,9 @@ impl Notification {
         let who = format!("{}@{}", self.app, self.env);
         let by = self.actor.as_deref().map(|actor| format!(" by {actor}")).unwrap_or_default();
         match (self.event, self.kind.as_str()) {
+            (NotifyOn::Started, kind) => {
+                format!("▶️ {who} {kind} started: run {} (revision {})", self.run_id, self.revision)
+            }
             (NotifyOn::ApprovalNeeded, kind) => {
                 format!("⏸ {who} {kind} waits for approval: run {} (revision {})", self.run_id, self.revision)
             }
@@ -202,6 +208,7 @@ pub fn slack_message(notification: &Notification) -> Value {
 /// Discord's limits: 4096 characters of description, 1024 per field).
 pub fn discord_message(notification: &Notification) -> Value {
     let colour = match notification.event {
+        NotifyOn::Started => 0x1D_4E_D8,
         NotifyOn::ApprovalNeeded => 0xB4_53_09,
         NotifyOn::Succeeded => 0x15_80_3D,
         NotifyOn::Failed | NotifyOn::RolledBack => 0xB9_1C_1C,
@@ -304,12 +311,87 @@ fn first_lines(lines: &[String], most: usize) -> String {
     text
 }
 
+/// The context a commit status is known by: one per app and environment.
+fn status_context(notification: &Notification) -> String {
+    format!("launchway/{}/{}", notification.env, notification.app)
+}
+
+/// A status's line (both forges keep at most 140 characters of it, GitHub refusing more).
+fn status_description(notification: &Notification) -> String {
+    let reason = notification.reason.as_deref().unwrap_or("no reason recorded");
+    let text = match notification.event {
+        NotifyOn::Started => format!("deploying to {} (run {})", notification.env, notification.run_id),
+        NotifyOn::ApprovalNeeded => format!("waits for approval (run {})", notification.run_id),
+        NotifyOn::Succeeded => format!("deployed and verified in {} (run {})", notification.env, notification.run_id),
+        NotifyOn::Failed => format!("failed: {reason}"),
+        NotifyOn::RolledBack => format!("rolled back: {reason}"),
+    };
+    match text.char_indices().nth(139) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// GitHub's commit status: pending, success or failure.
+pub fn github_status(notification: &Notification) -> Value {
+    let state = match notification.event {
+        NotifyOn::Started | NotifyOn::ApprovalNeeded => "pending",
+        NotifyOn::Succeeded => "success",
+        NotifyOn::Failed | NotifyOn::RolledBack => "failure",
+    };
+    json!({
+        "state": state,
+        "target_url": notification.run_url,
+        "description": status_description(notification),
+        "context": status_context(notification),
+    })
+}
+
+/// GitLab's commit status: running, success or failed (a run waiting for approval
+/// stays running: GitLab takes no step back to pending).
+pub fn gitlab_status(notification: &Notification) -> Value {
+    let state = match notification.event {
+        NotifyOn::Started | NotifyOn::ApprovalNeeded => "running",
+        NotifyOn::Succeeded => "success",
+        NotifyOn::Failed | NotifyOn::RolledBack => "failed",
+    };
+    json!({
+        "state": state,
+        "target_url": notification.run_url,
+        "description": status_description(notification),
+        "name": status_context(notification),
+    })
+}
+
+/// `group/name` as one path segment, as GitLab's API takes a project.
+fn url_encoded_path(project: &str) -> String {
+    project.replace('%', "%25").replace('/', "%2F")
+}
+
 /// Where a notification goes, with its URL resolved.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Destination {
-    Slack { url: String },
-    Discord { url: String },
-    Webhook { url: String },
+    Slack {
+        url: String,
+    },
+    Discord {
+        url: String,
+    },
+    Webhook {
+        url: String,
+    },
+    /// Commit statuses through GitHub's REST API (`POST /repos/{repo}/statuses/{sha}`).
+    GitHubStatus {
+        api_url: String,
+        repo: String,
+        token: String,
+    },
+    /// Commit statuses through GitLab's (`POST /projects/{id}/statuses/{sha}`).
+    GitLabStatus {
+        api_url: String,
+        repo: String,
+        token: String,
+    },
 }
 
 /// URLs of chat webhooks are secrets: only the host is ever shown.
@@ -323,6 +405,7 @@ impl Destination {
     fn url(&self) -> &str {
         match self {
             Destination::Slack { url } | Destination::Discord { url } | Destination::Webhook { url } => url,
+            Destination::GitHubStatus { api_url, .. } | Destination::GitLabStatus { api_url, .. } => api_url,
         }
     }
 
@@ -332,6 +415,8 @@ impl Destination {
             Destination::Slack { .. } => "slack webhook",
             Destination::Discord { .. } => "discord webhook",
             Destination::Webhook { .. } => "webhook",
+            Destination::GitHubStatus { .. } => "github commit statuses",
+            Destination::GitLabStatus { .. } => "gitlab commit statuses",
         };
         let host = reqwest::Url::parse(self.url())
             .ok()
@@ -403,6 +488,26 @@ impl Notifier {
             Destination::Slack { .. } => slack_message(notification),
             Destination::Discord { .. } => discord_message(notification),
             Destination::Webhook { .. } => webhook_payload(notification),
+            Destination::GitHubStatus { api_url, repo, token } | Destination::GitLabStatus { api_url, repo, token } => {
+                let Some(sha) = &notification.commit_id else {
+                    let error = Some("not sent: the release names no config commit to set a status on".to_owned());
+                    return Delivery { delivered: false, attempts: 0, error };
+                };
+                let github = matches!(destination, Destination::GitHubStatus { .. });
+                let (url, body, auth) = match github {
+                    true => (
+                        format!("{}/repos/{repo}/statuses/{sha}", api_url.trim_end_matches('/')),
+                        github_status(notification),
+                        ("authorization", format!("Bearer {token}")),
+                    ),
+                    false => (
+                        format!("{}/projects/{}/statuses/{sha}", api_url.trim_end_matches('/'), url_encoded_path(repo)),
+                        gitlab_status(notification),
+                        ("private-token", token.clone()),
+                    ),
+                };
+                return self.post_with(&url, &body, &[auth]).await;
+            }
         };
         self.post(destination.url(), &body).await
     }
@@ -410,6 +515,11 @@ impl Notifier {
     /// Posts `body` as JSON to `url`, retrying transient failures, within the outbound
     /// policy (a chat service's reply address, for one).
     pub async fn post(&self, url: &str, body: &Value) -> Delivery {
+        self.post_with(url, body, &[]).await
+    }
+
+    /// As [`Notifier::post`], with more headers (a token: never logged).
+    async fn post_with(&self, url: &str, body: &Value, headers: &[(&str, String)]) -> Delivery {
         let parsed = reqwest::Url::parse(url);
         let refusal = match &parsed {
             Ok(parsed) => self.outbound.refuse(parsed),
@@ -427,7 +537,11 @@ impl Notifier {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(self.retry.max_delay);
             }
-            let outcome = self.http.post(url).json(body).send().await;
+            let mut request = self.http.post(url).json(body);
+            for (name, value) in headers {
+                request = request.header(*name, value);
+            }
+            let outcome = request.send().await;
             let retryable = match outcome {
                 Ok(response) if response.status().is_success() => {
                     return Delivery { delivered: true, attempts: attempt, error: None };

@@ -23,6 +23,7 @@ fn approval_needed() -> Notification {
         release_id: 7,
         revision: "3f9a1c2b4d5e".into(),
         commit: Some("a1b2c3d4e5".into()),
+        commit_id: Some("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678".into()),
         summary: Some("web: <b>bump</b> to 1.4".into()),
         author: Some("Alice <alice@example.com>".into()),
         origin: Some("promoted from stg (run 11)".into()),
@@ -249,4 +250,30 @@ async fn link_local_destinations_are_never_contacted_and_redirects_are_not_follo
     assert_eq!((delivery.delivered, delivery.attempts), (false, 0));
     assert!(delivery.error.unwrap().contains("127.0.0.1 is not among the hosts"));
     assert!(bodies.lock().unwrap().is_empty());
+}
+
+#[test]
+fn commit_statuses_say_where_a_deploy_is_in_each_forges_words() {
+    let waiting = approval_needed();
+    let github = github_status(&waiting);
+    assert_eq!(github["state"], "pending");
+    assert_eq!(github["context"], "launchway/prod/web");
+    assert_eq!(github["target_url"], "http://launchway.internal/runs/12");
+    assert_eq!(github["description"], "waits for approval (run 12)");
+    let failed = Notification {
+        event: NotifyOn::RolledBack,
+        reason: Some(format!("replica web-1 failed its health check: {}", "GET /healthz answered 500; ".repeat(10))),
+        ..approval_needed()
+    };
+    let github = github_status(&failed);
+    assert_eq!(github["state"], "failure");
+    let description = github["description"].as_str().unwrap();
+    assert_eq!(description.chars().count(), 140, "GitHub refuses more: {description}");
+    assert!(
+        description.starts_with("rolled back: replica web-1 failed its health check") && description.ends_with('…')
+    );
+    let gitlab = gitlab_status(&Notification { event: NotifyOn::Started, ..approval_needed() });
+    assert_eq!((gitlab["state"].as_str(), gitlab["name"].as_str()), (Some("running"), Some("launchway/prod/web")));
+    assert_eq!(gitlab_status(&failed)["state"], "failed");
+    assert_eq!(url_encoded_path("group/sub/name"), "group%2Fsub%2Fname");
 }

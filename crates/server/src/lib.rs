@@ -151,6 +151,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         secrets: config.secrets.clone(),
         interactive_slack: config.slack.is_some(),
         sending: tokio_util::task::TaskTracker::new(),
+        in_order: Default::default(),
     });
     // Before anything is recorded: none of this start's events is missed.
     dispatcher.starting_point().await.context("could not read where notifications got to")?;

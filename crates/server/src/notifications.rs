@@ -16,7 +16,7 @@
 //! slow or failing receiver delays and fails nothing but its own message, whose outcome
 //! goes to the audit log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use launchway_store::{
     AppPlan, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState, Store,
 };
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -72,6 +72,29 @@ pub struct Dispatcher {
     pub interactive_slack: bool,
     /// Messages under way.
     pub sending: TaskTracker,
+    /// Per run, the end of its last event's sending, which its next event's waits for:
+    /// a run's messages and commit statuses go out in the order they happened (a late
+    /// "pending" must not overwrite "success"). `Default::default()` to start.
+    pub in_order: RunOrder,
+}
+
+/// See [`Dispatcher::in_order`].
+#[derive(Default)]
+pub struct RunOrder(std::sync::Mutex<HashMap<i64, oneshot::Receiver<()>>>);
+
+impl RunOrder {
+    /// Takes the place after the run's last event: what to wait for first, and what to
+    /// say when done. A run's last event (it ended) leaves nothing behind.
+    fn next(&self, run_id: Option<i64>, last: bool) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, after) = oneshot::channel();
+        let Some(run_id) = run_id else { return (None, done) };
+        let mut order = self.0.lock().expect("not poisoned");
+        let previous = order.remove(&run_id);
+        if !last {
+            order.insert(run_id, after);
+        }
+        (previous, done)
+    }
 }
 
 /// What [`Dispatcher::send_due`] did.
@@ -242,10 +265,16 @@ impl Dispatcher {
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
             let finished = finished.clone();
+            let last = matches!(on, NotifyOn::Succeeded | NotifyOn::Failed | NotifyOn::RolledBack);
+            let (previous, done) = self.in_order.next(event.run_id, last);
             self.sending.spawn(async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
                 if let Err(error) = dispatcher.notify(on, &event).await {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
+                let _ = done.send(());
                 let _ = finished.send(event.id);
             });
         }
@@ -277,10 +306,13 @@ impl Dispatcher {
         let Some(rules) = self.rules.notifications_for(release.source.commit.as_deref()).await else {
             return Ok(());
         };
+        // Commit statuses are about deploying a commit: not rollbacks to an older one,
+        // repairs or scheduled executions.
         let wanted: Vec<&NotificationSink> = rules
             .iter()
             .filter(|notification| notification.wants(on, &run.env))
             .map(|notification| &notification.sink)
+            .filter(|sink| !sink.is_commit_status() || run.kind == RunKind::Deploy)
             .collect();
         if wanted.is_empty() {
             return Ok(());
@@ -328,6 +360,7 @@ impl Dispatcher {
             release_id: release.id,
             revision: release.revision.clone(),
             commit: release.source.commit.as_deref().map(|commit| commit[..commit.len().min(10)].to_owned()),
+            commit_id: release.source.commit.clone(),
             summary: release.source.summary.clone(),
             author: release.source.author.clone(),
             origin: release.source.origin.clone(),
@@ -377,9 +410,10 @@ impl Dispatcher {
             NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => {
                 url
             }
+            NotificationSink::GitHub(forge) | NotificationSink::GitLab(forge) => &forge.token,
         };
         let reference = SecretRef::parse(reference);
-        let url = self
+        let secret = self
             .secrets
             .resolve(&reference)
             .await
@@ -387,9 +421,15 @@ impl Dispatcher {
             .expose()
             .to_owned();
         Ok(match sink {
-            NotificationSink::Slack { .. } => Destination::Slack { url },
-            NotificationSink::Discord { .. } => Destination::Discord { url },
-            NotificationSink::Webhook { .. } => Destination::Webhook { url },
+            NotificationSink::Slack { .. } => Destination::Slack { url: secret },
+            NotificationSink::Discord { .. } => Destination::Discord { url: secret },
+            NotificationSink::Webhook { .. } => Destination::Webhook { url: secret },
+            NotificationSink::GitHub(forge) => {
+                Destination::GitHubStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
+            }
+            NotificationSink::GitLab(forge) => {
+                Destination::GitLabStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
+            }
         })
     }
 
@@ -459,6 +499,9 @@ fn notify_on(body: &EventBody) -> Option<NotifyOn> {
     // A progressing run held at an approval gate needs someone as a parked one does.
     if let EventBody::Awaiting(_) = body {
         return Some(NotifyOn::ApprovalNeeded);
+    }
+    if let EventBody::RunCreated(_) = body {
+        return Some(NotifyOn::Started);
     }
     let EventBody::RunEntered { state, .. } = body else { return None };
     Some(match state {

@@ -4,6 +4,7 @@
 //! fake is [`FakeTarget`], for tests of the engine's and the server's decisions.
 
 mod fake_target;
+mod forge;
 mod git;
 mod git_http;
 mod load;
@@ -12,6 +13,7 @@ mod prometheus;
 mod tls;
 
 pub use fake_target::FakeTarget;
+pub use forge::{FakeForge, ForgeRequest};
 pub use git::GitRepo;
 pub use git_http::GitHttpServer;
 pub use load::{Load, LoadResult};
