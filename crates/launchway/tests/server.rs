@@ -822,6 +822,77 @@ async fn slack_buttons_act_for_a_mapped_approver_and_nothing_else() {
 /// Issue 11: a deploy from the CLI notified nobody unless a server happened to share
 /// its database. Now the CLI sends what its runs are due; with a server on the same
 /// database the server sends, and each message goes out once.
+/// Pull requests (issue 12): opening one, and pushing to it, puts its plan on it as one
+/// comment (edited, never duplicated) and a `launchway/plan` status on its head, through
+/// the forge the base branch's manifest names (a fake GitHub on loopback, recording what
+/// it receives).
+#[tokio::test]
+async fn a_pull_request_gets_its_plan_as_one_comment_updated_on_every_push() {
+    let world = World::new().await;
+    let forge = launchway_testkit::FakeForge::start().await;
+    let manifest = |replicas| {
+        format!(
+            "{}notifications:\n  - github: {{repo: shop/config, token: env:LW_TEST_GITHUB_TOKEN, api_url: {}}}\n",
+            web_manifest("", replicas),
+            forge.url
+        )
+    };
+    world.commit(&manifest(1), "web");
+    let base = world.repo.git(&["rev-parse", "--abbrev-ref", "HEAD"]).trim().to_owned();
+    let mut command = world.command(&[]);
+    command.env("LW_TEST_GITHUB_TOKEN", "ghp_pull_secret");
+    let server = ServerProcess::spawn(command);
+    let api = Api::new(&server, Some(&token(&world, "viewer", "viewer@example.com", &[]).await));
+    api.wait_for_runs("", |runs| runs.first().is_some_and(|run| run["state"] == "succeeded")).await;
+
+    world.repo.git(&["checkout", "--quiet", "-b", "more-replicas"]);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let opened = async |action: &str, head: &str, delivery: &str| {
+        let body = serde_json::to_vec(&json!({"action": action, "number": 7,
+            "pull_request": {"head": {"sha": head}, "base": {"ref": base}}}))
+        .unwrap();
+        let signature = launchway_server::hooks::github_signature(WEBHOOK_SECRET, &body);
+        let response = http
+            .post(server.url("/hooks/github"))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    };
+    let comments = "/repos/shop/config/issues/7/comments";
+    let first = world.commit(&manifest(2), "two replicas");
+    opened("opened", &first, "pr-1").await;
+    let requests = forge.wait_for(|requests| requests.iter().any(|r| r.method == "POST" && r.path == comments)).await;
+    let at = requests.iter().position(|r| r.method == "POST" && r.path == comments).unwrap();
+    let posted = &requests[at];
+    // The fake numbers what it keeps by the order it received it.
+    let comment_id = at + 1;
+    assert_eq!(posted.headers["authorization"], "Bearer ghp_pull_secret");
+    let text = posted.body["body"].as_str().unwrap();
+    assert!(text.contains(launchway_server::pulls::MARKER), "{text}");
+    assert!(text.contains(&format!("**{}**: 1 app would change", world.env)), "{text}");
+    assert!(text.contains("~ replicas: 1 → 2"), "the change, against what runs: {text}");
+    let status = format!("/repos/shop/config/statuses/{first}");
+    let status = forge.wait_for(|requests| requests.iter().any(|r| r.path == status)).await;
+    let status = status.iter().find(|r| r.body["context"] == "launchway/plan").expect("a plan status");
+    assert_eq!(status.body["state"], "success");
+
+    // Another push to the request: the same comment, edited.
+    let second = world.commit(&manifest(3), "three replicas");
+    opened("synchronize", &second, "pr-2").await;
+    let requests = forge.wait_for(|requests| requests.iter().any(|r| r.method == "PATCH")).await;
+    let edited = requests.iter().find(|r| r.method == "PATCH").unwrap();
+    assert_eq!(edited.path, format!("/repos/shop/config/issues/comments/{comment_id}"), "the comment first posted");
+    assert!(edited.body["body"].as_str().unwrap().contains("~ replicas: 1 → 3"), "{:?}", edited.body);
+    let created = requests.iter().filter(|r| r.method == "POST" && r.path == comments).count();
+    assert_eq!(created, 1, "one comment, never two");
+    assert_eq!(api.get("/api/v1/runs").await.body.as_array().unwrap().len(), 1, "a request deploys nothing");
+}
+
 /// Commit statuses (issue 12): every deploy marks the config commit it deploys, pending
 /// when its run starts and then its outcome, linking to the run's page, on GitHub and on
 /// GitLab (a fake of each on loopback, recording what it receives).

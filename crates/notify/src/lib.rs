@@ -364,7 +364,7 @@ pub fn gitlab_status(notification: &Notification) -> Value {
 }
 
 /// `group/name` as one path segment, as GitLab's API takes a project.
-fn url_encoded_path(project: &str) -> String {
+pub(crate) fn url_encoded_path(project: &str) -> String {
     project.replace('%', "%25").replace('/', "%2F")
 }
 
@@ -519,7 +519,7 @@ impl Notifier {
     }
 
     /// As [`Notifier::post`], with more headers (a token: never logged).
-    async fn post_with(&self, url: &str, body: &Value, headers: &[(&str, String)]) -> Delivery {
+    pub(crate) async fn post_with(&self, url: &str, body: &Value, headers: &[(&str, String)]) -> Delivery {
         let parsed = reqwest::Url::parse(url);
         let refusal = match &parsed {
             Ok(parsed) => self.outbound.refuse(parsed),
@@ -566,8 +566,10 @@ impl Notifier {
     }
 }
 
+mod forge;
 mod outbound;
 
+pub use forge::CommentOutcome;
 pub use outbound::OutboundPolicy;
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Slack's buttons, when the server has a signing secret.
     pub slack: Option<Arc<crate::slack::SlackInteractivity>>,
+    /// Plans posted on pull requests.
+    pub pulls: Arc<crate::pulls::PullRequestPlans>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -331,6 +333,7 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     };
     let (git_ref, commit, delivery) = match hook {
         Hook::Push { git_ref, commit, delivery } => (git_ref, commit, delivery),
+        Hook::PullRequest(pull) => return plan_pull_request(state, provider, pull).await,
         Hook::Other { event, .. } => {
             crate::metrics::webhook(provider.as_str(), "ignored");
             let skipped = WebhookSkipped { status: WebhookStatus::Ignored, event: Some(event), delivery: None };
@@ -370,6 +373,39 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     let scope = Scope { pushed_refs: Some(vec![git_ref.clone()]), ..Scope::default() };
     let trigger = format!("{} push to {git_ref}", provider.as_str());
     reconcile_answer(&state.reconciler, scope, trigger).await
+}
+
+/// A pull request opened or pushed to: its plan goes on it, in the background (202); the
+/// audit log says what was posted.
+async fn plan_pull_request(state: AppState, provider: Provider, pull: hooks::PullRequest) -> Response {
+    let engine = state.runtime.engine().clone();
+    if let Some(delivery) = &pull.delivery {
+        match engine.store().record_delivery(provider.as_str(), delivery).await {
+            Ok(true) => {}
+            Ok(false) => {
+                crate::metrics::webhook(provider.as_str(), "duplicate");
+                let skipped =
+                    WebhookSkipped { status: WebhookStatus::Duplicate, event: None, delivery: Some(delivery.clone()) };
+                return axum::Json(skipped).into_response();
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    crate::metrics::webhook(provider.as_str(), "accepted");
+    let (reconciler, pulls) = (state.reconciler.clone(), state.pulls.clone());
+    let number = pull.number;
+    state.runtime.spawn(async move {
+        let (message, outcome) = match pulls.plan(&reconciler, provider, &pull).await {
+            Ok(done) => (done, "planned"),
+            Err(error) => (format!("could not plan request {}: {error:#}", pull.number), "failed"),
+        };
+        let data =
+            json!({"provider": provider.as_str(), "request": pull.number, "head": pull.head, "outcome": outcome});
+        if let Err(error) = engine.record(NewEvent::audit(AuditKind::WebhookAccepted, message, data)).await {
+            tracing::warn!(%error, "could not record a pull request's plan in the audit log");
+        }
+    });
+    (StatusCode::ACCEPTED, axum::Json(json!({"status": "planning", "request": number}))).into_response()
 }
 
 /// Reconciles, answering with what it did, or 202 when it takes longer than a webhook

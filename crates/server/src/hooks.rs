@@ -32,8 +32,23 @@ impl Provider {
 pub enum Hook {
     /// A ref moved: `refs/heads/main`, `refs/tags/v1.2.0`.
     Push { git_ref: String, commit: Option<String>, delivery: Option<String> },
+    /// A pull request (GitHub) or merge request (GitLab) opened or pushed to: its plan
+    /// goes on it as a comment.
+    PullRequest(PullRequest),
     /// Anything else that verified (GitHub's `ping`, other events): answered, ignored.
     Other { event: String, delivery: Option<String> },
+}
+
+/// What a pull or merge request webhook says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    /// GitHub's pull request number; GitLab's merge request iid.
+    pub number: u64,
+    /// The commit at its head: what would be merged.
+    pub head: String,
+    /// The branch it would merge into.
+    pub base_branch: String,
+    pub delivery: Option<String>,
 }
 
 /// Why a webhook was refused: 401, and nothing starts.
@@ -72,11 +87,16 @@ pub fn read(provider: Provider, secret: Option<&str>, headers: &HeaderMap, body:
     };
     let delivery = delivery.map(str::to_owned);
     let is_push = matches!(event, "push" | "Push Hook" | "Tag Push Hook");
-    if !is_push {
+    let is_pull_request = matches!(event, "pull_request" | "Merge Request Hook");
+    if !is_push && !is_pull_request {
         return Ok(Hook::Other { event: event.to_owned(), delivery });
     }
     let payload: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| Refusal::BadBody(error.to_string()))?;
+    if is_pull_request {
+        return Ok(pull_request(provider, &payload, delivery)
+            .unwrap_or_else(|| Hook::Other { event: event.to_owned(), delivery: None }));
+    }
     let git_ref = payload["ref"].as_str().ok_or_else(|| Refusal::BadBody("it has no \"ref\"".to_owned()))?;
     // A deleted branch or tag has an all-zero "after": there is nothing to deploy.
     let commit = payload["after"]
@@ -85,6 +105,32 @@ pub fn read(provider: Provider, secret: Option<&str>, headers: &HeaderMap, body:
         .filter(|commit| !commit.bytes().all(|byte| byte == b'0'))
         .map(str::to_owned);
     Ok(Hook::Push { git_ref: git_ref.to_owned(), commit, delivery })
+}
+
+/// A pull request opened, reopened or pushed to; `None` for the other actions (closed,
+/// labelled, approved…), which change no plan.
+fn pull_request(provider: Provider, payload: &serde_json::Value, delivery: Option<String>) -> Option<Hook> {
+    let (number, head, base_branch, action) = match provider {
+        Provider::GitHub => (
+            payload["number"].as_u64()?,
+            payload["pull_request"]["head"]["sha"].as_str()?,
+            payload["pull_request"]["base"]["ref"].as_str()?,
+            payload["action"].as_str()?,
+        ),
+        Provider::GitLab => {
+            let attributes = &payload["object_attributes"];
+            (
+                attributes["iid"].as_u64()?,
+                attributes["last_commit"]["id"].as_str()?,
+                attributes["target_branch"].as_str()?,
+                attributes["action"].as_str()?,
+            )
+        }
+    };
+    let wanted = matches!(action, "opened" | "synchronize" | "reopened" | "open" | "update" | "reopen");
+    wanted.then(|| {
+        Hook::PullRequest(PullRequest { number, head: head.to_owned(), base_branch: base_branch.to_owned(), delivery })
+    })
 }
 
 fn verify_github(secret: &str, signature: &str, body: &[u8]) -> Result<(), Refusal> {
@@ -182,5 +228,27 @@ mod tests {
             b"{}",
         );
         assert_eq!(ping, Ok(Hook::Other { event: "ping".into(), delivery: None }));
+    }
+
+    #[test]
+    fn merge_requests_opened_or_pushed_to_are_read_and_the_rest_ignored() {
+        let gitlab = |action: &str| {
+            let body = serde_json::json!({"object_kind": "merge_request", "object_attributes": {"iid": 12,
+                "action": action, "target_branch": "main", "last_commit": {"id": "9f8e7d"}}});
+            let headers = headers(&[("x-gitlab-token", "s3cret"), ("x-gitlab-event", "Merge Request Hook")]);
+            read(Provider::GitLab, Some("s3cret"), &headers, body.to_string().as_bytes())
+        };
+        let expected = PullRequest { number: 12, head: "9f8e7d".into(), base_branch: "main".into(), delivery: None };
+        assert_eq!(gitlab("update"), Ok(Hook::PullRequest(expected)));
+        assert_eq!(gitlab("merge"), Ok(Hook::Other { event: "Merge Request Hook".into(), delivery: None }));
+        let closed = br#"{"action":"closed","number":7,"pull_request":{"head":{"sha":"abc"},"base":{"ref":"main"}}}"#;
+        let signed = github_signature("s3cret", closed);
+        let hook = read(
+            Provider::GitHub,
+            Some("s3cret"),
+            &headers(&[("x-hub-signature-256", &signed), ("x-github-event", "pull_request")]),
+            closed,
+        );
+        assert_eq!(hook, Ok(Hook::Other { event: "pull_request".into(), delivery: None }));
     }
 }

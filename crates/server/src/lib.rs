@@ -18,6 +18,7 @@ pub mod limits;
 mod live;
 pub mod metrics;
 pub mod notifications;
+pub mod pulls;
 pub mod reconciler;
 pub mod runtime;
 mod scheduler;
@@ -174,6 +175,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         webhook_secret: config.webhook_secret.clone(),
         limiter,
         secure_cookies: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+        pulls: Arc::new(pulls::PullRequestPlans { notifier: notifier.clone(), secrets: config.secrets.clone() }),
         slack: config.slack.as_ref().map(|slack| {
             Arc::new(slack::SlackInteractivity {
                 signing_secret: slack.signing_secret.clone(),

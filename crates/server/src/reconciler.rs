@@ -359,6 +359,17 @@ impl Reconciler {
         }
     }
 
+    /// Fetches more than branches and tags (a pull request's head), for a mirror.
+    pub async fn fetch_with(&self, refspecs: Vec<String>) -> Result<()> {
+        Ok(self.repo.call(move |repo| repo.fetch_with(&refspecs)).await?)
+    }
+
+    /// Desired state at a branch, tag or commit id: `None` when its manifest is invalid.
+    pub async fn snapshot_of(&self, reference: &str) -> Result<Option<Arc<Snapshot>>> {
+        let commit = self.resolve(reference).await?;
+        self.snapshot(commit).await
+    }
+
     /// Desired state at the commit a release came from, else the latest.
     pub async fn snapshot_for_commit(&self, commit: Option<&str>) -> Option<Arc<Snapshot>> {
         if let Some(commit) = commit

@@ -150,6 +150,13 @@ impl ConfigRepo {
     /// Brings a mirrored remote up to date (branches, tags and the remote's HEAD).
     /// Does nothing for a local repo, which is always current.
     pub fn fetch(&self) -> Result<()> {
+        self.fetch_with(&[])
+    }
+
+    /// As [`ConfigRepo::fetch`], with more refspecs: a pull request's head, which forges
+    /// keep outside branches (`+refs/pull/7/head:refs/launchway/pulls/7`). A refspec the
+    /// remote has nothing for fetches nothing.
+    pub fn fetch_with(&self, more: &[String]) -> Result<()> {
         let Some(url) = &self.remote_url else {
             return Ok(());
         };
@@ -160,7 +167,9 @@ impl ConfigRepo {
             .map_err(fetch_error)?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
             .with_refspecs(
-                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{REMOTE_HEAD}")],
+                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", &format!("+HEAD:{REMOTE_HEAD}")]
+                    .into_iter()
+                    .chain(more.iter().map(String::as_str)),
                 gix::remote::Direction::Fetch,
             )
             .map_err(fetch_error)?;
