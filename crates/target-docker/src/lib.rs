@@ -5,6 +5,7 @@
 //! published on 127.0.0.1 only, on ports the engine picks; launchway probes health
 //! through them. All state is in the containers' labels.
 
+mod build;
 mod health;
 mod image;
 mod proxy;
@@ -30,6 +31,7 @@ use launchway_target::{
     TargetEvent, TargetReport, TaskExecution, TaskOutcome,
 };
 
+pub use build::{BuildRequest, build_image};
 pub use image::{ExecutableImage, build_executable_image};
 pub use replicas::label;
 
