@@ -9,6 +9,7 @@ mod build;
 mod health;
 mod image;
 mod proxy;
+mod push;
 mod replicas;
 mod rollout;
 mod task;
@@ -33,6 +34,7 @@ use launchway_target::{
 
 pub use build::{BuildRequest, build_image};
 pub use image::{ExecutableImage, build_executable_image};
+pub use push::{DockerConfig, push_image, registry_of};
 pub use replicas::label;
 
 use replicas::api_error;

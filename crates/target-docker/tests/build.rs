@@ -5,8 +5,12 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use base64::Engine as _;
 use bollard::Docker;
-use launchway_target_docker::{BuildRequest, ExecutableImage, build_executable_image, build_image};
+use launchway_target_docker::{
+    BuildRequest, DockerConfig, ExecutableImage, build_executable_image, build_image, push_image, registry_of,
+};
+use launchway_testkit::Registry;
 
 const SECRET: &str = "npm-token-7f3a91";
 
@@ -30,12 +34,18 @@ fn docker_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The base image of these tests: this machine's `/bin/sh`, as `/sh`.
+async fn shell_image(docker: &Docker) -> &'static str {
+    let base = "launchway-test/sh:build";
+    let shell = ExecutableImage { tag: base.into(), executable: "/bin/sh".into(), args: Vec::new(), env: Vec::new() };
+    build_executable_image(docker, &shell).await.expect("the base image is made");
+    base
+}
+
 #[tokio::test]
 async fn a_build_secret_reaches_the_step_that_asks_for_it_and_is_kept_nowhere() {
     let docker = Docker::connect_with_defaults().unwrap();
-    let base = "launchway-test/sh:build";
-    let shell = ExecutableImage { tag: base.into(), executable: "/bin/sh".into(), args: Vec::new(), env: Vec::new() };
-    build_executable_image(&docker, &shell).await.expect("the base image is made");
+    let base = shell_image(&docker).await;
     let dockerfile = format!(
         "FROM {base} AS base
 COPY app/greeting.txt /greeting.txt
@@ -77,4 +87,50 @@ RUN [\"/sh\", \"-c\", \"exit 9\"]
     assert!(message.contains("exit 9") && message.contains("exit code: 9"), "{message}");
     assert!(!message.contains(SECRET), "{message}");
     docker_cli(&["image", "rm", "--force", &tag]);
+}
+
+/// Pushing to a real registry (Debian's docker-registry on loopback): open, then behind
+/// basic authentication with the login found where Docker keeps it (`auths`, then a
+/// credential helper); the digest answered is the one the registry holds.
+#[tokio::test]
+async fn an_image_is_pushed_with_dockers_own_logins_and_its_digest_is_the_registrys() {
+    let docker = Docker::connect_with_defaults().unwrap();
+    let image = shell_image(&docker).await;
+    let open = Registry::start().await;
+    let repository = format!("{}/shop/web", open.host);
+    assert_eq!(registry_of(&repository), open.host);
+    let digest = push_image(&docker, image, &repository, "v1", None).await.expect("pushed");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(open.digest("shop/web", "v1", None).await, Some(digest));
+
+    let locked = Registry::start_with_password("ci", "s3cret-pw").await;
+    let repository = format!("{}/shop/web", locked.host);
+    let config = tempfile::tempdir().unwrap();
+    let docker_config = DockerConfig::at(config.path(), None);
+    assert!(docker_config.credentials_for(&locked.host).unwrap().is_none(), "no config.json: no login");
+    let refused = push_image(&docker, image, &repository, "v1", None).await.expect_err("no login, no push");
+    let said = launchway_target::describe(&refused);
+    assert!(said.contains("no basic auth credentials") || said.contains("unauthorized"), "{said}");
+
+    let auth = base64::engine::general_purpose::STANDARD.encode("ci:s3cret-pw");
+    let auths = serde_json::json!({"auths": {locked.host.clone(): {"auth": auth}}});
+    std::fs::write(config.path().join("config.json"), auths.to_string()).unwrap();
+    let login = docker_config.credentials_for(&locked.host).unwrap();
+    let digest = push_image(&docker, image, &repository, "v1", login).await.expect("pushed with the login");
+    assert_eq!(locked.digest("shop/web", "v1", Some(("ci", "s3cret-pw"))).await, Some(digest));
+
+    // A credential helper, asked as the Docker CLI asks it.
+    let helper = config.path().join("docker-credential-launchwaytest");
+    let script = r#"#!/bin/sh
+read registry
+printf '{"ServerURL": "%s", "Username": "ci", "Secret": "s3cret-pw"}' "$registry"
+"#;
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helpers = serde_json::json!({"credHelpers": {locked.host.clone(): "launchwaytest"}});
+    std::fs::write(config.path().join("config.json"), helpers.to_string()).unwrap();
+    let with_helper = DockerConfig::at(config.path(), Some(config.path().as_os_str().to_owned()));
+    let login = with_helper.credentials_for(&locked.host).unwrap().expect("the helper's login");
+    assert_eq!((login.username.as_deref(), login.password.as_deref()), (Some("ci"), Some("s3cret-pw")));
+    push_image(&docker, image, &repository, "v2", Some(login)).await.expect("pushed with the helper's login");
 }

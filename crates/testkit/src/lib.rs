@@ -10,6 +10,7 @@ mod git_http;
 mod load;
 mod moto;
 mod prometheus;
+mod registry;
 mod tls;
 
 pub use fake_target::FakeTarget;
@@ -19,6 +20,7 @@ pub use git_http::GitHttpServer;
 pub use load::{Load, LoadResult};
 pub use moto::{MOTO_VERSION, Moto, MotoAccount};
 pub use prometheus::Prometheus;
+pub use registry::Registry;
 pub use tls::TestCertificate;
 
 /// A TCP port on 127.0.0.1 free a moment ago, for a server a test starts on a fixed
