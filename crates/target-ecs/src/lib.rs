@@ -12,6 +12,7 @@
 
 mod cloudwatch;
 mod definitions;
+mod ecr;
 mod error;
 mod logs;
 mod native;
@@ -33,6 +34,7 @@ use launchway_target::{
     Target, TargetError,
 };
 
+pub use ecr::{RegistryLogin, ecr_login};
 pub use secrets::SsmParameters;
 pub use services::Polling;
 

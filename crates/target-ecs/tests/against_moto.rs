@@ -443,6 +443,26 @@ async fn recent_logs_are_read_from_the_awslogs_stream_of_each_running_task() {
     assert!(error.to_string().contains("logs to CloudWatch Logs"), "{error}");
 }
 
+/// A login for pushing built images to the account's ECR registry, through the
+/// environment's role (moto's GetAuthorizationToken answers as ECR does: user `AWS`, a
+/// token, the registry's endpoint).
+#[tokio::test]
+async fn an_ecr_login_is_the_registry_user_and_password_ecr_hands_out() {
+    let world = World::new().await;
+    let spec = EcsTarget {
+        region: Some(REGION.into()),
+        role_arn: Some(format!("arn:aws:iam::{}:role/launchway-deployer", world.account.id)),
+        endpoint_url: Some(world.moto.endpoint().into()),
+        ..EcsTarget::default()
+    };
+    let config = sdk_config_with(&spec, loader(world.moto, "AKIA0000999999999999")).await.expect("configured");
+    let login = launchway_target_ecs::ecr_login(&config).await.expect("a login");
+    assert_eq!(login.registry, format!("{}.dkr.ecr.{REGION}.amazonaws.com", world.account.id));
+    assert_eq!(login.username, "AWS");
+    assert!(!login.password.is_empty());
+    assert!(!format!("{login:?}").contains(&login.password), "the password is never shown");
+}
+
 #[tokio::test]
 async fn a_deployment_that_completes_and_then_loses_a_task_inside_the_settle_window_fails_verification() {
     let world = World::new().await;
