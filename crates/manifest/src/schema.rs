@@ -997,6 +997,8 @@ fn read_containers(
         (None, true) => Some(None),
         (None, false) => {
             reader.error(fields.pos(), path, "missing field \"image\" (the other container fields need one)");
+            // The other fields are still checked: every problem is reported in one pass.
+            let _ = read_container(reader, fields, path, app_name, ports_allowed, true);
             None
         }
     }

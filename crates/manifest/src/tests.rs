@@ -295,6 +295,27 @@ tasks:
     );
 }
 
+/// Regression (issue 11): a misspelt `image` hid every other problem of the container.
+#[test]
+fn a_misspelt_image_hides_no_other_problem_of_the_container() {
+    let text = "\
+environments:
+  dev: {target: docker}
+services:
+  web:
+    imgae: example/web:1
+    port: \"eighty\"
+";
+    assert_eq!(
+        errors_of(text),
+        [
+            r#"launchway.yaml:4:3: services.web: missing field "image" (the other container fields need one)"#,
+            r#"launchway.yaml:5:5: services.web: unknown field "imgae", did you mean "image"?"#,
+            r#"launchway.yaml:6:11: services.web.port: expected an integer, found the string "eighty""#,
+        ]
+    );
+}
+
 #[test]
 fn references_to_undeclared_environments_are_refused_with_a_suggestion() {
     let text = "\
