@@ -414,10 +414,7 @@ impl Engine {
 
     async fn deploy(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        if run.kind == RunKind::Scheduled {
-            return self.execute_task(run, &release, target.as_ref()).await;
-        }
-        if runs_on_deploy(&release.spec) {
+        if run.kind == RunKind::Scheduled || runs_on_deploy(&release.spec) {
             return self.execute_task(run, &release, target.as_ref()).await;
         }
         if recorded_only(&release.spec) {

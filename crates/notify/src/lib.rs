@@ -311,63 +311,6 @@ fn first_lines(lines: &[String], most: usize) -> String {
     text
 }
 
-/// The context a commit status is known by: one per app and environment.
-fn status_context(notification: &Notification) -> String {
-    format!("launchway/{}/{}", notification.env, notification.app)
-}
-
-/// A status's line (both forges keep at most 140 characters of it, GitHub refusing more).
-fn status_description(notification: &Notification) -> String {
-    let reason = notification.reason.as_deref().unwrap_or("no reason recorded");
-    let text = match notification.event {
-        NotifyOn::Started => format!("deploying to {} (run {})", notification.env, notification.run_id),
-        NotifyOn::ApprovalNeeded => format!("waits for approval (run {})", notification.run_id),
-        NotifyOn::Succeeded => format!("deployed and verified in {} (run {})", notification.env, notification.run_id),
-        NotifyOn::Failed => format!("failed: {reason}"),
-        NotifyOn::RolledBack => format!("rolled back: {reason}"),
-    };
-    match text.char_indices().nth(139) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-/// GitHub's commit status: pending, success or failure.
-pub fn github_status(notification: &Notification) -> Value {
-    let state = match notification.event {
-        NotifyOn::Started | NotifyOn::ApprovalNeeded => "pending",
-        NotifyOn::Succeeded => "success",
-        NotifyOn::Failed | NotifyOn::RolledBack => "failure",
-    };
-    json!({
-        "state": state,
-        "target_url": notification.run_url,
-        "description": status_description(notification),
-        "context": status_context(notification),
-    })
-}
-
-/// GitLab's commit status: running, success or failed (a run waiting for approval
-/// stays running: GitLab takes no step back to pending).
-pub fn gitlab_status(notification: &Notification) -> Value {
-    let state = match notification.event {
-        NotifyOn::Started | NotifyOn::ApprovalNeeded => "running",
-        NotifyOn::Succeeded => "success",
-        NotifyOn::Failed | NotifyOn::RolledBack => "failed",
-    };
-    json!({
-        "state": state,
-        "target_url": notification.run_url,
-        "description": status_description(notification),
-        "name": status_context(notification),
-    })
-}
-
-/// `group/name` as one path segment, as GitLab's API takes a project.
-pub(crate) fn url_encoded_path(project: &str) -> String {
-    project.replace('%', "%25").replace('/', "%2F")
-}
-
 /// Where a notification goes, with its URL resolved.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -488,25 +431,8 @@ impl Notifier {
             Destination::Slack { .. } => slack_message(notification),
             Destination::Discord { .. } => discord_message(notification),
             Destination::Webhook { .. } => webhook_payload(notification),
-            Destination::GitHubStatus { api_url, repo, token } | Destination::GitLabStatus { api_url, repo, token } => {
-                let Some(sha) = &notification.commit_id else {
-                    let error = Some("not sent: the release names no config commit to set a status on".to_owned());
-                    return Delivery { delivered: false, attempts: 0, error };
-                };
-                let github = matches!(destination, Destination::GitHubStatus { .. });
-                let (url, body, auth) = match github {
-                    true => (
-                        format!("{}/repos/{repo}/statuses/{sha}", api_url.trim_end_matches('/')),
-                        github_status(notification),
-                        ("authorization", format!("Bearer {token}")),
-                    ),
-                    false => (
-                        format!("{}/projects/{}/statuses/{sha}", api_url.trim_end_matches('/'), url_encoded_path(repo)),
-                        gitlab_status(notification),
-                        ("private-token", token.clone()),
-                    ),
-                };
-                return self.post_with(&url, &body, &[auth]).await;
+            Destination::GitHubStatus { .. } | Destination::GitLabStatus { .. } => {
+                return self.run_status(destination, notification).await;
             }
         };
         self.post(destination.url(), &body).await
@@ -569,7 +495,9 @@ impl Notifier {
 mod forge;
 mod outbound;
 
-pub use forge::CommentOutcome;
+#[cfg(test)]
+use forge::url_encoded_path;
+pub use forge::{CommentOutcome, github_status, gitlab_status};
 pub use outbound::OutboundPolicy;
 
 #[cfg(test)]

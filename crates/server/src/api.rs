@@ -340,24 +340,9 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
             return axum::Json(skipped).into_response();
         }
     };
-    let store = state.runtime.engine().store();
-    if let Some(delivery) = &delivery {
-        match store.record_delivery(provider.as_str(), delivery).await {
-            Ok(true) => {}
-            Ok(false) => {
-                crate::metrics::webhook(provider.as_str(), "duplicate");
-                audit(
-                    AuditKind::WebhookDuplicate,
-                    format!("ignored a redelivery of {} webhook {delivery}", provider.as_str()),
-                    json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref}),
-                )
-                .await;
-                let skipped =
-                    WebhookSkipped { status: WebhookStatus::Duplicate, event: None, delivery: Some(delivery.clone()) };
-                return axum::Json(skipped).into_response();
-            }
-            Err(error) => return ApiError::from(error).into_response(),
-        }
+    let about = json!({"provider": provider.as_str(), "delivery": delivery, "ref": git_ref});
+    if let Some(answer) = redelivered(&engine, provider, delivery.as_deref(), about).await {
+        return answer;
     }
     crate::metrics::webhook(provider.as_str(), "accepted");
     audit(
@@ -375,21 +360,39 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     reconcile_answer(&state.reconciler, scope, trigger).await
 }
 
+/// The answer to a delivery already received (GitHub and GitLab redeliver): it is
+/// audited (`about` says what it was about) and does nothing else. `None` for a first
+/// delivery, or one without an id.
+async fn redelivered(
+    engine: &launchway_engine::Engine,
+    provider: Provider,
+    delivery: Option<&str>,
+    about: Value,
+) -> Option<Response> {
+    let delivery = delivery?;
+    match engine.store().record_delivery(provider.as_str(), delivery).await {
+        Ok(true) => None,
+        Ok(false) => {
+            crate::metrics::webhook(provider.as_str(), "duplicate");
+            let message = format!("ignored a redelivery of {} webhook {delivery}", provider.as_str());
+            if let Err(error) = engine.record(NewEvent::audit(AuditKind::WebhookDuplicate, message, about)).await {
+                tracing::warn!(%error, "could not record a webhook in the audit log");
+            }
+            let skipped =
+                WebhookSkipped { status: WebhookStatus::Duplicate, event: None, delivery: Some(delivery.to_owned()) };
+            Some(axum::Json(skipped).into_response())
+        }
+        Err(error) => Some(ApiError::from(error).into_response()),
+    }
+}
+
 /// A pull request opened or pushed to: its plan goes on it, in the background (202); the
 /// audit log says what was posted.
 async fn plan_pull_request(state: AppState, provider: Provider, pull: hooks::PullRequest) -> Response {
     let engine = state.runtime.engine().clone();
-    if let Some(delivery) = &pull.delivery {
-        match engine.store().record_delivery(provider.as_str(), delivery).await {
-            Ok(true) => {}
-            Ok(false) => {
-                crate::metrics::webhook(provider.as_str(), "duplicate");
-                let skipped =
-                    WebhookSkipped { status: WebhookStatus::Duplicate, event: None, delivery: Some(delivery.clone()) };
-                return axum::Json(skipped).into_response();
-            }
-            Err(error) => return ApiError::from(error).into_response(),
-        }
+    let about = json!({"provider": provider.as_str(), "delivery": pull.delivery, "request": pull.number});
+    if let Some(answer) = redelivered(&engine, provider, pull.delivery.as_deref(), about).await {
+        return answer;
     }
     crate::metrics::webhook(provider.as_str(), "accepted");
     let (reconciler, pulls) = (state.reconciler.clone(), state.pulls.clone());

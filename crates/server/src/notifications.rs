@@ -379,7 +379,7 @@ impl Dispatcher {
             interactive: self.interactive_slack,
         };
         for sink in wanted {
-            let destination = match self.destination(sink).await {
+            let destination = match destination(&self.secrets, sink).await {
                 Ok(destination) => destination,
                 Err(error) => {
                     let outcome = NotificationOutcome {
@@ -405,34 +405,6 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn destination(&self, sink: &NotificationSink) -> Result<Destination, String> {
-        let reference = match sink {
-            NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => {
-                url
-            }
-            NotificationSink::GitHub(forge) | NotificationSink::GitLab(forge) => &forge.token,
-        };
-        let reference = SecretRef::parse(reference);
-        let secret = self
-            .secrets
-            .resolve(&reference)
-            .await
-            .map_err(|error| format!("could not resolve {reference:?}: {error}"))?
-            .expose()
-            .to_owned();
-        Ok(match sink {
-            NotificationSink::Slack { .. } => Destination::Slack { url: secret },
-            NotificationSink::Discord { .. } => Destination::Discord { url: secret },
-            NotificationSink::Webhook { .. } => Destination::Webhook { url: secret },
-            NotificationSink::GitHub(forge) => {
-                Destination::GitHubStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
-            }
-            NotificationSink::GitLab(forge) => {
-                Destination::GitLabStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
-            }
-        })
-    }
-
     async fn record(&self, run: &launchway_store::Run, outcome: NotificationOutcome) {
         let message = match &outcome.error {
             None => format!("notified {}", outcome.destination),
@@ -443,6 +415,32 @@ impl Dispatcher {
             tracing::warn!(%error, "could not record a notification's outcome");
         }
     }
+}
+
+/// Where a sink sends, its secret (a chat URL, a forge's token) resolved.
+pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<Destination, String> {
+    let reference = match sink {
+        NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => url,
+        NotificationSink::GitHub(forge) | NotificationSink::GitLab(forge) => &forge.token,
+    };
+    let reference = SecretRef::parse(reference);
+    let secret = secrets
+        .resolve(&reference)
+        .await
+        .map_err(|error| format!("could not resolve {reference:?}: {error}"))?
+        .expose()
+        .to_owned();
+    Ok(match sink {
+        NotificationSink::Slack { .. } => Destination::Slack { url: secret },
+        NotificationSink::Discord { .. } => Destination::Discord { url: secret },
+        NotificationSink::Webhook { .. } => Destination::Webhook { url: secret },
+        NotificationSink::GitHub(forge) => {
+            Destination::GitHubStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
+        }
+        NotificationSink::GitLab(forge) => {
+            Destination::GitLabStatus { api_url: forge.api_url.clone(), repo: forge.repo.clone(), token: secret }
+        }
+    })
 }
 
 /// Who a trigger names, outside its parenthesis: the API's "api rollback by

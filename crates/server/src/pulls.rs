@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use launchway_engine::Selection;
 use launchway_manifest::{Manifest, NotificationSink};
 use launchway_notify::{CommentOutcome, Destination, Notifier};
-use launchway_secrets::{SecretRef, Secrets};
+use launchway_secrets::Secrets;
 use launchway_store::AppPlan;
 
 use crate::hooks::{Provider, PullRequest};
@@ -130,24 +130,13 @@ impl PullRequestPlans {
 
     /// The forge the trusted manifest posts to, its token resolved.
     async fn destination(&self, manifest: &Manifest, provider: Provider) -> Result<Option<Destination>> {
-        let forge = manifest.notifications.iter().find_map(|notification| match (&notification.sink, provider) {
-            (NotificationSink::GitHub(forge), Provider::GitHub)
-            | (NotificationSink::GitLab(forge), Provider::GitLab) => Some(forge),
-            _ => None,
+        let sink = manifest.notifications.iter().map(|notification| &notification.sink).find(|sink| {
+            matches!(
+                (sink, provider),
+                (NotificationSink::GitHub(_), Provider::GitHub) | (NotificationSink::GitLab(_), Provider::GitLab)
+            )
         });
-        let Some(forge) = forge else { return Ok(None) };
-        let reference = SecretRef::parse(&forge.token);
-        let token = self
-            .secrets
-            .resolve(&reference)
-            .await
-            .map_err(|error| anyhow::anyhow!("could not resolve {reference:?}: {error}"))?
-            .expose()
-            .to_owned();
-        let (api_url, repo) = (forge.api_url.clone(), forge.repo.clone());
-        Ok(Some(match provider {
-            Provider::GitHub => Destination::GitHubStatus { api_url, repo, token },
-            Provider::GitLab => Destination::GitLabStatus { api_url, repo, token },
-        }))
+        let Some(sink) = sink else { return Ok(None) };
+        Ok(Some(crate::notifications::destination(&self.secrets, sink).await.map_err(anyhow::Error::msg)?))
     }
 }

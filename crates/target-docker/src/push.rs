@@ -31,7 +31,7 @@ impl DockerConfig {
     pub fn from_environment() -> DockerConfig {
         let dir = std::env::var_os("DOCKER_CONFIG")
             .map(PathBuf::from)
-            .or_else(|| dirs_home().map(|home| home.join(".docker")))
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
             .unwrap_or_else(|| PathBuf::from(".docker"));
         DockerConfig { dir, helper_path: std::env::var_os("PATH") }
     }
@@ -120,10 +120,6 @@ impl DockerConfig {
             },
         }))
     }
-}
-
-fn dirs_home() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(PathBuf::from)
 }
 
 /// The registry part of an image repository: `registry.example.com:5000/web` → the
