@@ -75,6 +75,7 @@ impl Engine {
             event,
             deployment: None,
             approval: None,
+            release: None,
         };
         let (_, event) = self.inner.store.transition(&lease, transition).await?;
         self.announce(&event);

@@ -12,6 +12,7 @@
 
 mod analysis;
 mod approval;
+mod build;
 pub mod dora;
 mod owner;
 mod plan;
@@ -30,6 +31,7 @@ use launchway_target::{Target, TargetError};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+pub use build::{ImageBuilder, ImageToBuild};
 pub use dora::{DoraFigures, NO_OP_REASON};
 pub use launchway_store::{AppPlan, Change, PlanAction};
 pub use owner::Owner;
@@ -97,6 +99,8 @@ struct Inner {
     /// Releases already read, by id: a release never changes once written, and `status`
     /// asks for thousands of them on every board load.
     releases: status::ReleaseCache,
+    /// Builds the images releases build (`build:`); without one, such runs fail.
+    builder: Option<Arc<dyn ImageBuilder>>,
 }
 
 impl Engine {
@@ -105,8 +109,28 @@ impl Engine {
         let http = reqwest::Client::builder().build().unwrap_or_default();
         let releases = status::ReleaseCache::default();
         Engine {
-            inner: Arc::new(Inner { store, targets, owner: Owner::of_this_process(), config, events, http, releases }),
+            inner: Arc::new(Inner {
+                store,
+                targets,
+                owner: Owner::of_this_process(),
+                config,
+                events,
+                http,
+                releases,
+                builder: None,
+            }),
         }
+    }
+
+    /// The engine, building images with `builder`.
+    ///
+    /// # Panics
+    /// When called on a clone: the builder is given before the engine is shared.
+    #[must_use]
+    pub fn with_builder(mut self, builder: Arc<dyn ImageBuilder>) -> Engine {
+        Arc::get_mut(&mut self.inner).expect("the builder is given before the engine is cloned").builder =
+            Some(builder);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
-    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, EventFilter, Lease, NewEvent, PlanAction, Release, Run,
-    RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
+    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, EventFilter, Lease, NewEvent, NewRelease, PlanAction,
+    Release, Run, RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
 use tracing::Instrument;
@@ -29,6 +29,7 @@ pub(crate) struct Next {
     detail: TransitionDetail,
     deployment: Option<DeploymentUpdate>,
     approval: Option<ApprovalRequest>,
+    release: Option<NewRelease>,
 }
 
 impl Next {
@@ -41,7 +42,14 @@ impl Next {
             detail: TransitionDetail::default(),
             deployment: None,
             approval: None,
+            release: None,
         }
+    }
+
+    /// Moves the run to a new release (what its build step built).
+    pub(crate) fn moving_to(mut self, release: NewRelease) -> Next {
+        self.release = Some(release);
+        self
     }
 
     pub(crate) fn because(mut self, reason: impl Into<String>) -> Next {
@@ -211,6 +219,7 @@ impl Engine {
                     }
                 },
                 RunState::Validating => self.step(lease, &run, "validate", self.validate(&run)).await?,
+                RunState::Building => self.step(lease, &run, "build", self.build_step(&run)).await?,
                 RunState::Planning => self.step(lease, &run, "plan", self.plan_step(&run)).await?,
                 RunState::AwaitingApproval => match self.approval_gate(&run).await? {
                     Some(next) => next,
@@ -250,6 +259,7 @@ impl Engine {
                         event,
                         deployment: next.deployment,
                         approval: next.approval,
+                        release: next.release,
                     },
                 )
                 .await?;
@@ -356,6 +366,11 @@ impl Engine {
             }
             Err(other) => return Err(other),
         };
+        if let Some(build) = &release.build {
+            // The target checks images once they are built.
+            let containers: Vec<&str> = build.images.keys().map(String::as_str).collect();
+            return Ok(Next::to(RunState::Building, format!("building {}", containers.join(", "))));
+        }
         match target.check(&run.app, &run.env, &release.spec).await {
             Ok(notes) => {
                 let mut message =

@@ -133,7 +133,9 @@ impl Engine {
             let mut desired: BTreeMap<(String, String), String> = BTreeMap::new();
             if let Some(manifest) = manifest {
                 for deployment in manifest.deployments() {
-                    if selection.includes(deployment.app, deployment.environment) {
+                    // Apps that build their images want what was built: read below.
+                    let builds = manifest.apps.get(deployment.app).is_some_and(|app| app.build.is_some());
+                    if selection.includes(deployment.app, deployment.environment) && !builds {
                         desired.insert(
                             (deployment.app.to_owned(), deployment.environment.to_owned()),
                             deployment.spec.revision().0,
@@ -143,8 +145,15 @@ impl Engine {
             }
             desired
         };
-        let (deployments, latest_runs, desired) =
+        let (deployments, latest_runs, mut desired) =
             tokio::join!(biased; store.deployments(), store.latest_runs(), desired);
+        for deployment in manifest.iter().flat_map(|manifest| manifest.deployments()) {
+            let build = manifest.and_then(|manifest| manifest.apps.get(deployment.app)?.build.as_ref());
+            if build.is_some() && selection.includes(deployment.app, deployment.environment) {
+                let built = self.with_built_images(deployment.app, deployment.spec, build).await?;
+                desired.insert((deployment.app.to_owned(), deployment.environment.to_owned()), built.spec.revision().0);
+            }
+        }
         let mut records: BTreeMap<(String, String), DeploymentRecord> = BTreeMap::new();
         for record in deployments? {
             records.insert((record.app.clone(), record.env.clone()), record);

@@ -142,7 +142,9 @@ impl Engine {
             let observed = self.live(manifest, deployment.environment, selection, &mut live_by_env).await?;
             let record = self.inner.store.deployment(deployment.app, deployment.environment).await?;
             let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
-            let mut plan = observed.plan(deployment.app, deployment.environment, deployment.spec, current.as_ref());
+            let build = manifest.apps.get(deployment.app).and_then(|app| app.build.as_ref());
+            let built = self.with_built_images(deployment.app, deployment.spec, build).await?;
+            let mut plan = observed.plan(deployment.app, deployment.environment, &built.spec, current.as_ref());
             plan.pinned = record.and_then(|record| record.pin);
             plans.push(plan);
         }
@@ -207,7 +209,9 @@ impl Engine {
                 }
                 (None, None) => None,
             };
-            let spec = overridden.as_ref().unwrap_or(deployment.spec);
+            let build = request.manifest.apps.get(app).and_then(|declared| declared.build.as_ref());
+            let built = self.with_built_images(app, overridden.as_ref().unwrap_or(deployment.spec), build).await?;
+            let spec = &built.spec;
             let revision = spec.revision().0;
             let latest = self.latest_run(app, env).await?;
             if let Some(run) = latest.as_ref().filter(|run| !run.state.is_terminal()) {
@@ -281,8 +285,14 @@ impl Engine {
             }
             let target = self.environment_target(request.manifest, env)?;
             let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
-            let new_release =
-                NewRelease { app: app.to_owned(), env: env.to_owned(), spec: spec.clone(), target, source };
+            let new_release = NewRelease {
+                app: app.to_owned(),
+                env: env.to_owned(),
+                spec: spec.clone(),
+                target,
+                source,
+                build: built.build.clone(),
+            };
             let waits_for = self.unfinished_dependencies(request.manifest, app, env).await?;
             let run = RunRequest {
                 kind: RunKind::Deploy,
@@ -627,6 +637,7 @@ impl Engine {
             spec: release.spec.clone(),
             target: release.target.clone(),
             source: release.source.clone(),
+            build: release.build.clone(),
             created_at: 0,
         };
         let (_, run, event) = self

@@ -84,6 +84,7 @@ async fn populate(store: &SqliteStore, env_prefix: &str) {
                 spec: spec(),
                 target: TargetSpec::Docker { host: None },
                 source: ReleaseSource { commit: Some(format!("{index:040x}")), ..ReleaseSource::default() },
+                build: None,
             })
             .await
             .expect("release");
@@ -115,6 +116,7 @@ async fn populate(store: &SqliteStore, env_prefix: &str) {
             event: NewEvent::for_run(&run, entered, "succeeded"),
             deployment: Some(DeploymentUpdate { current_release_id: release.id, verified: true }),
             approval: None,
+            release: None,
         };
         store.transition(&lease, finish).await.expect("finished");
     }

@@ -125,7 +125,8 @@ impl Context {
         let store =
             SqliteStore::open(&location).await.with_context(|| format!("could not open the store at {location}"))?;
         let config = EngineConfig { stop: self.stop.clone(), ..EngineConfig::default() };
-        Ok(Engine::new(Arc::new(store), self.targets.clone(), config))
+        let builder = crate::builder::Builder::new(self.targets.clone(), self.global.repo.clone(), repo_cache_dir());
+        Ok(Engine::new(Arc::new(store), self.targets.clone(), config).with_builder(Arc::new(builder)))
     }
 
     /// Reads and validates the manifest at `--ref` of `--repo`.
@@ -141,13 +142,15 @@ impl Context {
                 .manifest_files(&commit)
                 .with_context(|| format!("could not read the manifest at commit {}", commit.short_id()))?;
             let referenced = config.files_at(&commit)?;
-            match launchway_manifest::load(&files, &referenced) {
-                Ok(validated) => Ok(Loaded { commit, manifest: validated.manifest, warnings: validated.warnings }),
-                Err(diagnostics) => {
-                    Err(InvalidManifest { location: format!("commit {} of {repo}", commit.short_id()), diagnostics }
-                        .into())
-                }
-            }
+            let invalid = |diagnostics| InvalidManifest {
+                location: format!("commit {} of {repo}", commit.short_id()),
+                diagnostics,
+            };
+            let mut validated = launchway_manifest::load(&files, &referenced).map_err(invalid)?;
+            config
+                .set_build_references(&commit, &mut validated.manifest)
+                .map_err(|diagnostic| invalid(vec![diagnostic]))?;
+            Ok(Loaded { commit, manifest: validated.manifest, warnings: validated.warnings })
         })
         .await
         .context("reading the config repo was interrupted")?

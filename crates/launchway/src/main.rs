@@ -1,6 +1,7 @@
 //! The `launchway` command: argument parsing, wiring and exit codes. Each subcommand
 //! lives in `commands/`; the work happens in the library crates.
 
+mod builder;
 mod cli;
 mod client;
 mod commands;

@@ -4,6 +4,7 @@
 //! the files a manifest refers to) and get back either a [`Manifest`] or every problem
 //! found, each as `file:line:col: message`.
 
+mod build;
 mod dependencies;
 mod duration;
 mod gitops_sample;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use build::{AppBuild, ImageBuild, LOCAL_REPOSITORY_PREFIX, TAG_COMMIT_LENGTH, TagScheme};
 pub use duration::format_duration;
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;
@@ -270,10 +272,12 @@ fn load_with(
                 continue;
             }
             declared_at.insert(key.name.clone(), (file.path.clone(), key.pos));
-            let (kind, placement) = match &app_draft {
-                Draft::Service(service) => ("services", &service.placement),
-                Draft::Task(task) => ("tasks", &task.placement),
+            let (kind, placement, build) = match &app_draft {
+                Draft::Service(service) => ("services", &service.placement, &service.build),
+                Draft::Task(task) => ("tasks", &task.placement, &task.build),
             };
+            let build_at = build.as_ref().map_or(key.pos, |(pos, _)| *pos);
+            let build = build.as_ref().map(|(_, build)| build.clone());
             let depends_on: Vec<String> = placement.depends_on.iter().map(|key| key.name.clone()).collect();
             dependencies.push(DependencyDraft {
                 app: key.name.clone(),
@@ -284,7 +288,7 @@ fn load_with(
             if let Some(specs) = resolver.resolve(key, app_draft) {
                 apps.insert(
                     key.name.clone(),
-                    App { name: key.name.clone(), file: file.path.clone(), specs, depends_on },
+                    App { name: key.name.clone(), file: file.path.clone(), specs, depends_on, build, build_at },
                 );
             }
         }
@@ -385,7 +389,7 @@ fn add_sample_apps(
         let specs: BTreeMap<String, Box<AppSpec>> =
             targets.iter().map(|name| (name.clone(), Box::new(spec.clone()))).collect();
         resolve::warn_about_floating_images(warnings, &file.path, &key, &key.name, &specs);
-        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs, depends_on: Vec::new() });
+        apps.insert(key.name.clone(), sample_app(key, &file.path, specs));
     }
 }
 
@@ -463,7 +467,7 @@ fn load_sample(file: &SourceFile) -> Result<Validated, Vec<Diagnostic>> {
     for (key, spec) in draft.apps {
         let specs = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), Box::new(spec))]);
         resolve::warn_about_floating_images(&mut warnings, &file.path, &key, &key.name, &specs);
-        apps.insert(key.name.clone(), App { name: key.name, file: file.path.clone(), specs, depends_on: Vec::new() });
+        apps.insert(key.name.clone(), sample_app(key, &file.path, specs));
     }
     let environment = Environment::new(SAMPLE_ENVIRONMENT, TargetSpec::Ecs(EcsTarget::default()));
     let environments = BTreeMap::from([(SAMPLE_ENVIRONMENT.to_owned(), environment)]);
@@ -501,3 +505,8 @@ fn read_one(file: &SourceFile, is_root: bool, diagnostics: &mut Vec<Diagnostic>)
 
 #[cfg(test)]
 mod tests;
+
+/// An app of the gitops sample's file: its images set there, never built, no order.
+fn sample_app(key: reader::Key, file: &str, specs: BTreeMap<String, Box<AppSpec>>) -> App {
+    App { name: key.name, file: file.to_owned(), specs, depends_on: Vec::new(), build: None, build_at: key.pos }
+}

@@ -64,6 +64,51 @@ impl Manifest {
         ordered
     }
 
+    /// Sets the image of every container an app builds (and its environment does not
+    /// override) to the reference the build will have, given the commit deployed and
+    /// `last_change(folder)`: the last commit that touched a context folder, as of it.
+    ///
+    /// # Errors
+    /// A context folder `last_change` cannot find (not in the commit), at its `build:`.
+    pub fn set_build_references(
+        &mut self,
+        commit: &str,
+        mut last_change: impl FnMut(&str) -> Result<String, String>,
+    ) -> Result<(), crate::Diagnostic> {
+        for app in self.apps.values_mut() {
+            let Some(build) = &app.build else {
+                continue;
+            };
+            let mut context_commits = BTreeMap::new();
+            for (container, image) in &build.images {
+                if build.tag == crate::TagScheme::Context {
+                    let last = last_change(&image.context).map_err(|problem| crate::Diagnostic {
+                        file: app.file.clone(),
+                        line: app.build_at.line,
+                        column: app.build_at.column,
+                        message: format!("the build context of {container}, {:?}: {problem}", image.context),
+                    })?;
+                    context_commits.insert(container.clone(), last);
+                }
+            }
+            for (env, spec) in &mut app.specs {
+                let images: BTreeMap<String, String> = spec
+                    .images()
+                    .into_iter()
+                    .filter(|(container, image)| image.is_empty() && build.images.contains_key(*container))
+                    .map(|(container, _)| {
+                        let context_commit = context_commits.get(container).map_or(commit, String::as_str);
+                        (container.to_owned(), build.reference(&app.name, container, env, commit, context_commit))
+                    })
+                    .collect();
+                if !images.is_empty() {
+                    **spec = spec.with_images(&images);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every (app, environment) pair the manifest deploys, with its resolved spec.
     pub fn deployments(&self) -> impl Iterator<Item = Deployment<'_>> {
         self.apps.values().flat_map(|app| {
@@ -289,6 +334,10 @@ pub struct App {
     pub specs: BTreeMap<String, Box<AppSpec>>,
     /// The apps whose changes deploy before its own (`depends_on:`), where both run.
     pub depends_on: Vec<String>,
+    /// How its images are built (`build:`), when launchway builds them.
+    pub build: Option<crate::AppBuild>,
+    /// Where `build:` is written, for problems found once the commit is read.
+    pub build_at: crate::Pos,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

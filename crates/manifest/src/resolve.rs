@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::build::AppBuild;
 use crate::image_files::{self, ImageFile};
 use crate::model::{
     AppSpec, ContainerSpec, DEFAULT_REPLICAS, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec,
@@ -35,6 +36,8 @@ struct AppAt<'a> {
     env_path: &'a str,
     /// `services.web.overrides.prod`, for problems in what it overrides there.
     override_path: &'a str,
+    /// `build:`, which sets the images of the containers it builds.
+    build: Option<&'a (Pos, AppBuild)>,
 }
 
 /// Files read once for the whole manifest, whatever refers to them.
@@ -60,9 +63,9 @@ pub(crate) struct Resolver<'a> {
 
 impl Resolver<'_> {
     pub fn resolve(&mut self, key: &Key, draft: Draft<'_>) -> Option<BTreeMap<String, Box<AppSpec>>> {
-        let (kind, placement) = match draft {
-            Draft::Service(service) => ("services", &service.placement),
-            Draft::Task(task) => ("tasks", &task.placement),
+        let (kind, placement, build) = match draft {
+            Draft::Service(service) => ("services", &service.placement, service.build.as_ref()),
+            Draft::Task(task) => ("tasks", &task.placement, task.build.as_ref()),
         };
         let path = format!("{kind}.{}", key.name);
         let empty = OverrideDraft::default();
@@ -115,7 +118,7 @@ impl Resolver<'_> {
             };
             let env_path = format!("{path} in {name}");
             let override_path = format!("{path}.overrides.{name}");
-            let at = AppAt { key, overrides, path: &path, env_path: &env_path, override_path: &override_path };
+            let at = AppAt { key, overrides, path: &path, env_path: &env_path, override_path: &override_path, build };
             let spec = match (&draft, &target) {
                 (Draft::Service(service), TargetSpec::Docker { .. }) => self.docker_service(at, service),
                 (Draft::Task(task), TargetSpec::Docker { .. }) => self.docker_task(at, task),
@@ -301,16 +304,31 @@ impl Resolver<'_> {
                     })
                     .collect()
             }
+            // Only `build`: the containers it builds.
+            (None, None) if at.build.is_some() => at
+                .build
+                .into_iter()
+                .flat_map(|(_, build)| build.images.keys())
+                .map(|name| ContainerSpec {
+                    name: name.clone(),
+                    image: String::new(),
+                    command: None,
+                    entrypoint: None,
+                    env: BTreeMap::new(),
+                    port: None,
+                })
+                .collect(),
             (None, None) => {
                 self.reader.error(
                     at.key.pos,
                     at.path,
-                    "missing field \"image\" (or a `containers` mapping, or `images_from`)",
+                    "missing field \"image\" (or a `containers` mapping, `images_from` or `build`)",
                 );
                 return None;
             }
         };
         let names: Vec<String> = containers.iter().map(|c| c.name.clone()).collect();
+        self.built_containers_exist(at, &names, false)?;
         let mut images = BTreeMap::new();
         if let Some((pos, file)) = images_from {
             images = self.images_from_file(*pos, file, &names, at.path)?;
@@ -326,6 +344,38 @@ impl Resolver<'_> {
         Some(containers)
     }
 
+    /// Every container `build:` names is one of the app's (`names`); on ECS, each built
+    /// image names the repository ECS will pull it from.
+    fn built_containers_exist(&mut self, at: AppAt<'_>, names: &[String], ecs: bool) -> Option<()> {
+        let Some((pos, build)) = at.build else {
+            return Some(());
+        };
+        let mut ok = true;
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        for (container, image) in &build.images {
+            if !known.contains(&container.as_str()) {
+                let mut message = format!("{} has no container {container:?} to build", at.key.name);
+                match reader::closest(container, &known) {
+                    Some(suggestion) => message.push_str(&format!(", did you mean {suggestion:?}?")),
+                    None => message.push_str(&format!(" (its containers: {})", known.join(", "))),
+                }
+                self.reader.error(*pos, &format!("{}.build.images", at.path), message);
+                ok = false;
+            } else if ecs && image.repository.is_none() {
+                self.reader.error(
+                    *pos,
+                    &format!("{}.build.images.{container}", at.path),
+                    format!(
+                        "{} needs a `repository` to push {container:?} to: ECS pulls images from a registry",
+                        at.env_path
+                    ),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(())
+    }
+
     /// A container that left out `image` for `images_from` to set, which it did not.
     fn every_container_has_an_image(
         &mut self,
@@ -334,7 +384,8 @@ impl Resolver<'_> {
         images_from: Option<&(Pos, String)>,
     ) -> Option<()> {
         let mut ok = true;
-        for container in containers.iter().filter(|container| container.image.is_empty()) {
+        let built = |name: &str| at.build.is_some_and(|(_, build)| build.images.contains_key(name));
+        for container in containers.iter().filter(|container| container.image.is_empty() && !built(&container.name)) {
             let (pos, file) = images_from.map_or((at.key.pos, ""), |(pos, file)| (*pos, file.as_str()));
             self.reader.error(
                 pos,
@@ -582,6 +633,7 @@ impl Resolver<'_> {
             images.extend(self.images_from_file(*pos, file, &names, path)?);
         }
         images.extend(self.override_images(overrides, &names, override_path)?);
+        self.built_containers_exist(at, &names, true)?;
         let unset: Vec<ContainerSpec> = containers
             .unwrap_or_default()
             .iter()

@@ -73,6 +73,7 @@ pub(crate) struct ServiceDraft {
     pub placement: Placement,
     pub ecs: Option<EcsDraft>,
     pub images_from: Option<(Pos, String)>,
+    pub build: Option<(Pos, crate::build::AppBuild)>,
 }
 
 /// Where an app runs and what changes per environment: `environments: [stg, prod]`
@@ -103,6 +104,7 @@ pub(crate) struct TaskDraft {
     pub placement: Placement,
     pub ecs: Option<EcsDraft>,
     pub images_from: Option<(Pos, String)>,
+    pub build: Option<(Pos, crate::build::AppBuild)>,
 }
 
 /// An app's `ecs:` block: how it maps onto ECS in environments whose target is ECS.
@@ -209,6 +211,7 @@ const SERVICE_FIELDS: &[&str] = &[
     "ecs",
     "images_from",
     "depends_on",
+    "build",
 ];
 const INGRESS_FIELDS: &[&str] = &["port", "host", "path", "tls"];
 const INGRESS_TLS_FIELDS: &[&str] = &["certificate", "key"];
@@ -226,6 +229,7 @@ const TASK_FIELDS: &[&str] = &[
     "ecs",
     "images_from",
     "depends_on",
+    "build",
 ];
 const HEALTH_FIELDS: &[&str] = &[
     "path",
@@ -683,6 +687,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
     let placement = read_placement(reader, &fields, path, SERVICE_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_SERVICE_FIELDS);
     let images_from = read_images_from(reader, &fields, path);
+    let build = crate::build::read_build(reader, &fields, path);
     let primary = containers.as_ref().and_then(|containers| containers.as_ref()?.first());
     if let Some(health) = &health
         && health.port.is_none()
@@ -723,6 +728,7 @@ fn read_service(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> 
         placement,
         ecs: ecs.flatten(),
         images_from: images_from.flatten(),
+        build: build.flatten(),
     })
 }
 
@@ -750,6 +756,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
     let placement = read_placement(reader, &fields, path, TASK_OVERRIDE_FIELDS);
     let ecs = read_ecs_block(reader, &fields, path, ECS_TASK_FIELDS);
     let images_from = read_images_from(reader, &fields, path);
+    let build = crate::build::read_build(reader, &fields, path);
     Some(TaskDraft {
         containers_failed: containers.is_none(),
         containers: containers.flatten(),
@@ -760,6 +767,7 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
         placement,
         ecs: ecs.flatten(),
         images_from: images_from.flatten(),
+        build: build.flatten(),
     })
 }
 
@@ -954,9 +962,9 @@ fn read_containers(
     ports_allowed: bool,
 ) -> Option<Option<Vec<ContainerSpec>>> {
     let shorthand_fields: Vec<&str> = CONTAINER_FIELDS.iter().copied().filter(|field| fields.has(field)).collect();
-    // With `images_from`, the images come from that file: a container may leave out
-    // `image` (the resolver checks that the file sets it).
-    let image_optional = fields.has("images_from");
+    // With `images_from`, the images come from that file, and with `build`, from the
+    // build: a container may leave out `image` (the resolver checks that one is set).
+    let image_optional = fields.has("images_from") || fields.has("build");
     match (fields.get("containers"), shorthand_fields.is_empty()) {
         (Some(containers), true) => {
             let mut specs = Vec::new();

@@ -405,7 +405,7 @@ services:
             r#"launchway.yaml:3:19: environments.prod.target: unknown field "kubernetes", expected one of "docker", "ecs""#,
             r#"launchway.yaml:4:32: environments.qa.target.docker.host: "nowhere" is not a Docker host; expected unix:///path/to/docker.sock or tcp://host:port"#,
             r#"launchway.yaml:5:3: environments.ci: missing field "target" (for example `target: docker`)"#,
-            r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping, or `images_from`)"#,
+            r#"launchway.yaml:7:3: services.web: missing field "image" (or a `containers` mapping, `images_from` or `build`)"#,
             r#"launchway.yaml:8:15: services.web.replicas: expected an integer, found the string "3""#,
             r#"launchway.yaml:11:5: services.both: use either `containers` or the single-container fields (image), not both"#,
             r#"launchway.yaml:18:19: services.multi.overrides.qa: this app has 2 containers (main, side); set their images with `images: {name: image}`"#,
@@ -1575,6 +1575,119 @@ fn an_entry_point_serves_tls_from_absolute_paths_only() {
         vec![
             "launchway.yaml:8:32: services.web.ingress.tls: `key` is required: the private key's PEM file",
             "launchway.yaml:8:46: services.web.ingress.tls.certificate: \"web.pem\" is not an absolute path: give where the certificate chain is on the machine launchway runs on",
+        ]
+    );
+}
+
+#[test]
+fn an_app_built_from_the_repo_gets_the_reference_its_build_will_have() {
+    let manifest = "\
+environments:
+  stg: {target: docker}
+  prod: {target: docker}
+services:
+  web:
+    containers:
+      web: {port: 8080}
+      proxy: {image: envoy:1}
+    build:
+      images:
+        web: {context: ./services/web/, target: runtime, args: {MODE: fast}, secrets: {npm: \"ssm:/ci/npm\"}}
+    overrides:
+      prod: {images: {web: web:hotfix}}
+tasks:
+  migrate:
+    run: on_deploy
+    build:
+      tag: ${env}-${sha}
+      images:
+        migrate: {context: db, dockerfile: build/Dockerfile, repository: \"127.0.0.1:5000/db\"}
+";
+    let mut manifest = load_one(manifest).expect("valid").manifest;
+    let web = manifest.apps["web"].build.clone().expect("web is built");
+    assert_eq!(web.tag, crate::TagScheme::Context);
+    assert_eq!(web.images["web"].context, "services/web");
+    assert_eq!(web.images["web"].dockerfile, "Dockerfile");
+    assert_eq!(manifest.apps["web"].specs["stg"].images()["web"], "", "set once the commit is known");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    manifest
+        .set_build_references(commit, |folder| match folder {
+            "services/web" => Ok("fedcba9876543210fedcba9876543210fedcba98".to_owned()),
+            other => Err(format!("unexpected {other}")),
+        })
+        .expect("references set");
+    let stg = manifest.apps["web"].specs["stg"].images();
+    assert_eq!(stg["web"], "launchway/web/web:fedcba9876", "tagged by the last commit touching its context");
+    assert_eq!(stg["proxy"], "envoy:1", "not built");
+    assert_eq!(manifest.apps["web"].specs["prod"].images()["web"], "web:hotfix", "an override is not built");
+    assert_eq!(manifest.apps["migrate"].specs["prod"].images()["migrate"], "127.0.0.1:5000/db:prod-0123456789");
+    assert!(web.builds("web", "web", "launchway/web/web:fedcba9876"));
+    assert!(!web.builds("web", "web", "web:hotfix"));
+}
+
+#[test]
+fn build_definitions_are_checked_where_they_are_written() {
+    let manifest = "\
+environments:
+  dev: {target: docker}
+  aws: {target: ecs}
+services:
+  web:
+    image: web:1
+    environments: [dev]
+    build:
+      tag: latest
+      images:
+        wbe: {context: ../outside, secrets: {token: hunter2}}
+  api:
+    environments: [aws]
+    image: api:1
+    ecs: {cluster: prod}
+    build:
+      images:
+        api: {context: api, repository: \"registry.example/api:v1\"}
+  worker:
+    environments: [aws]
+    image: worker:1
+    ecs: {cluster: prod}
+    build:
+      images:
+        worker: {dockerfile: Dockerfile}
+";
+    assert_eq!(
+        errors_of(manifest),
+        [
+            r#"launchway.yaml:9:12: services.web.build.tag: unknown tag scheme "latest": use one of ${context}, ${sha}, ${env}-${sha}"#,
+            r#"launchway.yaml:11:24: services.web.build.images.wbe.context: "../outside" must be a path inside the config repo"#,
+            r#"launchway.yaml:11:53: services.web.build.images.wbe.secrets.token: a build secret must be an `ssm:` or `env:` reference (a value written here would be in the repo)"#,
+            r#"launchway.yaml:18:41: services.api.build.images.api.repository: "registry.example/api:v1" is not a repository (like registry.example.com/team/web, without a tag: launchway tags the images it builds)"#,
+            r#"launchway.yaml:25:17: services.worker.build.images.worker: missing field "context" (the folder to build, like services/web)"#,
+        ]
+    );
+    let unknown_container = "\
+environments:
+  dev: {target: docker}
+  aws: {target: ecs}
+services:
+  web:
+    image: web:1
+    environments: [dev]
+    build:
+      images:
+        wbe: {context: web}
+  api:
+    environments: [aws]
+    image: api:1
+    ecs: {cluster: prod}
+    build:
+      images:
+        api: {context: api}
+";
+    assert_eq!(
+        errors_of(unknown_container),
+        [
+            r#"launchway.yaml:9:7: services.web.build.images: web has no container "wbe" to build (its containers: web)"#,
+            r#"launchway.yaml:16:7: services.api.build.images.api: services.api in aws needs a `repository` to push "api" to: ECS pulls images from a registry"#,
         ]
     );
 }

@@ -327,7 +327,13 @@ impl Reconciler {
             .call(move |repo| -> Result<_> {
                 let files = repo.manifest_files(&for_load)?;
                 let referenced = repo.files_at(&for_load)?;
-                Ok(loader.lock().expect("not poisoned").load(&files, &referenced))
+                let loaded = loader.lock().expect("not poisoned").load(&files, &referenced);
+                // Built images are named after the commits that touched their contexts.
+                Ok(loaded.and_then(|mut validated| {
+                    repo.set_build_references(&for_load, &mut validated.manifest)
+                        .map_err(|diagnostic| vec![diagnostic])?;
+                    Ok(validated)
+                }))
             })
             .await?;
         match loaded {

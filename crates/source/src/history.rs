@@ -77,12 +77,20 @@ pub fn last_change(path: &Path, reference: &str) -> Result<Commit> {
         .map_err(|error| read("the starting commit", error))?
         .peel_to_commit()
         .map_err(|error| read("the starting commit", error))?;
+    last_change_from(&tip, &relative, reference)
+}
+
+/// The newest commit, walking first parents back from `tip`, after which the entry at
+/// `relative` (a folder or file; "" for the whole tree) stayed as it is at `tip`.
+pub(crate) fn last_change_from(tip: &gix::Commit<'_>, relative: &Path, reference: &str) -> Result<Commit> {
+    let repo = tip.repo;
+    let read = |what: &str, source: gix::Error| SourceError::Read { what: what.to_owned(), source: Box::new(source) };
     let entry_at = |commit: &gix::Commit<'_>| -> Result<Option<gix::ObjectId>> {
         let tree = commit.tree().map_err(|error| read("a tree", error))?;
         if relative.as_os_str().is_empty() {
             return Ok(Some(tree.id));
         }
-        let entry = tree.lookup_entry_by_path(&relative).map_err(|error| read("a tree", error))?;
+        let entry = tree.lookup_entry_by_path(relative).map_err(|error| read("a tree", error))?;
         Ok(entry.map(|entry| entry.oid().to_owned()))
     };
     let walk = repo.rev_walk([tip.id]).first_parent_only().all().map_err(|error| read("history", error))?;

@@ -5,6 +5,7 @@
 //! launchway never checks anything out. Everything here is blocking (gix is); async
 //! callers run it on a blocking thread.
 
+mod contexts;
 mod history;
 mod thread;
 mod worktree;
@@ -18,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use launchway_manifest::{APPS_DIR, MAX_FILE_BYTES, ROOT_FILE, RepoFiles, SAMPLE_FILE, SourceFile, is_manifest_path};
 use sha2::{Digest, Sha256};
 
+pub use contexts::BuildContext;
 pub use history::{Tag, last_change};
 pub use thread::RepoThread;
 pub use worktree::{WorkTreeFiles, read_work_tree};

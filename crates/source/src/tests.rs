@@ -240,3 +240,48 @@ fn a_repo_without_commits_says_so_instead_of_failing_to_peel_head() {
         Some(repo.path().canonicalize().expect("exists"))
     );
 }
+
+#[test]
+fn a_build_context_is_a_folder_of_a_commit_with_its_last_change() {
+    let repo = GitRepo::init();
+    repo.write("services/web/Dockerfile", "FROM scratch\n").write("services/web/bin/run", "#!/bin/sh\n");
+    let run = repo.path().join("services/web/bin/run");
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let first = repo.commit("web");
+    repo.write("README.md", "docs");
+    let docs = repo.commit("docs only");
+    // Uncommitted edits are not what is built.
+    repo.write("services/web/Dockerfile", "FROM elsewhere\n");
+    let cache = tempfile::tempdir().expect("cache dir");
+    let config = ConfigRepo::open(repo.path().to_str().expect("utf-8"), cache.path()).expect("opens");
+
+    assert_eq!(config.last_change_at(&docs, "services/web").expect("web").id, first);
+    assert_eq!(config.last_change_at(&docs, "").expect("the whole repo").id, docs);
+    assert!(config.last_change_at(&docs, "services/api").is_err(), "no such folder");
+
+    let context = config.build_context(&docs, "services/web").expect("the context");
+    let mut archive = tar::Archive::new(context.archive.as_slice());
+    let mut entries: Vec<(String, u32, String)> = archive
+        .entries()
+        .expect("a tar archive")
+        .map(|entry| {
+            let mut entry = entry.expect("an entry");
+            let path = entry.path().expect("a path").display().to_string();
+            let mode = entry.header().mode().expect("a mode");
+            let mut contents = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut contents).expect("contents");
+            (path, mode, contents)
+        })
+        .collect();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            ("Dockerfile".to_owned(), 0o644, "FROM scratch\n".to_owned()),
+            ("bin/run".to_owned(), 0o755, "#!/bin/sh\n".to_owned()),
+        ]
+    );
+    let again = config.build_context(&first, "services/web").expect("at the first commit");
+    assert_eq!(again.tree, context.tree, "the same folder, the same tree");
+    assert!(config.build_context(&docs, "README.md").is_err(), "a file is no context");
+}

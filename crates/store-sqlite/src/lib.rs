@@ -5,14 +5,15 @@
 //! the last few commits, which the engine tolerates because every step re-reads live
 //! state and is idempotent.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use launchway_store::{
-    Approval, Decision, DeploymentRecord, Event, EventBody, EventFilter, Lease, NewEvent, NewRelease, NewRun, NewToken,
-    Pin, Published, Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind, RunState, Step,
-    StepOutcome, Store, StoreError, Token, Transition, now_ms,
+    Approval, BuiltImage, Decision, DeploymentRecord, Event, EventBody, EventFilter, Lease, NewEvent, NewRelease,
+    NewRun, NewToken, Pin, Published, Release, ReleaseId, ReleaseSource, Result, Role, Run, RunFilter, RunId, RunKind,
+    RunState, Step, StepOutcome, Store, StoreError, Token, Transition, now_ms,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
@@ -258,8 +259,13 @@ impl Store for SqliteStore {
         let finished_at = transition.to.is_terminal().then_some(now);
         let plan = transition.plan.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        let release_id = match transition.release {
+            Some(release) => Some(Self::insert_release(&mut tx, release).await?.id),
+            None => None,
+        };
         let row = sqlx::query(
-            "UPDATE runs SET state = ?, reason = COALESCE(?, reason), plan = COALESCE(?, plan), updated_at = ?, finished_at = ?
+            "UPDATE runs SET state = ?, reason = COALESCE(?, reason), plan = COALESCE(?, plan), updated_at = ?, finished_at = ?,
+                release_id = COALESCE(?, release_id)
              WHERE id = ? AND lease_owner = ? AND attempt = ? AND finished_at IS NULL
              RETURNING *",
         )
@@ -268,6 +274,7 @@ impl Store for SqliteStore {
         .bind(plan)
         .bind(now)
         .bind(finished_at)
+        .bind(release_id)
         .bind(lease.run_id)
         .bind(&lease.owner)
         .bind(lease.attempt)
@@ -707,6 +714,48 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    async fn record_built_image(&self, built: BuiltImage) -> Result<BuiltImage> {
+        sqlx::query(
+            "INSERT INTO built_images (reference, image, app, container, run_id, built_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (reference) DO NOTHING",
+        )
+        .bind(&built.reference)
+        .bind(&built.image)
+        .bind(&built.app)
+        .bind(&built.container)
+        .bind(built.run_id)
+        .bind(built.built_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut recorded = self.built_images(std::slice::from_ref(&built.reference)).await?;
+        recorded.remove(&built.reference).ok_or(StoreError::NotFound { what: "built image", id: built.run_id })
+    }
+
+    async fn built_images(&self, references: &[String]) -> Result<BTreeMap<String, BuiltImage>> {
+        let mut built = BTreeMap::new();
+        for chunk in references.chunks(500) {
+            let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM built_images WHERE reference IN (");
+            let mut list = query.separated(", ");
+            for reference in chunk {
+                list.push_bind(reference);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&self.pool).await.map_err(backend)? {
+                let image = BuiltImage {
+                    reference: row.get("reference"),
+                    image: row.get("image"),
+                    app: row.get("app"),
+                    container: row.get("container"),
+                    run_id: row.get("run_id"),
+                    built_at: row.get("built_at"),
+                };
+                built.insert(image.reference.clone(), image);
+            }
+        }
+        Ok(built)
+    }
 }
 
 impl SqliteStore {
@@ -715,9 +764,10 @@ impl SqliteStore {
         let revision = release.spec.revision().0;
         let spec = serde_json::to_string(&release.spec).map_err(corrupt)?;
         let target = serde_json::to_string(&release.target).map_err(corrupt)?;
+        let build = release.build.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
         let row = sqlx::query(
-            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, committed_at, origin, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO releases (app, env, revision, spec, target, commit_id, summary, author, committed_at, origin, build, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&release.app)
         .bind(&release.env)
@@ -729,6 +779,7 @@ impl SqliteStore {
         .bind(&release.source.author)
         .bind(release.source.committed_at)
         .bind(&release.source.origin)
+        .bind(build)
         .bind(created_at)
         .fetch_one(&mut *executor)
         .await
@@ -741,6 +792,7 @@ impl SqliteStore {
             spec: release.spec,
             target: release.target,
             source: release.source,
+            build: release.build,
             created_at,
         })
     }
@@ -940,6 +992,7 @@ fn corrupt(error: serde_json::Error) -> StoreError {
 fn release_from_row(row: &SqliteRow) -> Result<Release> {
     let spec: String = row.get("spec");
     let target: String = row.get("target");
+    let build: Option<String> = row.get("build");
     Ok(Release {
         id: row.get("id"),
         app: row.get("app"),
@@ -954,6 +1007,7 @@ fn release_from_row(row: &SqliteRow) -> Result<Release> {
             committed_at: row.get("committed_at"),
             origin: row.get("origin"),
         },
+        build: build.map(|build| serde_json::from_str(&build)).transpose().map_err(corrupt)?,
         created_at: row.get("created_at"),
     })
 }

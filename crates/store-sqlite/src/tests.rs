@@ -39,6 +39,7 @@ conformance_tests!(
     cursors_remember_where_each_reader_is,
     reader_leases_admit_one_holder,
     published_images_replace_earlier_ones,
+    builds_are_recorded_once_and_move_the_run_to_what_they_built,
 );
 
 /// Regression (issue 8): sqlx's SQLite migrator takes no lock, and two processes

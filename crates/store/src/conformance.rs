@@ -41,6 +41,7 @@ async fn release(store: &dyn Store, app: &str, image: &str) -> Release {
                 committed_at: Some(1_700_000_000_000),
                 origin: None,
             },
+            build: None,
         })
         .await
         .expect("release is created")
@@ -88,6 +89,7 @@ fn to(state: RunState, run: &Run) -> Transition {
         event: NewEvent::for_run(run, entered(state), state.as_str()),
         deployment: None,
         approval: None,
+        release: None,
     }
 }
 
@@ -222,6 +224,7 @@ pub async fn a_release_and_its_run_are_created_together_or_not_at_all(store: &dy
         spec: service(image),
         target: TargetSpec::Docker { host: None },
         source: ReleaseSource::default(),
+        build: None,
     };
     let new_run = || NewRun {
         app: "web".into(),
@@ -306,6 +309,48 @@ pub async fn finished_runs_record_the_deployment(store: &dyn Store) {
     let record = store.deployment("web", "dev").await.expect("read").expect("recorded");
     assert_eq!((record.current_release_id, record.good_release_id), (v2.id, Some(v1.id)));
     assert_eq!(store.deployments().await.expect("all").len(), 1);
+}
+
+/// A run's build step moves it to a release with the images it built, in the
+/// transition's own transaction; a reference is built once, and the first record stays.
+pub async fn builds_are_recorded_once_and_move_the_run_to_what_they_built(store: &dyn Store) {
+    let to_build = release(store, "web", "launchway/web/web:0123abcd").await;
+    let run = run(store, &to_build).await.expect("run");
+    let lease = store.claim_run(run.id, "w", 30_000, None).await.expect("claim").expect("free");
+    let built = |image: &str| BuiltImage {
+        reference: "launchway/web/web:0123abcd".into(),
+        image: image.into(),
+        app: "web".into(),
+        container: "web".into(),
+        run_id: run.id,
+        built_at: now_ms(),
+    };
+    assert_eq!(store.record_built_image(built("sha256:aaa")).await.expect("recorded").image, "sha256:aaa");
+    assert_eq!(
+        store.record_built_image(built("sha256:bbb")).await.expect("recorded").image,
+        "sha256:aaa",
+        "a reference is built once: the first record stays"
+    );
+    let known = store
+        .built_images(&["launchway/web/web:0123abcd".into(), "launchway/web/web:other".into()])
+        .await
+        .expect("read");
+    assert_eq!(known.keys().collect::<Vec<_>>(), ["launchway/web/web:0123abcd"]);
+
+    let mut planning = to(RunState::Planning, &run);
+    planning.release = Some(NewRelease {
+        app: "web".into(),
+        env: "dev".into(),
+        spec: service("sha256:aaa"),
+        target: TargetSpec::Docker { host: None },
+        source: to_build.source.clone(),
+        build: None,
+    });
+    let (moved, _) = store.transition(&lease, planning).await.expect("transition");
+    assert_ne!(moved.release_id, to_build.id);
+    let resolved = store.release(moved.release_id).await.expect("the new release");
+    assert_eq!(resolved.spec, service("sha256:aaa"));
+    assert_eq!(resolved.source, to_build.source);
 }
 
 /// A manual rollback pins the app to its release in the run's own transaction; lifting

@@ -182,6 +182,22 @@ pub struct ReplicaRef {
 pub enum TargetReport {
     #[serde(rename = "image.pulling")]
     ImagePulling { image: String },
+    /// A container's image is being built (`build:`) as `reference`.
+    #[serde(rename = "image.building")]
+    ImageBuilding { container: String, reference: String },
+    /// Lines the build wrote (a step started, its output), as they came.
+    #[serde(rename = "image.build_log")]
+    ImageBuildLog { container: String, lines: Vec<String> },
+    /// The image was built before (by this run or another, or the same context under
+    /// another tag), so it was not built again.
+    #[serde(rename = "image.reused")]
+    ImageReused { container: String, reference: String, image: String },
+    /// The image is in place: `image` is what deploys (a digest once pushed, else the
+    /// engine's image id).
+    #[serde(rename = "image.built")]
+    ImageBuilt { container: String, reference: String, image: String },
+    #[serde(rename = "image.pushed")]
+    ImagePushed { reference: String, digest: String },
     #[serde(rename = "replica.started")]
     ReplicaStarted(ReplicaRef),
     /// A replica of the wanted revision found running, counted as done.
@@ -245,6 +261,11 @@ impl TargetReport {
     pub fn kind(&self) -> &'static str {
         match self {
             TargetReport::ImagePulling { .. } => "image.pulling",
+            TargetReport::ImageBuilding { .. } => "image.building",
+            TargetReport::ImageBuildLog { .. } => "image.build_log",
+            TargetReport::ImageReused { .. } => "image.reused",
+            TargetReport::ImageBuilt { .. } => "image.built",
+            TargetReport::ImagePushed { .. } => "image.pushed",
             TargetReport::ReplicaStarted(_) => "replica.started",
             TargetReport::ReplicaAdopted(_) => "replica.adopted",
             TargetReport::ReplicaReplacing(_) => "replica.replacing",

@@ -158,6 +158,12 @@ pub trait Store: Send + Sync {
     async fn publish_images(&self, published: Published) -> Result<()>;
     async fn published_images(&self) -> Result<Vec<Published>>;
 
+    /// Records an image a run built; a reference recorded before keeps what it had (the
+    /// answer: what is recorded now).
+    async fn record_built_image(&self, built: BuiltImage) -> Result<BuiltImage>;
+    /// What was built for each of `references` that has been, by reference.
+    async fn built_images(&self, references: &[String]) -> Result<std::collections::BTreeMap<String, BuiltImage>>;
+
     /// How far the reader `name` has got through the event log: the id of the last
     /// event it is done with. `None` before it first says.
     async fn cursor(&self, name: &str) -> Result<Option<i64>>;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use launchway_manifest::{AppSpec, ApprovalPolicy, TargetSpec};
+use launchway_manifest::{AppBuild, AppSpec, ApprovalPolicy, TargetSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{AuditKind, EventBody};
@@ -45,6 +45,10 @@ pub struct Release {
     /// back without the config repo.
     pub target: TargetSpec,
     pub source: ReleaseSource,
+    /// How its images are built (the app's `build:` at that commit), when it has
+    /// images still to build: the run's build step builds them and moves the run to a
+    /// release with what it built.
+    pub build: Option<AppBuild>,
     pub created_at: i64,
 }
 
@@ -55,6 +59,20 @@ pub struct NewRelease {
     pub spec: AppSpec,
     pub target: TargetSpec,
     pub source: ReleaseSource,
+    pub build: Option<AppBuild>,
+}
+
+/// An image launchway built: what it deploys for the reference it was built as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltImage {
+    /// `repo:tag`, as the build step was asked for it.
+    pub reference: String,
+    /// What deploys: `repo@sha256:…` once pushed, else the engine's image id.
+    pub image: String,
+    pub app: String,
+    pub container: String,
+    pub run_id: RunId,
+    pub built_at: i64,
 }
 
 /// Where a run is. A run moves forward through these; every move is persisted before
@@ -64,6 +82,8 @@ pub struct NewRelease {
 pub enum RunState {
     Pending,
     Validating,
+    /// Building the images the release builds (`build:`), before anything is planned.
+    Building,
     Planning,
     /// Waiting for someone to approve the plan (parked: nobody drives it meanwhile).
     AwaitingApproval,
@@ -80,9 +100,10 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 12] = [
+    pub const ALL: [RunState; 13] = [
         RunState::Pending,
         RunState::Validating,
+        RunState::Building,
         RunState::Planning,
         RunState::AwaitingApproval,
         RunState::Deploying,
@@ -108,6 +129,7 @@ impl RunState {
         match self {
             RunState::Pending => "pending",
             RunState::Validating => "validating",
+            RunState::Building => "building",
             RunState::Planning => "planning",
             RunState::AwaitingApproval => "awaiting_approval",
             RunState::Deploying => "deploying",
@@ -253,6 +275,8 @@ pub struct Transition {
     pub deployment: Option<DeploymentUpdate>,
     /// Opens the run's approval request, when it starts waiting for one.
     pub approval: Option<ApprovalRequest>,
+    /// Moves the run to this new release: the one with the images its build step built.
+    pub release: Option<NewRelease>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bollard::Docker;
+use bollard::grpc::BuildRef;
 use bollard::grpc::build::{ImageBuildFrontendOptions, ImageBuildLoadInput, SecretSource};
 use bollard::grpc::driver::Build as _;
 use bollard::grpc::driver::moby::Moby;
@@ -30,11 +31,58 @@ pub struct BuildRequest<'a> {
     pub args: &'a BTreeMap<String, String>,
     /// Secret id → value, for `RUN --mount=type=secret,id=…`.
     pub secrets: &'a BTreeMap<String, String>,
+    /// Labels the image gets (launchway's build key, [`BUILD_KEY_LABEL`]).
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// The label holding what an image was built from (context tree, Dockerfile, stage,
+/// arguments, secret ids): an image with the same key is the same build.
+pub const BUILD_KEY_LABEL: &str = "org.launchway.build-key";
+
+/// The id of an image on the engine built with `key`, if any is left.
+pub async fn image_built_with(docker: &Docker, key: &str) -> Result<Option<String>, TargetError> {
+    let filter = format!("{BUILD_KEY_LABEL}={key}");
+    let filters: std::collections::HashMap<&str, Vec<&str>> = [("label", vec![filter.as_str()])].into();
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build();
+    let images = docker.list_images(Some(options)).await.map_err(|error| api_error("list built images", error))?;
+    Ok(images.into_iter().next().map(|image| image.id))
 }
 
 /// Builds the image and answers its id (`sha256:…`). A failing step is a
 /// [`TargetError::Invalid`] saying which step failed and how, as BuildKit reports it.
 pub async fn build_image(docker: &Docker, request: BuildRequest<'_>) -> Result<String, TargetError> {
+    solve(docker, request, BuildRef::random()).await
+}
+
+/// [`build_image`], handing the build's log to `lines` as it comes (see `build_log`),
+/// with `secrets` masked; `address` is the engine's (`unix:///…`, `tcp://…`).
+pub async fn build_image_logged(
+    docker: &Docker,
+    address: &str,
+    request: BuildRequest<'_>,
+    lines: impl FnMut(Vec<String>),
+) -> Result<String, TargetError> {
+    let build_ref = BuildRef::random();
+    let secrets: Vec<String> = request.secrets.values().cloned().collect();
+    let solved = solve(docker, request, build_ref.clone());
+    let followed = crate::build_log::follow(address, build_ref.as_ref(), &secrets, lines);
+    tokio::pin!(solved, followed);
+    // The log ends with the build; a log that cannot be followed leaves the build alone.
+    let mut following = true;
+    loop {
+        tokio::select! {
+            built = &mut solved => return built,
+            result = &mut followed, if following => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "the build's log could not be followed");
+                }
+                following = false;
+            }
+        }
+    }
+}
+
+async fn solve(docker: &Docker, request: BuildRequest<'_>, build_ref: BuildRef) -> Result<String, TargetError> {
     let secret_dir = tempfile::Builder::new().prefix("launchway-build-").tempdir().map_err(|error| {
         TargetError::Invalid(format!("could not make a private directory for build secrets: {error}"))
     })?;
@@ -44,6 +92,9 @@ pub async fn build_image(docker: &Docker, request: BuildRequest<'_>) -> Result<S
     }
     for (name, value) in request.args {
         options = options.buildarg(name, value);
+    }
+    for (name, value) in request.labels {
+        options = options.label(name, value);
     }
     for (index, (id, value)) in request.secrets.iter().enumerate() {
         // Named by position, not by id: ids are the manifest's to choose.
@@ -58,7 +109,7 @@ pub async fn build_image(docker: &Docker, request: BuildRequest<'_>) -> Result<S
             options.build(),
             ImageBuildLoadInput::Upload(bytes::Bytes::from(request.context)),
             None,
-            None,
+            Some(build_ref),
         )
         .await;
     drop(secret_dir);

@@ -6,6 +6,8 @@
 //! through them. All state is in the containers' labels.
 
 mod build;
+mod build_log;
+mod ensure;
 mod health;
 mod image;
 mod proxy;
@@ -32,9 +34,10 @@ use launchway_target::{
     TargetEvent, TargetReport, TaskExecution, TaskOutcome,
 };
 
-pub use build::{BuildRequest, build_image};
+pub use build::{BUILD_KEY_LABEL, BuildRequest, build_image, image_built_with};
+pub use ensure::{BuildJob, build_key, ensure_built};
 pub use image::{ExecutableImage, build_executable_image};
-pub use push::{DockerConfig, push_image, registry_of};
+pub use push::{DockerConfig, already_pushed, push_image, registry_of};
 pub use replicas::label;
 
 use replicas::api_error;
@@ -45,6 +48,8 @@ pub struct DockerTarget {
     docker: Docker,
     http: reqwest::Client,
     address: String,
+    /// The host it was asked to connect to (`None`: `DOCKER_HOST` or the local socket).
+    host: Option<String>,
     network_lock: tokio::sync::Mutex<()>,
 }
 
@@ -81,7 +86,13 @@ impl DockerTarget {
                 action: "create the health check client".to_owned(),
                 source: Box::new(source),
             })?;
-        Ok(DockerTarget { docker, http, address, network_lock: tokio::sync::Mutex::new(()) })
+        Ok(DockerTarget {
+            docker,
+            http,
+            address,
+            host: host.map(str::to_owned),
+            network_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// The underlying client, for tools (the demo, tests) that need more than deploys.

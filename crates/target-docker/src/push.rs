@@ -162,3 +162,28 @@ pub async fn push_image(
         .find_map(|digest| digest.strip_prefix(&prefix).map(str::to_owned))
         .ok_or_else(|| TargetError::Invalid(format!("the registry gave no digest for {repository}:{tag}")))
 }
+
+/// The digest `repository:tag` has in its registry when that is `image` already (the
+/// engine recorded pushing it there under that digest): what a push resumed after a
+/// crash need not send again. `None` when the registry has no such tag, or another image.
+pub async fn already_pushed(
+    docker: &Docker,
+    image: &str,
+    repository: &str,
+    tag: &str,
+    credentials: Option<DockerCredentials>,
+) -> Result<Option<String>, TargetError> {
+    let Ok(remote) = docker.inspect_registry_image(&format!("{repository}:{tag}"), credentials).await else {
+        return Ok(None);
+    };
+    let Some(digest) = remote.descriptor.digest else {
+        return Ok(None);
+    };
+    let local = match docker.inspect_image(image).await {
+        Ok(local) => local,
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => return Ok(None),
+        Err(error) => return Err(api_error("inspect the image to push", error)),
+    };
+    let pushed_here = format!("{repository}@{digest}");
+    Ok(local.repo_digests.unwrap_or_default().contains(&pushed_here).then_some(digest))
+}

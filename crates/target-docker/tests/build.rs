@@ -61,6 +61,7 @@ RUN [\"/sh\", \"-c\", \"exit 9\"]
     let tag = format!("launchway-test/built:{}", std::process::id());
     let args = BTreeMap::from([("FLAVOUR".to_owned(), "plain".to_owned())]);
     let secrets = BTreeMap::from([("npm".to_owned(), SECRET.to_owned())]);
+    let labels = BTreeMap::new();
     let request = |target| BuildRequest {
         tag: &tag,
         context: context(&[("Dockerfile", &dockerfile), ("app/greeting.txt", "hello\n")]),
@@ -68,6 +69,7 @@ RUN [\"/sh\", \"-c\", \"exit 9\"]
         target: Some(target),
         args: &args,
         secrets: &secrets,
+        labels: &labels,
     };
     let id = build_image(&docker, request("base")).await.expect("the image builds");
     assert!(id.starts_with("sha256:"), "{id}");
@@ -133,4 +135,105 @@ printf '{"ServerURL": "%s", "Username": "ci", "Secret": "s3cret-pw"}' "$registry
     let login = with_helper.credentials_for(&locked.host).unwrap().expect("the helper's login");
     assert_eq!((login.username.as_deref(), login.password.as_deref()), (Some("ci"), Some("s3cret-pw")));
     push_image(&docker, image, &repository, "v2", Some(login)).await.expect("pushed with the helper's login");
+}
+
+/// What a build reported, in order.
+#[derive(Default)]
+struct Reports(std::sync::Mutex<Vec<launchway_target::TargetReport>>);
+
+#[async_trait::async_trait]
+impl launchway_target::Progress for Reports {
+    async fn report(&self, event: launchway_target::TargetEvent) {
+        self.0.lock().unwrap().push(event.report);
+    }
+}
+
+impl Reports {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().drain(..).map(|report| report.kind()).collect()
+    }
+}
+
+/// A build step asked again (resumed after a crash, or the same context under a new
+/// tag) builds nothing and pushes only what the registry lacks; the answer is the digest
+/// the registry holds, behind basic authentication with the login given.
+#[tokio::test]
+async fn an_image_is_built_once_and_pushed_once_whatever_asks_again() {
+    let target = launchway_target_docker::DockerTarget::connect(None).await.expect("the engine");
+    let base = shell_image(target.client()).await;
+    let registry = Registry::start_with_password("ci", "s3cret-pw").await;
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let nonce = format!("{}-{}", std::process::id(), since_epoch.as_nanos());
+    let dockerfile = format!(
+        "FROM {base} AS check
+RUN --mount=type=secret,id=token [\"/sh\", \"-c\", \"read t < /run/secrets/token; test ${{#t}} -eq {len} && echo {nonce} > /checked\"]
+FROM {base}
+COPY --from=check /checked /checked
+",
+        len = SECRET.len()
+    );
+    let definition = launchway_manifest::ImageBuild {
+        context: "web".into(),
+        dockerfile: "Dockerfile".into(),
+        target: None,
+        args: BTreeMap::new(),
+        secrets: BTreeMap::from([("token".to_owned(), "env:UNUSED_HERE".to_owned())]),
+        repository: Some(format!("{}/shop/web", registry.host)),
+    };
+    let secrets = BTreeMap::from([("token".to_owned(), SECRET.to_owned())]);
+    let files = [("Dockerfile", dockerfile.as_str())];
+    let reference_v1 = format!("{}/shop/web:v1", registry.host);
+    fn job<'a>(
+        reference: &'a str,
+        definition: &'a launchway_manifest::ImageBuild,
+        tree: &'a str,
+        files: &[(&str, &str)],
+        secrets: &'a BTreeMap<String, String>,
+    ) -> launchway_target_docker::BuildJob<'a> {
+        launchway_target_docker::BuildJob {
+            container: "web",
+            reference,
+            definition,
+            context_tree: tree,
+            context: context(files),
+            secrets,
+            login: Some(("ci".to_owned(), "s3cret-pw".to_owned())),
+        }
+    }
+    let reports = Reports::default();
+    let first = launchway_target_docker::ensure_built(
+        &target,
+        job(&reference_v1, &definition, &nonce, &files, &secrets),
+        &reports,
+    )
+    .await
+    .expect("built");
+    assert_eq!(reports.kinds(), ["image.building", "image.built", "image.pushed"]);
+    let digest = registry.digest("shop/web", "v1", Some(("ci", "s3cret-pw"))).await.expect("pushed");
+    assert_eq!(first, format!("{}/shop/web@{digest}", registry.host));
+
+    let again = launchway_target_docker::ensure_built(
+        &target,
+        job(&reference_v1, &definition, &nonce, &files, &secrets),
+        &reports,
+    )
+    .await
+    .expect("again");
+    assert_eq!(again, first);
+    assert_eq!(reports.kinds(), ["image.reused"], "neither built nor pushed again");
+
+    // The same context under another tag (`${sha}` tags, a commit elsewhere): not
+    // rebuilt; the registry gets the tag, for the same digest.
+    let reference_v2 = format!("{}/shop/web:v2", registry.host);
+    let retagged = launchway_target_docker::ensure_built(
+        &target,
+        job(&reference_v2, &definition, &nonce, &files, &secrets),
+        &reports,
+    )
+    .await
+    .expect("v2");
+    assert_eq!(reports.kinds(), ["image.reused", "image.pushed"]);
+    assert_eq!(retagged, first, "the same image, the same digest");
+    let history = docker_cli(&["history", "--no-trunc", &reference_v1]);
+    assert!(!history.contains(SECRET), "{history}");
 }

@@ -468,7 +468,10 @@ function stagesOf(run, steps, approval) {
     else if (finished) status = "skipped";
     return { name, label, status, detail: step?.detail || "", took: step ? took(step.started_at, step.finished_at) : "" };
   };
-  const stages = [stage("validate"), stage("plan")];
+  const stages = [stage("validate")];
+  // A run that builds images shows the build between validation and the plan.
+  if (latest.has("build") || run.state === "building") stages.push(stage("build"));
+  stages.push(stage("plan"));
   if (approval || run.state === "awaiting_approval") {
     let status = "waiting";
     if (approval?.decision === "approved") status = "done";
@@ -478,7 +481,7 @@ function stagesOf(run, steps, approval) {
   }
   stages.push(stage("deploy"));
   for (const step of steps) {
-    if (!["validate", "plan", "deploy", "verify", "rollback"].includes(step.name) && !stages.some((known) => known.name === step.name)) {
+    if (!["validate", "build", "plan", "deploy", "verify", "rollback"].includes(step.name) && !stages.some((known) => known.name === step.name)) {
       stages.push(stage(step.name));
     }
   }

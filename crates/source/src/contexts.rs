@@ -1,0 +1,134 @@
+//! Build contexts: a folder of the config repo at a commit, as the tar archive an image
+//! builder takes, and the commit that last changed it (what `${context}` tags name).
+//! Read from git objects, never from a work tree, so what is built is exactly what was
+//! committed.
+
+use std::path::Path;
+
+use crate::history::last_change_from;
+use crate::{Commit, ConfigRepo, Result, SourceError};
+
+/// A folder of a commit, ready to build from.
+pub struct BuildContext {
+    /// The folder's tree id: the same id, the same context, whatever the commit.
+    pub tree: String,
+    /// A tar archive of the folder's files (modes kept, symbolic links as links).
+    pub archive: Vec<u8>,
+}
+
+impl ConfigRepo {
+    /// The last commit, as of `commit`, that changed `folder` ("" for the whole repo).
+    ///
+    /// # Errors
+    /// When the folder is not in the commit.
+    pub fn last_change_at(&self, commit: &str, folder: &str) -> Result<Commit> {
+        let repo = self.repo.to_thread_local();
+        let tip = find_commit(&repo, commit)?;
+        last_change_from(&tip, Path::new(folder), &commit[..commit.len().min(10)])
+    }
+
+    /// Sets the image of every container the manifest (read at `commit`) builds to the
+    /// reference its build will have ([`launchway_manifest::Manifest::set_build_references`]).
+    ///
+    /// # Errors
+    /// A context folder that is not in the commit, at the `build:` naming it.
+    pub fn set_build_references(
+        &self,
+        commit: &Commit,
+        manifest: &mut launchway_manifest::Manifest,
+    ) -> std::result::Result<(), launchway_manifest::Diagnostic> {
+        manifest.set_build_references(&commit.id, |folder| {
+            self.last_change_at(&commit.id, folder).map(|last| last.id).map_err(|error| {
+                let mut message = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                message
+            })
+        })
+    }
+
+    /// `folder` at `commit` as a build context.
+    ///
+    /// # Errors
+    /// When the folder is not a folder of the commit, or an object cannot be read.
+    pub fn build_context(&self, commit: &str, folder: &str) -> Result<BuildContext> {
+        let repo = self.repo.to_thread_local();
+        let read = |what: String, source: gix::Error| SourceError::Read { what, source: Box::new(source) };
+        let root = find_commit(&repo, commit)?.tree().map_err(|error| read(format!("commit {commit}"), error))?;
+        let tree_id = if folder.is_empty() {
+            root.id
+        } else {
+            let entry = root
+                .lookup_entry_by_path(folder)
+                .map_err(|error| read(format!("{folder} at {commit}"), error))?
+                .filter(|entry| entry.mode().is_tree())
+                .ok_or_else(|| SourceError::Read {
+                    what: format!("build context {folder:?}"),
+                    source: format!("it is not a folder of commit {}", &commit[..commit.len().min(10)]).into(),
+                })?;
+            entry.oid().to_owned()
+        };
+        let mut archive = tar::Builder::new(Vec::new());
+        append_tree(&repo, tree_id, "", &mut archive)?;
+        let archive = archive.into_inner().map_err(|error| SourceError::Read {
+            what: format!("build context {folder:?}"),
+            source: Box::new(error),
+        })?;
+        Ok(BuildContext { tree: tree_id.to_string(), archive })
+    }
+}
+
+fn find_commit<'r>(repo: &'r gix::Repository, commit: &str) -> Result<gix::Commit<'r>> {
+    let unknown = |source: Box<dyn std::error::Error + Send + Sync>| SourceError::UnknownRef {
+        reference: commit.to_owned(),
+        location: repo.git_dir().display().to_string(),
+        source,
+    };
+    let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|error| unknown(Box::new(error)))?;
+    repo.find_commit(id).map_err(|error| unknown(Box::new(error)))
+}
+
+/// Adds the tree's files under `prefix`, depth first. Submodules have no content here
+/// and are left out, as `docker build` of a checkout without them would see them.
+fn append_tree(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    prefix: &str,
+    archive: &mut tar::Builder<Vec<u8>>,
+) -> Result<()> {
+    let read = |what: String, source: Box<dyn std::error::Error + Send + Sync>| SourceError::Read { what, source };
+    let tree = repo.find_tree(tree).map_err(|error| read(format!("folder {prefix:?}"), Box::new(error)))?;
+    for entry in tree.iter() {
+        let entry = entry.map_err(|error| read(format!("folder {prefix:?}"), Box::new(error)))?;
+        let path = format!("{prefix}{}", entry.filename());
+        let mode = entry.mode();
+        let oid = entry.oid().to_owned();
+        if mode.is_tree() {
+            append_tree(repo, oid, &format!("{path}/"), archive)?;
+            continue;
+        }
+        if !(mode.is_blob() || mode.is_link()) {
+            continue;
+        }
+        let blob = repo.find_blob(oid).map_err(|error| read(path.clone(), Box::new(error)))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        let appended = if mode.is_link() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            let target = String::from_utf8_lossy(&blob.data).into_owned();
+            archive.append_link(&mut header, &path, target)
+        } else {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if mode.is_executable() { 0o755 } else { 0o644 });
+            header.set_size(blob.data.len() as u64);
+            archive.append_data(&mut header, &path, blob.data.as_slice())
+        };
+        appended.map_err(|error| read(path, Box::new(error)))?;
+    }
+    Ok(())
+}
