@@ -25,7 +25,10 @@ pub struct ImageToBuild<'a> {
     /// `repo:tag`: what the image is tagged (and pushed) as.
     pub reference: &'a str,
     pub definition: &'a ImageBuild,
-    /// The config repo commit the context is read from.
+    /// The repository the context is read from: `None` for the config repo, else the
+    /// build's `source:`.
+    pub repo: Option<&'a str>,
+    /// The commit the context is read at.
     pub commit: &'a str,
     /// Where the environment runs: its engine builds, its credentials push.
     pub target: &'a TargetSpec,
@@ -81,7 +84,11 @@ impl Engine {
             return Ok(Next::to(RunState::Validating, "nothing to build"));
         };
         let wanted = to_build(&run.app, &release.spec, build);
-        let Some(commit) = release.source.commit.as_deref() else {
+        let (repo, commit) = match &build.source {
+            Some(source) => (Some(source.repo.as_str()), source.commit.as_deref()),
+            None => (None, release.source.commit.as_deref()),
+        };
+        let Some(commit) = commit else {
             let reason = "the release names no commit to build from".to_owned();
             return Ok(
                 Next::to(RunState::Failed, format!("build failed, nothing was changed: {reason}")).because(reason)
@@ -108,6 +115,7 @@ impl Engine {
                 container,
                 reference,
                 definition: &build.images[container],
+                repo,
                 commit,
                 target: &release.target,
             };

@@ -12,6 +12,12 @@
 //!    1,000 apps loaded; for 1,000 apps, also what reading a pushed commit costs in
 //!    process (git, then the manifest load), the part of each push before any decision.
 //!
+//! 4. The build stage: `launchway server`'s webhook → run started for a repo of 10 apps
+//!    that build their images, each push changing an app but not its build context
+//!    (beside 3.'s 10 apps, which build nothing); and a rebuild's wall time (the run's
+//!    build step after a commit that changes the context's last layers) beside `docker
+//!    build` run by hand on the same context and engine.
+//!
 //! Needs a Docker engine, like the tests; prints a table, asserts nothing. Sections can
 //! be chosen: `cargo bench -p launchway --bench figures -- deploy apps server`.
 
@@ -39,8 +45,13 @@ fn main() {
         }
         if wanted("server") {
             for apps in [10, 1000] {
-                server_figures(apps).await;
+                server_figures(apps, false).await;
             }
+        }
+        if wanted("build") {
+            server_figures(10, false).await;
+            server_figures(10, true).await;
+            rebuild_figures().await;
         }
     });
 }
@@ -222,7 +233,7 @@ fn commit_read_figures(world: &World, apps: usize) {
     let (mut reads, mut loads, mut incremental) = (Vec::new(), Vec::new(), Vec::new());
     let mut loader = launchway_manifest::Loader::default();
     for round in 1..=30 {
-        world.repo.write("apps/app-0000.yaml", &server_app(0, 1000 + round));
+        world.repo.write("apps/app-0000.yaml", &server_app(0, 1000 + round, false));
         world.repo.commit(&format!("app-0000 read {round}"));
         let commit = repo.resolve("HEAD").expect("HEAD");
         let started = Instant::now();
@@ -263,20 +274,24 @@ fn ms(duration: Duration) -> f64 {
 
 /// An app of the server benchmarks: parked for approval, so that what is measured is
 /// the server turning a push into a run, not Docker starting containers.
-fn server_app(index: usize, version: usize) -> String {
+fn server_app(index: usize, version: usize, built: bool) -> String {
+    let image = match built {
+        true => format!("    build: {{images: {{app-{index:04}: {{context: services/app-{index:04}}}}}}}\n"),
+        false => format!("    image: {}\n", support::IMAGE),
+    };
     format!(
         "services:
   app-{index:04}:
-    image: {image}
-    port: 8080
+{image}    port: 8080
     replicas: 1
     env: {{SAMPLE_MESSAGE: v{version}}}
-",
-        image = support::IMAGE
+"
     )
 }
 
-async fn server_figures(apps: usize) {
+/// `apps` apps, each pushed change making one run; with `built`, every app builds its
+/// image from a folder of its own (built once at start-up; the pushes leave it alone).
+async fn server_figures(apps: usize, built: bool) {
     use support::server::{ServerProcess, WEBHOOK_SECRET, github_push};
 
     let world = World::new().await;
@@ -284,7 +299,11 @@ async fn server_figures(apps: usize) {
         .repo
         .write("launchway.yaml", &format!("environments:\n  {}: {{target: docker, approval: true}}\n", world.env));
     for index in 0..apps {
-        world.repo.write(&format!("apps/app-{index:04}.yaml"), &server_app(index, 0));
+        world.repo.write(&format!("apps/app-{index:04}.yaml"), &server_app(index, 0, built));
+        if built {
+            let dockerfile = format!("FROM {}\nENV BUILT_FOR={}-{index}\n", support::IMAGE, world.env);
+            world.repo.write(&format!("services/app-{index:04}/Dockerfile"), &dockerfile);
+        }
     }
     world.repo.commit("apps");
     if apps >= 1000 {
@@ -300,7 +319,7 @@ async fn server_figures(apps: usize) {
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     let mut latencies = Vec::new();
     for round in 1..=60 {
-        world.repo.write("apps/app-0000.yaml", &server_app(0, round));
+        world.repo.write("apps/app-0000.yaml", &server_app(0, round, built));
         let commit = world.repo.commit(&format!("app-0000 v{round}"));
         let body = github_push("refs/heads/main", &commit);
         let signature = launchway_server::hooks::github_signature(WEBHOOK_SECRET, &body);
@@ -330,7 +349,8 @@ async fn server_figures(apps: usize) {
     }
     latencies.sort();
     let percentile = |p: usize| latencies[(p * latencies.len()).div_ceil(100).max(1) - 1];
-    println!("launchway server, {apps} apps (ready with every app's run planned in {:.1}s)", ready.as_secs_f64());
+    let what = if built { "apps building their images (pushes leave the contexts alone)" } else { "apps" };
+    println!("launchway server, {apps} {what} (ready with every app's run planned in {:.1}s)", ready.as_secs_f64());
     println!(
         "  webhook received -> run started ({} pushes): p50 {:.1}ms  p90 {:.1}ms  p99 {:.1}ms  max {:.1}ms",
         latencies.len(),
@@ -347,4 +367,102 @@ async fn server_figures(apps: usize) {
         mib("RssAnon"),
         mib("RssFile")
     );
+}
+
+/// A rebuild: the build step of a run whose commit changed the context's last layers,
+/// beside `docker build` by hand of the same folder on the same engine (whose CLI here
+/// has no buildx plugin: its legacy builder). Both caches are warmed first.
+async fn rebuild_figures() {
+    use launchway_target_docker::{ExecutableImage, build_executable_image};
+
+    let world = World::new().await;
+    let shell = "launchway-test/sh:bench";
+    let executable =
+        ExecutableImage { tag: shell.into(), executable: "/bin/sh".into(), args: Vec::new(), env: Vec::new() };
+    build_executable_image(world.docker.client(), &executable).await.expect("the shell image");
+    let count = |label: &str| {
+        format!("[\"/sh\", \"-c\", \"i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo {label} $i > /{label}\"]")
+    };
+    let dockerfile = format!(
+        "FROM {shell} AS work
+COPY deps/ /deps/
+RUN {deps}
+COPY src/ /src/
+RUN {src}
+FROM {image}
+COPY --from=work /deps-built /src-built /src/version /built/
+ENV SAMPLE_MESSAGE=rebuilt-{env}
+",
+        deps = count("deps-built"),
+        src = count("src-built"),
+        image = support::IMAGE,
+        env = world.env
+    );
+    world.repo.write("services/web/Dockerfile", &dockerfile);
+    let block = "x".repeat(64 * 1024);
+    for file in 0..160 {
+        world.repo.write(&format!("services/web/deps/lib-{file:03}.txt"), &block);
+    }
+    let manifest = "environments:
+  {env}: {target: docker}
+services:
+  web:
+    port: 8080
+    replicas: 1
+    health: {path: /healthz}
+    settle_window: 300ms
+    build: {tag: ${sha}, images: {web: {context: services/web}}}
+";
+    let folder = world.repo.path().join("services/web");
+    let by_hand = |round: usize| {
+        let started = Instant::now();
+        let output = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", &format!("launchway-bench/by-hand:{round}")])
+            .arg(&folder)
+            .output()
+            .expect("docker build runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        started.elapsed()
+    };
+    let mut launchway = Vec::new();
+    let mut docker = Vec::new();
+    for round in 0..=ROUNDS {
+        world.repo.write("services/web/src/version", &format!("{round}\n"));
+        world.commit(manifest, &format!("round {round}"));
+        world.launchway(&["deploy"]).await.assert_exit(0);
+        let runs = world.runs().await;
+        let run = world.run_details(runs[0]["id"].as_i64().unwrap()).await;
+        let step =
+            run["steps"].as_array().unwrap().iter().find(|step| step["name"] == "build").expect("a build step").clone();
+        let took = Duration::from_millis(
+            (step["finished_at"].as_i64().unwrap() - step["started_at"].as_i64().unwrap()) as u64,
+        );
+        let hand = by_hand(round);
+        // Round 0 warms both builders' caches.
+        if round > 0 {
+            launchway.push(took);
+            docker.push(hand);
+        }
+    }
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let list = |times: &[Duration]| times.iter().map(|time| format!("{:.0}", ms(*time))).collect::<Vec<_>>().join(", ");
+    println!("rebuild of a changed context ({ROUNDS} rounds, ms)");
+    println!(
+        "  launchway's build step (git → context → BuildKit): {} (median {:.0})",
+        list(&launchway),
+        ms(median(&mut launchway))
+    );
+    println!(
+        "  docker build by hand (legacy builder):             {} (median {:.0})",
+        list(&docker),
+        ms(median(&mut docker))
+    );
+    for round in 0..=ROUNDS {
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", &format!("launchway-bench/by-hand:{round}")])
+            .output();
+    }
 }

@@ -3,7 +3,7 @@
 //! environments), pushes with Docker's logins or, to ECR, with the environment's AWS
 //! credentials.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,41 +15,50 @@ use launchway_source::RepoThread;
 use launchway_target::{Progress, TargetError};
 use launchway_target_docker::{BuildJob, ensure_built};
 use launchway_target_ecs::{SsmParameters, ecr_login, sdk_config};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::targets::Targets;
 
 pub struct Builder {
     targets: Arc<Targets>,
-    /// The config repo's location, opened on its own thread at the first build.
+    /// The config repo's location.
     location: String,
     cache_dir: PathBuf,
-    repo: OnceCell<RepoThread>,
+    /// Repositories read from, by location, each opened on its own thread at its first
+    /// build.
+    repos: Mutex<HashMap<String, RepoThread>>,
 }
 
 impl Builder {
     pub fn new(targets: Arc<Targets>, location: String, cache_dir: PathBuf) -> Builder {
-        Builder { targets, location, cache_dir, repo: OnceCell::new() }
+        Builder { targets, location, cache_dir, repos: Mutex::default() }
     }
 
-    async fn repo(&self) -> Result<&RepoThread, TargetError> {
-        self.repo
-            .get_or_try_init(|| async {
-                let (location, cache_dir) = (self.location.clone(), self.cache_dir.clone());
-                tokio::task::spawn_blocking(move || RepoThread::open(&location, cache_dir))
-                    .await
-                    .map_err(|error| TargetError::Invalid(format!("opening the config repo stopped: {error}")))?
-                    .map_err(|error| {
-                        TargetError::Invalid(format!("could not open the config repo {}: {error}", self.location))
-                    })
-            })
+    /// The repository at `location` (`None`: the config repo).
+    async fn repo(&self, location: Option<&str>) -> Result<RepoThread, TargetError> {
+        let location = location.unwrap_or(&self.location).to_owned();
+        let mut repos = self.repos.lock().await;
+        if let Some(repo) = repos.get(&location) {
+            return Ok(repo.clone());
+        }
+        let (opening, cache_dir) = (location.clone(), self.cache_dir.clone());
+        let repo = tokio::task::spawn_blocking(move || RepoThread::open(&opening, cache_dir))
             .await
+            .map_err(|error| TargetError::Invalid(format!("opening {location} stopped: {error}")))?
+            .map_err(|error| TargetError::Invalid(format!("could not open {location}: {error}")))?;
+        repos.insert(location, repo.clone());
+        Ok(repo)
     }
 
     /// The context at the commit, fetching once if the commit is not here yet (a run
     /// resumed by a process whose mirror is behind).
-    async fn context(&self, commit: &str, folder: &str) -> Result<launchway_source::BuildContext, TargetError> {
-        let repo = self.repo().await?;
+    async fn context(
+        &self,
+        location: Option<&str>,
+        commit: &str,
+        folder: &str,
+    ) -> Result<launchway_source::BuildContext, TargetError> {
+        let repo = self.repo(location).await?;
         let (for_read, folder_read) = (commit.to_owned(), folder.to_owned());
         let read = move |repo: &launchway_source::ConfigRepo| repo.build_context(&for_read, &folder_read);
         let first = repo.call(read.clone()).await;
@@ -95,7 +104,7 @@ impl ImageBuilder for Builder {
             }
             _ => None,
         };
-        let context = self.context(image.commit, &definition.context).await?;
+        let context = self.context(image.repo, image.commit, &definition.context).await?;
         let job = BuildJob {
             container: image.container,
             reference: image.reference,

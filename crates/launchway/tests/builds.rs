@@ -36,6 +36,23 @@ ENV SAMPLE_MESSAGE={message}
     )
 }
 
+/// `launchway deploy` with the build secret in its environment.
+async fn deploy(world: &World) -> std::process::Output {
+    let mut command = world.command(&["deploy"]);
+    command.env(SECRET_VARIABLE, SECRET);
+    support::ingress::output(command).await
+}
+
+/// Deploys (with the secret), expecting success and every replica to answer `message`.
+async fn deploy_expecting(world: &World, message: &str) -> std::process::Output {
+    let deployed = deploy(world).await;
+    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    for answer in world.answers("web").await {
+        assert!(answer.starts_with(message), "{answer}");
+    }
+    deployed
+}
+
 fn manifest(repository: &str) -> String {
     format!(
         "environments:
@@ -62,16 +79,7 @@ async fn an_app_is_built_from_its_folder_deployed_by_image_id_and_rebuilt_only_w
     world.repo.write("services/web/Dockerfile", &dockerfile(shell, &format!("built-one-{}", world.env)));
     let first_commit = world.commit(&manifest(""), "web, built from its folder");
 
-    let deploy = |world: &World| {
-        let mut command = world.command(&["deploy"]);
-        command.env(SECRET_VARIABLE, SECRET);
-        support::ingress::output(command)
-    };
-    let first = deploy(&world).await;
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
-    for answer in world.answers("web").await {
-        assert!(answer.starts_with("built-one"), "{answer}");
-    }
+    let first = deploy_expecting(&world, "built-one").await;
     let runs = world.runs().await;
     let run = world.run_details(runs[0]["id"].as_i64().unwrap()).await;
     let steps: Vec<&str> = run["steps"].as_array().unwrap().iter().map(|step| step["name"].as_str().unwrap()).collect();
@@ -127,11 +135,7 @@ async fn an_app_is_built_from_its_folder_deployed_by_image_id_and_rebuilt_only_w
     // The folder changes: a new tag, a build, a deploy.
     world.repo.write("services/web/Dockerfile", &dockerfile(shell, &format!("built-two-{}", world.env)));
     world.repo.commit("web two");
-    let second = deploy(&world).await;
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
-    for answer in world.answers("web").await {
-        assert!(answer.starts_with("built-two"), "{answer}");
-    }
+    deploy_expecting(&world, "built-two").await;
 
     // Without the secret, the step that needs it fails the build, and nothing changes.
     world.repo.write("services/web/Dockerfile", &dockerfile(shell, &format!("built-three-{}", world.env)));
@@ -168,17 +172,11 @@ async fn a_built_image_is_pushed_and_deployed_by_the_digest_its_registry_holds()
     world.repo.write("services/web/Dockerfile", &dockerfile(shell, &format!("pushed-one-{}", world.env)));
     let repository = format!("          repository: {}/shop/web\n", registry.host);
     let commit = world.commit(&manifest(&repository), "web, built and pushed");
-    let mut command = world.command(&["deploy"]);
-    command.env(SECRET_VARIABLE, SECRET);
-    let deployed = support::ingress::output(command).await;
-    assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
+    deploy_expecting(&world, "pushed-one").await;
     let digest = registry.digest("shop/web", &commit[..10], None).await.expect("the tag is pushed");
     let runs = world.runs().await;
     let run = world.run_details(runs[0]["id"].as_i64().unwrap()).await;
     assert_eq!(run["release"]["spec"]["containers"][0]["image"], format!("{}/shop/web@{digest}", registry.host));
-    for answer in world.answers("web").await {
-        assert!(answer.starts_with("pushed-one"), "{answer}");
-    }
 }
 
 /// A deploy killed while its build runs: the next deploy resumes the run at its build
@@ -229,4 +227,29 @@ ENV SAMPLE_MESSAGE={message}
     for answer in world.answers("web").await {
         assert!(answer.starts_with(&message), "{answer}");
     }
+}
+
+/// Contexts from another repository at a ref: built from the ref's commit, tagged by
+/// the commit that last touched the folder there, and rebuilt when the ref moves.
+#[tokio::test]
+async fn an_app_is_built_from_another_repository_at_a_ref() {
+    let world = World::new().await;
+    let shell = shell_image(&world).await;
+    let code = launchway_testkit::GitRepo::init();
+    code.write("services/web/Dockerfile", &dockerfile(shell, &format!("from-code-one-{}", world.env)));
+    let first = code.commit("web one");
+    let source = format!("      source: {{repo: \"{}\", ref: main}}\n", code.path().display());
+    let manifest = manifest("").replace("    build:\n", &format!("    build:\n{source}"));
+    world.commit(&manifest, "web, built from the code repository");
+    deploy_expecting(&world, "from-code-one").await;
+    let runs = world.runs().await;
+    let run = world.run_details(runs[0]["id"].as_i64().unwrap()).await;
+    let built: Vec<&serde_json::Value> =
+        run["events"].as_array().unwrap().iter().filter(|event| event["kind"] == "image.built").collect();
+    assert_eq!(built[0]["data"]["reference"], format!("launchway/web/web:{}", &first[..10]), "{built:?}");
+
+    // The code repository moves on; the config repo does not: the next deploy builds it.
+    code.write("services/web/Dockerfile", &dockerfile(shell, &format!("from-code-two-{}", world.env)));
+    code.commit("web two");
+    deploy_expecting(&world, "from-code-two").await;
 }

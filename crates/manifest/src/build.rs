@@ -3,6 +3,7 @@
 //! ```yaml
 //! build:
 //!   tag: ${context}            # or ${sha}, or ${env}-${sha}
+//!   source: {repo: https://git.example.com/shop.git, ref: main}   # else the config repo
 //!   images:
 //!     web:                     # a container of the app
 //!       context: services/web  # a folder of the config repo
@@ -24,15 +25,48 @@ use serde::{Deserialize, Serialize};
 use crate::node::{Node, Pos};
 use crate::reader::{Fields, Reader};
 
-const BUILD_FIELDS: &[&str] = &["tag", "images"];
+const BUILD_FIELDS: &[&str] = &["tag", "source", "images"];
+const SOURCE_FIELDS: &[&str] = &["repo", "ref"];
 const IMAGE_BUILD_FIELDS: &[&str] = &["context", "dockerfile", "target", "args", "secrets", "repository"];
 
 /// An app's `build:`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppBuild {
     pub tag: TagScheme,
+    /// Where the contexts are: another repository at a ref; absent, the config repo at
+    /// the commit deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<BuildSource>,
     /// By container name.
     pub images: BTreeMap<String, ImageBuild>,
+}
+
+/// Another git repository the contexts come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSource {
+    /// A path or a `file://`, `http(s)://` or `ssh://` URL, as `--repo` takes.
+    pub repo: String,
+    /// The branch, tag or commit followed.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The commit `git_ref` named when the manifest was read (set with the references).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+/// What [`crate::Manifest::set_build_references`] asks of git.
+pub trait BuildSources {
+    /// The commit `git_ref` names in `repo` now.
+    ///
+    /// # Errors
+    /// Why it cannot be said (the repository cannot be read, the ref names nothing).
+    fn resolve(&mut self, repo: &str, git_ref: &str) -> Result<String, String>;
+    /// The last commit, as of `commit`, that touched `folder` ("" for all of it) of `repo`
+    /// (`None`: the config repo).
+    ///
+    /// # Errors
+    /// Why it cannot be said (the folder is not in the commit…).
+    fn last_change(&mut self, repo: Option<&str>, commit: &str, folder: &str) -> Result<String, String>;
 }
 
 /// How built images are tagged.
@@ -121,6 +155,10 @@ pub(crate) fn read_build(reader: &mut Reader<'_>, fields: &Fields<'_>, path: &st
             }
         }
     };
+    let source = match build_fields.get("source") {
+        Some(node) => read_source(reader, node, &format!("{path}.source")).map(Some),
+        None => Some(None),
+    };
     let Some(images_node) = build_fields.get("images") else {
         reader.error(node.pos, &path, "missing field \"images\" (the containers to build, by name)");
         return None;
@@ -140,7 +178,21 @@ pub(crate) fn read_build(reader: &mut Reader<'_>, fields: &Fields<'_>, path: &st
         reader.error(images_node.pos, &format!("{path}.images"), "declare at least one container to build");
         return None;
     }
-    Some(Some((node.pos, AppBuild { tag: tag?, images })).filter(|_| ok))
+    Some(Some((node.pos, AppBuild { tag: tag?, source: source?, images })).filter(|_| ok))
+}
+
+fn read_source(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<BuildSource> {
+    let fields = reader.fields(node, path, SOURCE_FIELDS)?;
+    let mut field = |name: &str, example: &str| match fields.get(name) {
+        Some(node) => reader.string(node, &format!("{path}.{name}")),
+        None => {
+            reader.error(fields.pos(), path, format!("missing field \"{name}\" ({example})"));
+            None
+        }
+    };
+    let repo = field("repo", "the repository to build from, like https://git.example.com/shop.git");
+    let git_ref = field("ref", "the branch, tag or commit to build, like main");
+    Some(BuildSource { repo: repo?, git_ref: git_ref?, commit: None })
 }
 
 fn read_image_build(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<ImageBuild> {

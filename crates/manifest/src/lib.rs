@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use build::{AppBuild, ImageBuild, LOCAL_REPOSITORY_PREFIX, TAG_COMMIT_LENGTH, TagScheme};
+pub use build::{
+    AppBuild, BuildSource, BuildSources, ImageBuild, LOCAL_REPOSITORY_PREFIX, TAG_COMMIT_LENGTH, TagScheme,
+};
 pub use duration::format_duration;
 pub use gitops_sample::{SAMPLE_ENVIRONMENT, SAMPLE_FILE};
 pub use image_files::images_for as published_images_for;

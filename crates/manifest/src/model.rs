@@ -65,40 +65,58 @@ impl Manifest {
     }
 
     /// Sets the image of every container an app builds (and its environment does not
-    /// override) to the reference the build will have, given the commit deployed and
-    /// `last_change(folder)`: the last commit that touched a context folder, as of it.
+    /// override) to the reference its build will have, given the commit deployed and
+    /// what git says through `sources`: the commit a build's `source:` ref names now
+    /// (kept in the build), and the last commit that touched each context folder.
     ///
     /// # Errors
-    /// A context folder `last_change` cannot find (not in the commit), at its `build:`.
+    /// What `sources` could not say (a context folder not in the commit, a source
+    /// repository that cannot be read), at the `build:` concerned.
     pub fn set_build_references(
         &mut self,
         commit: &str,
-        mut last_change: impl FnMut(&str) -> Result<String, String>,
+        sources: &mut dyn crate::BuildSources,
     ) -> Result<(), crate::Diagnostic> {
         for app in self.apps.values_mut() {
-            let Some(build) = &app.build else {
+            let Some(build) = &mut app.build else {
                 continue;
             };
+            let at = |message: String| crate::Diagnostic {
+                file: app.file.clone(),
+                line: app.build_at.line,
+                column: app.build_at.column,
+                message,
+            };
+            let source_commit = match &mut build.source {
+                Some(source) => {
+                    let resolved = sources.resolve(&source.repo, &source.git_ref).map_err(|problem| {
+                        at(format!("the build source {} at {:?}: {problem}", source.repo, source.git_ref))
+                    })?;
+                    source.commit = Some(resolved.clone());
+                    resolved
+                }
+                None => commit.to_owned(),
+            };
+            let repo = build.source.as_ref().map(|source| source.repo.as_str());
             let mut context_commits = BTreeMap::new();
             for (container, image) in &build.images {
                 if build.tag == crate::TagScheme::Context {
-                    let last = last_change(&image.context).map_err(|problem| crate::Diagnostic {
-                        file: app.file.clone(),
-                        line: app.build_at.line,
-                        column: app.build_at.column,
-                        message: format!("the build context of {container}, {:?}: {problem}", image.context),
+                    let last = sources.last_change(repo, &source_commit, &image.context).map_err(|problem| {
+                        at(format!("the build context of {container}, {:?}: {problem}", image.context))
                     })?;
                     context_commits.insert(container.clone(), last);
                 }
             }
+            let build = &*build;
             for (env, spec) in &mut app.specs {
                 let images: BTreeMap<String, String> = spec
                     .images()
                     .into_iter()
                     .filter(|(container, image)| image.is_empty() && build.images.contains_key(*container))
                     .map(|(container, _)| {
-                        let context_commit = context_commits.get(container).map_or(commit, String::as_str);
-                        (container.to_owned(), build.reference(&app.name, container, env, commit, context_commit))
+                        let context_commit = context_commits.get(container).unwrap_or(&source_commit);
+                        let reference = build.reference(&app.name, container, env, &source_commit, context_commit);
+                        (container.to_owned(), reference)
                     })
                     .collect();
                 if !images.is_empty() {

@@ -1600,6 +1600,7 @@ tasks:
     run: on_deploy
     build:
       tag: ${env}-${sha}
+      source: {repo: \"https://git.example/db.git\", ref: main}
       images:
         migrate: {context: db, dockerfile: build/Dockerfile, repository: \"127.0.0.1:5000/db\"}
 ";
@@ -1610,19 +1611,60 @@ tasks:
     assert_eq!(web.images["web"].dockerfile, "Dockerfile");
     assert_eq!(manifest.apps["web"].specs["stg"].images()["web"], "", "set once the commit is known");
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    manifest
-        .set_build_references(commit, |folder| match folder {
-            "services/web" => Ok("fedcba9876543210fedcba9876543210fedcba98".to_owned()),
-            other => Err(format!("unexpected {other}")),
-        })
-        .expect("references set");
+    manifest.set_build_references(commit, &mut Git).expect("references set");
     let stg = manifest.apps["web"].specs["stg"].images();
     assert_eq!(stg["web"], "launchway/web/web:fedcba9876", "tagged by the last commit touching its context");
     assert_eq!(stg["proxy"], "envoy:1", "not built");
     assert_eq!(manifest.apps["web"].specs["prod"].images()["web"], "web:hotfix", "an override is not built");
-    assert_eq!(manifest.apps["migrate"].specs["prod"].images()["migrate"], "127.0.0.1:5000/db:prod-0123456789");
+    assert_eq!(
+        manifest.apps["migrate"].specs["prod"].images()["migrate"],
+        "127.0.0.1:5000/db:prod-aaaabbbbcc",
+        "the source repository's commit"
+    );
+    let source = manifest.apps["migrate"].build.as_ref().and_then(|build| build.source.clone()).expect("a source");
+    assert_eq!(source.commit.as_deref(), Some("aaaabbbbccccddddeeeeffff0000111122223333"), "kept for the build");
     assert!(web.builds("web", "web", "launchway/web/web:fedcba9876"));
     assert!(!web.builds("web", "web", "web:hotfix"));
+}
+
+/// What git would say, for the tests: web's folder last changed at `fedcba98…`, the db
+/// repository's main is at `aaaabbbb…`.
+struct Git;
+
+impl crate::BuildSources for Git {
+    fn resolve(&mut self, repo: &str, git_ref: &str) -> Result<String, String> {
+        match (repo, git_ref) {
+            ("https://git.example/db.git", "main") => Ok("aaaabbbbccccddddeeeeffff0000111122223333".to_owned()),
+            _ => Err(format!("no {git_ref} in {repo}")),
+        }
+    }
+
+    fn last_change(&mut self, repo: Option<&str>, _commit: &str, folder: &str) -> Result<String, String> {
+        match (repo, folder) {
+            (None, "services/web") => Ok("fedcba9876543210fedcba9876543210fedcba98".to_owned()),
+            _ => Err("it is not in the repository at that commit".to_owned()),
+        }
+    }
+}
+
+#[test]
+fn a_context_git_cannot_find_is_reported_at_its_build() {
+    let manifest = "\
+environments:
+  dev: {target: docker}
+services:
+  api:
+    port: 8080
+    build:
+      images:
+        api: {context: services/api}
+";
+    let mut manifest = load_one(manifest).expect("valid").manifest;
+    let problem = manifest.set_build_references("0123", &mut Git).expect_err("no such folder");
+    assert_eq!(
+        problem.to_string(),
+        r#"launchway.yaml:7:7: the build context of api, "services/api": it is not in the repository at that commit"#
+    );
 }
 
 #[test]

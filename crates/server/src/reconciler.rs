@@ -338,10 +338,18 @@ impl Reconciler {
             .await?;
         match loaded {
             Ok(validated) => {
+                // A build from another repository follows its ref: read again each time.
+                let follows_others = validated
+                    .manifest
+                    .apps
+                    .values()
+                    .any(|app| app.build.as_ref().is_some_and(|build| build.source.is_some()));
                 let snapshot = Arc::new(Snapshot { commit, manifest: validated.manifest });
-                let mut cache = self.manifests.lock().expect("not poisoned");
-                cache.push_front(snapshot.clone());
-                cache.truncate(MANIFEST_CACHE);
+                if !follows_others {
+                    let mut cache = self.manifests.lock().expect("not poisoned");
+                    cache.push_front(snapshot.clone());
+                    cache.truncate(MANIFEST_CACHE);
+                }
                 Ok(Some(snapshot))
             }
             Err(diagnostics) => {

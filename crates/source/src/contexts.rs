@@ -3,7 +3,10 @@
 //! Read from git objects, never from a work tree, so what is built is exactly what was
 //! committed.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use launchway_manifest::BuildSources;
 
 use crate::history::last_change_from;
 use crate::{Commit, ConfigRepo, Result, SourceError};
@@ -28,26 +31,19 @@ impl ConfigRepo {
     }
 
     /// Sets the image of every container the manifest (read at `commit`) builds to the
-    /// reference its build will have ([`launchway_manifest::Manifest::set_build_references`]).
+    /// reference its build will have ([`launchway_manifest::Manifest::set_build_references`]):
+    /// contexts of this repo at the commit, or of another repository at its ref (opened,
+    /// and for a URL mirrored and fetched, beside this one's mirrors).
     ///
     /// # Errors
-    /// A context folder that is not in the commit, at the `build:` naming it.
+    /// A context folder that is not in its commit, or a source that cannot be read, at
+    /// the `build:` concerned.
     pub fn set_build_references(
         &self,
         commit: &Commit,
         manifest: &mut launchway_manifest::Manifest,
     ) -> std::result::Result<(), launchway_manifest::Diagnostic> {
-        manifest.set_build_references(&commit.id, |folder| {
-            self.last_change_at(&commit.id, folder).map(|last| last.id).map_err(|error| {
-                let mut message = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    message.push_str(&format!(": {cause}"));
-                    source = cause.source();
-                }
-                message
-            })
-        })
+        manifest.set_build_references(&commit.id, &mut Sources { config: self, others: HashMap::new() })
     }
 
     /// `folder` at `commit` as a build context.
@@ -131,4 +127,46 @@ fn append_tree(
         appended.map_err(|error| read(path, Box::new(error)))?;
     }
     Ok(())
+}
+
+/// The config repo and the other repositories builds name, each opened once.
+struct Sources<'a> {
+    config: &'a ConfigRepo,
+    others: HashMap<String, ConfigRepo>,
+}
+
+impl Sources<'_> {
+    fn repo(&mut self, location: Option<&str>) -> Result<&ConfigRepo> {
+        let Some(location) = location else {
+            return Ok(self.config);
+        };
+        if !self.others.contains_key(location) {
+            let opened = ConfigRepo::open(location, &self.config.cache_dir)?;
+            self.others.insert(location.to_owned(), opened);
+        }
+        Ok(&self.others[location])
+    }
+}
+
+impl BuildSources for Sources<'_> {
+    fn resolve(&mut self, repo: &str, git_ref: &str) -> std::result::Result<String, String> {
+        let resolved = self.repo(Some(repo)).and_then(|opened| opened.resolve(git_ref));
+        resolved.map(|commit| commit.id).map_err(|error| with_causes(&error))
+    }
+
+    fn last_change(&mut self, repo: Option<&str>, commit: &str, folder: &str) -> std::result::Result<String, String> {
+        let last = self.repo(repo).and_then(|opened| opened.last_change_at(commit, folder));
+        last.map(|commit| commit.id).map_err(|error| with_causes(&error))
+    }
+}
+
+/// An error and its causes, on one line.
+fn with_causes(error: &SourceError) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }

@@ -98,6 +98,8 @@ pub struct ConfigRepo {
     location: String,
     /// The URL to fetch from, for a mirrored remote.
     pub(crate) remote_url: Option<String>,
+    /// Where mirrors are kept: other repositories a build's `source:` names go there too.
+    pub(crate) cache_dir: PathBuf,
     /// The manifest files last read, by blob id: a commit that changes one app of a
     /// thousand reads one blob, not a thousand (`launchway server` reads every push).
     manifest_blobs: Mutex<HashMap<gix::ObjectId, Vec<u8>>>,
@@ -122,6 +124,7 @@ impl ConfigRepo {
                 repo: repo.into_sync(),
                 location: location.to_owned(),
                 remote_url: Some(location.to_owned()),
+                cache_dir: cache_dir.to_path_buf(),
                 manifest_blobs: Mutex::default(),
             };
             repo.fetch()?;
@@ -132,6 +135,7 @@ impl ConfigRepo {
                 repo: repo.into_sync(),
                 location: location.to_owned(),
                 remote_url: None,
+                cache_dir: cache_dir.to_path_buf(),
                 manifest_blobs: Mutex::default(),
             })
         }

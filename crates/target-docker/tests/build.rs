@@ -149,8 +149,10 @@ impl launchway_target::Progress for Reports {
 }
 
 impl Reports {
+    /// What happened, the build's log lines left out.
     fn kinds(&self) -> Vec<&'static str> {
-        self.0.lock().unwrap().drain(..).map(|report| report.kind()).collect()
+        let reports = self.0.lock().unwrap().drain(..).map(|report| report.kind()).collect::<Vec<_>>();
+        reports.into_iter().filter(|kind| *kind != "image.build_log").collect()
     }
 }
 
