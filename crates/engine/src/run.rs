@@ -429,7 +429,7 @@ impl Engine {
 
     async fn deploy(&self, run: &Run) -> Result<Next> {
         let (release, target) = self.release_and_target(run.release_id).await?;
-        if run.kind == RunKind::Scheduled || runs_on_deploy(&release.spec) {
+        if run.kind == RunKind::Scheduled || release.spec.runs_on_deploy() {
             return self.execute_task(run, &release, target.as_ref()).await;
         }
         if recorded_only(&release.spec) {
@@ -526,16 +526,16 @@ impl Engine {
     /// such as a migration, changed is its own to undo). A task run on deploy that exits
     /// 0 makes its release the deployed one, verified: its exit was watched.
     async fn execute_task(&self, run: &Run, release: &Release, target: &dyn Target) -> Result<Next> {
-        let AppSpec::Task(spec) = &release.spec else {
+        if !matches!(release.spec, AppSpec::Task(_) | AppSpec::EcsTask(_)) {
             return Ok(Next::to(RunState::Failed, "only tasks can be run once").because("not a task"));
-        };
+        }
         let execution = TaskExecution {
             app: &run.app,
             env: &run.env,
             run_id: run.id,
             release_id: release.id,
             revision: &release.revision,
-            spec,
+            spec: &release.spec,
         };
         let progress = RunProgress { engine: self, run };
         match target.run_task(execution, &progress).await {
@@ -649,12 +649,6 @@ pub(crate) fn rollout<'a>(run: &'a Run, release: &'a Release) -> Rollout<'a> {
 /// release's definition when each run is due.
 fn recorded_only(spec: &AppSpec) -> bool {
     matches!(spec, AppSpec::Task(task) if task.schedule.is_some())
-}
-
-/// A task run once when a change to it deploys (`run: on_deploy`): running it is the
-/// deploy, and its exit code the verification.
-fn runs_on_deploy(spec: &AppSpec) -> bool {
-    matches!(spec, AppSpec::Task(task) if task.schedule.is_none())
 }
 
 fn rolled_out(release: &Release) -> String {

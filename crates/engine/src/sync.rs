@@ -497,7 +497,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!("nothing has been deployed for {app} in {env}")));
         };
         let current = store.release(record.current_release_id).await?;
-        if matches!(&current.spec, AppSpec::Task(task) if task.schedule.is_none()) {
+        if current.spec.runs_on_deploy() {
             // Running an older migration again would not undo the newer one.
             return Err(EngineError::Invalid(format!(
                 "{app} runs once on deploy (`run: on_deploy`): rolling it back would run an older release of it again, which undoes nothing; deploy a change that does what is needed"

@@ -850,3 +850,120 @@ async fn cloudwatch_metrics_and_alarms_decide_at_an_ecs_gate() {
     assert!(stdout.contains("alarms failed — in ALARM: shop-5xx-green"), "{stdout}");
     assert_eq!(aws.task_definition_of("prod", "shop").await, promoted, "ECS put the service back");
 }
+
+/// The build stage for ECS: the image is built on the local engine, pushed to a real
+/// registry (Debian's docker-registry on loopback, standing in for ECR, which moto only
+/// logs in to), and the task definition gets the digest the registry holds, as
+/// CodeBuild's imagedefinitions.json carried the pushed image.
+#[tokio::test]
+async fn an_ecs_app_built_by_launchway_runs_the_digest_it_pushed() {
+    let aws = Aws::new().await;
+    let docker = launchway_target_docker::DockerTarget::connect(None).await.expect("a Docker engine");
+    let shell = launchway_target_docker::ExecutableImage {
+        tag: "launchway-test/sh:ecs-build".into(),
+        executable: "/bin/sh".into(),
+        args: Vec::new(),
+        env: Vec::new(),
+    };
+    launchway_target_docker::build_executable_image(docker.client(), &shell).await.expect("the base image");
+    let registry = launchway_testkit::Registry::start().await;
+    let web = aws.register("web", &[("web", "web:1")], "complete").await;
+    aws.service("prod", "web", &web).await;
+    let nonce = aws.db.path().display().to_string();
+    aws.repo.write(
+        "services/web/Dockerfile",
+        &format!("FROM {}\nRUN [\"/sh\", \"-c\", \"echo {nonce} > /built\"]\n", shell.tag),
+    );
+    aws.repo.write(
+        "launchway.yaml",
+        &format!(
+            "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\nservices:\n  web:\n    settle_window: 300ms\n    build:\n      images:\n        web: {{context: services/web, repository: {}/shop/web}}\n",
+            registry.host
+        ),
+    );
+    let commit = aws.repo.commit("web, built by launchway");
+    let deployed = aws.launchway(&["deploy"]).await;
+    deployed.assert_exit(0);
+    let digest = registry.digest("shop/web", &commit[..10], None).await;
+    let digest = digest.unwrap_or_else(|| panic!("not pushed: {}\n{}", deployed.stdout(), deployed.stderr()));
+    let now = aws.task_definition_of("prod", "web").await;
+    assert_eq!(aws.images_of(&now).await, [("web".to_owned(), format!("{}/shop/web@{digest}", registry.host))]);
+}
+
+/// A migration on ECS: a task run once on deploy (RunTask, followed until it stops),
+/// which the service depends on. moto runs no tasks: its RunTask is extended (in
+/// ecs_rollouts.py) to stop the task at once with the exit code the task definition's
+/// LAUNCHWAY_TEST_EXIT_CODE names; what launchway reads back (DescribeTasks' exit
+/// codes) is ECS's own answer.
+#[tokio::test]
+async fn an_ecs_migration_task_runs_once_before_the_service_and_a_failing_one_stops_it() {
+    let aws = Aws::new().await;
+    let web = aws.register("web", &[("web", "web:1")], "complete").await;
+    aws.service("prod", "web", &web).await;
+    let migration = |exit_code: &str, version: &str| {
+        json!({
+            "family": "migrate",
+            "containerDefinitions": [{
+                "name": "migrate", "image": format!("shop:{version}"), "memory": 128, "essential": true,
+                "command": ["shop", "migrate"],
+                "environment": [{"name": "LAUNCHWAY_TEST_EXIT_CODE", "value": exit_code}]
+            }]
+        })
+        .to_string()
+    };
+    let manifest = |web_image: &str| {
+        format!(
+            "environments:
+  prod:
+    target: {{ecs: {{cluster: prod}}}}
+services:
+  web:
+    image: {web_image}
+    settle_window: 300ms
+    depends_on: [migrate]
+tasks:
+  migrate:
+    run: on_deploy
+    timeout: 1m
+    ecs: {{task_definition: ecs/migrate.json, launch_type: FARGATE}}
+"
+        )
+    };
+    aws.repo.write("ecs/migrate.json", &migration("0", "2"));
+    aws.repo.write("launchway.yaml", &manifest("web:2"));
+    aws.repo.commit("web 2 after its migration");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let runs = aws.runs().await;
+    let run_of = |runs: &[Value], app: &str| runs.iter().find(|run| run["app"] == app).expect("a run").clone();
+    let (migrate, web_run) = (run_of(&runs, "migrate"), run_of(&runs, "web"));
+    assert_eq!(migrate["state"], "succeeded", "{migrate}");
+    assert!(migrate["reason"].as_str().unwrap().starts_with("exited 0"), "{migrate}");
+    assert_eq!(web_run["waits_for"], json!([migrate["id"]]));
+    assert_eq!(web_run["state"], "succeeded");
+    let started_by = format!("launchway-run-{}", migrate["id"]);
+    let tasks = aws
+        .ecs
+        .list_tasks()
+        .cluster("prod")
+        .started_by(&started_by)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tasks.task_arns().len(), 1, "run once, named after its run");
+    let web_before = aws.task_definition_of("prod", "web").await;
+    assert_eq!(aws.images_of(&web_before).await, [("web".to_owned(), "web:2".to_owned())]);
+
+    // The next migration fails: web's change is not deployed.
+    aws.repo.write("ecs/migrate.json", &migration("3", "3"));
+    aws.repo.write("launchway.yaml", &manifest("web:3"));
+    aws.repo.commit("web 3 and a broken migration");
+    aws.launchway(&["deploy"]).await.assert_exit(4);
+    let runs = aws.runs().await;
+    let (migrate, web_run) = (run_of(&runs, "migrate"), run_of(&runs, "web"));
+    assert_eq!(migrate["state"], "failed", "{migrate}");
+    assert!(migrate["reason"].as_str().unwrap().contains("migrate exited 3"), "{migrate}");
+    assert_eq!(web_run["state"], "failed");
+    assert!(web_run["reason"].as_str().unwrap().starts_with("not deployed: web depends on migrate"), "{web_run}");
+    assert_eq!(aws.task_definition_of("prod", "web").await, web_before, "web untouched");
+}

@@ -140,6 +140,7 @@ pub(crate) fn read(reader: &mut Reader<'_>, root: &Node) -> SampleDraft {
             rule: Some(rule),
             schedule: None,
             cluster: None,
+            on_deploy: None,
         });
         push_unique(reader, &mut apps, key, spec);
     }

@@ -33,10 +33,10 @@ pub use image_files::images_for as published_images_for;
 pub use model::{
     Analysis, App, AppSpec, ApprovalPolicy, CanaryStep, CircuitBreaker, CloudWatchAnalysis, ContainerSpec,
     DEFAULT_REPLICAS, DEFAULT_SETTLE_WINDOW, DEFAULT_STOP_GRACE_PERIOD, DEFAULT_STRATEGY, Deployment, EcsAlarms,
-    EcsDefinition, EcsDeployment, EcsLoadBalancer, EcsServiceSpec, EcsTarget, EcsTaskSpec, EnvSource, Environment,
-    ForgeStatuses, Gate, GateStage, HealthCheck, HttpAnalysis, Ingress, IngressTls, Manifest, Notification,
-    NotificationSink, NotifyOn, ProgressStep, PrometheusAnalysis, Revision, Schedule, ScheduleRef, ServiceSpec,
-    Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
+    EcsDefinition, EcsDeployment, EcsLoadBalancer, EcsNetwork, EcsRunOnce, EcsServiceSpec, EcsTarget, EcsTaskSpec,
+    EnvSource, Environment, ForgeStatuses, Gate, GateStage, HealthCheck, HttpAnalysis, Ingress, IngressTls, Manifest,
+    Notification, NotificationSink, NotifyOn, ProgressStep, PrometheusAnalysis, Revision, Schedule, ScheduleRef,
+    ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;

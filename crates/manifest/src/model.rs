@@ -109,11 +109,15 @@ impl Manifest {
             }
             let build = &*build;
             for (env, spec) in &mut app.specs {
-                let images: BTreeMap<String, String> = spec
-                    .images()
-                    .into_iter()
-                    .filter(|(container, image)| image.is_empty() && build.images.contains_key(*container))
-                    .map(|(container, _)| {
+                // Every container it builds that the environment does not give an image
+                // (on ECS, a container not named yet is one swapped into what runs).
+                let set = spec.images();
+                let images: BTreeMap<String, String> = build
+                    .images
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|container| set.get(container).is_none_or(|image| image.is_empty()))
+                    .map(|container| {
                         let context_commit = context_commits.get(container).unwrap_or(&source_commit);
                         let reference = build.reference(&app.name, container, env, &source_commit, context_commit);
                         (container.to_owned(), reference)
@@ -418,6 +422,16 @@ impl AppSpec {
             | AppSpec::EcsTask(EcsTaskSpec { definition, .. }) => {
                 definition.images.iter().map(|(name, image)| (name.as_str(), image.as_str())).collect()
             }
+        }
+    }
+
+    /// A task run once each time a change to it deploys (`run: on_deploy`, a migration):
+    /// running it is its deploy, and its exit code the verification.
+    pub fn runs_on_deploy(&self) -> bool {
+        match self {
+            AppSpec::Task(task) => task.schedule.is_none(),
+            AppSpec::EcsTask(task) => task.on_deploy.is_some(),
+            AppSpec::Service(_) | AppSpec::EcsService(_) => false,
         }
     }
 
@@ -930,9 +944,37 @@ pub struct EcsTaskSpec {
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleRef>,
-    /// The cluster the definition's family lives next to, for messages and plans.
+    /// The cluster the definition's family lives next to, for messages and plans (and
+    /// where a task run on deploy runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Run once each time a change to it deploys (`run: on_deploy`), instead of on a
+    /// rule's or schedule's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_deploy: Option<EcsRunOnce>,
+}
+
+/// How an ECS task run on deploy is started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsRunOnce {
+    /// `FARGATE`, `EC2` or `EXTERNAL`; absent, the cluster's default capacity providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    /// Its awsvpc network, which Fargate needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<EcsNetwork>,
+    /// How long it may run before it fails its run (stopped then).
+    #[serde(default, with = "millis_option", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcsNetwork {
+    pub subnets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub public_ip: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

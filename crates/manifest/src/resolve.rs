@@ -11,9 +11,9 @@ use serde_json::Value;
 use crate::build::AppBuild;
 use crate::image_files::{self, ImageFile};
 use crate::model::{
-    AppSpec, ContainerSpec, DEFAULT_REPLICAS, EcsDefinition, EcsDeployment, EcsServiceSpec, EcsTarget, EcsTaskSpec,
-    EnvSource, Environment, HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument,
-    TaskSpec,
+    AppSpec, ContainerSpec, DEFAULT_REPLICAS, EcsDefinition, EcsDeployment, EcsRunOnce, EcsServiceSpec, EcsTarget,
+    EcsTaskSpec, EnvSource, Environment, HealthCheck, ScheduleRef, ServiceSpec, Strategy, TargetSpec,
+    TaskDefinitionDocument, TaskSpec,
 };
 use crate::node::Pos;
 use crate::reader::{self, Key, Reader};
@@ -552,13 +552,7 @@ impl Resolver<'_> {
         if draft.containers_failed {
             return None;
         }
-        if draft.on_deploy.is_some() {
-            // Running a task once on ECS (RunTask, waiting for it to stop) is not built yet.
-            self.reader.error(
-                at.key.pos,
-                &format!("{}.run", at.path),
-                format!("{} runs on ECS, where `run: on_deploy` is not supported yet (Docker only)", at.env_path),
-            );
+        if draft.on_deploy == Some(false) {
             return None;
         }
         let ecs = draft.ecs.as_ref();
@@ -566,6 +560,18 @@ impl Resolver<'_> {
         let rule = ecs.and_then(|ecs| ecs.rule.clone());
         let schedule =
             ecs.and_then(|ecs| Some(ScheduleRef { name: ecs.schedule.clone()?, group: ecs.schedule_group.clone() }));
+        let cluster = ecs.and_then(|ecs| ecs.cluster.clone()).or_else(|| target.cluster.clone());
+        if draft.on_deploy == Some(true) {
+            return self.ecs_task_on_deploy(at, draft, ecs, definition?, cluster, rule.is_some() || schedule.is_some());
+        }
+        if ecs.is_some_and(|ecs| ecs.launch_type.is_some() || ecs.network.is_some()) {
+            self.reader.error(
+                ecs.map_or(at.key.pos, |ecs| ecs.pos),
+                at.path,
+                "ecs.launch_type and ecs.network say how a task run on deploy starts (`run: on_deploy`); a scheduled task starts as its rule or schedule says",
+            );
+            return None;
+        }
         if rule.is_none() && schedule.is_none() {
             self.reader.error(
                 ecs.map_or(at.key.pos, |ecs| ecs.pos),
@@ -574,12 +580,53 @@ impl Resolver<'_> {
             );
             return None;
         }
-        Some(AppSpec::EcsTask(EcsTaskSpec {
-            definition: definition?,
-            rule,
-            schedule,
-            cluster: ecs.and_then(|ecs| ecs.cluster.clone()).or_else(|| target.cluster.clone()),
-        }))
+        Some(AppSpec::EcsTask(EcsTaskSpec { definition: definition?, rule, schedule, cluster, on_deploy: None }))
+    }
+
+    /// An ECS task run once on deploy (a migration): RunTask in its cluster, with a
+    /// whole task definition from the repo (nothing runs it yet to take one from).
+    fn ecs_task_on_deploy(
+        &mut self,
+        at: AppAt<'_>,
+        draft: &TaskDraft,
+        ecs: Option<&EcsDraft>,
+        definition: EcsDefinition,
+        cluster: Option<String>,
+        scheduled: bool,
+    ) -> Option<AppSpec> {
+        let pos = ecs.map_or(at.key.pos, |ecs| ecs.pos);
+        let mut ok = true;
+        if scheduled {
+            self.reader.error(
+                pos,
+                at.path,
+                "the task runs on deploy (`run: on_deploy`): it takes no ecs.rule or ecs.schedule",
+            );
+            ok = false;
+        }
+        if definition.document.is_none() {
+            self.reader.error(
+                pos,
+                at.path,
+                "a task run on deploy on ECS needs ecs.task_definition (a whole task definition: nothing runs it yet to take one from)",
+            );
+            ok = false;
+        }
+        if cluster.is_none() {
+            self.reader.error(
+                pos,
+                at.path,
+                "no ECS cluster to run the task in: set ecs.cluster on the app, or cluster on the environment's target",
+            );
+            ok = false;
+        }
+        let on_deploy = EcsRunOnce {
+            launch_type: ecs.and_then(|ecs| ecs.launch_type.clone()),
+            network: ecs.and_then(|ecs| ecs.network.clone()),
+            timeout: draft.timeout,
+        };
+        let spec = EcsTaskSpec { definition, rule: None, schedule: None, cluster, on_deploy: Some(on_deploy) };
+        ok.then_some(AppSpec::EcsTask(spec))
     }
 
     fn ecs_cluster(
@@ -623,6 +670,12 @@ impl Resolver<'_> {
         {
             names = taskdef::container_names(document).into_iter().map(str::to_owned).collect();
         }
+        // Only `build:`: the containers it builds, swapped into what runs.
+        if names.is_empty()
+            && let Some((_, build)) = at.build
+        {
+            names = build.images.keys().cloned().collect();
+        }
         let mut images: BTreeMap<String, String> = containers
             .unwrap_or_default()
             .iter()
@@ -660,11 +713,11 @@ impl Resolver<'_> {
                     return None;
                 }
             }
-            None if images.is_empty() => {
+            None if images.is_empty() && at.build.is_none() => {
                 self.reader.error(
                     key.pos,
                     path,
-                    "an ECS app needs images to set (image, containers or images_from) or a whole ecs.task_definition",
+                    "an ECS app needs images to set (image, containers, images_from or build) or a whole ecs.task_definition",
                 );
                 return None;
             }

@@ -122,6 +122,9 @@ pub(crate) struct EcsDraft {
     pub rule: Option<String>,
     pub schedule: Option<String>,
     pub schedule_group: Option<String>,
+    /// How a task run on deploy is started (RunTask's launch type and awsvpc network).
+    pub launch_type: Option<String>,
+    pub network: Option<crate::model::EcsNetwork>,
 }
 
 pub(crate) struct HealthDraft {
@@ -190,7 +193,10 @@ const ECS_SERVICE_FIELDS: &[&str] = &[
 const ALARMS_FIELDS: &[&str] = &["names", "rollback"];
 const LOAD_BALANCER_FIELDS: &[&str] =
     &["target_group", "alternate_target_group", "production_listener_rule", "test_listener_rule", "role"];
-const ECS_TASK_FIELDS: &[&str] = &["rule", "schedule", "schedule_group", "task_definition", "cluster"];
+const ECS_TASK_FIELDS: &[&str] =
+    &["rule", "schedule", "schedule_group", "task_definition", "cluster", "launch_type", "network"];
+const NETWORK_FIELDS: &[&str] = &["subnets", "security_groups", "public_ip"];
+const LAUNCH_TYPES: &[&str] = &["FARGATE", "EC2", "EXTERNAL"];
 const CIRCUIT_BREAKER_FIELDS: &[&str] = &["rollback"];
 const CONTAINER_FIELDS: &[&str] = &["image", "command", "entrypoint", "env", "port"];
 const SERVICE_FIELDS: &[&str] = &[
@@ -772,6 +778,28 @@ fn read_task(reader: &mut Reader<'_>, node: &Node, path: &str, key: &Key) -> Opt
 }
 
 /// The `ecs:` block of a service (`known` = its fields) or a task.
+/// `network: {subnets: [subnet-1], security_groups: [sg-1], public_ip: false}`: where a
+/// task run on deploy runs (awsvpc).
+fn read_network(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<crate::model::EcsNetwork> {
+    let fields = reader.fields(node, path, NETWORK_FIELDS)?;
+    let subnets = match fields.get("subnets") {
+        Some(node) => reader.string_list(node, &format!("{path}.subnets")),
+        None => {
+            reader.error(fields.pos(), path, "missing field \"subnets\" (the subnets the task may run in)");
+            None
+        }
+    };
+    let security_groups = match fields.get("security_groups") {
+        Some(node) => reader.string_list(node, &format!("{path}.security_groups")),
+        None => Some(Vec::new()),
+    };
+    let public_ip = match fields.get("public_ip") {
+        Some(node) => reader.boolean(node, &format!("{path}.public_ip")),
+        None => Some(false),
+    };
+    Some(crate::model::EcsNetwork { subnets: subnets?, security_groups: security_groups?, public_ip: public_ip? })
+}
+
 fn read_ecs_block(
     reader: &mut Reader<'_>,
     fields: &crate::reader::Fields<'_>,
@@ -838,6 +866,22 @@ fn read_ecs_block(
     if let Some(node) = block.get("load_balancer") {
         draft.load_balancer = read_load_balancer(reader, node, &format!("{path}.load_balancer"));
         ok &= draft.load_balancer.is_some();
+    }
+    if let Some(node) = block.get("launch_type") {
+        let launch_type_path = format!("{path}.launch_type");
+        draft.launch_type = match reader.string(node, &launch_type_path) {
+            Some(kind) if LAUNCH_TYPES.contains(&kind.as_str()) => Some(kind),
+            Some(other) => {
+                unknown_kind(reader, node.pos, &launch_type_path, "launch type", &other, LAUNCH_TYPES);
+                None
+            }
+            None => None,
+        };
+        ok &= draft.launch_type.is_some();
+    }
+    if let Some(node) = block.get("network") {
+        draft.network = read_network(reader, node, &format!("{path}.network"));
+        ok &= draft.network.is_some();
     }
     if draft.schedule_group.is_some() && draft.schedule.is_none() {
         reader.error(draft.pos, &path, "schedule_group needs schedule (the EventBridge Scheduler schedule's name)");

@@ -663,7 +663,7 @@ tasks:
             "launchway.yaml:5:3: services.web: no ECS cluster: set ecs.cluster on the app, or cluster on environment \"prod\"'s target",
             "launchway.yaml:8:16: services.web in prod: on ECS, give max_surge and max_unavailable as percentages (ECS works in percent of the desired count), or set replicas",
             "launchway.yaml:17:43: services.gone.ecs.task_definition: ecs/missing.json is not in the config repo",
-            "launchway.yaml:18:3: services.bare: an ECS app needs images to set (image, containers or images_from) or a whole ecs.task_definition",
+            "launchway.yaml:18:3: services.bare: an ECS app needs images to set (image, containers, images_from or build) or a whole ecs.task_definition",
             "launchway.yaml:23:5: tasks.report: on ECS a scheduled task runs from an EventBridge rule or Scheduler schedule: name it with ecs.rule or ecs.schedule",
         ]
     );
@@ -830,7 +830,8 @@ tasks:
             r#"launchway.yaml:6:29: tasks.both.run: a task runs on its schedule or on deploy, not both"#,
             r#"launchway.yaml:7:3: tasks.neither: missing field "schedule" (for example "0 3 * * *" or "rate(5 minutes)"), or `run: on_deploy` for a task run once each time it changes, such as a migration"#,
             r#"launchway.yaml:8:30: tasks.later.run: unknown run "later", expected "on_deploy""#,
-            r#"launchway.yaml:9:3: tasks.on-ecs.run: tasks.on-ecs in aws runs on ECS, where `run: on_deploy` is not supported yet (Docker only)"#,
+            r#"launchway.yaml:9:3: tasks.on-ecs: a task run on deploy on ECS needs ecs.task_definition (a whole task definition: nothing runs it yet to take one from)"#,
+            r#"launchway.yaml:9:3: tasks.on-ecs: no ECS cluster to run the task in: set ecs.cluster on the app, or cluster on the environment's target"#,
         ]
     );
     let valid = load_one(&manifest.lines().take(5).collect::<Vec<_>>().join("\n")).expect("valid").manifest;
@@ -1732,4 +1733,39 @@ services:
             r#"launchway.yaml:16:7: services.api.build.images.api: services.api in aws needs a `repository` to push "api" to: ECS pulls images from a registry"#,
         ]
     );
+}
+
+#[test]
+fn an_ecs_task_run_on_deploy_says_how_it_starts() {
+    let root = "\
+environments:
+  aws: {target: {ecs: {cluster: prod}}}
+tasks:
+  migrate:
+    run: on_deploy
+    timeout: 10m
+    ecs:
+      task_definition: ecs/api.json
+      launch_type: FARGATE
+      network: {subnets: [subnet-1, subnet-2], security_groups: [sg-1]}
+  report:
+    image: report:1
+    ecs: {rule: nightly, launch_type: FARGATE}
+";
+    assert_eq!(
+        errors(&[file(ROOT_FILE, root), file("ecs/api.json", API_TASK_DEFINITION)]),
+        [
+            "launchway.yaml:13:5: tasks.report: ecs.launch_type and ecs.network say how a task run on deploy starts (`run: on_deploy`); a scheduled task starts as its rule or schedule says"
+        ]
+    );
+    let valid: String = root.lines().take(10).collect::<Vec<_>>().join("\n");
+    let manifest =
+        load_files(&[file(ROOT_FILE, &valid), file("ecs/api.json", API_TASK_DEFINITION)]).expect("valid").manifest;
+    let AppSpec::EcsTask(task) = manifest.apps["migrate"].specs["aws"].as_ref() else { panic!("an ECS task") };
+    let how = task.on_deploy.clone().expect("run on deploy");
+    assert_eq!(how.launch_type.as_deref(), Some("FARGATE"));
+    assert_eq!(how.network.expect("a network").subnets, ["subnet-1", "subnet-2"]);
+    assert_eq!(how.timeout, Some(std::time::Duration::from_secs(600)));
+    assert_eq!(task.cluster.as_deref(), Some("prod"));
+    assert!(manifest.apps["migrate"].specs["aws"].runs_on_deploy());
 }

@@ -451,14 +451,31 @@ async fn settle_started(
     runs: &mut [DecisionSummary],
     deadline: Instant,
 ) -> Result<(), ApiError> {
+    // The runs move in this process: each of their events wakes the wait (no polling).
+    let mut events = engine.subscribe();
     for summary in runs.iter_mut().filter(|summary| summary.decision == api::DecisionKind::Started) {
         let Some(id) = summary.run else { continue };
         loop {
             let run = engine.store().run(id).await?;
             match run.state {
                 RunState::AwaitingApproval => summary.decision = api::DecisionKind::WaitingForApproval,
-                RunState::Pending | RunState::Validating | RunState::Planning if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                RunState::Pending | RunState::Validating | RunState::Building | RunState::Planning
+                    if Instant::now() < deadline =>
+                {
+                    let moved = async {
+                        loop {
+                            match events.recv().await {
+                                Ok(event) if event.run_id == Some(id) => return,
+                                Ok(_) => {}
+                                // Missed events may include this run's: look again.
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    std::future::pending::<()>().await
+                                }
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout_at(deadline.into(), moved).await;
                     continue;
                 }
                 _ => {}

@@ -27,7 +27,7 @@ impl ConfigRepo {
     pub fn last_change_at(&self, commit: &str, folder: &str) -> Result<Commit> {
         let repo = self.repo.to_thread_local();
         let tip = find_commit(&repo, commit)?;
-        last_change_from(&tip, Path::new(folder), &commit[..commit.len().min(10)])
+        last_change_from(&tip, Path::new(folder), &commit[..commit.len().min(10)], Some(&self.last_changes))
     }
 
     /// Sets the image of every container the manifest (read at `commit`) builds to the

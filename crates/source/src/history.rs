@@ -77,12 +77,35 @@ pub fn last_change(path: &Path, reference: &str) -> Result<Commit> {
         .map_err(|error| read("the starting commit", error))?
         .peel_to_commit()
         .map_err(|error| read("the starting commit", error))?;
-    last_change_from(&tip, &relative, reference)
+    last_change_from(&tip, &relative, reference, None)
 }
+
+/// What was found before, by (path, commit): the last change of the path as of the
+/// commit. A walk that reaches a commit found before stops there, so a server asked
+/// about each new commit walks one or two commits, not the whole history.
+pub(crate) type LastChanges = std::sync::Mutex<std::collections::HashMap<(std::path::PathBuf, gix::ObjectId), Commit>>;
+
+/// Entries kept in [`LastChanges`] before it starts again (a few bytes each).
+const LAST_CHANGES_KEPT: usize = 100_000;
 
 /// The newest commit, walking first parents back from `tip`, after which the entry at
 /// `relative` (a folder or file; "" for the whole tree) stayed as it is at `tip`.
-pub(crate) fn last_change_from(tip: &gix::Commit<'_>, relative: &Path, reference: &str) -> Result<Commit> {
+pub(crate) fn last_change_from(
+    tip: &gix::Commit<'_>,
+    relative: &Path,
+    reference: &str,
+    memo: Option<&LastChanges>,
+) -> Result<Commit> {
+    let remember = |found: Commit| -> Result<Commit> {
+        if let Some(memo) = memo {
+            let mut memo = memo.lock().expect("not poisoned");
+            if memo.len() >= LAST_CHANGES_KEPT {
+                memo.clear();
+            }
+            memo.insert((relative.to_path_buf(), tip.id), found.clone());
+        }
+        Ok(found)
+    };
     let repo = tip.repo;
     let read = |what: &str, source: gix::Error| SourceError::Read { what: what.to_owned(), source: Box::new(source) };
     let entry_at = |commit: &gix::Commit<'_>| -> Result<Option<gix::ObjectId>> {
@@ -101,7 +124,7 @@ pub(crate) fn last_change_from(tip: &gix::Commit<'_>, relative: &Path, reference
         let entry = entry_at(&commit)?;
         if let Some((candidate, candidate_entry)) = &newest {
             if *candidate_entry != entry {
-                return describe_commit(candidate);
+                return remember(describe_commit(candidate)?);
             }
         } else if entry.is_none() {
             return Err(SourceError::Read {
@@ -109,11 +132,17 @@ pub(crate) fn last_change_from(tip: &gix::Commit<'_>, relative: &Path, reference
                 source: "it is not in the repository at that commit".into(),
             });
         }
+        // Unchanged from here to the tip: what was found for this commit holds for it.
+        let known =
+            memo.and_then(|memo| memo.lock().expect("not poisoned").get(&(relative.to_path_buf(), commit.id)).cloned());
+        if let Some(known) = known {
+            return remember(known);
+        }
         newest = Some((commit, entry));
     }
     // It has been there, unchanged, since the first commit.
     let (first, _) = newest.expect("the walk starts at the tip");
-    describe_commit(&first)
+    remember(describe_commit(&first)?)
 }
 
 fn relative_to_work_dir(repo: &gix::Repository, path: &Path) -> Result<std::path::PathBuf> {

@@ -103,6 +103,8 @@ pub struct ConfigRepo {
     /// The manifest files last read, by blob id: a commit that changes one app of a
     /// thousand reads one blob, not a thousand (`launchway server` reads every push).
     manifest_blobs: Mutex<HashMap<gix::ObjectId, Vec<u8>>>,
+    /// The last changes of build contexts found so far (`last_change_at`).
+    pub(crate) last_changes: history::LastChanges,
 }
 
 impl ConfigRepo {
@@ -126,6 +128,7 @@ impl ConfigRepo {
                 remote_url: Some(location.to_owned()),
                 cache_dir: cache_dir.to_path_buf(),
                 manifest_blobs: Mutex::default(),
+                last_changes: Mutex::default(),
             };
             repo.fetch()?;
             Ok(repo)
@@ -137,6 +140,7 @@ impl ConfigRepo {
                 remote_url: None,
                 cache_dir: cache_dir.to_path_buf(),
                 manifest_blobs: Mutex::default(),
+                last_changes: Mutex::default(),
             })
         }
     }

@@ -284,4 +284,16 @@ fn a_build_context_is_a_folder_of_a_commit_with_its_last_change() {
     let again = config.build_context(&first, "services/web").expect("at the first commit");
     assert_eq!(again.tree, context.tree, "the same folder, the same tree");
     assert!(config.build_context(&docs, "README.md").is_err(), "a file is no context");
+
+    // Asked commit after commit (as a server is), the answers stay those of a full walk:
+    // a change, and a change back to the very same content, are each the last change.
+    repo.write("services/web/Dockerfile", "FROM scratch\nLABEL two=2\n");
+    let changed = repo.commit("web two");
+    repo.write("README.md", "more docs");
+    let more_docs = repo.commit("more docs");
+    assert_eq!(config.last_change_at(&more_docs, "services/web").expect("web").id, changed);
+    repo.write("services/web/Dockerfile", "FROM scratch\n");
+    let reverted = repo.commit("web back to one");
+    assert_eq!(config.last_change_at(&reverted, "services/web").expect("web").id, reverted);
+    assert_eq!(config.last_change_at(&docs, "services/web").expect("web").id, first, "older commits still answer");
 }

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use launchway_manifest::ContainerSpec;
+use launchway_manifest::{AppSpec, ContainerSpec};
 use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport, TaskExecution, TaskOutcome};
 
 use crate::DockerTarget;
@@ -33,6 +33,9 @@ pub(crate) async fn run(
     task: TaskExecution<'_>,
     progress: &dyn Progress,
 ) -> Result<TaskOutcome, RolloutError> {
+    let AppSpec::Task(spec) = task.spec else {
+        return Err(TargetError::Invalid(format!("{} is not a Docker task", task.app)).into());
+    };
     let started = Instant::now();
     let network = target.ensure_network(task.env).await?;
     let docker = target.client();
@@ -40,29 +43,29 @@ pub(crate) async fn run(
     // (create answers 409 and the existing one is used) instead of starting another.
     let base = format!("{}-{}-run{}", task.app, task.env, task.run_id);
     let names: Vec<String> = std::iter::once(base.clone())
-        .chain(task.spec.containers[1..].iter().map(|sidecar| format!("{base}-{}", sidecar.name)))
+        .chain(spec.containers[1..].iter().map(|sidecar| format!("{base}-{}", sidecar.name)))
         .collect();
     let primary_id = match existing(target, &base).await? {
         // Started before a crash: wait for it (or read how it ended); never run it twice.
         Some(id) => id,
         None => {
             let primary_id =
-                create_and_start(docker, &base, body(&task, &task.spec.containers[0], Network::Own(&network))).await?;
-            for sidecar in &task.spec.containers[1..] {
+                create_and_start(docker, &base, body(&task, &spec.containers[0], Network::Own(&network))).await?;
+            for sidecar in &spec.containers[1..] {
                 let name = format!("{base}-{}", sidecar.name);
                 create_and_start(docker, &name, body(&task, sidecar, Network::Shared(&primary_id))).await?;
             }
             progress
                 .report(TargetEvent::new(
-                    TargetReport::TaskStarted { container: base.clone(), image: task.spec.containers[0].image.clone() },
-                    format!("started {base} ({})", task.spec.containers[0].image),
+                    TargetReport::TaskStarted { container: base.clone(), image: spec.containers[0].image.clone() },
+                    format!("started {base} ({})", spec.containers[0].image),
                 ))
                 .await;
             primary_id
         }
     };
 
-    let timeout = task.spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let waited =
         tokio::time::timeout(timeout.saturating_sub(started.elapsed()), wait_for_exit(target, &primary_id)).await;
     let logs = log_tail(docker, &primary_id, LOG_LINES).await;

@@ -18,6 +18,7 @@ mod logs;
 mod native;
 mod plan;
 mod raw;
+mod runs;
 mod schedules;
 mod secrets;
 mod services;
@@ -31,7 +32,7 @@ use launchway_manifest::{AppSpec, CloudWatchAnalysis, EcsTarget};
 use launchway_target::planning::PlanRequest;
 use launchway_target::{
     Advance, AppPlan, AppRef, ContainerLogs, LiveApp, LiveDefinition, LiveEnvironment, Progress, Rollout, RolloutError,
-    Target, TargetError,
+    Target, TargetError, TaskExecution, TaskOutcome,
 };
 
 pub use ecr::{RegistryLogin, ecr_login};
@@ -159,6 +160,7 @@ impl Target for Ecs {
     async fn check(&self, _app: &str, _env: &str, spec: &AppSpec) -> Result<Vec<String>, TargetError> {
         match spec {
             AppSpec::EcsService(service) => services::check(&self.ecs, service).await,
+            AppSpec::EcsTask(task) if task.on_deploy.is_some() => Ok(Vec::new()),
             AppSpec::EcsTask(task) => schedules::check(&self.schedule_clients(), task).await,
             AppSpec::Service(_) | AppSpec::Task(_) => {
                 Err(TargetError::Invalid("an ECS environment runs ECS services and tasks only".to_owned()))
@@ -227,6 +229,24 @@ impl Target for Ecs {
                 services::promote(&self.ecs, rollout.app, &revision, service, progress, self.polling).await
             }
             _ => self.rollout(rollout, progress).await,
+        }
+    }
+
+    /// A task run on deploy (`run: on_deploy`): RunTask, followed until it stops.
+    async fn run_task(&self, task: TaskExecution<'_>, progress: &dyn Progress) -> Result<TaskOutcome, RolloutError> {
+        match task.spec {
+            AppSpec::EcsTask(spec) => match &spec.on_deploy {
+                Some(how) => {
+                    let clients = runs::Clients { ecs: &self.ecs, logs: &self.logs };
+                    runs::run_once(clients, &task, spec, how, progress, self.polling).await
+                }
+                None => Err(TargetError::Invalid(format!(
+                    "{} runs from its EventBridge rule or schedule; launchway does not run it itself",
+                    task.app
+                ))
+                .into()),
+            },
+            _ => Err(TargetError::Invalid(format!("{} is not an ECS task", task.app)).into()),
         }
     }
 

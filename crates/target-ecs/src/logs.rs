@@ -54,28 +54,7 @@ pub(crate) async fn recent(
     for arn in listed.task_arns().iter().take(MAX_TASKS) {
         let task = arn.rsplit('/').next().unwrap_or(arn);
         for container in &containers {
-            let stream = format!("{}/{}/{task}", container.prefix, container.container);
-            let answer = logs
-                .get_log_events()
-                .log_group_name(&container.group)
-                .log_stream_name(&stream)
-                .limit(limit)
-                .start_from_head(false)
-                .send()
-                .await;
-            let lines = match answer {
-                Ok(events) => events
-                    .events()
-                    .iter()
-                    .filter_map(|event| event.message())
-                    .map(|line| line.trim_end().to_owned())
-                    .collect(),
-                // A task that has written nothing yet has no stream.
-                Err(error) if error.as_service_error().is_some_and(|error| error.is_resource_not_found_exception()) => {
-                    Vec::new()
-                }
-                Err(error) => return Err(sdk_error("read the task's log stream from CloudWatch Logs", error)),
-            };
+            let lines = stream_lines(logs, container, task, limit).await?;
             found.push(ContainerLogs {
                 replica: task.to_owned(),
                 container: container.container.clone(),
@@ -85,6 +64,57 @@ pub(crate) async fn recent(
         }
     }
     Ok(found)
+}
+
+/// The last lines (up to `limit`) one container of one task wrote, oldest first; none
+/// when it has written nothing (no stream yet).
+async fn stream_lines(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    container: &AwsLogs,
+    task: &str,
+    limit: i32,
+) -> Result<Vec<String>, TargetError> {
+    let stream = format!("{}/{}/{task}", container.prefix, container.container);
+    let answer = logs
+        .get_log_events()
+        .log_group_name(&container.group)
+        .log_stream_name(&stream)
+        .limit(limit)
+        .start_from_head(false)
+        .send()
+        .await;
+    match answer {
+        Ok(events) => Ok(events
+            .events()
+            .iter()
+            .filter_map(|event| event.message())
+            .map(|line| line.trim_end().to_owned())
+            .collect()),
+        Err(error) if error.as_service_error().is_some_and(|error| error.is_resource_not_found_exception()) => {
+            Ok(Vec::new())
+        }
+        Err(error) => Err(sdk_error("read the task's log stream from CloudWatch Logs", error)),
+    }
+}
+
+/// What a task that ran once wrote last, `container | line`, when its containers log to
+/// CloudWatch Logs with the awslogs driver (else nothing can be read, and nothing is
+/// said: the run's outcome does not depend on it).
+pub(crate) async fn of_task(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    document: &Value,
+    task_arn: &str,
+    lines: usize,
+) -> Vec<String> {
+    let task = task_arn.rsplit('/').next().unwrap_or(task_arn);
+    let limit = i32::try_from(lines.clamp(1, 10_000)).unwrap_or(10_000);
+    let mut found = Vec::new();
+    for container in awslogs_containers(document) {
+        if let Ok(lines) = stream_lines(logs, &container, task, limit).await {
+            found.extend(lines.into_iter().map(|line| format!("{} | {line}", container.container)));
+        }
+    }
+    found
 }
 
 /// The containers of a task definition document that use the awslogs driver with a

@@ -39,6 +39,9 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
             if let Some(schedule) = &task.schedule {
                 targets.push(format!("Scheduler schedule {}", schedule.name));
             }
+            if task.on_deploy.is_some() {
+                targets.push(format!("a task run once in cluster {}", task.cluster.as_deref().unwrap_or("?")));
+            }
             plan_definition(
                 EcsPlanInput {
                     app,

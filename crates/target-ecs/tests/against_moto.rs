@@ -775,6 +775,7 @@ async fn scheduled_tasks_move_their_rule_and_schedule_targets_and_keep_every_oth
         rule: Some("nightly".into()),
         schedule: Some(ScheduleRef { name: "hourly-report".into(), group: None }),
         cluster: None,
+        on_deploy: None,
     });
     let target = world.target().await;
     let progress = Recorded::default();

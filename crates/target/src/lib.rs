@@ -16,7 +16,7 @@ pub mod settings;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use launchway_manifest::{AppSpec, CloudWatchAnalysis, ContainerSpec, TaskSpec};
+use launchway_manifest::{AppSpec, CloudWatchAnalysis, ContainerSpec};
 pub use launchway_store::{AppPlan, Change, PlanAction, ReplicaCounts, ReplicaRef, TargetReport};
 use serde::{Deserialize, Serialize};
 
@@ -220,7 +220,8 @@ pub struct TaskExecution<'a> {
     pub run_id: i64,
     pub release_id: i64,
     pub revision: &'a str,
-    pub spec: &'a TaskSpec,
+    /// A Docker task, or an ECS task run on deploy.
+    pub spec: &'a AppSpec,
 }
 
 /// How an execution that succeeded went.

@@ -43,6 +43,9 @@ with its ECS backend extended so that:
   revision's task definition. LAUNCHWAY_TEST_ROLLOUT=fail fails it at SCALE_UP (ECS rolls
   back); =alarm rolls it back as a CloudWatch alarm would, once production traffic
   has shifted, when the configuration's alarms ask for rollbacks;
+- a task started by RunTask (a task run once on deploy) stops at once with the exit code
+  its task definition's first container names in LAUNCHWAY_TEST_EXIT_CODE, for every
+  container (without the variable it stays RUNNING, as moto leaves it);
 - an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
   keys only), so that a test can set up resources in the account of a role that
   launchway assumes, or keep its resources apart from other tests'.
@@ -66,6 +69,7 @@ from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 
 ROLLOUT = "LAUNCHWAY_TEST_ROLLOUT"
+EXIT_CODE = "LAUNCHWAY_TEST_EXIT_CODE"
 TICKS = 2
 # lose-after-complete: the looks at a completed deployment before one of its tasks stops.
 LOSE_AFTER_LOOKS = 3
@@ -84,12 +88,17 @@ NATIVE = {}
 
 
 def behaviour(backend, task_definition_arn):
+    return definition_variable(backend, task_definition_arn, ROLLOUT) or "complete"
+
+
+def definition_variable(backend, task_definition_arn, name):
+    """The value of the environment variable `name` on the definition's first container."""
     definition = backend.describe_task_definition(task_definition_arn)
     for container in definition.container_definitions[:1]:
         for variable in container.get("environment") or []:
-            if variable.get("name") == ROLLOUT:
+            if variable.get("name") == name:
                 return variable.get("value")
-    return "complete"
+    return None
 
 
 def event(service, message):
@@ -486,6 +495,7 @@ original_create_service = EC2ContainerServiceResponse.create_service
 original_update_service = models.EC2ContainerServiceBackend.update_service
 original_describe_services = models.EC2ContainerServiceBackend.describe_services
 original_account_from_key = iam_models.get_account_id_from
+original_run_task = models.EC2ContainerServiceBackend.run_task
 
 
 def create_service(self):
@@ -533,6 +543,23 @@ def describe_services(self, *args, **kwargs):
         return result
 
 
+def run_task(self, *args, **kwargs):
+    with LOCK:
+        tasks = original_run_task(self, *args, **kwargs)
+        for task in tasks:
+            code = definition_variable(self, task.task_definition_arn, EXIT_CODE)
+            if code is None:
+                continue
+            task.last_status = "STOPPED"
+            task.desired_status = "STOPPED"
+            task.stopped_reason = "Essential container in task exited"
+            for container in task.containers:
+                container.last_status = "STOPPED"
+                container.exitCode = int(code)
+                container.exit_code = int(code)
+        return tasks
+
+
 def account_from_key(access_key):
     account = access_key[len("AKIA0000"):]
     if access_key.startswith("AKIA0000") and len(account) == 12 and account.isdigit():
@@ -547,6 +574,7 @@ EC2ContainerServiceResponse.continue_service_deployment = continue_service_deplo
 EC2ContainerServiceResponse.stop_service_deployment = stop_service_deployment
 models.EC2ContainerServiceBackend.update_service = update_service
 models.EC2ContainerServiceBackend.describe_services = describe_services
+models.EC2ContainerServiceBackend.run_task = run_task
 iam_models.get_account_id_from = account_from_key
 
 
