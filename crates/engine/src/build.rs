@@ -15,7 +15,7 @@ use launchway_store::{BuiltImage, NewRelease, Run, RunState, now_ms};
 use launchway_target::{Progress, TargetError, TargetEvent, TargetReport, describe};
 
 use crate::run::{Next, RunProgress};
-use crate::{Engine, Result};
+use crate::{Engine, EngineError, Result};
 
 /// One image to build.
 pub struct ImageToBuild<'a> {
@@ -119,7 +119,13 @@ impl Engine {
                 commit,
                 target: &release.target,
             };
-            match builder.build(image, &progress).await {
+            // Asked to stop, the run stops here and builds again when resumed (what was
+            // built is found again by its build key; the build itself ends on its own).
+            let built = tokio::select! {
+                built = builder.build(image, &progress) => built,
+                () = self.inner.config.stop.cancelled() => return Err(EngineError::Interrupted { run_id: run.id }),
+            };
+            match built {
                 Ok(image) => {
                     let recorded = store
                         .record_built_image(BuiltImage {

@@ -162,6 +162,20 @@ async fn an_app_is_built_from_its_folder_deployed_by_image_id_and_rebuilt_only_w
     let tail = failure["data"]["logs"].to_string();
     assert!(tail.contains("checking the token ***"), "{failure}");
     assert_eq!(world.running_ids("web").await, running);
+
+    // Nor is it in what the server's API answers about these runs.
+    let server = support::server::ServerProcess::start(&world);
+    let token = support::server::token(&world, "viewer", "reader@example.com", &[]).await;
+    let api = support::server::Api::new(&server, Some(&token));
+    let first_run = runs.last().unwrap()["id"].as_i64().unwrap();
+    let detail = api.get(&format!("/api/v1/runs/{first_run}")).await.body.to_string();
+    assert!(detail.contains("image.build_log") && detail.contains("checking the token ***"), "{detail}");
+    for path in [format!("/api/v1/runs/{first_run}"), "/api/v1/runs?limit=100".to_owned(), "/api/v1/status".to_owned()]
+    {
+        let answer = api.get(&path).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        assert!(!answer.body.to_string().contains(SECRET), "{path}: {}", answer.body);
+    }
 }
 
 #[tokio::test]
