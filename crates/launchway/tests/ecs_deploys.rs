@@ -940,19 +940,11 @@ tasks:
     assert!(migrate["reason"].as_str().unwrap().starts_with("exited 0"), "{migrate}");
     assert_eq!(web_run["waits_for"], json!([migrate["id"]]));
     assert_eq!(web_run["state"], "succeeded");
-    let started_by = format!("launchway-run-{}", migrate["id"]);
-    let tasks = aws
-        .ecs
-        .list_tasks()
-        .cluster("prod")
-        .started_by(&started_by)
-        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tasks.task_arns().len(), 1, "run once, named after its run");
+    assert_eq!(aws.tasks_run_by(&migrate).await.len(), 1, "run once, named after its run");
     let web_before = aws.task_definition_of("prod", "web").await;
     assert_eq!(aws.images_of(&web_before).await, [("web".to_owned(), "web:2".to_owned())]);
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(aws.runs().await.len(), runs.len(), "an unchanged migration does not run again");
 
     // The next migration fails: web's change is not deployed.
     aws.repo.write("ecs/migrate.json", &migration("3", "3"));
@@ -966,4 +958,95 @@ tasks:
     assert_eq!(web_run["state"], "failed");
     assert!(web_run["reason"].as_str().unwrap().starts_with("not deployed: web depends on migrate"), "{web_run}");
     assert_eq!(aws.task_definition_of("prod", "web").await, web_before, "web untouched");
+}
+
+impl Aws {
+    /// The tasks of cluster `prod` a run started, stopped since (`startedBy` names it).
+    async fn tasks_run_by(&self, run: &Value) -> Vec<String> {
+        let listed = self
+            .ecs
+            .list_tasks()
+            .cluster("prod")
+            .started_by(format!("launchway-run-{}", run["id"]))
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap();
+        listed.task_arns().to_vec()
+    }
+
+    /// One EC2 Query API call to moto as this test's account (no EC2 SDK in the tests:
+    /// a subnet and a security group are all a task's network needs); answers the text
+    /// of the first `<tag>` of the reply.
+    async fn ec2(&self, params: &[(&str, &str)], tag: &str) -> String {
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/20260101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            self.account.access_key
+        );
+        let reply = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(self.moto.endpoint())
+            .header("authorization", authorization)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("Version", "2016-11-15")
+                    .extend_pairs(params)
+                    .finish(),
+            )
+            .send()
+            .await
+            .expect("moto answers")
+            .text()
+            .await
+            .unwrap();
+        let open = format!("<{tag}>");
+        let start = reply.find(&open).unwrap_or_else(|| panic!("no {tag} in {reply}")) + open.len();
+        reply[start..].split('<').next().unwrap().to_owned()
+    }
+}
+
+/// A migration that runs in the awsvpc network the manifest names: RunTask gets the
+/// subnets and security groups, and the task is attached there.
+#[tokio::test]
+async fn an_ecs_migration_runs_in_the_network_it_names() {
+    let aws = Aws::new().await;
+    aws.ecs.create_cluster().cluster_name("prod").send().await.expect("cluster");
+    let vpc = aws.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")], "vpcId").await;
+    let subnet =
+        aws.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", "10.9.1.0/24")], "subnetId").await;
+    let group = aws
+        .ec2(
+            &[("Action", "CreateSecurityGroup"), ("VpcId", &vpc), ("GroupName", "migrate"), ("GroupDescription", "m")],
+            "groupId",
+        )
+        .await;
+    let definition = json!({
+        "family": "migrate", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512",
+        "containerDefinitions": [{"name": "migrate", "image": "shop:2", "essential": true, "memory": 512,
+            "environment": [{"name": "LAUNCHWAY_TEST_EXIT_CODE", "value": "0"}]}]
+    });
+    aws.repo.write("ecs/migrate.json", &definition.to_string());
+    aws.repo.write(
+        "launchway.yaml",
+        &format!(
+            "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\ntasks:\n  migrate:\n    run: on_deploy\n    ecs:\n      task_definition: ecs/migrate.json\n      launch_type: FARGATE\n      network: {{subnets: [{subnet}], security_groups: [{group}]}}\n"
+        ),
+    );
+    aws.repo.commit("a migration in its own network");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let runs = aws.runs().await;
+    let tasks = aws.tasks_run_by(&runs[0]).await;
+    let described = aws.ecs.describe_tasks().cluster("prod").set_tasks(Some(tasks)).send().await.unwrap();
+    let attached: Vec<String> = described.tasks()[0]
+        .attachments()
+        .iter()
+        .flat_map(|attachment| attachment.details())
+        .filter(|detail| detail.name() == Some("subnetId"))
+        .filter_map(|detail| detail.value().map(str::to_owned))
+        .collect();
+    assert_eq!(attached, [subnet]);
+    assert_eq!(described.tasks()[0].launch_type().map(|kind| kind.as_str()), Some("FARGATE"));
 }

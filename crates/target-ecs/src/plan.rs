@@ -13,7 +13,7 @@ use launchway_target::{AppPlan, Change, LiveDefinition, PlanAction};
 
 /// The plan of an ECS service or scheduled task against what runs.
 pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
-    let PlanRequest { app, env, desired, live, .. } = request;
+    let PlanRequest { app, env, desired, live, current } = request;
     let to_revision = desired.revision().0;
     let live = live.and_then(|live| live.definition.as_ref());
     match desired {
@@ -31,6 +31,46 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
             },
             live,
         ),
+        // A task run on deploy runs nothing between deploys: what it ran last is the
+        // release deployed.
+        AppSpec::EcsTask(task) if task.on_deploy.is_some() => {
+            let cluster = task.cluster.as_deref().unwrap_or("?");
+            // Its definition's settings: the images it sets and the document it gives.
+            let settings = |definition: &EcsDefinition| -> BTreeMap<String, String> {
+                let mut flat: BTreeMap<String, String> = definition
+                    .images
+                    .iter()
+                    .map(|(container, image)| (format!("containers.{container}.image"), image.clone()))
+                    .collect();
+                if let Some(document) = &definition.document {
+                    flatten_json("task_definition", &document.document, &mut flat);
+                }
+                flat
+            };
+            let before = match current.map(|deployed| deployed.spec) {
+                Some(AppSpec::EcsTask(before)) => settings(&before.definition),
+                _ => BTreeMap::new(),
+            };
+            let changes: Vec<Change> = settings(&task.definition)
+                .into_iter()
+                .filter(|(path, image)| before.get(path) != Some(image))
+                .map(|(path, to)| Change { from: before.get(&path).cloned(), path, to: Some(to) })
+                .collect();
+            match current {
+                Some(deployed) if deployed.revision == to_revision => AppPlan::no_change(app, env, "task", to_revision),
+                Some(deployed) => AppPlan {
+                    from_revision: Some(deployed.revision.to_owned()),
+                    changes,
+                    summary: format!("run the new release of the task once in cluster {cluster}"),
+                    ..AppPlan::new(app, env, "task", PlanAction::Update, to_revision)
+                },
+                None => AppPlan {
+                    changes,
+                    summary: format!("run the task once in cluster {cluster}"),
+                    ..AppPlan::new(app, env, "task", PlanAction::Create, to_revision)
+                },
+            }
+        }
         AppSpec::EcsTask(task) => {
             let mut targets = Vec::new();
             if let Some(rule) = &task.rule {
@@ -38,9 +78,6 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
             }
             if let Some(schedule) = &task.schedule {
                 targets.push(format!("Scheduler schedule {}", schedule.name));
-            }
-            if task.on_deploy.is_some() {
-                targets.push(format!("a task run once in cluster {}", task.cluster.as_deref().unwrap_or("?")));
             }
             plan_definition(
                 EcsPlanInput {

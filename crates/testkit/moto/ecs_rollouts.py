@@ -46,6 +46,8 @@ with its ECS backend extended so that:
 - a task started by RunTask (a task run once on deploy) stops at once with the exit code
   its task definition's first container names in LAUNCHWAY_TEST_EXIT_CODE, for every
   container (without the variable it stays RUNNING, as moto leaves it);
+- a task run in an awsvpc network gets its network interface (moto's own code asks the
+  interface for a private DNS name it does not have);
 - an access key `AKIA0000<12-digit account>` selects that account (moto reads 20-char
   keys only), so that a test can set up resources in the account of a role that
   launchway assumes, or keep its resources apart from other tests'.
@@ -63,6 +65,7 @@ from moto.core.utils import utcnow
 from moto.ecs.exceptions import EcsClientException as ClientException
 from moto.ecs import models
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.iam import models as iam_models
 from moto.moto_api._internal import mock_random
 from moto.moto_api import state_manager
@@ -575,6 +578,10 @@ EC2ContainerServiceResponse.stop_service_deployment = stop_service_deployment
 models.EC2ContainerServiceBackend.update_service = update_service
 models.EC2ContainerServiceBackend.describe_services = describe_services
 models.EC2ContainerServiceBackend.run_task = run_task
+if not hasattr(NetworkInterface, "private_dns_name"):
+    NetworkInterface.private_dns_name = property(
+        lambda eni: f"ip-{eni.private_ip_address.replace('.', '-')}.{eni.ec2_backend.region_name}.compute.internal"
+    )
 iam_models.get_account_id_from = account_from_key
 
 
