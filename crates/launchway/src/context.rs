@@ -172,7 +172,15 @@ impl Context {
                 Err(launchway_source::SourceError::NoCommits { .. }) => None,
                 Err(error) => return Err(error.into()),
             };
-            let (_, validated) = load_from_disk(&root)?;
+            let (_, mut validated) = load_from_disk(&root)?;
+            // Built images are named from history: as of HEAD (edits to a context not
+            // committed yet are built once they are).
+            if let Some(head) = &head {
+                config.set_build_references(head, &mut validated.manifest).map_err(|diagnostic| InvalidManifest {
+                    location: root.display().to_string(),
+                    diagnostics: vec![diagnostic],
+                })?;
+            }
             Ok(WorkTreeLoaded { head, root, manifest: validated.manifest, warnings: validated.warnings })
         })
         .await

@@ -131,6 +131,11 @@ async fn an_app_is_built_from_its_folder_deployed_by_image_id_and_rebuilt_only_w
     let status = world.launchway(&["status", "--output", "json"]).await;
     let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
     assert_eq!(status[0]["sync"], "in_sync", "{status}");
+    for args in [&["plan", "--output", "json"][..], &["plan", "--work-tree", "--output", "json"][..]] {
+        let plan = world.launchway(args).await;
+        let plan: serde_json::Value = serde_json::from_str(&plan.stdout()).unwrap();
+        assert_eq!(plan["plans"][0]["action"], "no_change", "{args:?}: {plan}");
+    }
 
     // The folder changes: a new tag, a build, a deploy.
     world.repo.write("services/web/Dockerfile", &dockerfile(shell, &format!("built-two-{}", world.env)));
