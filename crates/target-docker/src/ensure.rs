@@ -84,16 +84,18 @@ pub async fn ensure_built(
             let (sender, mut log) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
             let building = build_on_own_thread(target.host.clone(), &job, key, sender);
             tokio::pin!(building);
+            let mut kept = KeptLog::default();
             let built = loop {
                 tokio::select! {
                     biased;
-                    Some(lines) = log.recv() => report_log(progress, &container, lines).await,
+                    Some(lines) = log.recv() => kept.report(progress, &container, lines).await,
                     built = &mut building => break built,
                 }
             };
             while let Ok(lines) = log.try_recv() {
-                report_log(progress, &container, lines).await;
+                kept.report(progress, &container, lines).await;
             }
+            kept.finish(progress, &container).await;
             let id = built?;
             let report = TargetReport::ImageBuilt {
                 container: container.clone(),
@@ -175,8 +177,90 @@ async fn build_on_own_thread(
     answered.await.map_err(|_| TargetError::Invalid("the build's thread ended without an answer".to_owned()))?
 }
 
+/// The build log lines a build reports (and the store keeps) at most: a build that
+/// writes more (a chatty dependency install) keeps its first lines, says how many more
+/// there were, and ends with its last [`KEPT_LAST_LINES`] (where a failure shows).
+const KEPT_LOG_LINES: usize = 5_000;
+const KEPT_LAST_LINES: usize = 30;
+
+/// How much of a build's log has been reported.
+#[derive(Default)]
+struct KeptLog {
+    reported: usize,
+    dropped: usize,
+    /// The last lines not reported.
+    last: std::collections::VecDeque<String>,
+}
+
+impl KeptLog {
+    async fn report(&mut self, progress: &dyn Progress, container: &str, mut lines: Vec<String>) {
+        let room = KEPT_LOG_LINES.saturating_sub(self.reported);
+        if lines.len() > room {
+            self.dropped += lines.len() - room;
+            self.last.extend(lines.drain(room..));
+            let excess = self.last.len().saturating_sub(KEPT_LAST_LINES);
+            self.last.drain(..excess);
+        }
+        if lines.is_empty() {
+            return;
+        }
+        self.reported += lines.len();
+        report_log(progress, container, lines).await;
+    }
+
+    async fn finish(self, progress: &dyn Progress, container: &str) {
+        if self.dropped > 0 {
+            let skipped = self.dropped - self.last.len();
+            let mut lines = vec![format!("({skipped} lines of the build's log were not kept)")];
+            lines.extend(self.last);
+            report_log(progress, container, lines).await;
+        }
+    }
+}
+
 async fn report_log(progress: &dyn Progress, container: &str, lines: Vec<String>) {
     let message = lines.iter().map(|line| format!("{container} | {line}")).collect::<Vec<_>>().join("\n");
     let report = TargetReport::ImageBuildLog { container: container.to_owned(), lines };
     progress.report(TargetEvent { message, report }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl Progress for Lines {
+        async fn report(&self, event: TargetEvent) {
+            if let TargetReport::ImageBuildLog { lines, .. } = event.report {
+                self.0.lock().unwrap().extend(lines);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_build_log_keeps_its_first_lines_a_count_and_its_last_lines() {
+        let progress = Lines::default();
+        let mut kept = KeptLog::default();
+        for batch in 0..60 {
+            let lines = (0..100).map(|line| format!("line {}", batch * 100 + line)).collect();
+            kept.report(&progress, "web", lines).await;
+        }
+        kept.finish(&progress, "web").await;
+        let reported = progress.0.into_inner().unwrap();
+        assert_eq!(reported.len(), KEPT_LOG_LINES + 1 + KEPT_LAST_LINES);
+        assert_eq!(reported[KEPT_LOG_LINES - 1], "line 4999");
+        assert_eq!(reported[KEPT_LOG_LINES], "(970 lines of the build's log were not kept)");
+        assert_eq!(reported.last().map(String::as_str), Some("line 5999"), "the end, where a failure shows");
+
+        let short = Lines::default();
+        let mut kept = KeptLog::default();
+        kept.report(&short, "web", vec!["only line".to_owned()]).await;
+        kept.finish(&short, "web").await;
+        assert_eq!(short.0.into_inner().unwrap(), ["only line"]);
+    }
 }
