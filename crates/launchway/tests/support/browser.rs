@@ -77,11 +77,19 @@ impl Browser {
         self.client.goto(url).await.expect("the page loads");
     }
 
-    /// The first element matching `css`, once there is one.
+    /// The first element matching `css`, once there is one. Looked for again after any
+    /// error, not only "no such element": a look that meets the page navigating (the
+    /// run page follows a rollback to its own run) is "aborted by navigation".
     pub async fn find(&self, css: &str) -> Element {
-        match self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await {
-            Ok(element) => element,
-            Err(error) => panic!("{css} never showed: {error}\n{}", self.page_text().await),
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(error) if Instant::now() > deadline => {
+                    panic!("{css} never showed: {error}\n{}", self.page_text().await)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 
