@@ -50,7 +50,7 @@ pub fn build_key(context_tree: &str, definition: &ImageBuild) -> String {
 /// answers what deploys it.
 pub async fn ensure_built(
     target: &DockerTarget,
-    job: BuildJob<'_>,
+    mut job: BuildJob<'_>,
     progress: &dyn Progress,
 ) -> Result<String, TargetError> {
     let docker = target.client();
@@ -82,7 +82,9 @@ pub async fn ensure_built(
             let report = TargetReport::ImageBuilding { container: container.clone(), reference: reference.clone() };
             progress.report(TargetEvent { message: format!("{container}: building {reference}"), report }).await;
             let (sender, mut log) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
-            let building = build_on_own_thread(target.host.clone(), &job, key, sender);
+            // The context goes to the build's thread as it is (it may be large).
+            let context = std::mem::take(&mut job.context);
+            let building = build_on_own_thread(target.host.clone(), &job, context, key, sender);
             tokio::pin!(building);
             let mut kept = KeptLog::default();
             let built = loop {
@@ -138,11 +140,11 @@ pub async fn ensure_built(
 async fn build_on_own_thread(
     host: Option<String>,
     job: &BuildJob<'_>,
+    context: Vec<u8>,
     key: String,
     log: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 ) -> Result<String, TargetError> {
     let tag = job.reference.to_owned();
-    let context = job.context.clone();
     let definition = job.definition.clone();
     let secrets = job.secrets.clone();
     let (answer, answered) = tokio::sync::oneshot::channel();
