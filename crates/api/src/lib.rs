@@ -62,6 +62,13 @@ pub struct DecisionSummary {
     /// When a repair that waits will be tried again (Unix ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<i64>,
+    /// The run whose approval a waiting run waits for, when that is another run (one
+    /// it depends on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_run: Option<i64>,
+    /// For a skipped app: how the run that tried this state last ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_state: Option<RunState>,
 }
 
 impl DecisionSummary {
@@ -77,6 +84,39 @@ impl DecisionSummary {
             pin: None,
             wants: None,
             retry_at: None,
+            approval_run: None,
+            previous_state: None,
+        }
+    }
+
+    /// In words, for people: "run 7 started: rolling update of 3 replicas", "skipped:
+    /// revision … failed in run 5 (…); change the manifest, or pass --retry".
+    pub fn describe(&self) -> String {
+        let run = self.run.unwrap_or_default();
+        match self.decision {
+            DecisionKind::Started => format!("run {run} started: {}", self.plan.as_deref().unwrap_or("")),
+            DecisionKind::Resumed => format!("run {run} resumed"),
+            DecisionKind::WaitingForApproval => {
+                let what = self.reason.as_deref().unwrap_or("approval");
+                format!("run {run} waits for {what}: `launchway approve {}`", self.approval_run.unwrap_or(run))
+            }
+            DecisionKind::Unchanged => "unchanged: already runs this".to_owned(),
+            DecisionKind::Skipped => format!("skipped: {}", self.reason.as_deref().unwrap_or("no reason given")),
+            DecisionKind::Busy => format!("run {run} is under way; the change follows once it ends"),
+            DecisionKind::Pinned => {
+                let pin = self.pin.as_ref().map(|pin| format!(" to release {} by {}", pin.release_id, pin.by));
+                let wants = self.wants.as_ref().map(|revision| format!("; the repo asks for revision {revision}"));
+                format!(
+                    "pinned{}{}: `launchway unpin --app {} --env {}` deploys it",
+                    pin.unwrap_or_default(),
+                    wants.unwrap_or_default(),
+                    self.app,
+                    self.env
+                )
+            }
+            DecisionKind::RepairLater => {
+                format!("drifted, repair later: {}", self.reason.as_deref().unwrap_or("repaired recently"))
+            }
         }
     }
 }
@@ -92,16 +132,19 @@ impl From<&Decision> for DecisionSummary {
             Decision::Resume { run } => {
                 DecisionSummary { run: Some(run.id), ..DecisionSummary::new(&run.app, &run.env, DecisionKind::Resumed) }
             }
-            Decision::Waiting { run } => DecisionSummary {
+            Decision::Waiting { run, approval_run, behind } => DecisionSummary {
                 run: Some(run.id),
+                reason: behind.clone(),
+                approval_run: (approval_run != &run.id).then_some(*approval_run),
                 ..DecisionSummary::new(&run.app, &run.env, DecisionKind::WaitingForApproval)
             },
             Decision::Unchanged { app, env, revision } => DecisionSummary {
                 revision: Some(revision.clone()),
                 ..DecisionSummary::new(app, env, DecisionKind::Unchanged)
             },
-            Decision::Skipped { app, env, reason, .. } => DecisionSummary {
+            Decision::Skipped { app, env, reason, previous_state } => DecisionSummary {
                 reason: Some(reason.clone()),
+                previous_state: Some(*previous_state),
                 ..DecisionSummary::new(app, env, DecisionKind::Skipped)
             },
             Decision::Busy { app, env, run_id, .. } => {
@@ -345,7 +388,7 @@ mod tests {
     fn a_decision_has_one_name_in_every_answer() {
         let decisions = [
             Decision::Resume { run: run() },
-            Decision::Waiting { run: run() },
+            Decision::Waiting { run: run(), approval_run: 7, behind: None },
             Decision::Unchanged { app: "web".into(), env: "dev".into(), revision: "r1".into() },
             Decision::Busy { app: "web".into(), env: "dev".into(), run_id: 3, owner: "host:1".into() },
             Decision::RepairLater { app: "web".into(), env: "dev".into(), reason: "drift".into(), retry_at: 9 },
@@ -355,7 +398,7 @@ mod tests {
             let full = serde_json::to_value(decision).unwrap();
             assert_eq!(summary["decision"], full["decision"], "{full}");
         }
-        let waiting = DecisionSummary::from(&Decision::Waiting { run: run() });
+        let waiting = DecisionSummary::from(&Decision::Waiting { run: run(), approval_run: 7, behind: None });
         assert_eq!(serde_json::to_value(waiting).unwrap()["decision"], "waiting_for_approval");
     }
 }

@@ -66,8 +66,11 @@ impl Engine {
             state: RunState::Rejected,
             detail: TransitionDetail { reason: Some(reason.clone()), ..TransitionDetail::default() },
         };
-        let event =
-            NewEvent::for_run(run, rejected, format!("{reason} before anyone approved it; nothing was changed"));
+        let before = match run.state {
+            RunState::AwaitingApproval => "before anyone approved it",
+            _ => "while it waited for an approval",
+        };
+        let event = NewEvent::for_run(run, rejected, format!("{reason} {before}; nothing was changed"));
         let transition = Transition {
             to: RunState::Rejected,
             reason: Some(reason),

@@ -13,6 +13,7 @@
 mod analysis;
 mod approval;
 mod build;
+mod desired;
 pub mod dora;
 mod owner;
 mod plan;
@@ -35,7 +36,7 @@ pub use build::{ImageBuilder, ImageToBuild};
 pub use dora::{DoraFigures, NO_OP_REASON};
 pub use launchway_store::{AppPlan, Change, PlanAction};
 pub use owner::Owner;
-pub use status::{AppHealth, AppStatus, HealthState, SyncState};
+pub use status::{AppHealth, AppStatus, DesiredSources, HealthState, SyncState};
 pub use sync::{Decision, DeployRequest, ImageOverrides, Selection};
 
 #[derive(Debug, thiserror::Error)]

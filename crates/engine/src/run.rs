@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
     AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, EventFilter, Lease, NewEvent, NewRelease, PlanAction,
-    Release, Run, RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail, now_ms,
+    Release, Run, RunId, RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail,
+    now_ms,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
 use tracing::Instrument;
@@ -73,12 +74,25 @@ impl Next {
 }
 
 /// What a pending run does about the runs it waits for.
-enum DependenciesGate {
+pub(crate) enum DependenciesGate {
     Go,
     /// Why the run fails.
     Stop(String),
     Wait(String),
-    Park(String),
+    /// A run it waits for, directly or through others, waits for an approval: nobody
+    /// drives this one until that is decided.
+    Park(ParkedBehind),
+}
+
+/// Why a pending run is parked: the approval it waits for, somewhere down its chain of
+/// dependencies.
+#[derive(Debug, Clone)]
+pub(crate) struct ParkedBehind {
+    /// "api's run 4, which waits for approval", or through others: "api's run 5, which
+    /// waits for migrate's run 4, which waits for approval".
+    pub(crate) what: String,
+    /// The run to approve (or reject) for this one to move.
+    pub(crate) approval_run: RunId,
 }
 
 /// What claiming a run gives: its lease, or the run already finished by someone else.
@@ -210,10 +224,11 @@ impl Engine {
                         wait = (wait * 2).min(std::time::Duration::from_secs(1));
                         continue;
                     }
-                    DependenciesGate::Park(what) => {
+                    DependenciesGate::Park(behind) => {
                         // Nobody should hold a run for as long as an approval may take:
-                        // whoever resumes runs (the server, the next deploy) starts it.
-                        self.say_waiting(&run, &what).await?;
+                        // whoever resumes runs (the server's sweep, the next deploy)
+                        // starts it once the approval is decided.
+                        self.say_waiting(&run, &behind.what).await?;
                         self.inner.store.release_lease(lease).await?;
                         return Ok(self.inner.store.run(run.id).await?);
                     }
@@ -269,8 +284,8 @@ impl Engine {
 
     /// Whether the runs of the apps this one depends on let it start: all succeeded
     /// (go), one did not (the run fails, having changed nothing), some still going (wait),
-    /// or one waits for an approval (park).
-    async fn dependencies_gate(&self, run: &Run) -> Result<DependenciesGate> {
+    /// or one waits for an approval, itself or through the runs it waits for (park).
+    pub(crate) async fn dependencies_gate(&self, run: &Run) -> Result<DependenciesGate> {
         let mut going = Vec::new();
         for id in &run.waits_for {
             let dependency = self.inner.store.run(*id).await?;
@@ -293,7 +308,22 @@ impl Engine {
                     return Ok(DependenciesGate::Stop(reason));
                 }
                 RunState::AwaitingApproval => {
-                    return Ok(DependenciesGate::Park(format!("{named}, which waits for approval")));
+                    return Ok(DependenciesGate::Park(ParkedBehind {
+                        what: format!("{named}, which waits for approval"),
+                        approval_run: dependency.id,
+                    }));
+                }
+                RunState::Pending => {
+                    // A dependency parked behind an approval further down the chain
+                    // parks this run too: waiting for it would wait for a person. (Runs
+                    // wait only for runs created before them, so this ends.)
+                    if let DependenciesGate::Park(behind) = Box::pin(self.dependencies_gate(&dependency)).await? {
+                        return Ok(DependenciesGate::Park(ParkedBehind {
+                            what: format!("{named}, which waits for {}", behind.what),
+                            approval_run: behind.approval_run,
+                        }));
+                    }
+                    going.push(format!("{named} ({})", dependency.state));
                 }
                 state => going.push(format!("{named} ({state})")),
             }
@@ -302,6 +332,22 @@ impl Engine {
             true => DependenciesGate::Go,
             false => DependenciesGate::Wait(going.join(", ")),
         })
+    }
+
+    /// What a run waits for when nobody should drive it until a person decides: its own
+    /// approval, or (pending) one down its chain of dependencies. `None`: it can move.
+    pub(crate) async fn parked_behind(&self, run: &Run) -> Result<Option<ParkedBehind>> {
+        match run.state {
+            RunState::AwaitingApproval => {
+                let decided = self.inner.store.approval(run.id).await?.is_some_and(|a| a.decision.is_some());
+                Ok((!decided).then(|| ParkedBehind { what: "approval".to_owned(), approval_run: run.id }))
+            }
+            RunState::Pending if !run.waits_for.is_empty() => Ok(match self.dependencies_gate(run).await? {
+                DependenciesGate::Park(behind) => Some(behind),
+                _ => None,
+            }),
+            _ => Ok(None),
+        }
     }
 
     /// Records what a pending run waits for, unless its last event says so already (a

@@ -3,12 +3,15 @@
 //! guess from the database.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use launchway_manifest::{AppSpec, Manifest, TargetSpec};
+use launchway_manifest::{AppSpec, EnvSource, Manifest, TargetSpec};
 use launchway_store::{DeploymentRecord, Release, Run, RunKind, RunState, Store};
-use launchway_target::{AppRef, ContainerLogs, LiveApp, ReplicaState, describe};
+use launchway_target::planning::{Deployed, PlanRequest};
+use launchway_target::{AppRef, ContainerLogs, LiveApp, ReplicaState, Target, describe};
 use serde::{Deserialize, Serialize};
 
+use crate::desired::{DesiredOutcome, ImageSource, runs_as_desired};
 use crate::{Engine, Result, Selection};
 
 /// How an app is doing where it runs.
@@ -88,6 +91,10 @@ pub struct AppStatus {
     pub live_error: Option<String>,
     pub health: AppHealth,
     pub sync: SyncState,
+    /// Why it is out of sync (what a deploy would do, or why it does not), or why sync
+    /// is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_reason: Option<String>,
 }
 
 impl Engine {
@@ -122,91 +129,74 @@ impl Engine {
     }
 
     /// Status of every (app, environment) deployed or, with a manifest, declared: what
-    /// runs, how healthy it is and whether it is what the repo asks for. Live state that
-    /// cannot be read makes health and sync "unknown", never a guess.
-    pub async fn status(&self, manifest: Option<&Manifest>, selection: &Selection) -> Result<Vec<AppStatus>> {
+    /// runs, how healthy it is and whether it is what launchway would deploy now (the
+    /// manifest with CI's publications, promotions and builds applied; the same rule
+    /// as deploy decisions, see `desired.rs`). Live state or desired state that cannot
+    /// be read makes sync (and, for live state, health) "unknown", never a guess.
+    pub async fn status(&self, sources: &DesiredSources<'_>, selection: &Selection) -> Result<Vec<AppStatus>> {
         let store = &self.inner.store;
-        // The store's answers come from its own threads: asked first (`biased`: in this
-        // order), they arrive while this task hashes the manifest's specs (thousands on a
-        // big board).
-        let desired = async {
-            let mut desired: BTreeMap<(String, String), String> = BTreeMap::new();
-            if let Some(manifest) = manifest {
-                for deployment in manifest.deployments() {
-                    // Apps that build their images want what was built: read below.
-                    let builds = manifest.apps.get(deployment.app).is_some_and(|app| app.build.is_some());
-                    if selection.includes(deployment.app, deployment.environment) && !builds {
-                        desired.insert(
-                            (deployment.app.to_owned(), deployment.environment.to_owned()),
-                            deployment.spec.revision().0,
-                        );
-                    }
-                }
-            }
-            desired
-        };
-        let (deployments, latest_runs, mut desired) =
-            tokio::join!(biased; store.deployments(), store.latest_runs(), desired);
-        for deployment in manifest.iter().flat_map(|manifest| manifest.deployments()) {
-            let build = manifest.and_then(|manifest| manifest.apps.get(deployment.app)?.build.as_ref());
-            if build.is_some() && selection.includes(deployment.app, deployment.environment) {
-                let built = self.with_built_images(deployment.app, deployment.spec, build).await?;
-                desired.insert((deployment.app.to_owned(), deployment.environment.to_owned()), built.spec.revision().0);
-            }
-        }
+        let (deployments, latest_runs, published) =
+            tokio::join!(store.deployments(), store.latest_runs(), store.published_images());
+        let published = published?;
         let mut records: BTreeMap<(String, String), DeploymentRecord> = BTreeMap::new();
         for record in deployments? {
             records.insert((record.app.clone(), record.env.clone()), record);
         }
-        let mut pairs: BTreeMap<(String, String), Option<String>> =
+        // Every pair deployed, and every pair the manifest (of its environment) declares.
+        let mut pairs: BTreeMap<(String, String), Option<&AppSpec>> =
             records.keys().map(|pair| (pair.clone(), None)).collect();
-        for (pair, revision) in desired {
-            pairs.insert(pair, Some(revision));
+        for env in sources.environments() {
+            let Some(Some(manifest)) = sources.manifest_for(env) else { continue };
+            for deployment in manifest.deployments().filter(|deployment| deployment.environment == env) {
+                pairs.insert((deployment.app.to_owned(), env.to_owned()), Some(deployment.spec));
+            }
         }
         pairs.retain(|(app, env), _| selection.includes(app, env));
 
         // What each pair runs and where, before anything is looked at.
-        struct Pending {
+        struct Pending<'a> {
             app: String,
             env: String,
-            desired_revision: Option<String>,
+            declared: Option<&'a AppSpec>,
             deployment: Option<DeploymentRecord>,
             current_release: Option<Release>,
             target: Option<TargetSpec>,
         }
-        let wanted: Vec<i64> =
+        // Releases are read at once: those running, and the verified ones that
+        // environments promoted from would carry on.
+        let mut wanted: Vec<i64> =
             pairs.keys().filter_map(|pair| records.get(pair).map(|record| record.current_release_id)).collect();
-        let mut releases: BTreeMap<i64, Release> = self.inner.releases.read(store.as_ref(), &wanted).await?;
+        wanted.extend(records.values().filter_map(|record| record.good_release_id));
+        wanted.sort_unstable();
+        wanted.dedup();
+        let releases: BTreeMap<i64, Release> = self.inner.releases.read(store.as_ref(), &wanted).await?;
         let mut latest_runs: BTreeMap<(String, String), Run> =
             latest_runs?.into_iter().map(|run| ((run.app.clone(), run.env.clone()), run)).collect();
         let mut pending = Vec::with_capacity(pairs.len());
-        for ((app, env), desired_revision) in pairs {
-            let deployment = records.remove(&(app.clone(), env.clone()));
+        for ((app, env), declared) in pairs {
+            let deployment = records.get(&(app.clone(), env.clone())).cloned();
             let current_release = match deployment.as_ref() {
-                Some(record) => Some(match releases.remove(&record.current_release_id) {
-                    Some(release) => release,
-                    // Two pairs never share a release; read again rather than guess.
+                Some(record) => Some(match releases.get(&record.current_release_id) {
+                    Some(release) => release.clone(),
                     None => store.release(record.current_release_id).await?,
                 }),
                 None => None,
             };
-            let target = manifest
+            let target = sources
+                .manifest_for(&env)
+                .flatten()
                 .and_then(|manifest| manifest.environments.get(&env))
                 .map(|environment| environment.target.clone())
                 .or_else(|| current_release.as_ref().map(|release| release.target.clone()));
-            pending.push(Pending { app, env, desired_revision, deployment, current_release, target });
+            pending.push(Pending { app, env, declared, deployment, current_release, target });
         }
 
         // Live state: one look per environment and target, for all of its apps (a board
         // of a thousand apps asks the Docker engine three times, not three thousand).
-        let spec_of = |item: &Pending| -> Option<AppSpec> {
-            item.current_release.as_ref().map(|release| release.spec.clone()).or_else(|| {
-                manifest.and_then(|manifest| {
-                    manifest.apps.get(&item.app)?.specs.get(&item.env).map(|spec| (**spec).clone())
-                })
-            })
-        };
-        let specs: Vec<Option<AppSpec>> = pending.iter().map(spec_of).collect();
+        let specs: Vec<Option<&AppSpec>> = pending
+            .iter()
+            .map(|item| item.current_release.as_ref().map(|release| &release.spec).or(item.declared))
+            .collect();
         let mut groups: BTreeMap<(String, String), (TargetSpec, Vec<usize>)> = BTreeMap::new();
         for (index, item) in pending.iter().enumerate() {
             if let (Some(target), Some(_)) = (&item.target, &specs[index]) {
@@ -215,19 +205,24 @@ impl Engine {
             }
         }
         let mut looked: Vec<(Option<LiveApp>, Option<String>)> = vec![(None, None); pending.len()];
+        let mut planners: Vec<Option<Arc<dyn Target>>> = vec![None; pending.len()];
         for ((env, _), (target, members)) in groups {
             let apps: Vec<AppRef<'_>> = members
                 .iter()
-                .filter_map(|&index| Some(AppRef { app: &pending[index].app, spec: specs[index].as_ref()? }))
+                .filter_map(|&index| Some(AppRef { app: &pending[index].app, spec: specs[index]? }))
                 .collect();
             let observed = match self.target(&target).await {
-                Ok(target) => target.observe(&env, &apps).await.map_err(|error| describe(&error)),
+                Ok(target) => match target.observe(&env, &apps).await {
+                    Ok(live) => Ok((target, live)),
+                    Err(error) => Err(describe(&error)),
+                },
                 Err(error) => Err(describe(&error)),
             };
             match observed {
-                Ok(mut live) => {
+                Ok((target, mut live)) => {
                     for &index in &members {
                         looked[index].0 = live.apps.remove(&pending[index].app);
+                        planners[index] = Some(target.clone());
                     }
                 }
                 Err(error) => {
@@ -239,16 +234,40 @@ impl Engine {
         }
 
         let mut statuses = Vec::with_capacity(pending.len());
-        for (item, (live, live_error)) in pending.into_iter().zip(looked) {
+        for ((item, (live, live_error)), planner) in pending.into_iter().zip(looked).zip(planners) {
             let last_run = latest_runs.remove(&(item.app.clone(), item.env.clone()));
             let health = health(item.current_release.as_ref(), live.as_ref(), live_error.as_deref(), last_run.as_ref());
-            let sync = sync_state(
-                item.deployment.as_ref(),
-                item.current_release.as_ref(),
-                item.desired_revision.as_deref(),
-                live.as_ref(),
-                live_error.is_some(),
-            );
+            let promoted = sources.promoted_from(&item.env).and_then(|from| {
+                let record = records.get(&(item.app.clone(), from.to_owned()))?;
+                let good = releases.get(&record.good_release_id?)?;
+                Some(good.spec.images().into_iter().map(|(c, i)| (c.to_owned(), i.to_owned())).collect())
+            });
+            let looked = Looked {
+                record: item.deployment.as_ref(),
+                current: item.current_release.as_ref(),
+                live: live.as_ref(),
+                live_error: live_error.as_deref(),
+                planner: planner.as_deref(),
+            };
+            let (sync, desired_revision, sync_reason) = match sources.manifest_for(&item.env) {
+                Some(Some(manifest)) => {
+                    let images = ImageSource {
+                        promoted: promoted.as_ref(),
+                        publication: published.iter().find(|p| p.app == item.app && p.env == item.env),
+                        retry_failed: false,
+                    };
+                    self.sync_of(manifest, &item.app, &item.env, item.declared, images, &looked).await?
+                }
+                Some(None) | None => {
+                    let why = sources.unreadable.clone().unwrap_or_else(|| {
+                        format!(
+                            "the desired state of {} could not be read (its branch or tag has no commit yet)",
+                            item.env
+                        )
+                    });
+                    (looked.pinned().unwrap_or(SyncState::Unknown), None, Some(why))
+                }
+            };
             statuses.push(AppStatus {
                 app: item.app,
                 env: item.env,
@@ -256,13 +275,153 @@ impl Engine {
                 current_release: item.current_release,
                 live,
                 last_run,
-                desired_revision: item.desired_revision,
+                desired_revision,
                 live_error,
                 health,
                 sync,
+                sync_reason,
             });
         }
         Ok(statuses)
+    }
+
+    /// Whether one pair runs what launchway would deploy now: the sync, the revision it
+    /// would deploy, and why it is not in sync (or cannot be told).
+    async fn sync_of(
+        &self,
+        manifest: &Manifest,
+        app: &str,
+        env: &str,
+        declared: Option<&AppSpec>,
+        images: ImageSource<'_>,
+        looked: &Looked<'_>,
+    ) -> Result<(SyncState, Option<String>, Option<String>)> {
+        let Some(declared) = declared else {
+            let why = format!("the manifest no longer declares {app} in {env}; launchway leaves what runs there alone");
+            return Ok((looked.pinned().unwrap_or(SyncState::OutOfSync), None, Some(why)));
+        };
+        let desired = match self.desired(manifest, app, declared, images).await? {
+            DesiredOutcome::Deploy(desired) => desired,
+            DesiredOutcome::Wait(decision) => {
+                let why = match decision {
+                    crate::Decision::Skipped { reason, .. } => reason,
+                    _ => "it waits for a new publication".to_owned(),
+                };
+                return Ok((looked.pinned().unwrap_or(SyncState::OutOfSync), None, Some(why)));
+            }
+        };
+        let revision = desired.spec.revision().0;
+        if let Some(pinned) = looked.pinned() {
+            return Ok((pinned, Some(revision), None));
+        }
+        if let Some(error) = looked.live_error {
+            return Ok((SyncState::Unknown, Some(revision), Some(format!("cannot read live state: {error}"))));
+        }
+        let Some(planner) = looked.planner else {
+            return Ok((SyncState::Unknown, Some(revision), Some("its target could not be asked".to_owned())));
+        };
+        let plan = planner.plan(PlanRequest {
+            app,
+            env,
+            desired: &desired.spec,
+            live: looked.live,
+            current: looked.current.map(|release| Deployed { revision: &release.revision, spec: &release.spec }),
+        });
+        let why = if let Some((held_back, _)) = desired.held_back {
+            Some(held_back)
+        } else if runs_as_desired(&plan, looked.current, &revision) {
+            None
+        } else if plan.is_no_op() && !plan.changes.is_empty() {
+            let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+            Some(format!(
+                "nothing changes on the target, but launchway's own settings do ({}): the next deploy records and verifies them",
+                changes.join("; ")
+            ))
+        } else if plan.is_no_op() {
+            Some(match looked.current {
+                Some(current) => format!(
+                    "what runs matches revision {revision}, but launchway deployed it as release {} (revision {}): the next deploy records it",
+                    current.id, current.revision
+                ),
+                None => format!("what runs matches revision {revision}, which launchway has not deployed yet"),
+            })
+        } else {
+            Some(plan.summary)
+        };
+        let sync = if why.is_none() { SyncState::InSync } else { SyncState::OutOfSync };
+        Ok((sync, Some(revision), why))
+    }
+}
+
+/// Where `status` reads desired state from.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredSources<'a> {
+    /// The manifest environments deploy from, unless `by_env` names another; `None`
+    /// when it could not be read (`unreadable` says why).
+    pub manifest: Option<&'a Manifest>,
+    /// Environments that deploy from a commit of their own (a branch, the newest tag
+    /// matching a pattern): the manifest there, or `None` when there is none yet.
+    pub by_env: BTreeMap<String, Option<&'a Manifest>>,
+    /// Why the config repo could not be read, when it could not.
+    pub unreadable: Option<String>,
+}
+
+impl<'a> DesiredSources<'a> {
+    /// Desired state from one manifest for every environment (the CLI's `--ref`).
+    pub fn manifest(manifest: &'a Manifest) -> DesiredSources<'a> {
+        DesiredSources { manifest: Some(manifest), ..DesiredSources::default() }
+    }
+
+    /// No desired state: the config repo could not be read, for `why`.
+    pub fn unreadable(why: impl Into<String>) -> DesiredSources<'a> {
+        DesiredSources { unreadable: Some(why.into()), ..DesiredSources::default() }
+    }
+
+    /// The manifest `env` deploys from: `None` when nothing says, `Some(None)` when its
+    /// source has nothing to read.
+    fn manifest_for(&self, env: &str) -> Option<Option<&'a Manifest>> {
+        match self.by_env.get(env) {
+            Some(manifest) => Some(*manifest),
+            None => self.manifest.map(Some),
+        }
+    }
+
+    /// Every environment the sources declare.
+    fn environments(&self) -> Vec<&'a str> {
+        let mut environments: Vec<&'a str> =
+            self.manifest.iter().flat_map(|manifest| manifest.environments.keys().map(String::as_str)).collect();
+        for manifest in self.by_env.values().flatten() {
+            environments.extend(manifest.environments.keys().map(String::as_str));
+        }
+        environments.sort_unstable();
+        environments.dedup();
+        environments
+    }
+
+    /// The environment `env` is promoted from, when it changes only by promotion.
+    fn promoted_from(&self, env: &str) -> Option<&'a str> {
+        let environment = self.manifest_for(env).flatten()?.environments.get(env)?;
+        match &environment.source {
+            EnvSource::Promotion { from } => Some(from.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// What `status` found of one pair.
+struct Looked<'a> {
+    record: Option<&'a DeploymentRecord>,
+    current: Option<&'a Release>,
+    live: Option<&'a LiveApp>,
+    live_error: Option<&'a str>,
+    /// The target that observed it, which plans it.
+    planner: Option<&'a dyn Target>,
+}
+
+impl Looked<'_> {
+    /// `Pinned`, when a manual rollback holds the pair.
+    fn pinned(&self) -> Option<SyncState> {
+        self.record.is_some_and(|record| record.pin.is_some()).then_some(SyncState::Pinned)
     }
 }
 
@@ -354,28 +513,6 @@ fn health(
             }
         },
     }
-}
-
-fn sync_state(
-    record: Option<&DeploymentRecord>,
-    current: Option<&Release>,
-    desired: Option<&str>,
-    live: Option<&LiveApp>,
-    live_unknown: bool,
-) -> SyncState {
-    if record.is_some_and(|record| record.pin.is_some()) {
-        return SyncState::Pinned;
-    }
-    let Some(desired) = desired else { return SyncState::Unknown };
-    if live_unknown {
-        return SyncState::Unknown;
-    }
-    let Some(current) = current.filter(|current| current.revision == desired) else {
-        return SyncState::OutOfSync;
-    };
-    // Replicas of another revision still running (Docker) are not what the repo says.
-    let stray = live.is_some_and(|live| live.replicas.iter().any(|replica| replica.revision != current.revision));
-    if stray { SyncState::OutOfSync } else { SyncState::InSync }
 }
 
 /// Releases by id, kept once read (they are immutable). Bounded: past [`Self::CAPACITY`]

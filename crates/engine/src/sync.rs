@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use launchway_manifest::{AppSpec, ApprovalPolicy, Deployment, Manifest, TargetSpec};
+use launchway_manifest::{ApprovalPolicy, Deployment, Manifest, TargetSpec};
 use launchway_store::{
     AppPlan, AuditKind, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published, Release,
     ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError, now_ms,
@@ -17,6 +17,7 @@ use launchway_target::planning;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::desired::{DesiredOutcome, ImageSource, runs_as_desired};
 use crate::plan::Observed;
 use crate::{Engine, EngineError, Result};
 
@@ -87,10 +88,17 @@ pub enum Decision {
         /// How the revision's last run ended.
         previous_state: RunState,
     },
-    /// A run for the same desired state waits for approval.
+    /// A run for the same desired state waits for approval: its own, or (still
+    /// pending) that of a run it depends on.
     #[serde(rename = "waiting_for_approval")]
     Waiting {
         run: Box<Run>,
+        /// The run to approve for this one to move: itself, or one it depends on.
+        approval_run: RunId,
+        /// What it waits for when that is not its own approval ("api's run 4, which
+        /// waits for approval").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        behind: Option<String>,
     },
     /// A run for the app is being driven by another live process.
     Busy {
@@ -189,40 +197,37 @@ impl Engine {
             let (app, env) = (deployment.app, deployment.environment);
             let key = (app.to_owned(), env.to_owned());
             let publication = request.published.iter().find(|published| published.app == app && published.env == env);
-            let mut source = request.source.clone();
-            let mut note = None;
-            let overridden = match (request.images.get(&key), publication) {
-                (Some(images), _) => Some(deployment.spec.with_images(images)),
-                (None, Some(publication)) => {
-                    source = publication_source(&request.source, publication);
-                    match self.published_images_to_deploy(deployment.spec, publication, request.retry_failed).await? {
-                        PublishedImages::Deploy(spec) => Some(spec),
-                        PublishedImages::FellBack(spec, why, state) => {
-                            note = Some((why, state));
-                            Some(spec)
-                        }
-                        PublishedImages::Wait(decision) => {
-                            decisions.push(decision);
-                            continue;
-                        }
-                    }
+            let images =
+                ImageSource { promoted: request.images.get(&key), publication, retry_failed: request.retry_failed };
+            let desired = match self.desired(request.manifest, app, deployment.spec, images).await? {
+                DesiredOutcome::Deploy(desired) => desired,
+                DesiredOutcome::Wait(decision) => {
+                    decisions.push(decision);
+                    continue;
                 }
-                (None, None) => None,
             };
-            let build = request.manifest.apps.get(app).and_then(|declared| declared.build.as_ref());
-            let built = self.with_built_images(app, overridden.as_ref().unwrap_or(deployment.spec), build).await?;
-            let spec = &built.spec;
+            let source = match publication.filter(|_| desired.published) {
+                Some(publication) => publication_source(&request.source, publication),
+                None => request.source.clone(),
+            };
+            let note = desired.held_back.clone();
+            let spec = &desired.spec;
             let revision = spec.revision().0;
             let latest = self.latest_run(app, env).await?;
             if let Some(run) = latest.as_ref().filter(|run| !run.state.is_terminal()) {
-                if run.state != RunState::AwaitingApproval
-                    || store.approval(run.id).await?.is_some_and(|a| a.decision.is_some())
-                {
+                // A run parked behind an approval (its own, or one its dependencies wait
+                // for) is not resumed: driving it again would only park it again.
+                let busy = matches!(self.unfinished(run), Decision::Busy { .. });
+                let Some(behind) = self.parked_behind(run).await?.filter(|_| !busy) else {
                     decisions.push(self.unfinished(run));
                     continue;
-                }
+                };
                 if store.release(run.release_id).await?.revision == revision {
-                    decisions.push(Decision::Waiting { run: Box::new(run.clone()) });
+                    decisions.push(Decision::Waiting {
+                        run: Box::new(run.clone()),
+                        approval_run: behind.approval_run,
+                        behind: (behind.approval_run != run.id).then_some(behind.what),
+                    });
                     continue;
                 }
                 // A newer change replaces one still waiting: approving the old one later
@@ -256,7 +261,7 @@ impl Engine {
             if let Some((note, _)) = &note {
                 plan.summary = format!("{} ({note})", plan.summary);
             }
-            if plan.is_no_op() && current.as_ref().is_some_and(|release| release.revision == revision) {
+            if runs_as_desired(&plan, current.as_ref(), &revision) {
                 decisions.push(match note {
                     // Nothing to do, but the publication did not go through: said, not hidden.
                     Some((reason, previous_state)) => {
@@ -291,7 +296,7 @@ impl Engine {
                 spec: spec.clone(),
                 target,
                 source,
-                build: built.build.clone(),
+                build: desired.build.clone(),
             };
             let waits_for = self.unfinished_dependencies(request.manifest, app, env).await?;
             let run = RunRequest {
@@ -316,71 +321,6 @@ impl Engine {
             }
         }
         Ok(decisions)
-    }
-
-    /// What a publication deploys: its images, unless the last run that tried them
-    /// failed (then the last good release's images for those containers, or nothing
-    /// until a new publication when no release was ever good).
-    async fn published_images_to_deploy(
-        &self,
-        spec: &AppSpec,
-        publication: &Published,
-        retry: bool,
-    ) -> Result<PublishedImages> {
-        let published = spec.with_images(&publication.images);
-        if retry {
-            return Ok(PublishedImages::Deploy(published));
-        }
-        let Some(failed) = self.last_try_failed(&publication.app, &publication.env, &publication.images).await? else {
-            return Ok(PublishedImages::Deploy(published));
-        };
-        let what = format!(
-            "the images {} published failed in run {}{}",
-            publication.published_by,
-            failed.id,
-            failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
-        );
-        let record = self.inner.store.deployment(&publication.app, &publication.env).await?;
-        let Some(good) = self.release_if_any(record.and_then(|record| record.good_release_id)).await? else {
-            return Ok(PublishedImages::Wait(Decision::Skipped {
-                app: publication.app.clone(),
-                env: publication.env.clone(),
-                previous_state: failed.state,
-                reason: format!(
-                    "{what}; nothing was ever verified there to fall back to, so it waits for a new publication (or `release publish --retry`)"
-                ),
-            }));
-        };
-        let good_images: BTreeMap<String, String> = good
-            .spec
-            .images()
-            .into_iter()
-            .filter(|(container, _)| publication.images.contains_key(*container))
-            .map(|(container, image)| (container.to_owned(), image.to_owned()))
-            .collect();
-        Ok(PublishedImages::FellBack(
-            spec.with_images(&good_images),
-            format!("{what}: release {}'s images until a new publication, or `release publish --retry`", good.id),
-            failed.state,
-        ))
-    }
-
-    /// The last deploy or repair whose release ran `images` for those containers, when
-    /// it did not succeed.
-    async fn last_try_failed(&self, app: &str, env: &str, images: &BTreeMap<String, String>) -> Result<Option<Run>> {
-        let store = &self.inner.store;
-        let filter =
-            RunFilter { app: Some(app.to_owned()), env: Some(env.to_owned()), limit: Some(50), ..RunFilter::default() };
-        for run in
-            store.runs(&filter).await?.into_iter().filter(|run| matches!(run.kind, RunKind::Deploy | RunKind::Repair))
-        {
-            let release = store.release(run.release_id).await?;
-            let ran = release.spec.images();
-            if images.iter().all(|(container, image)| ran.get(container.as_str()) == Some(&image.as_str())) {
-                return Ok(run.state.is_unsuccessful().then_some(run));
-            }
-        }
-        Ok(None)
     }
 
     /// A repair run that brings `release` (the last verified one, or the pinned one)
@@ -668,20 +608,23 @@ impl Engine {
     }
 
     /// Unfinished runs nobody alive is driving: what a restarted controller resumes.
-    /// Runs parked for approval are not among them: they wait for a decision.
+    /// Runs parked for approval are not among them: they wait for a decision, and so do
+    /// pending runs whose dependencies wait for one.
     pub async fn orphaned_runs(&self) -> Result<Vec<Run>> {
         let runs = self
             .inner
             .store
             .runs(&RunFilter { unfinished_only: true, exclude_parked: true, ..RunFilter::default() })
             .await?;
-        Ok(runs
-            .iter()
-            .filter_map(|run| match self.unfinished(run) {
-                Decision::Resume { run } => Some(*run),
-                _ => None,
-            })
-            .collect())
+        let mut orphaned = Vec::new();
+        for run in runs {
+            if let Decision::Resume { run } = self.unfinished(&run)
+                && self.parked_behind(&run).await?.is_none()
+            {
+                orphaned.push(*run);
+            }
+        }
+        Ok(orphaned)
     }
 
     /// The release `id` names, when there is one.
@@ -740,15 +683,6 @@ impl Engine {
         }
         Ok(&cache[env])
     }
-}
-
-/// What a publication makes of an app's desired state.
-enum PublishedImages {
-    Deploy(AppSpec),
-    /// The publication failed before: the last good images, why, and how it ended.
-    FellBack(AppSpec, String, RunState),
-    /// It failed and there is nothing good to fall back to.
-    Wait(Decision),
 }
 
 /// A published release's source: the config commit, authored by the application

@@ -354,7 +354,7 @@ async fn a_newer_change_supersedes_a_run_still_waiting_for_approval() {
         trigger: "test".into(),
     };
     let decisions = setup.engine.prepare_deploys(&request(&same)).await.unwrap();
-    assert!(matches!(decisions.as_slice(), [Decision::Waiting { run }] if run.id == first), "{decisions:?}");
+    assert!(matches!(decisions.as_slice(), [Decision::Waiting { run, .. }] if run.id == first), "{decisions:?}");
 
     // A newer one replaces it.
     let newer = gated_manifest("example/web:2", "true");
@@ -365,6 +365,108 @@ async fn a_newer_change_supersedes_a_run_still_waiting_for_approval() {
     assert!(superseded.reason.as_deref().unwrap().starts_with("superseded by revision"), "{:?}", superseded.reason);
     assert_ne!(second.id, first);
     assert_eq!(setup.target.calls(), ["check web"], "nothing rolled out meanwhile");
+}
+
+/// Issue 21, item 1: behind an approval, a chain of `depends_on` (c waits for b, which
+/// waits for a) hung `deploy` (c waited for b, which was parked and never moved), and
+/// each later deploy or sweep resumed the parked runs again and again. A run whose
+/// dependency waits for an approval, directly or down the chain, is parked too: not
+/// resumed, reported as waiting for that approval, and driven once it is decided.
+#[tokio::test]
+async fn a_chain_of_dependencies_behind_an_approval_parks_and_moves_once_decided() {
+    let setup = setup(Duration::from_secs(15)).await;
+    let text = "environments: {prod: {target: docker, approval: true}}
+services:
+  a: {image: example/a:1, port: 8080}
+  b: {image: example/b:1, port: 8080, depends_on: [a]}
+  c: {image: example/c:1, port: 8080, depends_on: [b]}
+";
+    let files = vec![SourceFile { path: "launchway.yaml".into(), bytes: text.as_bytes().to_vec() }];
+    let manifest = launchway_manifest::load(&files, &files).expect("valid").manifest;
+    let everything = Selection::default();
+    let request = DeployRequest {
+        manifest: &manifest,
+        images: Default::default(),
+        published: &[],
+        source: ReleaseSource { author: Some("alice@example.com".into()), ..ReleaseSource::default() },
+        selection: &everything,
+        retry_failed: false,
+        trigger: "test".into(),
+    };
+    let decisions = setup.engine.prepare_deploys(&request).await.unwrap();
+    let ids: Vec<i64> = decisions
+        .iter()
+        .map(|decision| match decision {
+            Decision::Started { run, .. } => run.id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let [a, b, c] = ids[..] else { panic!("{ids:?}") };
+
+    // Driven together, as `deploy` drives them: each comes back parked (a hang here is
+    // the defect; the timeout only turns it into a failure).
+    let drive = |id: i64| {
+        let engine = setup.engine.clone();
+        tokio::spawn(async move { engine.drive(id).await })
+    };
+    let handles = [drive(a), drive(b), drive(c)];
+    let mut states = Vec::new();
+    for handle in handles {
+        let run = tokio::time::timeout(Duration::from_secs(60), handle).await.expect("parks, not hangs");
+        states.push(run.unwrap().expect("driven").state);
+    }
+    assert_eq!(states, [RunState::AwaitingApproval, RunState::Pending, RunState::Pending]);
+
+    // Nothing resumes them meanwhile: a deploy reports each as waiting for a's approval,
+    // a sweep finds nothing to drive, and no run was resumed.
+    let decisions = setup.engine.prepare_deploys(&request).await.unwrap();
+    let waiting: Vec<(i64, i64, Option<String>)> = decisions
+        .iter()
+        .map(|decision| match decision {
+            Decision::Waiting { run, approval_run, behind } => (run.id, *approval_run, behind.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            (a, a, None),
+            (b, a, Some(format!("a's run {a}, which waits for approval"))),
+            (c, a, Some(format!("b's run {b}, which waits for a's run {a}, which waits for approval"))),
+        ]
+    );
+    assert!(setup.engine.orphaned_runs().await.unwrap().is_empty());
+    let resumed = |events: &[launchway_store::Event]| events.iter().filter(|e| e.kind == "run.resumed").count();
+    let all = setup.store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(resumed(&all), 0);
+    let mut waits: Vec<(i64, &str)> = all
+        .iter()
+        .filter(|event| event.kind == "run.waiting")
+        .map(|event| (event.run_id.unwrap(), event.message.as_str()))
+        .collect();
+    assert!(waits.iter().any(|(run, said)| *run == c && said.ends_with("which waits for approval")), "{waits:?}");
+    let said = waits.len();
+    waits.dedup();
+    assert_eq!(waits.len(), said, "each fact said once");
+
+    // Approved, a deploys; then b is free to move, and stops at its own approval, which
+    // c now waits for.
+    setup.engine.decide(a, launchway_store::Decision::Approved, "bob@example.com", None).await.unwrap();
+    assert_eq!(setup.engine.drive(a).await.unwrap().state, RunState::Succeeded);
+    let mut free: Vec<i64> = setup.engine.orphaned_runs().await.unwrap().iter().map(|run| run.id).collect();
+    free.sort();
+    assert_eq!(free, [b, c], "b can start; c waits for b, which is no longer parked");
+    assert_eq!(setup.engine.drive(b).await.unwrap().state, RunState::AwaitingApproval);
+    assert!(setup.engine.orphaned_runs().await.unwrap().is_empty(), "c waits for b's approval");
+
+    // Rejected, b's dependent fails, having changed nothing.
+    setup.engine.decide(b, launchway_store::Decision::Rejected, "bob@example.com", None).await.unwrap();
+    assert_eq!(setup.engine.drive(b).await.unwrap().state, RunState::Rejected);
+    let free: Vec<i64> = setup.engine.orphaned_runs().await.unwrap().iter().map(|run| run.id).collect();
+    assert_eq!(free, [c]);
+    let c_run = setup.engine.drive(c).await.unwrap();
+    assert_eq!(c_run.state, RunState::Failed);
+    assert!(c_run.reason.unwrap().starts_with(&format!("not deployed: c depends on b, whose run {b} was rejected")));
 }
 
 // ---- progressive delivery

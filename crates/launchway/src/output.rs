@@ -70,9 +70,17 @@ fn change_line(change: &Change) -> String {
 fn plan_heading(plan: &AppPlan) -> String {
     let who = format!("{}@{}", plan.app, plan.env);
     match plan.action {
-        PlanAction::NoChange => {
+        PlanAction::NoChange if plan.changes.is_empty() => {
             paint::styled(paint::QUIET, format!("  = {who}  no change (revision {})", plan.to_revision))
         }
+        // Settings only launchway acts on (an ECS service's settle window): the target
+        // keeps what it runs, the release is recorded and verified.
+        PlanAction::NoChange => format!(
+            "  {} {who}  revision {} → {}: nothing changes on the target; launchway's own settings do",
+            paint::styled(paint::CHANGED, "~"),
+            plan.from_revision.as_deref().unwrap_or("none"),
+            plan.to_revision,
+        ),
         PlanAction::Create => format!(
             "  {} {who}  create revision {}: {}",
             paint::styled(paint::ADDED, "+"),

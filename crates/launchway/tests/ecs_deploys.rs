@@ -541,6 +541,63 @@ async fn settings_only_changes_and_rollbacks_touch_no_more_than_they_must() {
     assert_eq!(aws.revisions("site").await, 2);
 }
 
+/// Issue 21, item 3: after someone moved the service back by hand (`aws ecs
+/// update-service --task-definition site:1`), `status` said "in sync" from the store
+/// while the next deploy redeployed. Status now plans against what ECS runs, by the rule
+/// deploys decide by; the plan says the revision is reused, not registered again (item
+/// 13); and a change of launchway's own settings is listed, not hidden (item 5).
+#[tokio::test]
+async fn status_sees_a_service_moved_by_hand_and_a_deploy_moves_it_back_without_registering() {
+    let aws = Aws::new().await;
+    let theirs = aws.register("site", &[("site", "site:1")], "complete").await;
+    aws.service("prod", "site", &theirs).await;
+    let manifest = |settle: &str| {
+        format!(
+            "environments:\n  prod:\n    target: {{ecs: {{cluster: prod}}}}\nservices:\n  site:\n    image: site:2\n    settle_window: {settle}\n"
+        )
+    };
+    aws.repo.write("launchway.yaml", &manifest("300ms"));
+    aws.repo.commit("site 2");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    let ours = aws.task_definition_of("prod", "site").await;
+    assert_ne!(ours, theirs);
+    let status = |run: Run| -> Value {
+        run.assert_exit(0);
+        serde_json::from_str::<Value>(&run.stdout()).expect("JSON")[0].clone()
+    };
+    assert_eq!(status(aws.launchway(&["status", "--output", "json"]).await)["sync"], "in_sync");
+
+    aws.ecs.update_service().cluster("prod").service("site").task_definition(&theirs).send().await.unwrap();
+    let moved = status(aws.launchway(&["status", "--output", "json"]).await);
+    assert_eq!(moved["sync"], "out_of_sync", "{moved:#}");
+    let reason = moved["sync_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("move ECS service site in cluster prod back to the task definition revision registered"),
+        "{reason}"
+    );
+    let text = aws.launchway(&["status"]).await;
+    assert!(text.stdout().contains("site@prod is out of sync: move ECS service site"), "{}", text.stdout());
+
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(aws.task_definition_of("prod", "site").await, ours);
+    assert_eq!(aws.revisions("site").await, 2, "reused, not registered again");
+    assert_eq!(status(aws.launchway(&["status", "--output", "json"]).await)["sync"], "in_sync");
+
+    // Only launchway watches the settle window: the plan lists it all the same, and
+    // status says a deploy would record it.
+    aws.repo.write("launchway.yaml", &manifest("400ms"));
+    aws.repo.commit("a longer settle window");
+    let plan = aws.launchway(&["plan"]).await;
+    assert!(plan.stdout().contains("~ settle_window: 300ms → 400ms"), "{}", plan.stdout());
+    assert!(plan.stdout().contains("nothing changes on the target"), "{}", plan.stdout());
+    let settling = status(aws.launchway(&["status", "--output", "json"]).await);
+    assert_eq!(settling["sync"], "out_of_sync");
+    assert!(settling["sync_reason"].as_str().unwrap().contains("settle_window: 300ms → 400ms"), "{settling:#}");
+    aws.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(status(aws.launchway(&["status", "--output", "json"]).await)["sync"], "in_sync");
+    assert_eq!(aws.revisions("site").await, 2);
+}
+
 /// Regression (issue 8): a fresh database (a new server, say) must not redeploy what
 /// runs because the live settings are spelled differently from the manifest's.
 #[tokio::test]

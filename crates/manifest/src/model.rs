@@ -1032,7 +1032,10 @@ pub struct EcsDeployment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CircuitBreaker {
     pub enable: bool,
-    pub rollback: bool,
+    /// Whether ECS rolls a failed deployment back by itself; left out (`circuit_breaker:
+    /// true`), the service keeps what it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
 }
 
 /// A schedule as written: a five-field cron line, an `@daily` nickname, an AWS

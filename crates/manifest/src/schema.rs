@@ -845,14 +845,14 @@ fn read_ecs_block(
     }
     if let Some(node) = block.get("circuit_breaker") {
         let breaker_path = format!("{path}.circuit_breaker");
-        // `circuit_breaker: true` turns it on without ECS's own rollback (launchway rolls
-        // back); `{rollback: true}` lets ECS roll back too.
+        // `circuit_breaker: true` turns it on and leaves ECS's own rollback as the
+        // service has it; `{rollback: true}` or `{rollback: false}` says which.
         draft.circuit_breaker = match &node.value {
-            Value::Bool(enable) => Some(CircuitBreaker { enable: *enable, rollback: false }),
+            Value::Bool(enable) => Some(CircuitBreaker { enable: *enable, rollback: None }),
             _ => reader.fields(node, &breaker_path, CIRCUIT_BREAKER_FIELDS).and_then(|breaker| {
                 let rollback = match breaker.get("rollback") {
-                    Some(node) => reader.boolean(node, &format!("{breaker_path}.rollback"))?,
-                    None => false,
+                    Some(node) => Some(reader.boolean(node, &format!("{breaker_path}.rollback"))?),
+                    None => None,
                 };
                 Some(CircuitBreaker { enable: true, rollback })
             }),

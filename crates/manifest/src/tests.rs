@@ -600,7 +600,7 @@ fn an_app_resolves_to_the_shape_each_environment_target_needs() {
         Some(EcsDeployment {
             maximum_percent: Some(150),
             minimum_healthy_percent: Some(100),
-            circuit_breaker: Some(CircuitBreaker { enable: true, rollback: true })
+            circuit_breaker: Some(CircuitBreaker { enable: true, rollback: Some(true) })
         })
     );
 

@@ -721,10 +721,16 @@ struct StatusQuery {
 
 async fn status(State(state): State<AppState>, caller: Caller, Query(query): Query<StatusQuery>) -> ApiResult {
     authorize(&state, &caller, Permission::Read).await?;
-    let latest = state.reconciler.latest();
-    let manifest = latest.as_ref().map(|snapshot| &snapshot.manifest);
+    let crate::reconciler::DesiredSnapshots { latest, by_env } = state.reconciler.desired_snapshots();
+    let sources = launchway_engine::DesiredSources {
+        manifest: latest.as_ref().map(|snapshot| &snapshot.manifest),
+        by_env: by_env.iter().map(|(env, snapshot)| (env.clone(), snapshot.as_ref().map(|s| &s.manifest))).collect(),
+        unreadable: latest
+            .is_none()
+            .then(|| "the server has not read a valid manifest from the config repo yet".to_owned()),
+    };
     let selection = launchway_engine::Selection { env: query.env, apps: query.app.into_iter().collect() };
-    let statuses = state.runtime.engine().status(manifest, &selection).await?;
+    let statuses = state.runtime.engine().status(&sources, &selection).await?;
     if query.brief {
         return ok(statuses.iter().map(api::StatusBrief::from).collect::<Vec<_>>());
     }

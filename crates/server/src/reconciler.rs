@@ -32,6 +32,12 @@ pub struct Scope {
     pub retry: bool,
 }
 
+/// What environments deploy from: see [`Reconciler::desired_snapshots`].
+pub struct DesiredSnapshots {
+    pub latest: Option<Arc<Snapshot>>,
+    pub by_env: BTreeMap<String, Option<Arc<Snapshot>>>,
+}
+
 /// Desired state at one commit.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -91,6 +97,21 @@ impl Reconciler {
     /// The default branch's desired state as last read.
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
         self.latest.lock().expect("not poisoned").clone()
+    }
+
+    /// What each environment deploys from, as last read: the default branch's
+    /// snapshot, and for each environment fed by a branch or tags of its own, the
+    /// snapshot of that commit (`None` while it has none).
+    pub fn desired_snapshots(&self) -> DesiredSnapshots {
+        let latest = self.latest();
+        let reconciled = self.reconciled.lock().expect("not poisoned");
+        let by_env = latest
+            .iter()
+            .flat_map(|snapshot| &snapshot.manifest.environments)
+            .filter(|(_, environment)| matches!(environment.source, EnvSource::Branch { .. } | EnvSource::Tags { .. }))
+            .map(|(name, _)| (name.clone(), reconciled.get(name).cloned()))
+            .collect();
+        DesiredSnapshots { latest, by_env }
     }
 
     /// Fetches the config repo and creates the runs `scope` calls for; starts them.

@@ -37,7 +37,7 @@ pub(crate) fn stated_settings(spec: &EcsServiceSpec) -> BTreeMap<String, String>
         put("maximum_percent", deployment.maximum_percent.map(|p| p.to_string()));
         put("minimum_healthy_percent", deployment.minimum_healthy_percent.map(|p| p.to_string()));
         put("circuit_breaker.enable", deployment.circuit_breaker.map(|c| c.enable.to_string()));
-        put("circuit_breaker.rollback", deployment.circuit_breaker.map(|c| c.rollback.to_string()));
+        put("circuit_breaker.rollback", deployment.circuit_breaker.and_then(|c| c.rollback).map(|r| r.to_string()));
     }
     flatten_configuration(&wanted_native(spec, None), &mut stated, false);
     if let Some(balancer) = &spec.load_balancer {

@@ -7,15 +7,35 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use launchway_manifest::{AppSpec, EcsDefinition};
-use launchway_target::planning::PlanRequest;
+use launchway_target::planning::{self, PlanRequest};
 use launchway_target::settings::{flatten as flatten_json, select_container};
 use launchway_target::{AppPlan, Change, LiveDefinition, PlanAction};
 
-/// The plan of an ECS service or scheduled task against what runs.
+/// The plan of an ECS service or scheduled task against what runs, with what changes in
+/// the settings only launchway acts on (against the release deployed now).
 pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
+    let mut plan = compute_on_ecs(request);
+    if let Some(current) = request.current {
+        let own =
+            planning::changes_between(&planning::own_settings(current.spec), &planning::own_settings(request.desired));
+        plan.changes.extend(own);
+        plan.changes.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    plan
+}
+
+/// The plan of what ECS itself would change.
+fn compute_on_ecs(request: PlanRequest<'_>) -> AppPlan {
     let PlanRequest { app, env, desired, live, current } = request;
     let to_revision = desired.revision().0;
     let live = live.and_then(|live| live.definition.as_ref());
+    // The release deployed now was registered with the definition it holds: moving back
+    // to that definition reuses its revision (registration is idempotent).
+    let registered = |definition: &EcsDefinition| match current.map(|deployed| deployed.spec) {
+        Some(AppSpec::EcsService(deployed)) => deployed.definition == *definition,
+        Some(AppSpec::EcsTask(deployed)) => deployed.definition == *definition,
+        _ => false,
+    };
     match desired {
         AppSpec::EcsService(service) => plan_definition(
             EcsPlanInput {
@@ -28,6 +48,7 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
                 stated: crate::native::stated_settings(service),
                 grace_period: service.health_check_grace_period,
                 to_revision,
+                registered: registered(&service.definition),
             },
             live,
         ),
@@ -90,6 +111,7 @@ pub(crate) fn compute(request: PlanRequest<'_>) -> AppPlan {
                     stated: BTreeMap::new(),
                     grace_period: None,
                     to_revision,
+                    registered: registered(&task.definition),
                 },
                 live,
             )
@@ -114,13 +136,16 @@ struct EcsPlanInput<'a> {
     stated: BTreeMap<String, String>,
     grace_period: Option<Duration>,
     to_revision: String,
+    /// The definition is the one the release deployed now holds: its revision exists.
+    registered: bool,
 }
 
 /// A plan for an ECS app: what would change in its task definition and service
 /// settings. Only settings the manifest states are compared; what it leaves out, the
 /// target keeps.
 fn plan_definition(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> AppPlan {
-    let EcsPlanInput { app, env, kind, what, definition, desired_count, stated, grace_period, to_revision } = input;
+    let EcsPlanInput { app, env, kind, what, definition, desired_count, stated, grace_period, to_revision, registered } =
+        input;
     let Some(live) = live else {
         return AppPlan {
             summary: format!(
@@ -201,8 +226,17 @@ fn plan_definition(input: EcsPlanInput<'_>, live: Option<&LiveDefinition>) -> Ap
             let registers = changes
                 .iter()
                 .any(|change| change.path.starts_with("containers.") || change.path.starts_with("task_definition"));
-            let verb = if registers { "register a new task definition revision and move" } else { "update" };
-            (PlanAction::Update, format!("{verb} {what} (now {})", live.status))
+            let summary = match (registers, registered) {
+                (true, false) => {
+                    format!("register a new task definition revision and move {what} (now {})", live.status)
+                }
+                (true, true) => format!(
+                    "move {what} back to the task definition revision registered for its release (now {})",
+                    live.status
+                ),
+                (false, _) => format!("update {what} (now {})", live.status),
+            };
+            (PlanAction::Update, summary)
         }
     };
     changes.sort_by(|a, b| a.path.cmp(&b.path));

@@ -420,9 +420,12 @@ fn rolling_configuration(wanted: &EcsDeployment, live: Option<&DeploymentConfigu
     let maximum = wanted.maximum_percent.map(|p| p as i32).or(live.and_then(|live| live.maximum_percent()));
     let minimum =
         wanted.minimum_healthy_percent.map(|p| p as i32).or(live.and_then(|live| live.minimum_healthy_percent()));
+    // What the manifest leaves out of the breaker (its rollback, after `circuit_breaker:
+    // true`) stays as the service has it.
+    let live_rollback = live_breaker.is_some_and(|breaker| breaker.rollback());
     let breaker = wanted
         .circuit_breaker
-        .map(|breaker| (breaker.enable, breaker.rollback))
+        .map(|breaker| (breaker.enable, breaker.rollback.unwrap_or(live_rollback)))
         .or(live_breaker.map(|breaker| (breaker.enable(), breaker.rollback())));
     let mut configuration = live.cloned().unwrap_or_else(|| DeploymentConfiguration::builder().build());
     configuration.maximum_percent = maximum;
@@ -764,7 +767,39 @@ pub(crate) async fn retire(
 
 #[cfg(test)]
 mod tests {
-    use super::failed_task_threshold;
+    use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
+    use launchway_manifest::{CircuitBreaker, EcsDeployment};
+
+    use super::{failed_task_threshold, rolling_configuration};
+
+    /// Issue 21, item 12: `circuit_breaker: true` turned off the rollback ECS did by
+    /// itself. What the manifest leaves out stays as the service has it.
+    #[test]
+    fn a_circuit_breaker_turned_on_keeps_the_services_own_rollback() {
+        let live = |rollback: bool| {
+            DeploymentConfiguration::builder()
+                .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(rollback).build())
+                .build()
+        };
+        let wanted = |rollback: Option<bool>| EcsDeployment {
+            maximum_percent: None,
+            minimum_healthy_percent: None,
+            circuit_breaker: Some(CircuitBreaker { enable: true, rollback }),
+        };
+        let breaker = |configuration: DeploymentConfiguration| {
+            let breaker = configuration.deployment_circuit_breaker.expect("a breaker");
+            (breaker.enable, breaker.rollback)
+        };
+        assert_eq!(breaker(rolling_configuration(&wanted(None), Some(&live(true)))), (true, true));
+        assert_eq!(breaker(rolling_configuration(&wanted(None), Some(&live(false)))), (true, false));
+        assert_eq!(
+            breaker(rolling_configuration(&wanted(None), None)),
+            (true, false),
+            "nothing to keep: ECS's default"
+        );
+        assert_eq!(breaker(rolling_configuration(&wanted(Some(false)), Some(&live(true)))), (true, false));
+        assert_eq!(breaker(rolling_configuration(&wanted(Some(true)), Some(&live(false)))), (true, true));
+    }
 
     #[test]
     fn a_deployment_fails_after_as_many_failed_tasks_as_ecss_circuit_breaker_allows() {

@@ -547,7 +547,7 @@ async fn a_whole_definition_from_the_repo_is_registered_as_written_with_service_
         deployment: Some(EcsDeployment {
             maximum_percent: Some(150),
             minimum_healthy_percent: Some(100),
-            circuit_breaker: Some(CircuitBreaker { enable: true, rollback: false }),
+            circuit_breaker: Some(CircuitBreaker { enable: true, rollback: Some(false) }),
         }),
         timeout: Duration::from_secs(30),
         settle_window: Some(SETTLE),
@@ -902,7 +902,7 @@ async fn a_change_to_service_settings_only_registers_nothing_and_starts_no_deplo
     settings.deployment = Some(EcsDeployment {
         maximum_percent: Some(150),
         minimum_healthy_percent: Some(100),
-        circuit_breaker: Some(CircuitBreaker { enable: true, rollback: false }),
+        circuit_breaker: Some(CircuitBreaker { enable: true, rollback: Some(false) }),
     });
     let settings = AppSpec::EcsService(settings);
     assert_ne!(settings.revision(), first.revision(), "another release of the app…");

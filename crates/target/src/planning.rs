@@ -226,6 +226,7 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
             }
             flatten_strategy(&service.strategy, &mut flat);
             flat.insert("stop_grace_period".into(), format_duration(service.stop_grace_period));
+            flat.insert("settle_window".into(), format_duration(service.settle_window()));
             if let Some(ingress) = &service.ingress {
                 flat.insert("ingress.port".into(), ingress.port.to_string());
                 if let Some(host) = &ingress.host {
@@ -233,6 +234,10 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
                 }
                 if let Some(path) = &ingress.path {
                     flat.insert("ingress.path".into(), path.clone());
+                }
+                if let Some(tls) = &ingress.tls {
+                    flat.insert("ingress.tls.certificate".into(), tls.certificate.clone());
+                    flat.insert("ingress.tls.key".into(), tls.key.clone());
                 }
             }
         }
@@ -248,6 +253,42 @@ fn flatten(spec: &AppSpec) -> BTreeMap<String, String> {
         AppSpec::EcsService(_) | AppSpec::EcsTask(_) => {}
     }
     flat
+}
+
+/// The settings of an ECS spec that only launchway acts on (how long it waits, how
+/// long a release must stay healthy, what its analyses measure): nothing on ECS shows
+/// them, so an ECS plan compares them with the release deployed now.
+pub fn own_settings(spec: &AppSpec) -> BTreeMap<String, String> {
+    let mut flat = BTreeMap::new();
+    match spec {
+        AppSpec::EcsService(service) => {
+            flat.insert("timeout".into(), format_duration(service.timeout));
+            flat.insert(
+                "settle_window".into(),
+                format_duration(service.settle_window.unwrap_or(launchway_manifest::DEFAULT_SETTLE_WINDOW)),
+            );
+            if let Some(strategy) = &service.strategy {
+                let mut strategy_settings = BTreeMap::new();
+                flatten_strategy(strategy, &mut strategy_settings);
+                // What ECS does (bake times, gates) is compared with the service; what
+                // launchway measures is not on the service.
+                let analysis = format!("strategy.{}.analysis.", strategy.name());
+                flat.extend(strategy_settings.into_iter().filter(|(path, _)| path.starts_with(&analysis)));
+            }
+        }
+        AppSpec::EcsTask(task) => {
+            if let Some(timeout) = task.on_deploy.as_ref().and_then(|once| once.timeout) {
+                flat.insert("timeout".into(), format_duration(timeout));
+            }
+        }
+        AppSpec::Service(_) | AppSpec::Task(_) => {}
+    }
+    flat
+}
+
+/// What differs between two sets of settings, as plan changes.
+pub fn changes_between(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<Change> {
+    diff(old, new, true)
 }
 
 /// How an update of `replicas` goes, in one line.
@@ -308,6 +349,18 @@ fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
         }
     }
     flat.insert(format!("{prefix}.timeout"), format_duration(strategy.timeout()));
+    for (index, gate) in strategy.gates().iter().enumerate() {
+        let approval = if gate.approval { ", until promoted" } else { "" };
+        flat.insert(
+            format!("{prefix}.gates.{}", index + 1),
+            format!(
+                "at {} for {}{approval} (timeout {})",
+                gate.at.as_str(),
+                format_duration(gate.hold),
+                format_duration(gate.timeout)
+            ),
+        );
+    }
     let Some(analysis) = strategy.analysis() else { return };
     let prefix = format!("{prefix}.analysis");
     flat.insert(format!("{prefix}.interval"), format_duration(analysis.interval));
@@ -315,10 +368,29 @@ fn flatten_strategy(strategy: &Strategy, flat: &mut BTreeMap<String, String>) {
     if let Some(count) = analysis.count {
         flat.insert(format!("{prefix}.count"), count.to_string());
     }
+    if !analysis.alarms.is_empty() {
+        flat.insert(format!("{prefix}.alarms"), analysis.alarms.join(", "));
+    }
+    if let Some(cloudwatch) = &analysis.cloudwatch {
+        let prefix = format!("{prefix}.cloudwatch");
+        flat.insert(format!("{prefix}.namespace"), cloudwatch.namespace.clone());
+        flat.insert(format!("{prefix}.metric"), cloudwatch.metric.clone());
+        flat.insert(format!("{prefix}.statistic"), cloudwatch.statistic.clone());
+        flat.insert(format!("{prefix}.period"), format_duration(cloudwatch.period));
+        for (name, value) in &cloudwatch.dimensions {
+            flat.insert(format!("{prefix}.dimensions.{name}"), value.clone());
+        }
+        for (name, bound) in [("max", cloudwatch.max), ("min", cloudwatch.min)] {
+            if let Some(bound) = bound {
+                flat.insert(format!("{prefix}.{name}"), bound.to_string());
+            }
+        }
+    }
     if let Some(http) = &analysis.http {
         if let Some(url) = &http.url {
             flat.insert(format!("{prefix}.http.url"), url.clone());
-        } else {
+        }
+        if !http.path.is_empty() {
             flat.insert(format!("{prefix}.http.path"), http.path.clone());
         }
         let optional = [
@@ -456,6 +528,7 @@ mod tests {
         assert_eq!(
             plan.defaults,
             [
+                "settle_window",
                 "stop_grace_period",
                 "strategy.rolling.max_surge",
                 "strategy.rolling.max_unavailable",
@@ -507,5 +580,107 @@ mod tests {
         assert_eq!(plan.action, PlanAction::Converge);
         assert_eq!(plan.summary, "start 1 missing replica, replace 1 stopped replica");
         assert_eq!(plan.changes.iter().map(ToString::to_string).collect::<Vec<_>>(), ["~ replicas: 2 → 3"]);
+    }
+
+    /// Every leaf of a spec, as a path into its JSON and the value it would take were it
+    /// changed (numbers doubled, strings longer, booleans flipped).
+    fn mutations(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    path.push(key.clone());
+                    mutations(value, path, out);
+                    path.pop();
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (index, value) in items.iter().enumerate() {
+                    path.push(index.to_string());
+                    mutations(value, path, out);
+                    path.pop();
+                }
+            }
+            serde_json::Value::Number(number) => {
+                let changed = match number.as_u64() {
+                    Some(n) => serde_json::json!(if n == 0 { 1 } else { n * 2 }),
+                    None => serde_json::json!(number.as_f64().unwrap_or(0.0) + 1.5),
+                };
+                out.push((path.clone(), changed));
+            }
+            serde_json::Value::String(text) => out.push((path.clone(), serde_json::json!(format!("{text}x")))),
+            serde_json::Value::Bool(flag) => out.push((path.clone(), serde_json::json!(!flag))),
+            serde_json::Value::Null => {}
+        }
+    }
+
+    /// Issue 21, item 5: changing `settle_window` planned "rolling update…" with no line
+    /// saying what changed. The rule: whatever setting of a spec differs is listed. Each
+    /// leaf of specs that set every field is changed in turn, and the plan must list a
+    /// change (a leaf that cannot change alone, an enum's tag, is skipped).
+    #[test]
+    fn a_plan_lists_every_setting_that_differs() {
+        let analysis = serde_json::json!({
+            "interval": 2000, "failure_limit": 2, "count": 3,
+            "http": {"path": "/ok", "url": "http://127.0.0.1:1/", "port": 81, "status": 204, "max_latency": 300},
+            "prometheus": {"address": "http://127.0.0.1:9090", "query": "up", "max": 1.5, "min": 0.5},
+            "cloudwatch": {"namespace": "AWS/ELB", "metric": "5xx", "dimensions": {"lb": "a"}, "statistic": "Sum",
+                           "period": 60000, "max": 2.0, "min": 1.0},
+            "alarms": ["high-latency"],
+        });
+        let gates = serde_json::json!([{"at": "post_scale_up", "hold": 60000, "approval": true, "timeout": 600000}]);
+        let strategies = [
+            serde_json::json!({"type": "rolling", "max_surge": 2, "max_unavailable": 1, "timeout": 600000}),
+            serde_json::json!({"type": "blue_green", "bake": 30000, "timeout": 600000, "analysis": analysis, "gates": gates}),
+            serde_json::json!({"type": "canary", "steps": [{"weight": 20, "pause": 5000, "approval": true}],
+                               "timeout": 600000, "analysis": analysis, "gates": gates}),
+            serde_json::json!({"type": "linear", "step": 25, "pause": 5000, "bake": 10000, "timeout": 600000,
+                               "analysis": analysis, "gates": gates}),
+        ];
+        let container = serde_json::json!({
+            "name": "web", "image": "example/web:1", "command": ["serve"], "entrypoint": ["/app"],
+            "env": {"LOG": "info"}, "port": 8080,
+        });
+        let mut specs: Vec<serde_json::Value> = strategies
+            .iter()
+            .map(|strategy| {
+                serde_json::json!({
+                    "kind": "service", "containers": [container], "replicas": 3,
+                    "health": {"path": "/healthz", "port": 8080, "interval": 5000, "start_interval": 100,
+                               "timeout": 2000, "start_period": 10000, "healthy_threshold": 1, "unhealthy_threshold": 3},
+                    "strategy": strategy, "stop_grace_period": 10000, "settle_window": 8000,
+                    "ingress": {"port": 80, "host": "shop.example.com", "path": "/", "tls": {"certificate": "/c.pem", "key": "/k.pem"}},
+                })
+            })
+            .collect();
+        specs.push(
+            serde_json::json!({"kind": "task", "schedule": "0 3 * * *", "containers": [container], "timeout": 60000}),
+        );
+        specs.push(serde_json::json!({"kind": "task", "containers": [container], "timeout": 60000}));
+        let mut checked = 0;
+        for json in specs {
+            let before: AppSpec = serde_json::from_value(json.clone()).expect("a spec");
+            let mut leaves = Vec::new();
+            mutations(&json, &mut Vec::new(), &mut leaves);
+            for (path, changed) in leaves {
+                let mut mutated = json.clone();
+                let mut slot = &mut mutated;
+                for key in &path {
+                    slot = match slot {
+                        serde_json::Value::Array(items) => &mut items[key.parse::<usize>().unwrap()],
+                        other => &mut other[key.as_str()],
+                    };
+                }
+                *slot = changed;
+                let Ok(after) = serde_json::from_value::<AppSpec>(mutated) else { continue };
+                if after == before {
+                    continue;
+                }
+                let running = live(&before, 3, 0);
+                let plan = plan(&after, Some(&running), Some(&before));
+                assert!(!plan.changes.is_empty(), "changing {} is not in the plan: {plan:?}", path.join("."));
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "only {checked} settings were changed");
     }
 }

@@ -42,13 +42,28 @@ pub async fn run(context: &Context, args: &DecisionArgs, decision: Decision) -> 
     if context.output() == Output::Text {
         println!("run {} {} by {identity}", args.run, decision.as_str());
     }
-    // Carry the run on from here, as a server would.
+    // Carry the run on from here, as a server would, and then the runs that waited for
+    // it (their dependency), each once it can move.
     let progress = LiveProgress::start(&engine, context.output(), started);
-    let runs = drive_all(&engine, &[args.run]).await?;
+    let mut runs = drive_all(&engine, &[args.run]).await?;
+    loop {
+        let driven: Vec<i64> = runs.iter().map(|run| run.id).collect();
+        let dependents: Vec<i64> = engine
+            .orphaned_runs()
+            .await?
+            .into_iter()
+            .filter(|run| run.waits_for.iter().any(|id| driven.contains(id)) && !driven.contains(&run.id))
+            .map(|run| run.id)
+            .collect();
+        if dependents.is_empty() {
+            break;
+        }
+        runs.extend(drive_all(&engine, &dependents).await?);
+    }
     crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;
     match context.output() {
-        Output::Json => print_json(&json!({"approval": approval, "run": runs.first()})),
+        Output::Json => print_json(&json!({"approval": approval, "run": runs.first(), "runs": runs})),
         Output::Text => print_summary(&runs, started.elapsed()),
     }
     Ok(exit_code(&runs, &[]))

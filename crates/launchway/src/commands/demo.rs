@@ -186,7 +186,12 @@ async fn deploy_head(demo: &Context, engine: &Engine, selection: &Selection) -> 
 
 /// Lists the replicas and asks each one over HTTP who it is.
 async fn show_replicas(engine: &Engine, env: &str) -> Result<()> {
-    let statuses = engine.status(None, &Selection { env: Some(env.to_owned()), apps: vec![APP.to_owned()] }).await?;
+    let statuses = engine
+        .status(
+            &launchway_engine::DesiredSources::default(),
+            &Selection { env: Some(env.to_owned()), apps: vec![APP.to_owned()] },
+        )
+        .await?;
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build()?;
     for status in statuses {
         let Some(live) = status.live else { continue };

@@ -102,10 +102,11 @@ pub async fn deploy(
                 Decision::Skipped { app, env, reason, .. } => {
                     say(format!("  ! {app}@{env}  skipped: {reason}"));
                 }
-                Decision::Waiting { run } => {
+                Decision::Waiting { run, approval_run, behind } => {
+                    let what = behind.as_deref().unwrap_or("approval");
                     say(format!(
-                        "  ⏸ {}@{}  run {} waits for approval: `launchway approve {}`",
-                        run.app, run.env, run.id, run.id
+                        "  ⏸ {}@{}  run {} waits for {what}: `launchway approve {approval_run}`",
+                        run.app, run.env, run.id
                     ));
                 }
                 Decision::Busy { app, env, run_id, owner } => {
@@ -139,7 +140,16 @@ pub async fn deploy(
         }
         let busy = decisions.iter().any(|decision| matches!(decision, Decision::Busy { .. }));
         all_decisions.extend(decisions.into_iter().filter(|d| !matches!(d, Decision::Busy { .. })));
-        finished.extend(drive_all(engine, &to_drive).await?);
+        for run in drive_all(engine, &to_drive).await? {
+            // A resumed app is looked at again (the repo may ask for more than its run
+            // brought) only once its run has ended: one that parked for an approval would
+            // only park again.
+            if !run.state.is_terminal() {
+                revisit.retain(|app| *app != run.app);
+            }
+            finished.retain(|earlier: &Run| earlier.id != run.id);
+            finished.push(run);
+        }
         if revisit.is_empty() {
             break;
         }
@@ -192,6 +202,24 @@ async fn drive_waiting(engine: &Engine, run_id: i64) -> Result<Run, EngineError>
     }
 }
 
+/// The exit code of a server's reconcile answer, by the rules of [`exit_code`]: what it
+/// skipped because it failed before, or left waiting for approval, says so.
+pub fn exit_code_of_answer(answer: &launchway_api::ReconcileAnswer) -> u8 {
+    use launchway_api::DecisionKind;
+    let skipped = |state: RunState| {
+        answer.runs.iter().any(|d| d.decision == DecisionKind::Skipped && d.previous_state == Some(state))
+    };
+    if skipped(RunState::Failed) {
+        exit::RUN_FAILED
+    } else if skipped(RunState::RolledBack) {
+        exit::ROLLED_BACK
+    } else if answer.runs.iter().any(|d| d.decision == DecisionKind::WaitingForApproval) {
+        exit::AWAITING_APPROVAL
+    } else {
+        exit::SUCCESS
+    }
+}
+
 pub fn exit_code(runs: &[Run], decisions: &[Decision]) -> u8 {
     let skipped = |state: RunState| {
         decisions.iter().any(|d| matches!(d, Decision::Skipped { previous_state, .. } if *previous_state == state))
@@ -200,13 +228,17 @@ pub fn exit_code(runs: &[Run], decisions: &[Decision]) -> u8 {
         exit::RUN_FAILED
     } else if runs.iter().any(|run| run.state == RunState::RolledBack) || skipped(RunState::RolledBack) {
         exit::ROLLED_BACK
-    } else if runs.iter().any(|run| run.state == RunState::AwaitingApproval)
-        || decisions.iter().any(|decision| matches!(decision, Decision::Waiting { .. }))
-    {
+    } else if runs.iter().any(parked) || decisions.iter().any(|decision| matches!(decision, Decision::Waiting { .. })) {
         exit::AWAITING_APPROVAL
     } else {
         exit::SUCCESS
     }
+}
+
+/// A run that came back from being driven without finishing: it waits for a person
+/// (its own approval, or, pending, one that a run it depends on waits for).
+fn parked(run: &Run) -> bool {
+    matches!(run.state, RunState::AwaitingApproval | RunState::Pending)
 }
 
 pub fn print_summary(runs: &[Run], elapsed: Duration) {
@@ -234,6 +266,15 @@ pub fn print_summary(runs: &[Run], elapsed: Duration) {
         println!(
             "run {} waits for approval: `launchway approve {}` (or `launchway reject {}`) by someone allowed to",
             run.id, run.id, run.id
+        );
+    }
+    for run in runs.iter().filter(|run| run.state == RunState::Pending) {
+        println!(
+            "run {} ({}@{}) waits for the runs it depends on ({}), one of which waits for approval; it starts once they succeed",
+            run.id,
+            run.app,
+            run.env,
+            run.waits_for.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         );
     }
     println!("done in {}", format_duration(elapsed));

@@ -1,7 +1,7 @@
 //! `launchway release publish`: CI hands over the images it built, and nothing else.
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use launchway_api::{DecisionKind, PublishRequest, ReconcileAnswer, ReconcileStatus};
+use launchway_api::{PublishRequest, ReconcileAnswer, ReconcileStatus};
 use launchway_engine::Selection;
 use launchway_manifest::EnvSource;
 use launchway_store::{AuditKind, EventBody, NewEvent, Published, now_ms};
@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::deploy::deploy;
 use crate::cli::{Output, ReleaseCommand};
 use crate::context::Context;
-use crate::exit;
 use crate::output::print_json;
 
 pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
@@ -32,22 +31,11 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
                     println!("  the server is still deciding: `launchway --server … history` shows the runs");
                 }
                 for decision in &answer.runs {
-                    let run = decision.run.unwrap_or_default();
-                    let what = match decision.decision {
-                        DecisionKind::Started => {
-                            format!("run {run} started: {}", decision.plan.as_deref().unwrap_or(""))
-                        }
-                        DecisionKind::WaitingForApproval => {
-                            format!("run {run} waits for approval: `launchway approve {run}`")
-                        }
-                        DecisionKind::Unchanged => "already running these images".to_owned(),
-                        other => other.words().to_owned(),
-                    };
-                    println!("  {}@{}  {what}", decision.app, decision.env);
+                    println!("  {}@{}  {}", decision.app, decision.env, decision.describe());
                 }
             }
         }
-        return Ok(exit::SUCCESS);
+        return Ok(super::deploy::exit_code_of_answer(&answer));
     }
 
     // Local: the same checks the server makes, then a deploy of that one app.

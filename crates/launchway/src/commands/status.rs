@@ -3,7 +3,7 @@
 //! non-zero exit, never guessed from the database.
 
 use anyhow::Result;
-use launchway_engine::{AppStatus, HealthState, Selection, SyncState};
+use launchway_engine::{AppStatus, DesiredSources, HealthState, Selection, SyncState};
 
 use crate::cli::{Output, Scope};
 use crate::context::{Context, InvalidManifest};
@@ -23,20 +23,27 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
         None => local_statuses(context, scope).await?,
     };
     let unknown: Vec<&AppStatus> = statuses.iter().filter(|status| status.live_error.is_some()).collect();
-    let code = if unknown.is_empty() { exit::SUCCESS } else { exit::ERROR };
+    let sync_unknown = statuses.iter().any(|status| status.sync == SyncState::Unknown);
+    let code = if unknown.is_empty() && !sync_unknown { exit::SUCCESS } else { exit::ERROR };
     if context.output() == Output::Json {
         print_json(&statuses);
         return Ok(code);
     }
     if statuses.is_empty() {
         println!("nothing deployed yet");
-        return Ok(code);
     }
     let rows: Vec<Vec<String>> = statuses.iter().map(row).collect();
-    println!(
-        "{}",
-        table(&["APP", "ENV", "HEALTH", "SYNC", "RELEASE", "REVISION", "COMMIT", "LAST RUN", "ENDPOINTS"], &rows)
-    );
+    if !rows.is_empty() {
+        println!(
+            "{}",
+            table(&["APP", "ENV", "HEALTH", "SYNC", "RELEASE", "REVISION", "COMMIT", "LAST RUN", "ENDPOINTS"], &rows)
+        );
+    }
+    for status in statuses.iter().filter(|status| status.sync == SyncState::OutOfSync) {
+        if let Some(reason) = &status.sync_reason {
+            println!("{}@{} is out of sync: {reason}", status.app, status.env);
+        }
+    }
     for status in &statuses {
         if let Some(pin) = status.deployment.as_ref().and_then(|record| record.pin.as_ref()) {
             println!(
@@ -60,26 +67,49 @@ pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
             status.live_error.as_deref().unwrap_or("live state could not be read")
         );
     }
+    // Why desired state could not be read is the same for every app it concerns: said
+    // once. (Unreadable live state is said above, per app.)
+    let mut said: Vec<&str> = Vec::new();
+    for status in statuses.iter().filter(|status| status.sync == SyncState::Unknown && status.live_error.is_none()) {
+        let reason = status.sync_reason.as_deref().unwrap_or("desired state could not be read");
+        if !said.contains(&reason) {
+            said.push(reason);
+        }
+    }
+    for reason in said {
+        eprintln!("error: sync is unknown: {reason}");
+    }
     Ok(code)
 }
 
 async fn local_statuses(context: &Context, scope: &Scope) -> Result<Vec<AppStatus>> {
-    // Status works from the store alone; the config repo, when readable, adds whether
-    // each app is at its desired revision.
-    let loaded = match context.load().await {
-        Ok(loaded) => Some(loaded),
-        Err(error) if error.downcast_ref::<InvalidManifest>().is_some() => {
-            eprintln!("note: the manifest at {} is invalid; showing what is deployed only", context.global.repo);
-            None
-        }
-        Err(_) => None,
+    // Status works from the store and the targets alone; the config repo, when it can be
+    // read, says whether each app runs what launchway would deploy. When it cannot, sync
+    // is unknown, with why (and a non-zero exit).
+    let loaded = context.load().await;
+    let sources = match &loaded {
+        Ok(loaded) => DesiredSources::manifest(&loaded.manifest),
+        Err(error) => match error.downcast_ref::<InvalidManifest>() {
+            Some(invalid) => DesiredSources::unreadable(format!(
+                "the manifest at {} is invalid ({} problem{}; `launchway validate` lists them)",
+                invalid.location,
+                invalid.diagnostics.len(),
+                if invalid.diagnostics.len() == 1 { "" } else { "s" }
+            )),
+            None => DesiredSources::unreadable(format!("{error:#}")),
+        },
     };
     let selection = match &loaded {
-        Some(loaded) => context.selection(scope, &loaded.manifest, false)?,
-        None => Selection { env: scope.env.clone(), apps: scope.apps.clone() },
+        Ok(loaded) => context.selection(scope, &loaded.manifest, false)?,
+        Err(_) => Selection { env: scope.env.clone(), apps: scope.apps.clone() },
     };
     let engine = context.engine().await?;
-    Ok(engine.status(loaded.as_ref().map(|loaded| &loaded.manifest), &selection).await?)
+    let statuses = engine.status(&sources, &selection).await?;
+    match loaded {
+        // Nothing deployed, so no row would say it: the repo's error is the answer.
+        Err(error) if statuses.is_empty() => Err(error),
+        _ => Ok(statuses),
+    }
 }
 
 fn row(status: &AppStatus) -> Vec<String> {
@@ -91,6 +121,7 @@ fn row(status: &AppStatus) -> Vec<String> {
     };
     let sync = match (status.sync, &status.desired_revision) {
         (SyncState::OutOfSync, Some(desired)) => format!("out of sync (wants {desired})"),
+        (SyncState::OutOfSync, None) => "out of sync".to_owned(),
         (SyncState::Pinned, _) => {
             let pinned = status.deployment.as_ref().and_then(|record| record.pin.as_ref());
             format!("pinned to {}", pinned.map_or("?".to_owned(), |pin| pin.release_id.to_string()))

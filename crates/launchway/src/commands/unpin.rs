@@ -46,10 +46,9 @@ async fn through_server(context: &Context, server: &Client, app: &str, env: &str
                 answer.unpinned.as_ref().map(|pin| format!(" (release {}, pinned by {})", pin.release_id, pin.by));
             println!("{app} in {env} is no longer pinned{}", lifted.unwrap_or_default());
             for decision in &answer.runs {
-                let run = decision.run.map(|run| format!(" run {run}")).unwrap_or_default();
-                println!("  {}@{}: {}{run}", decision.app, decision.env, decision.decision.words());
+                println!("  {}@{}  {}", decision.app, decision.env, decision.describe());
             }
         }
     }
-    Ok(exit::SUCCESS)
+    Ok(super::deploy::exit_code_of_answer(&answer))
 }

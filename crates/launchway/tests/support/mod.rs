@@ -87,13 +87,30 @@ impl World {
     /// A `launchway` command against this world's repo and database.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(binary());
+        command.args(args);
+        self.configure(&mut command);
         command
-            .args(args)
+    }
+
+    fn configure(&self, command: &mut Command) {
+        command
             .env("LAUNCHWAY_REPO", self.repo.path())
             .env("LAUNCHWAY_DB", self.db.path().join("launchway.db"))
             .env_remove("LAUNCHWAY_OUTPUT")
             .env_remove("LAUNCHWAY_REF");
-        command
+    }
+
+    /// Runs `launchway` to completion, killed (exit 124, as coreutils' `timeout` says)
+    /// if it is still going after `limit`: for commands whose defect was to never end.
+    pub async fn launchway_within(&self, args: &[&str], limit: Duration) -> Run {
+        let mut command = Command::new("timeout");
+        command.args(["--kill-after=5", &format!("{}s", limit.as_secs())]).arg(binary()).args(args);
+        self.configure(&mut command);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("the command thread finishes")
+            .expect("launchway starts");
+        Run { output }
     }
 
     /// Runs `launchway` to completion.

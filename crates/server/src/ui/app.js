@@ -382,7 +382,7 @@ async function appPage(app, env) {
     el("h1", {}, `${app} in ${env} `, healthLabel(status.health)),
     el("dl", {},
       el("dt", {}, "health"), el("dd", {}, status.live_error || status.health.summary),
-      el("dt", {}, "sync"), el("dd", { id: "sync" }, pin ? `pinned to release ${pin.release_id} by ${pin.by}, ${when(pin.at)}${pin.reason ? `: ${pin.reason}` : ""}` : words(status.sync)),
+      el("dt", {}, "sync"), el("dd", { id: "sync" }, pin ? `pinned to release ${pin.release_id} by ${pin.by}, ${when(pin.at)}${pin.reason ? `: ${pin.reason}` : ""}` : `${words(status.sync)}${status.sync_reason ? `: ${status.sync_reason}` : ""}`),
       el("dt", {}, "release"), el("dd", { id: "release" }, current ? `${current.id} (revision ${current.revision})` : "none"),
       current?.source?.commit ? [el("dt", {}, "commit"), el("dd", {}, el("code", {}, current.source.commit.slice(0, 12)), " ", current.source.summary || "", current.source.author ? ` by ${current.source.author}` : "")] : null,
       status.desired_revision ? [el("dt", {}, "the repo asks for"), el("dd", {}, el("code", {}, status.desired_revision))] : null),
