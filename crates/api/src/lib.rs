@@ -273,10 +273,21 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDetail {
     pub run: Run,
+    /// What the run is, in the words chat and webhooks use ("promotion", "drift
+    /// repair"…; `run.kind` is the stored kind).
+    #[serde(default)]
+    pub kind: String,
     pub release: Release,
     pub approval: Option<Approval>,
     pub steps: Vec<Step>,
     pub events: Vec<Event>,
+}
+
+impl RunDetail {
+    pub fn new(run: Run, release: Release, approval: Option<Approval>, steps: Vec<Step>, events: Vec<Event>) -> Self {
+        let kind = run.kind.words(&release).to_owned();
+        RunDetail { run, kind, release, approval, steps, events }
+    }
 }
 
 /// `GET /api/v1/status?brief=true`: an (app, environment) as the web page's board

@@ -423,13 +423,15 @@ impl Engine {
 
     /// Creates a run that returns an app to an earlier, verified release: `to`, or else
     /// the last verified release before the current one. The app is then pinned there
-    /// (by `by`, for `reason`): nothing newer deploys until [`Engine::unpin`].
+    /// (by `by`, who asked, for `reason`): nothing newer deploys until [`Engine::unpin`].
+    /// `trigger` says how it was asked ("cli rollback by alice@example.com").
     pub async fn prepare_rollback(
         &self,
         app: &str,
         env: &str,
         to: Option<ReleaseId>,
         by: &str,
+        trigger: &str,
         reason: Option<String>,
     ) -> Result<Run> {
         let store = &self.inner.store;
@@ -478,7 +480,7 @@ impl Engine {
             kind: RunKind::Rollback,
             decided_after: None,
             previous: record.good_release_id,
-            trigger: by,
+            trigger,
             summary: &summary,
             approval: None,
             pin: Some(NewPin { by: by.to_owned(), reason }),

@@ -48,6 +48,11 @@ pub struct Global {
     /// The API token for --server.
     #[arg(long, global = true, env = "LAUNCHWAY_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Who you are, for the audit log, approvals and pins, when using the local database
+    /// [default: git's user.email in the config repo]. With --server, the token's
+    /// subject is who you are.
+    #[arg(long = "as", global = true, env = "LAUNCHWAY_USER", value_name = "IDENTITY")]
+    pub identity: Option<String>,
 }
 
 /// The global options each command uses, by the id clap knows them by; the others are
@@ -56,18 +61,18 @@ pub struct Global {
 const GLOBAL_OPTIONS_USED: &[(&str, &[&str])] = &[
     ("validate", &["repo", "output"]),
     ("plan", &["repo", "git_ref", "db", "output"]),
-    ("deploy", &["repo", "git_ref", "db", "output"]),
+    ("deploy", &["repo", "git_ref", "db", "output", "identity"]),
     ("status", &["repo", "git_ref", "db", "output", "server", "token"]),
     ("history", &["db", "output", "server", "token"]),
-    ("rollback", &["repo", "db", "output", "server", "token"]),
-    ("unpin", &["db", "output", "server", "token"]),
+    ("rollback", &["repo", "db", "output", "server", "token", "identity"]),
+    ("unpin", &["repo", "db", "output", "server", "token", "identity"]),
     ("server", &["repo", "db"]),
-    ("approve", &["repo", "db", "output", "server", "token"]),
-    ("reject", &["repo", "db", "output", "server", "token"]),
-    ("promote", &["repo", "db", "output", "server", "token"]),
-    ("abort", &["repo", "db", "output", "server", "token"]),
-    ("token", &["db", "output", "server", "token"]),
-    ("release", &["repo", "git_ref", "db", "output", "server", "token"]),
+    ("approve", &["repo", "db", "output", "server", "token", "identity"]),
+    ("reject", &["repo", "db", "output", "server", "token", "identity"]),
+    ("promote", &["repo", "db", "output", "server", "token", "identity"]),
+    ("abort", &["repo", "db", "output", "server", "token", "identity"]),
+    ("token", &["repo", "db", "output", "server", "token", "identity"]),
+    ("release", &["repo", "git_ref", "db", "output", "server", "token", "identity"]),
     ("ci", &["output"]),
     ("audit", &["db", "output", "server", "token"]),
     ("dora", &["db", "output", "server", "token"]),
@@ -351,20 +356,12 @@ pub struct DecisionArgs {
     /// Why, for the audit log and chat.
     #[arg(long, short)]
     pub comment: Option<String>,
-    /// Who decides, when using the local database [default: LAUNCHWAY_USER, else git's
-    /// user.email, else $USER@host]. With --server, the token's subject is used.
-    #[arg(long = "as", value_name = "IDENTITY")]
-    pub identity: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ControlArgs {
     /// The run (state `progressing`).
     pub run: i64,
-    /// Who asks, when using the local database [default: LAUNCHWAY_USER, else git's
-    /// user.email, else $USER@host]. With --server, the token's subject is used.
-    #[arg(long = "as", value_name = "IDENTITY")]
-    pub identity: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -84,17 +84,20 @@ impl Context {
         }
     }
 
-    /// Who the user is, for decisions taken through the local database.
-    pub fn identity(&self, explicit: Option<&str>) -> String {
-        if let Some(identity) = explicit.filter(|identity| !identity.trim().is_empty()) {
-            return identity.trim().to_owned();
+    /// Who the user is, for what they do through the local database: `--as` (or
+    /// `LAUNCHWAY_USER`), else git's `user.email` as the config repo sees it (its own
+    /// config, then the user's), else the login name. One identity for everything a
+    /// command records (triggers, approvals, pins, tokens); never a host name.
+    pub fn identity(&self) -> String {
+        if let Some(identity) = self.global.identity.as_deref().map(str::trim).filter(|identity| !identity.is_empty()) {
+            return identity.to_owned();
         }
-        if let Ok(user) = std::env::var("LAUNCHWAY_USER")
-            && !user.trim().is_empty()
-        {
-            return user.trim().to_owned();
+        let mut git = std::process::Command::new("git");
+        // A local config repo answers with its own user.email where it sets one.
+        if !self.global.repo.contains("://") && Path::new(&self.global.repo).exists() {
+            git.arg("-C").arg(&self.global.repo);
         }
-        let git_email = std::process::Command::new("git")
+        let git_email = git
             .args(["config", "user.email"])
             .output()
             .ok()
@@ -102,9 +105,7 @@ impl Context {
             .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
             .filter(|email| !email.is_empty());
         git_email.unwrap_or_else(|| {
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            format!("{user}@{}", host.trim())
+            std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned())
         })
     }
 
@@ -243,11 +244,10 @@ impl Context {
         Ok(Selection { env, apps: scope.apps.clone() })
     }
 
-    /// Who is running this command, for the audit log.
+    /// What started a run from this command, for the audit log: `cli deploy by
+    /// alice@example.com`.
     pub fn trigger(&self, command: &str) -> String {
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("cli {command} by {user}@{}", host.trim())
+        format!("cli {command} by {}", self.identity())
     }
 }
 

@@ -17,27 +17,30 @@ use launchway_target_ecs::SsmParameters;
 
 use crate::context::{Context, repo_cache_dir};
 
-/// The manifest of the commit a release came from, read from the config repo; the
-/// manifest this command loaded when that commit cannot be read.
+/// The config as it is now: the manifest this command loaded, else the one at `--ref`
+/// of the config repo.
 struct FromConfigRepo {
     repo: String,
+    git_ref: String,
     cache: PathBuf,
     loaded: Option<Vec<launchway_manifest::Notification>>,
 }
 
 #[async_trait::async_trait]
 impl NotificationRules for FromConfigRepo {
-    async fn notifications_for(&self, commit: Option<&str>) -> Option<Vec<launchway_manifest::Notification>> {
-        let Some(commit) = commit.map(str::to_owned) else { return self.loaded.clone() };
-        let (repo, cache) = (self.repo.clone(), self.cache.clone());
+    async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>> {
+        if let Some(loaded) = &self.loaded {
+            return Some(loaded.clone());
+        }
+        let (repo, git_ref, cache) = (self.repo.clone(), self.git_ref.clone(), self.cache.clone());
         let read = tokio::task::spawn_blocking(move || {
             let config = ConfigRepo::open(&repo, &cache).ok()?;
-            let commit = config.resolve(&commit).ok()?;
+            let commit = config.resolve(&git_ref).ok()?;
             let files = config.manifest_files(&commit).ok()?;
             let referenced = config.files_at(&commit).ok()?;
             launchway_manifest::load(&files, &referenced).ok().map(|validated| validated.manifest.notifications)
         });
-        read.await.ok().flatten().or_else(|| self.loaded.clone())
+        read.await.ok().flatten()
     }
 }
 
@@ -54,7 +57,12 @@ pub async fn before_runs(engine: &Engine) {
 /// server sends them. `loaded` is the manifest's notifications, when the command read
 /// one.
 pub async fn after_runs(context: &Context, engine: &Engine, loaded: Option<Vec<launchway_manifest::Notification>>) {
-    let rules = FromConfigRepo { repo: context.global.repo.clone(), cache: repo_cache_dir(), loaded };
+    let rules = FromConfigRepo {
+        repo: context.global.repo.clone(),
+        git_ref: context.global.git_ref.clone(),
+        cache: repo_cache_dir(),
+        loaded,
+    };
     let allow = std::env::var("LAUNCHWAY_NOTIFY_ALLOW").unwrap_or_default();
     let outbound = OutboundPolicy {
         allow: allow.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect(),

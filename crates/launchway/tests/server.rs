@@ -577,7 +577,8 @@ services:
         file.to_str().unwrap(),
     ];
     let published = world.launchway(&publish).await;
-    published.assert_exit(0);
+    // Exit 6, as a local publication that waits for approval exits (issue 21, item 11).
+    published.assert_exit(6);
     assert!(published.stdout().contains("waits for approval: `launchway approve"), "{}", published.stdout());
 }
 

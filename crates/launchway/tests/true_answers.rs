@@ -216,3 +216,151 @@ fn assert_no_line_repeats(output: &str) {
         assert!(seen.insert(line.to_owned()), "repeated: {line:?}\n{output}");
     }
 }
+
+/// web in an environment needing approval, answering `message`, with `notifications`
+/// (YAML, or empty) after it.
+fn approved_web(message: &str, notifications: &str) -> String {
+    format!(
+        "
+environments:
+  {{env}}: {{target: docker, approval: true}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    env: {{SAMPLE_MESSAGE: {message}}}
+    stop_grace_period: 1s
+    settle_window: 200ms
+{notifications}"
+    )
+}
+
+/// The `event` of each webhook call, in order.
+fn events_heard(receiver: &support::server::Receiver) -> Vec<String> {
+    receiver.bodies().iter().map(|body| body["event"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// Issue 21, items 6 and 8: a rejected run was never announced (its Slack message kept
+/// live buttons), and a rollback to a release whose commit predated the `notifications:`
+/// section notified no one. Who hears what is the config as it is now, and a run that
+/// ends without deploying says so.
+#[tokio::test]
+async fn rejections_and_rollbacks_to_old_commits_are_announced_to_whom_the_config_names_now() {
+    let world = World::new().await;
+    let hook = support::server::Receiver::start(200).await;
+    let chat = support::server::Receiver::start(200).await;
+    let notifications = format!(
+        "notifications:\n  - webhook: {}\n    events: [started, approval_needed, succeeded, rejected]\n  - slack: {}\n",
+        hook.url, chat.url
+    );
+    world.commit(&approved_web("v1", ""), "web v1, before anyone is told");
+    world.launchway(&["deploy"]).await.assert_exit(6);
+    world.launchway(&["approve", "1", "--as", "bob@example.com"]).await.assert_exit(0);
+    assert!(hook.bodies().is_empty(), "nobody to tell yet");
+
+    world.commit(&approved_web("v2", &notifications), "web v2, and tell people");
+    world.launchway(&["deploy"]).await.assert_exit(6);
+    assert_eq!(events_heard(&hook), ["started", "approval_needed"]);
+    world.launchway(&["reject", "2", "--as", "bob@example.com", "--comment", "not today"]).await.assert_exit(0);
+    assert_eq!(events_heard(&hook), ["started", "approval_needed", "rejected"]);
+    let rejected = hook.bodies().last().unwrap().clone();
+    assert_eq!(rejected["actor"], "bob@example.com", "{rejected:#}");
+    assert!(rejected["headline"].as_str().unwrap().contains("rejected by bob@example.com"), "{rejected:#}");
+    let told = chat.bodies().last().unwrap()["text"].as_str().unwrap().to_owned();
+    assert!(told.starts_with("🚫"), "chat hears it too: {told}");
+
+    // v2 again, approved; then rolled back to release 1, whose commit had no
+    // notifications: the config now has them, so the rollback is announced.
+    world.launchway(&["deploy", "--retry"]).await.assert_exit(6);
+    world.launchway(&["approve", "3", "--as", "bob@example.com"]).await.assert_exit(0);
+    world.launchway(&["rollback", "--app", "web", "--as", "carol@example.com"]).await.assert_exit(0);
+    let rolled_back = hook.bodies().last().unwrap().clone();
+    assert_eq!(rolled_back["event"], "succeeded");
+    assert_eq!(rolled_back["kind"], "rollback", "{rolled_back:#}");
+}
+
+/// Issue 21, item 7: a run that found nothing to change announced its start (a commit
+/// status went "pending") and never its end. Whoever heard the start hears the end.
+#[tokio::test]
+async fn a_run_that_changes_nothing_ends_for_whoever_heard_it_start() {
+    let world = World::new().await;
+    let hook = support::server::Receiver::start(200).await;
+    let quiet = support::server::Receiver::start(200).await;
+    world.commit(
+        &format!(
+            "
+environments:
+  {{env}}: {{target: docker}}
+services:
+  web:
+    image: {{image}}
+    port: 8080
+    settle_window: 200ms
+notifications:
+  - webhook: {}
+    events: [started, succeeded]
+  - webhook: {}
+",
+            hook.url, quiet.url
+        ),
+        "web",
+    );
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    assert_eq!(events_heard(&hook), ["started", "succeeded"]);
+    assert_eq!(events_heard(&quiet), ["succeeded"]);
+
+    // A second database finds web running as the manifest asks: its run changes
+    // nothing, and says so to whoever heard it start; the rest hear nothing of it.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut command = world.command(&["deploy"]);
+    command.env("LAUNCHWAY_DB", fresh.path().join("launchway.db"));
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+    support::Run { output }.assert_exit(0);
+    assert_eq!(events_heard(&hook), ["started", "succeeded", "started", "succeeded"]);
+    let ended = hook.bodies().last().unwrap().clone();
+    assert_eq!(ended["notification"]["nothing_changed"], true, "{ended:#}");
+    assert!(ended["headline"].as_str().unwrap().contains("nothing to change"), "{ended:#}");
+    assert_eq!(events_heard(&quiet), ["succeeded"], "a run that changed nothing is not news to the others");
+}
+
+/// Issue 21, item 9: one user's hour of work showed three identities (`cli deploy by
+/// unknown@vm`, `pinned by alice (cli rollback by unknown@vm)`, tokens by the machine's
+/// global git email), and a promotion was a "deploy" in history. The identity is `--as`
+/// (`LAUNCHWAY_USER`), else git's user.email as the config repo sees it, everywhere.
+#[tokio::test]
+async fn one_identity_for_everything_a_user_does_from_the_cli() {
+    let world = World::new().await;
+    // GitRepo sets user.email author@example.com in the repo's own config.
+    world.commit(&crate_web().replace("settle_window", "env: {SAMPLE_MESSAGE: v1}\n    settle_window"), "v1");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    world.commit(&crate_web().replace("settle_window", "env: {SAMPLE_MESSAGE: v2}\n    settle_window"), "v2");
+    world.launchway(&["deploy"]).await.assert_exit(0);
+    world.launchway(&["rollback", "--app", "web"]).await.assert_exit(0);
+    world
+        .launchway(&["token", "create", "--name", "laptop", "--subject", "dana@example.com", "--role", "viewer"])
+        .await
+        .assert_exit(0);
+
+    let runs = world.runs().await;
+    let triggers: Vec<&str> = runs.iter().map(|run| run["trigger"].as_str().unwrap()).collect();
+    assert_eq!(
+        triggers,
+        ["cli rollback by author@example.com", "cli deploy by author@example.com", "cli deploy by author@example.com"]
+    );
+    let status = world.launchway(&["status", "--output", "json"]).await;
+    let status: Value = serde_json::from_str(&status.stdout()).unwrap();
+    assert_eq!(status[0]["deployment"]["pin"]["by"], "author@example.com", "{status:#}");
+    let audit = world.launchway(&["audit", "--output", "json", "--limit", "1000"]).await;
+    let audit: Vec<Value> = serde_json::from_str(&audit.stdout()).unwrap();
+    let created = audit.iter().find(|event| event["kind"] == "token.created").expect("audited");
+    assert_eq!(created["data"]["by"], "author@example.com", "{created:#}");
+    let everything = audit.iter().map(|event| event.to_string()).collect::<String>();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert!(host.trim().is_empty() || !everything.contains(&format!("@{}", host.trim())), "no host name anywhere");
+
+    // --as (or LAUNCHWAY_USER) is who you say you are, for every command.
+    world.launchway(&["unpin", "--app", "web", "--as", "erin@example.com"]).await.assert_exit(0);
+    let audit = world.launchway(&["audit", "--output", "json", "--limit", "1"]).await;
+    let audit: Vec<Value> = serde_json::from_str(&audit.stdout()).unwrap();
+    assert_eq!(audit[0]["data"]["by"], "erin@example.com", "{audit:#?}");
+}

@@ -294,11 +294,25 @@ pub enum NotifyOn {
     Succeeded,
     Failed,
     RolledBack,
+    /// It ended without deploying anything: rejected by someone, its approval expired,
+    /// or a newer change superseded it while it waited.
+    Rejected,
 }
 
 impl NotifyOn {
-    pub const ALL: [NotifyOn; 5] =
-        [NotifyOn::Started, NotifyOn::ApprovalNeeded, NotifyOn::Succeeded, NotifyOn::Failed, NotifyOn::RolledBack];
+    pub const ALL: [NotifyOn; 6] = [
+        NotifyOn::Started,
+        NotifyOn::ApprovalNeeded,
+        NotifyOn::Succeeded,
+        NotifyOn::Failed,
+        NotifyOn::RolledBack,
+        NotifyOn::Rejected,
+    ];
+
+    /// Whether a run ends with this event.
+    pub fn ends_run(self) -> bool {
+        matches!(self, NotifyOn::Succeeded | NotifyOn::Failed | NotifyOn::RolledBack | NotifyOn::Rejected)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -307,6 +321,7 @@ impl NotifyOn {
             NotifyOn::Succeeded => "succeeded",
             NotifyOn::Failed => "failed",
             NotifyOn::RolledBack => "rolled_back",
+            NotifyOn::Rejected => "rejected",
         }
     }
 }

@@ -24,6 +24,8 @@ enum StatusState {
     Going,
     Success,
     Failure,
+    /// Ended without deploying (rejected, expired, superseded).
+    Dropped,
 }
 
 /// One forge's REST API, as a destination names it: its URLs and its token's header.
@@ -93,6 +95,9 @@ fn status_body(github: bool, state: StatusState, context: &str, description: &st
         (_, StatusState::Success) => "success",
         (true, StatusState::Failure) => "failure",
         (false, StatusState::Failure) => "failed",
+        // GitHub has no "cancelled": "error" says it did not complete.
+        (true, StatusState::Dropped) => "error",
+        (false, StatusState::Dropped) => "canceled",
     };
     let name = if github { "context" } else { "name" };
     json!({"state": state, name: context, "description": within_140(description), "target_url": target_url})
@@ -116,6 +121,7 @@ fn run_state(event: NotifyOn) -> StatusState {
         NotifyOn::Started | NotifyOn::ApprovalNeeded => StatusState::Going,
         NotifyOn::Succeeded => StatusState::Success,
         NotifyOn::Failed | NotifyOn::RolledBack => StatusState::Failure,
+        NotifyOn::Rejected => StatusState::Dropped,
     }
 }
 
@@ -125,9 +131,13 @@ fn run_description(notification: &Notification) -> String {
     match notification.event {
         NotifyOn::Started => format!("deploying to {} (run {})", notification.env, notification.run_id),
         NotifyOn::ApprovalNeeded => format!("waits for approval (run {})", notification.run_id),
+        NotifyOn::Succeeded if notification.nothing_changed => {
+            format!("already runs in {}, verified (run {})", notification.env, notification.run_id)
+        }
         NotifyOn::Succeeded => format!("deployed and verified in {} (run {})", notification.env, notification.run_id),
         NotifyOn::Failed => format!("failed: {reason}"),
         NotifyOn::RolledBack => format!("rolled back: {reason}"),
+        NotifyOn::Rejected => format!("not deployed: {reason}"),
     }
 }
 

@@ -56,6 +56,9 @@ pub struct Notification {
     /// links: the server takes Slack's interactivity requests.
     #[serde(skip)]
     pub interactive: bool,
+    /// A run that succeeded having changed nothing (the target already ran it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nothing_changed: bool,
 }
 
 impl Notification {
@@ -80,9 +83,21 @@ impl Notification {
                 format!("🔧 {who} repaired: run {} (revision {})", self.run_id, self.revision)
             }
             (NotifyOn::Succeeded, "scheduled task") => format!("✅ {who} scheduled task ran: run {}", self.run_id),
+            (NotifyOn::Succeeded, kind) if self.nothing_changed => format!(
+                "✅ {who} {kind}: nothing to change, the target already runs it: run {} (revision {})",
+                self.run_id, self.revision
+            ),
             (NotifyOn::Succeeded, _) => format!("✅ {who} deployed: run {} (revision {})", self.run_id, self.revision),
             (NotifyOn::Failed, kind) => format!("❌ {who} {kind} failed: run {}", self.run_id),
             (NotifyOn::RolledBack, kind) => format!("↩️ {who} {kind} rolled back: run {}", self.run_id),
+            (NotifyOn::Rejected, kind) if self.actor.is_some() => {
+                format!("🚫 {who} {kind} rejected{by}: run {}, nothing was changed", self.run_id)
+            }
+            (NotifyOn::Rejected, kind) => format!(
+                "🚫 {who} {kind} not deployed ({}): run {}, nothing was changed",
+                self.reason.as_deref().unwrap_or("it ended before it was approved"),
+                self.run_id
+            ),
         }
     }
 }
@@ -212,6 +227,7 @@ pub fn discord_message(notification: &Notification) -> Value {
         NotifyOn::ApprovalNeeded => 0xB4_53_09,
         NotifyOn::Succeeded => 0x15_80_3D,
         NotifyOn::Failed | NotifyOn::RolledBack => 0xB9_1C_1C,
+        NotifyOn::Rejected => 0x6B_72_80,
     };
     let mut description = String::new();
     if let Some(plan) = &notification.plan_summary {

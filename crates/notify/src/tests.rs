@@ -36,6 +36,7 @@ fn approval_needed() -> Notification {
         reject_url: Some("http://launchway.internal/runs/12#reject".into()),
         expires_at: None,
         interactive: false,
+        nothing_changed: false,
     }
 }
 
@@ -276,4 +277,33 @@ fn commit_statuses_say_where_a_deploy_is_in_each_forges_words() {
     assert_eq!((gitlab["state"].as_str(), gitlab["name"].as_str()), (Some("running"), Some("launchway/prod/web")));
     assert_eq!(gitlab_status(&failed)["state"], "failed");
     assert_eq!(url_encoded_path("group/sub/name"), "group%2Fsub%2Fname");
+}
+
+/// Issue 21, items 6 and 7: a rejected, expired or superseded run, and a run that
+/// changed nothing, end their commit status and their message instead of leaving a
+/// "pending" or a "started" behind.
+#[test]
+fn runs_that_end_without_deploying_or_changing_say_so() {
+    let rejected = Notification {
+        event: NotifyOn::Rejected,
+        actor: Some("bob@example.com".into()),
+        reason: Some("rejected by bob@example.com: not today".into()),
+        ..approval_needed()
+    };
+    assert_eq!(rejected.headline(), "🚫 web@prod deploy rejected by bob@example.com: run 12, nothing was changed");
+    assert_eq!(github_status(&rejected)["state"], "error");
+    assert_eq!(github_status(&rejected)["description"], "not deployed: rejected by bob@example.com: not today");
+    assert_eq!(gitlab_status(&rejected)["state"], "canceled");
+    let expired =
+        Notification { event: NotifyOn::Rejected, reason: Some("approval expired".into()), ..approval_needed() };
+    assert_eq!(expired.headline(), "🚫 web@prod deploy not deployed (approval expired): run 12, nothing was changed");
+    assert!(slack_message(&expired)["blocks"].to_string().contains("approval expired"));
+
+    let unchanged = Notification { event: NotifyOn::Succeeded, nothing_changed: true, ..approval_needed() };
+    assert_eq!(
+        unchanged.headline(),
+        "✅ web@prod deploy: nothing to change, the target already runs it: run 12 (revision 3f9a1c2b4d5e)"
+    );
+    assert_eq!(github_status(&unchanged)["state"], "success");
+    assert_eq!(webhook_payload(&unchanged)["notification"]["nothing_changed"], true);
 }

@@ -526,7 +526,7 @@ async fn show_run(State(state): State<AppState>, caller: Caller, Path(id): Path<
     let steps = store.steps(id).await?;
     let approval = store.approval(id).await?;
     let events = store.events(&EventFilter { run_id: Some(id), ..EventFilter::default() }).await?;
-    ok(RunDetail { run, release, approval, steps, events })
+    ok(RunDetail::new(run, release, approval, steps, events))
 }
 
 async fn approve(state: State<AppState>, caller: Caller, id: Path<i64>, body: Bytes) -> ApiResult {
@@ -598,7 +598,9 @@ async fn rollback(State(state): State<AppState>, caller: Caller, body: Bytes) ->
         ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, reason?}}: {error}"))
     })?;
     let engine = state.runtime.engine();
-    let run = engine.prepare_rollback(&body.app, &body.env, body.to, &actor("rollback", &token), body.reason).await?;
+    let run = engine
+        .prepare_rollback(&body.app, &body.env, body.to, &token.subject, &actor("rollback", &token), body.reason)
+        .await?;
     state.runtime.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())
 }

@@ -10,9 +10,11 @@
 //! notifies as one from the server does, and nothing is sent twice when both share a
 //! database.
 //!
-//! For a run that needs approval, succeeded, failed or was rolled back, it reads the
-//! manifest the release came from ([`NotificationRules`]), and sends to each destination
-//! that wants that event for that environment. Sending happens off the run's path: a
+//! For a run that needs approval, succeeded, failed, was rolled back or rejected, it
+//! reads the config's notifications as they are now ([`NotificationRules`]), and sends
+//! to each destination that wants that event for that environment. A run that changed
+//! nothing, or a scheduled run that went fine, is announced only to those who heard it
+//! start: every run someone saw start, they see end. Sending happens off the run's path: a
 //! slow or failing receiver delays and fails nothing but its own message, whose outcome
 //! goes to the audit log.
 
@@ -46,18 +48,19 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 const LEASE_TTL: Duration = Duration::from_secs(30);
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 
-/// The notifications a manifest asks for, found for the commit a release came from.
+/// The notifications the config asks for as it is now: who hears about a run is the
+/// team's current choice, not what a release's (perhaps old) commit said.
 #[async_trait::async_trait]
 pub trait NotificationRules: Send + Sync {
-    /// The manifest's `notifications:` at `commit` (else the latest known manifest's);
-    /// `None` when no manifest can be read.
-    async fn notifications_for(&self, commit: Option<&str>) -> Option<Vec<launchway_manifest::Notification>>;
+    /// The manifest's `notifications:` as the config repo has it now; `None` when no
+    /// manifest can be read.
+    async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>>;
 }
 
 #[async_trait::async_trait]
 impl NotificationRules for Reconciler {
-    async fn notifications_for(&self, commit: Option<&str>) -> Option<Vec<launchway_manifest::Notification>> {
-        self.snapshot_for_commit(commit).await.map(|snapshot| snapshot.manifest.notifications.clone())
+    async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>> {
+        self.latest().map(|snapshot| snapshot.manifest.notifications.clone())
     }
 }
 
@@ -265,7 +268,7 @@ impl Dispatcher {
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
             let finished = finished.clone();
-            let last = matches!(on, NotifyOn::Succeeded | NotifyOn::Failed | NotifyOn::RolledBack);
+            let last = on.ends_run();
             let (previous, done) = self.in_order.next(event.run_id, last);
             self.sending.spawn(async move {
                 if let Some(previous) = previous {
@@ -296,14 +299,12 @@ impl Dispatcher {
         let Some(run_id) = event.run_id else { return Ok(()) };
         let store = self.engine.store();
         let run = store.run(run_id).await?;
-        // A scheduled execution that went fine, or a deploy that changed nothing, is noise.
-        let noise = on == NotifyOn::Succeeded
-            && (run.kind == RunKind::Scheduled || run.reason.as_deref() == Some(launchway_engine::NO_OP_REASON));
-        if noise {
-            return Ok(());
-        }
+        // A scheduled execution that went fine, or a deploy that changed nothing, is
+        // noise, except to those who heard it start: every run they saw start ends.
+        let nothing_changed = run.reason.as_deref() == Some(launchway_engine::NO_OP_REASON);
+        let noise = on == NotifyOn::Succeeded && (run.kind == RunKind::Scheduled || nothing_changed);
         let release = store.release(run.release_id).await?;
-        let Some(rules) = self.rules.notifications_for(release.source.commit.as_deref()).await else {
+        let Some(rules) = self.rules.current_notifications().await else {
             return Ok(());
         };
         // Commit statuses are about deploying a commit: not rollbacks to an older one,
@@ -311,6 +312,7 @@ impl Dispatcher {
         let wanted: Vec<&NotificationSink> = rules
             .iter()
             .filter(|notification| notification.wants(on, &run.env))
+            .filter(|notification| !noise || notification.wants(NotifyOn::Started, &run.env))
             .map(|notification| &notification.sink)
             .filter(|sink| !sink.is_commit_status() || run.kind == RunKind::Deploy)
             .collect();
@@ -327,13 +329,7 @@ impl Dispatcher {
         // The run's web page; approving and rejecting have links of their own.
         let run_url = self.public_url.as_deref().map(|base| format!("{}/runs/{}", base.trim_end_matches('/'), run.id));
         let asking = on == NotifyOn::ApprovalNeeded;
-        let kind = match (run.kind, release.source.origin.as_deref()) {
-            (RunKind::Deploy, Some(origin)) if origin.starts_with("promoted") => "promotion",
-            (RunKind::Deploy, _) => "deploy",
-            (RunKind::Rollback, _) => "rollback",
-            (RunKind::Repair, _) => "drift repair",
-            (RunKind::Scheduled, _) => "scheduled task",
-        };
+        let kind = run.kind.words(&release);
         let actor = match run.kind {
             RunKind::Rollback => actor_of(&run.trigger),
             _ => approval
@@ -377,6 +373,7 @@ impl Dispatcher {
             run_url,
             expires_at: if asking { approval.and_then(|approval| approval.expires_at) } else { None },
             interactive: self.interactive_slack,
+            nothing_changed: nothing_changed && on == NotifyOn::Succeeded,
         };
         for sink in wanted {
             let destination = match destination(&self.secrets, sink).await {
@@ -507,6 +504,7 @@ fn notify_on(body: &EventBody) -> Option<NotifyOn> {
         RunState::Succeeded => NotifyOn::Succeeded,
         RunState::Failed => NotifyOn::Failed,
         RunState::RolledBack => NotifyOn::RolledBack,
+        RunState::Rejected => NotifyOn::Rejected,
         _ => return None,
     })
 }

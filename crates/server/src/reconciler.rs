@@ -232,7 +232,7 @@ impl Reconciler {
                 continue;
             }
             let source = ReleaseSource {
-                origin: Some(format!("promoted from {} (run {})", run.env, run.id)),
+                origin: Some(ReleaseSource::promoted_origin(&run.env, run.id)),
                 ..release.source.clone()
             };
             let overrides: ImageOverrides = [((run.app.clone(), name.clone()), images.clone())].into();
@@ -403,17 +403,6 @@ impl Reconciler {
     pub async fn snapshot_of(&self, reference: &str) -> Result<Option<Arc<Snapshot>>> {
         let commit = self.resolve(reference).await?;
         self.snapshot(commit).await
-    }
-
-    /// Desired state at the commit a release came from, else the latest.
-    pub async fn snapshot_for_commit(&self, commit: Option<&str>) -> Option<Arc<Snapshot>> {
-        if let Some(commit) = commit
-            && let Ok(resolved) = self.resolve(commit).await
-            && let Ok(Some(snapshot)) = self.snapshot(resolved).await
-        {
-            return Some(snapshot);
-        }
-        self.latest()
     }
 
     async fn resolve(&self, reference: &str) -> Result<Commit> {

@@ -181,6 +181,11 @@ async fn act(state: &AppState, slack: &SlackInteractivity, press: &Press) -> Res
     let via = format!("{identity} (Slack {})", press.user);
     match press.action {
         Action::Approve(run) | Action::Reject(run) => {
+            // Decided elsewhere (the CLI, the page, another message) or ended: the
+            // message's buttons are stale, and it is brought up to date instead.
+            if let Some(outcome) = decided_elsewhere(engine, run).await? {
+                return Ok(outcome);
+            }
             let decision =
                 if matches!(press.action, Action::Approve(_)) { Decision::Approved } else { Decision::Rejected };
             engine
@@ -195,13 +200,32 @@ async fn act(state: &AppState, slack: &SlackInteractivity, press: &Press) -> Res
             let run = engine.store().run(run).await.map_err(|error| error.to_string())?;
             let reason = Some(format!("from Slack, after run {}", run.id));
             let rollback = engine
-                .prepare_rollback(&run.app, &run.env, None, &format!("slack rollback by {via}"), reason)
+                .prepare_rollback(&run.app, &run.env, None, identity, &format!("slack rollback by {via}"), reason)
                 .await
                 .map_err(|error| error.to_string())?;
             state.runtime.drive(rollback.id);
             Ok(format!("↩️ Rolling back {}@{} (run {}), asked by {via}", run.app, run.env, rollback.id))
         }
     }
+}
+
+/// What became of a run whose approval buttons were pressed, when it no longer waits
+/// for a decision: who decided, or how it ended.
+async fn decided_elsewhere(engine: &launchway_engine::Engine, run_id: i64) -> Result<Option<String>, String> {
+    let store = engine.store();
+    let run = store.run(run_id).await.map_err(|error| error.to_string())?;
+    let approval = store.approval(run_id).await.map_err(|error| error.to_string())?;
+    let decided = approval.as_ref().and_then(|approval| Some((approval.decision?, approval.decided_by.clone()?)));
+    Ok(match decided {
+        Some((Decision::Approved, by)) => Some(format!("✅ Already approved by {by}: run {run_id} is {}", run.state)),
+        Some((Decision::Rejected, by)) => Some(format!("🚫 Already rejected by {by}: nothing was changed")),
+        None if run.state == launchway_store::RunState::AwaitingApproval => None,
+        None => Some(format!(
+            "Run {run_id} no longer waits for approval: it is {}{}",
+            run.state,
+            run.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+        )),
+    })
 }
 
 /// The highest role of the live tokens issued to `identity` (never ci-publisher's).

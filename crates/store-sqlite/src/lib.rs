@@ -65,6 +65,24 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Marks the run's steps left unfinished by a driver that is gone as interrupted:
+    /// those of attempts before `attempt` (a new driver runs them again), or all of them
+    /// (`None`: the run has ended).
+    async fn interrupt_steps(executor: &mut sqlx::SqliteConnection, run: RunId, attempt: Option<i64>) -> Result<()> {
+        sqlx::query(
+            "UPDATE steps SET outcome = 'interrupted', finished_at = ?
+             WHERE run_id = ? AND finished_at IS NULL AND (? IS NULL OR attempt < ?)",
+        )
+        .bind(now_ms())
+        .bind(run)
+        .bind(attempt)
+        .bind(attempt)
+        .execute(executor)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn insert_event(executor: &mut sqlx::SqliteConnection, event: &NewEvent) -> Result<Event> {
         let at = now_ms();
         let (kind, data) = (event.body.kind(), event.body.data());
@@ -283,6 +301,9 @@ impl Store for SqliteStore {
         .map_err(backend)?
         .ok_or(StoreError::LeaseLost { run_id: lease.run_id })?;
         let run = run_from_row(&row)?;
+        if finished_at.is_some() {
+            Self::interrupt_steps(&mut tx, run.id, None).await?;
+        }
         let event = Self::insert_event(&mut tx, &transition.event).await?;
         if let Some(request) = transition.approval {
             sqlx::query(
@@ -321,6 +342,7 @@ impl Store for SqliteStore {
 
     async fn start_step(&self, lease: &Lease, step: &str, event: NewEvent) -> Result<Event> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        Self::interrupt_steps(&mut tx, lease.run_id, Some(lease.attempt)).await?;
         sqlx::query(
             "INSERT INTO steps (run_id, name, attempt, started_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (run_id, name, attempt) DO NOTHING",
@@ -382,6 +404,7 @@ impl Store for SqliteStore {
                         None => None,
                         Some("succeeded") => Some(StepOutcome::Succeeded),
                         Some("failed") => Some(StepOutcome::Failed),
+                        Some("interrupted") => Some(StepOutcome::Interrupted),
                         Some(other) => return Err(StoreError::Corrupt(format!("unknown step outcome {other:?}"))),
                     },
                     detail: row.get("detail"),

@@ -453,9 +453,41 @@ pub async fn steps_are_recorded_per_attempt(store: &dyn Store) {
     assert!(matches!(event.body(), EventBody::StepFinished(finished) if finished.elapsed_ms == 5), "{event:?}");
     let steps = store.steps(created.id).await.expect("steps");
     assert_eq!(steps.len(), 2);
-    assert_eq!((steps[0].attempt, steps[0].outcome), (1, None));
+    // The first attempt's driver is gone: its row says so rather than "running" (issue 21,
+    // item 10: a finished run showed "deploy (try 1) running").
+    assert_eq!((steps[0].attempt, steps[0].outcome), (1, Some(StepOutcome::Interrupted)));
+    assert!(steps[0].finished_at.is_some());
     assert_eq!((steps[1].attempt, steps[1].outcome), (2, Some(StepOutcome::Succeeded)));
     assert_eq!(steps[1].detail.as_deref(), Some("3 replicas"));
+
+    // A run that ends leaves no step unfinished.
+    store
+        .start_step(
+            &second,
+            "verify",
+            NewEvent::for_run(&created, EventBody::StepStarted { step: "verify".into() }, "verify started"),
+        )
+        .await
+        .expect("start");
+    let ended = Transition {
+        to: RunState::Failed,
+        reason: Some("stopped".into()),
+        plan: None,
+        event: NewEvent::for_run(
+            &created,
+            EventBody::RunEntered { state: RunState::Failed, detail: Default::default() },
+            "failed",
+        ),
+        deployment: None,
+        approval: None,
+        release: None,
+    };
+    store.transition(&second, ended).await.expect("ended");
+    let steps = store.steps(created.id).await.expect("steps");
+    assert_eq!(
+        steps.last().map(|step| (step.name.as_str(), step.outcome)),
+        Some(("verify", Some(StepOutcome::Interrupted)))
+    );
 }
 
 /// Events come back in order and can be followed from an id.

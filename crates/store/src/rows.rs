@@ -33,6 +33,20 @@ pub struct ReleaseSource {
     pub origin: Option<String>,
 }
 
+impl ReleaseSource {
+    const PROMOTED_FROM: &'static str = "promoted from ";
+
+    /// The origin of a release promoted from `env`, where run `run` verified it.
+    pub fn promoted_origin(env: &str, run: RunId) -> String {
+        format!("{}{env} (run {run})", Self::PROMOTED_FROM)
+    }
+
+    /// Whether the release was promoted from another environment.
+    pub fn is_promotion(&self) -> bool {
+        self.origin.as_deref().is_some_and(|origin| origin.starts_with(Self::PROMOTED_FROM))
+    }
+}
+
 /// An immutable desired state for one app in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Release {
@@ -170,6 +184,18 @@ pub enum RunKind {
 }
 
 impl RunKind {
+    /// What a run of `release` is, in the words people read everywhere (chat, webhooks,
+    /// history, the page): a deploy of a promoted release is a "promotion".
+    pub fn words(self, release: &Release) -> &'static str {
+        match self {
+            RunKind::Deploy if release.source.is_promotion() => "promotion",
+            RunKind::Deploy => "deploy",
+            RunKind::Rollback => "rollback",
+            RunKind::Repair => "drift repair",
+            RunKind::Scheduled => "scheduled task",
+        }
+    }
+
     pub const ALL: [RunKind; 4] = [RunKind::Deploy, RunKind::Rollback, RunKind::Scheduled, RunKind::Repair];
 
     pub fn as_str(self) -> &'static str {
@@ -418,6 +444,9 @@ pub struct DeploymentRecord {
 pub enum StepOutcome {
     Succeeded,
     Failed,
+    /// Its driver stopped or died before it finished: a later attempt ran it again, or
+    /// the run ended without it.
+    Interrupted,
 }
 
 impl StepOutcome {
@@ -425,11 +454,15 @@ impl StepOutcome {
         match self {
             StepOutcome::Succeeded => "succeeded",
             StepOutcome::Failed => "failed",
+            StepOutcome::Interrupted => "interrupted",
         }
     }
 }
 
-/// One execution of one step of a run. A step resumed after a crash has a row per attempt.
+/// One execution of one step of a run. A step resumed after a crash has a row per attempt
+/// (`attempt` is the run's lease attempt that ran it, not a count of the step's tries);
+/// a row left unfinished by a driver that stopped is `Interrupted` once the run goes on
+/// under a new attempt or ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub run_id: RunId,

@@ -36,7 +36,7 @@ pub async fn run(context: &Context, args: &DecisionArgs, decision: Decision) -> 
 
     let engine = context.engine().await?;
     crate::notify::before_runs(&engine).await;
-    let identity = context.identity(args.identity.as_deref());
+    let identity = context.identity();
     let approval = engine.decide(args.run, decision, &identity, args.comment.clone()).await?;
     let started = Instant::now();
     if context.output() == Output::Text {

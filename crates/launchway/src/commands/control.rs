@@ -30,7 +30,7 @@ pub async fn run(context: &Context, args: &ControlArgs, action: ControlAction) -
 
     let engine = context.engine().await?;
     crate::notify::before_runs(&engine).await;
-    let identity = context.identity(args.identity.as_deref());
+    let identity = context.identity();
     let event = engine.control(args.run, action, &identity).await?;
     let started = Instant::now();
     if context.output() == Output::Text {

@@ -71,6 +71,7 @@ pub async fn run(context: &Context, keep: bool, with_failure: bool) -> Result<u8
         output: Output::Text,
         server: None,
         token: None,
+        identity: context.global.identity.clone(),
     });
     demo.stop = context.stop.clone();
     let engine = demo.engine().await?;

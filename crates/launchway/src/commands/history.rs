@@ -27,44 +27,59 @@ async fn run_detail(context: &Context, run_id: i64) -> Result<RunDetail> {
     let engine = context.engine().await?;
     let store = engine.store();
     let run = store.run(run_id).await?;
-    Ok(RunDetail {
-        release: store.release(run.release_id).await?,
-        approval: store.approval(run_id).await?,
-        steps: store.steps(run_id).await?,
-        events: store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await?,
+    let release = store.release(run.release_id).await?;
+    Ok(RunDetail::new(
         run,
-    })
+        release,
+        store.approval(run_id).await?,
+        store.steps(run_id).await?,
+        store.events(&EventFilter { run_id: Some(run_id), ..EventFilter::default() }).await?,
+    ))
 }
 
 async fn show_run(context: &Context, run_id: i64) -> Result<u8> {
-    let RunDetail { run, release, steps, events, .. } = run_detail(context, run_id).await?;
+    let RunDetail { run, kind, release, steps, events, .. } = run_detail(context, run_id).await?;
     if context.output() == Output::Json {
-        print_json(&serde_json::json!({"run": run, "release": release, "steps": steps, "events": events}));
+        print_json(
+            &serde_json::json!({"run": run, "kind": kind, "release": release, "steps": steps, "events": events}),
+        );
         return Ok(exit::SUCCESS);
     }
-    println!("run {} — {} {}@{}: {}", run.id, run.kind.as_str(), run.app, run.env, run.state);
+    println!("run {} — {kind} {}@{}: {}", run.id, run.app, run.env, run.state);
     println!("  release   {} (revision {})", release.id, release.revision);
     if let Some(commit) = &release.source.commit {
+        // The config commit's own line; a publication's author (the application
+        // commit's) is said with where the images came from, not as this commit's.
+        let by = match (&release.source.origin, &release.source.author) {
+            (None, Some(author)) => format!(" by {author}"),
+            _ => String::new(),
+        };
         println!(
-            "  commit    {} \"{}\" by {}",
+            "  commit    {} \"{}\"{by}",
             &commit[..commit.len().min(10)],
             release.source.summary.as_deref().unwrap_or_default(),
-            release.source.author.as_deref().unwrap_or("unknown")
         );
     }
+    if let Some(origin) = &release.source.origin {
+        println!("  origin    {origin}");
+    }
     println!("  trigger   {}", run.trigger);
-    println!("  attempts  {}", run.attempt);
     if let Some(reason) = &run.reason {
         println!("  result    {reason}");
     }
     println!();
+    // A step's try: how many times that step ran so far (not the run's lease attempt,
+    // which an approval or a resumption moves on without any step running again).
+    let mut tries: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
     let step_rows: Vec<Vec<String>> = steps
         .iter()
         .map(|step| {
+            let try_number = tries.entry(step.name.as_str()).or_default();
+            *try_number += 1;
             vec![
                 step.name.clone(),
-                step.attempt.to_string(),
-                step.outcome.map_or("interrupted".to_owned(), |outcome| outcome.as_str().to_owned()),
+                try_number.to_string(),
+                step.outcome.map_or("running".to_owned(), |outcome| outcome.as_str().to_owned()),
                 step.finished_at
                     .map(|finished| format_duration(Duration::from_millis((finished - step.started_at).max(0) as u64)))
                     .unwrap_or_default(),
@@ -72,7 +87,7 @@ async fn show_run(context: &Context, run_id: i64) -> Result<u8> {
             ]
         })
         .collect();
-    println!("{}", table(&["STEP", "ATTEMPT", "OUTCOME", "TOOK", "DETAIL"], &step_rows));
+    println!("{}", table(&["STEP", "TRY", "OUTCOME", "TOOK", "DETAIL"], &step_rows));
     println!();
     for event in &events {
         println!("{}  {:<18} {}", timestamp(event.at), event.kind, event.message);

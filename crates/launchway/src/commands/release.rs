@@ -57,7 +57,7 @@ pub async fn run(context: &Context, command: ReleaseCommand) -> Result<u8> {
     let images = launchway_manifest::published_images_for(&bytes, &app, spec)
         .map_err(|message| anyhow!("{}: {message}", file.display()))?;
     let engine = context.engine().await?;
-    let by = context.identity(None);
+    let by = context.identity();
     engine
         .store()
         .publish_images(Published {

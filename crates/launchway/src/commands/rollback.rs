@@ -32,8 +32,7 @@ pub async fn run(
     let engine = context.engine().await?;
     crate::notify::before_runs(&engine).await;
     let progress = LiveProgress::start(&engine, context.output(), started);
-    let by = format!("{} ({})", context.identity(None), context.trigger("rollback"));
-    let run = engine.prepare_rollback(app, &env, to, &by, reason).await?;
+    let run = engine.prepare_rollback(app, &env, to, &context.identity(), &context.trigger("rollback"), reason).await?;
     let finished = drive_all(&engine, &[run.id]).await?;
     crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;

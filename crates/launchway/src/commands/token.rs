@@ -41,7 +41,7 @@ pub async fn run(context: &Context, command: TokenCommand) -> Result<u8> {
 
     let engine = context.engine().await?;
     let store = engine.store();
-    let by = context.identity(None);
+    let by = context.identity();
     let answer = match &command {
         TokenCommand::Create { name, subject, role, apps, envs } => {
             let role = Role::parse(role).ok_or_else(|| {

@@ -21,8 +21,7 @@ pub async fn run(context: &Context, app: &str, env: Option<&str>) -> Result<u8> 
         return through_server(context, &server, app, &env).await;
     }
     let engine = context.engine().await?;
-    let by = format!("{} ({})", context.identity(None), context.trigger("unpin"));
-    let pin = engine.unpin(app, &env, &by).await?;
+    let pin = engine.unpin(app, &env, &context.identity()).await?;
     match context.output() {
         Output::Json => print_json(&serde_json::json!({"app": app, "env": env, "unpinned": pin})),
         Output::Text => println!(

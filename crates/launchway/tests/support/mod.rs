@@ -97,7 +97,8 @@ impl World {
             .env("LAUNCHWAY_REPO", self.repo.path())
             .env("LAUNCHWAY_DB", self.db.path().join("launchway.db"))
             .env_remove("LAUNCHWAY_OUTPUT")
-            .env_remove("LAUNCHWAY_REF");
+            .env_remove("LAUNCHWAY_REF")
+            .env_remove("LAUNCHWAY_USER");
     }
 
     /// Runs `launchway` to completion, killed (exit 124, as coreutils' `timeout` says)

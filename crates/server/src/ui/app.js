@@ -639,7 +639,7 @@ async function runPage(id) {
     const source = release.source || {};
     document.title = `Run ${run.id} · ${run.app} → ${run.env} · launchway`;
     head.replaceChildren(
-      el("h1", {}, `Run ${run.id}: ${run.kind} of `,
+      el("h1", {}, `Run ${run.id}: ${fresh.kind || run.kind} of `,
         el("a", { href: `/apps/${encodeURIComponent(run.app)}/${encodeURIComponent(run.env)}` }, `${run.app} in ${run.env}`), " ", stateLabel(run.state)),
       el("dl", {},
         el("dt", {}, "trigger"), el("dd", {}, run.trigger),
