@@ -123,8 +123,13 @@ impl Engine {
         };
         match &result {
             Ok(_) | Err(EngineError::Store(StoreError::LeaseLost { .. })) => {}
-            // Stopped or failed mid-step: the run stays where it was, for any process to
-            // resume at once rather than after the lease expires.
+            // Asked to stop (Ctrl-C, shutdown): expected, and said by whoever asked.
+            Err(error) if matches!(error, EngineError::Interrupted { .. }) || self.stopping() => {
+                tracing::info!(run_id, %error, "the run stopped, as asked; it can be resumed");
+                self.inner.store.release_lease(&lease).await?;
+            }
+            // Failed mid-step: the run stays where it was, for any process to resume at
+            // once rather than after the lease expires.
             Err(error) => {
                 tracing::warn!(run_id, %error, "the run stopped before finishing; it can be resumed");
                 self.inner.store.release_lease(&lease).await?;

@@ -112,7 +112,21 @@ pub fn command() -> clap::Command {
 /// Parses the process's arguments (exits with clap's message and status 2 on a usage error).
 pub fn parse() -> Cli {
     use clap::FromArgMatches;
-    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit())
+    let mut cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|error| error.exit());
+    cli.global.forget_empty();
+    cli
+}
+
+impl Global {
+    /// An option given empty (`LAUNCHWAY_SERVER=` in a script that sets it for some
+    /// calls only) is not given: an empty server URL would demand a token.
+    fn forget_empty(&mut self) {
+        for option in [&mut self.db, &mut self.server, &mut self.token, &mut self.identity] {
+            if option.as_deref().is_some_and(|value| value.trim().is_empty()) {
+                *option = None;
+            }
+        }
+    }
 }
 
 /// How `launchway server` writes its log lines.

@@ -592,7 +592,7 @@ async fn sigterm_stops_a_deploy_at_the_next_step_boundary_and_the_next_deploy_fi
     let mut child =
         world.command(&["deploy"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("launchway starts");
     let stdout = child.stdout.take().expect("piped stdout");
-    let (status, stdout) = tokio::task::spawn_blocking(move || {
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         let mut seen = Vec::new();
         for line in lines.by_ref() {
@@ -609,11 +609,15 @@ async fn sigterm_stops_a_deploy_at_the_next_step_boundary_and_the_next_deploy_fi
             }
         }
         seen.extend(lines.map_while(Result::ok));
-        (child.wait_with_output().expect("launchway exits").status, seen.join("\n"))
+        let output = child.wait_with_output().expect("launchway exits");
+        (output.status, seen.join("\n"), String::from_utf8_lossy(&output.stderr).into_owned())
     })
     .await
     .expect("the reader finishes");
     assert_eq!(status.code(), Some(1), "{stdout}");
+    // Said once, as an error: no log line beside it (issue 21, item 13).
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
     assert!(stdout.contains("✓ deploy"), "the step under way was finished: {stdout}");
     assert!(!stdout.contains("✓ verify"), "the next one was not started: {stdout}");
 

@@ -398,17 +398,15 @@ fn add_sample_apps(
 /// `promote_from` must name another declared environment, and promotions must not go
 /// round in a circle.
 fn check_promotions(draft: &FileDraft, diagnostics: &mut Vec<Diagnostic>) {
+    // Every `promote_from` written, also in environments with other errors: all of a
+    // manifest's problems are reported in one pass.
     let from: BTreeMap<&str, &str> = draft
-        .environments
+        .attempted_promotions
         .iter()
-        .filter_map(|(key, environment)| match &environment.source {
-            EnvSource::Promotion { from } => Some((key.name.as_str(), from.as_str())),
-            _ => None,
-        })
+        .map(|promotion| (promotion.env.name.as_str(), promotion.from.as_str()))
         .collect();
-    for (key, environment) in &draft.environments {
-        let EnvSource::Promotion { from: source } = &environment.source else { continue };
-        let pos = environment.promote_pos.unwrap_or(key.pos);
+    for promotion in &draft.attempted_promotions {
+        let (key, source, pos) = (&promotion.env, &promotion.from, promotion.pos);
         let path = format!("environments.{}.promote_from", key.name);
         if source == &key.name {
             diagnostics.push(Diagnostic::new(

@@ -27,17 +27,26 @@ pub(crate) struct FileDraft {
     /// The target each environment was meant to have, even when its settings or name
     /// are wrong: its apps are still checked against that kind of target.
     pub attempted_targets: Vec<(String, TargetSpec)>,
+    /// Each `promote_from` written as text, even where the environment has other
+    /// errors: a bad reference is reported in the same pass as those.
+    pub attempted_promotions: Vec<AttemptedPromotion>,
     pub environments: Vec<(Key, EnvironmentDraft)>,
     pub notifications: Vec<(Pos, NotificationDraft)>,
     pub services: Vec<(Key, ServiceDraft)>,
     pub tasks: Vec<(Key, TaskDraft)>,
 }
 
+pub(crate) struct AttemptedPromotion {
+    /// The environment that promotes, and where it is declared.
+    pub env: Key,
+    pub from: String,
+    /// Where `promote_from` is written.
+    pub pos: Pos,
+}
+
 pub(crate) struct EnvironmentDraft {
     pub target: TargetSpec,
     pub source: EnvSource,
-    /// Where `promote_from` is written, to report a bad reference there.
-    pub promote_pos: Option<Pos>,
     pub approval: Option<ApprovalPolicy>,
 }
 
@@ -276,6 +285,9 @@ pub(crate) fn read_file(reader: &mut Reader<'_>, root: &Node, is_root: bool) -> 
             if let Some(target) = attempted_target(entry.value) {
                 draft.attempted_targets.push((entry.key.name.clone(), target));
             }
+            if let Some((from, pos)) = attempted_promotion(entry.value) {
+                draft.attempted_promotions.push(AttemptedPromotion { env: entry.key.clone(), from, pos });
+            }
             if check_name(reader, &entry.key, "environments")
                 && let Some(environment) = read_environment(reader, entry.value, &path, entry.key.pos)
             {
@@ -392,12 +404,7 @@ fn read_environment(reader: &mut Reader<'_>, node: &Node, path: &str, key: Pos) 
     };
     let target = target?;
     let approval = approval?;
-    ok.then_some(EnvironmentDraft {
-        target,
-        source,
-        promote_pos: promote_from.and(fields.get("promote_from").map(|node| node.pos)),
-        approval,
-    })
+    ok.then_some(EnvironmentDraft { target, source, approval })
 }
 
 /// `approval: true`, or `approval: {required, forbid_author, expires}`. The author may
@@ -613,6 +620,16 @@ fn read_ecs_target(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<T
         ok = false;
     }
     ok.then_some(TargetSpec::Ecs(target))
+}
+
+/// What an environment's `promote_from:` names, when it is text, and where.
+fn attempted_promotion(environment: &Node) -> Option<(String, Pos)> {
+    let Value::Map(fields) = &environment.value else { return None };
+    let (_, from) = fields.iter().find(|(key, _)| matches!(&key.value, Value::Str(name) if name == "promote_from"))?;
+    match &from.value {
+        Value::Str(name) => Some((name.clone(), from.pos)),
+        _ => None,
+    }
 }
 
 /// The kind of target an environment's `target:` names, with default settings.

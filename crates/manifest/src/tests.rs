@@ -1159,8 +1159,29 @@ services:
             r#"launchway.yaml:5:38: environments.qa.promote_from: environment "staging" is not declared, did you mean "stg"?"#,
             r#"launchway.yaml:5:58: environments.qa.approval: unknown field "requierd", did you mean "required"?"#,
             "launchway.yaml:7:12: notifications[0].slack: expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
-            r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "started", "approval_needed", "succeeded", "failed", "rolled_back""#,
+            r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "started", "approval_needed", "succeeded", "failed", "rolled_back", "rejected""#,
             "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
+        ]
+    );
+}
+
+/// Issue 21, item 13: a `promote_from` naming no environment was reported only once the
+/// environment's other errors (here its approval) were fixed: one pass reports both.
+#[test]
+fn a_bad_promotion_is_reported_beside_the_environments_other_errors() {
+    let text = "\
+environments:
+  stg: {target: dockr}
+  prod: {target: docker, promote_from: stage, approval: maybe}
+services:
+  web: {image: example/web:1}
+";
+    assert_eq!(
+        errors_of(text),
+        vec![
+            r#"launchway.yaml:2:17: environments.stg.target: unknown target kind "dockr", did you mean "docker"?"#,
+            r#"launchway.yaml:3:40: environments.prod.promote_from: environment "stage" is not declared, did you mean "stg"?"#,
+            r#"launchway.yaml:3:57: environments.prod.approval: expected a mapping, found the string "maybe""#,
         ]
     );
 }

@@ -112,12 +112,12 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
             Some(deployed) => AppPlan {
                 from_revision: Some(deployed.revision.to_owned()),
                 changes: diff(&flatten(deployed.spec), &flatten(desired), true),
-                summary: "record the new task definition for its next scheduled run".to_owned(),
+                summary: task_summary(desired, "record the new task definition for its next scheduled run"),
                 ..AppPlan::new(app, env, "task", PlanAction::Update, to_revision)
             },
             None => AppPlan {
                 changes: additions(desired),
-                summary: "record the task definition for its scheduled runs".to_owned(),
+                summary: task_summary(desired, "record the task definition for its scheduled runs"),
                 ..AppPlan::new(app, env, "task", PlanAction::Create, to_revision)
             },
         },
@@ -125,6 +125,18 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
             summary: "an ECS service or task: this target does not run it".to_owned(),
             ..AppPlan::new(app, env, "service", PlanAction::Create, to_revision)
         },
+    }
+}
+
+/// What deploying a task does: a task run on deploy runs once (issue 21: it was planned
+/// as "record the task definition for its scheduled runs"); a scheduled one is recorded
+/// for its runs.
+fn task_summary(desired: &AppSpec, scheduled: &str) -> String {
+    match desired {
+        AppSpec::Task(task) if task.schedule.is_none() => {
+            "run the task once, as its deploy (run: on_deploy); exit 0 deploys it".to_owned()
+        }
+        _ => scheduled.to_owned(),
     }
 }
 
@@ -682,5 +694,24 @@ mod tests {
             }
         }
         assert!(checked > 100, "only {checked} settings were changed");
+    }
+
+    /// Issue 21, item 13: a Docker task run on deploy was planned as "record the task
+    /// definition for its scheduled runs".
+    #[test]
+    fn a_task_run_on_deploy_is_planned_as_running_once() {
+        let task: AppSpec = serde_json::from_value(serde_json::json!({
+            "kind": "task", "containers": [{"name": "migrate", "image": "example/app:1"}],
+        }))
+        .unwrap();
+        assert_eq!(
+            plan(&task, None, None).summary,
+            "run the task once, as its deploy (run: on_deploy); exit 0 deploys it"
+        );
+        let scheduled: AppSpec = serde_json::from_value(serde_json::json!({
+            "kind": "task", "schedule": "0 3 * * *", "containers": [{"name": "report", "image": "example/app:1"}],
+        }))
+        .unwrap();
+        assert_eq!(plan(&scheduled, None, None).summary, "record the task definition for its scheduled runs");
     }
 }
