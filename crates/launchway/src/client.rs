@@ -27,13 +27,15 @@ impl Client {
     /// or waits for someone (approval).
     pub async fn follow_run(&self, run_id: i64, output: Output, started: Instant) -> Result<Run> {
         let mut shown = 0;
+        let mut printer = crate::output::EventPrinter::new(output, started);
         loop {
             let detail: RunDetail = self.get(&format!("/api/v1/runs/{run_id}")).await?;
             for event in detail.events.iter().skip(shown) {
-                crate::output::print_event(event, output, started);
+                printer.print(event);
             }
             shown = detail.events.len();
             if detail.run.state.is_terminal() || detail.run.state == RunState::AwaitingApproval {
+                printer.finish();
                 return Ok(detail.run);
             }
             tokio::time::sleep(FOLLOW_EVERY).await;

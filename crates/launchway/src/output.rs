@@ -132,52 +132,124 @@ pub fn print_invalid_manifest(output: Output, invalid: &InvalidManifest) {
 /// to stderr, keeping stdout for the final JSON document.
 pub struct LiveProgress {
     task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl LiveProgress {
     pub fn start(engine: &Engine, output: Output, started: Instant) -> LiveProgress {
         let mut events = engine.subscribe();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            let mut printer = EventPrinter::new(output, started);
             loop {
-                match events.recv().await {
-                    Ok(event) => print_event(&event, output, started),
-                    Err(RecvError::Lagged(missed)) => {
-                        eprintln!("({missed} progress lines were skipped; `launchway history RUN` has them all)");
-                    }
-                    Err(RecvError::Closed) => return,
+                tokio::select! {
+                    received = events.recv() => match received {
+                        Ok(event) => printer.print(&event),
+                        Err(RecvError::Lagged(missed)) => {
+                            eprintln!("({missed} progress lines were skipped; `launchway history RUN` has them all)");
+                        }
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = &mut stopped => break,
                 }
             }
+            printer.finish();
         });
-        LiveProgress { task }
+        LiveProgress { task, stop }
     }
 
     /// Lets the printer catch up with events already sent, then stops it.
     pub async fn finish(self) {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        self.task.abort();
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
-pub fn print_event(event: &Event, output: Output, started: Instant) {
-    let Some(line) = event_line(event) else {
-        return;
-    };
-    let who = match (&event.app, &event.env) {
-        (Some(app), Some(env)) => format!("{app}@{env}"),
-        _ => String::new(),
-    };
-    let text = format!("{:>8}  {who:<16} {line}", format_duration(started.elapsed()));
-    let logs: Vec<String> = event.logs().iter().map(|line| format!("{:>8}  {:<16}   | {line}", "", "")).collect();
-    let mut sink: Box<dyn Write> = match output {
-        Output::Text => Box::new(anstream::AutoStream::auto(std::io::stdout().lock())),
-        Output::Json => Box::new(anstream::AutoStream::auto(std::io::stderr().lock())),
-    };
-    let _ = writeln!(sink, "{text}");
-    for log in logs {
-        let _ = writeln!(sink, "{log}");
+/// Prints events as progress lines. A line that repeats the one before it for the same
+/// run (an analysis measuring the same thing every interval) is folded: said once, then
+/// how many more times it came when something else is said (issue 21: no command loops
+/// on its own output).
+pub struct EventPrinter {
+    output: Output,
+    started: Instant,
+    /// Per run (or app), the last line said and how many times it came again since.
+    last: std::collections::HashMap<String, (String, u32)>,
+}
+
+impl EventPrinter {
+    pub fn new(output: Output, started: Instant) -> EventPrinter {
+        EventPrinter { output, started, last: std::collections::HashMap::new() }
     }
-    let _ = sink.flush();
+
+    pub fn print(&mut self, event: &Event) {
+        let lines = self.lines_for(event);
+        self.write(&lines);
+    }
+
+    /// Says how many times each run's last line came again, where that is not said yet.
+    pub fn finish(&mut self) {
+        let lines = self.pending();
+        self.write(&lines);
+    }
+
+    /// The lines an event adds to what was printed.
+    fn lines_for(&mut self, event: &Event) -> Vec<String> {
+        let Some(line) = event_line(event) else {
+            return Vec::new();
+        };
+        let who = match (&event.app, &event.env) {
+            (Some(app), Some(env)) => format!("{app}@{env}"),
+            _ => String::new(),
+        };
+        let key = event.run_id.map_or_else(|| who.clone(), |run| run.to_string());
+        let logs = event.logs();
+        let mut lines = Vec::new();
+        match self.last.get_mut(&key) {
+            Some((last, again)) if *last == line && logs.is_empty() => {
+                *again += 1;
+                return lines;
+            }
+            Some((_, again)) if *again > 0 => lines.push(repeated(&who, *again)),
+            _ => {}
+        }
+        self.last.insert(key, (line.clone(), 0));
+        lines.push(format!("{:>8}  {who:<16} {line}", format_duration(self.started.elapsed())));
+        lines.extend(logs.iter().map(|line| format!("{:>8}  {:<16}   | {line}", "", "")));
+        lines
+    }
+
+    fn pending(&mut self) -> Vec<String> {
+        let lines = self
+            .last
+            .iter()
+            .filter(|(_, (_, again))| *again > 0)
+            .map(|(who, (_, again))| repeated(who, *again))
+            .collect();
+        self.last.clear();
+        lines
+    }
+
+    fn write(&self, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut sink: Box<dyn Write> = match self.output {
+            Output::Text => Box::new(anstream::AutoStream::auto(std::io::stdout().lock())),
+            Output::Json => Box::new(anstream::AutoStream::auto(std::io::stderr().lock())),
+        };
+        for line in lines {
+            let _ = writeln!(sink, "{line}");
+        }
+        let _ = sink.flush();
+    }
+}
+
+/// "(the line above, 3 more times)", for `who` (an app, or a run's id).
+fn repeated(who: &str, again: u32) -> String {
+    let who = if who.chars().all(|c| c.is_ascii_digit()) { format!("run {who}") } else { who.to_owned() };
+    format!("{:>8}  {who:<16}   (the line above, {again} more time{})", "", if again == 1 { "" } else { "s" })
 }
 
 /// The line shown for an event, or nothing for those too chatty to show live.
@@ -264,6 +336,36 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: an analysis measuring the same thing every interval printed the same
+    /// line every 2 s, indefinitely. A repeat is folded into a count, said once something
+    /// else is said (or at the end).
+    #[test]
+    fn a_line_repeated_for_a_run_is_said_once_with_a_count() {
+        let event = |id: i64, message: &str| Event {
+            id,
+            at: 0,
+            run_id: Some(7),
+            app: Some("web".into()),
+            env: Some("prod".into()),
+            kind: "analysis.measured".into(),
+            message: message.into(),
+            data: serde_json::Value::Null,
+        };
+        let mut printer = EventPrinter::new(Output::Text, Instant::now());
+        let mut printed = Vec::new();
+        for (id, message) in [(1, "GET / answered 200"), (2, "GET / answered 200"), (3, "GET / answered 200")] {
+            printed.extend(printer.lines_for(&event(id, message)));
+        }
+        assert_eq!(printed.len(), 1, "{printed:?}");
+        printed.extend(printer.lines_for(&event(4, "GET / answered 500")));
+        assert!(printed[1].ends_with("(the line above, 2 more times)"), "{printed:?}");
+        assert!(printed[2].ends_with("GET / answered 500"), "{printed:?}");
+        printed.extend(printer.lines_for(&event(5, "GET / answered 500")));
+        printed.extend(printer.pending());
+        assert!(printed[3].ends_with("(the line above, 1 more time)"), "{printed:?}");
+        assert_eq!(printed.len(), 4);
+    }
 
     #[test]
     fn tables_align_columns() {
