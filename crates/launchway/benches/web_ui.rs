@@ -6,6 +6,8 @@
 //!    the board reads it (`?brief=true`).
 //! 2. The runs API over 10,000 runs: every page of 100 (`before=`), newest first, and a
 //!    filtered first page (one app in one environment).
+//! 3. `launchway status` of the same 3,000 pairs from the CLI once the environments
+//!    follow the default branch: each pair's sync planned against live state.
 //!
 //! The environments follow a branch that does not exist, so the server deploys nothing
 //! (the apps are declared, not running: what the board draws is the same). The runs
@@ -210,6 +212,26 @@ async fn run() {
     report("in Chromium: navigation start → data in hand", &mut fetched);
     report("in Chromium: navigation start → board populated", &mut populated);
     browser.close().await;
+    drop(server);
+
+    // Sync is the target's plan of what would be deployed against what runs: with the
+    // environments on the default branch, every pair is planned (none runs here, so
+    // every plan is a whole one, the costliest kind). The CLI, reading the repo itself.
+    world.commit(&manifest(&prefix).replace(", branch: never-pushed", ""), "the environments follow main");
+    println!("`launchway status --output json`, {} pairs planned against live state", APPS * ENVS.len());
+    let mut planned = Vec::new();
+    let mut out_of_sync = 0;
+    for _ in 0..BOARD_ROUNDS / 2 {
+        let mut command = world.command(&["status", "--output", "json"]);
+        let started = Instant::now();
+        let output = command.output().expect("status runs");
+        planned.push(started.elapsed());
+        let statuses: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let statuses = statuses.as_array().expect("a list");
+        assert_eq!(statuses.len(), APPS * ENVS.len());
+        out_of_sync = statuses.iter().filter(|status| status["sync"] == "out_of_sync").count();
+    }
+    report(&format!("whole command ({out_of_sync} out of sync)"), &mut planned);
 }
 
 fn report(what: &str, latencies: &mut [Duration]) {
