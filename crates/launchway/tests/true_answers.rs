@@ -107,19 +107,7 @@ async fn status_is_in_sync_once_a_publication_is_deployed() {
     let published = format!("{published}:ci");
     let tagged = std::process::Command::new("docker").args(["tag", IMAGE, &published]).status().expect("docker");
     assert!(tagged.success());
-    world.commit(
-        "
-environments:
-  {env}: {target: docker}
-services:
-  web:
-    image: {image}
-    port: 8080
-    health: {path: /healthz}
-    settle_window: 200ms
-",
-        "web",
-    );
+    world.commit(&plain_web(""), "web");
     world.launchway(&["deploy"]).await.assert_exit(0);
     let file = world.db.path().join("imagedefinitions.json");
     std::fs::write(&file, format!(r#"[{{"name": "web", "imageUri": "{published}"}}]"#)).unwrap();
@@ -141,20 +129,7 @@ services:
     assert!(world.launchway(&["deploy"]).await.stdout().contains("nothing to deploy"), "and deploy agrees");
 
     // A change of the manifest beside it is out of sync, saying what a deploy would do.
-    world.commit(
-        "
-environments:
-  {env}: {target: docker}
-services:
-  web:
-    image: {image}
-    port: 8080
-    replicas: 2
-    health: {path: /healthz}
-    settle_window: 200ms
-",
-        "web on two replicas",
-    );
+    world.commit(&plain_web("    replicas: 2\n"), "web on two replicas");
     let status = world.launchway(&["status", "--output", "json"]).await;
     let status: Value = serde_json::from_str(&status.stdout()).unwrap();
     assert_eq!(status[0]["sync"], "out_of_sync");
@@ -175,7 +150,7 @@ async fn status_of_a_repo_that_cannot_be_read_says_why_and_fails() {
     empty.assert_exit(1);
     assert!(empty.stderr().contains("could not open the config repo"), "{}", empty.stderr());
 
-    world.commit(&crate_web(), "web");
+    world.commit(&plain_web(""), "web");
     world.launchway(&["deploy"]).await.assert_exit(0);
     let status = world.launchway(&["status", "--repo", nowhere]).await;
     status.assert_exit(1);
@@ -192,17 +167,21 @@ async fn status_of_a_repo_that_cannot_be_read_says_why_and_fails() {
     assert_eq!(json[0]["health"]["state"], "healthy", "what runs is still read");
 }
 
-fn crate_web() -> String {
-    "
+/// One web service with a health check in this world's environment; `more` are more
+/// lines of its settings (indented by four).
+fn plain_web(more: &str) -> String {
+    format!(
+        "
 environments:
-  {env}: {target: docker}
+  {{env}}: {{target: docker}}
 services:
   web:
-    image: {image}
+    image: {{image}}
     port: 8080
+    health: {{path: /healthz}}
     settle_window: 200ms
-"
-    .to_owned()
+{more}"
+    )
 }
 
 /// No line of a command's output comes twice (issue 21: "no command loops on its own
@@ -331,9 +310,9 @@ notifications:
 async fn one_identity_for_everything_a_user_does_from_the_cli() {
     let world = World::new().await;
     // GitRepo sets user.email author@example.com in the repo's own config.
-    world.commit(&crate_web().replace("settle_window", "env: {SAMPLE_MESSAGE: v1}\n    settle_window"), "v1");
+    world.commit(&plain_web("    env: {SAMPLE_MESSAGE: v1}\n"), "v1");
     world.launchway(&["deploy"]).await.assert_exit(0);
-    world.commit(&crate_web().replace("settle_window", "env: {SAMPLE_MESSAGE: v2}\n    settle_window"), "v2");
+    world.commit(&plain_web("    env: {SAMPLE_MESSAGE: v2}\n"), "v2");
     world.launchway(&["deploy"]).await.assert_exit(0);
     world.launchway(&["rollback", "--app", "web"]).await.assert_exit(0);
     // An empty LAUNCHWAY_SERVER (a script that sets it for some calls) is no server:
