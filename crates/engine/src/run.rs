@@ -344,8 +344,11 @@ impl Engine {
     pub(crate) async fn parked_behind(&self, run: &Run) -> Result<Option<ParkedBehind>> {
         match run.state {
             RunState::AwaitingApproval => {
-                let decided = self.inner.store.approval(run.id).await?.is_some_and(|a| a.decision.is_some());
-                Ok((!decided).then(|| ParkedBehind { what: "approval".to_owned(), approval_run: run.id }))
+                // Decided, or out of time: driving it now applies that.
+                let due = self.inner.store.approval(run.id).await?.is_some_and(|approval| {
+                    approval.decision.is_some() || approval.expires_at.is_some_and(|expires| expires <= now_ms())
+                });
+                Ok((!due).then(|| ParkedBehind { what: "approval".to_owned(), approval_run: run.id }))
             }
             RunState::Pending if !run.waits_for.is_empty() => Ok(match self.dependencies_gate(run).await? {
                 DependenciesGate::Park(behind) => Some(behind),

@@ -319,6 +319,18 @@ async fn an_approval_not_given_in_time_expires() {
     let run_id = start_gated(&setup.engine, "example/web:1", "{expires: 50ms}").await;
     assert_eq!(setup.engine.drive(run_id).await.unwrap().state, RunState::AwaitingApproval);
     tokio::time::sleep(Duration::from_millis(80)).await;
+    // Out of time, it is no longer parked: the next deploy drives it to its end.
+    let request = DeployRequest {
+        manifest: &gated_manifest("example/web:1", "{expires: 50ms}"),
+        images: Default::default(),
+        published: &[],
+        source: ReleaseSource::default(),
+        selection: &Selection::default(),
+        retry_failed: false,
+        trigger: "test".into(),
+    };
+    let decisions = setup.engine.prepare_deploys(&request).await.unwrap();
+    assert!(matches!(decisions.as_slice(), [Decision::Resume { run }] if run.id == run_id), "{decisions:?}");
     let run = setup.engine.drive(run_id).await.expect("driven");
     assert_eq!(run.state, RunState::Rejected);
     assert_eq!(run.reason.as_deref(), Some("approval expired"));

@@ -346,3 +346,53 @@ async fn one_identity_for_everything_a_user_does_from_the_cli() {
     let audit: Vec<Value> = serde_json::from_str(&audit.stdout()).unwrap();
     assert_eq!(audit[0]["data"]["by"], "erin@example.com", "{audit:#?}");
 }
+
+/// Issue 21, item 6: Slack kept its "Review and approve" message, buttons live, after
+/// the run was rejected elsewhere. A Slack app's approval message is edited once the run
+/// is decided, wherever (here the CLI), or ends undecided (superseded, expired).
+#[tokio::test]
+async fn a_slack_apps_approval_message_is_brought_up_to_date_when_decided_elsewhere() {
+    let world = World::new().await;
+    let slack = launchway_testkit::FakeForge::start().await;
+    let notifications = format!(
+        "notifications:\n  - slack: {{token: env:TEST_SLACK_TOKEN, channel: C0123, api_url: {}/api}}\n",
+        slack.url
+    );
+    let launchway = async |args: &[&str]| {
+        let mut command = world.command(args);
+        command.env("TEST_SLACK_TOKEN", "xoxb-test").env("LAUNCHWAY_PUBLIC_URL", "http://launchway.example");
+        let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
+        support::Run { output }
+    };
+    world.commit(&approved_web("v1", &notifications), "web v1");
+    launchway(&["deploy"]).await.assert_exit(6);
+    let asked = slack.requests();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(asked[0].path, "/api/chat.postMessage");
+    assert!(asked[0].body["blocks"].to_string().contains("Review and approve"));
+
+    launchway(&["reject", "1", "--as", "bob@example.com"]).await.assert_exit(0);
+    let requests = slack.requests();
+    let edit = requests.iter().find(|request| request.path == "/api/chat.update").expect("the message was edited");
+    assert_eq!(edit.body["ts"], "1.000100", "the message asking");
+    let blocks = edit.body["blocks"].to_string();
+    assert!(blocks.contains("Rejected by bob@example.com") && !blocks.contains("Review and approve"), "{blocks}");
+    let told = requests.iter().filter(|request| request.path == "/api/chat.postMessage").count();
+    assert_eq!(told, 2, "and the rejection said as a message of its own");
+
+    // A newer change supersedes the next one while it waits: its message says so.
+    world.commit(&approved_web("v2", &notifications), "v2");
+    launchway(&["deploy"]).await.assert_exit(6);
+    world.commit(&approved_web("v3", &notifications), "v3");
+    launchway(&["deploy"]).await.assert_exit(6);
+    let runs = world.runs().await;
+    assert_eq!(runs[1]["state"], "rejected", "{runs:#?}");
+    assert!(runs[1]["reason"].as_str().unwrap().starts_with("superseded by revision"), "{runs:#?}");
+    let edits: Vec<_> = slack.requests().into_iter().filter(|request| request.path == "/api/chat.update").collect();
+    assert_eq!(edits.len(), 2, "{edits:#?}");
+    assert!(
+        edits[1].body["blocks"].to_string().contains("Not deployed: superseded by revision"),
+        "{:#}",
+        edits[1].body
+    );
+}

@@ -36,7 +36,7 @@ pub use model::{
     EcsDefinition, EcsDeployment, EcsLoadBalancer, EcsNetwork, EcsRunOnce, EcsServiceSpec, EcsTarget, EcsTaskSpec,
     EnvSource, Environment, ForgeStatuses, Gate, GateStage, HealthCheck, HttpAnalysis, Ingress, IngressTls, Manifest,
     Notification, NotificationSink, NotifyOn, ProgressStep, PrometheusAnalysis, Revision, Schedule, ScheduleRef,
-    ServiceSpec, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
+    ServiceSpec, SlackApp, Strategy, TargetSpec, TaskDefinitionDocument, TaskSpec, tag_matches, tag_version,
 };
 pub use node::{MAX_FILE_BYTES, Pos};
 pub use schedule::next_after as next_scheduled_after;

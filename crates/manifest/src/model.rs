@@ -254,6 +254,11 @@ impl Notification {
 pub enum NotificationSink {
     /// A Slack-compatible incoming webhook (Block Kit messages).
     Slack { url: String },
+    /// A Slack app's bot, posting with `chat.postMessage`: unlike an incoming webhook's,
+    /// its messages can be edited, so an approval's message is brought up to date when
+    /// the run is decided anywhere.
+    #[serde(rename = "slack_app")]
+    SlackApp(SlackApp),
     /// Any HTTP endpoint taking launchway's JSON.
     Webhook { url: String },
     /// A Discord channel's webhook (embeds).
@@ -271,6 +276,17 @@ impl NotificationSink {
     pub fn is_commit_status(&self) -> bool {
         matches!(self, NotificationSink::GitHub(_) | NotificationSink::GitLab(_))
     }
+}
+
+/// A Slack app: its bot token (a reference: `env:SLACK_BOT_TOKEN`), the channel it posts
+/// to, and the Web API's base URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackApp {
+    pub token: String,
+    /// A channel id (`C0123ABCD`) or name.
+    pub channel: String,
+    /// `https://slack.com/api`, or a server of one's own.
+    pub api_url: String,
 }
 
 /// Where a forge keeps commit statuses, and the token that may write them.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::model::{
     ApprovalPolicy, CircuitBreaker, ContainerSpec, DEFAULT_ROLLING_MAX_SURGE, DEFAULT_ROLLING_MAX_UNAVAILABLE,
     DEFAULT_ROLLING_TIMEOUT, DEFAULT_STOP_GRACE_PERIOD, EcsTarget, EnvSource, ForgeStatuses, Ingress, Notification,
-    NotificationSink, NotifyOn, Schedule, TargetSpec,
+    NotificationSink, NotifyOn, Schedule, SlackApp, TargetSpec,
 };
 use crate::node::{Node, Pos, Value};
 use crate::reader::{Key, Reader};
@@ -187,6 +187,7 @@ const ENVIRONMENT_FIELDS: &[&str] = &["target", "branch", "tags", "promote_from"
 const APPROVAL_FIELDS: &[&str] = &["required", "forbid_author", "expires"];
 const NOTIFICATION_FIELDS: &[&str] = &["slack", "discord", "webhook", "github", "gitlab", "events", "environments"];
 const FORGE_FIELDS: &[&str] = &["repo", "token", "api_url"];
+const SLACK_APP_FIELDS: &[&str] = &["token", "channel", "api_url"];
 const TARGET_KINDS: &[&str] = &["docker", "ecs"];
 const DOCKER_TARGET_FIELDS: &[&str] = &["host"];
 const ECS_TARGET_FIELDS: &[&str] = &["region", "cluster", "role_arn", "external_id", "profile", "endpoint_url"];
@@ -458,6 +459,10 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
     let named: Vec<&str> =
         ["slack", "discord", "webhook", "github", "gitlab"].into_iter().filter(|name| fields.has(name)).collect();
     let sink = match named.as_slice() {
+        // A mapping is a Slack app (a bot token), a text an incoming webhook.
+        ["slack"] if matches!(fields.get("slack")?.value, Value::Map(_)) => {
+            NotificationSink::SlackApp(read_slack_app(reader, fields.get("slack")?, path)?)
+        }
         ["slack"] => NotificationSink::Slack { url: url(reader, "slack")? },
         ["discord"] => NotificationSink::Discord { url: url(reader, "discord")? },
         ["webhook"] => NotificationSink::Webhook { url: url(reader, "webhook")? },
@@ -467,7 +472,7 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
             reader.error(
                 fields.pos(),
                 path,
-                "name one destination: slack (an incoming webhook), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
+                "name one destination: slack (an incoming webhook, or an app: {token, channel}), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
             );
             return None;
         }
@@ -493,6 +498,44 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
         notification: Notification { sink, events, environments },
         environments_pos: fields.get("environments").map(|node| node.pos),
     })
+}
+
+/// `slack: {token: env:SLACK_BOT_TOKEN, channel: C0123ABCD}`, with an optional `api_url`.
+fn read_slack_app(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<SlackApp> {
+    let path = format!("{path}.slack");
+    let fields = reader.fields(node, &path, SLACK_APP_FIELDS)?;
+    let mut text = |name: &str| -> Option<String> {
+        match fields.get(name) {
+            Some(node) => reader.string(node, &format!("{path}.{name}")),
+            None => {
+                reader.error(fields.pos(), &path, format!("missing field {name:?}"));
+                None
+            }
+        }
+    };
+    let (token, channel) = (text("token"), text("channel"));
+    if let (Some(token), Some(node)) = (&token, fields.get("token"))
+        && !(token.starts_with("env:") || token.starts_with("ssm:"))
+    {
+        reader.error(
+            node.pos,
+            &format!("{path}.token"),
+            "a token is a secret: write a reference to it, env:VARIABLE or ssm:/parameter/name",
+        );
+        return None;
+    }
+    let api_url = match fields.get("api_url") {
+        Some(node) => {
+            let url = reader.string(node, &format!("{path}.api_url"))?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                reader.error(node.pos, &format!("{path}.api_url"), "expected an http(s) URL");
+                return None;
+            }
+            url
+        }
+        None => "https://slack.com/api".to_owned(),
+    };
+    Some(SlackApp { token: token?, channel: channel?, api_url })
 }
 
 /// `github: {repo: owner/name, token: env:GITHUB_TOKEN}` (or gitlab's).

@@ -1117,6 +1117,36 @@ fn commit_statuses_go_to_github_or_gitlab_with_a_token_kept_secret() {
     );
 }
 
+/// A Slack app (a bot token and a channel) posts messages it can edit later: the
+/// approval message brought up to date once decided (issue 21).
+#[test]
+fn a_slack_app_is_a_bot_token_kept_secret_and_a_channel() {
+    let with = |slack: &str| {
+        format!(
+            "environments:\n  dev: {{target: docker}}\nservices:\n  web: {{image: web:1}}\nnotifications:\n  - slack: {slack}\n"
+        )
+    };
+    let manifest = load_one(&with("{token: env:SLACK_BOT_TOKEN, channel: C0123}")).expect("valid").manifest;
+    let expected = SlackApp {
+        token: "env:SLACK_BOT_TOKEN".into(),
+        channel: "C0123".into(),
+        api_url: "https://slack.com/api".into(),
+    };
+    assert_eq!(manifest.notifications[0].sink, NotificationSink::SlackApp(expected));
+    assert!(manifest.notifications[0].wants(NotifyOn::ApprovalNeeded, "dev"));
+    assert_eq!(
+        errors_of(&with("{token: xoxb-123, channel: C0123, chanel: x}")),
+        [
+            "launchway.yaml:6:20: notifications[0].slack.token: a token is a secret: write a reference to it, env:VARIABLE or ssm:/parameter/name",
+            r#"launchway.yaml:6:46: notifications[0].slack: unknown field "chanel", did you mean "channel"?"#,
+        ]
+    );
+    assert_eq!(
+        errors_of(&with("{token: env:T}")),
+        [r#"launchway.yaml:6:12: notifications[0].slack: missing field "channel""#]
+    );
+}
+
 #[test]
 fn tag_patterns_are_semver_or_globs() {
     assert!(tag_matches("semver", "v10.0.3"));
@@ -1160,7 +1190,7 @@ services:
             r#"launchway.yaml:5:58: environments.qa.approval: unknown field "requierd", did you mean "required"?"#,
             "launchway.yaml:7:12: notifications[0].slack: expected an http(s) URL, or a reference to one: ssm:/parameter/name or env:VARIABLE",
             r#"launchway.yaml:9:13: notifications[1].events: unknown event "deployed", expected "started", "approval_needed", "succeeded", "failed", "rolled_back", "rejected""#,
-            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
+            "launchway.yaml:11:5: notifications[2]: name one destination: slack (an incoming webhook, or an app: {token, channel}), discord (a channel webhook), webhook, or github / gitlab (commit statuses)",
         ]
     );
 }

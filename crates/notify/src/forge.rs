@@ -162,12 +162,10 @@ impl Notifier {
     /// A run's commit status on the config commit it deploys.
     pub(crate) async fn run_status(&self, destination: &Destination, notification: &Notification) -> Delivery {
         let Some(api) = ForgeApi::of(destination) else {
-            let error = Some(format!("not sent: {} keeps no commit statuses", destination.describe()));
-            return Delivery { delivered: false, attempts: 0, error };
+            return Delivery::failed(0, format!("not sent: {} keeps no commit statuses", destination.describe()));
         };
         let Some(sha) = &notification.commit_id else {
-            let error = Some("not sent: the release names no config commit to set a status on".to_owned());
-            return Delivery { delivered: false, attempts: 0, error };
+            return Delivery::failed(0, "not sent: the release names no config commit to set a status on".to_owned());
         };
         let body = run_status_body(api.github, notification);
         self.post_with(&api.statuses(sha), &body, std::slice::from_ref(&api.auth)).await
@@ -184,8 +182,7 @@ impl Notifier {
         target_url: Option<&str>,
     ) -> Delivery {
         let Some(api) = ForgeApi::of(destination) else {
-            let error = Some(format!("not sent: {} keeps no commit statuses", destination.describe()));
-            return Delivery { delivered: false, attempts: 0, error };
+            return Delivery::failed(0, format!("not sent: {} keeps no commit statuses", destination.describe()));
         };
         let state = if succeeded { StatusState::Success } else { StatusState::Failure };
         let body = status_body(api.github, state, context, description, target_url);

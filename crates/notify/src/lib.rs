@@ -59,6 +59,10 @@ pub struct Notification {
     /// A run that succeeded having changed nothing (the target already ran it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nothing_changed: bool,
+    /// For an approval's message brought up to date: how it was decided ("✅ Approved
+    /// by bob@example.com"); the message then offers no buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<String>,
 }
 
 impl Notification {
@@ -174,16 +178,17 @@ pub fn slack_message(notification: &Notification) -> Value {
         }
         button
     };
-    if notification.interactive && notification.event == NotifyOn::ApprovalNeeded {
+    let deciding = notification.decided.is_none();
+    if notification.interactive && notification.event == NotifyOn::ApprovalNeeded && deciding {
         buttons.push(action("approve", "Approve", Some("primary")));
         buttons.push(action("reject", "Reject", Some("danger")));
-    } else if let Some(url) = &notification.approve_url {
+    } else if let Some(url) = notification.approve_url.as_ref().filter(|_| deciding) {
         buttons.push(json!({
             "type": "button", "style": "primary", "url": url,
             "text": {"type": "plain_text", "text": "Review and approve"},
         }));
     }
-    if let Some(url) = notification.reject_url.as_ref().filter(|_| !notification.interactive) {
+    if let Some(url) = notification.reject_url.as_ref().filter(|_| !notification.interactive && deciding) {
         buttons.push(json!({
             "type": "button", "style": "danger", "url": url,
             "text": {"type": "plain_text", "text": "Reject"},
@@ -208,13 +213,18 @@ pub fn slack_message(notification: &Notification) -> Value {
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    if notification.event == NotifyOn::ApprovalNeeded {
-        blocks.push(json!({
+    match &notification.decided {
+        Some(decided) => blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": escape(decided)}],
+        })),
+        None if notification.event == NotifyOn::ApprovalNeeded => blocks.push(json!({
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": format!(
                 "or `launchway approve {id}` / `launchway reject {id}`", id = notification.run_id
             )}],
-        }));
+        })),
+        None => {}
     }
     json!({"text": notification.headline(), "blocks": blocks})
 }
@@ -333,6 +343,12 @@ pub enum Destination {
     Slack {
         url: String,
     },
+    /// A Slack app's bot: `chat.postMessage` to `channel`, and `chat.update` later.
+    SlackApp {
+        api_url: String,
+        token: String,
+        channel: String,
+    },
     Discord {
         url: String,
     },
@@ -364,7 +380,9 @@ impl Destination {
     fn url(&self) -> &str {
         match self {
             Destination::Slack { url } | Destination::Discord { url } | Destination::Webhook { url } => url,
-            Destination::GitHubStatus { api_url, .. } | Destination::GitLabStatus { api_url, .. } => api_url,
+            Destination::SlackApp { api_url, .. }
+            | Destination::GitHubStatus { api_url, .. }
+            | Destination::GitLabStatus { api_url, .. } => api_url,
         }
     }
 
@@ -372,19 +390,27 @@ impl Destination {
     pub fn describe(&self) -> String {
         let kind = match self {
             Destination::Slack { .. } => "slack webhook",
+            // A channel is no secret, and tells two apps' destinations apart.
+            Destination::SlackApp { channel, .. } => {
+                return format!("slack channel {channel} at {}", host_of(self.url()));
+            }
             Destination::Discord { .. } => "discord webhook",
             Destination::Webhook { .. } => "webhook",
             Destination::GitHubStatus { .. } => "github commit statuses",
             Destination::GitLabStatus { .. } => "gitlab commit statuses",
         };
-        let host = reqwest::Url::parse(self.url())
-            .ok()
-            .and_then(|url| {
-                url.host_str().map(|host| format!("{host}{}", url.port().map(|p| format!(":{p}")).unwrap_or_default()))
-            })
-            .unwrap_or_else(|| "an invalid URL".to_owned());
-        format!("{kind} at {host}")
+        format!("{kind} at {}", host_of(self.url()))
     }
+}
+
+/// "hooks.slack.com", "127.0.0.1:8080": what of a URL may be shown.
+fn host_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| {
+            url.host_str().map(|host| format!("{host}{}", url.port().map(|p| format!(":{p}")).unwrap_or_default()))
+        })
+        .unwrap_or_else(|| "an invalid URL".to_owned())
 }
 
 /// How hard to try.
@@ -416,6 +442,14 @@ pub struct Delivery {
     pub attempts: u32,
     /// The last HTTP status or error, when it failed.
     pub error: Option<String>,
+    /// The message posted, where it can be edited later: "CHANNEL TS" for a Slack app.
+    pub message: Option<String>,
+}
+
+impl Delivery {
+    pub(crate) fn failed(attempts: u32, error: String) -> Delivery {
+        Delivery { delivered: false, attempts, error: Some(error), message: None }
+    }
 }
 
 /// Sends notifications. Cheap to clone.
@@ -444,6 +478,9 @@ impl Notifier {
     /// a notification that cannot be sent is reported, not raised.
     pub async fn send(&self, destination: &Destination, notification: &Notification) -> Delivery {
         let body = match destination {
+            Destination::SlackApp { .. } => {
+                return self.slack_app_call(destination, "chat.postMessage", notification, None).await;
+            }
             Destination::Slack { .. } => slack_message(notification),
             Destination::Discord { .. } => discord_message(notification),
             Destination::Webhook { .. } => webhook_payload(notification),
@@ -454,6 +491,55 @@ impl Notifier {
         self.post(destination.url(), &body).await
     }
 
+    /// Replaces a message posted before (`message`, as [`Delivery::message`] gave it)
+    /// with `notification`: an approval's message once the run is decided. Only a Slack
+    /// app's messages can be edited; other destinations answer that they cannot.
+    pub async fn update(&self, destination: &Destination, message: &str, notification: &Notification) -> Delivery {
+        match destination {
+            Destination::SlackApp { .. } => {
+                self.slack_app_call(destination, "chat.update", notification, Some(message)).await
+            }
+            _ => Delivery::failed(0, format!("{} keeps no message to edit", destination.describe())),
+        }
+    }
+
+    /// `chat.postMessage`, or `chat.update` of `message` ("CHANNEL TS"), through a Slack
+    /// app's Web API. Slack answers 200 with `ok: false` for what it refuses.
+    async fn slack_app_call(
+        &self,
+        destination: &Destination,
+        method: &str,
+        notification: &Notification,
+        message: Option<&str>,
+    ) -> Delivery {
+        let Destination::SlackApp { api_url, token, channel } = destination else {
+            return Delivery::failed(0, "not a Slack app".to_owned());
+        };
+        let mut body = slack_message(notification);
+        match message.and_then(|message| message.split_once(' ')) {
+            Some((channel, ts)) => {
+                body["channel"] = json!(channel);
+                body["ts"] = json!(ts);
+            }
+            None => body["channel"] = json!(channel),
+        }
+        let url = format!("{}/{method}", api_url.trim_end_matches('/'));
+        let (mut delivery, reply) =
+            self.post_reading(&url, &body, &[("authorization", format!("Bearer {token}"))]).await;
+        if delivery.delivered {
+            let reply = reply.unwrap_or_default();
+            if reply["ok"] == true {
+                let posted = (reply["channel"].as_str(), reply["ts"].as_str());
+                delivery.message = posted.0.zip(posted.1).map(|(channel, ts)| format!("{channel} {ts}"));
+            } else {
+                delivery.delivered = false;
+                delivery.error =
+                    Some(format!("Slack refused it: {}", reply["error"].as_str().unwrap_or("no reason given")));
+            }
+        }
+        delivery
+    }
+
     /// Posts `body` as JSON to `url`, retrying transient failures, within the outbound
     /// policy (a chat service's reply address, for one).
     pub async fn post(&self, url: &str, body: &Value) -> Delivery {
@@ -462,6 +548,11 @@ impl Notifier {
 
     /// As [`Notifier::post`], with more headers (a token: never logged).
     pub(crate) async fn post_with(&self, url: &str, body: &Value, headers: &[(&str, String)]) -> Delivery {
+        self.post_reading(url, body, headers).await.0
+    }
+
+    /// As [`Notifier::post_with`], also answering the JSON reply of a delivered post.
+    async fn post_reading(&self, url: &str, body: &Value, headers: &[(&str, String)]) -> (Delivery, Option<Value>) {
         let parsed = reqwest::Url::parse(url);
         let refusal = match &parsed {
             Ok(parsed) => self.outbound.refuse(parsed),
@@ -470,7 +561,7 @@ impl Notifier {
         // The URL may be a secret (a chat webhook's): only its host is ever logged.
         let host = parsed.ok().and_then(|parsed| parsed.host_str().map(str::to_owned)).unwrap_or_default();
         if let Some(refusal) = refusal {
-            return Delivery { delivered: false, attempts: 0, error: Some(format!("not sent: {refusal}")) };
+            return (Delivery::failed(0, format!("not sent: {refusal}")), None);
         }
         let mut delay = self.retry.first_delay;
         let mut last_error = None;
@@ -486,7 +577,10 @@ impl Notifier {
             let outcome = request.send().await;
             let retryable = match outcome {
                 Ok(response) if response.status().is_success() => {
-                    return Delivery { delivered: true, attempts: attempt, error: None };
+                    // Most receivers answer nothing worth reading; Slack's Web API
+                    // answers whether it took the message, and where it is.
+                    let reply = response.json::<Value>().await.ok();
+                    return (Delivery { delivered: true, attempts: attempt, error: None, message: None }, reply);
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -501,10 +595,11 @@ impl Notifier {
             };
             tracing::debug!(%host, attempt, error = ?last_error, "notification not delivered");
             if !retryable {
-                return Delivery { delivered: false, attempts: attempt, error: last_error };
+                return (Delivery { delivered: false, attempts: attempt, error: last_error, message: None }, None);
             }
         }
-        Delivery { delivered: false, attempts: self.retry.attempts.max(1), error: last_error }
+        let attempts = self.retry.attempts.max(1);
+        (Delivery { delivered: false, attempts, error: last_error, message: None }, None)
     }
 }
 

@@ -37,6 +37,7 @@ fn approval_needed() -> Notification {
         expires_at: None,
         interactive: false,
         nothing_changed: false,
+        decided: None,
     }
 }
 
@@ -202,7 +203,7 @@ async fn transient_failures_are_retried_until_delivered() {
     let (url, bodies) = receiver(vec![503, 429]).await;
     let delivery =
         Notifier::new(quick(), OutboundPolicy::default()).send(&Destination::Slack { url }, &approval_needed()).await;
-    assert_eq!(delivery, Delivery { delivered: true, attempts: 3, error: None });
+    assert_eq!(delivery, Delivery { delivered: true, attempts: 3, error: None, message: None });
     let bodies = bodies.lock().unwrap();
     assert_eq!(bodies.len(), 3);
     assert!(bodies[2]["blocks"].is_array());
@@ -306,4 +307,53 @@ fn runs_that_end_without_deploying_or_changing_say_so() {
     );
     assert_eq!(github_status(&unchanged)["state"], "success");
     assert_eq!(webhook_payload(&unchanged)["notification"]["nothing_changed"], true);
+}
+
+/// Issue 21: a Slack message asking for an approval kept its live buttons after the run
+/// was decided elsewhere. A Slack app's message (unlike an incoming webhook's) can be
+/// edited: posted with chat.postMessage, where it is comes back, and chat.update turns
+/// it into one that says who decided, without buttons.
+#[tokio::test]
+async fn a_slack_apps_approval_message_is_posted_then_edited_into_its_decision() {
+    let slack = launchway_testkit::FakeForge::start().await;
+    let app = Destination::SlackApp {
+        api_url: format!("{}/api", slack.url),
+        token: "xoxb-secret".into(),
+        channel: "C0123".into(),
+    };
+    assert_eq!(app.describe(), format!("slack channel C0123 at {}", slack.url.trim_start_matches("http://")));
+    assert!(!format!("{app:?}").contains("xoxb"));
+    let notifier = Notifier::new(quick(), OutboundPolicy::default());
+    let asking = Notification { interactive: true, ..approval_needed() };
+    let posted = notifier.send(&app, &asking).await;
+    assert!(posted.delivered, "{posted:?}");
+    let message = posted.message.expect("where the message is");
+    let requests = slack.requests();
+    assert_eq!(requests[0].path, "/api/chat.postMessage");
+    assert_eq!(requests[0].headers["authorization"], "Bearer xoxb-secret");
+    assert_eq!(requests[0].body["channel"], "C0123");
+    assert!(requests[0].body["blocks"].to_string().contains("\"action_id\":\"approve\""), "buttons to decide");
+
+    let decided = Notification { decided: Some("🚫 Rejected by bob@example.com".into()), ..asking };
+    let edited = notifier.update(&app, &message, &decided).await;
+    assert!(edited.delivered, "{edited:?}");
+    let update = &slack.requests()[1];
+    assert_eq!(update.path, "/api/chat.update");
+    assert_eq!(update.body["channel"].as_str().zip(update.body["ts"].as_str()), message.split_once(' '));
+    let blocks = update.body["blocks"].to_string();
+    assert!(blocks.contains("Rejected by bob@example.com"), "{blocks}");
+    assert!(!blocks.contains("action_id") && !blocks.contains("Review and approve"), "nothing to decide: {blocks}");
+
+    // What Slack refuses (200, ok: false) is a failure, said with Slack's reason.
+    let missing = Destination::SlackApp {
+        api_url: format!("{}/api", slack.url),
+        token: "xoxb-secret".into(),
+        channel: "C-MISSING".into(),
+    };
+    let refused = notifier.send(&missing, &approval_needed()).await;
+    assert!(!refused.delivered);
+    assert_eq!(refused.error.as_deref(), Some("Slack refused it: channel_not_found"));
+    // An incoming webhook's message cannot be edited, and says so.
+    let webhook = Destination::Slack { url: format!("{}/hook", slack.url) };
+    assert!(!notifier.update(&webhook, "C1 1.1", &decided).await.delivered);
 }

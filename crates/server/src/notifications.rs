@@ -27,7 +27,8 @@ use launchway_manifest::{NotificationSink, NotifyOn};
 use launchway_notify::{Destination, Notification, Notifier};
 use launchway_secrets::{SecretRef, Secrets};
 use launchway_store::{
-    AppPlan, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState, Store,
+    AppPlan, ApprovalDecided, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState,
+    Store,
 };
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
@@ -60,7 +61,13 @@ pub trait NotificationRules: Send + Sync {
 #[async_trait::async_trait]
 impl NotificationRules for Reconciler {
     async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>> {
-        self.latest().map(|snapshot| snapshot.manifest.notifications.clone())
+        let snapshot = match self.latest() {
+            Some(latest) => latest,
+            // Messages due when the server starts are sent before its first reconcile:
+            // the default branch as the repo has it.
+            None => self.snapshot_of(&format!("refs/heads/{}", self.branch())).await.ok().flatten()?,
+        };
+        Some(snapshot.manifest.notifications.clone())
     }
 }
 
@@ -264,6 +271,28 @@ impl Dispatcher {
                 crate::metrics::step_finished(&finished.step, finished.outcome.as_str(), seconds);
                 continue;
             }
+            if let EventBody::ApprovalDecided(decided) = body {
+                // In the run's order, like its notifications: a decision's edit comes
+                // after the message asking for it.
+                log.in_flight.insert(event.id);
+                let dispatcher = self.clone();
+                let finished = finished.clone();
+                let (previous, done) = self.in_order.next(event.run_id, false);
+                self.sending.spawn(async move {
+                    if let Some(previous) = previous {
+                        let _ = previous.await;
+                    }
+                    if let Err(error) = dispatcher.approval_decided(&event, &decided).await {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "could not bring an approval's messages up to date"
+                        );
+                    }
+                    let _ = done.send(());
+                    let _ = finished.send(event.id);
+                });
+                continue;
+            }
             let Some(on) = notify_on(&body) else { continue };
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
@@ -303,7 +332,6 @@ impl Dispatcher {
         // noise, except to those who heard it start: every run they saw start ends.
         let nothing_changed = run.reason.as_deref() == Some(launchway_engine::NO_OP_REASON);
         let noise = on == NotifyOn::Succeeded && (run.kind == RunKind::Scheduled || nothing_changed);
-        let release = store.release(run.release_id).await?;
         let Some(rules) = self.rules.current_notifications().await else {
             return Ok(());
         };
@@ -316,9 +344,103 @@ impl Dispatcher {
             .map(|notification| &notification.sink)
             .filter(|sink| !sink.is_commit_status() || run.kind == RunKind::Deploy)
             .collect();
+        if on == NotifyOn::Rejected {
+            // Expired or superseded, nobody decided: its approval messages say so now.
+            let undecided = store.approval(run.id).await?.is_some_and(|approval| approval.decision.is_none());
+            if undecided {
+                let why = run.reason.clone().unwrap_or_else(|| "it ended before anyone decided".to_owned());
+                self.bring_approval_messages_up_to_date(&run, event, &rules, format!("🚫 Not deployed: {why}")).await?;
+            }
+        }
         if wanted.is_empty() {
             return Ok(());
         }
+        let mut notification = self.notification(on, event, &run).await?;
+        notification.nothing_changed = nothing_changed && on == NotifyOn::Succeeded;
+        for sink in wanted {
+            let destination = match destination(&self.secrets, sink).await {
+                Ok(destination) => destination,
+                Err(error) => {
+                    let outcome = NotificationOutcome {
+                        event: on.as_str().to_owned(),
+                        destination: "a notification destination".to_owned(),
+                        attempts: 0,
+                        error: Some(error),
+                        message: None,
+                    };
+                    self.record(&run, outcome).await;
+                    continue;
+                }
+            };
+            let delivery = self.notifier.send(&destination, &notification).await;
+            crate::metrics::notification(delivery.delivered);
+            self.record(&run, outcome(on.as_str(), &destination, delivery)).await;
+        }
+        Ok(())
+    }
+
+    /// An approval was decided (anywhere: the CLI, the page, a button): the messages
+    /// that asked for it, where they can be edited (a Slack app's), lose their buttons
+    /// and say who decided.
+    async fn approval_decided(&self, event: &Event, decided: &ApprovalDecided) -> anyhow::Result<()> {
+        let Some(run_id) = event.run_id else { return Ok(()) };
+        let run = self.engine.store().run(run_id).await?;
+        let Some(rules) = self.rules.current_notifications().await else { return Ok(()) };
+        let comment = decided.comment.as_deref().map(|comment| format!(": “{comment}”")).unwrap_or_default();
+        let line = match decided.decision {
+            launchway_store::Decision::Approved => format!("✅ Approved by {}{comment}", decided.by),
+            launchway_store::Decision::Rejected => {
+                format!("🚫 Rejected by {}{comment}: nothing was changed", decided.by)
+            }
+        };
+        self.bring_approval_messages_up_to_date(&run, event, &rules, line).await
+    }
+
+    /// Edits each message posted to ask for the run's approval into one that says
+    /// `decided` and offers no buttons.
+    async fn bring_approval_messages_up_to_date(
+        &self,
+        run: &launchway_store::Run,
+        event: &Event,
+        rules: &[launchway_manifest::Notification],
+        decided: String,
+    ) -> anyhow::Result<()> {
+        let store = self.engine.store();
+        let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
+        let asked: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|event| match event.body() {
+                EventBody::Notification(outcome) if outcome.event == NotifyOn::ApprovalNeeded.as_str() => {
+                    Some((outcome.destination, outcome.message?))
+                }
+                _ => None,
+            })
+            .collect();
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let mut notification = self.notification(NotifyOn::ApprovalNeeded, event, run).await?;
+        notification.decided = Some(decided);
+        for rule in rules.iter().filter(|rule| matches!(rule.sink, NotificationSink::SlackApp(_))) {
+            let Ok(destination) = destination(&self.secrets, &rule.sink).await else { continue };
+            let described = destination.describe();
+            for (_, message) in asked.iter().filter(|(posted_to, _)| *posted_to == described) {
+                let delivery = self.notifier.update(&destination, message, &notification).await;
+                self.record(run, outcome("approval_decided", &destination, delivery)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a message about `run` says when `event` is announced as `on`.
+    async fn notification(
+        &self,
+        on: NotifyOn,
+        event: &Event,
+        run: &launchway_store::Run,
+    ) -> anyhow::Result<Notification> {
+        let store = self.engine.store();
+        let release = store.release(run.release_id).await?;
         let logs = if matches!(on, NotifyOn::Failed | NotifyOn::RolledBack) {
             let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
             events.iter().rev().map(Event::logs).find(|logs| !logs.is_empty()).unwrap_or_default()
@@ -344,7 +466,7 @@ impl Dispatcher {
                 _ => Vec::new(),
             },
         };
-        let notification = Notification {
+        Ok(Notification {
             event: on,
             kind: kind.to_owned(),
             trigger: run.trigger.clone(),
@@ -373,33 +495,9 @@ impl Dispatcher {
             run_url,
             expires_at: if asking { approval.and_then(|approval| approval.expires_at) } else { None },
             interactive: self.interactive_slack,
-            nothing_changed: nothing_changed && on == NotifyOn::Succeeded,
-        };
-        for sink in wanted {
-            let destination = match destination(&self.secrets, sink).await {
-                Ok(destination) => destination,
-                Err(error) => {
-                    let outcome = NotificationOutcome {
-                        event: on.as_str().to_owned(),
-                        destination: "a notification destination".to_owned(),
-                        attempts: 0,
-                        error: Some(error),
-                    };
-                    self.record(&run, outcome).await;
-                    continue;
-                }
-            };
-            let delivery = self.notifier.send(&destination, &notification).await;
-            crate::metrics::notification(delivery.delivered);
-            let outcome = NotificationOutcome {
-                event: on.as_str().to_owned(),
-                destination: destination.describe(),
-                attempts: delivery.attempts,
-                error: (!delivery.delivered).then(|| delivery.error.unwrap_or_else(|| "unknown error".into())),
-            };
-            self.record(&run, outcome).await;
-        }
-        Ok(())
+            nothing_changed: false,
+            decided: None,
+        })
     }
 
     async fn record(&self, run: &launchway_store::Run, outcome: NotificationOutcome) {
@@ -414,10 +512,23 @@ impl Dispatcher {
     }
 }
 
+/// A delivery's outcome, for the audit log: where (never the secret URL), how many
+/// tries, and the message posted when it can be edited later.
+fn outcome(event: &str, destination: &Destination, delivery: launchway_notify::Delivery) -> NotificationOutcome {
+    NotificationOutcome {
+        event: event.to_owned(),
+        destination: destination.describe(),
+        attempts: delivery.attempts,
+        error: (!delivery.delivered).then(|| delivery.error.unwrap_or_else(|| "unknown error".into())),
+        message: delivery.message,
+    }
+}
+
 /// Where a sink sends, its secret (a chat URL, a forge's token) resolved.
 pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<Destination, String> {
     let reference = match sink {
         NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => url,
+        NotificationSink::SlackApp(app) => &app.token,
         NotificationSink::GitHub(forge) | NotificationSink::GitLab(forge) => &forge.token,
     };
     let reference = SecretRef::parse(reference);
@@ -429,6 +540,9 @@ pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<D
         .to_owned();
     Ok(match sink {
         NotificationSink::Slack { .. } => Destination::Slack { url: secret },
+        NotificationSink::SlackApp(app) => {
+            Destination::SlackApp { api_url: app.api_url.clone(), token: secret, channel: app.channel.clone() }
+        }
         NotificationSink::Discord { .. } => Destination::Discord { url: secret },
         NotificationSink::Webhook { .. } => Destination::Webhook { url: secret },
         NotificationSink::GitHub(forge) => {

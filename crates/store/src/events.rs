@@ -112,6 +112,10 @@ pub struct NotificationOutcome {
     pub attempts: u32,
     #[serde(default)]
     pub error: Option<String>,
+    /// The message posted, where it can be edited later ("CHANNEL TS" for a Slack app):
+    /// an approval's message is brought up to date once the run is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The data of `analysis.measured`.

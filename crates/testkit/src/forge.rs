@@ -1,7 +1,10 @@
-//! A stand-in for GitHub's and GitLab's REST APIs on loopback, recording every request
-//! it receives (method, path, headers, JSON body), for tests of what launchway tells a
-//! forge: commit statuses today. It keeps what was posted to a path and lists it back on
-//! a GET of that path, with ids, as both APIs list comments and statuses.
+//! A stand-in for GitHub's and GitLab's REST APIs, and for Slack's Web API, on loopback,
+//! recording every request it receives (method, path, headers, JSON body), for tests of
+//! what launchway tells a forge or a chat: commit statuses, pull request comments, Slack
+//! messages posted and edited. It keeps what was posted to a path and lists it back on a
+//! GET of that path, with ids, as both forges list comments and statuses; Slack's
+//! `chat.postMessage` and `chat.update` are answered as Slack does (`ok`, `channel`,
+//! `ts`; a channel named `C-MISSING` is refused with `channel_not_found`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -93,6 +96,17 @@ async fn answer(
         return (StatusCode::OK, axum::Json(Value::Array(listed)));
     }
     let id = recorded.requests.len();
+    if path.ends_with("/chat.postMessage") || path.ends_with("/chat.update") {
+        let channel = body["channel"].clone();
+        if channel == "C-MISSING" {
+            return (StatusCode::OK, axum::Json(json!({"ok": false, "error": "channel_not_found"})));
+        }
+        let ts = match body.get("ts") {
+            Some(ts) => ts.clone(),
+            None => json!(format!("{id}.000100")),
+        };
+        return (StatusCode::OK, axum::Json(json!({"ok": true, "channel": channel, "ts": ts})));
+    }
     let mut created = body;
     if let Some(object) = created.as_object_mut() {
         object.insert("id".to_owned(), json!(id));
