@@ -166,7 +166,14 @@ impl Engine {
         // environments promoted from would carry on.
         let mut wanted: Vec<i64> =
             pairs.keys().filter_map(|pair| records.get(pair).map(|record| record.current_release_id)).collect();
-        wanted.extend(records.values().filter_map(|record| record.good_release_id));
+        let promoted_from: Vec<&str> =
+            sources.environments().into_iter().filter_map(|env| sources.promoted_from(env)).collect();
+        wanted.extend(
+            records
+                .values()
+                .filter(|record| promoted_from.contains(&record.env.as_str()))
+                .filter_map(|record| record.good_release_id),
+        );
         wanted.sort_unstable();
         wanted.dedup();
         let releases: BTreeMap<i64, Release> = self.inner.releases.read(store.as_ref(), &wanted).await?;

@@ -259,6 +259,14 @@ services:
     let second_prod =
         runs.iter().find(|run| run["env"] == prod.as_str() && run["state"] == "awaiting_approval").unwrap();
     let second_prod = second_prod["id"].as_i64().unwrap();
+    // Status compares with what launchway would deploy (issue 21): stg runs CI's
+    // publication, so it is in sync; prod waits for the promotion of what stg verified.
+    let sync = async |env: &str| {
+        let status = approver.get(&format!("/api/v1/status?env={env}")).await.body;
+        (status[0]["sync"].as_str().unwrap_or_default().to_owned(), status[0]["sync_reason"].clone())
+    };
+    assert_eq!(sync(&stg).await.0, "in_sync");
+    assert_eq!(sync(&prod).await.0, "out_of_sync");
     approver.post(&format!("/api/v1/runs/{second_prod}/approve"), json!({})).await;
     let done = approver.wait_for_run(second_prod, &["succeeded"]).await;
     assert_eq!(done["release"]["spec"]["containers"][0]["image"], ci_image.as_str(), "{}", done["release"]);
@@ -267,6 +275,8 @@ services:
     let replicas = &live.apps["web"].replicas;
     assert_eq!(replicas.len(), 2, "prod's own replica count");
     assert!(replicas.iter().all(|replica| replica.containers[0].image == ci_image));
+    assert_eq!(sync(&prod).await, ("in_sync".to_owned(), serde_json::Value::Null));
+    assert_eq!(sync(&stg).await.0, "in_sync");
 }
 
 #[tokio::test]
