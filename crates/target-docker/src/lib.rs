@@ -10,6 +10,7 @@ mod build_log;
 mod ensure;
 mod health;
 mod image;
+mod network;
 mod proxy;
 mod push;
 mod replicas;
@@ -23,8 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
-use bollard::models::NetworkCreateRequest;
-use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder, ListNetworksOptionsBuilder};
+use bollard::query_parameters::{CreateImageOptionsBuilder, EventsOptionsBuilder};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use launchway_manifest::AppSpec;
 use launchway_manifest::ServiceSpec;
@@ -109,66 +109,14 @@ impl DockerTarget {
             replicas::remove(&self.docker, replica, 0).await?;
         }
         let tasks = task::remove_leftovers(self, env).await?;
-        let network = format!("launchway-{env}");
-        for id in self.networks_named(&network).await? {
+        let network = network::name(env);
+        for id in self.networks_named(&network).await?.into_iter().map(|found| found.id) {
             match self.docker.remove_network(&id).await {
                 Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {}
                 Err(error) => return Err(api_error(&format!("remove network {network}"), error)),
             }
         }
         Ok(replicas.iter().map(|replica| replica.containers().count()).sum::<usize>() + tasks)
-    }
-
-    /// The id of the environment's network, created on first use.
-    ///
-    /// Docker does not enforce unique network names, so two runs creating the network
-    /// at once can make two, after which the name is ambiguous. Creation is serialised
-    /// within this process, and any duplicates (from other processes) are resolved the
-    /// same way by everyone: the lowest id is kept, the others removed.
-    async fn ensure_network(&self, env: &str) -> Result<String, TargetError> {
-        let name = format!("launchway-{env}");
-        let _creating = self.network_lock.lock().await;
-        if self.networks_named(&name).await?.is_empty() {
-            let request = NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("bridge".to_owned()),
-                labels: Some(HashMap::from([
-                    (label::MANAGED.to_owned(), "true".to_owned()),
-                    (label::ENV.to_owned(), env.to_owned()),
-                ])),
-                ..NetworkCreateRequest::default()
-            };
-            match self.docker.create_network(request).await {
-                Ok(_) | Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => {}
-                Err(error) => return Err(api_error(&format!("create network {name}"), error)),
-            }
-        }
-        let mut ids = self.networks_named(&name).await?;
-        ids.sort();
-        let Some(keep) = ids.first().cloned() else {
-            return Err(TargetError::Invalid(format!("network {name} disappeared as it was created")));
-        };
-        for duplicate in &ids[1..] {
-            // Another process may already be using it; then it stays, unused by us.
-            let _ = self.docker.remove_network(duplicate).await;
-        }
-        Ok(keep)
-    }
-
-    /// Ids of the networks called exactly `name` (Docker's name filter matches parts).
-    async fn networks_named(&self, name: &str) -> Result<Vec<String>, TargetError> {
-        let filters = HashMap::from([("name", vec![name.to_owned()])]);
-        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
-        let networks = self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .map_err(|error| api_error(&format!("list networks named {name}"), error))?;
-        Ok(networks
-            .into_iter()
-            .filter(|network| network.name.as_deref() == Some(name))
-            .filter_map(|network| network.id)
-            .collect())
     }
 
     /// The app's containers as they die (id and exit code); ends quietly if the stream
