@@ -229,7 +229,8 @@ async fn a_duplicate_network_left_behind_is_merged_into_the_oldest() {
     let left_behind = docker.inspect_container(&created.id, None).await.expect("inspected");
     let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::new().force(true).build();
     let _ = docker.remove_container(&created.id, Some(remove)).await;
-    assert_eq!(networks.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), [oldest.clone()], "the oldest is kept");
+    let kept: Vec<&str> = networks.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(kept, [oldest.as_str()], "the oldest is kept");
     let moved: Vec<String> = left_behind
         .network_settings
         .and_then(|settings| settings.networks)
@@ -237,6 +238,6 @@ async fn a_duplicate_network_left_behind_is_merged_into_the_oldest() {
         .into_values()
         .filter_map(|endpoint| endpoint.network_id)
         .collect();
-    assert_eq!(moved, [oldest.clone()], "what ran on the other moved to it");
+    assert_eq!(moved, std::slice::from_ref(&oldest), "what ran on the other moved to it");
     assert!(!on.is_empty() && on.iter().all(|id| *id == oldest), "the new replica is on it too: {on:?}");
 }
