@@ -203,6 +203,10 @@ pub struct RollbackRequest {
     pub env: String,
     pub to: Option<i64>,
     pub reason: Option<String>,
+    /// The release to roll back from: once another runs, a replay of the request does
+    /// nothing (409).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
 }
 
 /// `POST /api/v1/unpin`

@@ -37,7 +37,7 @@ pub use dora::{DoraFigures, NO_OP_REASON};
 pub use launchway_store::{AppPlan, Change, PlanAction};
 pub use owner::Owner;
 pub use status::{AppHealth, AppStatus, DesiredSources, HealthState, SyncState};
-pub use sync::{Decision, DeployRequest, ImageOverrides, Selection};
+pub use sync::{Decision, DeployRequest, ImageOverrides, RollbackRequest, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

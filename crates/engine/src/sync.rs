@@ -41,6 +41,23 @@ impl Selection {
     }
 }
 
+/// What `prepare_rollback` is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct RollbackRequest<'a> {
+    pub app: &'a str,
+    pub env: &'a str,
+    /// The verified release to go to; `None`: the one deployed before the current one.
+    pub to: Option<ReleaseId>,
+    /// The release the request means to leave: when another runs by now, the request
+    /// was carried out already (a replay, a second press) and nothing is done.
+    pub from: Option<ReleaseId>,
+    /// Who asks: the pin names them.
+    pub by: &'a str,
+    /// How it was asked, for the run ("cli rollback by alice@example.com").
+    pub trigger: &'a str,
+    pub reason: Option<&'a str>,
+}
+
 /// Images to set over the manifest's, by (app, environment): what CI published, or
 /// what a promotion carries from the environment before.
 pub type ImageOverrides = BTreeMap<(String, String), BTreeMap<String, String>>;
@@ -421,23 +438,28 @@ impl Engine {
         Ok((self.inner.store.release(last.release_id).await?.revision == revision).then_some(last))
     }
 
-    /// Creates a run that returns an app to an earlier, verified release: `to`, or else
-    /// the last verified release before the current one. The app is then pinned there
-    /// (by `by`, who asked, for `reason`): nothing newer deploys until [`Engine::unpin`].
-    /// `trigger` says how it was asked ("cli rollback by alice@example.com").
-    pub async fn prepare_rollback(
-        &self,
-        app: &str,
-        env: &str,
-        to: Option<ReleaseId>,
-        by: &str,
-        trigger: &str,
-        reason: Option<String>,
-    ) -> Result<Run> {
+    /// Creates a run that returns an app to an earlier, verified release: `request.to`, or
+    /// else the verified release deployed before the current one (never one a rollback
+    /// moved away from, so rolling back twice goes further back, not forth). The app is
+    /// then pinned there (by `request.by`, for its reason): nothing newer deploys until
+    /// [`Engine::unpin`].
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] when there is nothing to roll back to, or when
+    /// `request.from` names a release that no longer runs there (a replayed request, a
+    /// second press of a button: it was done already).
+    pub async fn prepare_rollback(&self, request: RollbackRequest<'_>) -> Result<Run> {
+        let RollbackRequest { app, env, to, from, by, trigger, reason } = request;
         let store = &self.inner.store;
         let Some(record) = store.deployment(app, env).await? else {
             return Err(EngineError::Invalid(format!("nothing has been deployed for {app} in {env}")));
         };
+        if let Some(from) = from.filter(|from| *from != record.current_release_id) {
+            return Err(EngineError::Invalid(format!(
+                "release {from} no longer runs {app} in {env} (release {} does): the rollback from it was done already",
+                record.current_release_id
+            )));
+        }
         let current = store.release(record.current_release_id).await?;
         if current.spec.runs_on_deploy() {
             // Running an older migration again would not undo the newer one.
@@ -463,9 +485,10 @@ impl Engine {
                 }
                 release
             }
-            None => self.verified_before(app, env, &current.revision).await?.ok_or_else(|| {
+            None => self.rollback_target(app, env, &current).await?.ok_or_else(|| {
                 EngineError::Invalid(format!(
-                    "no release of {app} in {env} other than the current one was ever verified, so there is nothing to roll back to"
+                    "no release of {app} in {env} deployed before release {} was verified (releases rolled back from do not count), so there is nothing to roll back to; `--to RELEASE` names one",
+                    current.id
                 ))
             })?,
         };
@@ -483,7 +506,7 @@ impl Engine {
             trigger,
             summary: &summary,
             approval: None,
-            pin: Some(NewPin { by: by.to_owned(), reason }),
+            pin: Some(NewPin { by: by.to_owned(), reason: reason.map(str::to_owned) }),
             waits_for: Vec::new(),
         };
         self.create_run(&target, run).await
@@ -555,6 +578,30 @@ impl Engine {
             }
         }
         Ok(releases)
+    }
+
+    /// Where a rollback from `current` goes by default: the newest verified release
+    /// deployed before it (an older release id), with another revision, that no
+    /// rollback moved away from.
+    async fn rollback_target(&self, app: &str, env: &str, current: &Release) -> Result<Option<Release>> {
+        let filter = RunFilter {
+            app: Some(app.to_owned()),
+            env: Some(env.to_owned()),
+            kind: Some(RunKind::Rollback),
+            state: Some(RunState::Succeeded),
+            ..RunFilter::default()
+        };
+        // A rollback run's previous release is the one it left (what a failed rollback
+        // would return to).
+        let rolled_back_from: Vec<ReleaseId> =
+            self.inner.store.runs(&filter).await?.iter().filter_map(|run| run.previous_release_id).collect();
+        Ok(self
+            .verified_releases(app, env)
+            .await?
+            .into_iter()
+            .filter(|release| release.id < current.id && release.revision != current.revision)
+            .filter(|release| !rolled_back_from.contains(&release.id))
+            .max_by_key(|release| release.id))
     }
 
     /// The most recently verified release of (app, env) with another revision.

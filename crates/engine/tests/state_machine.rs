@@ -248,6 +248,53 @@ async fn driving_a_run_another_process_finished_returns_its_outcome_without_acti
     assert_eq!(setup.target.calls().len(), calls, "nothing acted a second time");
 }
 
+/// Issue 22, item 3: after v1, v2, v3, `rollback` served v2, the next `rollback` v3 (the
+/// release the first had left), the next v2; a replayed Slack press did the same. A
+/// rollback goes to the verified release deployed before the current one, never to one a
+/// rollback left; a request naming the release it leaves does nothing once another runs.
+#[tokio::test]
+async fn rolling_back_twice_goes_further_back_and_a_replay_does_nothing() {
+    let setup = setup(Duration::from_secs(15)).await;
+    for image in ["example/web:1", "example/web:2", "example/web:3"] {
+        let run = start(&setup.engine, image).await;
+        assert_eq!(setup.engine.drive(run).await.unwrap().state, RunState::Succeeded);
+    }
+    let current = async || setup.store.deployment("web", "dev").await.unwrap().unwrap().current_release_id;
+    let (v1, v2, v3) = (1, 2, 3);
+    assert_eq!(current().await, v3);
+    let rollback = |from: Option<i64>| launchway_engine::RollbackRequest {
+        app: "web",
+        env: "dev",
+        to: None,
+        from,
+        by: "alice@example.com",
+        trigger: "test rollback by alice@example.com",
+        reason: None,
+    };
+
+    let first = setup.engine.prepare_rollback(rollback(Some(v3))).await.expect("from v3");
+    assert_eq!(setup.engine.drive(first.id).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(current().await, v2);
+    // The same request again (a replay, a second press): done already, nothing happens.
+    let replay = setup.engine.prepare_rollback(rollback(Some(v3))).await;
+    assert!(matches!(&replay, Err(EngineError::Invalid(why)) if why.contains("done already")), "{replay:?}");
+
+    // Asked again on purpose: further back, never forth to v3.
+    let second = setup.engine.prepare_rollback(rollback(None)).await.expect("from v2");
+    assert_eq!(setup.engine.drive(second.id).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(current().await, v1);
+    let third = setup.engine.prepare_rollback(rollback(None)).await;
+    assert!(matches!(&third, Err(EngineError::Invalid(why)) if why.contains("nothing to roll back to")), "{third:?}");
+    let pin = setup.store.deployment("web", "dev").await.unwrap().unwrap().pin.expect("pinned");
+    assert_eq!((pin.release_id, pin.by.as_str()), (v1, "alice@example.com"));
+
+    // Named outright, a verified release is still a choice someone may make.
+    let back_to = launchway_engine::RollbackRequest { to: Some(v3), ..rollback(None) };
+    let chosen = setup.engine.prepare_rollback(back_to).await.expect("to v3, as asked");
+    assert_eq!(setup.engine.drive(chosen.id).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(current().await, v3);
+}
+
 // ---- approvals
 
 fn gated_manifest(image: &str, approval: &str) -> Manifest {

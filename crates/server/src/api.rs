@@ -595,11 +595,20 @@ async fn sync(State(state): State<AppState>, caller: Caller, body: Bytes) -> Api
 async fn rollback(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let token = authorize(&state, &caller, Permission::Deploy).await?;
     let body: RollbackRequest = serde_json::from_slice(&body).map_err(|error| {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, reason?}}: {error}"))
+        ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{app, env, to?, from?, reason?}}: {error}"))
     })?;
     let engine = state.runtime.engine();
+    let trigger = actor("rollback", &token);
     let run = engine
-        .prepare_rollback(&body.app, &body.env, body.to, &token.subject, &actor("rollback", &token), body.reason)
+        .prepare_rollback(launchway_engine::RollbackRequest {
+            app: &body.app,
+            env: &body.env,
+            to: body.to,
+            from: body.from,
+            by: &token.subject,
+            trigger: &trigger,
+            reason: body.reason.as_deref(),
+        })
         .await?;
     state.runtime.drive(run.id);
     Ok((StatusCode::ACCEPTED, axum::Json(run)).into_response())

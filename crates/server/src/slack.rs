@@ -198,9 +198,20 @@ async fn act(state: &AppState, slack: &SlackInteractivity, press: &Press) -> Res
         }
         Action::RollBack(run) => {
             let run = engine.store().run(run).await.map_err(|error| error.to_string())?;
-            let reason = Some(format!("from Slack, after run {}", run.id));
+            let reason = format!("from Slack, after run {}", run.id);
+            let trigger = format!("slack rollback by {via}");
+            // From the release the message is about, once: a second press (or a replay)
+            // finds another release running and does nothing.
             let rollback = engine
-                .prepare_rollback(&run.app, &run.env, None, identity, &format!("slack rollback by {via}"), reason)
+                .prepare_rollback(launchway_engine::RollbackRequest {
+                    app: &run.app,
+                    env: &run.env,
+                    to: None,
+                    from: Some(run.release_id),
+                    by: identity,
+                    trigger: &trigger,
+                    reason: Some(&reason),
+                })
                 .await
                 .map_err(|error| error.to_string())?;
             state.runtime.drive(rollback.id);

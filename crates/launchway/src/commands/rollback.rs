@@ -32,7 +32,17 @@ pub async fn run(
     let engine = context.engine().await?;
     crate::notify::before_runs(&engine).await;
     let progress = LiveProgress::start(&engine, context.output(), started);
-    let run = engine.prepare_rollback(app, &env, to, &context.identity(), &context.trigger("rollback"), reason).await?;
+    let (by, trigger) = (context.identity(), context.trigger("rollback"));
+    let request = launchway_engine::RollbackRequest {
+        app,
+        env: &env,
+        to,
+        from: None,
+        by: &by,
+        trigger: &trigger,
+        reason: reason.as_deref(),
+    };
+    let run = engine.prepare_rollback(request).await?;
     let finished = drive_all(&engine, &[run.id]).await?;
     crate::notify::after_runs(context, &engine, None).await;
     progress.finish().await;
@@ -49,7 +59,7 @@ async fn through_server(
     reason: Option<String>,
     started: Instant,
 ) -> Result<u8> {
-    let request = RollbackRequest { app: app.to_owned(), env: env.to_owned(), to, reason };
+    let request = RollbackRequest { app: app.to_owned(), env: env.to_owned(), to, reason, from: None };
     let run: Run = server.post("/api/v1/rollback", &request).await?;
     if context.output() == Output::Text {
         println!("run {} rolls {app}@{env} back to release {}; following it", run.id, run.release_id);
