@@ -343,6 +343,10 @@ pub struct ServerArgs {
     /// its previous response) before its connection is closed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_timeout: std::time::Duration,
+    /// How long a client has to send a request's whole body, once its headers came,
+    /// before the request fails and its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
     /// The only hosts chat and webhook notifications may go to (repeatable, or
     /// comma-separated; `*.example.com` for names under it) [default: any host, but
     /// never a link-local address such as the cloud metadata service].

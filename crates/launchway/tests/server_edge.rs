@@ -14,19 +14,24 @@ use support::World;
 use support::server::ServerProcess;
 
 /// A helper process holding `count` idle TCP connections to `addr` (each process has its
-/// own file descriptor limit: 20,000 connections take two). Dropping it closes them.
+/// own file descriptor limit: 20,000 connections take two), each helper from a loopback
+/// address of its own (issue 22, item 9). Dropping it closes them.
 struct IdleConnections {
     child: Child,
 }
 
 impl IdleConnections {
     fn open(addr: std::net::SocketAddr, count: usize) -> IdleConnections {
+        // From a loopback source address of its own (127.0.0.2, …): one address has
+        // about 28,000 ephemeral ports, which other work on a busy machine shares.
+        static NEXT_SOURCE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
+        let source = format!("127.0.0.{}", NEXT_SOURCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         let script = "import socket, sys\n\
-            held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) for _ in range(int(sys.argv[3]))]\n\
+            held = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10, source_address=(sys.argv[4], 0)) for _ in range(int(sys.argv[3]))]\n\
             print('open', len(held), flush=True)\n\
             sys.stdin.read()\n";
         let mut child = Command::new("python3")
-            .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), &count.to_string()])
+            .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), &count.to_string(), &source])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -267,4 +272,110 @@ async fn validate_refuses_a_symbolic_link_out_of_the_repo_at_the_line_that_refer
         "{}",
         validate.stderr()
     );
+}
+
+/// A request promising `length` bytes of body and sending one, with `headers`: what the
+/// server answers within `patience` (empty when it closed without a word), or the error.
+fn promise_a_body(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+    length: usize,
+    patience: Duration,
+) -> (Duration, Result<String, std::io::ErrorKind>) {
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(patience)).unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: launchway\r\ncontent-type: application/json\r\n{headers}content-length: {length}\r\n\r\n{{"
+    );
+    stream.write_all(request.as_bytes()).expect("sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let outcome = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break Ok(String::from_utf8_lossy(&answer).into_owned()),
+            Ok(read) => {
+                answer.extend_from_slice(&buffer[..read]);
+                if answer.windows(4).any(|window| window == b"\r\n\r\n") {
+                    break Ok(String::from_utf8_lossy(&answer).into_owned());
+                }
+            }
+            Err(error) => break Err(error.kind()),
+        }
+    };
+    (started.elapsed(), outcome)
+}
+
+/// Issue 22, item 1: bodies were read before the caller was authenticated and with no
+/// time limit: a no-token `POST` promising 1 MB was never answered, and one with a token
+/// held its connection for good. Now who may send a body is known before a byte of it is
+/// read, and a body must come whole within the body timeout.
+#[tokio::test]
+async fn a_body_that_never_comes_is_refused_before_it_is_read_or_given_up_on() {
+    use support::server::token;
+
+    let world = World::new().await;
+    world.commit("environments:\n  {env}: {target: docker}\n", "nothing yet");
+    let server = ServerProcess::start_with(&world, &["--body-timeout", "1s"]);
+    let addr = server.addr;
+    let secret = token(&world, "admin", "admin@example.com", &[]).await;
+    let refused = tokio::task::spawn_blocking(move || {
+        ["/api/v1/releases", "/api/v1/sync", "/api/v1/tokens", "/hooks/github", "/hooks/gitlab"]
+            .map(|path| (path, promise_a_body(addr, path, "", 1_000_000, Duration::from_secs(20))))
+    })
+    .await
+    .unwrap();
+    for (path, (after, answer)) in refused {
+        let answer = answer.unwrap_or_else(|error| panic!("{path}: not answered: {error:?}"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path} refused before its body: {answer}");
+        assert!(after < Duration::from_secs(5), "{path} answered after {after:?}");
+    }
+
+    // With a token, the body still has to come: after the body timeout, the request
+    // fails and the connection closes.
+    let authorization = format!("authorization: Bearer {secret}\r\n");
+    let (after, answer) = tokio::task::spawn_blocking(move || {
+        promise_a_body(addr, "/api/v1/sync", &authorization, 100_000, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    let answer = answer.expect("answered or closed, not left hanging");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(after >= Duration::from_millis(900) && after < Duration::from_secs(10), "given up on after {after:?}");
+    assert!(health(&server).is_ok());
+}
+
+/// Issue 22, item 1: a connection whose body is still arriving counted as busy, so the
+/// connection cap closed idle newcomers instead and slow bodies held the server's files.
+/// Waiting for a body counts as idle: past the cap, those are the ones closed.
+#[tokio::test]
+async fn connections_waiting_for_their_body_are_closed_past_the_cap() {
+    let world = World::new().await;
+    world.commit("environments:\n  {env}: {target: docker}\n", "nothing yet");
+    let server = ServerProcess::start_with(&world, &["--max-connections", "16", "--body-timeout", "60s"]);
+    let addr = server.addr;
+    let baseline = server.open_files();
+    // Signing in reads its body (the token) first: nothing refuses these early.
+    let held = tokio::task::spawn_blocking(move || {
+        (0..300)
+            .map(|_| {
+                let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+                let request = "POST /api/v1/session HTTP/1.1\r\nhost: launchway\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{";
+                stream.write_all(request.as_bytes()).expect("sent");
+                stream
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut open = server.open_files();
+    while open > baseline + 16 + 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = server.open_files();
+    }
+    assert!(open <= baseline + 16 + 8, "at most the cap stays open: {open} files (baseline {baseline})");
+    assert!(health(&server).is_ok());
+    drop(held);
 }

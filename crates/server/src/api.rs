@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .merge(crate::ui::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticated_before_body))
         .layer(axum::middleware::map_response(common_headers))
         .with_state(state)
 }
@@ -184,6 +185,8 @@ pub struct Caller {
     pub(crate) headers: HeaderMap,
     pub(crate) source: IpAddr,
     method: axum::http::Method,
+    /// The token checked before the body was read, when it was.
+    authenticated: Option<Token>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -194,7 +197,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
-        Ok(Caller { headers: parts.headers.clone(), source, method: parts.method.clone() })
+        let authenticated = parts.extensions.get::<Authenticated>().map(|Authenticated(token)| token.clone());
+        Ok(Caller { headers: parts.headers.clone(), source, method: parts.method.clone(), authenticated })
     }
 }
 
@@ -209,6 +213,9 @@ pub(crate) async fn authorize(state: &AppState, caller: &Caller, permission: Per
 /// The caller's token, whatever it may do. Checked before a request's body is even
 /// read, so that a caller without a token learns nothing from how its body is parsed.
 pub(crate) async fn authenticate(state: &AppState, caller: &Caller) -> Result<Token, ApiError> {
+    if let Some(token) = &caller.authenticated {
+        return Ok(token.clone());
+    }
     let credential = session::credential(&caller.headers).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -300,6 +307,74 @@ async fn gitlab_hook(State(state): State<AppState>, caller: Caller, body: Bytes)
     webhook(state, Provider::GitLab, caller, body).await
 }
 
+/// 401 for a webhook that does not verify: counted against its source, and audited one
+/// by one only up to the limit (the rest is summarised).
+async fn refuse_webhook(state: &AppState, provider: Provider, caller: &Caller, refusal: &hooks::Refusal) -> Response {
+    crate::metrics::webhook(provider.as_str(), "refused");
+    if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
+        let message = format!("refused a {} webhook from {}: {refusal}", provider.as_str(), caller.source);
+        let data = json!({"provider": provider.as_str(), "reason": refusal.to_string(), "source": caller.source});
+        if let Err(error) =
+            state.runtime.engine().record(NewEvent::audit(AuditKind::WebhookRefused, message, data)).await
+        {
+            tracing::warn!(%error, "could not record a webhook in the audit log");
+        }
+    }
+    ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()).into_response()
+}
+
+/// Who may send a body is known before a byte of it is read: an API call's token, a
+/// webhook's signature header (GitLab's token whole), Slack's signature and timestamp.
+/// A caller that cannot be let in is answered at once, its body never read; one that can
+/// has its token handed on ([`Authenticated`]), checked once.
+async fn authenticated_before_body(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    let headers = request.headers();
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers.get(CONTENT_LENGTH).and_then(|length| length.to_str().ok()).is_some_and(|length| length != "0");
+    if !has_body {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    match path {
+        "/hooks/github" | "/hooks/gitlab" => {
+            let provider = if path == "/hooks/github" { Provider::GitHub } else { Provider::GitLab };
+            if let Standing::Limited { retry_after } =
+                state.limiter.standing(Failure::Webhook, caller.source, Instant::now())
+            {
+                return too_many(Failure::Webhook, retry_after).into_response();
+            }
+            if let Err(refusal) = hooks::precheck(provider, state.webhook_secret.as_deref(), &caller.headers) {
+                return refuse_webhook(&state, provider, &caller, &refusal).await;
+            }
+        }
+        "/hooks/slack/interactions" => {
+            if let Err(refusal) = crate::slack::precheck(&caller.headers, crate::slack::now_secs()) {
+                return (StatusCode::UNAUTHORIZED, refusal.to_string()).into_response();
+            }
+        }
+        // Signing in: the body is the token (bounded by the edge's body timeout).
+        "/api/v1/session" => {}
+        path if path.starts_with("/api/") => match authenticate(&state, &caller).await {
+            Ok(token) => {
+                request.extensions_mut().insert(Authenticated(token));
+            }
+            Err(error) => return error.into_response(),
+        },
+        _ => {}
+    }
+    next.run(request).await
+}
+
+/// A token the edge of the router already checked for this request.
+#[derive(Clone)]
+pub(crate) struct Authenticated(Token);
+
 async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Bytes) -> Response {
     if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
         crate::metrics::webhook(provider.as_str(), "limited");
@@ -317,19 +392,7 @@ async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Byte
     };
     let hook = match hooks::read(provider, state.webhook_secret.as_deref(), &caller.headers, &body) {
         Ok(hook) => hook,
-        Err(refusal) => {
-            crate::metrics::webhook(provider.as_str(), "refused");
-            // Audited one by one only up to the limit; the rest is summarised.
-            if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
-                audit(
-                    AuditKind::WebhookRefused,
-                    format!("refused a {} webhook from {}: {refusal}", provider.as_str(), caller.source),
-                    json!({"provider": provider.as_str(), "reason": refusal.to_string(), "source": caller.source}),
-                )
-                .await;
-            }
-            return ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()).into_response();
-        }
+        Err(refusal) => return refuse_webhook(&state, provider, &caller, &refusal).await,
     };
     let (git_ref, commit, delivery) = match hook {
         Hook::Push { git_ref, commit, delivery } => (git_ref, commit, delivery),

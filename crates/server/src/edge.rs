@@ -8,11 +8,17 @@
 //!   longest-open *idle* one (no request in progress), so idle connections churn and a
 //!   client with something to say always gets in;
 //! - a client must send a request's headers within `header_read_timeout` of connecting
-//!   or of its previous response, or the connection is closed (hyper's own timer);
+//!   or of its previous response, or the connection is closed (hyper's own timer), and
+//!   its body within `body_read_timeout` of the headers: a body that never comes (a
+//!   `Content-Length` promised, one byte sent) fails the request and closes the
+//!   connection rather than holding it;
+//! - a connection whose request is still waiting for its body counts as idle for the
+//!   cap: those are the ones closed to make room, never a client being answered;
 //! - every request carries its peer's address ([`ConnectInfo`]), which the rate limits
 //!   of failed authentication go by.
 
 use std::collections::BTreeMap;
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,11 +40,17 @@ pub struct EdgeLimits {
     /// How long a client has to send a request's headers, after connecting or after
     /// its previous response.
     pub header_read_timeout: Duration,
+    /// How long a client has to send a request's whole body, once its headers came.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for EdgeLimits {
     fn default() -> EdgeLimits {
-        EdgeLimits { max_connections: 1024, header_read_timeout: Duration::from_secs(10) }
+        EdgeLimits {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -92,8 +104,17 @@ pub async fn serve(listener: TcpListener, app: Router, limits: EdgeLimits, shutd
 struct Connection {
     /// Requests in progress on it.
     busy: AtomicUsize,
+    /// Of those, requests still waiting for their body: idle, as far as the cap goes.
+    reading: AtomicUsize,
     /// Asked to close (to make room for a newer one).
     close: CancellationToken,
+}
+
+impl Connection {
+    /// Whether it is answering a request (not only waiting for one, or for its body).
+    fn answering(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) > self.reading.load(Ordering::SeqCst)
+    }
 }
 
 /// The open connections, oldest first.
@@ -114,9 +135,9 @@ impl Registry {
         open.insert(id, connection.clone());
         let closing = open.values().filter(|connection| connection.close.is_cancelled()).count();
         let excess = (open.len() - closing).saturating_sub(max);
-        let idle = open.iter().filter(|(other, candidate)| {
-            **other != id && candidate.busy.load(Ordering::SeqCst) == 0 && !candidate.close.is_cancelled()
-        });
+        let idle = open
+            .iter()
+            .filter(|(other, candidate)| **other != id && !candidate.answering() && !candidate.close.is_cancelled());
         for (_, candidate) in idle.take(excess) {
             candidate.close.cancel();
         }
@@ -137,8 +158,11 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let tracked = connection.clone();
+    let body_read_timeout = limits.body_read_timeout;
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(axum::body::Body::new);
+        let reading = tracked.clone();
+        let mut request =
+            request.map(|incoming| axum::body::Body::new(GuardedBody::new(incoming, body_read_timeout, reading)));
         request.extensions_mut().insert(ConnectInfo(peer));
         let tracked = tracked.clone();
         tracked.busy.fetch_add(1, Ordering::SeqCst);
@@ -160,12 +184,99 @@ async fn serve_connection(
             }
             return;
         }
-        () = connection.close.cancelled() => {}
+        () = connection.close.cancelled() => {
+            // A request still waiting for its body has nothing to finish: closed at once.
+            if !connection.answering() {
+                return;
+            }
+        }
         () = shutdown.cancelled() => {}
     }
     // Closing: an idle connection goes at once; a request under way finishes first.
     served.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(30), served).await;
+}
+
+/// A request's body as the edge hands it on: it must arrive whole within the body read
+/// timeout (else reading it fails, and the connection closes with the request), and
+/// while it arrives the connection counts as idle for the cap.
+struct GuardedBody {
+    inner: Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The connection, while the body is still arriving (its `reading` is counted).
+    reading: Option<Arc<Connection>>,
+}
+
+impl GuardedBody {
+    fn new(inner: Incoming, timeout: Duration, connection: Arc<Connection>) -> GuardedBody {
+        use hyper::body::Body as _;
+        let reading = (!inner.is_end_stream()).then(|| {
+            connection.reading.fetch_add(1, Ordering::SeqCst);
+            connection
+        });
+        GuardedBody { inner, deadline: Box::pin(tokio::time::sleep(timeout)), reading }
+    }
+
+    fn arrived(&mut self) {
+        if let Some(connection) = self.reading.take() {
+            connection.reading.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        self.arrived();
+    }
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.reading.is_none() {
+            return std::pin::Pin::new(&mut this.inner).poll_frame(context).map_err(Into::into);
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(context) {
+            Poll::Ready(None) => {
+                this.arrived();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                this.arrived();
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if hyper::body::Body::is_end_stream(&this.inner) {
+                    this.arrived();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(context) {
+                Poll::Ready(()) => {
+                    this.arrived();
+                    let timed_out =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "the request's body came too slowly");
+                    Poll::Ready(Some(Err(timed_out.into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -66,9 +66,28 @@ pub enum Refusal {
     BadBody(String),
 }
 
+/// What can be verified of a webhook before its body is read: a secret is configured,
+/// GitHub's signature is there, GitLab's token is there and right. Answers the secret.
+pub fn precheck<'s>(provider: Provider, secret: Option<&'s str>, headers: &HeaderMap) -> Result<&'s str, Refusal> {
+    let secret = secret.filter(|secret| !secret.is_empty()).ok_or(Refusal::NoSecretConfigured)?;
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
+    match provider {
+        Provider::GitHub => {
+            header("x-hub-signature-256").ok_or(Refusal::Missing("X-Hub-Signature-256"))?;
+        }
+        Provider::GitLab => {
+            let token = header("x-gitlab-token").ok_or(Refusal::Missing("X-Gitlab-Token"))?;
+            if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+                return Err(Refusal::BadToken);
+            }
+        }
+    }
+    Ok(secret)
+}
+
 /// Verifies and reads a webhook.
 pub fn read(provider: Provider, secret: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Hook, Refusal> {
-    let secret = secret.filter(|secret| !secret.is_empty()).ok_or(Refusal::NoSecretConfigured)?;
+    let secret = precheck(provider, secret, headers)?;
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
     let (event, delivery) = match provider {
         Provider::GitHub => {
@@ -77,10 +96,6 @@ pub fn read(provider: Provider, secret: Option<&str>, headers: &HeaderMap, body:
             (header("x-github-event").unwrap_or("push"), header("x-github-delivery"))
         }
         Provider::GitLab => {
-            let token = header("x-gitlab-token").ok_or(Refusal::Missing("X-Gitlab-Token"))?;
-            if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
-                return Err(Refusal::BadToken);
-            }
             let delivery = header("x-gitlab-event-uuid").or_else(|| header("x-gitlab-webhook-uuid"));
             (header("x-gitlab-event").unwrap_or("Push Hook"), delivery)
         }

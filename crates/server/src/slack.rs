@@ -55,6 +55,16 @@ pub enum Refusal {
 
 /// Checks that Slack sent `body` recently (`now` in Unix seconds).
 pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Refusal> {
+    let (timestamp, signature) = precheck(headers, now)?;
+    if !constant_time_eq(signature.as_bytes(), sign(secret, timestamp, body).as_bytes()) {
+        return Err(Refusal::BadSignature);
+    }
+    Ok(())
+}
+
+/// What can be checked of Slack's request before its body is read: the signature and a
+/// fresh timestamp are there. Answers them.
+pub fn precheck(headers: &HeaderMap, now: i64) -> Result<(&str, &str), Refusal> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
     let timestamp = header("x-slack-request-timestamp").ok_or(Refusal::Missing("X-Slack-Request-Timestamp"))?;
     let signature = header("x-slack-signature").ok_or(Refusal::Missing("X-Slack-Signature"))?;
@@ -62,10 +72,7 @@ pub fn verify(secret: &str, headers: &HeaderMap, body: &[u8], now: i64) -> Resul
     if (now - sent_at).abs() > FRESH_FOR_SECS {
         return Err(Refusal::Stale);
     }
-    if !constant_time_eq(signature.as_bytes(), sign(secret, timestamp, body).as_bytes()) {
-        return Err(Refusal::BadSignature);
-    }
-    Ok(())
+    Ok((timestamp, signature))
 }
 
 /// Slack's `v0=` signature of a request.
@@ -115,7 +122,7 @@ pub fn read(body: &[u8]) -> Result<Press, String> {
     Ok(Press { user, action, response_url, message })
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
 

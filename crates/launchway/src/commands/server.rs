@@ -40,6 +40,7 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
         edge: launchway_server::edge::EdgeLimits {
             max_connections: args.max_connections.max(1),
             header_read_timeout: args.header_timeout,
+            body_read_timeout: args.body_timeout,
         },
         secrets: Secrets::with_parameter_store(Arc::new(SsmParameters::from_default_chain())),
         slack: slack_config(args.slack_signing_secret, &args.slack_users)?,
