@@ -473,6 +473,9 @@ fn health(
                     ReplicaState::Running => {}
                 }
             }
+            if let Some(entry) = live.entry_point.as_ref().filter(|entry| !entry.answering) {
+                problems.push(format!("the entry point does not answer ({})", entry.what));
+            }
             let others = live.replicas.len() - ours.len();
             if others > 0 {
                 problems.push(format!("{others} replica{} of another revision", if others == 1 { "" } else { "s" }));

@@ -64,6 +64,40 @@ async fn the_proxy_keeps_its_routes_when_its_container_restarts() {
     assert!(answer.as_deref().is_some_and(|answer| answer.starts_with("v1 (")), "{answer:?}");
 }
 
+/// Issue 22, item 5: after `docker kill` of the proxy (Docker does not restart a killed
+/// container) the entry point answered nothing while `deploy` said "nothing to deploy"
+/// and `status` "healthy, in sync". The entry point is part of what must run: status
+/// says it is down, and deploy restores it with its routes.
+#[tokio::test]
+async fn a_killed_proxy_is_reported_and_restored_by_the_next_deploy() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    world.commit(&WEB.replace("{message}", "v1").replace("{ingress}", &ingress.to_string()), "web v1");
+    deploy(&world, &proxy).await;
+    let port = proxy.admin.rsplit(':').next().unwrap_or_default().to_owned();
+    let killed = std::process::Command::new("docker")
+        .args(["kill", &format!("launchway-proxy-{port}")])
+        .output()
+        .expect("docker");
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+
+    let mut status = world.command(&["status", "--output", "json"]);
+    status.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
+    let status: serde_json::Value = serde_json::from_slice(&output(status).await.stdout).expect("JSON");
+    assert_eq!(status[0]["health"]["state"], "degraded", "{status:#}");
+    assert!(status[0]["health"]["summary"].as_str().unwrap().contains("the entry point does not answer"));
+    assert_eq!(status[0]["sync"], "out_of_sync");
+    assert!(status[0]["sync_reason"].as_str().unwrap().starts_with("restore the entry point"), "{status:#}");
+
+    deploy(&world, &proxy).await;
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("client");
+    let answer = http.get(format!("http://127.0.0.1:{ingress}/")).send().await.expect("the entry point answers");
+    assert!(answer.text().await.unwrap().starts_with("v1 ("), "served by its routes, restored");
+    let runs = world.runs().await;
+    assert_eq!((runs[0]["kind"].as_str(), runs[0]["state"].as_str()), (Some("repair"), Some("succeeded")));
+}
+
 #[tokio::test]
 async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
     let world = World::new().await;

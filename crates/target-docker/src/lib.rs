@@ -217,6 +217,19 @@ impl Target for DockerTarget {
             view.restarts = restarts.get(&(replica.app.clone(), replica.key())).map_or(0, |count| *count as u32);
             live.apps.entry(replica.app.clone()).or_default().replicas.push(view);
         }
+        // Apps reached through the proxy: whether it answers is part of what runs (a
+        // killed proxy container is not restarted by Docker).
+        let entered: Vec<&str> = apps
+            .iter()
+            .filter(|app| matches!(app.spec, AppSpec::Service(service) if service.ingress.is_some()))
+            .map(|app| app.app)
+            .collect();
+        if !entered.is_empty() {
+            let entry_point = proxy::observe(&self.http).await;
+            for app in entered {
+                live.apps.entry(app.to_owned()).or_default().entry_point = Some(entry_point.clone());
+            }
+        }
         Ok(live)
     }
 

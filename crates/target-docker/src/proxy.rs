@@ -35,6 +35,16 @@ fn names() -> (String, String) {
     (format!("launchway-proxy-{port}"), format!("launchway-proxy-state-{port}"))
 }
 
+/// Whether the host's proxy answers, as an app's entry point.
+pub(crate) async fn observe(http: &reqwest::Client) -> launchway_target::EntryPoint {
+    let admin = admin_address();
+    let answer = http.get(format!("http://{admin}/healthz")).timeout(Duration::from_secs(1)).send().await;
+    launchway_target::EntryPoint {
+        answering: answer.is_ok_and(|answer| answer.status().is_success()),
+        what: format!("the proxy on this host (admin {admin}, container {})", names().0),
+    }
+}
+
 /// The proxy's admin API, once the proxy runs.
 pub(crate) struct ProxyClient {
     http: reqwest::Client,

@@ -178,7 +178,8 @@ impl Target for Ecs {
         let mut live = LiveEnvironment::default();
         for (app, definition) in observed {
             if let Some(definition) = definition {
-                live.apps.insert(app, LiveApp { replicas: Vec::new(), definition: Some(definition) });
+                live.apps
+                    .insert(app, LiveApp { replicas: Vec::new(), definition: Some(definition), entry_point: None });
             }
         }
         Ok(live)

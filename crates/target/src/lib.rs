@@ -90,6 +90,19 @@ pub struct LiveApp {
     /// What runs, for targets that run a definition rather than labelled replicas (ECS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<LiveDefinition>,
+    /// The entry point clients reach the app through (Docker's proxy, for a service
+    /// with `ingress:`), when it has one: part of what must run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<EntryPoint>,
+}
+
+/// An app's entry point, as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryPoint {
+    /// Whether it answers now.
+    pub answering: bool,
+    /// What it is, for people: "the proxy on this host (admin 127.0.0.1:8099)".
+    pub what: String,
 }
 
 /// What a definition-based target (ECS) runs for an app.

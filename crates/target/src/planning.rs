@@ -75,7 +75,16 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
                 };
             };
             let only_desired_running = running_by_revision.len() == 1 && from == to_revision;
-            if only_desired_running && running == service.replicas && stopped == 0 && restarted == 0 {
+            // An entry point that does not answer is drift like a missing replica: the
+            // rollout that converges it starts it again, with its routes.
+            let entry_point_down =
+                live.entry_point.as_ref().filter(|entry| !entry.answering && service.ingress.is_some());
+            if only_desired_running
+                && running == service.replicas
+                && stopped == 0
+                && restarted == 0
+                && entry_point_down.is_none()
+            {
                 return AppPlan { replicas: Some(counts), ..AppPlan::no_change(app, env, "service", to_revision) };
             }
             let deployed = current.filter(|deployed| deployed.revision == from);
@@ -95,7 +104,16 @@ pub fn native_plan(request: PlanRequest<'_>) -> AppPlan {
                 });
             }
             let (action, summary) = if from == to_revision {
-                (PlanAction::Converge, converge_summary(&counts, running_by_revision.len()))
+                let mut summary = converge_summary(&counts, running_by_revision.len());
+                if let Some(entry) = entry_point_down {
+                    summary = match (counts.running, counts.stopped, counts.restarted) {
+                        (running, 0, 0) if running == counts.desired && running_by_revision.len() == 1 => {
+                            format!("restore the entry point: {} does not answer", entry.what)
+                        }
+                        _ => format!("{summary}, and restore the entry point: {} does not answer", entry.what),
+                    };
+                }
+                (PlanAction::Converge, summary)
             } else {
                 (PlanAction::Update, update_summary(service.replicas, &service.strategy))
             };
@@ -492,6 +510,7 @@ mod tests {
         let revision = spec.revision().0;
         LiveApp {
             definition: None,
+            entry_point: None,
             replicas: (0..running + stopped)
                 .map(|slot| LiveReplica {
                     id: format!("c{slot}"),
@@ -713,5 +732,22 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(plan(&scheduled, None, None).summary, "record the task definition for its scheduled runs");
+    }
+
+    /// Issue 22, item 5: a killed proxy left `deploy` saying "nothing to deploy" and
+    /// `status` "healthy, in sync". An entry point that does not answer is drift.
+    #[test]
+    fn an_entry_point_that_does_not_answer_is_converged() {
+        let mut desired = service("web:1", 2, &[]);
+        if let AppSpec::Service(service) = &mut desired {
+            service.ingress = Some(launchway_manifest::Ingress { port: 80, host: None, path: None, tls: None });
+        }
+        let mut running = live(&desired, 2, 0);
+        running.entry_point = Some(crate::EntryPoint { answering: true, what: "the proxy".into() });
+        assert!(plan(&desired, Some(&running), Some(&desired)).is_no_op());
+        running.entry_point = Some(crate::EntryPoint { answering: false, what: "the proxy".into() });
+        let plan = plan(&desired, Some(&running), Some(&desired));
+        assert_eq!(plan.action, PlanAction::Converge);
+        assert_eq!(plan.summary, "restore the entry point: the proxy does not answer");
     }
 }

@@ -130,7 +130,7 @@ impl Target for FakeTarget {
                         endpoints: Vec::new(),
                         restarts: 0,
                     }];
-                    (app, LiveApp { replicas, definition: None })
+                    (app, LiveApp { replicas, definition: None, entry_point: None })
                 })
                 .collect(),
         })
