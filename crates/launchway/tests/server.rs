@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use launchway_target::Target;
 use serde_json::{Value, json};
 use support::World;
@@ -365,6 +367,41 @@ notifications:
     assert_eq!(dora[0]["change_failure_rate"], 0.5, "{dora}");
     assert_eq!(dora[0]["unrestored_failures"], 0, "{dora}");
     assert!(dora[0]["time_to_restore_median_s"].as_f64().is_some(), "{dora}");
+}
+
+/// Issue 22, item 6: with a receiver that accepts and never answers, a working one got
+/// "started" after 57.6 s and "succeeded" after 115.1 s. Each destination has its own
+/// queue: a hanging one delays only itself.
+#[tokio::test]
+async fn a_receiver_that_never_answers_delays_no_other() {
+    let world = World::new().await;
+    // Accepts connections and holds them, answering nothing.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_url = format!("http://{}/hook", hanging.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = hanging.accept().await {
+            held.push(connection);
+        }
+    });
+    let slack = Receiver::start(200).await;
+    world.commit(
+        &format!("{}notifications:\n  - webhook: {hanging_url}\n  - slack: {}\n", web("approval: true"), slack.url),
+        "web, told to a receiver that hangs and one that works",
+    );
+    let started = Instant::now();
+    let server = ServerProcess::start(&world);
+    slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("waits for approval"))).await;
+    let asked_after = started.elapsed();
+    assert!(asked_after < Duration::from_secs(20), "asked after {asked_after:?}");
+
+    let api = Api::new(&server, Some(&token(&world, "approver", "bob@example.com", &[]).await));
+    let run = api.wait_for_runs("?state=awaiting_approval", |runs| !runs.is_empty()).await[0]["id"].as_i64().unwrap();
+    let approved = Instant::now();
+    api.post(&format!("/api/v1/runs/{run}/approve"), json!({})).await;
+    slack.wait_for(|body| body["text"].as_str().is_some_and(|text| text.contains("deployed: run"))).await;
+    let told_after = approved.elapsed();
+    assert!(told_after < Duration::from_secs(20), "told after {told_after:?}");
 }
 
 #[tokio::test]

@@ -82,28 +82,48 @@ pub struct Dispatcher {
     pub interactive_slack: bool,
     /// Messages under way.
     pub sending: TaskTracker,
-    /// Per run, the end of its last event's sending, which its next event's waits for:
-    /// a run's messages and commit statuses go out in the order they happened (a late
-    /// "pending" must not overwrite "success"). `Default::default()` to start.
+    /// A run's messages and commit statuses go out to each destination in the order
+    /// they happened (a late "pending" must not overwrite "success"), and a destination
+    /// that is slow or hangs delays only its own. `Default::default()` to start.
     pub in_order: RunOrder,
 }
 
-/// See [`Dispatcher::in_order`].
+/// See [`Dispatcher::in_order`]: a run's events are prepared one after the other (each
+/// takes its places in the destinations' queues in turn), and each destination's
+/// messages about the run are sent one after the other, apart from other destinations'.
 #[derive(Default)]
-pub struct RunOrder(std::sync::Mutex<HashMap<i64, oneshot::Receiver<()>>>);
+pub struct RunOrder {
+    /// Per run, the end of its last event's preparation.
+    prepared: std::sync::Mutex<HashMap<i64, oneshot::Receiver<()>>>,
+    /// Per run and destination, the end of its last message's sending.
+    sent: std::sync::Mutex<HashMap<(i64, String), oneshot::Receiver<()>>>,
+}
 
 impl RunOrder {
-    /// Takes the place after the run's last event: what to wait for first, and what to
-    /// say when done. A run's last event (it ended) leaves nothing behind.
-    fn next(&self, run_id: Option<i64>, last: bool) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+    /// Takes the place after the run's last event for preparing this one: what to wait
+    /// for first, and what to say when prepared. A run's last event leaves nothing behind.
+    fn prepare(&self, run_id: Option<i64>, last: bool) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
         let (done, after) = oneshot::channel();
         let Some(run_id) = run_id else { return (None, done) };
-        let mut order = self.0.lock().expect("not poisoned");
+        let mut order = self.prepared.lock().expect("not poisoned");
         let previous = order.remove(&run_id);
         if !last {
             order.insert(run_id, after);
         }
         (previous, done)
+    }
+
+    /// Takes the place after the run's last message to `destination`.
+    fn send(&self, run_id: i64, destination: &str) -> (Option<oneshot::Receiver<()>>, oneshot::Sender<()>) {
+        let (done, after) = oneshot::channel();
+        let mut order = self.sent.lock().expect("not poisoned");
+        let previous = order.insert((run_id, destination.to_owned()), after);
+        (previous, done)
+    }
+
+    /// The run has ended and its last event has its places: nothing more will wait.
+    fn forget(&self, run_id: i64) {
+        self.sent.lock().expect("not poisoned").retain(|(run, _), _| *run != run_id);
     }
 }
 
@@ -277,18 +297,18 @@ impl Dispatcher {
                 log.in_flight.insert(event.id);
                 let dispatcher = self.clone();
                 let finished = finished.clone();
-                let (previous, done) = self.in_order.next(event.run_id, false);
+                let (previous, prepared) = self.in_order.prepare(event.run_id, false);
                 self.sending.spawn(async move {
                     if let Some(previous) = previous {
                         let _ = previous.await;
                     }
-                    if let Err(error) = dispatcher.approval_decided(&event, &decided).await {
+                    let prepared = Prepared(Some(prepared));
+                    if let Err(error) = dispatcher.approval_decided(&event, &decided, prepared).await {
                         tracing::warn!(
                             error = format!("{error:#}"),
                             "could not bring an approval's messages up to date"
                         );
                     }
-                    let _ = done.send(());
                     let _ = finished.send(event.id);
                 });
                 continue;
@@ -298,15 +318,14 @@ impl Dispatcher {
             let dispatcher = self.clone();
             let finished = finished.clone();
             let last = on.ends_run();
-            let (previous, done) = self.in_order.next(event.run_id, last);
+            let (previous, prepared) = self.in_order.prepare(event.run_id, last);
             self.sending.spawn(async move {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
-                if let Err(error) = dispatcher.notify(on, &event).await {
+                if let Err(error) = dispatcher.notify(on, &event, Prepared(Some(prepared))).await {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
-                let _ = done.send(());
                 let _ = finished.send(event.id);
             });
         }
@@ -324,7 +343,9 @@ impl Dispatcher {
         }
     }
 
-    async fn notify(&self, on: NotifyOn, event: &Event) -> anyhow::Result<()> {
+    /// Announces `event` as `on` to each destination that wants it, each in its own
+    /// queue; `prepared` is said once every destination's place is taken.
+    async fn notify(&self, on: NotifyOn, event: &Event, prepared: Prepared) -> anyhow::Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
         let store = self.engine.store();
         let run = store.run(run_id).await?;
@@ -344,45 +365,64 @@ impl Dispatcher {
             .map(|notification| &notification.sink)
             .filter(|sink| !sink.is_commit_status() || run.kind == RunKind::Deploy)
             .collect();
-        if on == NotifyOn::Rejected {
-            // Expired or superseded, nobody decided: its approval messages say so now.
-            let undecided = store.approval(run.id).await?.is_some_and(|approval| approval.decision.is_none());
-            if undecided {
-                let why = run.reason.clone().unwrap_or_else(|| "it ended before anyone decided".to_owned());
-                self.bring_approval_messages_up_to_date(&run, event, &rules, format!("🚫 Not deployed: {why}")).await?;
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(());
-        }
         let mut notification = self.notification(on, event, &run).await?;
         notification.nothing_changed = nothing_changed && on == NotifyOn::Succeeded;
-        for sink in wanted {
-            let destination = match destination(&self.secrets, sink).await {
-                Ok(destination) => destination,
-                Err(error) => {
-                    let outcome = NotificationOutcome {
-                        event: on.as_str().to_owned(),
-                        destination: "a notification destination".to_owned(),
-                        attempts: 0,
-                        error: Some(error),
-                        message: None,
-                    };
-                    self.record(&run, outcome).await;
-                    continue;
-                }
-            };
-            let delivery = self.notifier.send(&destination, &notification).await;
-            crate::metrics::notification(delivery.delivered);
-            self.record(&run, outcome(on.as_str(), &destination, delivery)).await;
+        let places: Vec<_> = wanted.iter().map(|sink| self.in_order.send(run.id, &sink_key(sink))).collect();
+        let edits = if on == NotifyOn::Rejected {
+            // Expired or superseded, nobody decided: its approval messages say so now.
+            let undecided = store.approval(run.id).await?.is_some_and(|approval| approval.decision.is_none());
+            let why = run.reason.clone().unwrap_or_else(|| "it ended before anyone decided".to_owned());
+            undecided.then(|| self.approval_edits(&run, &rules, format!("🚫 Not deployed: {why}")))
+        } else {
+            None
+        };
+        let edits = match edits {
+            Some(edits) => edits.await?,
+            None => Vec::new(),
+        };
+        if on.ends_run() {
+            self.in_order.forget(run.id);
         }
-        Ok(())
+        drop(prepared);
+        let sends = wanted.into_iter().zip(places).map(|(sink, (previous, done))| {
+            let (run, notification) = (&run, &notification);
+            async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                match destination(&self.secrets, sink).await {
+                    Ok(destination) => {
+                        let delivery = self.notifier.send(&destination, notification).await;
+                        crate::metrics::notification(delivery.delivered);
+                        self.record(run, outcome(on.as_str(), &destination, delivery)).await;
+                    }
+                    Err(error) => {
+                        let outcome = NotificationOutcome {
+                            event: on.as_str().to_owned(),
+                            destination: "a notification destination".to_owned(),
+                            attempts: 0,
+                            error: Some(error),
+                            message: None,
+                        };
+                        self.record(run, outcome).await;
+                    }
+                }
+                let _ = done.send(());
+            }
+        });
+        futures_util::future::join_all(sends).await;
+        self.edit_approval_messages(&run, event, edits).await
     }
 
     /// An approval was decided (anywhere: the CLI, the page, a button): the messages
     /// that asked for it, where they can be edited (a Slack app's), lose their buttons
     /// and say who decided.
-    async fn approval_decided(&self, event: &Event, decided: &ApprovalDecided) -> anyhow::Result<()> {
+    async fn approval_decided(
+        &self,
+        event: &Event,
+        decided: &ApprovalDecided,
+        prepared: Prepared,
+    ) -> anyhow::Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
         let run = self.engine.store().run(run_id).await?;
         let Some(rules) = self.rules.current_notifications().await else { return Ok(()) };
@@ -393,18 +433,20 @@ impl Dispatcher {
                 format!("🚫 Rejected by {}{comment}: nothing was changed", decided.by)
             }
         };
-        self.bring_approval_messages_up_to_date(&run, event, &rules, line).await
+        let edits = self.approval_edits(&run, &rules, line).await?;
+        drop(prepared);
+        self.edit_approval_messages(&run, event, edits).await
     }
 
-    /// Edits each message posted to ask for the run's approval into one that says
-    /// `decided` and offers no buttons.
-    async fn bring_approval_messages_up_to_date(
+    /// The edits that turn each message posted to ask for the run's approval into one
+    /// that says `decided` and offers no buttons, each with its place in its
+    /// destination's queue (after the message it edits).
+    async fn approval_edits(
         &self,
         run: &launchway_store::Run,
-        event: &Event,
         rules: &[launchway_manifest::Notification],
         decided: String,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Vec<Edit>> {
         let store = self.engine.store();
         let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
         let asked: Vec<(String, String)> = events
@@ -416,19 +458,46 @@ impl Dispatcher {
                 _ => None,
             })
             .collect();
+        let mut edits = Vec::new();
         if asked.is_empty() {
-            return Ok(());
+            return Ok(edits);
         }
-        let mut notification = self.notification(NotifyOn::ApprovalNeeded, event, run).await?;
-        notification.decided = Some(decided);
         for rule in rules.iter().filter(|rule| matches!(rule.sink, NotificationSink::SlackApp(_))) {
             let Ok(destination) = destination(&self.secrets, &rule.sink).await else { continue };
             let described = destination.describe();
             for (_, message) in asked.iter().filter(|(posted_to, _)| *posted_to == described) {
-                let delivery = self.notifier.update(&destination, message, &notification).await;
-                self.record(run, outcome("approval_decided", &destination, delivery)).await;
+                let (previous, done) = self.in_order.send(run.id, &sink_key(&rule.sink));
+                let (destination, message, decided) = (destination.clone(), message.clone(), decided.clone());
+                edits.push(Edit { destination, message, decided, previous, done });
             }
         }
+        Ok(edits)
+    }
+
+    /// Makes `edits`, each after what its destination had to send before.
+    async fn edit_approval_messages(
+        &self,
+        run: &launchway_store::Run,
+        event: &Event,
+        edits: Vec<Edit>,
+    ) -> anyhow::Result<()> {
+        if edits.is_empty() {
+            return Ok(());
+        }
+        let asking = self.notification(NotifyOn::ApprovalNeeded, event, run).await?;
+        let made = edits.into_iter().map(|edit| {
+            let mut notification = asking.clone();
+            async move {
+                if let Some(previous) = edit.previous {
+                    let _ = previous.await;
+                }
+                notification.decided = Some(edit.decided);
+                let delivery = self.notifier.update(&edit.destination, &edit.message, &notification).await;
+                self.record(run, outcome("approval_decided", &edit.destination, delivery)).await;
+                let _ = edit.done.send(());
+            }
+        });
+        futures_util::future::join_all(made).await;
         Ok(())
     }
 
@@ -510,6 +579,34 @@ impl Dispatcher {
             tracing::warn!(%error, "could not record a notification's outcome");
         }
     }
+}
+
+/// An edit of a message posted before, waiting for its place in its destination's queue.
+struct Edit {
+    destination: Destination,
+    /// Where the message is ("CHANNEL TS").
+    message: String,
+    decided: String,
+    previous: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
+/// Said once an event's places in its destinations' queues are taken (or when it turns
+/// out to have none): the run's next event may then take its own.
+struct Prepared(Option<oneshot::Sender<()>>);
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(prepared) = self.0.take() {
+            let _ = prepared.send(());
+        }
+    }
+}
+
+/// What tells a destination's queue apart: its sink as the manifest writes it (secrets
+/// stay references).
+fn sink_key(sink: &NotificationSink) -> String {
+    format!("{sink:?}")
 }
 
 /// A delivery's outcome, for the audit log: where (never the secret URL), how many
