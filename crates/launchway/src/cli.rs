@@ -361,6 +361,11 @@ pub struct ServerArgs {
     /// comma-separated). The identity's role is the highest of its live tokens.
     #[arg(long = "slack-user", env = "LAUNCHWAY_SLACK_USERS", value_delimiter = ',', value_name = "SLACK_ID=IDENTITY")]
     pub slack_users: Vec<String>,
+    /// A reverse proxy in front of the server (repeatable, or comma-separated): from it,
+    /// a request's source is the address it names in X-Forwarded-For, which the limits
+    /// on failed authentication go by; from anyone else the header is ignored.
+    #[arg(long = "trusted-proxy", env = "LAUNCHWAY_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How log lines are written (to stderr): one per run transition, and warnings;
     /// LAUNCHWAY_LOG (an env-filter such as `info` or `launchway=debug`) shows more.
     #[arg(long, env = "LAUNCHWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

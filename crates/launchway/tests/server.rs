@@ -854,6 +854,9 @@ async fn slack_buttons_act_for_a_mapped_approver_and_nothing_else() {
     assert_eq!(api.get(&format!("/api/v1/runs/{run}")).await.body["run"]["state"], "awaiting_approval");
     let refusals = api.get("/api/v1/audit?limit=100").await.body.to_string();
     assert!(refusals.contains("refused a Slack interaction"), "refusals are audited: {refusals}");
+    // Signed presses refused for who pressed are audited too (issue 22, item 8).
+    assert!(refusals.contains("refused a Slack press by USTRANGER"), "{refusals}");
+    assert!(refusals.contains("needs the approver role"), "{refusals}");
 
     assert_eq!(send(press("UAPPROVER", "approve"), now(), SIGNING_SECRET).await, 200);
     let replaced = replies.wait_for(|body| body["replace_original"] == true).await;

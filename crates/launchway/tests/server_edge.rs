@@ -379,3 +379,49 @@ async fn connections_waiting_for_their_body_are_closed_past_the_cap() {
     assert!(health(&server).is_ok());
     drop(held);
 }
+
+/// Issue 22, item 7: behind a reverse proxy all clients share one address, and 11 wrong
+/// tokens plus 11 unsigned webhooks got the valid admin token, signed pushes and signed
+/// Slack presses 429 for the rest of the minute. Requests that authenticate are never
+/// held back; and with `--trusted-proxy`, each client is its own source.
+#[tokio::test]
+async fn failures_from_a_shared_address_never_lock_out_those_who_authenticate() {
+    use support::server::{WEBHOOK_SECRET, github_push, token};
+
+    let world = World::new().await;
+    world.commit("environments:\n  {env}: {target: docker}\n", "nothing yet");
+    let server = ServerProcess::start_with(&world, &["--trusted-proxy", "127.0.0.1"]);
+    let admin = token(&world, "admin", "admin@example.com", &[]).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let from = |client: &'static str| move |request: reqwest::RequestBuilder| request.header("x-forwarded-for", client);
+    let guesser = from("198.51.100.7");
+    for _ in 0..11 {
+        let wrong = guesser(http.get(server.url("/api/v1/runs"))).bearer_auth("lw_nope_nope").send().await.unwrap();
+        assert!(matches!(wrong.status().as_u16(), 401 | 429));
+        let unsigned = guesser(http.post(server.url("/hooks/github")))
+            .header("x-github-event", "push")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(unsigned.status().as_u16(), 401 | 429));
+    }
+    let limited = guesser(http.get(server.url("/api/v1/runs"))).bearer_auth("lw_nope_nope").send().await.unwrap();
+    assert_eq!(limited.status(), 429, "the guesser is held back");
+    // The guesser's own valid token, and a signed push from the same address, get in.
+    let valid = guesser(http.get(server.url("/api/v1/runs"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(valid.status(), 200, "a valid token is never held back");
+    let body = github_push("refs/heads/main", "0000000000000000000000000000000000000000");
+    let signed = guesser(http.post(server.url("/hooks/github")))
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", launchway_server::hooks::github_signature(WEBHOOK_SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(signed.status(), 429, "a signed push is never held back");
+    // Another client behind the same proxy is a source of its own.
+    let other =
+        from("198.51.100.8")(http.get(server.url("/api/v1/runs"))).bearer_auth("lw_nope_nope").send().await.unwrap();
+    assert_eq!(other.status(), 401, "someone else's failures are not this client's");
+}

@@ -45,6 +45,8 @@ pub struct AppState {
     pub webhook_secret: Option<String>,
     /// Failed authentication per source: refused webhooks and wrong tokens.
     pub limiter: Arc<FailureLimiter>,
+    /// Reverse proxies whose `X-Forwarded-For` names a request's source.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Session cookies are marked Secure (people reach the server over HTTPS).
     pub secure_cookies: bool,
     /// Slack's buttons, when the server has a signing secret.
@@ -189,17 +191,35 @@ pub struct Caller {
     authenticated: Option<Token>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
-        let source = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Self::Rejection> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(peer)| peer.ip());
+        let source = source_of(peer, &parts.headers, &state.trusted_proxies);
         let authenticated = parts.extensions.get::<Authenticated>().map(|Authenticated(token)| token.clone());
         Ok(Caller { headers: parts.headers.clone(), source, method: parts.method.clone(), authenticated })
     }
+}
+
+/// Where a request comes from: its peer, or, when the peer is a trusted reverse proxy,
+/// the nearest address in `X-Forwarded-For` that is not one (proxies append what they
+/// saw, so what is left of the trusted ones is what the client wrote and not believed).
+fn source_of(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|address| address.trim().parse().ok())
+        .collect();
+    forwarded.into_iter().rev().find(|address| !trusted.contains(address)).unwrap_or(peer)
 }
 
 /// The caller's token, if it may do `permission`: 401 without a valid token, 403 when
@@ -240,13 +260,15 @@ pub(crate) async fn authenticate(state: &AppState, caller: &Caller) -> Result<To
 /// The live token `presented` stands for: 401 when it is unknown, revoked or wrong
 /// (audited, up to a limit per source), 429 after too many wrong ones from `source`.
 pub(crate) async fn verify_token(state: &AppState, source: IpAddr, presented: &str) -> Result<Token, ApiError> {
-    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Token, source, Instant::now()) {
-        return Err(too_many(Failure::Token, retry_after));
-    }
     let store = state.runtime.engine().store();
     match auth::verify(store.as_ref(), presented.trim()).await? {
+        // A valid token is never held back by others' failures from the same address
+        // (everyone behind one reverse proxy shares it).
         Some(token) => Ok(token),
         None => {
+            if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Token, source, Instant::now()) {
+                return Err(too_many(Failure::Token, retry_after));
+            }
             if state.limiter.failed(Failure::Token, source, Instant::now()) == Audit::Each {
                 // The token's public id when it has one; never anything of its secret.
                 let id = presented.trim().strip_prefix("lw_").and_then(|rest| rest.split_once('_')).map(|(id, _)| id);
@@ -310,6 +332,11 @@ async fn gitlab_hook(State(state): State<AppState>, caller: Caller, body: Bytes)
 /// 401 for a webhook that does not verify: counted against its source, and audited one
 /// by one only up to the limit (the rest is summarised).
 async fn refuse_webhook(state: &AppState, provider: Provider, caller: &Caller, refusal: &hooks::Refusal) -> Response {
+    // Only what does not verify is held back: a signed webhook always gets through.
+    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
+        crate::metrics::webhook(provider.as_str(), "limited");
+        return too_many(Failure::Webhook, retry_after).into_response();
+    }
     crate::metrics::webhook(provider.as_str(), "refused");
     if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
         let message = format!("refused a {} webhook from {}: {refusal}", provider.as_str(), caller.source);
@@ -344,11 +371,6 @@ async fn authenticated_before_body(
     match path {
         "/hooks/github" | "/hooks/gitlab" => {
             let provider = if path == "/hooks/github" { Provider::GitHub } else { Provider::GitLab };
-            if let Standing::Limited { retry_after } =
-                state.limiter.standing(Failure::Webhook, caller.source, Instant::now())
-            {
-                return too_many(Failure::Webhook, retry_after).into_response();
-            }
             if let Err(refusal) = hooks::precheck(provider, state.webhook_secret.as_deref(), &caller.headers) {
                 return refuse_webhook(&state, provider, &caller, &refusal).await;
             }
@@ -376,10 +398,6 @@ async fn authenticated_before_body(
 pub(crate) struct Authenticated(Token);
 
 async fn webhook(state: AppState, provider: Provider, caller: Caller, body: Bytes) -> Response {
-    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
-        crate::metrics::webhook(provider.as_str(), "limited");
-        return too_many(Failure::Webhook, retry_after).into_response();
-    }
     let engine = state.runtime.engine().clone();
     let audit = |kind: AuditKind, message: String, data: Value| {
         let engine = engine.clone();
@@ -910,4 +928,28 @@ async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(id): P
             .await?;
     }
     ok(RevokedToken { id, revoked })
+}
+
+#[cfg(test)]
+mod source_tests {
+    use std::net::IpAddr;
+
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::source_of;
+
+    /// Issue 22, item 7: behind the reverse proxy SECURITY.md recommends, every client
+    /// had the proxy's address. From a trusted proxy, the source is the address it saw.
+    #[test]
+    fn the_source_is_what_a_trusted_proxy_saw_and_nothing_else_believes_the_header() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("10.9.9.9, 198.51.100.7"));
+        let trusted = [ip("127.0.0.1")];
+        assert_eq!(source_of(ip("127.0.0.1"), &headers, &trusted), ip("198.51.100.7"), "what the proxy saw");
+        assert_eq!(source_of(ip("203.0.113.5"), &headers, &trusted), ip("203.0.113.5"), "not a proxy: ignored");
+        let chain = [ip("127.0.0.1"), ip("198.51.100.7")];
+        assert_eq!(source_of(ip("127.0.0.1"), &headers, &chain), ip("10.9.9.9"), "through two proxies");
+        assert_eq!(source_of(ip("127.0.0.1"), &HeaderMap::new(), &trusted), ip("127.0.0.1"), "no header: the peer");
+    }
 }

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Slack's signing secret and who each Slack user is: with it, chat messages carry
     /// buttons that act (`POST /hooks/slack/interactions`).
     pub slack: Option<SlackConfig>,
+    /// Reverse proxies in front of the server: from them, a request's source is the
+    /// address they name in `X-Forwarded-For` (from anyone else the header is ignored).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Slack interactivity: the app's signing secret, and Slack user id → launchway identity.
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             edge: edge::EdgeLimits::default(),
             secrets: Secrets::without_parameter_store(),
             slack: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -174,6 +178,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         runtime: runtime.clone(),
         webhook_secret: config.webhook_secret.clone(),
         limiter,
+        trusted_proxies: config.trusted_proxies.clone(),
         secure_cookies: config.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
         pulls: Arc::new(pulls::PullRequestPlans { notifier: notifier.clone(), secrets: config.secrets.clone() }),
         slack: config.slack.as_ref().map(|slack| {
@@ -246,16 +251,20 @@ async fn summarise_refusals(runtime: Arc<Runtime>, limiter: Arc<limits::FailureL
                 limits::Failure::Webhook => (AuditKind::WebhookRefusedSummary, "webhooks"),
                 limits::Failure::Token => (AuditKind::TokenRefusedSummary, "API calls with wrong tokens"),
             };
+            let from = match summary.source {
+                Some(source) => source.to_string(),
+                None => format!("{} more addresses", summary.sources),
+            };
             let event = NewEvent::audit(
                 kind,
                 format!(
-                    "refused {} more {what} from {} within {} s, past the limit (answered 401, then 429)",
+                    "refused {} more {what} from {from} within {} s, past the limit (answered 401, then 429)",
                     summary.suppressed,
-                    summary.source,
                     summary.window.as_secs()
                 ),
                 serde_json::json!({
                     "source": summary.source,
+                    "sources": summary.sources,
                     "suppressed": summary.suppressed,
                     "window_s": summary.window.as_secs(),
                 }),

@@ -5,7 +5,12 @@
 //! no limit at all. Per source address and per minute, the first few failures of a kind
 //! are audited one by one; past that, the source is answered 429 for the rest of the
 //! minute (even what would have succeeded, so guessing stops too), and what it tried is
-//! audited as one summary when the minute ends.
+//! audited as one summary when the minute ends. Across all sources, too, only so many
+//! refusals a minute are audited one by one, and only so many summaries written (the
+//! rest in one more): a flood from many addresses cannot fill the audit log. Requests
+//! that authenticate are never held back by any of this (the server's callers check
+//! credentials first and consult the limiter only for failures), so one client's
+//! failures cannot lock out others who share its address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -51,7 +56,9 @@ pub enum Audit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub failure: Failure,
-    pub source: IpAddr,
+    /// The source; `None` for the summary of many sources at once (`sources` of them).
+    pub source: Option<IpAddr>,
+    pub sources: usize,
     /// Failures not audited one by one (refused with 429, or past the limit).
     pub suppressed: u64,
     pub window: Duration,
@@ -65,11 +72,15 @@ pub struct Policy {
     pub audited: u64,
     /// Sources tracked at once; the oldest windows are dropped (and summarised) first.
     pub sources: usize,
+    /// Failures per window audited one by one across all sources.
+    pub audited_everywhere: u64,
+    /// Summaries written per look at ended windows; the rest are merged into one.
+    pub summaries: usize,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { window: Duration::from_secs(60), audited: 10, sources: 10_000 }
+        Policy { window: Duration::from_secs(60), audited: 10, sources: 10_000, audited_everywhere: 100, summaries: 20 }
     }
 }
 
@@ -84,11 +95,25 @@ struct Window {
 pub struct FailureLimiter {
     policy: Policy,
     windows: Mutex<HashMap<(Failure, IpAddr), Window>>,
+    /// Failures audited one by one across all sources, in the current window.
+    everywhere: Mutex<Option<Window>>,
 }
 
 impl FailureLimiter {
     pub fn new(policy: Policy) -> FailureLimiter {
-        FailureLimiter { policy, windows: Mutex::new(HashMap::new()) }
+        FailureLimiter { policy, windows: Mutex::new(HashMap::new()), everywhere: Mutex::new(None) }
+    }
+
+    /// Whether the budget of failures audited one by one across all sources has room
+    /// for one more (and takes it).
+    fn audit_everywhere(&self, now: Instant) -> bool {
+        let mut everywhere = self.everywhere.lock().expect("not poisoned");
+        let window = match everywhere.as_mut() {
+            Some(window) if now < window.started + self.policy.window => window,
+            _ => everywhere.insert(Window { started: now, failures: 0, suppressed: 0 }),
+        };
+        window.failures += 1;
+        window.failures <= self.policy.audited_everywhere
     }
 
     /// Whether a request of this kind from `source` may go ahead; one that may not is
@@ -123,7 +148,7 @@ impl FailureLimiter {
             *window = Window { started: now, failures: 0, suppressed: window.suppressed };
         }
         window.failures += 1;
-        if window.failures <= self.policy.audited {
+        if window.failures <= self.policy.audited && self.audit_everywhere(now) {
             Audit::Each
         } else {
             window.suppressed += 1;
@@ -131,7 +156,8 @@ impl FailureLimiter {
         }
     }
 
-    /// Summaries of windows that have ended with failures not audited one by one;
+    /// Summaries of windows that have ended with failures not audited one by one, the
+    /// biggest first and at most `summaries` of them per kind, the rest merged into one;
     /// those windows are forgotten.
     pub fn ended(&self, now: Instant) -> Vec<Summary> {
         let mut windows = self.windows.lock().expect("not poisoned");
@@ -143,14 +169,31 @@ impl FailureLimiter {
             if window.suppressed > 0 {
                 summaries.push(Summary {
                     failure: *failure,
-                    source: *source,
+                    source: Some(*source),
+                    sources: 1,
                     suppressed: window.suppressed,
                     window: self.policy.window,
                 });
             }
             false
         });
-        summaries
+        summaries.sort_by_key(|summary| std::cmp::Reverse(summary.suppressed));
+        let mut kept: Vec<Summary> = Vec::new();
+        let mut rest: Vec<Summary> = Vec::new();
+        for summary in summaries {
+            match kept.iter().filter(|kept| kept.failure == summary.failure).count() < self.policy.summaries {
+                true => kept.push(summary),
+                false => match rest.iter_mut().find(|merged| merged.failure == summary.failure) {
+                    Some(merged) => {
+                        merged.sources += 1;
+                        merged.suppressed += summary.suppressed;
+                    }
+                    None => rest.push(Summary { source: None, ..summary }),
+                },
+            }
+        }
+        kept.extend(rest);
+        kept
     }
 }
 
@@ -161,7 +204,13 @@ mod tests {
     use super::*;
 
     fn limiter() -> FailureLimiter {
-        FailureLimiter::new(Policy { window: Duration::from_secs(60), audited: 3, sources: 100 })
+        FailureLimiter::new(Policy {
+            window: Duration::from_secs(60),
+            audited: 3,
+            sources: 100,
+            audited_everywhere: 100,
+            summaries: 20,
+        })
     }
 
     #[test]
@@ -187,7 +236,13 @@ mod tests {
         let summaries = limiter.ended(after);
         assert_eq!(
             summaries,
-            [Summary { failure: Failure::Webhook, source, suppressed: 1, window: Duration::from_secs(60) }]
+            [Summary {
+                failure: Failure::Webhook,
+                source: Some(source),
+                sources: 1,
+                suppressed: 1,
+                window: Duration::from_secs(60)
+            }]
         );
         assert_eq!(limiter.standing(Failure::Webhook, source, after), Standing::Allowed, "a new window");
     }
@@ -199,5 +254,38 @@ mod tests {
         let start = Instant::now();
         limiter.failed(Failure::Token, source, start);
         assert!(limiter.ended(start + Duration::from_secs(61)).is_empty());
+    }
+
+    /// Issue 22, item 8: 500 addresses × 12 tries wrote 5,000 audit rows and 500
+    /// summaries in 4.3 s. Across all sources only so many are audited one by one, and
+    /// only so many summaries are written, the rest merged into one.
+    #[test]
+    fn a_flood_from_many_addresses_is_audited_within_a_budget() {
+        let limiter = FailureLimiter::new(Policy {
+            window: Duration::from_secs(60),
+            audited: 10,
+            sources: 10_000,
+            audited_everywhere: 100,
+            summaries: 20,
+        });
+        let start = Instant::now();
+        let mut audited = 0;
+        for address in 0..500u32 {
+            let source = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + address));
+            for _ in 0..12 {
+                if limiter.standing(Failure::Token, source, start) == Standing::Allowed
+                    && limiter.failed(Failure::Token, source, start) == Audit::Each
+                {
+                    audited += 1;
+                }
+            }
+        }
+        assert_eq!(audited, 100);
+        let summaries = limiter.ended(start + Duration::from_secs(61));
+        assert_eq!(summaries.len(), 21, "twenty, and one for the rest");
+        let rest = summaries.last().unwrap();
+        assert_eq!((rest.source, rest.sources), (None, 500 - 20));
+        let suppressed: u64 = summaries.iter().map(|summary| summary.suppressed).sum();
+        assert_eq!(suppressed, 500 * 12 - 100, "every refusal is counted somewhere");
     }
 }

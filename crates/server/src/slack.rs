@@ -132,10 +132,13 @@ pub async fn interactions(State(state): State<AppState>, caller: Caller, body: B
         return (StatusCode::NOT_FOUND, "Slack interactivity is off: the server has no Slack signing secret")
             .into_response();
     };
-    if let Standing::Limited { retry_after } = state.limiter.standing(Failure::Webhook, caller.source, Instant::now()) {
-        return too_many(Failure::Webhook, retry_after).into_response();
-    }
     if let Err(refusal) = verify(&slack.signing_secret, &caller.headers, &body, now_secs()) {
+        // Only a press that does not verify is held back: a signed one always gets in.
+        if let Standing::Limited { retry_after } =
+            state.limiter.standing(Failure::Webhook, caller.source, Instant::now())
+        {
+            return too_many(Failure::Webhook, retry_after).into_response();
+        }
         if state.limiter.failed(Failure::Webhook, caller.source, Instant::now()) == Audit::Each {
             let message = format!("refused a Slack interaction from {}: {refusal}", caller.source);
             let data = json!({"provider": "slack", "reason": refusal.to_string(), "source": caller.source});
@@ -149,6 +152,13 @@ pub async fn interactions(State(state): State<AppState>, caller: Caller, body: B
     };
     // Slack wants an answer within three seconds; the outcome goes to response_url.
     let outcome = act(&state, &slack, &press).await;
+    if let Err(refused) = &outcome {
+        // Signed by Slack, but not something this user may do (unmapped, a viewer…):
+        // an attempt the audit log keeps.
+        let message = format!("refused a Slack press by {}: {refused}", press.user);
+        let data = json!({"provider": "slack", "user": press.user, "reason": refused, "source": caller.source});
+        let _ = state.runtime.engine().record(NewEvent::audit(AuditKind::WebhookRefused, message, data)).await;
+    }
     let reply = match &outcome {
         Ok(done) => replaced(press.message.as_ref(), done),
         Err(refused) => json!({

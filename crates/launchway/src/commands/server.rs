@@ -44,6 +44,7 @@ pub async fn run(context: &Context, args: ServerArgs) -> Result<u8> {
         },
         secrets: Secrets::with_parameter_store(Arc::new(SsmParameters::from_default_chain())),
         slack: slack_config(args.slack_signing_secret, &args.slack_users)?,
+        trusted_proxies: args.trusted_proxies.clone(),
         // Under the 10 s after which a signal handler quits regardless.
         shutdown_grace: Duration::from_secs(8),
         ..ServerConfig::default()
