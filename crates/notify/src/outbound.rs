@@ -60,13 +60,30 @@ pub(crate) fn forbidden(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return forbidden(IpAddr::V4(v4));
             }
             (v6.segments()[0] & 0xffc0) == 0xfe80
                 || v6.is_unspecified()
                 || v6 == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
         }
+    }
+}
+
+/// The IPv4 address an IPv6 one carries, where a network may deliver it to that IPv4
+/// address: mapped (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), the NAT64 well-known
+/// prefix (`64:ff9b::/96`) and 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let segments = v6.segments();
+    let last = |high: u16, low: u16| std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    match segments {
+        [0, 0, 0, 0, 0, 0, high, low] if (high, low) != (0, 0) && (high, low) != (0, 1) => Some(last(high, low)),
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => Some(last(high, low)),
+        [0x2002, high, low, ..] => Some(last(high, low)),
+        _ => None,
     }
 }
 
@@ -105,12 +122,21 @@ mod tests {
             "http://[fd00:ec2::254]/latest/meta-data/",
             "http://[fe80::1]/",
             "http://[::ffff:169.254.169.254]/",
+            // Issue 22, item 8: an IPv4-compatible and a NAT64 spelling passed.
+            "http://[::169.254.169.254]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::1]/",
             "http://0.0.0.0:8080/",
         ] {
             assert!(refused(&open, url).is_some(), "{url}");
         }
         assert!(refused(&open, "file:///etc/passwd").unwrap().contains("only http and https"));
-        for url in ["https://hooks.slack.com/services/T0/B0/x", "http://127.0.0.1:9000/hook", "http://10.0.0.7/"] {
+        for url in [
+            "https://hooks.slack.com/services/T0/B0/x",
+            "http://127.0.0.1:9000/hook",
+            "http://10.0.0.7/",
+            "http://[::1]:9000/hook",
+        ] {
             assert_eq!(refused(&open, url), None, "{url}");
         }
     }

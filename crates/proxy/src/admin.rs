@@ -34,13 +34,23 @@ pub struct DrainAnswer {
 struct Admin {
     proxy: Proxy,
     token: Option<Arc<str>>,
+    /// Wrong tokens in the current minute: past [`WRONG_TOKENS_A_MINUTE`], answered 429.
+    wrong: Arc<std::sync::Mutex<(std::time::Instant, u32)>>,
 }
+
+/// Wrong tokens answered 401 in a minute; the rest of the minute's are answered 429
+/// (the right token always gets in: launchway must be able to move traffic meanwhile).
+const WRONG_TOKENS_A_MINUTE: u32 = 10;
 
 type Refusal = (StatusCode, String);
 
 /// The admin routes; with `token`, every call but `/healthz` must present it.
 pub fn router(proxy: Proxy, token: Option<String>) -> axum::Router {
-    let admin = Admin { proxy, token: token.filter(|token| !token.is_empty()).map(Into::into) };
+    let admin = Admin {
+        proxy,
+        token: token.filter(|token| !token.is_empty()).map(Into::into),
+        wrong: Arc::new(std::sync::Mutex::new((std::time::Instant::now(), 0))),
+    };
     axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/routes", get(routes).put(set_route))
@@ -54,7 +64,18 @@ fn check(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
     let presented = presented.strip_prefix("Bearer ").unwrap_or_default().as_bytes();
     // Compared in constant time: how much matched is not told by the time taken.
     let equal: bool = subtle::ConstantTimeEq::ct_eq(presented, token.as_bytes()).into();
-    if equal { Ok(()) } else { Err((StatusCode::UNAUTHORIZED, "a valid admin token is required".into())) }
+    if equal {
+        return Ok(());
+    }
+    let mut wrong = admin.wrong.lock().expect("not poisoned");
+    if wrong.0.elapsed() >= std::time::Duration::from_secs(60) {
+        *wrong = (std::time::Instant::now(), 0);
+    }
+    wrong.1 += 1;
+    if wrong.1 > WRONG_TOKENS_A_MINUTE {
+        return Err((StatusCode::TOO_MANY_REQUESTS, "too many wrong admin tokens; try again in a minute".into()));
+    }
+    Err((StatusCode::UNAUTHORIZED, "a valid admin token is required".into()))
 }
 
 async fn routes(State(admin): State<Admin>, headers: HeaderMap) -> Result<Json<RouteTable>, Refusal> {

@@ -80,11 +80,42 @@ impl Said {
     }
 }
 
+/// `line` with every secret masked `***`: as it is, and in the forms a build step
+/// prints a secret by accident or on purpose — base64 (standard or URL-safe, padded or
+/// not), hex, its characters spaced out, and (for a secret long enough that a
+/// fragment gives it away) all of it but its first or last character.
 fn mask(mut line: String, secrets: &[String]) -> String {
-    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
-        line = line.replace(secret.as_str(), "***");
+    let mut forms: Vec<String> =
+        secrets.iter().filter(|secret| !secret.is_empty()).flat_map(|secret| forms_of(secret)).collect();
+    // The longest first: a form containing another is masked whole.
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms.dedup();
+    for form in forms {
+        line = line.replace(form.as_str(), "***");
     }
     line
+}
+
+/// The forms of a secret [`mask`] hides.
+fn forms_of(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let mut forms = vec![secret.to_owned()];
+    for engine in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(bytes));
+    }
+    forms.push(hex::encode(bytes));
+    forms.push(hex::encode_upper(bytes));
+    let characters: Vec<char> = secret.chars().collect();
+    if characters.len() > 1 {
+        forms.push(characters.iter().map(char::to_string).collect::<Vec<_>>().join(" "));
+    }
+    if characters.len() >= 8 {
+        forms.push(characters[..characters.len() - 1].iter().collect());
+        forms.push(characters[1..].iter().collect());
+    }
+    forms
 }
 
 fn status_error(status: tonic::Status) -> TargetError {
@@ -140,4 +171,28 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(connection.with_upgrades());
     sender.send_request(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    /// Issue 22, item 8: only the exact secret was masked; its base64, spaced-out and
+    /// all-but-last-character forms reached the event log and the CLI.
+    #[test]
+    fn a_secret_is_masked_in_the_forms_a_build_prints_it() {
+        let secrets = vec!["s3cr3t-T0ken!".to_owned()];
+        for printed in [
+            "token=s3cr3t-T0ken!",
+            "token=czNjcjN0LVQwa2VuIQ==",
+            "token=czNjcjN0LVQwa2VuIQ",
+            "token=7333637233742d54306b656e21",
+            "token=s 3 c r 3 t - T 0 k e n !",
+            "token=s3cr3t-T0ken",
+            "token=3cr3t-T0ken!",
+        ] {
+            assert_eq!(mask(printed.to_owned(), &secrets), "token=***", "{printed}");
+        }
+        assert_eq!(mask("nothing secret here".to_owned(), &secrets), "nothing secret here");
+    }
 }
