@@ -942,6 +942,44 @@ async fn a_pull_request_gets_its_plan_as_one_comment_updated_on_every_push() {
     let created = requests.iter().filter(|r| r.method == "POST" && r.path == comments).count();
     assert_eq!(created, 1, "one comment, never two");
     assert_eq!(api.get("/api/v1/runs").await.body.as_array().unwrap().len(), 1, "a request deploys nothing");
+
+    // Issue 22, item 4: the request's own manifest chose what the server contacted while
+    // planning it (a Docker host named in the head, a repository in its build.source).
+    // Listeners stand for both: nothing reaches them.
+    let contacted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listeners.push(listener.local_addr().unwrap());
+        let contacted = contacted.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                contacted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let edits = |requests: &[launchway_testkit::ForgeRequest]| requests.iter().filter(|r| r.method == "PATCH").count();
+    let elsewhere =
+        manifest(2).replace("{target: docker", &format!("{{target: {{docker: {{host: 'tcp://{}'}}}}", listeners[0]));
+    let third = world.commit(&elsewhere, "run it on another host");
+    opened("synchronize", &third, "pr-3").await;
+    let requests = forge.wait_for(|requests| edits(requests) >= 2).await;
+    let text = requests.iter().rev().find(|r| r.method == "PATCH").unwrap().body["body"].as_str().unwrap().to_owned();
+    assert!(text.contains(&format!("This request changes where **{}** runs", world.env)), "{text}");
+    assert!(text.contains("~ replicas: 1 → 2"), "planned against where it runs now: {text}");
+    let source = format!(
+        "{}  built:\n    port: 8080\n    build:\n      source: {{repo: 'http://{}/shop.git', ref: main}}\n      images:\n        built: {{context: app}}\n",
+        manifest(2).split("notifications:").next().unwrap(),
+        listeners[1]
+    ) + "notifications:"
+        + manifest(2).split("notifications:").nth(1).unwrap();
+    let fourth = world.commit(&source, "build from a repository of the request's choosing");
+    opened("synchronize", &fourth, "pr-4").await;
+    let requests = forge.wait_for(|requests| edits(requests) >= 3).await;
+    let text = requests.iter().rev().find(|r| r.method == "PATCH").unwrap().body["body"].as_str().unwrap().to_owned();
+    assert!(text.contains("cannot be planned"), "{text}");
+    assert!(text.contains("launchway contacts none a pull request adds before it is merged"), "{text}");
+    assert_eq!(contacted.load(std::sync::atomic::Ordering::SeqCst), 0, "neither was contacted");
 }
 
 /// Commit statuses (issue 12): every deploy marks the config commit it deploys, pending

@@ -52,17 +52,26 @@ impl PullRequestPlans {
             ));
         };
         let short = &pull.head[..pull.head.len().min(7)];
-        let (body, planned, summary) = match reconciler.snapshot_of(&pull.head).await {
-            Ok(Some(head)) => {
+        // The head is read contacting only the repositories the base already builds
+        // from; its own additions reach out nowhere before it is merged.
+        let allowed = trusted
+            .manifest
+            .apps
+            .values()
+            .filter_map(|app| Some(app.build.as_ref()?.source.as_ref()?.repo.clone()))
+            .collect();
+        let (body, planned, summary) = match reconciler.review_snapshot(&pull.head, allowed).await {
+            Ok(Ok(head)) => {
                 let (body, summary) = self.plans(reconciler, &trusted.manifest, &head.manifest, &base, short).await?;
                 (body, true, summary)
             }
-            Ok(None) => (
+            Ok(Err(problems)) => (
                 format!(
-                    "{MARKER}\n### launchway plan for `{short}`\n\n❌ The manifest at `{short}` is invalid: nothing would deploy from it. `launchway validate` shows every problem with its position.\n"
+                    "{MARKER}\n### launchway plan for `{short}`\n\n❌ The manifest at `{short}` cannot be planned: nothing would deploy from it.\n\n```\n{}\n```\n",
+                    problems.join("\n")
                 ),
                 false,
-                "the manifest is invalid".to_owned(),
+                "the manifest cannot be planned".to_owned(),
             ),
             Err(error) => bail!("the request's head {short} is not in the config repo: {error:#}"),
         };
@@ -95,13 +104,27 @@ impl PullRequestPlans {
         short: &str,
     ) -> Result<(String, String)> {
         let mut body = format!("{MARKER}\n### launchway plan for `{short}`\n");
+        // Planned against the targets the base branch names: a request that changes an
+        // environment's target (another Docker host, another AWS account) gets it
+        // shown, not contacted.
+        let mut planned = head.clone();
+        for (name, environment) in &mut planned.environments {
+            if let Some(current) = trusted.environments.get(name)
+                && current.target != environment.target
+            {
+                body.push_str(&format!(
+                    "\n⚠️ This request changes where **{name}** runs; planned against where it runs now (the new target is contacted only once merged).\n"
+                ));
+                environment.target = current.target.clone();
+            }
+        }
         let mut counts = Vec::new();
         for (name, environment) in &trusted.environments {
-            if !environment.source.accepts(base, reconciler.branch()) || !head.environments.contains_key(name) {
+            if !environment.source.accepts(base, reconciler.branch()) || !planned.environments.contains_key(name) {
                 continue;
             }
             let selection = Selection { env: Some(name.clone()), apps: Vec::new() };
-            let plans = reconciler.engine().plan(head, &selection).await?;
+            let plans = reconciler.engine().plan(&planned, &selection).await?;
             let changing: Vec<&AppPlan> = plans.iter().filter(|plan| !plan.is_no_op()).collect();
             counts.push(format!("{} in {name}", changing.len()));
             body.push_str(&format!(

@@ -394,6 +394,35 @@ impl Reconciler {
         }
     }
 
+    /// Desired state at a commit someone asks to have reviewed (a pull request's head),
+    /// read contacting no other repository than `allowed` (those the base branch builds
+    /// from): the manifest, or its problems as lines. Neither kept nor audited.
+    pub async fn review_snapshot(
+        &self,
+        reference: &str,
+        allowed: std::collections::BTreeSet<String>,
+    ) -> Result<std::result::Result<Snapshot, Vec<String>>> {
+        let commit = self.resolve(reference).await?;
+        let for_load = commit.clone();
+        let loaded = self
+            .repo
+            .call(move |repo| -> Result<_> {
+                let files = repo.manifest_files(&for_load)?;
+                let referenced = repo.files_at(&for_load)?;
+                let loaded = launchway_manifest::load(&files, &referenced);
+                Ok(loaded.and_then(|mut validated| {
+                    repo.set_build_references_within(&for_load, &mut validated.manifest, &allowed)
+                        .map_err(|diagnostic| vec![diagnostic])?;
+                    Ok(validated)
+                }))
+            })
+            .await?;
+        Ok(match loaded {
+            Ok(validated) => Ok(Snapshot { commit, manifest: validated.manifest }),
+            Err(diagnostics) => Err(diagnostics.iter().map(ToString::to_string).collect()),
+        })
+    }
+
     /// Fetches more than branches and tags (a pull request's head), for a mirror.
     pub async fn fetch_with(&self, refspecs: Vec<String>) -> Result<()> {
         Ok(self.repo.call(move |repo| repo.fetch_with(&refspecs)).await?)

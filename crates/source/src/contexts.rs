@@ -43,7 +43,25 @@ impl ConfigRepo {
         commit: &Commit,
         manifest: &mut launchway_manifest::Manifest,
     ) -> std::result::Result<(), launchway_manifest::Diagnostic> {
-        manifest.set_build_references(&commit.id, &mut Sources { config: self, others: HashMap::new() })
+        let mut sources = Sources { config: self, others: HashMap::new(), allowed: None };
+        manifest.set_build_references(&commit.id, &mut sources)
+    }
+
+    /// As [`ConfigRepo::set_build_references`], contacting no other repository than
+    /// those of `allowed`: a pull request's head is read so, with the repositories its
+    /// base branch already builds from, so that what a request adds reaches out nowhere
+    /// before it is merged. Another is refused at its `build:`.
+    ///
+    /// # Errors
+    /// As [`ConfigRepo::set_build_references`], and a build source not in `allowed`.
+    pub fn set_build_references_within(
+        &self,
+        commit: &Commit,
+        manifest: &mut launchway_manifest::Manifest,
+        allowed: &std::collections::BTreeSet<String>,
+    ) -> std::result::Result<(), launchway_manifest::Diagnostic> {
+        let mut sources = Sources { config: self, others: HashMap::new(), allowed: Some(allowed) };
+        manifest.set_build_references(&commit.id, &mut sources)
     }
 
     /// `folder` at `commit` as a build context.
@@ -133,6 +151,8 @@ fn append_tree(
 struct Sources<'a> {
     config: &'a ConfigRepo,
     others: HashMap<String, ConfigRepo>,
+    /// The other repositories that may be contacted; `None`: any.
+    allowed: Option<&'a std::collections::BTreeSet<String>>,
 }
 
 impl Sources<'_> {
@@ -140,6 +160,12 @@ impl Sources<'_> {
         let Some(location) = location else {
             return Ok(self.config);
         };
+        if self.allowed.is_some_and(|allowed| !allowed.contains(location)) {
+            return Err(SourceError::Read {
+                what: format!("build source {location}"),
+                source: "the base branch builds from no such repository, and launchway contacts none a pull request adds before it is merged".into(),
+            });
+        }
         if !self.others.contains_key(location) {
             let opened = ConfigRepo::open(location, &self.config.cache_dir)?;
             self.others.insert(location.to_owned(), opened);
