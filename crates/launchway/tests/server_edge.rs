@@ -175,9 +175,10 @@ async fn wrong_tokens_are_audited_then_limited_per_source() {
     }
     assert_eq!(statuses.iter().filter(|status| **status == 401).count(), 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 40, "{statuses:?}");
-    // Guessing stops: from that address even a valid token waits out the window.
-    let blocked = http.get(server.url("/api/v1/runs")).bearer_auth(&valid).send().await.unwrap();
-    assert_eq!(blocked.status().as_u16(), 429);
+    // Guessing meets 429, but a valid token from the same address is never held back
+    // (issue 22: everyone behind one reverse proxy shares an address).
+    let allowed = http.get(server.url("/api/v1/runs")).bearer_auth(&valid).send().await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
 
     let audit = world.launchway(&["audit", "--output", "json", "--limit", "1000"]).await;
     let events: serde_json::Value = serde_json::from_str(&audit.stdout()).expect("JSON");
