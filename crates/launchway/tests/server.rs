@@ -789,6 +789,24 @@ async fn a_session_cookie_reads_and_changes_only_with_its_csrf_token_and_runs_st
         .unwrap();
     assert_eq!(out.status(), 204);
     assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+
+    // Issue 22, item 8: the cookie was the API token itself, so signing out left it
+    // working. It is a session's id now: ended on the server, it reads nothing, and it
+    // never was a token.
+    let after = http.get(server.url("/api/v1/runs")).header("cookie", &session_cookie).send().await.unwrap();
+    assert_eq!(after.status(), 401, "the session is over");
+    let value = session_cookie.split_once('=').unwrap().1;
+    assert!(!value.contains(&secret) && !secret.contains(value), "the cookie holds no token");
+    let as_bearer = http.get(server.url("/api/v1/runs")).bearer_auth(value).send().await.unwrap();
+    assert_eq!(as_bearer.status(), 401, "a session id is no API token");
+    // A session of a revoked token ends with it.
+    let again = http.post(server.url("/api/v1/session")).json(&json!({"token": secret})).send().await.unwrap();
+    let again = again.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(http.get(server.url("/api/v1/runs")).header("cookie", &again).send().await.unwrap().status(), 200);
+    let admin = Api::new(&server, Some(&token(&world, "admin", "admin@example.com", &[]).await));
+    let id = session["token_id"].as_str().unwrap().to_owned();
+    assert_eq!(admin.delete(&format!("/api/v1/tokens/{id}")).await.status, 200);
+    assert_eq!(http.get(server.url("/api/v1/runs")).header("cookie", &again).send().await.unwrap().status(), 401);
 }
 
 /// Slack's buttons act (issue 11): a signed press by a Slack user mapped to an

@@ -236,16 +236,33 @@ pub(crate) async fn authenticate(state: &AppState, caller: &Caller) -> Result<To
     if let Some(token) = &caller.authenticated {
         return Ok(token.clone());
     }
-    let credential = session::credential(&caller.headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required (Authorization: Bearer lw_…), or signing in on the web page",
-        )
-    })?;
-    let token = verify_token(state, caller.source, credential.token()).await?;
+    let credential = session::credential(&caller.headers)
+        .map_err(|problem| ApiError::new(StatusCode::UNAUTHORIZED, problem))?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a bearer token is required (Authorization: Bearer lw_…), or signing in on the web page",
+            )
+        })?;
+    let token = match credential {
+        session::Credential::Bearer(presented) => verify_token(state, caller.source, presented).await?,
+        session::Credential::Session(id) => match session::session_token(state, id).await? {
+            Some(token) => token,
+            None => {
+                // An unknown, ended or expired session: a failure like a wrong token.
+                if let Standing::Limited { retry_after } =
+                    state.limiter.standing(Failure::Token, caller.source, Instant::now())
+                {
+                    return Err(too_many(Failure::Token, retry_after));
+                }
+                state.limiter.failed(Failure::Token, caller.source, Instant::now());
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the session is over; sign in again"));
+            }
+        },
+    };
     // A change asked for with the session cookie must show the page's CSRF token: a
     // browser sends the cookie by itself, never that header.
-    if matches!(credential, session::Credential::Cookie(_))
+    if matches!(credential, session::Credential::Session(_))
         && !caller.method.is_safe()
         && !session::csrf_matches(&caller.headers, credential.token())
     {

@@ -1,28 +1,35 @@
-//! Signing in to the web page: a token entered once becomes a session cookie.
+//! Signing in to the web page: a token entered once starts a session, kept on the
+//! server, whose random id the browser keeps in a cookie.
 //!
-//! The cookie carries the token itself, HttpOnly (the page's script never sees it) and
-//! SameSite=Strict (no other site's page makes the browser send it). A session so lasts
-//! no longer than its token: revoking the token ends it, and a restart of the server
-//! does not. A request authenticated by the cookie that changes something must also
-//! carry `X-CSRF-Token`, a value derived from the token that the page is given when it
-//! signs in: another site's form or script can neither read nor guess it. Bearer tokens
-//! (the CLI, CI) need no such header; no browser adds an Authorization header by itself.
+//! The cookie carries the session's id, never the token: HttpOnly (the page's script
+//! never sees it), SameSite=Strict (no other site's page makes the browser send it), and
+//! over HTTPS `__Host-` prefixed (Secure, this host only, no sibling domain can set one
+//! to shadow it). The server keeps only the id's SHA-256, with the token it stands for:
+//! signing out ends the session for good, and revoking the token ends every session of
+//! it. Two cookies of the session's name are refused, not one of them picked. A request
+//! authenticated by the cookie that changes something must also carry `X-CSRF-Token`, a
+//! value derived from the session id that the page is given when it signs in: another
+//! site's form or script can neither read nor guess it. Bearer tokens (the CLI, CI) need
+//! no such header; no browser adds an Authorization header by itself.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use launchway_store::Token;
+use launchway_store::{Token, now_ms};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, ApiResult, AppState, Caller, authenticate, verify_token};
 use crate::auth::constant_time_eq;
 
+/// The session cookie over plain HTTP (a server on this machine).
 pub const COOKIE: &str = "lw_session";
+/// Over HTTPS: a cookie only this host can set, Secure.
+pub const SECURE_COOKIE: &str = "__Host-lw_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// How long a browser keeps the cookie: a working day.
+/// How long a session lasts: a working day.
 const LIFETIME_SECS: u64 = 12 * 3600;
 
 /// `POST /api/v1/session`: the token the person typed.
@@ -49,9 +56,9 @@ fn answer(token: &Token, presented: &str) -> SessionAnswer {
     }
 }
 
-/// Signs in: a valid token becomes the session cookie. Only a JSON body is read, which
-/// no other site's plain form can send (so no page elsewhere can sign a visitor in as
-/// someone else).
+/// Signs in: a valid token starts a session, whose id becomes the cookie. Only a JSON
+/// body is read, which no other site's plain form can send (so no page elsewhere can
+/// sign a visitor in as someone else).
 pub async fn sign_in(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
     let json = caller
         .headers
@@ -66,94 +73,129 @@ pub async fn sign_in(State(state): State<AppState>, caller: Caller, body: Bytes)
     }
     let request: SignIn = serde_json::from_slice(&body)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "expected {\"token\": \"lw_…\"}"))?;
-    let presented = request.token.trim();
-    let token = verify_token(&state, caller.source, presented).await?;
-    let cookie = start_cookie(presented, state.secure_cookies)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "that is not a launchway token"))?;
-    Ok(([(SET_COOKIE, cookie)], axum::Json(answer(&token, presented))).into_response())
+    let token = verify_token(&state, caller.source, request.token.trim()).await?;
+    let id = new_session_id();
+    let expires_at = now_ms() + (LIFETIME_SECS * 1000) as i64;
+    state.runtime.engine().store().create_session(&id_hash(&id), &token.id, expires_at).await?;
+    let cookie = start_cookie(&id, state.secure_cookies);
+    Ok(([(SET_COOKIE, cookie)], axum::Json(answer(&token, &id))).into_response())
 }
 
 /// Who the session (or bearer token) is.
 pub async fn current(State(state): State<AppState>, caller: Caller) -> ApiResult {
     let token = authenticate(&state, &caller).await?;
-    let presented = credential(&caller.headers).map(Credential::token).unwrap_or_default();
+    let presented = credential(&caller.headers).ok().flatten().map(Credential::token).unwrap_or_default();
     crate::api::ok(answer(&token, presented))
 }
 
-/// Signs out: the browser forgets the cookie (the token itself stays valid; revoking
-/// it is `DELETE /api/v1/tokens/{id}`).
+/// Signs out: the session ends on the server (its cookie is then worth nothing, even
+/// kept), and the browser forgets the cookie. The token itself stays valid; revoking it
+/// is `DELETE /api/v1/tokens/{id}`.
 pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResult {
     authenticate(&state, &caller).await?;
+    if let Ok(Some(Credential::Session(id))) = credential(&caller.headers) {
+        state.runtime.engine().store().end_session(&id_hash(id)).await?;
+    }
     Ok(([(SET_COOKIE, end_cookie(state.secure_cookies))], StatusCode::NO_CONTENT).into_response())
 }
 
-/// How a request presents its token.
+/// The token a session stands for, while it lasts and the token is live.
+pub(crate) async fn session_token(state: &AppState, id: &str) -> Result<Option<Token>, ApiError> {
+    let store = state.runtime.engine().store();
+    let Some(token_id) = store.session_token(&id_hash(id), now_ms()).await? else { return Ok(None) };
+    Ok(store.token(&token_id).await?.filter(|token| token.revoked_at.is_none()))
+}
+
+/// How a request presents who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {
     Bearer(&'a str),
-    Cookie(&'a str),
+    /// A session's id, from its cookie.
+    Session(&'a str),
 }
 
 impl<'a> Credential<'a> {
     pub fn token(self) -> &'a str {
         match self {
-            Credential::Bearer(token) | Credential::Cookie(token) => token.trim(),
+            Credential::Bearer(token) | Credential::Session(token) => token.trim(),
         }
     }
 }
 
-/// The request's token: an `Authorization: Bearer` header, else the session cookie.
-pub fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
+/// The request's credential: an `Authorization: Bearer` header, else the session
+/// cookie. Two session cookies (one shadowing the other) are an error, not a choice.
+pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, &'static str> {
     let bearer = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     if let Some(token) = bearer {
-        return Some(Credential::Bearer(token));
+        return Ok(Some(Credential::Bearer(token)));
     }
-    cookie(headers, COOKIE).filter(|value| !value.is_empty()).map(Credential::Cookie)
+    let sessions: Vec<&str> = [SECURE_COOKIE, COOKIE]
+        .into_iter()
+        .flat_map(|name| cookies(headers, name))
+        .filter(|value| !value.is_empty())
+        .collect();
+    match sessions.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(Credential::Session(one))),
+        _ => Err("the request carries two session cookies; sign in again"),
+    }
 }
 
-/// A cookie's value from the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// Every value of a cookie in the request's `Cookie` headers.
+fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> {
     headers
         .get_all("cookie")
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(move |(key, _)| *key == name)
         .map(|(_, value)| value)
 }
 
-/// The CSRF token of a session: derived from its token by a one-way hash, so that it
-/// gives nothing of the token away and needs nothing kept on the server.
-pub fn csrf_token(token: &str) -> String {
-    let digest = Sha256::digest(format!("launchway csrf\n{}", token.trim()).as_bytes());
+/// A new session id: 32 random bytes.
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    format!("lws_{}", hex::encode(bytes))
+}
+
+/// What the server keeps of a session id.
+fn id_hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.trim().as_bytes()))
+}
+
+/// The CSRF token of a session: derived from its id by a one-way hash, so that it
+/// gives nothing of the id away.
+pub fn csrf_token(session: &str) -> String {
+    let digest = Sha256::digest(format!("launchway csrf\n{}", session.trim()).as_bytes());
     hex::encode(&digest[..20])
 }
 
-/// Whether the request carries the CSRF token of the session `token`.
-pub fn csrf_matches(headers: &HeaderMap, token: &str) -> bool {
+/// Whether the request carries the CSRF token of `session`.
+pub fn csrf_matches(headers: &HeaderMap, session: &str) -> bool {
     let sent = headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    constant_time_eq(sent.trim().as_bytes(), csrf_token(token).as_bytes())
+    constant_time_eq(sent.trim().as_bytes(), csrf_token(session).as_bytes())
 }
 
 /// The `Set-Cookie` that starts a session (`secure` when people reach the server over
-/// HTTPS).
-pub fn start_cookie(token: &str, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
+/// HTTPS: then `__Host-` prefixed).
+pub fn start_cookie(id: &str, secure: bool) -> HeaderValue {
+    let (name, secure) = if secure { (SECURE_COOKIE, "; Secure") } else { (COOKIE, "") };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={LIFETIME_SECS}{secure}",
-        token.trim()
+        "{name}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={LIFETIME_SECS}{secure}",
+        id.trim()
     ))
-    .ok()
+    .expect("a session id is hex")
 }
 
 /// The `Set-Cookie` that ends one.
 pub fn end_cookie(secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"))
+    let (name, secure) = if secure { (SECURE_COOKIE, "; Secure") } else { (COOKIE, "") };
+    HeaderValue::from_str(&format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"))
         .expect("a fixed header value")
 }
 
@@ -171,12 +213,24 @@ mod tests {
 
     #[test]
     fn a_bearer_header_wins_over_the_cookie() {
-        let both = headers(&[("authorization", "Bearer lw_a_b"), ("cookie", "lw_session=lw_c_d")]);
-        assert_eq!(credential(&both), Some(Credential::Bearer("lw_a_b")));
-        let cookie_only = headers(&[("cookie", "theme=dark; lw_session=lw_c_d"), ("cookie", "other=1")]);
-        assert_eq!(credential(&cookie_only), Some(Credential::Cookie("lw_c_d")));
-        assert_eq!(credential(&headers(&[("cookie", "lw_session=")])), None);
-        assert_eq!(credential(&HeaderMap::new()), None);
+        let both = headers(&[("authorization", "Bearer lw_a_b"), ("cookie", "lw_session=lws_c")]);
+        assert_eq!(credential(&both), Ok(Some(Credential::Bearer("lw_a_b"))));
+        let cookie_only = headers(&[("cookie", "theme=dark; lw_session=lws_c"), ("cookie", "other=1")]);
+        assert_eq!(credential(&cookie_only), Ok(Some(Credential::Session("lws_c"))));
+        let secure = headers(&[("cookie", "__Host-lw_session=lws_d")]);
+        assert_eq!(credential(&secure), Ok(Some(Credential::Session("lws_d"))));
+        assert_eq!(credential(&headers(&[("cookie", "lw_session=")])), Ok(None));
+        assert_eq!(credential(&HeaderMap::new()), Ok(None));
+    }
+
+    /// Issue 22, item 8: with two `lw_session` cookies the first one won (a cookie set
+    /// by a sibling domain could shadow the real one). Two are refused.
+    #[test]
+    fn two_session_cookies_are_refused() {
+        let two = headers(&[("cookie", "lw_session=lws_mine; lw_session=lws_theirs")]);
+        assert!(credential(&two).is_err());
+        let across = headers(&[("cookie", "lw_session=lws_mine"), ("cookie", "__Host-lw_session=lws_theirs")]);
+        assert!(credential(&across).is_err());
     }
 
     #[test]
@@ -191,12 +245,12 @@ mod tests {
 
     #[test]
     fn the_cookie_is_http_only_and_strict() {
-        let cookie = start_cookie("lw_a_b", true).unwrap();
+        let cookie = start_cookie("lws_a", true);
         let cookie = cookie.to_str().unwrap();
-        for part in ["lw_session=lw_a_b", "HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        for part in ["__Host-lw_session=lws_a", "HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
             assert!(cookie.contains(part), "{cookie}");
         }
-        assert!(!start_cookie("lw_a_b", false).unwrap().to_str().unwrap().contains("Secure"));
+        assert!(!start_cookie("lws_a", false).to_str().unwrap().contains("Secure"));
         assert!(end_cookie(false).to_str().unwrap().contains("Max-Age=0"));
     }
 }

@@ -634,6 +634,41 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn create_session(&self, id_hash: &str, token_id: &str, expires_at: i64) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Sessions over are forgotten as new ones start.
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?").bind(now).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO sessions (id_hash, token_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(id_hash)
+            .bind(token_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn session_token(&self, id_hash: &str, now: i64) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT token_id FROM sessions WHERE id_hash = ? AND expires_at > ?")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|row| row.get("token_id")))
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
     async fn record_delivery(&self, provider: &str, delivery_id: &str) -> Result<bool> {
         let inserted = sqlx::query(
             "INSERT INTO deliveries (provider, delivery_id, received_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",

@@ -35,6 +35,7 @@ conformance_tests!(
     events_are_ordered_and_followable,
     approvals_are_requested_then_decided_once,
     tokens_are_kept_hashed_and_revocable,
+    sessions_last_until_ended_or_expired,
     webhook_deliveries_are_seen_once,
     cursors_remember_where_each_reader_is,
     reader_leases_admit_one_holder,

@@ -601,6 +601,19 @@ pub async fn tokens_are_kept_hashed_and_revocable(store: &dyn Store) {
 
 /// One reader of a kind at a time: a lease held is renewed by its holder, refused to
 /// others until it expires or is given up, and taken from a holder seen dead.
+/// Web sessions: found while they last, gone once ended or expired.
+pub async fn sessions_last_until_ended_or_expired(store: &dyn Store) {
+    let now = crate::now_ms();
+    store.create_session("hash-a", "token-1", now + 60_000).await.expect("created");
+    store.create_session("hash-b", "token-1", now + 1).await.expect("created");
+    assert_eq!(store.session_token("hash-a", now).await.expect("read").as_deref(), Some("token-1"));
+    assert_eq!(store.session_token("hash-b", now + 2).await.expect("read"), None, "expired");
+    assert_eq!(store.session_token("hash-c", now).await.expect("read"), None, "never started");
+    assert!(store.end_session("hash-a").await.expect("ended"));
+    assert_eq!(store.session_token("hash-a", now).await.expect("read"), None, "ended");
+    assert!(!store.end_session("hash-a").await.expect("ended"), "ended once");
+}
+
 pub async fn reader_leases_admit_one_holder(store: &dyn Store) {
     let lease = |owner: &'static str, ttl_ms: i64, dead: Option<&'static str>| async move {
         store.lease_reader("notifications", owner, ttl_ms, dead).await.expect("lease")

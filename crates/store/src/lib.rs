@@ -151,6 +151,14 @@ pub trait Store: Send + Sync {
     async fn revoke_token(&self, id: &str) -> Result<bool>;
     async fn touch_token(&self, id: &str) -> Result<()>;
 
+    /// Starts a web session standing for token `token_id` until `expires_at` (Unix ms);
+    /// `id_hash` is the SHA-256 of the session's secret id, all that is kept of it.
+    async fn create_session(&self, id_hash: &str, token_id: &str, expires_at: i64) -> Result<()>;
+    /// The token a session stands for, while it lasts (`now`, Unix ms).
+    async fn session_token(&self, id_hash: &str, now: i64) -> Result<Option<String>>;
+    /// Ends a session; true when it was there.
+    async fn end_session(&self, id_hash: &str) -> Result<bool>;
+
     /// Notes a webhook delivery; false when it was seen before.
     async fn record_delivery(&self, provider: &str, delivery_id: &str) -> Result<bool>;
 
