@@ -503,57 +503,46 @@ fn read_notification(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option
 /// `slack: {token: env:SLACK_BOT_TOKEN, channel: C0123ABCD}`, with an optional `api_url`.
 fn read_slack_app(reader: &mut Reader<'_>, node: &Node, path: &str) -> Option<SlackApp> {
     let path = format!("{path}.slack");
-    let fields = reader.fields(node, &path, SLACK_APP_FIELDS)?;
-    let mut text = |name: &str| -> Option<String> {
-        match fields.get(name) {
-            Some(node) => reader.string(node, &format!("{path}.{name}")),
-            None => {
-                reader.error(fields.pos(), &path, format!("missing field {name:?}"));
-                None
-            }
-        }
-    };
-    let (token, channel) = (text("token"), text("channel"));
-    if let (Some(token), Some(node)) = (&token, fields.get("token"))
-        && !(token.starts_with("env:") || token.starts_with("ssm:"))
-    {
-        reader.error(
-            node.pos,
-            &format!("{path}.token"),
-            "a token is a secret: write a reference to it, env:VARIABLE or ssm:/parameter/name",
-        );
-        return None;
-    }
-    let api_url = match fields.get("api_url") {
-        Some(node) => {
-            let url = reader.string(node, &format!("{path}.api_url"))?;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                reader.error(node.pos, &format!("{path}.api_url"), "expected an http(s) URL");
-                return None;
-            }
-            url
-        }
-        None => "https://slack.com/api".to_owned(),
-    };
-    Some(SlackApp { token: token?, channel: channel?, api_url })
+    let (mut text, api_url) =
+        read_api_destination(reader, node, &path, SLACK_APP_FIELDS, ["token", "channel"], "https://slack.com/api")?;
+    Some(SlackApp { token: text.remove("token")?, channel: text.remove("channel")?, api_url })
 }
 
 /// `github: {repo: owner/name, token: env:GITHUB_TOKEN}` (or gitlab's).
 fn read_forge(reader: &mut Reader<'_>, node: &Node, path: &str, forge: &str) -> Option<ForgeStatuses> {
     let path = format!("{path}.{forge}");
-    let fields = reader.fields(node, &path, FORGE_FIELDS)?;
-    let text = |reader: &mut Reader<'_>, name: &str| -> Option<String> {
-        match fields.get(name) {
-            Some(node) => reader.string(node, &format!("{path}.{name}")),
+    let default_api = if forge == "github" { "https://api.github.com" } else { "https://gitlab.com/api/v4" };
+    let (mut text, api_url) = read_api_destination(reader, node, &path, FORGE_FIELDS, ["repo", "token"], default_api)?;
+    Some(ForgeStatuses { repo: text.remove("repo")?, token: text.remove("token")?, api_url })
+}
+
+/// A destination reached through an API with a token: its `required` text fields (a
+/// `token` among them must be a reference to a secret, never the secret) and its
+/// `api_url` (else `default_api`), every problem reported.
+fn read_api_destination<const N: usize>(
+    reader: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    known: &[&'static str],
+    required: [&str; N],
+    default_api: &str,
+) -> Option<(BTreeMap<String, String>, String)> {
+    let fields = reader.fields(node, path, known)?;
+    let mut text = BTreeMap::new();
+    let mut ok = true;
+    for name in required {
+        match fields.get(name).map(|node| reader.string(node, &format!("{path}.{name}"))) {
+            Some(Some(value)) => {
+                text.insert(name.to_owned(), value);
+            }
+            Some(None) => ok = false,
             None => {
-                reader.error(fields.pos(), &path, format!("missing field {name:?}"));
-                None
+                reader.error(fields.pos(), path, format!("missing field {name:?}"));
+                ok = false;
             }
         }
-    };
-    let repo = text(reader, "repo");
-    let token = text(reader, "token");
-    if let (Some(token), Some(node)) = (&token, fields.get("token"))
+    }
+    if let (Some(token), Some(node)) = (text.get("token"), fields.get("token"))
         && !(token.starts_with("env:") || token.starts_with("ssm:"))
     {
         reader.error(
@@ -572,10 +561,9 @@ fn read_forge(reader: &mut Reader<'_>, node: &Node, path: &str, forge: &str) -> 
             }
             url
         }
-        None if forge == "github" => "https://api.github.com".to_owned(),
-        None => "https://gitlab.com/api/v4".to_owned(),
+        None => default_api.to_owned(),
     };
-    Some(ForgeStatuses { repo: repo?, token: token?, api_url })
+    ok.then_some((text, api_url))
 }
 
 fn read_target(reader: &mut Reader<'_>, target: &Node, path: &str) -> Option<TargetSpec> {
