@@ -43,12 +43,7 @@ async fn the_proxy_keeps_its_routes_when_its_container_restarts() {
     world.commit(&WEB.replace("{message}", "v1").replace("{ingress}", &ingress.to_string()), "web v1");
     deploy(&world, &proxy).await;
 
-    let port = proxy.admin.rsplit(':').next().unwrap_or_default().to_owned();
-    let restarted = std::process::Command::new("docker")
-        .args(["restart", "-t", "1", &format!("launchway-proxy-{port}")])
-        .output()
-        .expect("docker runs");
-    assert!(restarted.status.success(), "{}", String::from_utf8_lossy(&restarted.stderr));
+    proxy.docker(&["restart", "-t", "1"]);
     // No launchway process runs now: the routes come back from the proxy's own state.
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("client");
     let mut answer = None;
@@ -75,12 +70,7 @@ async fn a_killed_proxy_is_reported_and_restored_by_the_next_deploy() {
     let ingress = free_port();
     world.commit(&WEB.replace("{message}", "v1").replace("{ingress}", &ingress.to_string()), "web v1");
     deploy(&world, &proxy).await;
-    let port = proxy.admin.rsplit(':').next().unwrap_or_default().to_owned();
-    let killed = std::process::Command::new("docker")
-        .args(["kill", &format!("launchway-proxy-{port}")])
-        .output()
-        .expect("docker");
-    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    proxy.docker(&["kill"]);
 
     let mut status = world.command(&["status", "--output", "json"]);
     status.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);

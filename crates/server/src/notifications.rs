@@ -291,39 +291,30 @@ impl Dispatcher {
                 crate::metrics::step_finished(&finished.step, finished.outcome.as_str(), seconds);
                 continue;
             }
-            if let EventBody::ApprovalDecided(decided) = body {
-                // In the run's order, like its notifications: a decision's edit comes
-                // after the message asking for it.
-                log.in_flight.insert(event.id);
-                let dispatcher = self.clone();
-                let finished = finished.clone();
-                let (previous, prepared) = self.in_order.prepare(event.run_id, false);
-                self.sending.spawn(async move {
-                    if let Some(previous) = previous {
-                        let _ = previous.await;
-                    }
-                    let prepared = Prepared(Some(prepared));
-                    if let Err(error) = dispatcher.approval_decided(&event, &decided, prepared).await {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            "could not bring an approval's messages up to date"
-                        );
-                    }
-                    let _ = finished.send(event.id);
-                });
-                continue;
-            }
-            let Some(on) = notify_on(&body) else { continue };
+            // A decision edits the messages that asked for it; other events are
+            // announced. Either way in the run's order: an edit after its message.
+            let work = match body {
+                EventBody::ApprovalDecided(decided) => Work::Decided(decided),
+                body => match notify_on(&body) {
+                    Some(on) => Work::Announce(on),
+                    None => continue,
+                },
+            };
             log.in_flight.insert(event.id);
             let dispatcher = self.clone();
             let finished = finished.clone();
-            let last = on.ends_run();
+            let last = matches!(work, Work::Announce(on) if on.ends_run());
             let (previous, prepared) = self.in_order.prepare(event.run_id, last);
             self.sending.spawn(async move {
                 if let Some(previous) = previous {
                     let _ = previous.await;
                 }
-                if let Err(error) = dispatcher.notify(on, &event, Prepared(Some(prepared))).await {
+                let prepared = Prepared(Some(prepared));
+                let done = match &work {
+                    Work::Announce(on) => dispatcher.notify(*on, &event, prepared).await,
+                    Work::Decided(decided) => dispatcher.approval_decided(&event, decided, prepared).await,
+                };
+                if let Err(error) = done {
                     tracing::warn!(error = format!("{error:#}"), "could not prepare a notification");
                 }
                 let _ = finished.send(event.id);
@@ -579,6 +570,13 @@ impl Dispatcher {
             tracing::warn!(%error, "could not record a notification's outcome");
         }
     }
+}
+
+/// What the dispatcher does with an event.
+enum Work {
+    Announce(NotifyOn),
+    /// Bring the messages that asked for the approval up to date.
+    Decided(ApprovalDecided),
 }
 
 /// An edit of a message posted before, waiting for its place in its destination's queue.

@@ -184,7 +184,6 @@ async fn a_duplicate_network_left_behind_is_merged_into_the_oldest() {
             ..Default::default()
         };
         ids.push(docker.create_network(request).await.expect("created").id);
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (oldest, newer) = (ids[0].clone(), ids[1].clone());
     // Something of the environment runs on the newer one (started apart, then joined to

@@ -41,6 +41,14 @@ impl TestProxy {
         TestProxy { admin: format!("127.0.0.1:{}", launchway_testkit::free_port()), _turn: turn }
     }
 
+    /// `docker <args> <this proxy's container>`, which must succeed (restart, kill…).
+    pub fn docker(&self, args: &[&str]) {
+        let port = self.admin.rsplit(':').next().unwrap_or_default();
+        let container = format!("launchway-proxy-{port}");
+        let output = std::process::Command::new("docker").args(args).arg(&container).output().expect("docker runs");
+        assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
     /// `launchway deploy` in `world`, with this test's proxy.
     pub fn deploy_command(&self, world: &World) -> std::process::Command {
         let mut command = world.command(&["deploy"]);
