@@ -310,6 +310,14 @@ pub struct ProxyArgs {
     /// The bearer token the admin API requires [default: none, for loopback only].
     #[arg(long, env = "LAUNCHWAY_PROXY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Take the listening sockets of a proxy running with the same state folder, when one
+    /// does, so that replacing it refuses no connection.
+    #[arg(long)]
+    pub take_over: bool,
+    /// The launchway build this proxy comes from (VERSION/WRITTEN/SIZE): a proxy is
+    /// only taken over by one at least as new.
+    #[arg(long)]
+    pub build: Option<String>,
 }
 
 #[derive(Debug, Args)]

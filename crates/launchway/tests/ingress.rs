@@ -88,6 +88,61 @@ async fn a_killed_proxy_is_reported_and_restored_by_the_next_deploy() {
     assert_eq!((runs[0]["kind"].as_str(), runs[0]["state"].as_str()), (Some("repair"), Some("succeeded")));
 }
 
+/// Issue 22: a proxy started by an older launchway is replaced by the new version without
+/// a gap. The older launchway is this one's executable copied with an earlier
+/// modification time: the same code, an older build to the newer one. The newer one's
+/// first deploy replaces the proxy (its container takes the old one's sockets) and rolls
+/// the service out under load: no request fails, and the old proxy ends, not to restart.
+#[tokio::test]
+async fn a_proxy_from_an_older_launchway_is_replaced_without_a_failed_request() {
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let builds = tempfile::tempdir().expect("dir");
+    let older = builds.path().join("launchway");
+    std::fs::copy(support::binary(), &older).expect("copied");
+    let built = std::fs::metadata(support::binary()).and_then(|metadata| metadata.modified()).expect("mtime");
+    let file = std::fs::File::options().write(true).open(&older).expect("opened");
+    file.set_modified(built - Duration::from_secs(24 * 3600)).expect("an older build");
+    drop(file);
+
+    let manifest = |message: &str| WEB.replace("{message}", message).replace("{ingress}", &ingress.to_string());
+    world.commit(&manifest("v1"), "web v1");
+    let mut first = world.command_of(&older, &["deploy"]);
+    first.env("LAUNCHWAY_PROXY_ADMIN", &proxy.admin);
+    let first = output(first).await;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let old_container = proxy.containers(false);
+    assert_eq!(old_container.len(), 1, "the older launchway's proxy runs");
+
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+    load.until_sent(500, Duration::from_secs(30)).await;
+    world.commit(&manifest("v2"), "web v2");
+    deploy(&world, &proxy).await;
+    let sent = load.sent();
+    load.until_sent(sent + 500, Duration::from_secs(30)).await;
+    let LoadResult { answers, failed } = load.stop().await;
+    assert_eq!(failed, 0, "no request failed out of {}", answers.len());
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
+
+    let running = proxy.containers(false);
+    assert_eq!(running.len(), 1, "one proxy serves: {running:?}");
+    assert_ne!(running, old_container, "the newer launchway's proxy serves");
+    let inspect = |format: &str| {
+        let output = std::process::Command::new("docker")
+            .args(["inspect", "-f", format, &old_container[0]])
+            .output()
+            .expect("docker runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(inspect("{{.HostConfig.RestartPolicy.Name}}"), "no", "the old proxy is not restarted once it ends");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while inspect("{{.State.Running}}") == "true" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inspect("{{.State.Running}}"), "false", "the old proxy ended once its clients moved over");
+}
+
 #[tokio::test]
 async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
     let world = World::new().await;

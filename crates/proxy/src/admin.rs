@@ -6,6 +6,10 @@
 //! - `POST /drain`: `{"backend": "127.0.0.1:49153", "grace_ms": 10000}`: no new requests
 //!   to it, then waits for those under way; answers `{"drained": true}` when it went idle.
 //! - `GET /healthz`
+//!
+//! Once the proxy has handed its sockets to a successor, every call is answered 503 with
+//! [`HANDED_OVER`] and `Connection: close`: the caller asks again, and reaches the
+//! successor.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +49,10 @@ const WRONG_TOKENS_A_MINUTE: u32 = 10;
 
 type Refusal = (StatusCode, String);
 
+/// The header (`x-launchway-proxy: handed-over`) of the answers of a proxy that handed its
+/// sockets over.
+pub const HANDED_OVER: (&str, &str) = ("x-launchway-proxy", "handed-over");
+
 /// The admin routes; with `token`, every call but `/healthz` must present it.
 pub fn router(proxy: Proxy, token: Option<String>) -> axum::Router {
     let admin = Admin {
@@ -55,7 +64,24 @@ pub fn router(proxy: Proxy, token: Option<String>) -> axum::Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/routes", get(routes).put(set_route))
         .route("/drain", post(drain))
+        .layer(axum::middleware::from_fn_with_state(admin.clone(), unless_handed_over))
         .with_state(admin)
+}
+
+async fn unless_handed_over(
+    State(admin): State<Admin>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if admin.proxy.has_handed_over() {
+        return handed_over();
+    }
+    next.run(request).await
+}
+
+fn handed_over() -> Response {
+    let headers = [(axum::http::header::CONNECTION.as_str(), "close"), HANDED_OVER];
+    (StatusCode::SERVICE_UNAVAILABLE, headers, "this proxy handed over to a new one: ask again\n").into_response()
 }
 
 fn check(admin: &Admin, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -97,11 +123,12 @@ async fn set_route(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Json(route): Json<Route>,
-) -> Result<Json<RouteTable>, Refusal> {
-    check(&admin, &headers)?;
+) -> Result<Json<RouteTable>, Response> {
+    check(&admin, &headers).map_err(|refusal| refusal.into_response())?;
     admin.proxy.set_route(route).await.map_err(|error| match error {
-        crate::ProxyError::Tls(problem) => (StatusCode::BAD_REQUEST, problem),
-        error => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        crate::ProxyError::Tls(problem) => (StatusCode::BAD_REQUEST, problem).into_response(),
+        crate::ProxyError::HandedOver => handed_over(),
+        error => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     })?;
     Ok(Json(without_keys(admin.proxy.routes())))
 }
@@ -110,13 +137,12 @@ async fn drain(
     State(admin): State<Admin>,
     headers: HeaderMap,
     Json(request): Json<DrainRequest>,
-) -> Result<Json<DrainAnswer>, Refusal> {
-    check(&admin, &headers)?;
+) -> Result<Json<DrainAnswer>, Response> {
+    check(&admin, &headers).map_err(|refusal| refusal.into_response())?;
     let grace = Duration::from_millis(request.grace_ms);
-    let drained = admin
-        .proxy
-        .drain(request.backend, grace)
-        .await
-        .map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
+    let drained = admin.proxy.drain(request.backend, grace).await.map_err(|error| match error {
+        crate::ProxyError::HandedOver => handed_over(),
+        error => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    })?;
     Ok(Json(DrainAnswer { drained }))
 }

@@ -38,11 +38,17 @@ pub(crate) fn client() -> Client {
         .build(connector)
 }
 
+/// After a hand-over, a connection with nothing under way for this long is closed; one in
+/// use is closed by its next response (`Connection: close`), so that no client sends a
+/// request on a connection as it closes.
+const LINGER: Duration = Duration::from_secs(1);
+
 pub(crate) async fn accept(proxy: Proxy, listener: TcpListener, port: u16) {
     let stop = proxy.inner.config.stop.clone();
+    let accepting = proxy.inner.accepting.clone();
     loop {
         let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return,
+            () = accepting.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -55,7 +61,7 @@ pub(crate) async fn accept(proxy: Proxy, listener: TcpListener, port: u16) {
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
         let stop = stop.clone();
-        proxy.inner.tasks.clone().spawn(async move {
+        proxy.inner.connections.clone().spawn(async move {
             match proxy.tls(port) {
                 None => serve(proxy, stream, port, peer, false, stop).await,
                 Some(config) => {
@@ -71,27 +77,87 @@ pub(crate) async fn accept(proxy: Proxy, listener: TcpListener, port: u16) {
     }
 }
 
-/// Serves HTTP/1 on one connection (plain or TLS) until it ends or the proxy stops.
+/// Serves HTTP/1 on one connection (plain or TLS) until it ends or the proxy stops; after
+/// a hand-over, until its client has no more use for it.
 async fn serve<S>(proxy: Proxy, stream: S, port: u16, peer: SocketAddr, tls: bool, stop: CancellationToken)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
     let service = hyper::service::service_fn(|request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(handle(&proxy, request, port, peer, tls).await) }
+        let (proxy, activity) = (proxy.clone(), activity.clone());
+        async move {
+            let under_way = Activity::begin(&activity);
+            let mut response = handle(&proxy, request, port, peer, tls).await;
+            if proxy.has_handed_over() {
+                // The client opens its next connection to the proxy that took over.
+                response.headers_mut().insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response.map(|body| WithGuard { body, _guard: under_way }.boxed()))
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
+    let handed_over = proxy.inner.handed_over.clone();
     tokio::select! {
-        _ = connection.as_mut() => {}
-        () = stop.cancelled() => {
-            // Requests under way finish; the connection closes after them.
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+        _ = connection.as_mut() => return,
+        () = stop.cancelled() => {}
+        () = handed_over.cancelled() => {
+            loop {
+                let quiet_for = activity.quiet_for();
+                if quiet_for >= LINGER {
+                    break;
+                }
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(LINGER - quiet_for) => {}
+                }
+            }
         }
+    }
+    // Requests under way finish; the connection closes after them.
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// What one client connection is doing: requests under way (until their response body is
+/// sent), and when the last one ended (or the connection was accepted: its client may be
+/// sending the first request).
+struct Activity {
+    state: std::sync::Mutex<(usize, std::time::Instant)>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { state: std::sync::Mutex::new((0, std::time::Instant::now())) }
+    }
+
+    fn begin(activity: &Arc<Activity>) -> UnderWay {
+        activity.state.lock().expect("not poisoned").0 += 1;
+        UnderWay(activity.clone())
+    }
+
+    /// How long nothing has been under way (zero while something is).
+    fn quiet_for(&self) -> Duration {
+        match *self.state.lock().expect("not poisoned") {
+            (0, ended) => ended.elapsed(),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A request under way on its connection, until dropped.
+struct UnderWay(Arc<Activity>);
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().expect("not poisoned");
+        state.0 = state.0.saturating_sub(1);
+        state.1 = std::time::Instant::now();
     }
 }
 
@@ -151,7 +217,7 @@ async fn handle(
                 for header in HOP_BY_HOP {
                     parts.headers.remove(header);
                 }
-                return Response::from_parts(parts, Guarded { body, _guard: guard }.boxed());
+                return Response::from_parts(parts, WithGuard { body, _guard: guard }.boxed());
             }
             Err(error) if error.is_connect() && retryable => {
                 tracing::debug!(route = %name, %backend, %error, "backend refused the connection; trying the next");
@@ -202,13 +268,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as under way until it is sent.
-struct Guarded {
-    body: Incoming,
-    _guard: Arc<InFlight>,
+/// A response body that keeps `G` (a request counted as under way) until it is sent.
+struct WithGuard<B, G> {
+    body: B,
+    _guard: G,
 }
 
-impl Body for Guarded {
+impl<B: Body<Data = Bytes, Error = hyper::Error> + Unpin, G: Unpin> Body for WithGuard<B, G> {
     type Data = Bytes;
     type Error = hyper::Error;
 

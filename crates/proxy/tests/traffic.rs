@@ -72,8 +72,8 @@ fn route(port: u16, backends: &[(&Replica, u32)]) -> Route {
 
 async fn proxy(state_file: Option<std::path::PathBuf>) -> (Proxy, CancellationToken) {
     let stop = CancellationToken::new();
-    let config = ProxyConfig { listen_ip: [127, 0, 0, 1].into(), state_file, stop: stop.clone() };
-    (Proxy::start(config).await.expect("the proxy starts"), stop)
+    let config = ProxyConfig { listen_ip: [127, 0, 0, 1].into(), state_file, stop: stop.clone(), build: None };
+    (Proxy::start(config, None).await.expect("the proxy starts"), stop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,4 +331,91 @@ async fn a_tls_port_serves_each_host_its_own_certificate_and_keys_never_leave_th
     });
     let table: RouteTable = plain.get(format!("{admin}/routes")).send().await.unwrap().json().await.unwrap();
     assert!(table.routes.iter().all(|route| route.tls.as_ref().is_some_and(|tls| tls.key_pem.is_empty())));
+}
+
+/// A proxy in `state_file`'s folder from `build`, its admin API served on `admin` the way
+/// `launchway proxy` serves it (until it stops or hands its sockets over), offering its
+/// sockets to a successor.
+async fn proxy_offering(
+    state_file: &std::path::Path,
+    build: &str,
+    predecessor: Option<launchway_proxy::handover::Predecessor>,
+    admin: tokio::net::TcpListener,
+) -> (Proxy, CancellationToken) {
+    let stop = CancellationToken::new();
+    let config = ProxyConfig {
+        listen_ip: [127, 0, 0, 1].into(),
+        state_file: Some(state_file.to_owned()),
+        stop: stop.clone(),
+        build: Some(build.parse().expect("a build")),
+    };
+    let proxy = Proxy::start(config, predecessor).await.expect("the proxy starts");
+    proxy.offer_hand_over(Some(&admin)).expect("offered");
+    let (stopped, handing) = (stop.clone(), proxy.clone());
+    let app = launchway_proxy::admin::router(proxy.clone(), None);
+    tokio::spawn(async move {
+        axum::serve(admin, app)
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = stopped.cancelled() => {}
+                    () = handing.handed_over() => {}
+                }
+            })
+            .await
+    });
+    (proxy, stop)
+}
+
+/// Issue 22: a proxy started by an older launchway is replaced by the new version
+/// without a gap. The new proxy takes the old one's listening sockets (routes and admin
+/// API): under load no request fails, the routes carry over, the admin API's address now
+/// reaches the new proxy, the old one changes nothing more and ends once its clients have
+/// moved, and an older build is refused the sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_proxy_takes_the_sockets_over_without_a_failed_request() {
+    use launchway_proxy::handover;
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("routes.json");
+    let (first, second) =
+        (Replica::start("first", Duration::from_millis(1)).await, Replica::start("second", Duration::ZERO).await);
+    let port = free_port();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin_url = format!("http://{}", admin.local_addr().expect("address"));
+    let (old, old_stop) = proxy_offering(&state, "0.1.0/100/1", None, admin).await;
+    old.set_route(route(port, &[(&first, 1)])).await.expect("routed");
+
+    let load = Load::start(&format!("http://127.0.0.1:{port}/"), 4);
+    load.until_sent(300, Duration::from_secs(20)).await;
+    let mut predecessor = handover::take_over(&handover::socket_path(&state), Some(&"0.1.0/200/1".parse().unwrap()))
+        .await
+        .expect("taken over")
+        .expect("a proxy offered its sockets");
+    let admin = tokio::net::TcpListener::from_std(predecessor.take_admin().expect("the admin socket")).expect("admin");
+    let (new, _new_stop) = proxy_offering(&state, "0.1.0/200/1", Some(predecessor), admin).await;
+    tokio::time::timeout(Duration::from_secs(10), old.handed_over()).await.expect("the old proxy let go");
+    assert_eq!(new.routes(), old.routes(), "the new proxy serves the table the old one had");
+
+    let sent = load.sent();
+    load.until_sent(sent + 300, Duration::from_secs(20)).await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let moved = http.put(format!("{admin_url}/routes")).json(&route(port, &[(&second, 1)])).send().await.expect("sent");
+    assert!(moved.status().is_success(), "{}", moved.status());
+    assert_eq!(new.routes().routes[0].backends[0].address, second.address, "the admin address reaches the new proxy");
+    assert!(matches!(old.set_route(route(port, &[(&first, 1)])).await, Err(launchway_proxy::ProxyError::HandedOver)));
+    tokio::time::timeout(Duration::from_secs(10), old.connections_ended())
+        .await
+        .expect("the old proxy's clients moved to the new one");
+    old_stop.cancel();
+    old.stopped().await;
+    let sent = load.sent();
+    load.until_sent(sent + 300, Duration::from_secs(20)).await;
+
+    let result: LoadResult = load.stop().await;
+    assert_eq!(result.failed, 0, "no request failed while the proxy was replaced");
+    assert!(result.answers.iter().any(|answer| answer == "second"), "the new route served");
+
+    let refused = handover::take_over(&handover::socket_path(&state), Some(&"0.1.0/150/1".parse().unwrap())).await;
+    let error = refused.err().expect("an older build is refused").to_string();
+    assert!(error.contains("newer"), "{error}");
+    assert!(!new.has_handed_over());
 }

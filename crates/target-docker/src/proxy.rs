@@ -7,13 +7,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use launchway_manifest::IngressTls;
 use launchway_proxy::admin::{DrainAnswer, DrainRequest};
-use launchway_proxy::{Backend, HealthProbe, Route, RouteTable, RouteTls};
+use launchway_proxy::{Backend, Build, HealthProbe, Route, RouteTable, RouteTls};
 use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetReport};
 
+use crate::replicas::api_error;
 use crate::replicas::{self, DockerReplica};
 use crate::{DockerTarget, ExecutableImage, ServiceRollout, build_executable_image};
 
@@ -28,12 +32,31 @@ fn admin_address() -> String {
         .unwrap_or_else(|| "127.0.0.1:8099".to_owned())
 }
 
-/// The proxy container's name, and its state volume's: after its admin port.
-fn names() -> (String, String) {
-    let admin = admin_address();
-    let port = admin.rsplit(':').next().unwrap_or("8099").to_owned();
-    (format!("launchway-proxy-{port}"), format!("launchway-proxy-state-{port}"))
+/// The proxy's state volume: after its admin port.
+fn volume() -> String {
+    format!("launchway-proxy-state-{}", admin_port())
 }
+
+fn admin_port() -> String {
+    admin_address().rsplit(':').next().unwrap_or("8099").to_owned()
+}
+
+/// The name a proxy container of `build` has: after its admin port and its build, so that
+/// a newer one can start beside it and take its sockets over.
+fn container_name(build: &Build) -> String {
+    let (major, minor, patch) = build.version;
+    format!("launchway-proxy-{}-{major}.{minor}.{patch}-{}-{}", admin_port(), build.written, build.size)
+}
+
+/// The name launchway gave its proxy container before proxies were replaced by newer
+/// ones: such a proxy cannot hand its sockets over, so it is kept while it answers.
+fn container_name_without_build() -> String {
+    format!("launchway-proxy-{}", admin_port())
+}
+
+const ROLE_LABEL: &str = "launchway.role";
+const ADMIN_LABEL: &str = "launchway.proxy.admin";
+const BUILD_LABEL: &str = "launchway.proxy.build";
 
 /// Whether the host's proxy answers, as an app's entry point.
 pub(crate) async fn observe(http: &reqwest::Client) -> launchway_target::EntryPoint {
@@ -41,8 +64,28 @@ pub(crate) async fn observe(http: &reqwest::Client) -> launchway_target::EntryPo
     let answer = http.get(format!("http://{admin}/healthz")).timeout(Duration::from_secs(1)).send().await;
     launchway_target::EntryPoint {
         answering: answer.is_ok_and(|answer| answer.status().is_success()),
-        what: format!("the proxy on this host (admin {admin}, container {})", names().0),
+        what: format!("the proxy on this host (admin {admin}, containers labelled {ADMIN_LABEL}={admin})"),
     }
+}
+
+/// The build of this launchway, as its proxy containers are labelled: the version, then
+/// the executable's modification time and size.
+fn own_build() -> Result<Build, TargetError> {
+    static OWN: std::sync::OnceLock<Result<Build, String>> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| {
+        let executable =
+            std::env::current_exe().map_err(|error| format!("cannot find launchway's own executable: {error}"))?;
+        let metadata =
+            std::fs::metadata(&executable).map_err(|error| format!("cannot read {}: {error}", executable.display()))?;
+        let written = metadata
+            .modified()
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let version = format!("{}/{written}/{}", env!("CARGO_PKG_VERSION"), metadata.len());
+        version.parse()
+    });
+    own.clone().map_err(TargetError::Invalid)
 }
 
 /// The proxy's admin API, once the proxy runs.
@@ -57,25 +100,90 @@ pub(crate) struct ProxyClient {
 /// The environment variable `launchway proxy` reads its admin token from.
 const TOKEN_VARIABLE: &str = "LAUNCHWAY_PROXY_TOKEN";
 
-impl ProxyClient {
-    /// Finds the proxy answering, or starts its container (and its image, from this
-    /// executable) and waits for it.
-    pub(crate) async fn ensure(docker: &Docker, http: &reqwest::Client) -> Result<ProxyClient, TargetError> {
-        let (container, volume) = names();
-        // The token lives in the container's own environment: whoever may inspect
-        // containers on this host may also run them, so it tells them nothing new, and
-        // every launchway process finds it there.
-        let existing = docker.inspect_container(&container, None).await.ok();
-        let token = match existing.as_ref().and_then(|inspected| inspected.config.as_ref()) {
-            Some(config) => config.env.iter().flatten().find_map(|variable| {
-                variable.strip_prefix(TOKEN_VARIABLE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
-            }),
-            None => Some(new_token()),
+/// A proxy container of this host's admin address.
+#[derive(Debug)]
+struct ProxyContainer {
+    id: String,
+    running: bool,
+    /// `None`: made by a launchway from before proxies were replaced.
+    build: Option<Build>,
+    token: Option<String>,
+}
+
+/// The proxy containers of this admin address, found by label (and, for those made
+/// before the label, by name), with the token each was given.
+async fn proxy_containers(docker: &Docker) -> Result<Vec<ProxyContainer>, TargetError> {
+    let filters = HashMap::from([("label", vec![format!("{ROLE_LABEL}=proxy")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let summaries = docker.list_containers(Some(options)).await.map_err(|error| api_error("list containers", error))?;
+    let (admin, unlabelled_name) = (admin_address(), format!("/{}", container_name_without_build()));
+    let mut found = Vec::new();
+    for summary in summaries {
+        let labels = summary.labels.unwrap_or_default();
+        let ours = match labels.get(ADMIN_LABEL) {
+            Some(address) => *address == admin,
+            None => summary.names.iter().flatten().any(|name| *name == unlabelled_name),
         };
-        let client = ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()), token };
-        if client.answers().await {
+        let Some(id) = summary.id.filter(|_| ours) else { continue };
+        let Ok(inspected) = docker.inspect_container(&id, None).await else { continue };
+        let token = inspected.config.and_then(|config| config.env).unwrap_or_default().iter().find_map(|variable| {
+            variable.strip_prefix(TOKEN_VARIABLE).and_then(|rest| rest.strip_prefix('=')).map(str::to_owned)
+        });
+        found.push(ProxyContainer {
+            id,
+            running: inspected.state.and_then(|state| state.running).unwrap_or(false),
+            build: labels.get(BUILD_LABEL).and_then(|build| build.parse().ok()),
+            token,
+        });
+    }
+    Ok(found)
+}
+
+impl ProxyClient {
+    /// Finds the host's proxy answering, or starts its container (and its image, from
+    /// this executable) and waits for it. A proxy from an older launchway is replaced by
+    /// this one's, which takes its sockets over: no connection is refused meanwhile.
+    pub(crate) async fn ensure(docker: &Docker, http: &reqwest::Client) -> Result<ProxyClient, TargetError> {
+        let own = own_build()?;
+        let containers = proxy_containers(docker).await?;
+        // The token lives in the containers' own environment: whoever may inspect
+        // containers on this host may also run them, so it tells them nothing new, and
+        // every launchway process finds it there. A successor gets its predecessor's.
+        let token = containers
+            .iter()
+            .filter(|container| container.running)
+            .chain(containers.iter())
+            .find_map(|container| container.token.clone())
+            .unwrap_or_else(new_token);
+        let client =
+            ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()), token: Some(token) };
+        let newest_running =
+            containers.iter().filter(|container| container.running).max_by(|a, b| a.build.cmp(&b.build));
+        let serving_build = newest_running.map(|container| container.build.as_ref());
+        let kept = match serving_build {
+            // Made before proxies could hand over: kept while it answers.
+            Some(None) => true,
+            Some(Some(build)) => *build >= own,
+            None => false,
+        };
+        if kept && client.answers().await {
+            let serving = newest_running.map(|container| container.id.as_str());
+            let replaced = containers.iter().filter(|container| Some(container.id.as_str()) != serving);
+            if let Err(error) = retire(docker, replaced).await {
+                tracing::debug!(%error, "could not tidy up after a replaced proxy");
+            }
             return Ok(client);
         }
+        client.start(docker, &own, &containers).await?;
+        Ok(client)
+    }
+
+    /// Starts this launchway's proxy container, which takes the sockets of a proxy still
+    /// serving, and waits for the host's proxy to answer.
+    async fn start(&self, docker: &Docker, own: &Build, containers: &[ProxyContainer]) -> Result<(), TargetError> {
+        // The ones it replaces must not come back once they have handed over (or after
+        // they were killed): Docker would restart them.
+        retire(docker, containers.iter().filter(|container| container.build.as_ref() != Some(own))).await?;
         let executable = std::env::current_exe()
             .map_err(|error| TargetError::Invalid(format!("cannot find launchway's own executable: {error}")))?;
         let image = ExecutableImage {
@@ -87,15 +195,24 @@ impl ProxyClient {
             env: Vec::new(),
         };
         build_executable_image(docker, &image).await?;
+        let name = container_name(own);
+        let labels = [
+            (ROLE_LABEL.to_owned(), "proxy".to_owned()),
+            (ADMIN_LABEL.to_owned(), admin_address()),
+            (BUILD_LABEL.to_owned(), own.to_string()),
+        ];
         let body = ContainerCreateBody {
             image: Some(IMAGE.to_owned()),
-            env: client.token.as_ref().map(|token| vec![format!("{TOKEN_VARIABLE}={token}")]),
-            labels: Some([("launchway.role".to_owned(), "proxy".to_owned())].into()),
+            // Appended to the image's entry point: take the sockets of a proxy still
+            // serving (none after a crash: then it listens itself).
+            cmd: Some(vec!["--take-over".to_owned(), "--build".to_owned(), own.to_string()]),
+            env: self.token.as_ref().map(|token| vec![format!("{TOKEN_VARIABLE}={token}")]),
+            labels: Some(labels.into()),
             host_config: Some(HostConfig {
                 // Route ports open on the host itself, and replicas' published ports
                 // (127.0.0.1) are reachable from it.
                 network_mode: Some("host".to_owned()),
-                binds: Some(vec![format!("{volume}:/state")]),
+                binds: Some(vec![format!("{}:/state", volume())]),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
@@ -104,17 +221,17 @@ impl ProxyClient {
             }),
             ..ContainerCreateBody::default()
         };
-        replicas::create_and_start(docker, &container, body).await?;
+        replicas::create_and_start(docker, &name, body).await?;
         // A first start imports the image of launchway's own executable: on a busy host
         // that takes a while.
         for _ in 0..600 {
-            if client.answers().await {
-                return Ok(client);
+            if self.answers().await {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(TargetError::Invalid(format!(
-            "the proxy container {container} did not answer on http://{} within 30s (`docker logs {container}`)",
+            "the proxy container {name} did not answer on http://{} within 30s (`docker logs {name}`)",
             admin_address()
         )))
     }
@@ -127,8 +244,26 @@ impl ProxyClient {
     }
 
     async fn answers(&self) -> bool {
-        let answer = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1)).send().await;
-        answer.is_ok_and(|answer| answer.status().is_success())
+        let request = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1));
+        self.send(request, "check it answers").await.is_ok_and(|answer| answer.status().is_success())
+    }
+
+    /// Sends an admin call, again on a new connection when it reached a proxy that has
+    /// just handed its sockets to a successor (every admin call is idempotent).
+    async fn send(&self, request: reqwest::RequestBuilder, action: &str) -> Result<reqwest::Response, TargetError> {
+        const ATTEMPTS: usize = 5;
+        let request = self.authorized(request);
+        for _ in 1..ATTEMPTS {
+            let Some(attempt) = request.try_clone() else { break };
+            match attempt.send().await {
+                Ok(answer) if handed_over(&answer) => {}
+                Ok(answer) => return Ok(answer),
+                // The connection closed under the call: the proxy it reached let go.
+                Err(error) if !error.is_timeout() && !error.is_connect() => {}
+                Err(error) => return Err(proxy_error(action, error)),
+            }
+        }
+        request.send().await.map_err(|error| proxy_error(action, error))
     }
 
     /// The replicas the service's route sends new requests to now (none without a
@@ -146,10 +281,8 @@ impl ProxyClient {
     pub(crate) async fn backends(&self, rollout: &ServiceRollout<'_>) -> Result<Vec<Backend>, TargetError> {
         let name = route_name(rollout);
         let table: RouteTable = self
-            .authorized(self.http.get(format!("{}/routes", self.admin)))
-            .send()
-            .await
-            .map_err(|error| proxy_error("read the routes", error))?
+            .send(self.http.get(format!("{}/routes", self.admin)), "read the routes")
+            .await?
             .json()
             .await
             .map_err(|error| proxy_error("read the routes", error))?;
@@ -191,12 +324,7 @@ impl ProxyClient {
             health,
             tls,
         };
-        let answer = self
-            .authorized(self.http.put(format!("{}/routes", self.admin)))
-            .json(&route)
-            .send()
-            .await
-            .map_err(|error| proxy_error("set the route", error))?;
+        let answer = self.send(self.http.put(format!("{}/routes", self.admin)).json(&route), "set the route").await?;
         if !answer.status().is_success() {
             let status = answer.status();
             let text = answer.text().await.unwrap_or_default();
@@ -212,13 +340,11 @@ impl ProxyClient {
     /// new one goes there.
     pub(crate) async fn drain(&self, backend: SocketAddr, grace: Duration) -> Result<bool, TargetError> {
         let request = DrainRequest { backend, grace_ms: grace.as_millis() as u64 };
+        let call =
+            self.http.post(format!("{}/drain", self.admin)).json(&request).timeout(grace + Duration::from_secs(5));
         let answer: DrainAnswer = self
-            .authorized(self.http.post(format!("{}/drain", self.admin)))
-            .json(&request)
-            .timeout(grace + Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|error| proxy_error("drain a replica", error))?
+            .send(call, "drain a replica")
+            .await?
             .json()
             .await
             .map_err(|error| proxy_error("drain a replica", error))?;
@@ -322,6 +448,44 @@ fn route_name(rollout: &ServiceRollout<'_>) -> String {
 pub(crate) fn endpoint(rollout: &ServiceRollout<'_>, replica: &DockerReplica) -> Option<SocketAddr> {
     let port = replica.host_port(rollout.spec.primary().port?)?;
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Whether an admin answer comes from a proxy that handed its sockets over.
+fn handed_over(answer: &reqwest::Response) -> bool {
+    let (name, value) = launchway_proxy::admin::HANDED_OVER;
+    answer.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        && answer.headers().get(name).is_some_and(|header| header == value)
+}
+
+/// Removes a proxy container that no longer serves (gone already is fine).
+async fn remove_container(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::new().force(true).build();
+    if let Err(error) = docker.remove_container(id, Some(options)).await {
+        tracing::debug!(%error, container = id, "could not remove a proxy container that no longer serves");
+    }
+}
+
+/// Tidies up after proxies that were replaced: those that ended are removed, and one
+/// still finishing its requests (or about to hand over) is kept from restarting.
+async fn retire(docker: &Docker, replaced: impl Iterator<Item = &ProxyContainer>) -> Result<(), TargetError> {
+    for container in replaced {
+        if container.running {
+            let update = ContainerUpdateBody {
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                ..ContainerUpdateBody::default()
+            };
+            docker
+                .update_container(&container.id, update)
+                .await
+                .map_err(|error| api_error("keep a replaced proxy from restarting", error))?;
+        } else {
+            remove_container(docker, &container.id).await;
+        }
+    }
+    Ok(())
 }
 
 fn proxy_error(action: &str, error: reqwest::Error) -> TargetError {

@@ -41,12 +41,26 @@ impl TestProxy {
         TestProxy { admin: format!("127.0.0.1:{}", launchway_testkit::free_port()), _turn: turn }
     }
 
-    /// `docker <args> <this proxy's container>`, which must succeed (restart, kill…).
+    /// `docker <args> <this proxy's running container>`, which must succeed (restart,
+    /// kill…).
     pub fn docker(&self, args: &[&str]) {
-        let port = self.admin.rsplit(':').next().unwrap_or_default();
-        let container = format!("launchway-proxy-{port}");
-        let output = std::process::Command::new("docker").args(args).arg(&container).output().expect("docker runs");
+        let running = self.containers(false);
+        assert_eq!(running.len(), 1, "one proxy container runs: {running:?}");
+        let output = std::process::Command::new("docker").args(args).arg(&running[0]).output().expect("docker runs");
         assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// The ids of this proxy's containers (those that ended too, with `all`), found by
+    /// their label as launchway finds them.
+    pub fn containers(&self, all: bool) -> Vec<String> {
+        let filter = format!("label=launchway.proxy.admin={}", self.admin);
+        let mut command = std::process::Command::new("docker");
+        command.args(["ps", "-q", "--no-trunc", "--filter", &filter]);
+        if all {
+            command.arg("--all");
+        }
+        let output = command.output().expect("docker runs");
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
     }
 
     /// `launchway deploy` in `world`, with this test's proxy.
@@ -60,7 +74,9 @@ impl TestProxy {
 impl Drop for TestProxy {
     fn drop(&mut self) {
         let port = self.admin.rsplit(':').next().unwrap_or_default();
-        let _ = std::process::Command::new("docker").args(["rm", "-f", &format!("launchway-proxy-{port}")]).output();
+        for container in self.containers(true) {
+            let _ = std::process::Command::new("docker").args(["rm", "-f", &container]).output();
+        }
         let _ = std::process::Command::new("docker")
             .args(["volume", "rm", &format!("launchway-proxy-state-{port}")])
             .output();

@@ -86,7 +86,12 @@ impl World {
 
     /// A `launchway` command against this world's repo and database.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(binary());
+        self.command_of(&binary(), args)
+    }
+
+    /// `program` (another build of launchway) with `args`, in this world.
+    pub fn command_of(&self, program: &std::path::Path, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
         command.args(args);
         self.configure(&mut command);
         command
