@@ -2,10 +2,11 @@
 //! someone allowed to decides, or until its time runs out.
 
 use launchway_store::{
-    Approval, ApprovalDecided, Decision, EventBody, NewEvent, Run, RunState, Transition, TransitionDetail, now_ms,
+    Approval, ApprovalDecided, Decision, EventBody, NewEvent, Run, RunState, Transition, TransitionDetail,
 };
 
-use crate::run::{Claim, Next};
+use crate::run::Claim;
+use crate::step::Next;
 use crate::{Engine, EngineError, Result};
 
 impl Engine {
@@ -87,7 +88,7 @@ impl Engine {
 
     /// Runs parked for approval that can move on: decided, or expired.
     pub async fn approvals_due(&self) -> Result<Vec<i64>> {
-        Ok(self.inner.store.approvals_due(now_ms()).await?)
+        Ok(self.inner.store.approvals_due(self.now_ms()).await?)
     }
 
     /// The step of a run waiting for approval: the decision once made, a rejection once
@@ -107,7 +108,7 @@ impl Engine {
                 Next::to(RunState::Rejected, format!("rejected by {by}{comment}; nothing was changed"))
                     .because(format!("rejected by {by}{comment}")),
             ),
-            None if approval.expires_at.is_some_and(|expires| expires <= now_ms()) => Some(
+            None if approval.expires_at.is_some_and(|expires| expires <= self.now_ms()) => Some(
                 Next::to(RunState::Rejected, "nobody approved it in time; nothing was changed")
                     .because("approval expired"),
             ),

@@ -14,7 +14,8 @@ use launchway_manifest::{AppBuild, AppSpec, ImageBuild, TargetSpec};
 use launchway_store::{BuiltImage, NewRelease, Run, RunState, now_ms};
 use launchway_target::{Progress, TargetError, TargetEvent, TargetReport, describe};
 
-use crate::run::{Next, RunProgress};
+use crate::run::RunProgress;
+use crate::step::Next;
 use crate::{Engine, EngineError, Result};
 
 /// One image to build.

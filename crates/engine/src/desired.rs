@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use launchway_manifest::{AppBuild, AppSpec, Manifest};
-use launchway_store::{AppPlan, Published, Release, RunFilter, RunKind, RunState};
+use launchway_store::{Published, RunFilter, RunKind, RunState};
 
-use crate::sync::Decision;
+use crate::decide::Decision;
 use crate::{Engine, Result};
 
 /// Desired state for one (app, environment), as launchway would deploy it now.
@@ -152,11 +152,4 @@ enum PublishedImages {
     FellBack(AppSpec, String, RunState),
     /// It failed and there is nothing good to fall back to.
     Wait(Decision),
-}
-
-/// Whether what runs is what launchway would deploy (`revision`): the target plans no
-/// change from live state, and the release the store says runs is that revision. The
-/// one rule behind both "unchanged" (no run) and "in sync".
-pub(crate) fn runs_as_desired(plan: &AppPlan, current: Option<&Release>, revision: &str) -> bool {
-    plan.is_no_op() && current.is_some_and(|release| release.revision == revision)
 }

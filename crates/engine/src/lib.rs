@@ -13,6 +13,8 @@
 mod analysis;
 mod approval;
 mod build;
+mod clock;
+mod decide;
 mod desired;
 pub mod dora;
 mod owner;
@@ -20,6 +22,7 @@ mod plan;
 mod progressive;
 mod run;
 mod status;
+mod step;
 mod sync;
 
 use std::sync::Arc;
@@ -33,11 +36,13 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use build::{ImageBuilder, ImageToBuild};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use decide::Decision;
 pub use dora::{DoraFigures, NO_OP_REASON};
 pub use launchway_store::{AppPlan, Change, PlanAction};
 pub use owner::Owner;
 pub use status::{AppHealth, AppStatus, DesiredSources, HealthState, SyncState};
-pub use sync::{Decision, DeployRequest, ImageOverrides, RollbackRequest, Selection};
+pub use sync::{DeployRequest, ImageOverrides, RollbackRequest, Selection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -75,11 +80,17 @@ pub struct EngineConfig {
     /// shutdown; everything else that must stop then (the server's loops, its HTTP
     /// listener) waits on the same token.
     pub stop: CancellationToken,
+    /// What approval expiry, repair back-off and lease checks take as now.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineConfig {
     fn default() -> EngineConfig {
-        EngineConfig { lease_ttl: Duration::from_secs(15), stop: CancellationToken::new() }
+        EngineConfig {
+            lease_ttl: Duration::from_secs(15),
+            stop: CancellationToken::new(),
+            clock: Arc::new(SystemClock),
+        }
     }
 }
 
@@ -145,6 +156,11 @@ impl Engine {
     /// Every event this engine records, as it records it (for live progress).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Now, by the engine's clock ([`EngineConfig::clock`]), in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.config.clock.now_ms()
     }
 
     /// The stop signal it obeys ([`EngineConfig::stop`]).

@@ -20,28 +20,12 @@ use launchway_store::{
 };
 use launchway_target::{Advance, RolloutError, Target};
 
-use crate::run::{Next, RunProgress, rollout};
+use crate::run::{RunProgress, rollout};
+use crate::step::{Next, NextTrafficStep};
 use crate::{Engine, EngineError, Result, analysis};
 
 /// How often a pause looks for `promote` or `abort` sent by another process.
 const CONTROL_POLL: Duration = Duration::from_millis(250);
-
-/// The step a progressing run takes next.
-pub(crate) enum NextTrafficStep {
-    /// The step at this index (from 0), named as the run's step row is.
-    Hold(usize, String),
-    /// Every step passed: the new release takes everything.
-    Promote,
-}
-
-impl NextTrafficStep {
-    pub(crate) fn name(&self) -> String {
-        match self {
-            NextTrafficStep::Hold(_, name) => name.clone(),
-            NextTrafficStep::Promote => "promote".to_owned(),
-        }
-    }
-}
 
 /// How often a step being reached is looked at (an ECS deployment on its way to a
 /// gate): soon, then less often, so a long wait stays well inside ECS's API rate limits

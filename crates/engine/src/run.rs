@@ -10,68 +10,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use launchway_manifest::AppSpec;
 use launchway_store::{
-    AppPlan, ApprovalRequest, DeploymentUpdate, EventBody, EventFilter, Lease, NewEvent, NewRelease, PlanAction,
-    Release, Run, RunId, RunKind, RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail,
-    now_ms,
+    ApprovalRequest, Event, EventBody, EventFilter, Lease, NewEvent, PlanAction, Release, Run, RunId, RunKind,
+    RunState, StepFinished, StepOutcome, StoreError, Transition, TransitionDetail,
 };
 use launchway_target::{AppRef, Progress, Rollout, RolloutError, Target, TargetEvent, TaskExecution, describe};
 use tracing::Instrument;
 
 use crate::plan::Observed;
-use crate::progressive::NextTrafficStep;
+use crate::step::{Next, NextTrafficStep};
 use crate::{Engine, EngineError, Result};
-
-/// What a step decided.
-pub(crate) struct Next {
-    to: RunState,
-    reason: Option<String>,
-    plan: Option<AppPlan>,
-    message: String,
-    detail: TransitionDetail,
-    deployment: Option<DeploymentUpdate>,
-    approval: Option<ApprovalRequest>,
-    release: Option<NewRelease>,
-}
-
-impl Next {
-    pub(crate) fn to(to: RunState, message: impl Into<String>) -> Next {
-        Next {
-            to,
-            reason: None,
-            plan: None,
-            message: message.into(),
-            detail: TransitionDetail::default(),
-            deployment: None,
-            approval: None,
-            release: None,
-        }
-    }
-
-    /// Moves the run to a new release (what its build step built).
-    pub(crate) fn moving_to(mut self, release: NewRelease) -> Next {
-        self.release = Some(release);
-        self
-    }
-
-    pub(crate) fn because(mut self, reason: impl Into<String>) -> Next {
-        self.reason = Some(reason.into());
-        self
-    }
-
-    pub(crate) fn with_detail(mut self, detail: TransitionDetail) -> Next {
-        self.detail = detail;
-        self
-    }
-
-    pub(crate) fn with_logs(self, logs: impl Into<Vec<String>>) -> Next {
-        self.with_detail(TransitionDetail { logs: logs.into(), ..TransitionDetail::default() })
-    }
-
-    fn deploying(mut self, release_id: i64, verified: bool) -> Next {
-        self.deployment = Some(DeploymentUpdate { current_release_id: release_id, verified });
-        self
-    }
-}
 
 /// What a pending run does about the runs it waits for.
 pub(crate) enum DependenciesGate {
@@ -170,7 +117,7 @@ impl Engine {
                 Err(EngineError::Busy {
                     run_id,
                     owner: run.lease_owner.unwrap_or_default(),
-                    expires_in_ms: run.lease_expires_at.map_or(0, |at| at - now_ms()),
+                    expires_in_ms: run.lease_expires_at.map_or(0, |at| at - self.now_ms()),
                 })
             }
         }
@@ -346,7 +293,7 @@ impl Engine {
             RunState::AwaitingApproval => {
                 // Decided, or out of time: driving it now applies that.
                 let due = self.inner.store.approval(run.id).await?.is_some_and(|approval| {
-                    approval.decision.is_some() || approval.expires_at.is_some_and(|expires| expires <= now_ms())
+                    approval.decision.is_some() || approval.expires_at.is_some_and(|expires| expires <= self.now_ms())
                 });
                 Ok((!due).then(|| ParkedBehind { what: "approval".to_owned(), approval_run: run.id }))
             }
@@ -364,11 +311,11 @@ impl Engine {
         let message = format!("waits for {what}");
         let filter = EventFilter { run_id: Some(run.id), last: Some(1), ..EventFilter::default() };
         let events = self.inner.store.events(&filter).await?;
-        if events.last().is_some_and(|last| last.kind == "run.waiting" && last.message == message) {
+        let said = |last: &&Event| matches!(last.body(), EventBody::RunWaiting { .. }) && last.message == message;
+        if events.last().is_some_and(|last| said(&last)) {
             return Ok(());
         }
-        let body =
-            EventBody::Other { kind: "run.waiting".to_owned(), data: serde_json::json!({ "runs": run.waits_for }) };
+        let body = EventBody::RunWaiting { runs: run.waits_for.clone() };
         self.record(NewEvent::for_run(run, body, message)).await?;
         Ok(())
     }
@@ -465,7 +412,7 @@ impl Engine {
             Next::to(RunState::Verifying, "nothing to change: the target already runs this release; verifying it")
         } else if let Some(policy) = run.approval_policy.filter(|_| run.kind == RunKind::Deploy) {
             // Rollbacks are someone's explicit request and do not wait.
-            let expires_at = policy.expires.map(|expires| now_ms() + expires.as_millis() as i64);
+            let expires_at = policy.expires.map(|expires| self.now_ms() + expires.as_millis() as i64);
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
             let mut next = Next::to(RunState::AwaitingApproval, format!("waiting for approval: {}", plan.summary))
                 .because("waiting for approval")

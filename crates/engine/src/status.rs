@@ -11,7 +11,8 @@ use launchway_target::planning::{Deployed, PlanRequest};
 use launchway_target::{AppRef, ContainerLogs, LiveApp, ReplicaState, Target, describe};
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{DesiredOutcome, ImageSource, runs_as_desired};
+use crate::decide::runs_as_desired;
+use crate::desired::{DesiredOutcome, ImageSource};
 use crate::{Engine, Result, Selection};
 
 /// How an app is doing where it runs.

@@ -5,27 +5,23 @@
 //! retried unless asked, so a broken commit does not redeploy in a loop.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use launchway_manifest::{ApprovalPolicy, Deployment, Manifest, TargetSpec};
 use launchway_store::{
     AppPlan, AuditKind, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published, Release,
-    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError, now_ms,
+    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError,
 };
 use launchway_target::AppRef;
 use launchway_target::planning;
-use serde::Serialize;
 use serde_json::json;
 
-use crate::desired::{DesiredOutcome, ImageSource, runs_as_desired};
+use crate::decide::{
+    ChangeFacts, Decision, Holder, OnUnfinished, REPAIR_MEMORY, ReleaseDrift, SettledFacts, UnfinishedFacts, Verdict,
+    busy_or_resume, held_elsewhere, on_change, on_settled, on_unfinished, repair_wait,
+};
+use crate::desired::{DesiredOutcome, ImageSource};
 use crate::plan::Observed;
 use crate::{Engine, EngineError, Result};
-
-/// The wait before repairing an app again that was repaired within the last hour; it
-/// doubles with each further repair in that hour, up to [`REPAIR_BACKOFF_MAX`]. A
-/// release that keeps dying is not replaced in a tight loop.
-const REPAIR_BACKOFF: Duration = Duration::from_secs(60);
-const REPAIR_BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// Which apps and environments a command is about; empty means all.
 #[derive(Debug, Clone, Default)]
@@ -77,69 +73,6 @@ pub struct DeployRequest<'a> {
     pub retry_failed: bool,
     /// Who asks, for the audit log.
     pub trigger: String,
-}
-
-/// What `deploy` does for one (app, environment).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-pub enum Decision {
-    /// A run was created.
-    Started {
-        run: Box<Run>,
-        plan: Box<AppPlan>,
-    },
-    /// A run interrupted earlier is resumed first.
-    #[serde(rename = "resumed")]
-    Resume {
-        run: Box<Run>,
-    },
-    Unchanged {
-        app: String,
-        env: String,
-        revision: String,
-    },
-    Skipped {
-        app: String,
-        env: String,
-        reason: String,
-        /// How the revision's last run ended.
-        previous_state: RunState,
-    },
-    /// A run for the same desired state waits for approval: its own, or (still
-    /// pending) that of a run it depends on.
-    #[serde(rename = "waiting_for_approval")]
-    Waiting {
-        run: Box<Run>,
-        /// The run to approve for this one to move: itself, or one it depends on.
-        approval_run: RunId,
-        /// What it waits for when that is not its own approval ("api's run 4, which
-        /// waits for approval").
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        behind: Option<String>,
-    },
-    /// A run for the app is being driven by another live process.
-    Busy {
-        app: String,
-        env: String,
-        run_id: i64,
-        owner: String,
-    },
-    /// A manual rollback holds the app at a release: nothing newer deploys until the
-    /// pin is lifted. `wants` is the revision the repo asks for, when it differs.
-    Pinned {
-        app: String,
-        env: String,
-        pin: Pin,
-        wants: Option<String>,
-    },
-    /// What runs drifted from the last verified release, which was repaired recently:
-    /// the next repair waits until `retry_at` (Unix ms).
-    RepairLater {
-        app: String,
-        env: String,
-        reason: String,
-        retry_at: i64,
-    },
 }
 
 /// What a run is created with.
@@ -232,24 +165,24 @@ impl Engine {
             let revision = spec.revision().0;
             let latest = self.latest_run(app, env).await?;
             if let Some(run) = latest.as_ref().filter(|run| !run.state.is_terminal()) {
-                // A run parked behind an approval (its own, or one its dependencies wait
-                // for) is not resumed: driving it again would only park it again.
-                let busy = matches!(self.unfinished(run), Decision::Busy { .. });
-                let Some(behind) = self.parked_behind(run).await?.filter(|_| !busy) else {
-                    decisions.push(self.unfinished(run));
-                    continue;
+                let (holder, now) = (self.holder(run), self.now_ms());
+                // What it is parked behind matters only when no other process drives it.
+                let parked = match held_elsewhere(holder, now) {
+                    true => None,
+                    false => self.parked_behind(run).await?,
                 };
-                if store.release(run.release_id).await?.revision == revision {
-                    decisions.push(Decision::Waiting {
-                        run: Box::new(run.clone()),
-                        approval_run: behind.approval_run,
-                        behind: (behind.approval_run != run.id).then_some(behind.what),
-                    });
-                    continue;
+                let same_revision = match parked {
+                    Some(_) => store.release(run.release_id).await?.revision == revision,
+                    None => false,
+                };
+                let facts = UnfinishedFacts { run, holder, parked: parked.as_ref(), same_revision, now };
+                match on_unfinished(&facts) {
+                    OnUnfinished::Decided(decision) => {
+                        decisions.push(decision);
+                        continue;
+                    }
+                    OnUnfinished::Supersede => self.supersede(run, &revision).await?,
                 }
-                // A newer change replaces one still waiting: approving the old one later
-                // would deploy a state nobody wants any more.
-                self.supersede(run, &revision).await?;
             }
             let observed = self.live(request.manifest, env, request.selection, &mut live_by_env).await?;
             let record = store.deployment(app, env).await?;
@@ -259,51 +192,57 @@ impl Engine {
                 let plan = observed.plan(app, env, &release.spec, current.as_ref());
                 (plan.action == PlanAction::Converge).then_some(plan)
             };
-
-            if let Some(pin) = record.as_ref().and_then(|record| record.pin.clone()) {
-                let pinned = store.release(pin.release_id).await?;
-                decisions.push(match drift_from(&pinned) {
-                    Some(plan) => self.repair(&pinned, plan, request, &latest).await?,
-                    None => Decision::Pinned {
-                        app: app.to_owned(),
-                        env: env.to_owned(),
-                        wants: (pinned.revision != revision).then_some(revision),
-                        pin,
-                    },
-                });
-                continue;
-            }
-
+            let pin = record.as_ref().and_then(|record| record.pin.clone());
+            let pinned = match &pin {
+                Some(pin) => Some(store.release(pin.release_id).await?),
+                None => None,
+            };
+            let pinned_drift = pinned.as_ref().and_then(drift_from);
             let mut plan = observed.plan(app, env, spec, current.as_ref());
             if let Some((note, _)) = &note {
                 plan.summary = format!("{} ({note})", plan.summary);
             }
-            if runs_as_desired(&plan, current.as_ref(), &revision) {
-                decisions.push(match note {
-                    // Nothing to do, but the publication did not go through: said, not hidden.
-                    Some((reason, previous_state)) => {
-                        Decision::Skipped { app: app.to_owned(), env: env.to_owned(), reason, previous_state }
-                    }
-                    None => Decision::Unchanged { app: app.to_owned(), env: env.to_owned(), revision },
+            let settled = SettledFacts {
+                app,
+                env,
+                revision: &revision,
+                pin: pin
+                    .as_ref()
+                    .zip(pinned.as_ref())
+                    .map(|(pin, release)| (pin, ReleaseDrift { release, drift: pinned_drift.as_ref() })),
+                plan: &plan,
+                current: current.as_ref(),
+                held_back: note.as_ref(),
+            };
+            // Read only when the change stage decides.
+            let (failed_before, good_drift);
+            let mut verdict = on_settled(&settled);
+            if let Verdict::GoOn = verdict {
+                failed_before = match request.retry_failed {
+                    true => None,
+                    false => self.failed_before(app, env, &revision).await?,
+                };
+                good_drift = good.as_ref().and_then(drift_from);
+                verdict = on_change(&ChangeFacts {
+                    app,
+                    env,
+                    revision: &revision,
+                    plan: &plan,
+                    good: good.as_ref().map(|release| ReleaseDrift { release, drift: good_drift.as_ref() }),
+                    failed_before: failed_before.as_ref(),
+                    retry_failed: request.retry_failed,
                 });
-                continue;
             }
-            if !request.retry_failed
-                && let Some(failed) = self.failed_before(app, env, &revision).await?
-            {
-                // Left alone, but what drifted from the last verified release is repaired.
-                decisions.push(match good.as_ref().and_then(|good| Some((good, drift_from(good)?))) {
-                    Some((good, plan)) => self.repair(good, plan, request, &latest).await?,
-                    None => skipped(app, env, &revision, &failed),
-                });
-                continue;
-            }
-            if plan.action == PlanAction::Converge
-                && let Some(good) = good.as_ref().filter(|good| good.revision == revision)
-            {
-                // The desired state runs and was verified; only its replicas drifted.
-                decisions.push(self.repair(good, plan, request, &latest).await?);
-                continue;
+            match verdict {
+                Verdict::Decided(decision) => {
+                    decisions.push(decision);
+                    continue;
+                }
+                Verdict::Repair { release, plan } => {
+                    decisions.push(self.repair(release, plan.clone(), request, &latest).await?);
+                    continue;
+                }
+                Verdict::Deploy | Verdict::GoOn => {}
             }
             let target = self.environment_target(request.manifest, env)?;
             let approval = request.manifest.environments.get(env).and_then(|environment| environment.approval);
@@ -350,33 +289,29 @@ impl Engine {
         latest: &Option<Run>,
     ) -> Result<Decision> {
         let (app, env) = (release.app.as_str(), release.env.as_str());
-        let since = now_ms() - 3_600_000;
+        let now = self.now_ms();
         let filter = RunFilter {
             app: Some(app.to_owned()),
             env: Some(env.to_owned()),
             kind: Some(RunKind::Repair),
-            since: Some(since),
+            since: Some(now - REPAIR_MEMORY.as_millis() as i64),
             ..RunFilter::default()
         };
         let recent = self.inner.store.runs(&filter).await?;
-        if let Some(last) = recent.first().filter(|_| !request.retry_failed) {
-            let backoff = REPAIR_BACKOFF.saturating_mul(1 << (recent.len() - 1).min(10)).min(REPAIR_BACKOFF_MAX);
-            let retry_at = last.finished_at.unwrap_or(last.updated_at) + backoff.as_millis() as i64;
-            if now_ms() < retry_at {
-                return Ok(Decision::RepairLater {
-                    app: app.to_owned(),
-                    env: env.to_owned(),
-                    reason: format!(
-                        "{} ({}); repaired {} time{} in the last hour, last in run {}",
-                        plan.summary,
-                        release_words(release),
-                        recent.len(),
-                        if recent.len() == 1 { "" } else { "s" },
-                        last.id
-                    ),
-                    retry_at,
-                });
-            }
+        if let Some(retry_at) = repair_wait(&recent, request.retry_failed, now) {
+            return Ok(Decision::RepairLater {
+                app: app.to_owned(),
+                env: env.to_owned(),
+                reason: format!(
+                    "{} ({}); repaired {} time{} in the last hour, last in run {}",
+                    plan.summary,
+                    release_words(release),
+                    recent.len(),
+                    if recent.len() == 1 { "" } else { "s" },
+                    recent.first().map_or(0, |last| last.id)
+                ),
+                retry_at,
+            });
         }
         let previous = self.verified_before(app, env, &release.revision).await?;
         let summary = format!("repair: {}", plan.summary);
@@ -638,21 +573,21 @@ impl Engine {
         Ok(run)
     }
 
+    /// Another process drives `run` now, or it is to be resumed.
     fn unfinished(&self, run: &Run) -> Decision {
-        let holder_alive = run.lease_owner.as_deref().is_some_and(|holder| {
-            holder != self.inner.owner.id
-                && !self.inner.owner.sees_dead(holder)
-                && run.lease_expires_at.is_some_and(|expires| expires > now_ms())
-        });
-        if holder_alive {
-            Decision::Busy {
-                app: run.app.clone(),
-                env: run.env.clone(),
-                run_id: run.id,
-                owner: run.lease_owner.clone().unwrap_or_default(),
+        busy_or_resume(run, self.holder(run), self.now_ms())
+    }
+
+    /// Who holds `run`'s lease, as this process sees it.
+    fn holder(&self, run: &Run) -> Holder {
+        match (run.lease_owner.as_deref(), run.lease_expires_at) {
+            (Some(holder), Some(expires_at)) if holder != self.inner.owner.id => {
+                match self.inner.owner.sees_dead(holder) {
+                    true => Holder::Dead,
+                    false => Holder::Other { expires_at },
+                }
             }
-        } else {
-            Decision::Resume { run: Box::new(run.clone()) }
+            _ => Holder::Nobody,
         }
     }
 
@@ -759,24 +694,6 @@ fn busy_elsewhere(app: &str, env: &str, run_id: i64) -> Decision {
 
 fn look_again(app: &str, env: &str) -> Decision {
     busy_elsewhere(app, env, 0)
-}
-
-fn skipped(app: &str, env: &str, revision: &str, failed: &Run) -> Decision {
-    Decision::Skipped {
-        app: app.to_owned(),
-        env: env.to_owned(),
-        previous_state: failed.state,
-        reason: format!(
-            "revision {revision} {} in run {}{}; change the manifest, or pass --retry to deploy it again",
-            match failed.state {
-                RunState::RolledBack => "was rolled back",
-                RunState::Rejected => "was rejected",
-                _ => "failed",
-            },
-            failed.id,
-            failed.reason.as_deref().map(|reason| format!(" ({reason})")).unwrap_or_default()
-        ),
-    }
 }
 
 /// "release 4 (revision 1a2b3c4d5e6f)"

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use launchway_engine::{Decision, DeployRequest, Engine, EngineConfig, EngineError, Selection, TargetProvider};
+use launchway_engine::{
+    Clock, Decision, DeployRequest, Engine, EngineConfig, EngineError, ManualClock, Selection, SystemClock,
+    TargetProvider,
+};
 use launchway_manifest::{Manifest, SourceFile, TargetSpec};
 use launchway_store::{ControlAction, EventFilter, ReleaseSource, Run, RunState, Store, StoreError};
 use launchway_store_sqlite::SqliteStore;
@@ -35,10 +38,16 @@ struct Setup {
 }
 
 async fn setup(lease_ttl: Duration) -> Setup {
+    setup_with_clock(lease_ttl, Arc::new(SystemClock)).await
+}
+
+/// A setup whose engine takes the time from `clock`.
+async fn setup_with_clock(lease_ttl: Duration, clock: Arc<dyn Clock>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("db").to_str().unwrap()).await.unwrap());
     let target = Arc::new(FakeTarget::default());
-    let engine = engine(&store, &target, lease_ttl);
+    let config = EngineConfig { lease_ttl, clock, ..EngineConfig::default() };
+    let engine = Engine::new(store.clone(), Arc::new(Provider(target.clone())), config);
     Setup { target, store, engine, _dir: dir }
 }
 
@@ -362,10 +371,12 @@ async fn a_rejected_run_changes_nothing() {
 
 #[tokio::test]
 async fn an_approval_not_given_in_time_expires() {
-    let setup = setup(Duration::from_secs(15)).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let setup = setup_with_clock(Duration::from_secs(15), clock.clone()).await;
     let run_id = start_gated(&setup.engine, "example/web:1", "{expires: 50ms}").await;
     assert_eq!(setup.engine.drive(run_id).await.unwrap().state, RunState::AwaitingApproval);
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(setup.engine.approvals_due().await.unwrap(), Vec::<i64>::new(), "in time, it stays parked");
+    clock.advance(Duration::from_millis(80));
     // Out of time, it is no longer parked: the next deploy drives it to its end.
     let request = DeployRequest {
         manifest: &gated_manifest("example/web:1", "{expires: 50ms}"),

@@ -12,6 +12,7 @@ use launchway_store_sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Global, Output, Scope};
+use crate::output::InvalidManifest;
 use crate::targets::Targets;
 
 pub struct Context {
@@ -20,15 +21,6 @@ pub struct Context {
     /// Cancelled when the user asks launchway to stop (Ctrl-C, SIGTERM): the one stop
     /// signal engines made here, and the server, obey.
     pub stop: CancellationToken,
-}
-
-/// A manifest with problems: printed as `file:line:col: message`, exit code 3.
-#[derive(Debug, thiserror::Error)]
-#[error("the manifest is invalid")]
-pub struct InvalidManifest {
-    /// Where it was read from: a commit, or a folder on disk.
-    pub location: String,
-    pub diagnostics: Vec<Diagnostic>,
 }
 
 /// Desired state read from the files on disk of a local config repo (`plan --work-tree`).

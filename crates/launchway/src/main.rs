@@ -14,7 +14,8 @@ mod targets;
 use std::process::ExitCode;
 
 use crate::cli::{Command, LogFormat, Output};
-use crate::context::{Context, InvalidManifest};
+use crate::context::Context;
+use crate::output::InvalidManifest;
 
 /// jemalloc rather than glibc's allocator: `launchway server` runs for months and goes
 /// through bursts (a thousand runs planned at start, a thousand manifests parsed), and

@@ -5,13 +5,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anstyle::{AnsiColor, Style};
 use launchway_engine::{AppPlan, Change, Engine, PlanAction};
-use launchway_manifest::format_duration;
+use launchway_manifest::{Diagnostic, format_duration};
 use launchway_store::{Event, EventBody, RunState, StepOutcome};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::cli::Output;
-use crate::context::InvalidManifest;
 
 /// Colours for text output. Lines are written with them and printed through
 /// `anstream`, which drops them unless the stream is a terminal (and `NO_COLOR` is not
@@ -105,6 +104,15 @@ fn plan_heading(plan: &AppPlan) -> String {
 pub fn print_json<T: Serialize>(value: &T) {
     let text = serde_json::to_string_pretty(value).expect("output values serialize");
     println!("{text}");
+}
+
+/// A manifest with problems: printed as `file:line:col: message`, exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("the manifest is invalid")]
+pub struct InvalidManifest {
+    /// Where it was read from: a commit, or a folder on disk.
+    pub location: String,
+    pub diagnostics: Vec<Diagnostic>,
 }
 
 pub fn print_invalid_manifest(output: Output, invalid: &InvalidManifest) {

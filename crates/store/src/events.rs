@@ -22,6 +22,8 @@ pub enum EventBody {
     RunCreated(RunCreated),
     /// `run.resumed`: a process took over a run another left unfinished.
     RunResumed { attempt: i64, state: RunState },
+    /// `run.waiting`: a pending run waits for the runs of the apps it depends on.
+    RunWaiting { runs: Vec<i64> },
     /// `run.<state>`: the run entered `state`.
     RunEntered { state: RunState, detail: TransitionDetail },
     /// `step.started`
@@ -370,6 +372,7 @@ impl EventBody {
         match self {
             EventBody::RunCreated(_) => "run.created".into(),
             EventBody::RunResumed { .. } => "run.resumed".into(),
+            EventBody::RunWaiting { .. } => "run.waiting".into(),
             EventBody::RunEntered { state, .. } => format!("run.{state}").into(),
             EventBody::StepStarted { .. } => "step.started".into(),
             EventBody::StepFinished(_) => "step.finished".into(),
@@ -391,6 +394,7 @@ impl EventBody {
         let value = match self {
             EventBody::RunCreated(created) => serde_json::to_value(created),
             EventBody::RunResumed { attempt, state } => Ok(serde_json::json!({"attempt": attempt, "state": state})),
+            EventBody::RunWaiting { runs } => Ok(serde_json::json!({"runs": runs})),
             EventBody::RunEntered { detail, .. } if detail.is_empty() => Ok(Value::Null),
             EventBody::RunEntered { detail, .. } => serde_json::to_value(detail),
             EventBody::StepStarted { step } => Ok(serde_json::json!({"step": step})),
@@ -416,6 +420,7 @@ impl EventBody {
             "run.created" => parse(data).map(EventBody::RunCreated),
             "run.resumed" => parse::<Resumed>(data)
                 .map(|resumed| EventBody::RunResumed { attempt: resumed.attempt, state: resumed.state }),
+            "run.waiting" => parse::<Waiting>(data).map(|waiting| EventBody::RunWaiting { runs: waiting.runs }),
             "step.started" => parse::<StepStarted>(data).map(|started| EventBody::StepStarted { step: started.step }),
             "step.finished" => parse(data).map(EventBody::StepFinished),
             "approval.granted" | "approval.refused" => parse(data).map(EventBody::ApprovalDecided),
@@ -445,6 +450,11 @@ fn parse<T: DeserializeOwned>(data: &Value) -> Option<T> {
 struct Resumed {
     attempt: i64,
     state: RunState,
+}
+
+#[derive(Deserialize)]
+struct Waiting {
+    runs: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -485,6 +495,7 @@ mod tests {
             kind: RunKind::Deploy,
         }));
         round_trip(EventBody::RunResumed { attempt: 2, state: RunState::Deploying });
+        round_trip(EventBody::RunWaiting { runs: vec![4, 5] });
         round_trip(EventBody::RunEntered { state: RunState::Deploying, detail: TransitionDetail::default() });
         round_trip(EventBody::RunEntered {
             state: RunState::RollingBack,

@@ -15,6 +15,7 @@ mod definitions;
 mod ecr;
 mod error;
 mod logs;
+mod lookup;
 mod native;
 mod plan;
 mod raw;
@@ -36,8 +37,8 @@ use launchway_target::{
 };
 
 pub use ecr::{RegistryLogin, ecr_login};
+pub use lookup::Polling;
 pub use secrets::SsmParameters;
-pub use services::Polling;
 
 /// Apps observed at once.
 const OBSERVE_CONCURRENCY: usize = 8;

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::definitions::Described;
 use crate::error::sdk_error;
-use crate::services;
+use crate::lookup;
 
 /// The tasks read at most: a page is for people, and each stream is one request.
 const MAX_TASKS: usize = 10;
@@ -31,7 +31,7 @@ pub(crate) async fn recent(
     spec: &EcsServiceSpec,
     lines: usize,
 ) -> Result<Vec<ContainerLogs>, TargetError> {
-    let service = services::require(ecs, spec).await?;
+    let service = lookup::require(ecs, spec).await?;
     let Some(task_definition) = service.task_definition() else { return Ok(Vec::new()) };
     let described = Described::fetch(ecs, task_definition).await?;
     let containers = awslogs_containers(&described.document);

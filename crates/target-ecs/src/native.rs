@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::definitions::short;
 use crate::error::sdk_error;
-use crate::services::{self, Polling};
+use crate::lookup::{self, Polling};
 
 /// What the manifest states about the service's deployment configuration and load
 /// balancer, under the names [`live_settings`] reads them by; what it leaves out, ECS
@@ -391,7 +391,7 @@ pub(crate) async fn look(
     until: Until,
     progress: &dyn Progress,
 ) -> Result<Look, RolloutError> {
-    let service = services::require(client, spec).await?;
+    let service = lookup::require(client, spec).await?;
     let deployment = current(client, &service).await?;
     let target = match deployment.as_ref().and_then(|d| d.target_service_revision()).and_then(|r| r.arn()) {
         Some(arn) => revision_task_definition(client, arn).await?,
@@ -601,7 +601,7 @@ pub(crate) async fn roll_back_in_progress(
     progress: &dyn Progress,
     polling: Polling,
 ) -> Result<bool, RolloutError> {
-    let service = services::require(client, spec).await?;
+    let service = lookup::require(client, spec).await?;
     let Some(deployment) = current(client, &service).await? else { return Ok(false) };
     let arn = deployment.service_deployment_arn().unwrap_or_default().to_owned();
     match deployment.status() {

@@ -12,7 +12,7 @@ use launchway_target::{Progress, RolloutError, TargetError, TargetEvent, TargetR
 
 use crate::definitions::{self, Described};
 use crate::error::sdk_error;
-use crate::services::Polling;
+use crate::lookup::Polling;
 
 /// How long a task run on deploy may take when its manifest says nothing.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);

@@ -6,8 +6,9 @@ use anyhow::Result;
 use launchway_engine::{AppStatus, DesiredSources, HealthState, Selection, SyncState};
 
 use crate::cli::{Output, Scope};
-use crate::context::{Context, InvalidManifest};
+use crate::context::Context;
 use crate::exit;
+use crate::output::InvalidManifest;
 use crate::output::{ago, print_json, table};
 
 pub async fn run(context: &Context, scope: &Scope) -> Result<u8> {
