@@ -14,12 +14,13 @@ pub mod api;
 pub mod auth;
 pub mod edge;
 pub mod hooks;
+mod http;
 pub mod limits;
-mod live;
 pub mod metrics;
 pub mod notifications;
 pub mod pulls;
 pub mod reconciler;
+mod routes;
 pub mod runtime;
 mod scheduler;
 pub mod session;
@@ -173,7 +174,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
 
     let limiter = Arc::new(limits::FailureLimiter::new(limits::Policy::default()));
     runtime.spawn(summarise_refusals(runtime.clone(), limiter.clone()));
-    let state = api::AppState {
+    let state = http::AppState {
         reconciler: reconciler.clone(),
         runtime: runtime.clone(),
         webhook_secret: config.webhook_secret.clone(),

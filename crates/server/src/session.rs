@@ -12,16 +12,10 @@
 //! site's form or script can neither read nor guess it. Bearer tokens (the CLI, CI) need
 //! no such header; no browser adds an Authorization header by itself.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
-use launchway_store::{Token, now_ms};
-use serde::{Deserialize, Serialize};
+use axum::http::{HeaderMap, HeaderValue};
+use launchway_store::{Store, StoreError, Token, now_ms};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiError, ApiResult, AppState, Caller, authenticate, verify_token};
 use crate::auth::constant_time_eq;
 
 /// The session cookie over plain HTTP (a server on this machine).
@@ -30,78 +24,10 @@ pub const COOKIE: &str = "lw_session";
 pub const SECURE_COOKIE: &str = "__Host-lw_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts: a working day.
-const LIFETIME_SECS: u64 = 12 * 3600;
-
-/// `POST /api/v1/session`: the token the person typed.
-#[derive(Debug, Deserialize)]
-pub struct SignIn {
-    pub token: String,
-}
-
-/// Who is signed in, and the CSRF token their page sends with each change.
-#[derive(Debug, Serialize)]
-pub struct SessionAnswer {
-    pub subject: String,
-    pub role: String,
-    pub token_id: String,
-    pub csrf: String,
-}
-
-fn answer(token: &Token, presented: &str) -> SessionAnswer {
-    SessionAnswer {
-        subject: token.subject.clone(),
-        role: token.role.as_str().to_owned(),
-        token_id: token.id.clone(),
-        csrf: csrf_token(presented),
-    }
-}
-
-/// Signs in: a valid token starts a session, whose id becomes the cookie. Only a JSON
-/// body is read, which no other site's plain form can send (so no page elsewhere can
-/// sign a visitor in as someone else).
-pub async fn sign_in(State(state): State<AppState>, caller: Caller, body: Bytes) -> ApiResult {
-    let json = caller
-        .headers
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send {\"token\": \"lw_…\"} as application/json",
-        ));
-    }
-    let request: SignIn = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "expected {\"token\": \"lw_…\"}"))?;
-    let token = verify_token(&state, caller.source, request.token.trim()).await?;
-    let id = new_session_id();
-    let expires_at = now_ms() + (LIFETIME_SECS * 1000) as i64;
-    state.runtime.engine().store().create_session(&id_hash(&id), &token.id, expires_at).await?;
-    let cookie = start_cookie(&id, state.secure_cookies);
-    Ok(([(SET_COOKIE, cookie)], axum::Json(answer(&token, &id))).into_response())
-}
-
-/// Who the session (or bearer token) is.
-pub async fn current(State(state): State<AppState>, caller: Caller) -> ApiResult {
-    let token = authenticate(&state, &caller).await?;
-    let presented = credential(&caller.headers).ok().flatten().map(Credential::token).unwrap_or_default();
-    crate::api::ok(answer(&token, presented))
-}
-
-/// Signs out: the session ends on the server (its cookie is then worth nothing, even
-/// kept), and the browser forgets the cookie. The token itself stays valid; revoking it
-/// is `DELETE /api/v1/tokens/{id}`.
-pub async fn sign_out(State(state): State<AppState>, caller: Caller) -> ApiResult {
-    authenticate(&state, &caller).await?;
-    if let Ok(Some(Credential::Session(id))) = credential(&caller.headers) {
-        state.runtime.engine().store().end_session(&id_hash(id)).await?;
-    }
-    Ok(([(SET_COOKIE, end_cookie(state.secure_cookies))], StatusCode::NO_CONTENT).into_response())
-}
+pub(crate) const LIFETIME_SECS: u64 = 12 * 3600;
 
 /// The token a session stands for, while it lasts and the token is live.
-pub(crate) async fn session_token(state: &AppState, id: &str) -> Result<Option<Token>, ApiError> {
-    let store = state.runtime.engine().store();
+pub(crate) async fn session_token(store: &dyn Store, id: &str) -> Result<Option<Token>, StoreError> {
     let Some(token_id) = store.session_token(&id_hash(id), now_ms()).await? else { return Ok(None) };
     Ok(store.token(&token_id).await?.filter(|token| token.revoked_at.is_none()))
 }
@@ -157,14 +83,14 @@ fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'
 }
 
 /// A new session id: 32 random bytes.
-fn new_session_id() -> String {
+pub(crate) fn new_session_id() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
     format!("lws_{}", hex::encode(bytes))
 }
 
 /// What the server keeps of a session id.
-fn id_hash(id: &str) -> String {
+pub(crate) fn id_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.trim().as_bytes()))
 }
 
