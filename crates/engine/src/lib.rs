@@ -10,6 +10,7 @@
 //!
 //! The engine knows only traits: [`Store`], [`Target`] (through [`TargetProvider`]).
 
+pub mod access;
 mod analysis;
 mod approval;
 mod build;

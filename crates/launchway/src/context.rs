@@ -131,15 +131,14 @@ impl Context {
             let config =
                 ConfigRepo::open(&repo, &cache).with_context(|| format!("could not open the config repo {repo}"))?;
             let commit = config.resolve(&git_ref)?;
-            let files = config
-                .manifest_files(&commit)
+            let read = config
+                .manifest_at(&commit)
                 .with_context(|| format!("could not read the manifest at commit {}", commit.short_id()))?;
-            let referenced = config.files_at(&commit)?;
             let invalid = |diagnostics| InvalidManifest {
                 location: format!("commit {} of {repo}", commit.short_id()),
                 diagnostics,
             };
-            let mut validated = launchway_manifest::load(&files, &referenced).map_err(invalid)?;
+            let mut validated = read.map_err(invalid)?;
             config
                 .set_build_references(&commit, &mut validated.manifest)
                 .map_err(|diagnostic| invalid(vec![diagnostic]))?;

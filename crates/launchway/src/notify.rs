@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use launchway_engine::Engine;
+use launchway_notify::dispatch::{self as notifications, Dispatcher, NotificationRules, Sent, Unobserved};
 use launchway_notify::{Notifier, OutboundPolicy, RetryPolicy};
 use launchway_secrets::Secrets;
-use launchway_server::notifications::{self, Dispatcher, NotificationRules, Sent};
 use launchway_source::ConfigRepo;
 use launchway_target_ecs::SsmParameters;
 
@@ -36,9 +36,7 @@ impl NotificationRules for FromConfigRepo {
         let read = tokio::task::spawn_blocking(move || {
             let config = ConfigRepo::open(&repo, &cache).ok()?;
             let commit = config.resolve(&git_ref).ok()?;
-            let files = config.manifest_files(&commit).ok()?;
-            let referenced = config.files_at(&commit).ok()?;
-            launchway_manifest::load(&files, &referenced).ok().map(|validated| validated.manifest.notifications)
+            config.manifest_at(&commit).ok()?.ok().map(|validated| validated.manifest.notifications)
         });
         read.await.ok().flatten()
     }
@@ -77,6 +75,7 @@ pub async fn after_runs(context: &Context, engine: &Engine, loaded: Option<Vec<l
         interactive_slack: false,
         sending: tokio_util::task::TaskTracker::new(),
         in_order: Default::default(),
+        observer: Arc::new(Unobserved),
     });
     match dispatcher.send_due().await {
         Ok(Sent::Caught) => {}

@@ -46,7 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("launchway-target-docker", &["launchway-manifest", "launchway-target", "launchway-proxy"]),
     ("launchway-target-ecs", &["launchway-manifest", "launchway-target", "launchway-secrets"]),
     ("launchway-source", &["launchway-manifest"]),
-    ("launchway-notify", &["launchway-manifest"]),
+    ("launchway-notify", &["launchway-manifest", "launchway-store", "launchway-engine", "launchway-secrets"]),
     ("launchway-engine", &["launchway-manifest", "launchway-store", "launchway-target"]),
     // Still converts the engine's and the store's values itself (issue 23: the API is to
     // own its wire types and depend on no launchway crate).

@@ -603,6 +603,7 @@ impl Notifier {
     }
 }
 
+pub mod dispatch;
 mod forge;
 mod outbound;
 

@@ -25,12 +25,12 @@ use launchway_store::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{self, Permission, TokenRequest};
 use crate::hooks::{self, Hook, Provider};
 use crate::http::{ApiError, ApiResult, AppState, Authenticated, Caller, allow, authenticate, authorize, ok, too_many};
 use crate::limits::{Audit, Failure, Standing};
 use crate::reconciler::{Reconciler, Scope};
 use crate::routes;
+use launchway_engine::access::{self as auth, Permission, TokenRequest};
 
 /// How long a webhook or publication waits for its reconcile before answering 202.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::auth::constant_time_eq;
+use launchway_engine::access::constant_time_eq;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {

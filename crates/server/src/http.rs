@@ -15,11 +15,11 @@ use launchway_engine::EngineError;
 use launchway_store::{AuditKind, NewEvent, StoreError, Token};
 use serde_json::json;
 
-use crate::auth::{self, Permission};
 use crate::limits::{Audit, Failure, FailureLimiter, Standing};
 use crate::reconciler::Reconciler;
 use crate::runtime::Runtime;
 use crate::session;
+use launchway_engine::access::{self as auth, Permission};
 
 #[derive(Clone)]
 pub struct AppState {

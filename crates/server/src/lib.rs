@@ -11,13 +11,11 @@
 //! `notifications` (events → chat), `metrics` (Prometheus), `ui` (the web page).
 
 pub mod api;
-pub mod auth;
 pub mod edge;
 pub mod hooks;
 mod http;
 pub mod limits;
 pub mod metrics;
-pub mod notifications;
 pub mod pulls;
 pub mod reconciler;
 mod routes;
@@ -149,7 +147,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
     // Chat messages and the answers to Slack's buttons go out through one client, under
     // one outbound policy.
     let notifier = Notifier::new(config.notify_retry, config.notify_outbound.clone());
-    let dispatcher = Arc::new(notifications::Dispatcher {
+    let dispatcher = Arc::new(launchway_notify::dispatch::Dispatcher {
         engine: runtime.engine().clone(),
         rules: reconciler.clone(),
         notifier: notifier.clone(),
@@ -158,6 +156,7 @@ pub async fn start(config: ServerConfig, engine: Engine, repo: RepoThread) -> Re
         interactive_slack: config.slack.is_some(),
         sending: tokio_util::task::TaskTracker::new(),
         in_order: Default::default(),
+        observer: Arc::new(metrics::Observed),
     });
     // Before anything is recorded: none of this start's events is missed.
     dispatcher.starting_point().await.context("could not read where notifications got to")?;

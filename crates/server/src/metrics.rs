@@ -92,3 +92,16 @@ async fn dora_figures(engine: &Engine) -> Vec<DoraFigures> {
     *CACHE.lock().expect("not poisoned") = Some((Instant::now(), figures.clone()));
     figures
 }
+
+/// The notification dispatcher's reports, as metrics.
+pub struct Observed;
+
+impl launchway_notify::dispatch::DispatchObserver for Observed {
+    fn step_finished(&self, step: &str, outcome: &str, seconds: f64) {
+        step_finished(step, outcome, seconds);
+    }
+
+    fn notification(&self, delivered: bool) {
+        notification(delivered);
+    }
+}

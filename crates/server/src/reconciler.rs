@@ -407,9 +407,7 @@ impl Reconciler {
         let loaded = self
             .repo
             .call(move |repo| -> Result<_> {
-                let files = repo.manifest_files(&for_load)?;
-                let referenced = repo.files_at(&for_load)?;
-                let loaded = launchway_manifest::load(&files, &referenced);
+                let loaded = repo.manifest_at(&for_load)?;
                 Ok(loaded.and_then(|mut validated| {
                     repo.set_build_references_within(&for_load, &mut validated.manifest, &allowed)
                         .map_err(|diagnostic| vec![diagnostic])?;
@@ -473,6 +471,19 @@ fn release_source(commit: &Commit) -> ReleaseSource {
         author: Some(commit.author.clone()),
         committed_at: Some(commit.time * 1000),
         origin: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl launchway_notify::dispatch::NotificationRules for Reconciler {
+    async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>> {
+        let snapshot = match self.latest() {
+            Some(latest) => latest,
+            // Messages due when the server starts are sent before its first reconcile:
+            // the default branch as the repo has it.
+            None => self.snapshot_of(&format!("refs/heads/{}", self.branch())).await.ok().flatten()?,
+        };
+        Some(snapshot.manifest.notifications.clone())
     }
 }
 

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use launchway_store::{Store, StoreError, Token, now_ms};
 use sha2::{Digest, Sha256};
 
-use crate::auth::constant_time_eq;
+use launchway_engine::access::constant_time_eq;
 
 /// The session cookie over plain HTTP (a server on this machine).
 pub const COOKIE: &str = "lw_session";

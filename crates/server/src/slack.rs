@@ -21,7 +21,7 @@ use launchway_store::{Role, RunId, Token};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::auth::constant_time_eq;
+use launchway_engine::access::constant_time_eq;
 
 /// How far a request's timestamp may be from now.
 const FRESH_FOR_SECS: i64 = 300;

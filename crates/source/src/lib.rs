@@ -275,6 +275,18 @@ pub struct CommitFiles<'a> {
 }
 
 impl ConfigRepo {
+    /// The manifest at `commit`, read and validated, the files it refers to read from the
+    /// same commit: the one way everyone reads desired state at a commit. The outer error
+    /// is the repository's (it cannot be read), the inner one the manifest's problems.
+    pub fn manifest_at(
+        &self,
+        commit: &Commit,
+    ) -> Result<std::result::Result<launchway_manifest::Validated, Vec<launchway_manifest::Diagnostic>>> {
+        let files = self.manifest_files(commit)?;
+        let referenced = self.files_at(commit)?;
+        Ok(launchway_manifest::load(&files, &referenced))
+    }
+
     /// Every file of `commit`, readable by path.
     pub fn files_at(&self, commit: &Commit) -> Result<CommitFiles<'_>> {
         let id = gix::ObjectId::from_hex(commit.id.as_bytes()).map_err(|source| SourceError::Read {

@@ -14,12 +14,19 @@
 use std::collections::HashMap;
 
 use bollard::errors::Error as DockerError;
-use bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use bollard::query_parameters::ListNetworksOptionsBuilder;
 use launchway_target::TargetError;
 
 use crate::DockerTarget;
-use crate::replicas::{api_error, label};
+use crate::replicas::{self, api_error, label};
+
+/// Whether Docker refused because a network name matched two networks.
+fn names_two_networks(error: &TargetError) -> bool {
+    matches!(error, TargetError::Api { source, .. } if source.to_string().contains("is ambiguous"))
+}
 
 /// `launchway-<env>`.
 pub(crate) fn name(env: &str) -> String {
@@ -69,6 +76,28 @@ impl DockerTarget {
             }
         }
         Ok(keep)
+    }
+
+    /// Creates and starts a container on `env`'s network. Docker refuses either while a
+    /// second network of the name exists — one another process is creating this moment,
+    /// before it merges it away, or one a process left when it died — so the duplicate
+    /// is merged here and the container tried again.
+    pub(crate) async fn create_and_start_on_network(
+        &self,
+        env: &str,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, TargetError> {
+        for _ in 0..3 {
+            match replicas::create_and_start(&self.docker, name, body.clone()).await {
+                Err(error) if names_two_networks(&error) => {
+                    tracing::debug!(container = name, %error, "a duplicate network appeared; merging it");
+                    self.ensure_network(env).await?;
+                }
+                done => return done,
+            }
+        }
+        replicas::create_and_start(&self.docker, name, body).await
     }
 
     /// Moves the containers on `duplicate` to `keep`, then removes `duplicate`.

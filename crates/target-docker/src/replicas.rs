@@ -21,7 +21,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use launchway_manifest::{ContainerSpec, ServiceSpec};
 
-use crate::ServiceRollout;
+use crate::{DockerTarget, ServiceRollout};
 use launchway_target::{LiveReplica, ReplicaState, TargetError};
 
 /// The labels launchway puts on every container it manages.
@@ -204,16 +204,17 @@ pub(crate) fn container_name(
 /// Idempotent: containers that already exist under their names (from an attempt
 /// interrupted by a crash) are started as they are, not duplicated.
 pub(crate) async fn start(
-    docker: &Docker,
+    target: &DockerTarget,
     network: &str,
     rollout: &ServiceRollout<'_>,
     slot: u32,
 ) -> Result<(), TargetError> {
+    let docker = &target.docker;
     let spec = rollout.spec;
     let primary_spec = spec.primary();
     let primary_name = container_name(rollout, slot, primary_spec, true);
     let body = create_body(rollout, slot, primary_spec, PRIMARY, network_settings(rollout, network, spec));
-    let primary_id = create_and_start(docker, &primary_name, body).await?;
+    let primary_id = target.create_and_start_on_network(rollout.env, &primary_name, body).await?;
     for sidecar in &spec.containers[1..] {
         let name = container_name(rollout, slot, sidecar, false);
         let shared = ContainerNetwork::Shared { primary_id: primary_id.clone() };

@@ -289,8 +289,7 @@ pub(crate) async fn run(
                 let stopped = TargetReport::ReplicaStopped(replica_ref(replica, Some(took)));
                 progress.report(TargetEvent::new(stopped, message)).await;
             }
-            let starts =
-                step.start.iter().map(|&slot| timed(replicas::start(&target.docker, &network_id, &rollout, slot)));
+            let starts = step.start.iter().map(|&slot| timed(replicas::start(target, &network_id, &rollout, slot)));
             for (slot, (result, took)) in step.start.iter().zip(join_all(starts).await) {
                 result?;
                 let key = format!("{}/{slot}", rollout.revision);

@@ -49,8 +49,9 @@ pub(crate) async fn run(
         // Started before a crash: wait for it (or read how it ended); never run it twice.
         Some(id) => id,
         None => {
-            let primary_id =
-                create_and_start(docker, &base, body(&task, &spec.containers[0], Network::Own(&network))).await?;
+            let primary_id = target
+                .create_and_start_on_network(task.env, &base, body(&task, &spec.containers[0], Network::Own(&network)))
+                .await?;
             for sidecar in &spec.containers[1..] {
                 let name = format!("{base}-{}", sidecar.name);
                 create_and_start(docker, &name, body(&task, sidecar, Network::Shared(&primary_id))).await?;

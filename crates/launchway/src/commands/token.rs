@@ -2,7 +2,7 @@
 
 use anyhow::{Result, anyhow};
 use launchway_api::{IssuedToken, RevokedToken, TokenRequest as ApiTokenRequest};
-use launchway_server::auth::{self, TokenRequest};
+use launchway_engine::access::{self as auth, TokenRequest};
 use launchway_store::{AuditKind, Role, Token};
 use serde::Serialize;
 

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Permission;
 use crate::http::{ApiResult, AppState, Caller, authorize};
+use launchway_engine::access::Permission;
 
 /// How often the store is looked at when this process records nothing for the run.
 const LOOK_EVERY: Duration = Duration::from_secs(1);

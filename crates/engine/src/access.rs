@@ -114,7 +114,7 @@ pub fn token_event(kind: AuditKind, token: &Token, by: &str, via: &str) -> NewEv
 }
 
 /// Equal, without an early exit that would tell an attacker how much matched.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;
     a.ct_eq(b).into()
 }

@@ -22,20 +22,21 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::{Destination, Notification, Notifier};
 use launchway_engine::Engine;
 use launchway_manifest::{NotificationSink, NotifyOn};
-use launchway_notify::{Destination, Notification, Notifier};
 use launchway_secrets::{SecretRef, Secrets};
 use launchway_store::{
     AppPlan, ApprovalDecided, Change, Event, EventBody, EventFilter, NewEvent, NotificationOutcome, RunKind, RunState,
-    Store,
+    Store, StoreError,
 };
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::reconciler::Reconciler;
+/// What can go wrong: reading or writing the store.
+type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The dispatcher's cursor, and its lease, in the store.
 const CURSOR: &str = "notifications";
@@ -58,18 +59,19 @@ pub trait NotificationRules: Send + Sync {
     async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>>;
 }
 
-#[async_trait::async_trait]
-impl NotificationRules for Reconciler {
-    async fn current_notifications(&self) -> Option<Vec<launchway_manifest::Notification>> {
-        let snapshot = match self.latest() {
-            Some(latest) => latest,
-            // Messages due when the server starts are sent before its first reconcile:
-            // the default branch as the repo has it.
-            None => self.snapshot_of(&format!("refs/heads/{}", self.branch())).await.ok().flatten()?,
-        };
-        Some(snapshot.manifest.notifications.clone())
-    }
+/// What the dispatcher reports as it goes, for metrics (the server's Prometheus
+/// counters); nothing by default.
+pub trait DispatchObserver: Send + Sync {
+    /// A run's step finished, in `seconds`.
+    fn step_finished(&self, _step: &str, _outcome: &str, _seconds: f64) {}
+    /// A message was sent, or given up on.
+    fn notification(&self, _delivered: bool) {}
 }
+
+/// Observes nothing.
+pub struct Unobserved;
+
+impl DispatchObserver for Unobserved {}
 
 pub struct Dispatcher {
     pub engine: Engine,
@@ -86,6 +88,8 @@ pub struct Dispatcher {
     /// they happened (a late "pending" must not overwrite "success"), and a destination
     /// that is slow or hangs delays only its own. `Default::default()` to start.
     pub in_order: RunOrder,
+    /// Told of finished steps and sent messages.
+    pub observer: Arc<dyn DispatchObserver>,
 }
 
 /// See [`Dispatcher::in_order`]: a run's events are prepared one after the other (each
@@ -155,12 +159,12 @@ impl LogPosition {
 
 impl Dispatcher {
     /// Where to start reading (see [`starting_point`]).
-    pub async fn starting_point(&self) -> anyhow::Result<i64> {
+    pub async fn starting_point(&self) -> Result<i64> {
         starting_point(self.engine.store().as_ref()).await
     }
 
     /// Takes or renews the lease; whether this process holds it.
-    async fn lease(&self) -> anyhow::Result<bool> {
+    async fn lease(&self) -> Result<bool> {
         let store = self.engine.store();
         let owner = &self.engine.owner().id;
         let ttl = LEASE_TTL.as_millis() as i64;
@@ -250,7 +254,7 @@ impl Dispatcher {
     /// A CLI command's turn, once its runs are done: unless a server holds the lease
     /// (it sends them), sends everything due in the log, waits for the messages, and
     /// gives the lease up.
-    pub async fn send_due(self: Arc<Self>) -> anyhow::Result<Sent> {
+    pub async fn send_due(self: Arc<Self>) -> Result<Sent> {
         if !self.lease().await? {
             return Ok(Sent::LeftTo);
         }
@@ -288,7 +292,7 @@ impl Dispatcher {
             let body = event.body();
             if let EventBody::StepFinished(finished) = &body {
                 let seconds = finished.elapsed_ms as f64 / 1000.0;
-                crate::metrics::step_finished(&finished.step, finished.outcome.as_str(), seconds);
+                self.observer.step_finished(&finished.step, finished.outcome.as_str(), seconds);
                 continue;
             }
             // A decision edits the messages that asked for it; other events are
@@ -336,7 +340,7 @@ impl Dispatcher {
 
     /// Announces `event` as `on` to each destination that wants it, each in its own
     /// queue; `prepared` is said once every destination's place is taken.
-    async fn notify(&self, on: NotifyOn, event: &Event, prepared: Prepared) -> anyhow::Result<()> {
+    async fn notify(&self, on: NotifyOn, event: &Event, prepared: Prepared) -> Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
         let store = self.engine.store();
         let run = store.run(run_id).await?;
@@ -384,7 +388,7 @@ impl Dispatcher {
                 match destination(&self.secrets, sink).await {
                     Ok(destination) => {
                         let delivery = self.notifier.send(&destination, notification).await;
-                        crate::metrics::notification(delivery.delivered);
+                        self.observer.notification(delivery.delivered);
                         self.record(run, outcome(on.as_str(), &destination, delivery)).await;
                     }
                     Err(error) => {
@@ -408,12 +412,7 @@ impl Dispatcher {
     /// An approval was decided (anywhere: the CLI, the page, a button): the messages
     /// that asked for it, where they can be edited (a Slack app's), lose their buttons
     /// and say who decided.
-    async fn approval_decided(
-        &self,
-        event: &Event,
-        decided: &ApprovalDecided,
-        prepared: Prepared,
-    ) -> anyhow::Result<()> {
+    async fn approval_decided(&self, event: &Event, decided: &ApprovalDecided, prepared: Prepared) -> Result<()> {
         let Some(run_id) = event.run_id else { return Ok(()) };
         let run = self.engine.store().run(run_id).await?;
         let Some(rules) = self.rules.current_notifications().await else { return Ok(()) };
@@ -437,7 +436,7 @@ impl Dispatcher {
         run: &launchway_store::Run,
         rules: &[launchway_manifest::Notification],
         decided: String,
-    ) -> anyhow::Result<Vec<Edit>> {
+    ) -> Result<Vec<Edit>> {
         let store = self.engine.store();
         let events = store.events(&EventFilter { run_id: Some(run.id), ..EventFilter::default() }).await?;
         let asked: Vec<(String, String)> = events
@@ -466,12 +465,7 @@ impl Dispatcher {
     }
 
     /// Makes `edits`, each after what its destination had to send before.
-    async fn edit_approval_messages(
-        &self,
-        run: &launchway_store::Run,
-        event: &Event,
-        edits: Vec<Edit>,
-    ) -> anyhow::Result<()> {
+    async fn edit_approval_messages(&self, run: &launchway_store::Run, event: &Event, edits: Vec<Edit>) -> Result<()> {
         if edits.is_empty() {
             return Ok(());
         }
@@ -493,12 +487,7 @@ impl Dispatcher {
     }
 
     /// What a message about `run` says when `event` is announced as `on`.
-    async fn notification(
-        &self,
-        on: NotifyOn,
-        event: &Event,
-        run: &launchway_store::Run,
-    ) -> anyhow::Result<Notification> {
+    async fn notification(&self, on: NotifyOn, event: &Event, run: &launchway_store::Run) -> Result<Notification> {
         let store = self.engine.store();
         let release = store.release(run.release_id).await?;
         let logs = if matches!(on, NotifyOn::Failed | NotifyOn::RolledBack) {
@@ -609,7 +598,7 @@ fn sink_key(sink: &NotificationSink) -> String {
 
 /// A delivery's outcome, for the audit log: where (never the secret URL), how many
 /// tries, and the message posted when it can be edited later.
-fn outcome(event: &str, destination: &Destination, delivery: launchway_notify::Delivery) -> NotificationOutcome {
+fn outcome(event: &str, destination: &Destination, delivery: crate::Delivery) -> NotificationOutcome {
     NotificationOutcome {
         event: event.to_owned(),
         destination: destination.describe(),
@@ -682,7 +671,7 @@ fn change_lines(plan: &AppPlan) -> Vec<String> {
 /// Where a dispatcher starts reading: the saved cursor, or on a database no dispatcher
 /// has read yet, its last event (a first start announces nothing from its history).
 /// Called before a process records anything, so none of its events is missed.
-pub async fn starting_point(store: &dyn Store) -> anyhow::Result<i64> {
+pub async fn starting_point(store: &dyn Store) -> Result<i64> {
     if let Some(event_id) = store.cursor(CURSOR).await? {
         return Ok(event_id);
     }
