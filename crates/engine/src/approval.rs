@@ -6,7 +6,7 @@ use launchway_store::{
 };
 
 use crate::run::Claim;
-use crate::step::Next;
+use crate::steps::Next;
 use crate::{Engine, EngineError, Result};
 
 impl Engine {

@@ -15,7 +15,7 @@ use launchway_store::{BuiltImage, NewRelease, Run, RunState, now_ms};
 use launchway_target::{Progress, TargetError, TargetEvent, TargetReport, describe};
 
 use crate::run::RunProgress;
-use crate::step::Next;
+use crate::steps::Next;
 use crate::{Engine, EngineError, Result};
 
 /// One image to build.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use launchway_store::{AppPlan, Pin, PlanAction, Release, Run, RunId, RunState};
 use serde::Serialize;
 
-use crate::run::ParkedBehind;
+use crate::steps::dependencies::ParkedBehind;
 
 /// The wait before repairing an app again that was repaired within the last hour; it
 /// doubles with each further repair in that hour, up to [`REPAIR_BACKOFF_MAX`]. A

@@ -23,7 +23,7 @@ mod plan;
 mod progressive;
 mod run;
 mod status;
-mod step;
+mod steps;
 mod sync;
 
 use std::sync::Arc;

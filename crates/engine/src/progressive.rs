@@ -21,7 +21,7 @@ use launchway_store::{
 use launchway_target::{Advance, RolloutError, Target};
 
 use crate::run::{RunProgress, rollout};
-use crate::step::{Next, NextTrafficStep};
+use crate::steps::{Next, NextTrafficStep};
 use crate::{Engine, EngineError, Result, analysis};
 
 /// How often a pause looks for `promote` or `abort` sent by another process.

@@ -1,9 +1,17 @@
-//! The vocabulary of a run's steps: what a step decides ([`Next`]: the state the run moves
+//! A run's steps, each in its own file, and their vocabulary: what a step decides ([`Next`]: the state the run moves
 //! to, and what goes with it), and where a progressing run goes next. The loop in
 //! `run.rs` applies it; the steps (`run.rs`, `approval.rs`, `build.rs`,
 //! `progressive.rs`) speak it.
 
-use launchway_store::{AppPlan, ApprovalRequest, DeploymentUpdate, NewRelease, RunState, TransitionDetail};
+use launchway_manifest::AppSpec;
+use launchway_store::{AppPlan, ApprovalRequest, DeploymentUpdate, NewRelease, Release, RunState, TransitionDetail};
+
+pub(crate) mod dependencies;
+mod deploy;
+mod plan;
+mod roll_back;
+mod validate;
+mod verify;
 
 /// What a step decided.
 pub(crate) struct Next {
@@ -72,4 +80,30 @@ impl NextTrafficStep {
             NextTrafficStep::Promote => "promote".to_owned(),
         }
     }
+}
+
+/// Docker's scheduled tasks have nothing to roll out: the server runs the current
+/// release's definition when each run is due.
+pub(crate) fn recorded_only(spec: &AppSpec) -> bool {
+    matches!(spec, AppSpec::Task(task) if task.schedule.is_some())
+}
+
+pub(crate) fn rolled_out(release: &Release) -> String {
+    match &release.spec {
+        AppSpec::Service(service) => format!(
+            "{} replica{} of revision {} rolled out",
+            service.replicas,
+            plural(service.replicas),
+            release.revision
+        ),
+        AppSpec::EcsService(service) => {
+            format!("ECS service {} moved to revision {}", service.service, release.revision)
+        }
+        AppSpec::EcsTask(_) => format!("the schedule's target moved to revision {}", release.revision),
+        AppSpec::Task(_) => format!("revision {} recorded", release.revision),
+    }
+}
+
+pub(crate) fn plural(count: u32) -> &'static str {
+    if count == 1 { "" } else { "s" }
 }
