@@ -134,8 +134,13 @@ pub enum Permission {
     Publish { app: String, env: String },
 }
 
+/// Why a token may not do something, in words for its holder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Forbidden(pub String);
+
 /// Whether `token` may do `permission`, and if not, why not.
-pub fn allows(token: &Token, permission: &Permission) -> Result<(), String> {
+pub fn allows(token: &Token, permission: &Permission) -> Result<(), Forbidden> {
     let role = token.role;
     let needed = match permission {
         Permission::Read => Role::Viewer,
@@ -147,12 +152,12 @@ pub fn allows(token: &Token, permission: &Permission) -> Result<(), String> {
                 return if token.apps.contains(app) && token.envs.contains(env) {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(Forbidden(format!(
                         "token {} may publish only for apps {} in environments {}, not {app} in {env}",
                         token.id,
                         token.apps.join(", "),
                         token.envs.join(", ")
-                    ))
+                    )))
                 };
             }
             Role::Deployer
@@ -161,7 +166,7 @@ pub fn allows(token: &Token, permission: &Permission) -> Result<(), String> {
     if role != Role::CiPublisher && role >= needed {
         Ok(())
     } else {
-        Err(format!("a {} token may not do this (it needs the {} role)", role.as_str(), needed.as_str()))
+        Err(Forbidden(format!("a {} token may not do this (it needs the {} role)", role.as_str(), needed.as_str())))
     }
 }
 

@@ -396,7 +396,7 @@ impl Dispatcher {
                             event: on.as_str().to_owned(),
                             destination: "a notification destination".to_owned(),
                             attempts: 0,
-                            error: Some(error),
+                            error: Some(error.to_string()),
                             message: None,
                         };
                         self.record(run, outcome).await;
@@ -608,8 +608,18 @@ fn outcome(event: &str, destination: &Destination, delivery: crate::Delivery) ->
     }
 }
 
+/// A destination whose secret (a chat URL, a forge's token) could not be had.
+#[derive(Debug, thiserror::Error)]
+#[error("could not resolve {reference}: {source}")]
+pub struct UnresolvedDestination {
+    /// The reference, as the manifest wrote it (`ssm:…`, `env:…`); never a secret.
+    pub reference: String,
+    #[source]
+    pub source: launchway_secrets::SecretError,
+}
+
 /// Where a sink sends, its secret (a chat URL, a forge's token) resolved.
-pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<Destination, String> {
+pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<Destination, UnresolvedDestination> {
     let reference = match sink {
         NotificationSink::Slack { url } | NotificationSink::Discord { url } | NotificationSink::Webhook { url } => url,
         NotificationSink::SlackApp(app) => &app.token,
@@ -619,7 +629,7 @@ pub async fn destination(secrets: &Secrets, sink: &NotificationSink) -> Result<D
     let secret = secrets
         .resolve(&reference)
         .await
-        .map_err(|error| format!("could not resolve {reference:?}: {error}"))?
+        .map_err(|source| UnresolvedDestination { reference: format!("{reference:?}"), source })?
         .expose()
         .to_owned();
     Ok(match sink {

@@ -252,7 +252,7 @@ pub(crate) async fn verify_token(state: &AppState, source: IpAddr, presented: &s
 
 /// Whether an authenticated token may do `permission` (403 if not).
 pub(crate) async fn allow(state: &AppState, token: &Token, permission: &Permission) -> Result<(), ApiError> {
-    auth::allows(token, permission).map_err(|reason| ApiError::new(StatusCode::FORBIDDEN, reason))?;
+    auth::allows(token, permission).map_err(|refused| ApiError::new(StatusCode::FORBIDDEN, refused.0))?;
     if *permission != Permission::Read {
         state.runtime.engine().store().touch_token(&token.id).await?;
     }

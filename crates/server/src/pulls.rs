@@ -160,6 +160,6 @@ impl PullRequestPlans {
             )
         });
         let Some(sink) = sink else { return Ok(None) };
-        Ok(Some(launchway_notify::dispatch::destination(&self.secrets, sink).await.map_err(anyhow::Error::msg)?))
+        Ok(Some(launchway_notify::dispatch::destination(&self.secrets, sink).await?))
     }
 }

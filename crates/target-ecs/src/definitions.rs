@@ -109,7 +109,7 @@ pub(crate) fn desired_document(definition: &EcsDefinition, current: Option<&Desc
     };
     let names = containers(&document);
     for (selector, image) in &definition.images {
-        let name = select_container(selector, &names).map_err(TargetError::Invalid)?.to_owned();
+        let name = select_container(selector, &names).map_err(|problem| TargetError::Invalid(problem.0))?.to_owned();
         if let Some(container) = document["containerDefinitions"]
             .as_array_mut()
             .and_then(|containers| containers.iter_mut().find(|c| c["name"] == name.as_str()))

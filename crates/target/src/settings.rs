@@ -42,16 +42,22 @@ fn join(prefix: &str, key: &str) -> String {
 /// named so, else the one whose image repository contains the word (what the gitops
 /// sample's Lambda does with its `service` key).
 ///
+/// No container, or more than one, is what a selector means; the message names those
+/// there are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoSuchContainer(pub String);
+
 /// # Errors
-/// A message naming the containers there are, when none or several match.
-pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) -> Result<&'a str, String> {
+/// [`NoSuchContainer`] when none or several match.
+pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) -> Result<&'a str, NoSuchContainer> {
     if selector.is_empty() {
         return match containers {
             [(only, _)] => Ok(only),
-            _ => Err(format!(
+            _ => Err(NoSuchContainer(format!(
                 "an image given for no container in particular (imageDetail.json) needs a task definition with one container; it has {}",
                 containers.len()
-            )),
+            ))),
         };
     }
     if let Some((name, _)) = containers.iter().find(|(name, _)| name == selector) {
@@ -67,10 +73,12 @@ pub fn select_container<'a>(selector: &str, containers: &'a [(String, String)]) 
     let names = containers.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ");
     match matching.as_slice() {
         [only] => Ok(only),
-        [] => Err(format!(
+        [] => Err(NoSuchContainer(format!(
             "no container is named {selector:?} or runs an image of that name (the containers are {names})"
-        )),
-        several => Err(format!("{selector:?} could mean any of {}; name the container", several.join(", "))),
+        ))),
+        several => {
+            Err(NoSuchContainer(format!("{selector:?} could mean any of {}; name the container", several.join(", "))))
+        }
     }
 }
 
@@ -103,7 +111,7 @@ mod tests {
         ];
         assert_eq!(select_container("log-router", &containers), Ok("log-router"));
         assert_eq!(select_container("service-a", &containers), Ok("app"));
-        assert!(select_container("service-b", &containers).unwrap_err().contains("app, log-router"));
+        assert!(select_container("service-b", &containers).unwrap_err().0.contains("app, log-router"));
         assert!(select_container("", &containers).is_err(), "\"\" needs a single container");
         assert_eq!(select_container("", &containers[..1]), Ok("app"));
     }
