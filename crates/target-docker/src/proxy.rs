@@ -108,6 +108,9 @@ struct ProxyContainer {
     /// `None`: made by a launchway from before proxies were replaced.
     build: Option<Build>,
     token: Option<String>,
+    /// The image it runs: a replaced proxy's image, untagged when the new one was
+    /// imported, goes with it.
+    image: Option<String>,
 }
 
 /// The proxy containers of this admin address, found by label (and, for those made
@@ -134,6 +137,7 @@ async fn proxy_containers(docker: &Docker) -> Result<Vec<ProxyContainer>, Target
             running: inspected.state.and_then(|state| state.running).unwrap_or(false),
             build: labels.get(BUILD_LABEL).and_then(|build| build.parse().ok()),
             token,
+            image: summary.image_id.clone(),
         });
     }
     Ok(found)
@@ -483,6 +487,11 @@ async fn retire(docker: &Docker, replaced: impl Iterator<Item = &ProxyContainer>
                 .map_err(|error| api_error("keep a replaced proxy from restarting", error))?;
         } else {
             remove_container(docker, &container.id).await;
+            if let Some(image) = &container.image {
+                // Refused while another container uses it (the new proxy, when it is the
+                // same image): then it stays.
+                let _ = docker.remove_image(image, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+            }
         }
     }
     Ok(())
