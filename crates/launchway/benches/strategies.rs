@@ -75,7 +75,7 @@ async fn run(scenario: &Scenario) {
     let deployed = output(proxy.deploy_command(&world)).await;
     let took = started.elapsed();
     load.until_sent(10_000, Duration::from_secs(120)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
 
     let audit = world.launchway(&["audit", "--output", "json", "--limit", "1000"]).await;
     let events: Vec<serde_json::Value> = serde_json::from_str(&audit.stdout()).expect("the audit log as JSON");

@@ -81,6 +81,7 @@ const GLOBAL_OPTIONS_USED: &[(&str, &[&str])] = &[
     ("version", &["output"]),
     ("sample-app", &[]),
     ("proxy", &[]),
+    ("proxy-lend", &[]),
 ];
 
 /// The command line as parsed and completed: [`Cli`] with each global option hidden from
@@ -294,6 +295,24 @@ pub enum Command {
     /// Run the traffic entry point of a Docker host: route ports to replicas, by weight,
     /// with drain; routes are kept in --state and changed through the admin API.
     Proxy(ProxyArgs),
+    /// Lend the listening sockets of a running proxy that cannot hand them over itself
+    /// (started by a launchway from before hand-overs) to the proxy replacing it: run by
+    /// the Docker target in a short-lived container with ptrace rights over the old one.
+    #[command(hide = true)]
+    ProxyLend(ProxyLendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyLendArgs {
+    /// The old proxy's process id, in this process's PID namespace.
+    #[arg(long)]
+    pub from_pid: i32,
+    /// The state file the old and the new proxy share (the hand-over socket is beside it).
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The admin API's address, whose socket goes to the new proxy's admin API.
+    #[arg(long)]
+    pub admin: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

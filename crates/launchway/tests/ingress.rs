@@ -27,7 +27,7 @@ async fn clients_of_the_entry_point_see_no_failed_request_while_every_replica_is
     // At least 10,000 requests in all (the rollout's own share depends on the build's
     // speed): the clients go on after it if needed.
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     eprintln!("{} requests through the entry point, before, during and after the rollout", answers.len());
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.len() >= 10_000, "the clients kept sending through the rollout: {}", answers.len());
@@ -121,7 +121,7 @@ async fn a_proxy_from_an_older_launchway_is_replaced_without_a_failed_request() 
     deploy(&world, &proxy).await;
     let sent = load.sent();
     load.until_sent(sent + 500, Duration::from_secs(30)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
 
@@ -141,6 +141,76 @@ async fn a_proxy_from_an_older_launchway_is_replaced_without_a_failed_request() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(inspect("{{.State.Running}}"), "false", "the old proxy ended once its clients moved over");
+}
+
+/// Issue 22: a proxy started by a launchway from before proxies handed their sockets
+/// over is replaced too, without a gap: its listening sockets are copied out of it (by a
+/// short-lived container with ptrace rights over it) and handed to the new proxy, so no
+/// connection is refused, and the old one is stopped, finishing what it serves. Stopping,
+/// that old version closes its idle keep-alive connections at once (it cannot be told to
+/// close them after their next answer, as a proxy that hands over itself does), so a
+/// client that sends on one at that moment sees it closed: at most one request per
+/// connection it held. Such a proxy is made here as that launchway made it (its container
+/// name, no label but its role) from this launchway's image, its hand-over socket removed
+/// so that it offers nothing.
+#[tokio::test]
+async fn a_proxy_that_cannot_hand_over_is_replaced_refusing_no_connection() {
+    use support::ingress::docker;
+    let world = World::new().await;
+    let proxy = TestProxy::new().await;
+    let ingress = free_port();
+    let manifest = |message: &str| WEB.replace("{message}", message).replace("{ingress}", &ingress.to_string());
+    world.commit(&manifest("v1"), "web v1");
+    deploy(&world, &proxy).await;
+    let made = proxy.containers(false);
+    assert_eq!(made.len(), 1);
+    let environment = docker(&["inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", &made[0]]);
+    let token = environment.lines().find(|line| line.starts_with("LAUNCHWAY_PROXY_TOKEN=")).expect("a token");
+    docker(&["rm", "-f", &made[0]]);
+
+    let port = proxy.admin.rsplit(':').next().unwrap_or_default().to_owned();
+    let (legacy, volume) = (format!("launchway-proxy-{port}"), format!("launchway-proxy-state-{port}"));
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &legacy,
+        "--network",
+        "host",
+        "-v",
+        &format!("{volume}:/state"),
+        "--label",
+        "launchway.role=proxy",
+        "--restart",
+        "unless-stopped",
+        "-e",
+        token,
+        "launchway/proxy:local",
+    ]);
+    let socket =
+        std::path::Path::new(&docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &volume])).join("handover.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::remove_file(&socket).expect("the old proxy's hand-over socket, removed");
+
+    let load = Load::start(&format!("http://127.0.0.1:{ingress}/"), 4);
+    load.until_sent(500, Duration::from_secs(30)).await;
+    world.commit(&manifest("v2"), "web v2");
+    deploy(&world, &proxy).await;
+    let sent = load.sent();
+    load.until_sent(sent + 500, Duration::from_secs(30)).await;
+    let LoadResult { answers, failed, refused } = load.stop().await;
+    assert_eq!(refused, 0, "no connection was refused out of {}", answers.len());
+    assert!(failed <= 4, "at most one request per client's kept-alive connection: {failed}");
+    assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
+
+    assert_eq!(proxy.containers(false).len(), 1, "the new proxy serves");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}} {{.HostConfig.RestartPolicy.Name}}", &legacy]),
+        "false no"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +241,7 @@ async fn killing_launchway_in_the_middle_of_a_rollout_fails_no_request() {
     // The next deploy resumes the run and finishes the rollout.
     deploy(&world, &proxy).await;
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 serves at the end");
 }
@@ -195,7 +265,7 @@ async fn a_release_failing_its_health_check_is_rolled_back_without_a_failed_requ
     assert_eq!(output.status.code(), Some(5), "rolled back: {}", String::from_utf8_lossy(&output.stdout));
 
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.iter().all(|answer| answer.starts_with("v1 (")), "v2 never got a request");
 }
@@ -220,8 +290,8 @@ async fn blue_green_moves_all_traffic_at_once_without_a_failed_request() {
     deploy(&world, &proxy).await;
     eprintln!("blue/green deploy took {:?}", started.elapsed());
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
-    let LoadResult { answers: sequence, failed: failed_in_order } = in_order.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
+    let LoadResult { answers: sequence, failed: failed_in_order, .. } = in_order.stop().await;
     assert_eq!(failed + failed_in_order, 0, "no request failed out of {}", answers.len() + sequence.len());
     let first_v2 = sequence.iter().position(|answer| answer.starts_with("v2 (")).expect("v2 served");
     assert!(sequence[..first_v2].iter().all(|answer| answer.starts_with("v1 (")));
@@ -271,7 +341,7 @@ async fn a_canary_gives_the_new_release_its_weight_then_everything() {
     let done = deploying.await.expect("deploy ran");
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stdout));
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v2 (")), "v2 takes everything at the end");
 }
@@ -294,7 +364,7 @@ async fn a_canary_whose_work_fails_the_analysis_is_rolled_back_without_a_failed_
     assert!(stdout.contains("the analysis failed at step 1"), "{stdout}");
 
     load.until_sent(10_000, Duration::from_secs(60)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.last().is_some_and(|answer| answer.starts_with("v1 (")), "v1 serves again");
 }

@@ -247,30 +247,7 @@ pub(crate) fn offer(proxy: Proxy, socket: &Path, admin: Option<OwnedFd>) -> Resu
 /// One exchange with a would-be successor; `Ok` once it serves and this proxy stopped
 /// accepting.
 async fn hand_over(proxy: &Proxy, mut connection: UnixStream, admin: Option<BorrowedFd<'_>>) -> Result<(), ProxyError> {
-    let mut reader = BufReader::new(&mut connection);
-    let mut line = String::new();
-    tokio::time::timeout(PATIENCE, reader.read_line(&mut line))
-        .await
-        .map_err(|_| ProxyError::HandOver("the new proxy said nothing".into()))?
-        .map_err(handover_error)?;
-    let request: Request =
-        serde_json::from_str(&line).map_err(|error| ProxyError::HandOver(format!("an unreadable request: {error}")))?;
-    let successor = request.build.as_deref().and_then(|build| build.parse::<Build>().ok());
-    let refusal = if request.protocol != PROTOCOL {
-        Some(format!("it speaks hand-over protocol {}, this proxy {PROTOCOL}", request.protocol))
-    } else {
-        match (&proxy.inner.config.build, &successor) {
-            (Some(own), Some(successor)) if successor < own => {
-                Some(format!("this proxy ({own}) is newer than the one asking ({successor})"))
-            }
-            _ => None,
-        }
-    };
-    if let Some(reason) = refusal {
-        send_line(&mut connection, &Sent::Refused(reason.clone()), &[]).await.map_err(handover_error)?;
-        return Err(ProxyError::HandOver(reason));
-    }
-
+    read_request(&mut connection, proxy.inner.config.build.as_ref()).await?;
     // Nothing changes from here: the successor serves this table, read from the file.
     let _one_at_a_time = proxy.inner.changing.lock().await;
     let listening: Vec<(Listener, OwnedFd)> = {
@@ -283,14 +260,53 @@ async fn hand_over(proxy: &Proxy, mut connection: UnixStream, admin: Option<Borr
     let mut all: Vec<(Listener, BorrowedFd<'_>)> =
         listening.iter().map(|(listener, socket)| (*listener, socket.as_fd())).collect();
     all.extend(admin.map(|admin| (Listener::Admin, admin)));
+    send_listeners(&mut connection, &all).await?;
+    proxy.inner.handed_over.cancel();
+    proxy.inner.accepting.cancel();
+    // Kept open until this process ends: the successor's drains wait for that.
+    *proxy.inner.successor.lock().expect("not poisoned") = Some(connection);
+    tracing::info!("handed the listening sockets over to the new proxy; finishing what is under way");
+    Ok(())
+}
+
+/// Reads a would-be successor's request, and refuses it (answering why) when it speaks
+/// another protocol or is older than `own`.
+async fn read_request(connection: &mut UnixStream, own: Option<&Build>) -> Result<(), ProxyError> {
+    let mut reader = BufReader::new(&mut *connection);
+    let mut line = String::new();
+    tokio::time::timeout(PATIENCE, reader.read_line(&mut line))
+        .await
+        .map_err(|_| ProxyError::HandOver("the new proxy said nothing".into()))?
+        .map_err(handover_error)?;
+    let request: Request =
+        serde_json::from_str(&line).map_err(|error| ProxyError::HandOver(format!("an unreadable request: {error}")))?;
+    let successor = request.build.as_deref().and_then(|build| build.parse::<Build>().ok());
+    let refusal = if request.protocol != PROTOCOL {
+        Some(format!("it speaks hand-over protocol {}, this proxy {PROTOCOL}", request.protocol))
+    } else {
+        match (own, &successor) {
+            (Some(own), Some(successor)) if successor < own => {
+                Some(format!("this proxy ({own}) is newer than the one asking ({successor})"))
+            }
+            _ => None,
+        }
+    };
+    if let Some(reason) = refusal {
+        send_line(connection, &Sent::Refused(reason.clone()), &[]).await.map_err(handover_error)?;
+        return Err(ProxyError::HandOver(reason));
+    }
+    Ok(())
+}
+
+/// Sends the sockets, then waits for the successor to say it serves from them.
+async fn send_listeners(connection: &mut UnixStream, all: &[(Listener, BorrowedFd<'_>)]) -> Result<(), ProxyError> {
     for batch in all.chunks(BATCH) {
         let described = Sent::Listeners(batch.iter().map(|(listener, _)| *listener).collect());
         let sockets: Vec<BorrowedFd<'_>> = batch.iter().map(|(_, socket)| *socket).collect();
-        send_line(&mut connection, &described, &sockets).await.map_err(handover_error)?;
+        send_line(connection, &described, &sockets).await.map_err(handover_error)?;
     }
-    send_line(&mut connection, &Sent::Done, &[]).await.map_err(handover_error)?;
-
-    let mut reader = BufReader::new(&mut connection);
+    send_line(connection, &Sent::Done, &[]).await.map_err(handover_error)?;
+    let mut reader = BufReader::new(&mut *connection);
     let mut answer = String::new();
     tokio::time::timeout(PATIENCE, reader.read_line(&mut answer))
         .await
@@ -299,10 +315,73 @@ async fn hand_over(proxy: &Proxy, mut connection: UnixStream, admin: Option<Borr
     if answer.trim_end() != "serving" {
         return Err(ProxyError::HandOver(format!("the new proxy answered {:?}", answer.trim_end())));
     }
-    proxy.inner.handed_over.cancel();
-    proxy.inner.accepting.cancel();
-    // Kept open until this process ends: the successor's drains wait for that.
-    *proxy.inner.successor.lock().expect("not poisoned") = Some(connection);
-    tracing::info!("handed the listening sockets over to the new proxy; finishing what is under way");
+    Ok(())
+}
+
+/// The listening TCP sockets of process `pid`, a proxy that cannot hand them over itself
+/// (started by a launchway from before hand-overs), duplicated through `pidfd_getfd`: the
+/// caller needs ptrace rights over it (in a container: the host's PID namespace and
+/// CAP_SYS_PTRACE). Each with the port it listens on.
+///
+/// # Errors
+/// The process cannot be reached, or its descriptors read.
+pub fn borrow_listeners(pid: i32) -> Result<Vec<(u16, OwnedFd)>, ProxyError> {
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+    let error = |what: &str, error: std::io::Error| ProxyError::HandOver(format!("{what} of process {pid}: {error}"));
+    let process = Pid::from_raw(pid).ok_or_else(|| ProxyError::HandOver(format!("{pid} is not a process id")))?;
+    let pidfd = pidfd_open(process, PidfdFlags::empty()).map_err(|errno| error("open", errno.into()))?;
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|io| error("list the descriptors", io))?;
+    for entry in entries.flatten() {
+        let Some(number) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        let is_socket =
+            std::fs::read_link(entry.path()).is_ok_and(|link| link.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // Gone since it was listed: not one of the listeners, which live as long as it.
+        // (The copy is close-on-exec, as pidfd_getfd makes every copy.)
+        let Ok(socket) = pidfd_getfd(&pidfd, number, PidfdGetfdFlags::empty()) else { continue };
+        if !rustix::net::sockopt::socket_acceptconn(&socket).unwrap_or(false) {
+            continue;
+        }
+        let Ok(address) = rustix::net::getsockname(&socket) else { continue };
+        if let Ok(address) = std::net::SocketAddr::try_from(address) {
+            found.push((address.port(), socket));
+        }
+    }
+    Ok(found)
+}
+
+/// Offers `listeners` (borrowed from a proxy that cannot hand them over: see
+/// [`borrow_listeners`]) at `socket` to one successor, the one on `admin_port` as the
+/// admin API's; `Ok` once the successor serves from them.
+///
+/// # Errors
+/// The socket cannot be made, or the exchange broke off.
+pub async fn lend(socket: &Path, listeners: Vec<(u16, OwnedFd)>, admin_port: u16) -> Result<(), ProxyError> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(handover_error)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(handover_error)?;
+    let all: Vec<(Listener, BorrowedFd<'_>)> = listeners
+        .iter()
+        .map(|(port, socket)| {
+            let what = if *port == admin_port { Listener::Admin } else { Listener::Route(*port) };
+            (what, socket.as_fd())
+        })
+        .collect();
+    loop {
+        let (mut connection, _) = listener.accept().await.map_err(handover_error)?;
+        if let Err(error) = read_request(&mut connection, None).await {
+            tracing::warn!(%error, "a hand-over request was refused");
+            continue;
+        }
+        match send_listeners(&mut connection, &all).await {
+            Ok(()) => break,
+            Err(error) => tracing::warn!(%error, "a hand-over to a new proxy failed; offering again"),
+        }
+    }
+    let _ = std::fs::remove_file(socket);
     Ok(())
 }

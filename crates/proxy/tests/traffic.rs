@@ -93,7 +93,7 @@ async fn moving_a_route_to_new_replicas_with_drain_fails_no_request() {
     v1.stop.cancel();
     proxy.set_route(route(port, &[(&v2, 1)])).await.expect("v2 only");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let LoadResult { answers, failed } = load.stop().await;
+    let LoadResult { answers, failed, .. } = load.stop().await;
     assert_eq!(failed, 0, "no request failed out of {}", answers.len());
     assert!(answers.len() > 200, "the clients kept sending: {}", answers.len());
     assert!(answers.iter().any(|answer| answer == "v1") && answers.iter().any(|answer| answer == "v2"));

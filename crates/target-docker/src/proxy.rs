@@ -164,12 +164,14 @@ impl ProxyClient {
         let newest_running =
             containers.iter().filter(|container| container.running).max_by(|a, b| a.build.cmp(&b.build));
         let serving_build = newest_running.map(|container| container.build.as_ref());
-        let kept = match serving_build {
-            // Made before proxies could hand over: kept while it answers.
-            Some(None) => true,
-            Some(Some(build)) => *build >= own,
-            None => false,
-        };
+        if let (Some(serving), Some(None)) = (newest_running, serving_build)
+            && client.answers().await
+        {
+            // Made before proxies could hand over: its sockets are lent to ours.
+            client.replace_one_that_cannot_hand_over(docker, &own, &containers, serving).await?;
+            return Ok(client);
+        }
+        let kept = matches!(serving_build, Some(Some(build)) if *build >= own);
         if kept && client.answers().await {
             let serving = newest_running.map(|container| container.id.as_str());
             let replaced = containers.iter().filter(|container| Some(container.id.as_str()) != serving);
@@ -188,17 +190,7 @@ impl ProxyClient {
         // The ones it replaces must not come back once they have handed over (or after
         // they were killed): Docker would restart them.
         retire(docker, containers.iter().filter(|container| container.build.as_ref() != Some(own))).await?;
-        let executable = std::env::current_exe()
-            .map_err(|error| TargetError::Invalid(format!("cannot find launchway's own executable: {error}")))?;
-        let image = ExecutableImage {
-            tag: IMAGE.to_owned(),
-            executable,
-            args: ["proxy", "--state", "/state/routes.json", "--listen-ip", "0.0.0.0", "--admin", &admin_address()]
-                .map(str::to_owned)
-                .to_vec(),
-            env: Vec::new(),
-        };
-        build_executable_image(docker, &image).await?;
+        proxy_image(docker).await?;
         let name = container_name(own);
         let labels = [
             (ROLE_LABEL.to_owned(), "proxy".to_owned()),
@@ -238,6 +230,73 @@ impl ProxyClient {
             "the proxy container {name} did not answer on http://{} within 30s (`docker logs {name}`)",
             admin_address()
         )))
+    }
+
+    /// Replaces a proxy made by a launchway from before proxies handed their sockets over:
+    /// a short-lived container with ptrace rights over it (the host's PID namespace,
+    /// CAP_SYS_PTRACE) copies its listening sockets (`launchway proxy-lend`) and hands
+    /// them to ours, then the old one is stopped, finishing what it serves. If the
+    /// sockets cannot be had, the old proxy keeps serving, as it was.
+    async fn replace_one_that_cannot_hand_over(
+        &self,
+        docker: &Docker,
+        own: &Build,
+        containers: &[ProxyContainer],
+        old: &ProxyContainer,
+    ) -> Result<(), TargetError> {
+        let inspected =
+            docker.inspect_container(&old.id, None).await.map_err(|error| api_error("inspect the proxy", error))?;
+        let Some(pid) = inspected.state.and_then(|state| state.pid).filter(|pid| *pid > 0) else {
+            return Ok(());
+        };
+        let executable = proxy_image(docker).await?;
+        let lender = format!("launchway-proxy-{}-lend", admin_port());
+        remove_container(docker, &lender).await;
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.to_owned()),
+            entrypoint: Some(vec![
+                format!("/{executable}"),
+                "proxy-lend".to_owned(),
+                "--from-pid".to_owned(),
+                pid.to_string(),
+                "--state".to_owned(),
+                "/state/routes.json".to_owned(),
+                "--admin".to_owned(),
+                admin_address(),
+            ]),
+            labels: Some([(ROLE_LABEL.to_owned(), "proxy-lend".to_owned())].into()),
+            host_config: Some(HostConfig {
+                pid_mode: Some("host".to_owned()),
+                cap_add: Some(vec!["SYS_PTRACE".to_owned()]),
+                network_mode: Some("none".to_owned()),
+                binds: Some(vec![format!("{}:/state", volume())]),
+                ..HostConfig::default()
+            }),
+            ..ContainerCreateBody::default()
+        };
+        replicas::create_and_start(docker, &lender, body).await?;
+        let offering = wait_for_line(docker, &lender, "offering the sockets").await;
+        if let Err(problem) = offering {
+            let logs = replicas::log_tail(docker, &lender, 20).await;
+            remove_container(docker, &lender).await;
+            tracing::warn!(%problem, ?logs, "the old proxy's sockets could not be had; it keeps serving");
+            return Ok(());
+        }
+        // Ours takes the sockets from the lender (and the old one is kept from restarting).
+        self.start(docker, own, containers).await?;
+        let lent = wait_for_line(docker, &lender, "the new proxy serves from them").await;
+        let logs = replicas::log_tail(docker, &lender, 20).await;
+        remove_container(docker, &lender).await;
+        if let Err(problem) = lent {
+            return Err(TargetError::Invalid(format!(
+                "the new proxy did not take the old one's sockets ({problem}): {}",
+                logs.join(" | ")
+            )));
+        }
+        // Both accept from the same sockets now; the old one finishes what it serves.
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::new().t(30).build();
+        docker.stop_container(&old.id, Some(options)).await.map_err(|error| api_error("stop the old proxy", error))?;
+        Ok(())
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -452,6 +511,43 @@ fn route_name(rollout: &ServiceRollout<'_>) -> String {
 pub(crate) fn endpoint(rollout: &ServiceRollout<'_>, replica: &DockerReplica) -> Option<SocketAddr> {
     let port = replica.host_port(rollout.spec.primary().port?)?;
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// The proxy's image, made from this executable (nothing is pulled); answers the
+/// executable's name in it.
+async fn proxy_image(docker: &Docker) -> Result<String, TargetError> {
+    let executable = std::env::current_exe()
+        .map_err(|error| TargetError::Invalid(format!("cannot find launchway's own executable: {error}")))?;
+    let name = executable.file_name().and_then(|name| name.to_str()).unwrap_or("launchway").to_owned();
+    let image = ExecutableImage {
+        tag: IMAGE.to_owned(),
+        executable,
+        args: ["proxy", "--state", "/state/routes.json", "--listen-ip", "0.0.0.0", "--admin", &admin_address()]
+            .map(str::to_owned)
+            .to_vec(),
+        env: Vec::new(),
+    };
+    build_executable_image(docker, &image).await?;
+    Ok(name)
+}
+
+/// Waits (at most 30 s) until `container` logs a line containing `line`; an error when it
+/// ends first.
+async fn wait_for_line(docker: &Docker, container: &str, line: &str) -> Result<(), String> {
+    for _ in 0..600 {
+        let logs = replicas::log_tail(docker, container, 50).await;
+        if logs.iter().any(|logged| logged.contains(line)) {
+            return Ok(());
+        }
+        let running = docker.inspect_container(container, None).await.ok().and_then(|inspected| inspected.state);
+        if running.is_some_and(|state| {
+            state.running == Some(false) && state.finished_at.is_some_and(|at| !at.starts_with("0001"))
+        }) {
+            return Err(format!("it ended: {}", logs.join(" | ")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err("it said nothing within 30s".to_owned())
 }
 
 /// Whether an admin answer comes from a proxy that handed its sockets over.

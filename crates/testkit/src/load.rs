@@ -11,24 +11,29 @@ pub struct Load {
     running: Arc<AtomicBool>,
     sent: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
 }
 
 /// What the clients got: the bodies of the answers that succeeded, in order per client
-/// (the clients one after another), and how many requests failed.
+/// (the clients one after another), how many requests failed, and of those how many
+/// found no one accepting their connection (a gap in the listening address).
 #[derive(Debug)]
 pub struct LoadResult {
     pub answers: Vec<String>,
     pub failed: usize,
+    pub refused: usize,
 }
 
 impl Load {
     pub fn start(url: &str, clients: usize) -> Load {
         let running = Arc::new(AtomicBool::new(true));
         let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let refused = Arc::new(AtomicUsize::new(0));
         let tasks = (0..clients)
             .map(|_| {
                 let (url, running, sent, failed) = (url.to_owned(), running.clone(), sent.clone(), failed.clone());
+                let refused = refused.clone();
                 tokio::spawn(async move {
                     let http = reqwest::Client::builder()
                         .no_proxy()
@@ -47,8 +52,12 @@ impl Load {
                                 failed.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(error) => {
-                                eprintln!("load: {url}: {error}");
+                                let cause = std::error::Error::source(&error).map(ToString::to_string);
+                                eprintln!("load: {url}: {error} ({})", cause.unwrap_or_default());
                                 failed.fetch_add(1, Ordering::Relaxed);
+                                if error.is_connect() {
+                                    refused.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -56,7 +65,7 @@ impl Load {
                 })
             })
             .collect();
-        Load { running, sent, failed, tasks }
+        Load { running, sent, failed, refused, tasks }
     }
 
     /// Requests sent so far.
@@ -78,6 +87,10 @@ impl Load {
         for task in self.tasks {
             answers.extend(task.await.expect("a load client"));
         }
-        LoadResult { answers, failed: self.failed.load(Ordering::Relaxed) }
+        LoadResult {
+            answers,
+            failed: self.failed.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
     }
 }

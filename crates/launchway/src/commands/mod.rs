@@ -61,6 +61,7 @@ pub async fn run(context: &Context, command: Command) -> Result<u8> {
         Command::Audit { scope, run, limit } => audit::run(context, &scope, run, limit).await,
         Command::Dora { scope, days } => dora::run(context, &scope, days).await,
         Command::Proxy(args) => proxy::run(context, args).await,
+        Command::ProxyLend(args) => proxy::lend(args).await,
         Command::Version => {
             match context.output() {
                 crate::cli::Output::Json => crate::output::print_json(&serde_json::json!({

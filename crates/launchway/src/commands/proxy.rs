@@ -8,7 +8,7 @@ use launchway_proxy::handover::{self, Predecessor};
 use launchway_proxy::{Build, Proxy, ProxyConfig};
 use tokio::net::TcpListener;
 
-use crate::cli::ProxyArgs;
+use crate::cli::{ProxyArgs, ProxyLendArgs};
 use crate::context::Context;
 use crate::exit;
 
@@ -63,5 +63,23 @@ pub async fn run(context: &Context, args: ProxyArgs) -> Result<u8> {
         context.stop.cancel();
     }
     proxy.stopped().await;
+    Ok(exit::SUCCESS)
+}
+
+/// `launchway proxy-lend`: takes the listening sockets of the old proxy process and offers
+/// them, once, to the new proxy (`--take-over`), then exits.
+pub async fn lend(args: ProxyLendArgs) -> Result<u8> {
+    let listeners = handover::borrow_listeners(args.from_pid)
+        .with_context(|| format!("could not take the sockets of process {}", args.from_pid))?;
+    if listeners.iter().all(|(port, _)| *port != args.admin.port()) {
+        anyhow::bail!("process {} does not listen on the admin port {}", args.from_pid, args.admin.port());
+    }
+    let ports: Vec<u16> = listeners.iter().map(|(port, _)| *port).collect();
+    // The Docker target waits for this line before it starts the new proxy.
+    eprintln!("launchway proxy-lend: offering the sockets of ports {ports:?}");
+    handover::lend(&handover::socket_path(&args.state), listeners, args.admin.port())
+        .await
+        .context("could not hand the sockets over")?;
+    eprintln!("launchway proxy-lend: the new proxy serves from them");
     Ok(exit::SUCCESS)
 }

@@ -77,10 +77,19 @@ impl Drop for TestProxy {
         for container in self.containers(true) {
             let _ = std::process::Command::new("docker").args(["rm", "-f", &container]).output();
         }
+        // One made as a launchway from before hand-overs made it (no labels but its role).
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &format!("launchway-proxy-{port}")]).output();
         let _ = std::process::Command::new("docker")
             .args(["volume", "rm", &format!("launchway-proxy-state-{port}")])
             .output();
     }
+}
+
+/// `docker <args>`, which must succeed; its output, trimmed.
+pub fn docker(args: &[&str]) -> String {
+    let output = std::process::Command::new("docker").args(args).output().expect("docker runs");
+    assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 pub async fn output(mut command: std::process::Command) -> std::process::Output {
