@@ -270,6 +270,30 @@ pub(crate) fn on_change<'a>(facts: &ChangeFacts<'a>) -> Verdict<'a> {
     Verdict::Deploy
 }
 
+/// Where a run goes once planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterPlan {
+    /// Nothing to change, and this release was verified here before: done.
+    AlreadyVerified,
+    /// Nothing to change, but launchway never watched it settle: verified now.
+    VerifyOnly,
+    AwaitApproval,
+    Deploy,
+}
+
+/// Rules: a plan that changes nothing deploys nothing (a release verified here before is
+/// done; otherwise it is verified, so that it becomes the good release only once
+/// watched); a change waits for an approval when the run asks for one (deploys only:
+/// rollbacks are someone's explicit request); else it deploys.
+pub(crate) fn after_plan(plan: &AppPlan, verified_here: bool, wants_approval: bool) -> AfterPlan {
+    match (plan.is_no_op(), verified_here, wants_approval) {
+        (true, true, _) => AfterPlan::AlreadyVerified,
+        (true, false, _) => AfterPlan::VerifyOnly,
+        (false, _, true) => AfterPlan::AwaitApproval,
+        (false, _, false) => AfterPlan::Deploy,
+    }
+}
+
 /// When the next repair may start, if not now: `recent` are the app's repairs within
 /// [`REPAIR_MEMORY`], newest first. Each repair in that hour doubles the wait after the
 /// last one; a retry asked for waits for nothing.

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use launchway_manifest::{ApprovalPolicy, Deployment, Manifest, TargetSpec};
 use launchway_store::{
-    AppPlan, AuditKind, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published, Release,
-    ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError,
+    AppPlan, AuditKind, DeploymentRecord, EventBody, NewEvent, NewPin, NewRelease, NewRun, Pin, PlanAction, Published,
+    Release, ReleaseId, ReleaseSource, Run, RunCreated, RunFilter, RunId, RunKind, RunState, StoreError,
 };
 use launchway_target::AppRef;
 use launchway_target::planning;
@@ -73,6 +73,13 @@ pub struct DeployRequest<'a> {
     pub retry_failed: bool,
     /// Who asks, for the audit log.
     pub trigger: String,
+}
+
+/// See [`Engine::recorded_releases`].
+pub(crate) struct Recorded {
+    pub(crate) record: Option<DeploymentRecord>,
+    pub(crate) current: Option<Release>,
+    pub(crate) good: Option<Release>,
 }
 
 /// What a run is created with.
@@ -185,9 +192,7 @@ impl Engine {
                 }
             }
             let observed = self.live(request.manifest, env, request.selection, &mut live_by_env).await?;
-            let record = store.deployment(app, env).await?;
-            let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
-            let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
+            let Recorded { record, current, good } = self.recorded_releases(app, env).await?;
             let drift_from = |release: &Release| {
                 let plan = observed.plan(app, env, &release.spec, current.as_ref());
                 (plan.action == PlanAction::Converge).then_some(plan)
@@ -609,6 +614,15 @@ impl Engine {
             }
         }
         Ok(orphaned)
+    }
+
+    /// What the store says of (app, environment): its deployment record, the release
+    /// that runs and the last verified one. What decisions and the plan step both read.
+    pub(crate) async fn recorded_releases(&self, app: &str, env: &str) -> Result<Recorded> {
+        let record = self.inner.store.deployment(app, env).await?;
+        let current = self.release_if_any(record.as_ref().map(|record| record.current_release_id)).await?;
+        let good = self.release_if_any(record.as_ref().and_then(|record| record.good_release_id)).await?;
+        Ok(Recorded { record, current, good })
     }
 
     /// The release `id` names, when there is one.

@@ -226,3 +226,12 @@ fn repairs_back_off_doubling_within_the_hour_up_to_half_an_hour() {
     assert_eq!(repair_wait(&many, false, NOW), Some(NOW - minute + 30 * minute), "at most half an hour");
     assert_eq!(repair_wait(&three, true, NOW), None, "a retry asked for waits for nothing");
 }
+
+#[test]
+fn a_planned_run_deploys_a_change_waits_for_its_approval_and_only_verifies_what_already_runs() {
+    let (none, change) = (AppPlan::no_change("web", "dev", "service", "r1".into()), plan(PlanAction::Update, "r2"));
+    assert_eq!(after_plan(&none, true, true), AfterPlan::AlreadyVerified, "no approval asked for nothing");
+    assert_eq!(after_plan(&none, false, false), AfterPlan::VerifyOnly, "never watched: verified now");
+    assert_eq!(after_plan(&change, true, true), AfterPlan::AwaitApproval);
+    assert_eq!(after_plan(&change, false, false), AfterPlan::Deploy);
+}
