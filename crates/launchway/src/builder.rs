@@ -44,8 +44,8 @@ impl Builder {
         let (opening, cache_dir) = (location.clone(), self.cache_dir.clone());
         let repo = tokio::task::spawn_blocking(move || RepoThread::open(&opening, cache_dir))
             .await
-            .map_err(|error| TargetError::Invalid(format!("opening {location} stopped: {error}")))?
-            .map_err(|error| TargetError::Invalid(format!("could not open {location}: {error}")))?;
+            .map_err(|error| TargetError::local(format!("opening {location} stopped"), error))?
+            .map_err(|error| TargetError::local(format!("could not open {location}"), error))?;
         repos.insert(location, repo.clone());
         Ok(repo)
     }
@@ -68,7 +68,7 @@ impl Builder {
             Err(error) => Err(error),
         };
         context.map_err(|error| {
-            TargetError::Invalid(format!("could not read the build context {folder:?} at commit {commit}: {error}"))
+            TargetError::local(format!("could not read the build context {folder:?} at commit {commit}"), error)
         })
     }
 }
@@ -92,7 +92,7 @@ impl ImageBuilder for Builder {
         let mut secret_values = BTreeMap::new();
         for (id, reference) in &definition.secrets {
             let value = secrets.resolve(&SecretRef::parse(reference)).await.map_err(|error| {
-                TargetError::Invalid(format!("build secret {id:?} of {} ({reference}): {error}", image.container))
+                TargetError::local(format!("build secret {id:?} of {} ({reference})", image.container), error)
             })?;
             secret_values.insert(id.clone(), value.expose().to_owned());
         }

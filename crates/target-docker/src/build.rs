@@ -83,9 +83,10 @@ pub async fn build_image_logged(
 }
 
 async fn solve(docker: &Docker, request: BuildRequest<'_>, build_ref: BuildRef) -> Result<String, TargetError> {
-    let secret_dir = tempfile::Builder::new().prefix("launchway-build-").tempdir().map_err(|error| {
-        TargetError::Invalid(format!("could not make a private directory for build secrets: {error}"))
-    })?;
+    let secret_dir = tempfile::Builder::new()
+        .prefix("launchway-build-")
+        .tempdir()
+        .map_err(|error| TargetError::local("could not make a private directory for build secrets", error))?;
     let mut options = ImageBuildFrontendOptions::builder().dockerfile(Path::new(request.dockerfile)).pull(false);
     if let Some(target) = request.target {
         options = options.target(target);
@@ -100,7 +101,7 @@ async fn solve(docker: &Docker, request: BuildRequest<'_>, build_ref: BuildRef) 
         // Named by position, not by id: ids are the manifest's to choose.
         let file = secret_dir.path().join(format!("secret-{index}"));
         write_private(&file, value)
-            .map_err(|error| TargetError::Invalid(format!("could not hand secret {id:?} to the build: {error}")))?;
+            .map_err(|error| TargetError::local(format!("could not hand secret {id:?} to the build"), error))?;
         options = options.set_secret(id, &SecretSource::File(file));
     }
     let built = Moby::new(docker)

@@ -124,8 +124,9 @@ fn status_error(status: tonic::Status) -> TargetError {
 
 /// A Control client over one upgraded connection to the engine.
 async fn control_client(address: &str) -> Result<ControlClient<tonic::transport::Channel>, TargetError> {
-    let unreachable =
-        |error: &dyn std::fmt::Display| TargetError::Invalid(format!("could not reach BuildKit at {address}: {error}"));
+    let unreachable = |error: &dyn std::fmt::Display| {
+        TargetError::local(format!("could not reach BuildKit at {address}"), error.to_string())
+    };
     let upgraded = upgrade(address).await.map_err(|error| unreachable(&error))?;
     // The channel connects once, through the connection already upgraded.
     let connection = Arc::new(Mutex::new(Some(upgraded)));

@@ -152,7 +152,7 @@ async fn build_on_own_thread(
         .name("image-build".to_owned())
         .spawn(move || {
             let built = tokio::runtime::Builder::new_current_thread().enable_all().build().map_or_else(
-                |error| Err(TargetError::Invalid(format!("could not start the build's runtime: {error}"))),
+                |error| Err(TargetError::local("could not start the build's runtime", error)),
                 |runtime| {
                     runtime.block_on(async {
                         let target = DockerTarget::connect(host.as_deref()).await?;
@@ -175,7 +175,7 @@ async fn build_on_own_thread(
             );
             let _ = answer.send(built);
         })
-        .map_err(|error| TargetError::Invalid(format!("could not start a thread for the build: {error}")))?;
+        .map_err(|error| TargetError::local("could not start a thread for the build", error))?;
     answered.await.map_err(|_| TargetError::Invalid("the build's thread ended without an answer".to_owned()))?
 }
 

@@ -32,7 +32,7 @@ pub struct ExecutableImage {
 /// `/<file name>`, with its shared libraries at their host paths.
 pub async fn build_executable_image(docker: &Docker, image: &ExecutableImage) -> Result<(), TargetError> {
     let metadata = std::fs::metadata(&image.executable)
-        .map_err(|error| TargetError::Invalid(format!("cannot read {}: {error}", image.executable.display())))?;
+        .map_err(|error| TargetError::local(format!("cannot read {}", image.executable.display()), error))?;
     let modified = metadata
         .modified()
         .ok()
@@ -106,15 +106,15 @@ fn root_filesystem(image: &ExecutableImage) -> Result<Vec<u8>, TargetError> {
     let name = executable_name(image)?;
     let mut archive = tar::Builder::new(Vec::new());
     let executable = std::fs::read(&image.executable)
-        .map_err(|error| TargetError::Invalid(format!("cannot read {}: {error}", image.executable.display())))?;
+        .map_err(|error| TargetError::local(format!("cannot read {}", image.executable.display()), error))?;
     append(&mut archive, name, &executable, 0o755)?;
     for library in shared_libraries(&image.executable)? {
         let bytes = std::fs::read(&library)
-            .map_err(|error| TargetError::Invalid(format!("cannot read {}: {error}", library.display())))?;
+            .map_err(|error| TargetError::local(format!("cannot read {}", library.display()), error))?;
         let inside = library.to_string_lossy().trim_start_matches('/').to_owned();
         append(&mut archive, &inside, &bytes, 0o755)?;
     }
-    archive.into_inner().map_err(|error| TargetError::Invalid(format!("cannot pack the image: {error}")))
+    archive.into_inner().map_err(|error| TargetError::local("cannot pack the image", error))
 }
 
 fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u32) -> Result<(), TargetError> {
@@ -124,14 +124,14 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8], mode: u
     header.set_cksum();
     archive
         .append_data(&mut header, path, bytes)
-        .map_err(|error| TargetError::Invalid(format!("cannot pack {path}: {error}")))
+        .map_err(|error| TargetError::local(format!("cannot pack {path}"), error))
 }
 
 /// The shared libraries an executable loads, as `ldd` lists them (the dynamic loader
 /// included). A static executable has none.
 fn shared_libraries(executable: &Path) -> Result<Vec<PathBuf>, TargetError> {
     let output = Command::new("ldd").arg(executable).output().map_err(|error| {
-        TargetError::Invalid(format!("cannot run ldd to find {}'s libraries: {error}", executable.display()))
+        TargetError::local(format!("cannot run ldd to find {}'s libraries", executable.display()), error)
     })?;
     Ok(parse_ldd(&String::from_utf8_lossy(&output.stdout)))
 }

@@ -490,7 +490,7 @@ pub(crate) async fn shift_traffic(
 pub(crate) fn read_tls(tls: &IngressTls) -> Result<RouteTls, TargetError> {
     let read = |path: &str, what: &str| {
         std::fs::read_to_string(path)
-            .map_err(|error| TargetError::Invalid(format!("cannot read the entry point's {what} {path}: {error}")))
+            .map_err(|error| TargetError::local(format!("cannot read the entry point's {what} {path}"), error))
     };
     Ok(RouteTls { certificate_pem: read(&tls.certificate, "TLS certificate")?, key_pem: read(&tls.key, "TLS key")? })
 }
@@ -516,8 +516,8 @@ pub(crate) fn endpoint(rollout: &ServiceRollout<'_>, replica: &DockerReplica) ->
 /// The proxy's image, made from this executable (nothing is pulled); answers the
 /// executable's name in it.
 async fn proxy_image(docker: &Docker) -> Result<String, TargetError> {
-    let executable = std::env::current_exe()
-        .map_err(|error| TargetError::Invalid(format!("cannot find launchway's own executable: {error}")))?;
+    let executable =
+        std::env::current_exe().map_err(|error| TargetError::local("cannot find launchway's own executable", error))?;
     let name = executable.file_name().and_then(|name| name.to_str()).unwrap_or("launchway").to_owned();
     let image = ExecutableImage {
         tag: IMAGE.to_owned(),

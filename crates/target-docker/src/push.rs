@@ -47,10 +47,10 @@ impl DockerConfig {
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(TargetError::Invalid(format!("cannot read {}: {error}", file.display()))),
+            Err(error) => return Err(TargetError::local(format!("cannot read {}", file.display()), error)),
         };
         let config: Value = serde_json::from_str(&text)
-            .map_err(|error| TargetError::Invalid(format!("{} is not JSON: {error}", file.display())))?;
+            .map_err(|error| TargetError::local(format!("{} is not JSON", file.display()), error))?;
         let helper = config["credHelpers"][registry].as_str().or_else(|| config["credsStore"].as_str());
         if let Some(helper) = helper {
             return self.ask_helper(helper, registry);
@@ -81,16 +81,19 @@ impl DockerConfig {
         if let Some(path) = &self.helper_path {
             command.env("PATH", path);
         }
-        let mut child =
-            command.arg("get").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(
-                |error| TargetError::Invalid(format!("the credential helper {program} cannot run: {error}")),
-            )?;
+        let mut child = command
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| TargetError::local(format!("the credential helper {program} cannot run"), error))?;
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(registry.as_bytes());
         }
         let output = child
             .wait_with_output()
-            .map_err(|error| TargetError::Invalid(format!("the credential helper {program} failed: {error}")))?;
+            .map_err(|error| TargetError::local(format!("the credential helper {program} failed"), error))?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stdout);
             // What helpers answer for a registry they hold nothing for.
@@ -103,7 +106,7 @@ impl DockerConfig {
             )));
         }
         let answer: Value = serde_json::from_slice(&output.stdout)
-            .map_err(|error| TargetError::Invalid(format!("{program} answered something other than JSON: {error}")))?;
+            .map_err(|error| TargetError::local(format!("{program} answered something other than JSON"), error))?;
         let (username, secret) = (answer["Username"].as_str(), answer["Secret"].as_str());
         Ok(Some(match username {
             // An identity token, not a password.
@@ -147,7 +150,7 @@ pub async fn push_image(
     while let Some(step) = pushing.next().await {
         let step = step.map_err(|error| api_error(&format!("push {repository}:{tag}"), error))?;
         if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
-            return Err(TargetError::Invalid(format!("pushing {repository}:{tag} failed: {error}")));
+            return Err(TargetError::local(format!("pushing {repository}:{tag} failed"), error));
         }
     }
     let inspected = docker

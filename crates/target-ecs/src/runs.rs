@@ -142,7 +142,7 @@ async fn start(
             .set_security_groups(Some(network.security_groups.clone()))
             .assign_public_ip(if network.public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
             .build()
-            .map_err(|error| TargetError::Invalid(format!("the task's network is incomplete: {error}")))?;
+            .map_err(|error| TargetError::local("the task's network is incomplete", error))?;
         request = request.network_configuration(NetworkConfiguration::builder().awsvpc_configuration(awsvpc).build());
     }
     let answer = request.send().await.map_err(|error| sdk_error("run the task (RunTask)", error))?;

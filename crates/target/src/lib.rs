@@ -36,6 +36,21 @@ pub enum TargetError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Something on this machine that a target needed failed (a file, a thread, a helper
+    /// program): `what` was being done, `source` is why it failed.
+    #[error("{what}")]
+    Local {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl TargetError {
+    /// A [`TargetError::Local`]: `what` failed, because of `source`.
+    pub fn local(what: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TargetError {
+        TargetError::Local { what: what.into(), source: source.into() }
+    }
 }
 
 /// An error and its causes on one line, `outer: inner: innermost`: what a run records
