@@ -263,6 +263,9 @@ async fn hand_over(proxy: &Proxy, mut connection: UnixStream, admin: Option<Borr
     send_listeners(&mut connection, &all).await?;
     proxy.inner.handed_over.cancel();
     proxy.inner.accepting.cancel();
+    // Its copies of the sockets go: should the successor die, they close with it, and
+    // the proxy Docker restarts in its place can listen again.
+    proxy.inner.listeners.lock().expect("not poisoned").clear();
     // Kept open until this process ends: the successor's drains wait for that.
     *proxy.inner.successor.lock().expect("not poisoned") = Some(connection);
     tracing::info!("handed the listening sockets over to the new proxy; finishing what is under way");

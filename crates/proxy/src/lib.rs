@@ -229,9 +229,13 @@ impl Proxy {
         match predecessor {
             Some(predecessor) => {
                 let gone = predecessor.confirm().await?;
-                let predecessor_gone = proxy.inner.predecessor_gone.clone();
+                let (predecessor_gone, stop) = (proxy.inner.predecessor_gone.clone(), proxy.inner.config.stop.clone());
                 proxy.inner.tasks.spawn(async move {
-                    gone.await;
+                    // Stopping, this proxy waits for nothing the predecessor does.
+                    tokio::select! {
+                        () = gone => {}
+                        () = stop.cancelled() => {}
+                    }
                     predecessor_gone.cancel();
                 });
             }

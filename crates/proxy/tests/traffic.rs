@@ -419,3 +419,34 @@ async fn a_new_proxy_takes_the_sockets_over_without_a_failed_request() {
     assert!(error.contains("newer"), "{error}");
     assert!(!new.has_handed_over());
 }
+
+/// A proxy that handed its sockets over keeps no copy of them: should the new proxy die,
+/// the ports close with it and the one Docker restarts in its place listens again, while
+/// the old one still finishes what it serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_handed_over_lets_the_ports_go_when_its_successor_dies() {
+    use launchway_proxy::handover;
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("routes.json");
+    let replica = Replica::start("kept", Duration::ZERO).await;
+    let port = free_port();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (old, _old_stop) = proxy_offering(&state, "0.1.0/100/1", None, admin).await;
+    old.set_route(route(port, &[(&replica, 1)])).await.expect("routed");
+    let mut predecessor = handover::take_over(&handover::socket_path(&state), Some(&"0.1.0/200/1".parse().unwrap()))
+        .await
+        .expect("taken over")
+        .expect("offered");
+    let admin = tokio::net::TcpListener::from_std(predecessor.take_admin().expect("admin")).expect("admin");
+    let (new, new_stop) = proxy_offering(&state, "0.1.0/200/1", Some(predecessor), admin).await;
+    tokio::time::timeout(Duration::from_secs(10), old.handed_over()).await.expect("handed over");
+    new_stop.cancel();
+    new.stopped().await;
+    drop(new);
+
+    let (restarted, _stop) = proxy(Some(state)).await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let answer = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answered");
+    assert_eq!(answer.text().await.expect("body"), "kept");
+    assert!(!restarted.has_handed_over() && old.has_handed_over());
+}
