@@ -171,6 +171,16 @@ impl DockerTarget {
 
 #[async_trait]
 impl Target for DockerTarget {
+    fn rolled_out(&self, spec: &AppSpec, revision: &str) -> String {
+        match spec {
+            AppSpec::Service(service) => {
+                let plural = if service.replicas == 1 { "" } else { "s" };
+                format!("{} replica{plural} of revision {revision} rolled out", service.replicas)
+            }
+            _ => format!("revision {revision} recorded"),
+        }
+    }
+
     fn describe(&self) -> String {
         format!("docker at {}", self.address)
     }

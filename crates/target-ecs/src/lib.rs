@@ -150,6 +150,23 @@ pub async fn sdk_config_with(
 
 #[async_trait]
 impl Target for Ecs {
+    fn rolled_out(&self, spec: &AppSpec, revision: &str) -> String {
+        match spec {
+            AppSpec::EcsService(service) => format!("ECS service {} moved to revision {revision}", service.service),
+            _ => format!("the schedule's target moved to revision {revision}"),
+        }
+    }
+
+    fn progressive_start(&self, _spec: &AppSpec, revision: &str, strategy: &str, steps: &str) -> String {
+        format!("revision {revision} is being deployed by ECS ({strategy}), pausing at {steps} where launchway decides")
+    }
+
+    fn first_release_skips_steps(&self, spec: &AppSpec) -> bool {
+        // The service served something before launchway's first release, and its
+        // deployment pauses at its gates either way.
+        !matches!(spec, AppSpec::EcsService(_))
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

@@ -402,6 +402,29 @@ pub trait Target: Send + Sync {
         Err(TargetError::Invalid(format!("{} keeps no logs launchway can read for {}", self.describe(), app.app)))
     }
 
+    /// What a finished rollout of `revision` is called, in the target's words ("3 replicas
+    /// of revision … rolled out").
+    fn rolled_out(&self, spec: &AppSpec, revision: &str) -> String {
+        let _ = spec;
+        format!("revision {revision} rolled out")
+    }
+
+    /// What the start of a progressive rollout is called: where the new revision runs and
+    /// how the run goes on (`steps`: "2 steps"; `strategy`: "canary").
+    fn progressive_start(&self, spec: &AppSpec, revision: &str, strategy: &str, steps: &str) -> String {
+        let _ = spec;
+        format!("revision {revision} runs beside the release that serves; moving traffic to it in {steps} ({strategy})")
+    }
+
+    /// Whether an app's first release takes everything at once, skipping its traffic
+    /// steps (nothing serves yet to take traffic from). Not where something served before
+    /// launchway's first release (an ECS service), or where the target pauses at its gates
+    /// whatever launchway does.
+    fn first_release_skips_steps(&self, spec: &AppSpec) -> bool {
+        let _ = spec;
+        true
+    }
+
     /// Checks that the app runs exactly `rollout.revision`, healthy, right now.
     async fn verify(&self, rollout: Rollout<'_>, progress: &dyn Progress) -> Result<(), RolloutError>;
 

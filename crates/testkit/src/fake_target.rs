@@ -92,6 +92,12 @@ impl FakeTarget {
 
 #[async_trait]
 impl Target for FakeTarget {
+    fn first_release_skips_steps(&self, spec: &AppSpec) -> bool {
+        // As each real target says: an ECS service's deployment pauses at its gates even
+        // the first time.
+        !matches!(spec, AppSpec::EcsService(_))
+    }
+
     fn describe(&self) -> String {
         "a fake target".into()
     }

@@ -4,7 +4,7 @@ use launchway_manifest::AppSpec;
 use launchway_store::{Release, Run, RunKind, RunState, TransitionDetail};
 use launchway_target::{Target, TaskExecution, describe};
 
-use super::{Next, plural, recorded_only, rolled_out};
+use super::{Next, plural, recorded_only};
 use crate::run::{RunProgress, rollout};
 use crate::{Engine, Result};
 
@@ -24,27 +24,15 @@ impl Engine {
             return self.after_failure(run, &release, target.as_ref(), error).await;
         }
         let Some((strategy, steps)) = release.spec.progressive() else {
-            return Ok(Next::to(RunState::Verifying, rolled_out(&release)));
+            return Ok(Next::to(RunState::Verifying, target.rolled_out(&release.spec, &release.revision)));
         };
         // A first release has no traffic to take from anyone (Argo Rollouts skips its
-        // steps too): it takes everything at once, and verification watches it. Not on
-        // ECS, whose service served something before launchway's first release, and
-        // whose deployment pauses at its gates either way.
-        let gated = run.previous_release_id.is_some() || matches!(release.spec, AppSpec::EcsService(_));
+        // steps too): it takes everything at once, and verification watches it, where the
+        // target says so.
+        let gated = run.previous_release_id.is_some() || !target.first_release_skips_steps(&release.spec);
         if run.kind == RunKind::Deploy && gated && !steps.is_empty() {
             let count = format!("{} step{}", steps.len(), plural(steps.len() as u32));
-            let what = match &release.spec {
-                AppSpec::EcsService(_) => format!(
-                    "revision {} is being deployed by ECS ({}), pausing at {count} where launchway decides",
-                    release.revision,
-                    strategy.name()
-                ),
-                _ => format!(
-                    "revision {} runs beside the release that serves; moving traffic to it in {count} ({})",
-                    release.revision,
-                    strategy.name()
-                ),
-            };
+            let what = target.progressive_start(&release.spec, &release.revision, strategy.name(), &count);
             return Ok(Next::to(
                 RunState::Progressing,
                 format!("{what}: `launchway promote {}` ends a pause, `launchway abort {}` rolls back", run.id, run.id),
@@ -53,7 +41,7 @@ impl Engine {
         // Rollbacks and repairs are asked for now: the set that runs takes everything.
         // So does a first release.
         match target.promote(rollout(run, &release), &progress).await {
-            Ok(()) => Ok(Next::to(RunState::Verifying, rolled_out(&release))),
+            Ok(()) => Ok(Next::to(RunState::Verifying, target.rolled_out(&release.spec, &release.revision))),
             Err(error) => self.after_failure(run, &release, target.as_ref(), error).await,
         }
     }

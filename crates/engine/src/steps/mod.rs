@@ -4,7 +4,7 @@
 //! `progressive.rs`) speak it.
 
 use launchway_manifest::AppSpec;
-use launchway_store::{AppPlan, ApprovalRequest, DeploymentUpdate, NewRelease, Release, RunState, TransitionDetail};
+use launchway_store::{AppPlan, ApprovalRequest, DeploymentUpdate, NewRelease, RunState, TransitionDetail};
 
 pub(crate) mod dependencies;
 mod deploy;
@@ -86,22 +86,6 @@ impl NextTrafficStep {
 /// release's definition when each run is due.
 pub(crate) fn recorded_only(spec: &AppSpec) -> bool {
     matches!(spec, AppSpec::Task(task) if task.schedule.is_some())
-}
-
-pub(crate) fn rolled_out(release: &Release) -> String {
-    match &release.spec {
-        AppSpec::Service(service) => format!(
-            "{} replica{} of revision {} rolled out",
-            service.replicas,
-            plural(service.replicas),
-            release.revision
-        ),
-        AppSpec::EcsService(service) => {
-            format!("ECS service {} moved to revision {}", service.service, release.revision)
-        }
-        AppSpec::EcsTask(_) => format!("the schedule's target moved to revision {}", release.revision),
-        AppSpec::Task(_) => format!("revision {} recorded", release.revision),
-    }
 }
 
 pub(crate) fn plural(count: u32) -> &'static str {
