@@ -81,7 +81,14 @@ async fn twenty_thousand_idle_connections_from_one_client_leave_healthz_answerin
         let answered = health(&server);
         assert!(answered.is_ok(), "/healthz with 20,000 idle connections held: {answered:?}");
     }
-    let open = server.open_files();
+    // Connections past the cap are closed as others arrive: on a busy machine the closing
+    // may trail the accepting for a moment, so the count is read until it settles.
+    let mut open = server.open_files();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open >= 512 + 64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = server.open_files();
+    }
     assert!(open < 512 + 64, "the server keeps at most its connection cap: {open} files open");
     let resident = server.resident_kib("VmRSS");
     assert!(resident < 200 * 1024, "memory stays bounded: {resident} KiB");
