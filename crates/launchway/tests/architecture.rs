@@ -291,9 +291,14 @@ fn paths_at(text: &str) -> Vec<Vec<String>> {
 
 /// Which modules each module of a crate refers to (the longest module each path names).
 fn module_graph(name: &str) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
-    let modules = modules(name);
+    graph_of(&modules(name))
+}
+
+/// The graph of `modules` (module → its code): an edge to each module a path names, but
+/// none to the module itself or one that contains it (a child naming its parent).
+fn graph_of(modules: &BTreeMap<Vec<String>, String>) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
     let mut graph = BTreeMap::new();
-    for (module, text) in &modules {
+    for (module, text) in modules {
         let mut targets = BTreeSet::new();
         for path in referenced_paths(module, text) {
             let longest = (1..=path.len())
@@ -370,33 +375,18 @@ fn no_module_imports_one_that_imports_it_back() {
 
 #[test]
 fn the_cycle_finder_finds_a_cycle_through_grouped_and_relative_imports() {
-    let graph_of = |files: &[(&str, &str)]| {
-        let modules: BTreeMap<Vec<String>, String> = files
+    let modules_of = |files: &[(&str, &str)]| -> BTreeMap<Vec<String>, String> {
+        files
             .iter()
             .map(|(module, text)| (module.split("::").map(str::to_owned).collect(), (*text).to_owned()))
-            .collect();
-        let mut graph = BTreeMap::new();
-        for (module, text) in &modules {
-            let targets: BTreeSet<Vec<String>> = referenced_paths(module, text)
-                .into_iter()
-                .filter_map(|path| {
-                    (1..=path.len())
-                        .rev()
-                        .map(|length| path[..length].to_vec())
-                        .find(|prefix| modules.contains_key(prefix))
-                })
-                .filter(|target| target != module)
-                .collect();
-            graph.insert(module.clone(), targets);
-        }
-        graph
+            .collect()
     };
-    let graph = graph_of(&[
+    let graph = graph_of(&modules_of(&[
         ("steps", "use crate::{Engine, steps::run::{Lease, Next}};"),
         ("steps::run", "use super::approval::gate;"),
         ("steps::approval", "fn f() -> crate::steps::run::Next { todo() }"),
         ("alone", "use crate::Engine;"),
-    ]);
+    ]));
     let found = cycles(&graph);
     assert_eq!(found.len(), 1, "{graph:?}");
     assert_eq!(found[0], ["steps::approval", "steps::run"].map(str::to_owned).into_iter().collect());

@@ -128,13 +128,7 @@ async fn a_proxy_from_an_older_launchway_is_replaced_without_a_failed_request() 
     let running = proxy.containers(false);
     assert_eq!(running.len(), 1, "one proxy serves: {running:?}");
     assert_ne!(running, old_container, "the newer launchway's proxy serves");
-    let inspect = |format: &str| {
-        let output = std::process::Command::new("docker")
-            .args(["inspect", "-f", format, &old_container[0]])
-            .output()
-            .expect("docker runs");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
+    let inspect = |format: &str| support::ingress::docker(&["inspect", "-f", format, &old_container[0]]);
     assert_eq!(inspect("{{.HostConfig.RestartPolicy.Name}}"), "no", "the old proxy is not restarted once it ends");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while inspect("{{.State.Running}}") == "true" && std::time::Instant::now() < deadline {

@@ -215,13 +215,7 @@ async fn send_line(connection: &mut UnixStream, sent: &Sent, sockets: &[Borrowed
 /// # Errors
 /// The socket cannot be made.
 pub(crate) fn offer(proxy: Proxy, socket: &Path, admin: Option<OwnedFd>) -> Result<(), ProxyError> {
-    // What is at the path is a socket of a proxy that is gone: one that is not gone
-    // has handed over to this one, or still holds its route ports (and this one failed).
-    let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket).map_err(handover_error)?;
-    // Whoever may connect takes the host's ports: only the proxy's own user may.
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(handover_error)?;
+    let listener = bind_offer(socket)?;
     let accepting = proxy.inner.accepting.clone();
     proxy.inner.tasks.clone().spawn(async move {
         loop {
@@ -242,6 +236,18 @@ pub(crate) fn offer(proxy: Proxy, socket: &Path, admin: Option<OwnedFd>) -> Resu
         }
     });
     Ok(())
+}
+
+/// The Unix socket a successor connects to, at `socket`, readable by the proxy's own user
+/// only: whoever may connect takes the host's ports. What is at the path already is the
+/// socket of a proxy that is gone (one that is not has handed over to this one, or still
+/// holds its route ports and this one failed to start).
+fn bind_offer(socket: &Path) -> Result<UnixListener, ProxyError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(handover_error)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(handover_error)?;
+    Ok(listener)
 }
 
 /// One exchange with a would-be successor; `Ok` once it serves and this proxy stopped
@@ -275,12 +281,7 @@ async fn hand_over(proxy: &Proxy, mut connection: UnixStream, admin: Option<Borr
 /// Reads a would-be successor's request, and refuses it (answering why) when it speaks
 /// another protocol or is older than `own`.
 async fn read_request(connection: &mut UnixStream, own: Option<&Build>) -> Result<(), ProxyError> {
-    let mut reader = BufReader::new(&mut *connection);
-    let mut line = String::new();
-    tokio::time::timeout(PATIENCE, reader.read_line(&mut line))
-        .await
-        .map_err(|_| ProxyError::HandOver("the new proxy said nothing".into()))?
-        .map_err(handover_error)?;
+    let line = read_line(connection, "the new proxy said nothing").await?;
     let request: Request =
         serde_json::from_str(&line).map_err(|error| ProxyError::HandOver(format!("an unreadable request: {error}")))?;
     let successor = request.build.as_deref().and_then(|build| build.parse::<Build>().ok());
@@ -301,6 +302,17 @@ async fn read_request(connection: &mut UnixStream, own: Option<&Build>) -> Resul
     Ok(())
 }
 
+/// The successor's next line, waited for at most [`PATIENCE`] (`silent`: what its silence
+/// means).
+async fn read_line(connection: &mut UnixStream, silent: &str) -> Result<String, ProxyError> {
+    let mut line = String::new();
+    tokio::time::timeout(PATIENCE, BufReader::new(&mut *connection).read_line(&mut line))
+        .await
+        .map_err(|_| ProxyError::HandOver(silent.to_owned()))?
+        .map_err(handover_error)?;
+    Ok(line)
+}
+
 /// Sends the sockets, then waits for the successor to say it serves from them.
 async fn send_listeners(connection: &mut UnixStream, all: &[(Listener, BorrowedFd<'_>)]) -> Result<(), ProxyError> {
     for batch in all.chunks(BATCH) {
@@ -309,12 +321,7 @@ async fn send_listeners(connection: &mut UnixStream, all: &[(Listener, BorrowedF
         send_line(connection, &described, &sockets).await.map_err(handover_error)?;
     }
     send_line(connection, &Sent::Done, &[]).await.map_err(handover_error)?;
-    let mut reader = BufReader::new(&mut *connection);
-    let mut answer = String::new();
-    tokio::time::timeout(PATIENCE, reader.read_line(&mut answer))
-        .await
-        .map_err(|_| ProxyError::HandOver("the new proxy did not start serving".into()))?
-        .map_err(handover_error)?;
+    let answer = read_line(connection, "the new proxy did not start serving").await?;
     if answer.trim_end() != "serving" {
         return Err(ProxyError::HandOver(format!("the new proxy answered {:?}", answer.trim_end())));
     }
@@ -363,10 +370,7 @@ pub fn borrow_listeners(pid: i32) -> Result<Vec<(u16, OwnedFd)>, ProxyError> {
 /// # Errors
 /// The socket cannot be made, or the exchange broke off.
 pub async fn lend(socket: &Path, listeners: Vec<(u16, OwnedFd)>, admin_port: u16) -> Result<(), ProxyError> {
-    let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket).map_err(handover_error)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(handover_error)?;
+    let listener = bind_offer(socket)?;
     let all: Vec<(Listener, BorrowedFd<'_>)> = listeners
         .iter()
         .map(|(port, socket)| {

@@ -366,6 +366,18 @@ async fn proxy_offering(
     (proxy, stop)
 }
 
+/// A proxy of `build` that takes the sockets of the one offering them beside
+/// `state_file`, its admin API on the admin socket handed over.
+async fn successor(state_file: &std::path::Path, build: &str) -> (Proxy, CancellationToken) {
+    use launchway_proxy::handover;
+    let mut predecessor = handover::take_over(&handover::socket_path(state_file), Some(&build.parse().unwrap()))
+        .await
+        .expect("taken over")
+        .expect("a proxy offered its sockets");
+    let admin = tokio::net::TcpListener::from_std(predecessor.take_admin().expect("the admin socket")).expect("admin");
+    proxy_offering(state_file, build, Some(predecessor), admin).await
+}
+
 /// Issue 22: a proxy started by an older launchway is replaced by the new version
 /// without a gap. The new proxy takes the old one's listening sockets (routes and admin
 /// API): under load no request fails, the routes carry over, the admin API's address now
@@ -386,12 +398,7 @@ async fn a_new_proxy_takes_the_sockets_over_without_a_failed_request() {
 
     let load = Load::start(&format!("http://127.0.0.1:{port}/"), 4);
     load.until_sent(300, Duration::from_secs(20)).await;
-    let mut predecessor = handover::take_over(&handover::socket_path(&state), Some(&"0.1.0/200/1".parse().unwrap()))
-        .await
-        .expect("taken over")
-        .expect("a proxy offered its sockets");
-    let admin = tokio::net::TcpListener::from_std(predecessor.take_admin().expect("the admin socket")).expect("admin");
-    let (new, _new_stop) = proxy_offering(&state, "0.1.0/200/1", Some(predecessor), admin).await;
+    let (new, _new_stop) = successor(&state, "0.1.0/200/1").await;
     tokio::time::timeout(Duration::from_secs(10), old.handed_over()).await.expect("the old proxy let go");
     assert_eq!(new.routes(), old.routes(), "the new proxy serves the table the old one had");
 
@@ -425,7 +432,6 @@ async fn a_new_proxy_takes_the_sockets_over_without_a_failed_request() {
 /// the old one still finishes what it serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_handed_over_lets_the_ports_go_when_its_successor_dies() {
-    use launchway_proxy::handover;
     let dir = tempfile::tempdir().expect("dir");
     let state = dir.path().join("routes.json");
     let replica = Replica::start("kept", Duration::ZERO).await;
@@ -433,12 +439,7 @@ async fn a_proxy_that_handed_over_lets_the_ports_go_when_its_successor_dies() {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let (old, _old_stop) = proxy_offering(&state, "0.1.0/100/1", None, admin).await;
     old.set_route(route(port, &[(&replica, 1)])).await.expect("routed");
-    let mut predecessor = handover::take_over(&handover::socket_path(&state), Some(&"0.1.0/200/1".parse().unwrap()))
-        .await
-        .expect("taken over")
-        .expect("offered");
-    let admin = tokio::net::TcpListener::from_std(predecessor.take_admin().expect("admin")).expect("admin");
-    let (new, new_stop) = proxy_offering(&state, "0.1.0/200/1", Some(predecessor), admin).await;
+    let (new, new_stop) = successor(&state, "0.1.0/200/1").await;
     tokio::time::timeout(Duration::from_secs(10), old.handed_over()).await.expect("handed over");
     new_stop.cancel();
     new.stopped().await;

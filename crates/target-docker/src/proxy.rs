@@ -4,10 +4,9 @@
 //! down; Docker restarts it, and it reads its routes back. launchway sets a service's
 //! route as its replicas turn healthy, and drains a replica before stopping it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerUpdateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
@@ -49,7 +48,8 @@ fn container_name(build: &Build) -> String {
 }
 
 /// The name launchway gave its proxy container before proxies were replaced by newer
-/// ones: such a proxy cannot hand its sockets over, so it is kept while it answers.
+/// ones: such a proxy cannot hand its sockets over; they are lent to the new one
+/// (`replace_one_that_cannot_hand_over`).
 fn container_name_without_build() -> String {
     format!("launchway-proxy-{}", admin_port())
 }
@@ -92,9 +92,9 @@ fn own_build() -> Result<Build, TargetError> {
 pub(crate) struct ProxyClient {
     http: reqwest::Client,
     admin: String,
-    /// The admin token the proxy's container was created with (none for a proxy
-    /// created before launchway made one).
-    token: Option<String>,
+    /// The admin token the proxy's containers are given (a proxy created before
+    /// launchway made one asks for none, and takes it).
+    token: String,
 }
 
 /// The environment variable `launchway proxy` reads its admin token from.
@@ -159,19 +159,17 @@ impl ProxyClient {
             .chain(containers.iter())
             .find_map(|container| container.token.clone())
             .unwrap_or_else(new_token);
-        let client =
-            ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()), token: Some(token) };
+        let client = ProxyClient { http: http.clone(), admin: format!("http://{}", admin_address()), token };
         let newest_running =
             containers.iter().filter(|container| container.running).max_by(|a, b| a.build.cmp(&b.build));
-        let serving_build = newest_running.map(|container| container.build.as_ref());
-        if let (Some(serving), Some(None)) = (newest_running, serving_build)
+        if let Some(serving) = newest_running.filter(|container| container.build.is_none())
             && client.answers().await
         {
             // Made before proxies could hand over: its sockets are lent to ours.
             client.replace_one_that_cannot_hand_over(docker, &own, &containers, serving).await?;
             return Ok(client);
         }
-        let kept = matches!(serving_build, Some(Some(build)) if *build >= own);
+        let kept = newest_running.and_then(|container| container.build.as_ref()).is_some_and(|build| *build >= own);
         if kept && client.answers().await {
             let serving = newest_running.map(|container| container.id.as_str());
             let replaced = containers.iter().filter(|container| Some(container.id.as_str()) != serving);
@@ -202,7 +200,7 @@ impl ProxyClient {
             // Appended to the image's entry point: take the sockets of a proxy still
             // serving (none after a crash: then it listens itself).
             cmd: Some(vec!["--take-over".to_owned(), "--build".to_owned(), own.to_string()]),
-            env: self.token.as_ref().map(|token| vec![format!("{TOKEN_VARIABLE}={token}")]),
+            env: Some(vec![format!("{TOKEN_VARIABLE}={}", self.token)]),
             labels: Some(labels.into()),
             host_config: Some(HostConfig {
                 // Route ports open on the host itself, and replicas' published ports
@@ -299,13 +297,6 @@ impl ProxyClient {
         Ok(())
     }
 
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
     async fn answers(&self) -> bool {
         let request = self.http.get(format!("{}/healthz", self.admin)).timeout(Duration::from_secs(1));
         self.send(request, "check it answers").await.is_ok_and(|answer| answer.status().is_success())
@@ -315,7 +306,7 @@ impl ProxyClient {
     /// just handed its sockets to a successor (every admin call is idempotent).
     async fn send(&self, request: reqwest::RequestBuilder, action: &str) -> Result<reqwest::Response, TargetError> {
         const ATTEMPTS: usize = 5;
-        let request = self.authorized(request);
+        let request = request.bearer_auth(&self.token);
         for _ in 1..ATTEMPTS {
             let Some(attempt) = request.try_clone() else { break };
             match attempt.send().await {
